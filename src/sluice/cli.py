@@ -1,0 +1,107 @@
+"""`sluice` command line: serve, sim, demo, bench."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import click
+from aiohttp import web
+
+from sluice import __version__
+from sluice.config import ConfigError, SluiceConfig, default_config, load_config
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def _load(path: str | None) -> tuple[SluiceConfig, str]:
+    try:
+        if path:
+            return load_config(path), path
+        return (
+            default_config(),
+            "built-in default (examples/sim.yaml: every model on the simulator)",
+        )
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.version_option(__version__, prog_name="sluice")
+def main() -> None:
+    """Sluice: a production control layer for LLM APIs."""
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML config file; without it the built-in simulator config is used.",
+)
+@click.option("--host", default=None, help="Listen address (overrides server.host).")
+@click.option("--port", type=int, default=None, help="Listen port (overrides server.port).")
+@click.option("--log-level", default="info", show_default=True)
+def serve(config_path: str | None, host: str | None, port: int | None, log_level: str) -> None:
+    """Run the gateway."""
+    from sluice.server import create_app
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config, source = _load(config_path)
+    host = host or config.server.host
+    port = config.server.port if port is None else port
+    app = create_app(config)
+
+    def banner(_: str) -> None:
+        click.echo(f"Sluice {__version__} gateway on http://{host}:{port}", err=True)
+        click.echo(f"  config: {source}", err=True)
+        if not config_path:
+            sim = next((p.api_base for p in config.providers.values()), "?")
+            click.echo(
+                f"  no --config given: upstream is the simulator at {sim} "
+                "(start it with `sluice sim`)",
+                err=True,
+            )
+        models = sorted({n for d in config.deployments for n in d.public_names})
+        click.echo("  models: " + ", ".join(models), err=True)
+
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        print=banner,
+        loop=_new_loop(),
+        handler_cancellation=True,
+        access_log=logging.getLogger("sluice.access") if config.server.access_log else None,
+        shutdown_timeout=config.server.drain_timeout_s,
+    )
+
+
+@main.command(
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "help_option_names": [],
+    }
+)
+@click.pass_context
+def sim(ctx: click.Context) -> None:
+    """Run the upstream simulator alone (`sluice sim --help` for its options)."""
+    from sluice.sim import main as sim_main
+
+    sim_main(list(ctx.args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Typed configuration, loaded from one YAML file in two phases.
+
+Phase 1: YAML → frozen pydantic models with unknown keys forbidden; errors name the key
+path and the line it is on. Phase 2 (`sluice.runtime`) resolves names into live objects.
+
+Strings may reference the environment: `${NAME}` or `${NAME:-default}`. API keys are
+never in the file: a provider names the environment variable that holds its key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+DEFAULT_SIM_URL = "http://127.0.0.1:8089"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the key and line."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    # Seconds to let in-flight requests finish on shutdown.
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    access_log: bool = False
+
+
+class OpenAIProviderConfig(_Frozen):
+    kind: Literal["openai"]
+    api_base: str = "https://api.openai.com/v1"
+    api_key_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    max_connections: int = Field(default=256, gt=0)
+    # api.openai.com's newer models only accept max_completion_tokens; many
+    # OpenAI-compatible servers only know max_tokens.
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+
+
+class AnthropicProviderConfig(_Frozen):
+    kind: Literal["anthropic"]
+    api_base: str = "https://api.anthropic.com"
+    api_key_env: str | None = None
+    anthropic_version: str = "2023-06-01"
+    headers: dict[str, str] = Field(default_factory=dict)
+    max_connections: int = Field(default=256, gt=0)
+
+
+ProviderConfig = Annotated[
+    OpenAIProviderConfig | AnthropicProviderConfig, Field(discriminator="kind")
+]
+
+
+class PriceConfig(_Frozen):
+    """USD per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+
+
+class TimeoutConfig(_Frozen):
+    connect_s: float = Field(default=10.0, gt=0)
+    ttft_s: float = Field(default=120.0, gt=0)  # time to the first byte of the answer
+    idle_s: float = Field(default=60.0, gt=0)  # longest gap between stream chunks
+    total_s: float = Field(default=600.0, gt=0)
+
+
+class DeploymentConfig(_Frozen):
+    id: str = Field(min_length=1)
+    provider: str
+    model: str = Field(min_length=1, description="model name sent upstream")
+    serves: list[str] = Field(default_factory=list, description="public model names")
+    price: PriceConfig | None = None
+    timeouts: TimeoutConfig = TimeoutConfig()
+    context_window: int | None = Field(default=None, gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+
+    @property
+    def public_names(self) -> list[str]:
+        return self.serves or [self.model]
+
+
+class SluiceConfig(_Frozen):
+    server: ServerConfig = ServerConfig()
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    deployments: list[DeploymentConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> SluiceConfig:
+        seen: set[str] = set()
+        for dep in self.deployments:
+            if dep.provider not in self.providers:
+                known = ", ".join(sorted(self.providers)) or "none"
+                raise ValueError(
+                    f"deployment {dep.id!r} names provider {dep.provider!r}, "
+                    f"which is not defined (known: {known})"
+                )
+            if dep.id in seen:
+                raise ValueError(f"deployment id {dep.id!r} is used twice")
+            seen.add(dep.id)
+        return self
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def expand_env(value: Any, env: dict[str, str] | os._Environ[str] = os.environ) -> Any:
+    """Replace `${NAME}` / `${NAME:-default}` in every string of a parsed YAML tree."""
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            found = env.get(name)
+            if found is None or (found == "" and default is not None):
+                if default is None:
+                    raise ConfigError(f"environment variable {name} is not set")
+                return default
+            return found
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env) for v in value]
+    return value
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """1-based line of the YAML node at a pydantic error location (or its nearest parent)."""
+    node, line = root, None
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
+            node = node.value[key] if key < len(node.value) else None
+        else:
+            node = None
+    return node.start_mark.line + 1 if node is not None else line
+
+
+def _describe(err: ValidationError, root: yaml.Node | None, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for item in err.errors():
+        loc = tuple(p for p in item["loc"] if not _is_union_tag(p))
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(root, loc) if loc else None
+        where = f" (line {line})" if line else ""
+        msg = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  {path}{where}: {msg}")
+    return "\n".join(lines)
+
+
+def _is_union_tag(part: int | str) -> bool:
+    return part in ("openai", "anthropic")
+
+
+def parse_config(text: str, source: str = "<string>") -> SluiceConfig:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML in {source}: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {source}: the top level must be a mapping")
+    data = expand_env(data)
+    try:
+        return SluiceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, root, source)) from None
+
+
+def load_config(path: str | Path) -> SluiceConfig:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {file}: {exc.strerror}") from exc
+    return parse_config(text, str(file))
+
+
+def default_config_text() -> str:
+    """The built-in config: the simulator-only example shipped with the package."""
+    return (Path(__file__).parent / "default_config.yaml").read_text(encoding="utf-8")
+
+
+def default_config() -> SluiceConfig:
+    return parse_config(default_config_text(), "<built-in default: examples/sim.yaml>")

@@ -1,0 +1,1 @@
+"""Front ends: what clients call. Each is a wire codec plus error rendering."""

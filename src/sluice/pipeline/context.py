@@ -1,0 +1,39 @@
+"""What flows through the pipeline, and the stage signature."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from sluice.providers.base import Deployment
+from sluice.types import ChatRequest, ChatResponse, EventStream
+
+Result = ChatResponse | EventStream
+Handler = Callable[["CallContext"], Awaitable[Result]]
+Stage = Callable[["CallContext", Handler], Awaitable[Result]]
+
+
+@dataclass(slots=True)
+class CallContext:
+    request: ChatRequest
+    started: float = field(default_factory=time.perf_counter)
+    plan: list[Deployment] = field(default_factory=list)
+    deployment: Deployment | None = None
+    attempts: int = 0
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+
+def compose(stages: list[Stage], terminal: Handler) -> Handler:
+    """Nest stages around the terminal handler: stages[0] runs first."""
+    handler = terminal
+    for stage in reversed(stages):
+        handler = _bind(stage, handler)
+    return handler
+
+
+def _bind(stage: Stage, nxt: Handler) -> Handler:
+    async def run(ctx: CallContext) -> Result:
+        return await stage(ctx, nxt)
+
+    return run

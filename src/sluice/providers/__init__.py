@@ -1,0 +1,1 @@
+"""Provider adapters: pure wire translation plus one pooled HTTP client each."""

@@ -1,0 +1,74 @@
+"""Anthropic Messages over HTTP (`x-api-key`, `anthropic-version`)."""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+
+from sluice.config import AnthropicProviderConfig
+from sluice.errors import UpstreamConnectError
+from sluice.providers.base import Deployment
+from sluice.providers.http import UpstreamClient, parse_event_json
+from sluice.providers.ratelimit import parse_ratelimit
+from sluice.types import ChatRequest, ChatResponse, EventStream, StreamStart
+from sluice.wire.anthropic.request import DEFAULT_MAX_TOKENS, encode_request
+from sluice.wire.anthropic.response import decode_response
+from sluice.wire.anthropic.stream import EventDecoder
+
+
+class AnthropicProvider:
+    def __init__(self, name: str, cfg: AnthropicProviderConfig) -> None:
+        self.name = name
+        self._url = cfg.api_base.rstrip("/") + "/v1/messages"
+        self._headers = {
+            "content-type": "application/json",
+            "anthropic-version": cfg.anthropic_version,
+            **cfg.headers,
+        }
+        key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+        if key:
+            self._headers["x-api-key"] = key
+        self._client = UpstreamClient(name, cfg.max_connections)
+
+    def _body(self, req: ChatRequest, dep: Deployment) -> bytes:
+        default_max = min(dep.max_output_tokens or DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS)
+        body = encode_request(
+            req,
+            dep.model,
+            default_max_tokens=default_max,
+            same_wire=req.meta.wire == "anthropic",
+        )
+        return orjson.dumps(body)
+
+    async def complete(self, req: ChatRequest, dep: Deployment) -> ChatResponse:
+        headers, body = await self._client.post(
+            self._url, self._headers, self._body(req, dep), dep.timeouts, dep.id
+        )
+        resp = decode_response(body)
+        resp.ratelimit = parse_ratelimit(headers)
+        return resp
+
+    async def stream(self, req: ChatRequest, dep: Deployment) -> EventStream:
+        async with self._client.open_stream(
+            self._url, self._headers, self._body(req, dep), dep.timeouts, dep.id
+        ) as (headers, events):
+            decoder = EventDecoder()
+            stopped = False
+            async for event in events:
+                data = parse_event_json(event, dep.id)
+                if isinstance(data, dict) and data.get("type") == "message_stop":
+                    stopped = True
+                    break
+                for out in decoder.feed(data):
+                    if isinstance(out, StreamStart):
+                        out.ratelimit = parse_ratelimit(headers)
+                    yield out
+            if not stopped:
+                raise UpstreamConnectError(
+                    f"upstream {dep.id} ended the stream before message_stop",
+                    deployment=dep.id,
+                )
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,191 @@
+"""One pooled aiohttp client per upstream, and mapping of transport failures to typed errors.
+
+Adapters call `post` (whole body) or `open_stream` (SSE events); both raise only
+`UpstreamError` subclasses, so stages above never see aiohttp exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from multidict import CIMultiDictProxy
+
+from sluice.config import TimeoutConfig
+from sluice.errors import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamMalformedError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
+from sluice.providers.ratelimit import parse_retry_after
+
+Headers = CIMultiDictProxy[str]
+
+
+@dataclass(slots=True)
+class SSEEvent:
+    event: str | None
+    data: str
+
+
+class UpstreamClient:
+    """A keep-alive connection pool to one upstream, created lazily inside the event loop."""
+
+    def __init__(self, name: str, max_connections: int) -> None:
+        self.name = name
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                limit_per_host=self._max_connections,
+                keepalive_timeout=30,
+                ttl_dns_cache=300,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    async def post(
+        self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig, dep: str
+    ) -> tuple[Headers, Any]:
+        """POST and return (headers, parsed JSON body); error statuses raise."""
+        timeout = aiohttp.ClientTimeout(total=timeouts.total_s, sock_connect=timeouts.connect_s)
+        try:
+            async with self.session().post(
+                url, data=body, headers=headers, timeout=timeout
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise status_error(resp.status, resp.headers, raw, dep)
+                return resp.headers, _parse_json(raw, dep)
+        except UpstreamError:
+            raise
+        except Exception as exc:
+            raise transport_error(exc, dep, timeouts) from exc
+
+    @asynccontextmanager
+    async def open_stream(
+        self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig, dep: str
+    ) -> AsyncIterator[tuple[Headers, AsyncIterator[SSEEvent]]]:
+        """POST and yield (headers, SSE events). The first event must come within ttft_s,
+        later ones within idle_s of each other; the whole stream within total_s."""
+        timeout = aiohttp.ClientTimeout(
+            total=timeouts.total_s, sock_connect=timeouts.connect_s, sock_read=timeouts.idle_s
+        )
+        try:
+            async with asyncio.timeout(timeouts.ttft_s):
+                resp = await self.session().post(url, data=body, headers=headers, timeout=timeout)
+        except Exception as exc:
+            raise transport_error(exc, dep, timeouts) from exc
+        try:
+            if resp.status >= 400:
+                raise status_error(resp.status, resp.headers, await resp.read(), dep)
+            yield resp.headers, _events(resp, dep, timeouts)
+        except UpstreamError:
+            raise
+        except Exception as exc:
+            raise transport_error(exc, dep, timeouts) from exc
+        finally:
+            resp.close()  # drops the connection if the stream was not read to the end
+
+
+async def _events(
+    resp: aiohttp.ClientResponse, dep: str, timeouts: TimeoutConfig
+) -> AsyncIterator[SSEEvent]:
+    event: str | None = None
+    data: list[str] = []
+    try:
+        async for raw in resp.content:
+            line = raw.decode("utf-8").rstrip("\r\n")
+            if not line:
+                if data:
+                    yield SSEEvent(event, "\n".join(data))
+                event, data = None, []
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip(" ") if len(line) > 5 else "")
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            # ":" comments and unknown fields are ignored, as the SSE spec says.
+        if data:
+            yield SSEEvent(event, "\n".join(data))
+    except UpstreamError:
+        raise
+    except Exception as exc:
+        raise transport_error(exc, dep, timeouts) from exc
+
+
+def _parse_json(raw: bytes, dep: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamMalformedError(
+            f"upstream {dep} sent a body that is not JSON", deployment=dep
+        ) from exc
+
+
+def parse_event_json(event: SSEEvent, dep: str) -> Any:
+    try:
+        return orjson.loads(event.data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamMalformedError(
+            f"upstream {dep} sent a stream event that is not JSON", deployment=dep
+        ) from exc
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw[:200].decode("utf-8", "replace")
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+    return raw[:200].decode("utf-8", "replace")
+
+
+def status_error(status: int, headers: Headers, raw: bytes, dep: str) -> UpstreamStatusError:
+    retry_after = parse_retry_after(headers)
+    out_headers = {"retry-after": str(max(1, round(retry_after)))} if retry_after else {}
+    return UpstreamStatusError(
+        f"upstream {dep} answered {status}: {_error_message(raw)}",
+        upstream_status=status,
+        deployment=dep,
+        retry_after_s=retry_after,
+        headers=out_headers,
+    )
+
+
+def transport_error(exc: BaseException, dep: str, timeouts: TimeoutConfig) -> UpstreamError:
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamTimeoutError(f"upstream {dep} timed out", deployment=dep)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamConnectError(f"cannot connect to upstream {dep}", deployment=dep)
+    if isinstance(
+        exc,
+        aiohttp.ClientPayloadError
+        | aiohttp.ServerDisconnectedError
+        | aiohttp.ClientOSError
+        | ConnectionError,
+    ):
+        return UpstreamConnectError(f"upstream {dep} closed the connection", deployment=dep)
+    if isinstance(exc, UnicodeDecodeError):
+        return UpstreamMalformedError(f"upstream {dep} sent invalid UTF-8", deployment=dep)
+    return UpstreamConnectError(f"upstream {dep} failed: {type(exc).__name__}", deployment=dep)

@@ -1,0 +1,289 @@
+"""The thin HTTP surface: an aiohttp app built in a factory, no module-level state.
+
+Handlers decode the caller's wire format, run the pipeline, and encode the answer (JSON or
+SSE) in the same wire format. Every answer carries `x-sluice-request-id`,
+`x-sluice-deployment` and `x-sluice-latency-ms`; every error is in the caller's format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from sluice.config import SluiceConfig
+from sluice.errors import (
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    RequestTooLargeError,
+    SluiceError,
+)
+from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
+from sluice.frontends.base import Frontend
+from sluice.frontends.openai import OPENAI_FRONTEND
+from sluice.pipeline.context import CallContext, Handler, compose
+from sluice.pipeline.execute import ExecuteStage
+from sluice.pipeline.route import RouteStage
+from sluice.runtime import Runtime
+from sluice.types import CallMeta, ChatResponse, EventStream
+
+log = logging.getLogger("sluice")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_JSON = "application/json"
+
+
+class Gateway:
+    """Everything a request needs, built once at startup."""
+
+    def __init__(self, config: SluiceConfig, runtime: Runtime | None = None) -> None:
+        self.config = config
+        self.runtime = runtime or Runtime.build(config)
+        self.handler: Handler = compose([RouteStage(self.runtime)], ExecuteStage(self.runtime))
+        self.ready = True
+
+    async def close(self) -> None:
+        self.ready = False
+        await self.runtime.close()
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("x-sluice-request-id")
+    if given and _REQUEST_ID.match(given):
+        return given
+    return "req_" + uuid.uuid4().hex
+
+
+def _error_response(
+    err: SluiceError, frontend: Frontend, request_id: str, started: float
+) -> web.Response:
+    headers = {
+        **err.headers,
+        "x-sluice-request-id": request_id,
+        "x-sluice-latency-ms": _elapsed_ms(started),
+    }
+    return web.Response(
+        status=err.http_status,
+        body=orjson.dumps(frontend.error_body(err)),
+        content_type=_JSON,
+        headers=headers,
+    )
+
+
+def _elapsed_ms(started: float) -> str:
+    return f"{(time.perf_counter() - started) * 1000:.2f}"
+
+
+async def _read_json(request: web.Request, limit: int) -> dict[str, Any]:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise RequestTooLargeError(f"request body is {length} bytes; the limit is {limit}")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise RequestTooLargeError(f"request body is over the limit of {limit} bytes") from None
+    if not raw:
+        raise InvalidRequestError("request body is empty; expected a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    return body
+
+
+def _call_meta(request: web.Request, request_id: str, frontend: Frontend) -> CallMeta:
+    sluice_headers = {
+        k.lower(): v for k, v in request.headers.items() if k.lower().startswith("x-sluice-")
+    }
+    return CallMeta(request_id=request_id, wire=frontend.wire, headers=sluice_headers)
+
+
+def chat_endpoint(frontend: Frontend) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        gateway = request.app[GATEWAY]
+        request_id = _request_id(request)
+        try:
+            body = await _read_json(request, gateway.config.server.max_body_bytes)
+            chat = frontend.decode_request(body, _call_meta(request, request_id, frontend))
+            ctx = CallContext(chat, started)
+            result = await gateway.handler(ctx)
+        except SluiceError as err:
+            if err.http_status >= 500:
+                log.warning("request %s failed: %s", request_id, err.message)
+            return _error_response(err, frontend, request_id, started)
+        except Exception:
+            log.exception("request %s: unexpected error", request_id)
+            internal = InternalError(f"internal error; request id {request_id}")
+            return _error_response(internal, frontend, request_id, started)
+        headers = {
+            **ctx.response_headers,
+            "x-sluice-request-id": request_id,
+            "x-request-id": request_id,
+            "x-sluice-deployment": ctx.deployment.id if ctx.deployment else "",
+            "x-sluice-latency-ms": _elapsed_ms(started),
+        }
+        if isinstance(result, ChatResponse):
+            payload = orjson.dumps(frontend.encode_response(result, chat.model))
+            return web.Response(body=payload, content_type=_JSON, headers=headers)
+        return await _stream_out(request, result, frontend, ctx, headers)
+
+    return handle
+
+
+async def _stream_out(
+    request: web.Request,
+    events: EventStream,
+    frontend: Frontend,
+    ctx: CallContext,
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    """Write the neutral stream as the caller's SSE; a failure mid-stream ends it with a
+    well-formed error event, never a silent truncation."""
+    resp = web.StreamResponse(
+        headers={
+            **headers,
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            "x-accel-buffering": "no",
+        }
+    )
+    encoder = frontend.stream_encoder(ctx.request)
+    request_id = headers["x-sluice-request-id"]
+    try:
+        await resp.prepare(request)
+        async for event in events:
+            chunk = encoder.encode(event)
+            if chunk:
+                await resp.write(chunk)
+        await resp.write(encoder.close())
+    except SluiceError as err:
+        log.warning("request %s: stream failed after start: %s", request_id, err.message)
+        await resp.write(encoder.error(err))
+    except (ConnectionResetError, asyncio.CancelledError):
+        log.info("request %s: client went away mid-stream; upstream closed", request_id)
+        raise
+    except Exception:
+        log.exception("request %s: unexpected error mid-stream", request_id)
+        await resp.write(encoder.error(InternalError(f"internal error; request id {request_id}")))
+    finally:
+        await events.aclose()
+    await resp.write_eof()
+    return resp
+
+
+async def list_models(request: web.Request) -> web.Response:
+    runtime = request.app[GATEWAY].runtime
+    names = sorted(runtime.by_model)
+    if "anthropic-version" in request.headers:
+        data: list[dict[str, Any]] = [
+            {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}
+            for n in names
+        ]
+        first, last = (names[0], names[-1]) if names else (None, None)
+        body: dict[str, Any] = {"data": data, "has_more": False, "first_id": first, "last_id": last}
+    else:
+        body = {
+            "object": "list",
+            "data": [
+                {
+                    "id": n,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": runtime.by_model[n][0].provider,
+                }
+                for n in names
+            ],
+        }
+    return web.json_response(body, dumps=_dumps)
+
+
+async def get_model(request: web.Request) -> web.Response:
+    runtime = request.app[GATEWAY].runtime
+    name = request.match_info["model"]
+    deps = runtime.deployments_for(name)
+    body = {"id": name, "object": "model", "created": 0, "owned_by": deps[0].provider}
+    return web.json_response(body, dumps=_dumps)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    body = {
+        "status": "ready" if gateway.ready else "stopping",
+        "deployments": sorted(gateway.runtime.deployments),
+        "models": sorted(gateway.runtime.by_model),
+    }
+    return web.json_response(body, status=200 if gateway.ready else 503, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@web.middleware
+async def _errors_as_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Routing errors (404/405) and errors raised outside chat handlers, as JSON."""
+    frontend = ANTHROPIC_FRONTEND if request.path.startswith("/v1/messages") else OPENAI_FRONTEND
+    started = time.perf_counter()
+    try:
+        return await handler(request)
+    except SluiceError as err:
+        return _error_response(err, frontend, _request_id(request), started)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        missing = NotFoundError(f"{request.method} {request.path}: {exc.reason}")
+        resp = _error_response(missing, frontend, _request_id(request), started)
+        resp.set_status(exc.status)
+        return resp
+
+
+def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Application:
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes, middlewares=[_errors_as_json]
+    )
+    app[GATEWAY] = gateway or Gateway(config)
+    app.router.add_post("/v1/chat/completions", chat_endpoint(OPENAI_FRONTEND))
+    app.router.add_post("/chat/completions", chat_endpoint(OPENAI_FRONTEND))
+    app.router.add_post("/v1/messages", chat_endpoint(ANTHROPIC_FRONTEND))
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model}", get_model)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+    async def _close(app: web.Application) -> None:
+        await app[GATEWAY].close()
+
+    app.on_cleanup.append(_close)
+    return app
+
+
+async def start(
+    config: SluiceConfig, host: str = "127.0.0.1", port: int = 0
+) -> tuple[web.AppRunner, int]:
+    """Start the gateway inside the running loop (tests, benchmarks); returns the real port."""
+    runner = web.AppRunner(create_app(config), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    address = runner.addresses[0]
+    return runner, int(address[1])

@@ -1,0 +1,219 @@
+"""The provider-neutral request, response and stream-event model.
+
+Front ends decode their wire format into these types, provider adapters encode them for
+their upstream, and everything in between (pipeline stages) only ever sees these. Two
+front ends + two adapters meet here, so any client reaches any provider.
+
+Conventions that keep translation lossless:
+- `ChatRequest.system` holds system/developer text; `messages` hold user, assistant and
+  tool turns. A tool turn carries exactly one `ToolResultPart` (OpenAI's shape); the
+  Anthropic adapter merges consecutive tool turns (and a following user turn) into one
+  user message, and its front end splits them again.
+- `Usage.input_tokens` counts *all* prompt tokens, cached ones included (OpenAI's
+  convention); `cache_read_tokens` and `cache_write_tokens` are subsets of it.
+- Tool-call arguments are kept as the raw JSON string the model produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+JSON: TypeAlias = Any
+CacheControl: TypeAlias = dict[str, Any]
+
+FinishReason = Literal["stop", "length", "tool_calls", "stop_sequence", "content_filter"]
+Role = Literal["user", "assistant", "tool"]
+WireFormat = Literal["openai", "anthropic"]
+
+
+@dataclass(slots=True)
+class TextPart:
+    text: str
+    cache_control: CacheControl | None = None
+
+
+@dataclass(slots=True)
+class ImagePart:
+    """An image by URL; inline images are `data:<media type>;base64,<data>` URLs."""
+
+    url: str
+    detail: str | None = None
+    cache_control: CacheControl | None = None
+
+
+@dataclass(slots=True)
+class ToolCallPart:
+    id: str
+    name: str
+    arguments: str  # raw JSON text as produced by the model
+    cache_control: CacheControl | None = None
+
+
+@dataclass(slots=True)
+class ToolResultPart:
+    tool_call_id: str
+    content: list[TextPart | ImagePart]
+    is_error: bool = False
+    cache_control: CacheControl | None = None
+
+
+@dataclass(slots=True)
+class ThinkingPart:
+    """Reasoning text some models return; kept so it is not lost, never sent to OpenAI."""
+
+    thinking: str
+    signature: str | None = None
+
+
+Part: TypeAlias = TextPart | ImagePart | ToolCallPart | ToolResultPart | ThinkingPart
+
+
+@dataclass(slots=True)
+class Message:
+    role: Role
+    parts: list[Part]
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class Tool:
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+    cache_control: CacheControl | None = None
+
+
+@dataclass(slots=True)
+class ToolChoice:
+    """`auto`, `none`, `required` (any tool) or `tool` (the named one)."""
+
+    mode: Literal["auto", "none", "required", "tool"]
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class CallMeta:
+    """Who is calling and how; filled by the front end from headers and body."""
+
+    request_id: str = ""
+    wire: WireFormat = "openai"
+    user: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    include_usage: bool = False  # OpenAI stream_options.include_usage
+    headers: dict[str, str] = field(default_factory=dict)  # x-sluice-* request headers
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    model: str
+    messages: list[Message]
+    system: list[TextPart] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    stream: bool = False
+    # Fields of the caller's wire format that have no neutral meaning; forwarded
+    # verbatim only when the upstream speaks the same format.
+    extras: dict[str, Any] = field(default_factory=dict)
+    meta: CallMeta = field(default_factory=CallMeta)
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class RateLimitInfo:
+    """What the upstream said about its limits, parsed from response headers."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests_s: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens_s: float | None = None
+    retry_after_s: float | None = None
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    id: str
+    model: str
+    parts: list[Part]
+    finish_reason: FinishReason = "stop"
+    usage: Usage = field(default_factory=Usage)
+    stop_sequence: str | None = None
+    created: int = 0
+    ratelimit: RateLimitInfo | None = None
+
+
+# --- stream events -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class StreamStart:
+    id: str
+    model: str
+    created: int = 0
+    usage: Usage | None = None  # Anthropic announces input usage up front
+    ratelimit: RateLimitInfo | None = None
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ThinkingDelta:
+    thinking: str
+    signature: str | None = None
+
+
+@dataclass(slots=True)
+class ToolCallStart:
+    index: int  # position among the tool calls of this answer, from 0
+    id: str
+    name: str
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    index: int
+    arguments: str  # a fragment of the JSON argument text
+
+
+@dataclass(slots=True)
+class Finish:
+    reason: FinishReason
+    stop_sequence: str | None = None
+
+
+@dataclass(slots=True)
+class UsageUpdate:
+    """Usage so far; later updates replace earlier ones."""
+
+    usage: Usage
+
+
+StreamEvent: TypeAlias = (
+    StreamStart | TextDelta | ThinkingDelta | ToolCallStart | ToolCallDelta | Finish | UsageUpdate
+)
+EventStream: TypeAlias = AsyncGenerator[StreamEvent, None]

@@ -1,0 +1,122 @@
+"""OpenAI Chat Completions response ⇄ neutral `ChatResponse` (non-streaming)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sluice.errors import UpstreamMalformedError
+from sluice.types import (
+    ChatResponse,
+    FinishReason,
+    Part,
+    TextPart,
+    ToolCallPart,
+    Usage,
+)
+
+FINISH_FROM_OPENAI: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+FINISH_TO_OPENAI: dict[FinishReason, str] = {
+    "stop": "stop",
+    "stop_sequence": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def decode_usage(raw: dict[str, Any] | None) -> Usage:
+    if not raw:
+        return Usage()
+    details = raw.get("prompt_tokens_details") or {}
+    return Usage(
+        input_tokens=int(raw.get("prompt_tokens") or 0),
+        output_tokens=int(raw.get("completion_tokens") or 0),
+        cache_read_tokens=int(details.get("cached_tokens") or 0),
+        cache_write_tokens=int(
+            details.get("cache_write_tokens") or raw.get("cache_creation_input_tokens") or 0
+        ),
+    )
+
+
+def encode_usage(usage: Usage) -> dict[str, Any]:
+    details: dict[str, Any] = {"cached_tokens": usage.cache_read_tokens}
+    out: dict[str, Any] = {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": details,
+    }
+    if usage.cache_write_tokens:
+        # No OpenAI field exists for cache writes (Anthropic upstreams have them); this
+        # name is the one LiteLLM clients already read.
+        details["cache_write_tokens"] = usage.cache_write_tokens
+        out["cache_creation_input_tokens"] = usage.cache_write_tokens
+    return out
+
+
+def decode_response(body: Any) -> ChatResponse:
+    try:
+        choice = body["choices"][0]
+        message = choice["message"]
+        parts: list[Part] = []
+        content = message.get("content")
+        if isinstance(content, str) and content:
+            parts.append(TextPart(content))
+        elif isinstance(content, list):
+            parts.extend(TextPart(p["text"]) for p in content if p.get("type") == "text")
+        refusal = message.get("refusal")
+        if refusal:
+            parts.append(TextPart(refusal))
+        for call in message.get("tool_calls") or []:
+            fn = call["function"]
+            parts.append(ToolCallPart(call["id"], fn["name"], fn.get("arguments") or ""))
+        finish = FINISH_FROM_OPENAI.get(choice.get("finish_reason") or "stop", "stop")
+        if refusal and finish == "stop":
+            finish = "content_filter"
+        return ChatResponse(
+            id=str(body.get("id") or ""),
+            model=str(body.get("model") or ""),
+            parts=parts,
+            finish_reason=finish,
+            usage=decode_usage(body.get("usage")),
+            created=int(body.get("created") or 0),
+        )
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise UpstreamMalformedError(f"unexpected OpenAI response shape: {exc!r}") from exc
+
+
+def encode_response(resp: ChatResponse, model: str) -> dict[str, Any]:
+    texts = [p.text for p in resp.parts if isinstance(p, TextPart)]
+    calls = [p for p in resp.parts if isinstance(p, ToolCallPart)]
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts) if texts else None,
+        "refusal": None,
+    }
+    if calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in calls
+        ]
+    return {
+        "id": resp.id,
+        "object": "chat.completion",
+        "created": resp.created or int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": FINISH_TO_OPENAI[resp.finish_reason],
+            }
+        ],
+        "usage": encode_usage(resp.usage),
+    }

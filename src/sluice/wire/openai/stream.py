@@ -1,0 +1,149 @@
+"""OpenAI `chat.completion.chunk` SSE ⇄ neutral stream events."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from sluice.errors import SluiceError, UpstreamMalformedError
+from sluice.types import (
+    Finish,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    UsageUpdate,
+)
+from sluice.wire.openai.response import (
+    FINISH_FROM_OPENAI,
+    FINISH_TO_OPENAI,
+    decode_usage,
+    encode_usage,
+)
+
+DONE = b"data: [DONE]\n\n"
+
+
+class ChunkDecoder:
+    """Turns upstream chunks (parsed JSON) into neutral events, one chunk at a time."""
+
+    __slots__ = ("_started",)
+
+    def __init__(self) -> None:
+        self._started = False
+
+    def feed(self, chunk: Any) -> list[StreamEvent]:
+        if not isinstance(chunk, dict):
+            raise UpstreamMalformedError("stream chunk is not a JSON object")
+        events: list[StreamEvent] = []
+        if not self._started:
+            self._started = True
+            events.append(
+                StreamStart(
+                    id=str(chunk.get("id") or ""),
+                    model=str(chunk.get("model") or ""),
+                    created=int(chunk.get("created") or 0),
+                )
+            )
+        if "error" in chunk and not chunk.get("choices"):
+            err = chunk["error"] if isinstance(chunk["error"], dict) else {}
+            raise UpstreamMalformedError(f"upstream stream error: {err.get('message', chunk)}")
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            self._decode_delta(choice.get("delta") or {}, events)
+            reason = choice.get("finish_reason")
+            if reason:
+                events.append(Finish(FINISH_FROM_OPENAI.get(reason, "stop")))
+        if chunk.get("usage"):
+            events.append(UsageUpdate(decode_usage(chunk["usage"])))
+        return events
+
+    @staticmethod
+    def _decode_delta(delta: dict[str, Any], events: list[StreamEvent]) -> None:
+        reasoning = delta.get("reasoning_content")
+        if reasoning:
+            events.append(ThinkingDelta(reasoning))
+        content = delta.get("content")
+        if content:
+            events.append(TextDelta(content))
+        refusal = delta.get("refusal")
+        if refusal:
+            events.append(TextDelta(refusal))
+        for call in delta.get("tool_calls") or ():
+            index = int(call.get("index", 0))
+            fn = call.get("function") or {}
+            if call.get("id"):
+                events.append(ToolCallStart(index, call["id"], fn.get("name") or ""))
+            if fn.get("arguments"):
+                events.append(ToolCallDelta(index, fn["arguments"]))
+
+
+class ChunkEncoder:
+    """Turns neutral events into the client's SSE bytes."""
+
+    __slots__ = ("_created", "_id", "_include_usage", "_model", "_usage")
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self._model = model
+        self._include_usage = include_usage
+        self._id = ""
+        self._created = 0
+        self._usage: Usage | None = None
+
+    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        body = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+            "choices": choices,
+            **extra,
+        }
+        return b"data: " + orjson.dumps(body) + b"\n\n"
+
+    def _delta(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return self._chunk(
+            [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        )
+
+    def encode(self, event: StreamEvent) -> bytes:
+        if isinstance(event, TextDelta):
+            return self._delta({"content": event.text})
+        if isinstance(event, ToolCallDelta):
+            return self._delta(
+                {"tool_calls": [{"index": event.index, "function": {"arguments": event.arguments}}]}
+            )
+        if isinstance(event, StreamStart):
+            self._id = event.id
+            self._created = event.created or int(time.time())
+            return self._delta({"role": "assistant", "content": ""})
+        if isinstance(event, ToolCallStart):
+            call = {
+                "index": event.index,
+                "id": event.id,
+                "type": "function",
+                "function": {"name": event.name, "arguments": ""},
+            }
+            return self._delta({"tool_calls": [call]})
+        if isinstance(event, Finish):
+            return self._delta({}, FINISH_TO_OPENAI[event.reason])
+        if isinstance(event, UsageUpdate):
+            self._usage = event.usage
+        return b""
+
+    def close(self) -> bytes:
+        """The tail after the last event: the usage chunk (if asked for) and [DONE]."""
+        tail = b""
+        if self._include_usage and self._usage is not None:
+            tail = self._chunk([], usage=encode_usage(self._usage))
+        return tail + DONE
+
+    def error(self, err: SluiceError) -> bytes:
+        """A well-formed error chunk for a failure after the stream started."""
+        return b"data: " + orjson.dumps(err.openai_body()) + b"\n\n"
