@@ -134,12 +134,13 @@ def _decode_message(raw: Any, i: int, system: list[TextPart]) -> Message | None:
     if role == "assistant":
         parts: list[Part] = []
         content = msg.get("content")
-        if content is not None and content != "":
-            parts.extend(_text_parts(content, f"{path}.content"))
-        if msg.get("tool_calls"):
-            parts.extend(_tool_calls(msg["tool_calls"], f"{path}.tool_calls"))
-        if not parts:
+        calls = msg.get("tool_calls")
+        if content is None and not calls:
             raise invalid(f"{path}.content", "an assistant message needs content or tool_calls")
+        if content is not None and not (content == "" and calls):
+            parts.extend(_text_parts(content, f"{path}.content"))
+        if calls:
+            parts.extend(_tool_calls(calls, f"{path}.tool_calls"))
         return Message("assistant", parts, name)
     if role == "tool":
         call_id = req(msg, "tool_call_id", str, path)
@@ -265,7 +266,9 @@ def _encode_user(msg: Message) -> dict[str, Any]:
 def _encode_assistant(msg: Message) -> dict[str, Any]:
     texts = [p for p in msg.parts if isinstance(p, TextPart)]
     calls = [p for p in msg.parts if isinstance(p, ToolCallPart)]
-    out: dict[str, Any] = {"role": "assistant", "content": _content(texts) if texts else None}
+    # OpenAI needs content or tool_calls; a thinking-only turn from Anthropic becomes "".
+    content = _content(texts) if texts else (None if calls else "")
+    out: dict[str, Any] = {"role": "assistant", "content": content}
     if calls:
         out["tool_calls"] = [
             {

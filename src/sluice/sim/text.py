@@ -1,0 +1,259 @@
+"""Deterministic answers: the same request always gets the same simulated reply.
+
+The reply is a pure function of (model, conversation, request seed, simulator seed), so
+tests can compare a gateway's output with the simulator's and caches have something
+stable to hit. Lengths are measured with `sluice.tokens`, the same estimator the gateway
+uses, so simulated usage and gateway estimates agree exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from sluice.tokens import count_text, split_tokens
+
+PREFIX = "[simulated] "
+INVALID_JSON_TEXT = '```json\n{"broken": \n```'
+
+# Short words (1-2 tokens each) so an answer can hit any exact token count.
+VOCAB: tuple[str, ...] = (
+    "the", "gateway", "routes", "each", "request", "to", "a", "model", "and", "tokens",
+    "flow", "back", "as", "stream", "of", "small", "pieces", "while", "cache", "hits",
+    "save", "time", "retry", "logic", "keeps", "calls", "alive", "when", "upstream", "fails",
+    "budget", "limits", "guard", "cost", "every", "answer", "is", "simulated", "here", "so",
+    "tests", "stay", "fast", "clean", "wire", "format", "speaks", "both", "dialects", "with",
+    "care", "latency", "stays", "low", "under", "load", "queue", "drains", "steady", "rate",
+    "sluice", "opens", "gate", "water",
+)  # fmt: skip
+_SHORT = tuple(w for w in VOCAB if len(w) <= 4)[:8]
+FIELD_WORDS = ("alpha", "bravo", "delta", "echo", "kilo", "lima", "nova", "orbit")
+
+Finish = Literal["stop", "length", "tool_calls", "stop_sequence"]
+
+
+@dataclass(slots=True)
+class ToolSpec:
+    name: str
+    schema: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Prompt:
+    """What the answer depends on, extracted from either wire format."""
+
+    model: str
+    key: Any  # JSON-able conversation used for hashing (messages, system)
+    texts: list[str]  # every text-bearing prompt piece, for token counting
+    n_messages: int
+    tools: list[ToolSpec] = field(default_factory=list)
+    tool_mode: Literal["auto", "none", "any", "tool"] = "auto"
+    forced_tool: str | None = None
+    parallel_allowed: bool = True
+    last_user_text: str | None = None  # set when the last turn is a plain user turn
+    tool_result_text: str | None = None  # set when the last turn is a tool result
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    json_schema: dict[str, Any] | None = None
+    json_mode: bool = False  # a JSON object answer is required
+
+
+@dataclass(slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # compact JSON text
+    input: Any  # the same, parsed (Anthropic `input`)
+
+
+@dataclass(slots=True)
+class Answer:
+    text: str
+    pieces: list[str]  # the text split in tokens, as streamed
+    tool_calls: list[ToolCall]
+    finish: Finish
+    output_tokens: int
+    stop_sequence: str | None = None
+
+
+def digest(prompt: Prompt, sim_seed: int) -> bytes:
+    """A stable 16-byte hash of the conversation, model and seeds."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(prompt.model.encode())
+    h.update(b"\x00")
+    h.update(orjson.dumps(prompt.key, option=orjson.OPT_SORT_KEYS))
+    h.update(f"\x00{prompt.seed}\x00{sim_seed}".encode())
+    return h.digest()
+
+
+def _words(rng: random.Random, lead: str, n_tokens: int) -> str:
+    """`lead`, then vocabulary words and a final period: exactly `n_tokens` tokens.
+
+    (Fewer only if `lead` alone is longer; callers cut the pieces to the limit.)
+    """
+    parts = [lead]
+    count = count_text(lead)
+    while count < n_tokens - 1:
+        word = VOCAB[rng.getrandbits(6)]
+        cost = (len(word) + 3) // 4
+        if cost > n_tokens - 1 - count:
+            word = _SHORT[rng.getrandbits(3)]
+            cost = 1
+        parts.append(word)
+        count += cost
+    text = " ".join(parts)
+    return text + "." if count < n_tokens else text
+
+
+def _apply_stop(pieces: list[str], stop: list[str]) -> tuple[list[str], str | None]:
+    text = "".join(pieces)
+    best: tuple[int, str] | None = None
+    for seq in stop:
+        if not seq:
+            continue
+        at = text.find(seq)
+        if at >= 0 and (best is None or at < best[0]):
+            best = (at, seq)
+    if best is None:
+        return pieces, None
+    return split_tokens(text[: best[0]]), best[1]
+
+
+def fill_schema(
+    schema: Any, rng: random.Random, root: Any = None, depth: int = 0
+) -> Any:
+    """A value valid for a JSON schema: required properties only, first enum value."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict) or depth > 8:
+        return FIELD_WORDS[rng.getrandbits(3)]
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part) if isinstance(target, dict) else None
+        return fill_schema(target, rng, root, depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
+    for combo in ("anyOf", "oneOf", "allOf"):
+        options = schema.get(combo)
+        if isinstance(options, list) and options:
+            usable = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
+            return fill_schema((usable or options)[0], rng, root, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None:
+        kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
+    if kind == "object":
+        props = schema.get("properties")
+        props = props if isinstance(props, dict) else {}
+        required = schema.get("required")
+        names = required if isinstance(required, list) and required else list(props)[:1]
+        return {str(n): fill_schema(props.get(n, {}), rng, root, depth + 1) for n in names}
+    if kind == "array":
+        count = max(1, int(schema.get("minItems", 1) or 1))
+        return [fill_schema(schema.get("items", {}), rng, root, depth + 1) for _ in range(count)]
+    if kind == "integer":
+        low = int(schema.get("minimum", 1))
+        high = int(schema.get("maximum", max(low, 1) + 99))
+        return rng.randint(low, max(low, high))
+    if kind == "number":
+        return round(rng.uniform(0, 100), 2)
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return FIELD_WORDS[rng.getrandbits(3)]
+
+
+def _tool_calls(prompt: Prompt, key: bytes, rng: random.Random, id_prefix: str) -> list[ToolCall]:
+    by_name = {t.name: t for t in prompt.tools}
+    if prompt.tool_mode == "tool" and prompt.forced_tool:
+        chosen = [by_name.get(prompt.forced_tool, ToolSpec(prompt.forced_tool, {}))]
+    elif (
+        prompt.parallel_allowed
+        and len(prompt.tools) >= 2
+        and "parallel" in (prompt.last_user_text or "").lower()
+    ):
+        chosen = prompt.tools[:2]
+    else:
+        chosen = prompt.tools[:1]
+    calls = []
+    for i, tool in enumerate(chosen):
+        value = fill_schema(tool.schema or {"type": "object"}, rng)
+        if not isinstance(value, dict):
+            value = {"value": value}
+        call_id = id_prefix + hashlib.blake2b(key + bytes([i]), digest_size=12).hexdigest()
+        calls.append(ToolCall(call_id, tool.name, orjson.dumps(value).decode(), value))
+    return calls
+
+
+def _wants_tools(prompt: Prompt) -> bool:
+    return bool(prompt.tools) and prompt.tool_mode != "none" and prompt.last_user_text is not None
+
+
+def plan_answer(
+    prompt: Prompt,
+    output_tokens: int,
+    sim_seed: int = 0,
+    id_prefix: str = "call_",
+    invalid_json: bool = False,
+) -> Answer:
+    """The simulated answer to a prompt: text, or tool calls, with its finish reason."""
+    key = digest(prompt, sim_seed)
+    rng = random.Random(int.from_bytes(key, "big"))
+    if _wants_tools(prompt) and not invalid_json:
+        calls = _tool_calls(prompt, key, rng, id_prefix)
+        tokens = sum(count_text(c.name) + count_text(c.arguments) for c in calls)
+        return Answer("", [], calls, "tool_calls", tokens)
+    cap = prompt.max_tokens
+    if invalid_json or prompt.json_schema is not None or prompt.json_mode:
+        if invalid_json:
+            text = INVALID_JSON_TEXT
+        else:
+            value = (
+                fill_schema(prompt.json_schema, rng)
+                if prompt.json_schema is not None
+                else {"answer": _words(rng, PREFIX.rstrip(), output_tokens)}
+            )
+            text = orjson.dumps(value).decode()
+        pieces = split_tokens(text)
+    else:
+        if prompt.tool_result_text is not None:
+            snippet = " ".join(prompt.tool_result_text.split())[:60]
+            text = _words(rng, f"{PREFIX}Tool result: {snippet}", output_tokens)
+        else:
+            text = _words(rng, PREFIX.rstrip(), output_tokens)
+        pieces = split_tokens(text)[:output_tokens]
+    finish: Finish = "stop"
+    if cap is not None and len(pieces) > cap:
+        pieces = pieces[: max(cap, 0)]
+        finish = "length"
+    stop_seq = None
+    if prompt.stop:
+        pieces, stop_seq = _apply_stop(pieces, prompt.stop)
+        if stop_seq is not None:
+            finish = "stop_sequence"
+    return Answer("".join(pieces), pieces, [], finish, len(pieces), stop_seq)
+
+
+def split_fragments(text: str, parts: int = 4) -> list[str]:
+    """Split JSON text into a few fragments, as providers stream tool arguments."""
+    size = max(1, -(-len(text) // parts))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def tool_json(name: str, description: str | None, parameters: Any) -> str:
+    """A tool definition as counted for prompt usage (same for both wire formats)."""
+    tool: dict[str, Any] = {"name": name, "parameters": parameters}
+    if description is not None:
+        tool["description"] = description
+    return orjson.dumps(tool, option=orjson.OPT_SORT_KEYS).decode()
