@@ -103,5 +103,35 @@ def sim(ctx: click.Context) -> None:
     sim_main(list(ctx.args))
 
 
+@main.command()
+def demo() -> None:
+    """Start the simulator and gateway, run a scripted SDK workload, print a summary."""
+    from sluice.demo import run_demo
+
+    run_demo(click.echo)
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks; results belong in BENCHMARKS.md."""
+
+
+@bench.command()
+@click.option("--concurrency", default="1,16,64", show_default=True,
+              help="Comma-separated concurrency levels.")
+@click.option("--requests", "count", default=3000, show_default=True,
+              help="Requests per measurement (after 50 warm-up requests).")
+@click.option("--seconds", default=20.0, show_default=True, help="Time cap per measurement.")
+@click.option("--mode", type=click.Choice(["both", "json", "stream"]), default="both",
+              show_default=True)
+def overhead(concurrency: str, count: int, seconds: float, mode: str) -> None:
+    """Added latency and throughput: direct to the simulator vs through the gateway."""
+    from sluice.bench.overhead import run
+
+    levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    modes = {"both": [False, True], "json": [False], "stream": [True]}[mode]
+    click.echo(run(levels, count, seconds, modes))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,24 +40,37 @@ class ServerConfig(_Frozen):
     access_log: bool = False
 
 
-class OpenAIProviderConfig(_Frozen):
-    kind: Literal["openai"]
-    api_base: str = "https://api.openai.com/v1"
+_NEVER_FORWARDED = ("authorization", "x-api-key", "cookie", "proxy-authorization")
+
+
+class _ProviderBase(_Frozen):
     api_key_env: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     max_connections: int = Field(default=256, gt=0)
+    # Client request headers passed on upstream: exact names or `prefix*` (case-insensitive).
+    forward_headers: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _no_credentials_forwarded(self) -> _ProviderBase:
+        for pattern in self.forward_headers:
+            stem = pattern.lower().rstrip("*")
+            if any(name.startswith(stem) for name in _NEVER_FORWARDED):
+                raise ValueError(f"forward_headers may not include credentials ({pattern!r})")
+        return self
+
+
+class OpenAIProviderConfig(_ProviderBase):
+    kind: Literal["openai"]
+    api_base: str = "https://api.openai.com/v1"
     # api.openai.com's newer models only accept max_completion_tokens; many
     # OpenAI-compatible servers only know max_tokens.
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
 
 
-class AnthropicProviderConfig(_Frozen):
+class AnthropicProviderConfig(_ProviderBase):
     kind: Literal["anthropic"]
     api_base: str = "https://api.anthropic.com"
-    api_key_env: str | None = None
     anthropic_version: str = "2023-06-01"
-    headers: dict[str, str] = Field(default_factory=dict)
-    max_connections: int = Field(default=256, gt=0)
 
 
 ProviderConfig = Annotated[
@@ -119,7 +133,7 @@ class SluiceConfig(_Frozen):
 # --- loading ---------------------------------------------------------------------------
 
 
-def expand_env(value: Any, env: dict[str, str] | os._Environ[str] = os.environ) -> Any:
+def expand_env(value: Any, env: Mapping[str, str]) -> Any:
     """Replace `${NAME}` / `${NAME:-default}` in every string of a parsed YAML tree."""
     if isinstance(value, str):
 
@@ -172,7 +186,9 @@ def _is_union_tag(part: int | str) -> bool:
     return part in ("openai", "anthropic")
 
 
-def parse_config(text: str, source: str = "<string>") -> SluiceConfig:
+def parse_config(
+    text: str, source: str = "<string>", env: Mapping[str, str] | None = None
+) -> SluiceConfig:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -182,7 +198,7 @@ def parse_config(text: str, source: str = "<string>") -> SluiceConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {source}: the top level must be a mapping")
-    data = expand_env(data)
+    data = expand_env(data, os.environ if env is None else env)
     try:
         return SluiceConfig.model_validate(data)
     except ValidationError as exc:
@@ -203,5 +219,5 @@ def default_config_text() -> str:
     return (Path(__file__).parent / "default_config.yaml").read_text(encoding="utf-8")
 
 
-def default_config() -> SluiceConfig:
-    return parse_config(default_config_text(), "<built-in default: examples/sim.yaml>")
+def default_config(env: Mapping[str, str] | None = None) -> SluiceConfig:
+    return parse_config(default_config_text(), "<built-in default: examples/sim.yaml>", env)

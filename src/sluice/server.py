@@ -32,6 +32,7 @@ from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.pipeline.context import CallContext, Handler, compose
 from sluice.pipeline.execute import ExecuteStage
 from sluice.pipeline.route import RouteStage
+from sluice.providers.forwarding import HeaderFilter
 from sluice.runtime import Runtime
 from sluice.types import CallMeta, ChatResponse, EventStream
 
@@ -48,6 +49,9 @@ class Gateway:
         self.config = config
         self.runtime = runtime or Runtime.build(config)
         self.handler: Handler = compose([RouteStage(self.runtime)], ExecuteStage(self.runtime))
+        self.forwarded = HeaderFilter(
+            p for cfg in config.providers.values() for p in cfg.forward_headers
+        )
         self.ready = True
 
     async def close(self) -> None:
@@ -104,11 +108,18 @@ async def _read_json(request: web.Request, limit: int) -> dict[str, Any]:
     return body
 
 
-def _call_meta(request: web.Request, request_id: str, frontend: Frontend) -> CallMeta:
+def _call_meta(
+    request: web.Request, request_id: str, frontend: Frontend, forwarded: HeaderFilter
+) -> CallMeta:
     sluice_headers = {
         k.lower(): v for k, v in request.headers.items() if k.lower().startswith("x-sluice-")
     }
-    return CallMeta(request_id=request_id, wire=frontend.wire, headers=sluice_headers)
+    return CallMeta(
+        request_id=request_id,
+        wire=frontend.wire,
+        headers=sluice_headers,
+        forward_headers=forwarded.select(request.headers) if forwarded else {},
+    )
 
 
 def chat_endpoint(frontend: Frontend) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -118,7 +129,8 @@ def chat_endpoint(frontend: Frontend) -> Callable[[web.Request], Awaitable[web.S
         request_id = _request_id(request)
         try:
             body = await _read_json(request, gateway.config.server.max_body_bytes)
-            chat = frontend.decode_request(body, _call_meta(request, request_id, frontend))
+            meta = _call_meta(request, request_id, frontend, gateway.forwarded)
+            chat = frontend.decode_request(body, meta)
             ctx = CallContext(chat, started)
             result = await gateway.handler(ctx)
         except SluiceError as err:

@@ -103,6 +103,8 @@ class CallMeta:
     metadata: dict[str, Any] = field(default_factory=dict)
     include_usage: bool = False  # OpenAI stream_options.include_usage
     headers: dict[str, str] = field(default_factory=dict)  # x-sluice-* request headers
+    # Client headers some provider is configured to forward upstream (`forward_headers`).
+    forward_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

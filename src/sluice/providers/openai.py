@@ -9,6 +9,7 @@ import orjson
 from sluice.config import OpenAIProviderConfig
 from sluice.errors import UpstreamConnectError
 from sluice.providers.base import Deployment
+from sluice.providers.forwarding import HeaderFilter
 from sluice.providers.http import UpstreamClient, parse_event_json
 from sluice.providers.ratelimit import parse_ratelimit
 from sluice.types import ChatRequest, ChatResponse, EventStream, Finish, StreamStart
@@ -27,6 +28,12 @@ class OpenAIProvider:
         if key:
             self._headers["authorization"] = f"Bearer {key}"
         self._client = UpstreamClient(name, cfg.max_connections)
+        self._forward = HeaderFilter(cfg.forward_headers)
+
+    def _request_headers(self, req: ChatRequest) -> dict[str, str]:
+        if not (self._forward and req.meta.forward_headers):
+            return self._headers
+        return {**self._forward.select(req.meta.forward_headers), **self._headers}
 
     def _body(self, req: ChatRequest, dep: Deployment) -> bytes:
         body = encode_request(
@@ -39,7 +46,7 @@ class OpenAIProvider:
 
     async def complete(self, req: ChatRequest, dep: Deployment) -> ChatResponse:
         headers, body = await self._client.post(
-            self._url, self._headers, self._body(req, dep), dep.timeouts, dep.id
+            self._url, self._request_headers(req), self._body(req, dep), dep.timeouts, dep.id
         )
         resp = decode_response(body)
         resp.ratelimit = parse_ratelimit(headers)
@@ -47,7 +54,7 @@ class OpenAIProvider:
 
     async def stream(self, req: ChatRequest, dep: Deployment) -> EventStream:
         async with self._client.open_stream(
-            self._url, self._headers, self._body(req, dep), dep.timeouts, dep.id
+            self._url, self._request_headers(req), self._body(req, dep), dep.timeouts, dep.id
         ) as (headers, events):
             decoder = ChunkDecoder()
             finished = False

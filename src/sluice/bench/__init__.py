@@ -1,0 +1,1 @@
+"""Benchmarks kept as runnable code: `sluice bench ...`."""

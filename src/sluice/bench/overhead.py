@@ -1,0 +1,81 @@
+"""`sluice bench overhead`: what the gateway adds on top of a zero-latency upstream.
+
+The simulator and the gateway run as separate processes (one each), the load generator in
+this one. The same closed-loop workload runs straight at the simulator and through the
+gateway, non-streaming and streaming, at each concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from sluice.bench.load import LoadResult, run_load
+from sluice.bench.processes import sim_and_gateway
+
+PROMPT = "Summarize the benefits of connection pooling for HTTP clients in two sentences."
+
+
+@dataclass
+class Row:
+    stream: bool
+    concurrency: int
+    direct: LoadResult
+    gateway: LoadResult
+
+
+def _body(stream: bool) -> bytes:
+    return orjson.dumps({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": 64,
+        "stream": stream,
+    })
+
+
+async def _measure(
+    sim_url: str, gw_url: str, concurrencies: list[int], requests: int, seconds: float,
+    modes: list[bool],
+) -> list[Row]:
+    rows = []
+    for stream in modes:
+        body = _body(stream)
+        for c in concurrencies:
+            direct = await run_load(sim_url + "/v1/chat/completions", body, concurrency=c,
+                                    requests=requests, max_seconds=seconds, stream=stream)
+            gateway = await run_load(gw_url + "/v1/chat/completions", body, concurrency=c,
+                                     requests=requests, max_seconds=seconds, stream=stream)
+            rows.append(Row(stream, c, direct, gateway))
+    return rows
+
+
+def _format(rows: list[Row], idle_rss: float, loaded_rss: float) -> str:
+    head = (f"{'mode':<10}{'conc':>5} | {'direct rps':>10}{'p50 ms':>8}{'p99 ms':>8} | "
+            f"{'gateway rps':>11}{'p50 ms':>8}{'p99 ms':>8} | {'added p50':>9}{'added p99':>10}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{'stream' if r.stream else 'json':<10}{r.concurrency:>5} | "
+            f"{r.direct.rps:>10.0f}{r.direct.pct(50):>8.2f}{r.direct.pct(99):>8.2f} | "
+            f"{r.gateway.rps:>11.0f}{r.gateway.pct(50):>8.2f}{r.gateway.pct(99):>8.2f} | "
+            f"{r.gateway.pct(50) - r.direct.pct(50):>9.2f}"
+            f"{r.gateway.pct(99) - r.direct.pct(99):>10.2f}"
+        )
+        errors = r.direct.errors + r.gateway.errors
+        if errors:
+            lines.append(f"  !! {errors} failed requests")
+    lines.append(f"gateway RSS: idle {idle_rss:.1f} MiB, after load {loaded_rss:.1f} MiB")
+    return "\n".join(lines)
+
+
+def run(concurrencies: list[int], requests: int, seconds: float, modes: list[bool]) -> str:
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp, \
+            sim_and_gateway(Path(tmp)) as (sim, gateway):
+        idle_rss = gateway.rss_mb()
+        rows = asyncio.run(_measure(sim.url, gateway.url, concurrencies, requests, seconds,
+                                    modes))
+        return _format(rows, idle_rss, gateway.rss_mb())

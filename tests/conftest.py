@@ -1,0 +1,48 @@
+"""Shared fixtures: the simulator and the gateway, both real HTTP servers on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+
+from sluice import server
+from sluice.config import SluiceConfig, default_config
+
+
+@dataclass
+class Servers:
+    sim_url: str
+    gateway_url: str
+    http: aiohttp.ClientSession
+
+    async def sim_stats(self) -> dict:  # type: ignore[type-arg]
+        async with self.http.get(self.sim_url + "/sim/stats") as resp:
+            return await resp.json()  # type: ignore[no-any-return]
+
+
+def gateway_config(sim_url: str, **server: object) -> SluiceConfig:
+    config = default_config({"SLUICE_SIM_URL": sim_url})
+    if server:
+        config = config.model_copy(update={"server": config.server.model_copy(update=server)})
+    return config
+
+
+@pytest.fixture
+async def sim_url() -> AsyncIterator[str]:
+    from sluice.sim.config import SimConfig
+    from sluice.sim.server import start as start_sim
+
+    runner, port = await start_sim(SimConfig(port=0))
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def servers(sim_url: str) -> AsyncIterator[Servers]:
+    runner, port = await server.start(gateway_config(sim_url, max_body_bytes=64 * 1024))
+    async with aiohttp.ClientSession() as http:
+        yield Servers(sim_url, f"http://127.0.0.1:{port}", http)
+    await runner.cleanup()
