@@ -124,13 +124,15 @@ def bench() -> None:
 @click.option("--seconds", default=20.0, show_default=True, help="Time cap per measurement.")
 @click.option("--mode", type=click.Choice(["both", "json", "stream"]), default="both",
               show_default=True)
-def overhead(concurrency: str, count: int, seconds: float, mode: str) -> None:
+@click.option("--loadgen", type=click.Choice(["auto", "wrk", "python"]), default="auto",
+              show_default=True, help="auto: wrk when installed, else the Python generator.")
+def overhead(concurrency: str, count: int, seconds: float, mode: str, loadgen: str) -> None:
     """Added latency and throughput: direct to the simulator vs through the gateway."""
     from sluice.bench.overhead import run
 
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
     modes = {"both": [False, True], "json": [False], "stream": [True]}[mode]
-    click.echo(run(levels, count, seconds, modes))
+    click.echo(run(levels, count, seconds, modes, loadgen))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -136,3 +136,30 @@ def test_openai_usage_chunk_only_when_asked() -> None:
         assert any("usage" in c for c in chunks) is expect_usage
         if include:
             assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 4
+
+
+async def test_sse_reader_handles_any_split_and_line_endings() -> None:
+    """Events split at every byte boundary, with CRLF endings, parse the same."""
+    from sluice.config import TimeoutConfig
+    from sluice.providers.http import _events
+
+    wire = (b"event: a\r\ndata: {\"x\": 1}\r\n\r\n: comment\r\n\r\n"
+            b"data: line1\r\ndata: line2\r\n\r\ndata: [DONE]\r\n\r\n")
+
+    class Content:
+        def __init__(self, pieces: list[bytes]) -> None:
+            self._pieces = pieces
+
+        async def iter_any(self) -> Any:
+            for piece in self._pieces:
+                yield piece
+
+    class Resp:
+        def __init__(self, pieces: list[bytes]) -> None:
+            self.content = Content(pieces)
+
+    expected = [("a", '{"x": 1}'), (None, "line1\nline2"), (None, "[DONE]")]
+    for size in range(1, len(wire) + 1):
+        pieces = [wire[i:i + size] for i in range(0, len(wire), size)]
+        got = [(e.event, e.data) async for e in _events(Resp(pieces), "d", TimeoutConfig())]  # type: ignore[arg-type]
+        assert got == expected, size

@@ -8,13 +8,14 @@ gateway, non-streaming and streaming, at each concurrency.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
-from sluice.bench.load import LoadResult, run_load
+from sluice.bench.load import LoadResult, run_load, run_wrk
 from sluice.bench.processes import sim_and_gateway
 
 PROMPT = "Summarize the benefits of connection pooling for HTTP clients in two sentences."
@@ -37,18 +38,25 @@ def _body(stream: bool) -> bytes:
     })
 
 
+async def _one(url: str, body: bytes, c: int, requests: int, seconds: float, stream: bool,
+               use_wrk: bool) -> LoadResult:
+    if use_wrk:
+        return await asyncio.to_thread(run_wrk, url, body, concurrency=c, seconds=seconds)
+    return await run_load(url, body, concurrency=c, requests=requests, max_seconds=seconds,
+                          stream=stream)
+
+
 async def _measure(
     sim_url: str, gw_url: str, concurrencies: list[int], requests: int, seconds: float,
-    modes: list[bool],
+    modes: list[bool], use_wrk: bool,
 ) -> list[Row]:
     rows = []
+    path = "/v1/chat/completions"
     for stream in modes:
         body = _body(stream)
         for c in concurrencies:
-            direct = await run_load(sim_url + "/v1/chat/completions", body, concurrency=c,
-                                    requests=requests, max_seconds=seconds, stream=stream)
-            gateway = await run_load(gw_url + "/v1/chat/completions", body, concurrency=c,
-                                     requests=requests, max_seconds=seconds, stream=stream)
+            direct = await _one(sim_url + path, body, c, requests, seconds, stream, use_wrk)
+            gateway = await _one(gw_url + path, body, c, requests, seconds, stream, use_wrk)
             rows.append(Row(stream, c, direct, gateway))
     return rows
 
@@ -72,10 +80,15 @@ def _format(rows: list[Row], idle_rss: float, loaded_rss: float) -> str:
     return "\n".join(lines)
 
 
-def run(concurrencies: list[int], requests: int, seconds: float, modes: list[bool]) -> str:
+def run(
+    concurrencies: list[int], requests: int, seconds: float, modes: list[bool], loadgen: str
+) -> str:
+    use_wrk = loadgen == "wrk" or (loadgen == "auto" and shutil.which("wrk") is not None)
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp, \
             sim_and_gateway(Path(tmp)) as (sim, gateway):
         idle_rss = gateway.rss_mb()
         rows = asyncio.run(_measure(sim.url, gateway.url, concurrencies, requests, seconds,
-                                    modes))
-        return _format(rows, idle_rss, gateway.rss_mb())
+                                    modes, use_wrk))
+        loader = "wrk (C, 1 thread)" if use_wrk else "Python aiohttp (same 2 cores)"
+        header = f"load generator: {loader}; simulator and gateway: one process each\n"
+        return header + _format(rows, idle_rss, gateway.rss_mb())

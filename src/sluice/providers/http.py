@@ -107,26 +107,43 @@ class UpstreamClient:
 async def _events(
     resp: aiohttp.ClientResponse, dep: str, timeouts: TimeoutConfig
 ) -> AsyncIterator[SSEEvent]:
-    event: str | None = None
-    data: list[str] = []
+    """SSE events from the body, read in whatever blocks the network delivers (one await
+    per read, not per line)."""
+    buffer = b""
     try:
-        async for raw in resp.content:
-            line = raw.decode("utf-8").rstrip("\r\n")
-            if not line:
-                if data:
-                    yield SSEEvent(event, "\n".join(data))
-                event, data = None, []
-            elif line.startswith("data:"):
-                data.append(line[5:].lstrip(" ") if len(line) > 5 else "")
-            elif line.startswith("event:"):
-                event = line[6:].strip()
-            # ":" comments and unknown fields are ignored, as the SSE spec says.
-        if data:
-            yield SSEEvent(event, "\n".join(data))
+        async for chunk in resp.content.iter_any():
+            buffer += chunk
+            if b"\r" in buffer:
+                # Normalise CRLF / CR line ends; keep a trailing CR until its LF arrives.
+                tail = buffer.endswith(b"\r")
+                buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                if tail:
+                    buffer = buffer[:-1] + b"\r"
+            while (end := buffer.find(b"\n\n")) >= 0:
+                block, buffer = buffer[:end], buffer[end + 2 :]
+                event = _parse_block(block)
+                if event is not None:
+                    yield event
+        event = _parse_block(buffer.rstrip(b"\r\n"))
+        if event is not None:
+            yield event
     except UpstreamError:
         raise
     except Exception as exc:
         raise transport_error(exc, dep, timeouts) from exc
+
+
+def _parse_block(block: bytes) -> SSEEvent | None:
+    event: str | None = None
+    data: list[str] = []
+    for raw in block.split(b"\n"):
+        line = raw.decode("utf-8")
+        if line.startswith("data:"):
+            data.append(line[6:] if line.startswith("data: ") else line[5:])
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        # ":" comments and unknown fields are ignored, as the SSE spec says.
+    return SSEEvent(event, "\n".join(data)) if data else None
 
 
 def _parse_json(raw: bytes, dep: str) -> Any:
