@@ -117,15 +117,30 @@ def bench() -> None:
 
 
 @bench.command()
-@click.option("--concurrency", default="1,16,64", show_default=True,
-              help="Comma-separated concurrency levels.")
-@click.option("--requests", "count", default=3000, show_default=True,
-              help="Requests per measurement (after 50 warm-up requests).")
+@click.option(
+    "--concurrency",
+    default="1,16,64",
+    show_default=True,
+    help="Comma-separated concurrency levels.",
+)
+@click.option(
+    "--requests",
+    "count",
+    default=3000,
+    show_default=True,
+    help="Requests per measurement (after 50 warm-up requests).",
+)
 @click.option("--seconds", default=20.0, show_default=True, help="Time cap per measurement.")
-@click.option("--mode", type=click.Choice(["both", "json", "stream"]), default="both",
-              show_default=True)
-@click.option("--loadgen", type=click.Choice(["auto", "wrk", "python"]), default="auto",
-              show_default=True, help="auto: wrk when installed, else the Python generator.")
+@click.option(
+    "--mode", type=click.Choice(["both", "json", "stream"]), default="both", show_default=True
+)
+@click.option(
+    "--loadgen",
+    type=click.Choice(["auto", "wrk", "python"]),
+    default="auto",
+    show_default=True,
+    help="auto: wrk when installed, else the Python generator.",
+)
 def overhead(concurrency: str, count: int, seconds: float, mode: str, loadgen: str) -> None:
     """Added latency and throughput: direct to the simulator vs through the gateway."""
     from sluice.bench.overhead import run

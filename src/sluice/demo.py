@@ -1,5 +1,5 @@
 """`sluice demo`: simulator + gateway on loopback, a scripted workload through the official
-`openai` and `anthropic` SDKs (plain, streaming, tool call; both SDKs × both provider kinds),
+`openai` and `anthropic` SDKs (plain, streaming, tool call; both SDKs x both provider kinds),
 then a summary. Everything it starts, it stops."""
 
 from __future__ import annotations
@@ -15,19 +15,22 @@ from typing import Any
 from sluice.bench.load import percentile
 from sluice.bench.processes import sim_and_gateway
 
-WEATHER_TOOL_OPENAI = {
+WEATHER_TOOL_OPENAI: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",
         "description": "Current weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                       "required": ["city"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
     },
 }
-WEATHER_TOOL_ANTHROPIC = {
+WEATHER_TOOL_ANTHROPIC: Any = {
     "name": "get_weather",
     "description": "Current weather for a city",
-    "input_schema": WEATHER_TOOL_OPENAI["function"]["parameters"],  # type: ignore[index]
+    "input_schema": WEATHER_TOOL_OPENAI["function"]["parameters"],
 }
 MODELS = ["gpt-4o-mini", "claude-haiku"]  # one served by each provider kind
 
@@ -52,45 +55,83 @@ def _openai_calls(base_url: str, model: str) -> list[Call]:
     messages: list[Any] = [{"role": "user", "content": "Say hello to the Sluice demo."}]
 
     start = time.perf_counter()
-    raw = client.chat.completions.with_raw_response.create(model=model, messages=messages,
-                                                           max_tokens=60)
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=messages, max_tokens=60
+    )
     resp = raw.parse()
-    calls.append(Call("openai", "plain", model, raw.headers.get("x-sluice-deployment", "?"),
-                      (time.perf_counter() - start) * 1000, None,
-                      resp.usage.prompt_tokens if resp.usage else 0,
-                      resp.usage.completion_tokens if resp.usage else 0))
+    calls.append(
+        Call(
+            "openai",
+            "plain",
+            model,
+            raw.headers.get("x-sluice-deployment", "?"),
+            (time.perf_counter() - start) * 1000,
+            None,
+            resp.usage.prompt_tokens if resp.usage else 0,
+            resp.usage.completion_tokens if resp.usage else 0,
+        )
+    )
 
     start = time.perf_counter()
-    stream = client.chat.completions.create(model=model, messages=messages, max_tokens=60,
-                                            stream=True, stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model=model,
+        messages=messages,
+        max_tokens=60,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     ttft = None
     usage = None
     for chunk in stream:
         if ttft is None and chunk.choices and chunk.choices[0].delta.content:
             ttft = (time.perf_counter() - start) * 1000
         usage = chunk.usage or usage
-    calls.append(Call("openai", "stream", model,
-                      stream.response.headers.get("x-sluice-deployment", "?"),
-                      (time.perf_counter() - start) * 1000, ttft,
-                      usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0))
+    calls.append(
+        Call(
+            "openai",
+            "stream",
+            model,
+            stream.response.headers.get("x-sluice-deployment", "?"),
+            (time.perf_counter() - start) * 1000,
+            ttft,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+        )
+    )
 
     start = time.perf_counter()
-    ask = [{"role": "user", "content": "What is the weather in Lisbon?"}]
+    ask: Any = [{"role": "user", "content": "What is the weather in Lisbon?"}]
     raw = client.chat.completions.with_raw_response.create(
-        model=model, messages=ask, tools=[WEATHER_TOOL_OPENAI], max_tokens=100)  # type: ignore[list-item]
+        model=model, messages=ask, tools=[WEATHER_TOOL_OPENAI], max_tokens=100
+    )
     resp = raw.parse()
     tool_call = resp.choices[0].message.tool_calls[0]  # type: ignore[index]
-    follow = [*ask, resp.choices[0].message.model_dump(exclude_none=True),
-              {"role": "tool", "tool_call_id": tool_call.id,
-               "content": json.dumps({"city": "Lisbon", "temp_c": 21})}]
-    final = client.chat.completions.create(model=model, messages=follow,
-                                           tools=[WEATHER_TOOL_OPENAI], max_tokens=100)  # type: ignore[list-item]
-    calls.append(Call("openai", "tool", model, raw.headers.get("x-sluice-deployment", "?"),
-                      (time.perf_counter() - start) * 1000, None,
-                      (resp.usage.prompt_tokens if resp.usage else 0)
-                      + (final.usage.prompt_tokens if final.usage else 0),
-                      (resp.usage.completion_tokens if resp.usage else 0)
-                      + (final.usage.completion_tokens if final.usage else 0)))
+    follow: Any = [
+        *ask,
+        resp.choices[0].message.model_dump(exclude_none=True),
+        {
+            "role": "tool",
+            "tool_call_id": tool_call.id,
+            "content": json.dumps({"city": "Lisbon", "temp_c": 21}),
+        },
+    ]
+    final = client.chat.completions.create(
+        model=model, messages=follow, tools=[WEATHER_TOOL_OPENAI], max_tokens=100
+    )
+    calls.append(
+        Call(
+            "openai",
+            "tool",
+            model,
+            raw.headers.get("x-sluice-deployment", "?"),
+            (time.perf_counter() - start) * 1000,
+            None,
+            (resp.usage.prompt_tokens if resp.usage else 0)
+            + (final.usage.prompt_tokens if final.usage else 0),
+            (resp.usage.completion_tokens if resp.usage else 0)
+            + (final.usage.completion_tokens if final.usage else 0),
+        )
+    )
     client.close()
     return calls
 
@@ -105,9 +146,18 @@ def _anthropic_calls(base_url: str, model: str) -> list[Call]:
     start = time.perf_counter()
     raw = client.messages.with_raw_response.create(model=model, messages=messages, max_tokens=60)
     msg = raw.parse()
-    calls.append(Call("anthropic", "plain", model, raw.headers.get("x-sluice-deployment", "?"),
-                      (time.perf_counter() - start) * 1000, None,
-                      msg.usage.input_tokens, msg.usage.output_tokens))
+    calls.append(
+        Call(
+            "anthropic",
+            "plain",
+            model,
+            raw.headers.get("x-sluice-deployment", "?"),
+            (time.perf_counter() - start) * 1000,
+            None,
+            msg.usage.input_tokens,
+            msg.usage.output_tokens,
+        )
+    )
 
     start = time.perf_counter()
     ttft = None
@@ -117,36 +167,70 @@ def _anthropic_calls(base_url: str, model: str) -> list[Call]:
                 ttft = (time.perf_counter() - start) * 1000
         final_msg = stream.get_final_message()
         deployment = stream.response.headers.get("x-sluice-deployment", "?")
-    calls.append(Call("anthropic", "stream", model, deployment,
-                      (time.perf_counter() - start) * 1000, ttft,
-                      final_msg.usage.input_tokens, final_msg.usage.output_tokens))
+    calls.append(
+        Call(
+            "anthropic",
+            "stream",
+            model,
+            deployment,
+            (time.perf_counter() - start) * 1000,
+            ttft,
+            final_msg.usage.input_tokens,
+            final_msg.usage.output_tokens,
+        )
+    )
 
     start = time.perf_counter()
-    ask = [{"role": "user", "content": "What is the weather in Lisbon?"}]
+    ask: Any = [{"role": "user", "content": "What is the weather in Lisbon?"}]
     raw = client.messages.with_raw_response.create(
-        model=model, messages=ask, tools=[WEATHER_TOOL_ANTHROPIC], max_tokens=100)  # type: ignore[list-item]
+        model=model, messages=ask, tools=[WEATHER_TOOL_ANTHROPIC], max_tokens=100
+    )
     msg = raw.parse()
     tool_use = next(b for b in msg.content if b.type == "tool_use")
-    follow = [*ask, {"role": "assistant", "content": [b.model_dump() for b in msg.content]},
-              {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use.id,
-                                            "content": json.dumps({"temp_c": 21})}]}]
-    final = client.messages.create(model=model, messages=follow,
-                                   tools=[WEATHER_TOOL_ANTHROPIC], max_tokens=100)  # type: ignore[list-item]
-    calls.append(Call("anthropic", "tool", model, raw.headers.get("x-sluice-deployment", "?"),
-                      (time.perf_counter() - start) * 1000, None,
-                      msg.usage.input_tokens + final.usage.input_tokens,
-                      msg.usage.output_tokens + final.usage.output_tokens))
+    follow: Any = [
+        *ask,
+        {"role": "assistant", "content": [b.model_dump() for b in msg.content]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": tool_use.id,
+                    "content": json.dumps({"temp_c": 21}),
+                }
+            ],
+        },
+    ]
+    final = client.messages.create(
+        model=model, messages=follow, tools=[WEATHER_TOOL_ANTHROPIC], max_tokens=100
+    )
+    calls.append(
+        Call(
+            "anthropic",
+            "tool",
+            model,
+            raw.headers.get("x-sluice-deployment", "?"),
+            (time.perf_counter() - start) * 1000,
+            None,
+            msg.usage.input_tokens + final.usage.input_tokens,
+            msg.usage.output_tokens + final.usage.output_tokens,
+        )
+    )
     client.close()
     return calls
 
 
 def summarize(calls: list[Call]) -> str:
-    lines = [f"{'sdk':<10}{'kind':<8}{'model':<14}{'served by':<20}{'in':>6}{'out':>6}"
-             f"{'latency ms':>12}{'ttft ms':>9}"]
+    lines = [
+        f"{'sdk':<10}{'kind':<8}{'model':<14}{'served by':<20}{'in':>6}{'out':>6}"
+        f"{'latency ms':>12}{'ttft ms':>9}"
+    ]
     for c in calls:
         ttft = f"{c.ttft_ms:.1f}" if c.ttft_ms is not None else "-"
-        lines.append(f"{c.sdk:<10}{c.kind:<8}{c.model:<14}{c.deployment:<20}{c.input_tokens:>6}"
-                     f"{c.output_tokens:>6}{c.latency_ms:>12.1f}{ttft:>9}")
+        lines.append(
+            f"{c.sdk:<10}{c.kind:<8}{c.model:<14}{c.deployment:<20}{c.input_tokens:>6}"
+            f"{c.output_tokens:>6}{c.latency_ms:>12.1f}{ttft:>9}"
+        )
     latencies = [c.latency_ms for c in calls]
     ttfts = [c.ttft_ms for c in calls if c.ttft_ms is not None]
     by_dep = Counter(c.deployment for c in calls)
@@ -155,7 +239,7 @@ def summarize(calls: list[Call]) -> str:
         f"requests (scenarios): {len(calls)}  "
         f"(tool scenarios make two calls each: {len(calls) + sum(c.kind == 'tool' for c in calls)}"
         " HTTP requests)",
-        "served by: " + ", ".join(f"{d} × {n}" for d, n in sorted(by_dep.items())),
+        "served by: " + ", ".join(f"{d} x {n}" for d, n in sorted(by_dep.items())),
         f"tokens: {sum(c.input_tokens for c in calls)} in, "
         f"{sum(c.output_tokens for c in calls)} out",
         f"latency ms: p50 {percentile(latencies, 50):.1f}, p95 {percentile(latencies, 95):.1f}",
@@ -170,8 +254,10 @@ def run_demo(echo: Any) -> None:
         with sim_and_gateway(Path(tmp), sim_args=sim_args) as (sim, gateway):
             echo(f"simulator: {sim.url} (pid {sim.pid}, TTFT 120 ms, 250 tokens/s)")
             echo(f"gateway:   {gateway.url} (pid {gateway.pid}, built-in config)")
-            echo("running the workload: openai + anthropic SDKs × "
-                 "(gpt-4o-mini on the OpenAI adapter, claude-haiku on the Anthropic adapter)\n")
+            echo(
+                "running the workload: openai + anthropic SDKs x "
+                "(gpt-4o-mini on the OpenAI adapter, claude-haiku on the Anthropic adapter)\n"
+            )
             calls: list[Call] = []
             for model in MODELS:
                 calls += _openai_calls(gateway.url, model)

@@ -34,7 +34,7 @@ from sluice.pipeline.execute import ExecuteStage
 from sluice.pipeline.route import RouteStage
 from sluice.providers.forwarding import HeaderFilter
 from sluice.runtime import Runtime
-from sluice.types import CallMeta, ChatResponse, EventStream
+from sluice.types import FLUSH, CallMeta, ChatResponse, EventStream
 
 log = logging.getLogger("sluice")
 
@@ -175,22 +175,30 @@ async def _stream_out(
     )
     encoder = frontend.stream_encoder(ctx.request)
     request_id = headers["x-sluice-request-id"]
+    pending: list[bytes] = []
     try:
         await resp.prepare(request)
         async for event in events:
+            if event is FLUSH:
+                if pending:
+                    await resp.write(b"".join(pending))
+                    pending.clear()
+                continue
             chunk = encoder.encode(event)
             if chunk:
-                await resp.write(chunk)
-        await resp.write(encoder.close())
+                pending.append(chunk)
+        pending.append(encoder.close())
+        await resp.write(b"".join(pending))
     except SluiceError as err:
         log.warning("request %s: stream failed after start: %s", request_id, err.message)
-        await resp.write(encoder.error(err))
+        await resp.write(b"".join(pending) + encoder.error(err))
     except (ConnectionResetError, asyncio.CancelledError):
         log.info("request %s: client went away mid-stream; upstream closed", request_id)
         raise
     except Exception:
         log.exception("request %s: unexpected error mid-stream", request_id)
-        await resp.write(encoder.error(InternalError(f"internal error; request id {request_id}")))
+        internal = InternalError(f"internal error; request id {request_id}")
+        await resp.write(b"".join(pending) + encoder.error(internal))
     finally:
         await events.aclose()
     await resp.write_eof()

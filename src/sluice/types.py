@@ -215,7 +215,22 @@ class UsageUpdate:
     usage: Usage
 
 
+@dataclass(slots=True, frozen=True)
+class Flush:
+    """The upstream delivered everything it had for now: a good moment to write to the
+    client. Lets the server send one write per upstream read instead of one per token."""
+
+
+FLUSH = Flush()
+
 StreamEvent: TypeAlias = (
-    StreamStart | TextDelta | ThinkingDelta | ToolCallStart | ToolCallDelta | Finish | UsageUpdate
+    StreamStart
+    | TextDelta
+    | ThinkingDelta
+    | ToolCallStart
+    | ToolCallDelta
+    | Finish
+    | UsageUpdate
+    | Flush
 )
 EventStream: TypeAlias = AsyncGenerator[StreamEvent, None]

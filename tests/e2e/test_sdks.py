@@ -20,12 +20,17 @@ MODELS = {"gpt-4o-mini": "sim-gpt-4o-mini", "claude-haiku": "sim-claude-haiku"}
 WEATHER = {
     "name": "get_weather",
     "description": "Weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                   "required": ["city"]},
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
 }
-CLOCK = {"name": "get_time", "description": "Local time",
-         "parameters": {"type": "object", "properties": {"tz": {"type": "string"}},
-                        "required": ["tz"]}}
+CLOCK = {
+    "name": "get_time",
+    "description": "Local time",
+    "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]},
+}
 
 
 @pytest.fixture
@@ -47,15 +52,23 @@ def openai_tool(spec: dict[str, Any]) -> Any:
 
 
 def anthropic_tool(spec: dict[str, Any]) -> Any:
-    return {"name": spec["name"], "description": spec["description"],
-            "input_schema": spec["parameters"]}
+    return {
+        "name": spec["name"],
+        "description": spec["description"],
+        "input_schema": spec["parameters"],
+    }
 
 
 @pytest.mark.parametrize("model", MODELS)
 async def test_openai_sdk_plain(oai: AsyncOpenAI, model: str) -> None:
     raw = await oai.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "system", "content": "Be brief."},
-                               {"role": "user", "content": "Hello there"}], max_tokens=50)
+        model=model,
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hello there"},
+        ],
+        max_tokens=50,
+    )
     resp = raw.parse()
     assert raw.headers["x-sluice-deployment"] == MODELS[model]
     assert raw.headers["x-sluice-request-id"]
@@ -73,8 +86,12 @@ async def test_openai_sdk_stream_matches_plain(oai: AsyncOpenAI, model: str) -> 
     messages: Any = [{"role": "user", "content": "Tell me about rivers"}]
     plain = await oai.chat.completions.create(model=model, messages=messages, max_tokens=40)
     stream = await oai.chat.completions.create(
-        model=model, messages=messages, max_tokens=40, stream=True,
-        stream_options={"include_usage": True})
+        model=model,
+        messages=messages,
+        max_tokens=40,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     text, finish, usage = "", None, None
     async for chunk in stream:
         if chunk.choices:
@@ -85,7 +102,9 @@ async def test_openai_sdk_stream_matches_plain(oai: AsyncOpenAI, model: str) -> 
     assert finish == "stop"
     assert usage is not None and plain.usage is not None
     assert (usage.prompt_tokens, usage.completion_tokens) == (
-        plain.usage.prompt_tokens, plain.usage.completion_tokens)
+        plain.usage.prompt_tokens,
+        plain.usage.completion_tokens,
+    )
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -97,7 +116,8 @@ async def test_openai_sdk_tool_round_trip(oai: AsyncOpenAI, model: str, stream: 
         calls: dict[int, dict[str, str]] = {}
         finish = None
         async for chunk in await oai.chat.completions.create(
-                model=model, messages=ask, tools=tools, stream=True, max_tokens=100):
+            model=model, messages=ask, tools=tools, stream=True, max_tokens=100
+        ):
             for c in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
                 entry = calls.setdefault(c.index, {"id": "", "name": "", "arguments": ""})
                 entry["id"] = c.id or entry["id"]
@@ -108,23 +128,37 @@ async def test_openai_sdk_tool_round_trip(oai: AsyncOpenAI, model: str, stream: 
                 finish = chunk.choices[0].finish_reason
         got = [calls[i] for i in sorted(calls)]
     else:
-        resp = await oai.chat.completions.create(model=model, messages=ask, tools=tools,
-                                                 max_tokens=100)
+        resp = await oai.chat.completions.create(
+            model=model, messages=ask, tools=tools, max_tokens=100
+        )
         finish = resp.choices[0].finish_reason
-        got = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments}  # type: ignore[union-attr]
-               for c in resp.choices[0].message.tool_calls or []]
+        got = [
+            {"id": c.id, "name": c.function.name, "arguments": c.function.arguments}  # type: ignore[union-attr]
+            for c in resp.choices[0].message.tool_calls or []
+        ]
     assert finish == "tool_calls"
     assert [c["name"] for c in got] == ["get_weather", "get_time"]
     assert all(c["id"] for c in got)
     assert set(json.loads(got[0]["arguments"])) == {"city"}
     assert set(json.loads(got[1]["arguments"])) == {"tz"}
-    follow = [*ask, {"role": "assistant", "content": None, "tool_calls": [
-        {"id": c["id"], "type": "function", "function": {"name": c["name"],
-                                                         "arguments": c["arguments"]}}
-        for c in got]}] + [
-        {"role": "tool", "tool_call_id": c["id"], "content": '{"ok": true}'} for c in got]
-    final = await oai.chat.completions.create(model=model, messages=follow, tools=tools,
-                                              max_tokens=60)
+    follow = [
+        *ask,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["arguments"]},
+                }
+                for c in got
+            ],
+        },
+    ] + [{"role": "tool", "tool_call_id": c["id"], "content": '{"ok": true}'} for c in got]
+    final = await oai.chat.completions.create(
+        model=model, messages=follow, tools=tools, max_tokens=60
+    )
     assert final.choices[0].finish_reason == "stop"
     assert (final.choices[0].message.content or "").startswith("[simulated]")
 
@@ -132,8 +166,11 @@ async def test_openai_sdk_tool_round_trip(oai: AsyncOpenAI, model: str, stream: 
 @pytest.mark.parametrize("model", MODELS)
 async def test_anthropic_sdk_plain(ant: AsyncAnthropic, model: str) -> None:
     raw = await ant.messages.with_raw_response.create(
-        model=model, system="Be brief.", max_tokens=50,
-        messages=[{"role": "user", "content": "Hello there"}])
+        model=model,
+        system="Be brief.",
+        max_tokens=50,
+        messages=[{"role": "user", "content": "Hello there"}],
+    )
     msg = await raw.parse()
     assert raw.headers["x-sluice-deployment"] == MODELS[model]
     assert msg.type == "message" and msg.role == "assistant"
@@ -161,19 +198,26 @@ async def test_anthropic_sdk_stream_matches_plain(ant: AsyncAnthropic, model: st
 async def test_anthropic_sdk_tool_round_trip(ant: AsyncAnthropic, model: str, stream: bool) -> None:
     ask: Any = [{"role": "user", "content": "Weather and time in Paris, in parallel please"}]
     tools: Any = [anthropic_tool(WEATHER), anthropic_tool(CLOCK)]
+    msg: Any
     if stream:
-        async with ant.messages.stream(model=model, messages=ask, tools=tools,
-                                       max_tokens=100) as s:
+        async with ant.messages.stream(model=model, messages=ask, tools=tools, max_tokens=100) as s:
             msg = await s.get_final_message()
     else:
         msg = await ant.messages.create(model=model, messages=ask, tools=tools, max_tokens=100)
     assert msg.stop_reason == "tool_use"
     uses = [b for b in msg.content if b.type == "tool_use"]
     assert [u.name for u in uses] == ["get_weather", "get_time"]
-    assert set(uses[0].input) == {"city"} and set(uses[1].input) == {"tz"}  # type: ignore[arg-type]
-    follow = [*ask, {"role": "assistant", "content": [b.model_dump() for b in msg.content]},
-              {"role": "user", "content": [
-                  {"type": "tool_result", "tool_use_id": u.id, "content": "ok"} for u in uses]}]
+    assert set(uses[0].input) == {"city"} and set(uses[1].input) == {"tz"}
+    follow = [
+        *ask,
+        {"role": "assistant", "content": [b.model_dump() for b in msg.content]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": u.id, "content": "ok"} for u in uses
+            ],
+        },
+    ]
     final = await ant.messages.create(model=model, messages=follow, tools=tools, max_tokens=60)
     assert final.stop_reason == "end_turn"
 
@@ -187,8 +231,10 @@ async def test_models_list_in_both_shapes(oai: AsyncOpenAI, ant: AsyncAnthropic)
 
 async def test_client_request_id_is_echoed(oai: AsyncOpenAI) -> None:
     raw = await oai.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
-        extra_headers={"x-sluice-request-id": "trace-42"})
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-sluice-request-id": "trace-42"},
+    )
     assert raw.headers["x-sluice-request-id"] == "trace-42"
 
 
@@ -196,6 +242,9 @@ async def test_upstream_429_surfaces_as_sdk_rate_limit_error(oai: AsyncOpenAI) -
     import openai
 
     with pytest.raises(openai.RateLimitError) as info:
-        await oai.chat.completions.create(model="claude-haiku", extra_headers={"x-sim-fault": "429"},
-                                          messages=[{"role": "user", "content": "hi"}])
+        await oai.chat.completions.create(
+            model="claude-haiku",
+            extra_headers={"x-sim-fault": "429"},
+            messages=[{"role": "user", "content": "hi"}],
+        )
     assert info.value.response.headers["retry-after"] == "1"

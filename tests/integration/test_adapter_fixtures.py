@@ -31,8 +31,9 @@ async def replay() -> AsyncIterator[tuple[dict[str, Any], str]]:
     seen: list[dict[str, Any]] = []
 
     async def answer(request: web.Request) -> web.StreamResponse:
-        seen.append({"path": request.path, "headers": dict(request.headers),
-                     "body": await request.json()})
+        seen.append(
+            {"path": request.path, "headers": dict(request.headers), "body": await request.json()}
+        )
         fx = current["fixture"]
         headers = {k: v for k, v in fx["headers"].items() if k != "content-length"}
         if "sse" in fx:
@@ -54,7 +55,7 @@ async def replay() -> AsyncIterator[tuple[dict[str, Any], str]]:
     await site.start()
     port = runner.addresses[0][1]
     current["seen"] = seen
-    yield current, f"http://127.0.0.1:{port}"  # type: ignore[misc]
+    yield current, f"http://127.0.0.1:{port}"
     await runner.cleanup()
 
 
@@ -66,10 +67,14 @@ def _setup(path: Path, base: str) -> tuple[Provider, Deployment, ChatRequest]:
     request.pop("stream", None)
     provider: Provider
     if kind == "openai":
-        provider = OpenAIProvider("openai", OpenAIProviderConfig(kind="openai", api_base=base + "/v1"))
+        provider = OpenAIProvider(
+            "openai", OpenAIProviderConfig(kind="openai", api_base=base + "/v1")
+        )
         req = decode_openai(request, CallMeta(wire="openai"))
     else:
-        provider = AnthropicProvider("anthropic", AnthropicProviderConfig(kind="anthropic", api_base=base))
+        provider = AnthropicProvider(
+            "anthropic", AnthropicProviderConfig(kind="anthropic", api_base=base)
+        )
         request.setdefault("max_tokens", 1024)
         req = decode_anthropic(request, CallMeta(wire="anthropic"))
     req.stream = "sse" in fx
@@ -78,15 +83,21 @@ def _setup(path: Path, base: str) -> tuple[Provider, Deployment, ChatRequest]:
 
 def _check(resp: ChatResponse, expect: dict[str, Any]) -> None:
     text = "".join(p.text for p in resp.parts if isinstance(p, TextPart))
-    calls = [{"id": p.id, "name": p.name, "arguments": p.arguments}
-             for p in resp.parts if isinstance(p, ToolCallPart)]
+    calls = [
+        {"id": p.id, "name": p.name, "arguments": p.arguments}
+        for p in resp.parts
+        if isinstance(p, ToolCallPart)
+    ]
     assert text == expect["text"]
     assert calls == expect.get("tool_calls", [])
     assert resp.finish_reason == expect["finish_reason"]
     u = resp.usage
-    assert {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
-            "cache_read_tokens": u.cache_read_tokens,
-            "cache_write_tokens": u.cache_write_tokens} == expect["usage"]
+    assert {
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cache_read_tokens": u.cache_read_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
+    } == expect["usage"]
 
 
 @pytest.mark.integration
@@ -120,8 +131,10 @@ async def test_fixture_replays_through_adapter(
         else:
             resp = await provider.complete(req, dep)
         _check(resp, expect)
-        if any(k.endswith("ratelimit-requests-limit") or k == "x-ratelimit-limit-requests"
-               for k in fx["headers"]):
+        if any(
+            k.endswith("ratelimit-requests-limit") or k == "x-ratelimit-limit-requests"
+            for k in fx["headers"]
+        ):
             assert resp.ratelimit is not None and resp.ratelimit.limit_requests is not None
     finally:
         await provider.close()

@@ -29,8 +29,12 @@ def test_serve_without_config_says_it_uses_the_builtin_simulator_config(tmp_path
 def test_serve_with_a_bad_config_names_the_key_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("server:\n  port: not-a-port\n")
-    out = subprocess.run([sys.executable, "-m", "sluice.cli", "serve", "--config", str(bad)],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "sluice.cli", "serve", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode != 0
     assert "server.port (line 2)" in out.stderr
     assert "Traceback" not in out.stderr

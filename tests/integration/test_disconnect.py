@@ -12,17 +12,24 @@ from tests.conftest import Servers
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize(("path", "model"), [
-    ("/v1/chat/completions", "gpt-4o-mini"),
-    ("/v1/chat/completions", "claude-haiku"),
-    ("/v1/messages", "claude-haiku"),
-    ("/v1/messages", "gpt-4o-mini"),
-])
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [
+        ("/v1/chat/completions", "gpt-4o-mini"),
+        ("/v1/chat/completions", "claude-haiku"),
+        ("/v1/messages", "claude-haiku"),
+        ("/v1/messages", "gpt-4o-mini"),
+    ],
+)
 async def test_client_disconnect_closes_upstream_stream(
     servers: Servers, path: str, model: str
 ) -> None:
-    body = {"model": model, "max_tokens": 400, "stream": True,
-            "messages": [{"role": "user", "content": "a long answer please"}]}
+    body = {
+        "model": model,
+        "max_tokens": 400,
+        "stream": True,
+        "messages": [{"role": "user", "content": "a long answer please"}],
+    }
     headers = {"x-sim-tps": "20", "x-sim-output-tokens": "400"}  # ~20 s of streaming
     before = await servers.sim_stats()
     resp = await servers.http.post(servers.gateway_url + path, json=body, headers=headers)
@@ -46,16 +53,20 @@ async def test_client_disconnect_cancels_non_streaming_upstream_call(servers: Se
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "slow"}]}
     headers = {"x-sim-ttft-ms": "20000"}
     task = asyncio.ensure_future(
-        servers.http.post(servers.gateway_url + "/v1/chat/completions", json=body,
-                          headers=headers))
+        servers.http.post(servers.gateway_url + "/v1/chat/completions", json=body, headers=headers)
+    )
     await asyncio.sleep(0.3)
+    stats_during = await servers.sim_stats()
+    assert stats_during["in_flight"] == 1  # the upstream call waits for its first token
     task.cancel()  # the client gives up and closes its connection
     with pytest.raises(asyncio.CancelledError):
         await task
+    before = stats_during["requests_cancelled"]
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
         stats = await servers.sim_stats()
-        if stats.get("in_flight", 0) == 0:
+        if stats["in_flight"] == 0:
             break
-        await asyncio.sleep(0.05)
-    assert stats.get("in_flight", 0) == 0
+        await asyncio.sleep(0.02)
+    assert stats["in_flight"] == 0
+    assert stats["requests_cancelled"] == before + 1

@@ -22,15 +22,27 @@ ANTHROPIC = "/v1/messages"
 def ok_body(path: str, **extra: Any) -> dict[str, Any]:
     if path == OPENAI:
         return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], **extra}
-    return {"model": "claude-haiku", "max_tokens": 50,
-            "messages": [{"role": "user", "content": "hi"}], **extra}
+    return {
+        "model": "claude-haiku",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "hi"}],
+        **extra,
+    }
 
 
-async def post(s: Servers, path: str, body: Any, headers: dict[str, str] | None = None,
-               raw: bytes | None = None) -> tuple[int, CIMultiDict[str], Any]:
+async def post(
+    s: Servers,
+    path: str,
+    body: Any,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> tuple[int, CIMultiDict[str], Any]:
     data = raw if raw is not None else orjson.dumps(body)
-    async with s.http.post(s.gateway_url + path, data=data,
-                           headers={"content-type": "application/json", **(headers or {})}) as r:
+    async with s.http.post(
+        s.gateway_url + path,
+        data=data,
+        headers={"content-type": "application/json", **(headers or {})},
+    ) as r:
         text = await r.read()
         return r.status, CIMultiDict(r.headers), text
 
@@ -97,8 +109,10 @@ async def test_openai_schema_violations_name_the_field(
         ({"model": "claude-haiku", "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
         (ok_body(ANTHROPIC, messages=[{"role": "system", "content": "x"}]), "messages[0].role"),
         (ok_body(ANTHROPIC, temperature=1.5), "temperature"),
-        (ok_body(ANTHROPIC, messages=[{"role": "user", "content": [{"type": "video"}]}]),
-         "messages[0].content[0].type"),
+        (
+            ok_body(ANTHROPIC, messages=[{"role": "user", "content": [{"type": "video"}]}]),
+            "messages[0].content[0].type",
+        ),
     ],
 )
 async def test_anthropic_schema_violations_name_the_field(
@@ -141,9 +155,15 @@ async def test_unknown_route_and_method_are_json(servers: Servers) -> None:
 
 @pytest.mark.parametrize(
     ("fault", "status", "anthropic_type"),
-    [("429", 429, "rate_limit_error"), ("500", 500, "api_error"), ("502", 502, "api_error"),
-     ("503", 503, "overloaded_error"), ("529", 503, "overloaded_error"),
-     ("malformed", 502, "api_error"), ("refuse", 502, "api_error")],
+    [
+        ("429", 429, "rate_limit_error"),
+        ("500", 500, "api_error"),
+        ("502", 502, "api_error"),
+        ("503", 503, "overloaded_error"),
+        ("529", 503, "overloaded_error"),
+        ("malformed", 502, "api_error"),
+        ("refuse", 502, "api_error"),
+    ],
 )
 async def test_upstream_failures_are_mapped(
     servers: Servers, fault: str, status: int, anthropic_type: str
@@ -165,15 +185,19 @@ async def test_upstream_timeout_is_504(sim_url: str) -> None:
 
     config = gateway_config(sim_url)
     fast = TimeoutConfig(connect_s=1, ttft_s=0.5, idle_s=0.5, total_s=0.5)
-    config = config.model_copy(update={"deployments": [
-        d.model_copy(update={"timeouts": fast}) for d in config.deployments]})
+    config = config.model_copy(
+        update={
+            "deployments": [d.model_copy(update={"timeouts": fast}) for d in config.deployments]
+        }
+    )
     runner, port = await server.start(config)
     try:
         async with aiohttp.ClientSession() as http:
             for stream in (False, True):
                 body = ok_body(OPENAI, stream=stream)
-                async with http.post(f"http://127.0.0.1:{port}{OPENAI}", json=body,
-                                     headers={"x-sim-fault": "hang"}) as r:
+                async with http.post(
+                    f"http://127.0.0.1:{port}{OPENAI}", json=body, headers={"x-sim-fault": "hang"}
+                ) as r:
                     assert r.status == 504
                     assert assert_openai_error(await r.read())["code"] == "upstream_timeout"
     finally:
@@ -183,19 +207,21 @@ async def test_upstream_timeout_is_504(sim_url: str) -> None:
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku"])
 async def test_stream_cut_mid_way_ends_with_error_event(servers: Servers, model: str) -> None:
     headers = {"x-sim-fault": "cut"}
-    status, _, raw = await post(servers, OPENAI, ok_body(OPENAI, model=model, stream=True),
-                                headers)
+    status, _, raw = await post(servers, OPENAI, ok_body(OPENAI, model=model, stream=True), headers)
     assert status == 200
     events = parse_sse(raw)
     assert "error" in events[-1][1] and events[-1][1] != "[DONE]"
-    status, _, raw = await post(servers, ANTHROPIC,
-                                ok_body(ANTHROPIC, model=model, stream=True), headers)
+    status, _, raw = await post(
+        servers, ANTHROPIC, ok_body(ANTHROPIC, model=model, stream=True), headers
+    )
     events = parse_sse(raw)
     assert events[-1][0] == "error"
     assert not any(name == "message_stop" for name, _ in events)
 
 
-async def test_unexpected_exception_is_500_with_request_id(servers: Servers, monkeypatch: Any) -> None:
+async def test_unexpected_exception_is_500_with_request_id(
+    servers: Servers, monkeypatch: Any
+) -> None:
     async def explode(ctx: Any) -> Any:
         raise RuntimeError("secret internal detail")
 
@@ -203,8 +229,11 @@ async def test_unexpected_exception_is_500_with_request_id(servers: Servers, mon
     try:
         gateway = runner.app[server.GATEWAY]
         monkeypatch.setattr(gateway, "handler", explode)
-        async with servers.http.post(f"http://127.0.0.1:{port}{OPENAI}", json=ok_body(OPENAI),
-                                     headers={"x-sluice-request-id": "req-abc"}) as r:
+        async with servers.http.post(
+            f"http://127.0.0.1:{port}{OPENAI}",
+            json=ok_body(OPENAI),
+            headers={"x-sluice-request-id": "req-abc"},
+        ) as r:
             assert r.status == 500
             err = assert_openai_error(await r.read())
             assert "req-abc" in err["message"] and "secret" not in err["message"]

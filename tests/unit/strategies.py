@@ -34,11 +34,18 @@ json_object = st.dictionaries(ident, json_value, max_size=4)
 arguments = json_object.map(lambda d: orjson.dumps(d).decode())
 cache = st.none() | st.just({"type": "ephemeral"})
 image_url = st.sampled_from(
-    ["https://example.com/cat.png", "data:image/png;base64,iVBORw0KGgo=", "data:image/jpeg;base64,/9j/4AAQ"]
+    [
+        "https://example.com/cat.png",
+        "data:image/png;base64,iVBORw0KGgo=",
+        "data:image/jpeg;base64,/9j/4AAQ",
+    ]
 )
 usage = st.builds(
     lambda i, o, r, w: Usage(i + r + w, o, r, w),
-    st.integers(0, 10**6), st.integers(0, 10**5), st.integers(0, 10**5), st.integers(0, 10**5),
+    st.integers(0, 10**6),
+    st.integers(0, 10**5),
+    st.integers(0, 10**5),
+    st.integers(0, 10**5),
 )
 
 
@@ -46,9 +53,10 @@ def _openai_messages() -> st.SearchStrategy[list[Message]]:
     user = st.builds(
         lambda parts, name: Message("user", parts, name),
         st.lists(
-            st.builds(TextPart, text) | st.builds(
-                ImagePart, image_url, st.none() | st.sampled_from(["low", "high", "auto"])),
-            min_size=1, max_size=3,
+            st.builds(TextPart, text)
+            | st.builds(ImagePart, image_url, st.none() | st.sampled_from(["low", "high", "auto"])),
+            min_size=1,
+            max_size=3,
         ),
         st.none() | ident,
     )
@@ -60,7 +68,8 @@ def _openai_messages() -> st.SearchStrategy[list[Message]]:
     ).filter(lambda m: bool(m.parts))
     tool = st.builds(
         lambda cid, texts: Message("tool", [ToolResultPart(cid, texts)]),
-        ident, st.lists(st.builds(TextPart, text), min_size=1, max_size=2),
+        ident,
+        st.lists(st.builds(TextPart, text), min_size=1, max_size=2),
     )
     return st.lists(user | assistant | tool, min_size=1, max_size=5)
 
@@ -68,8 +77,11 @@ def _openai_messages() -> st.SearchStrategy[list[Message]]:
 def _anthropic_messages() -> st.SearchStrategy[list[Message]]:
     user = st.builds(
         lambda parts: Message("user", parts),
-        st.lists(st.builds(TextPart, text, cache) | st.builds(ImagePart, image_url, st.none(), cache),
-                 min_size=1, max_size=3),
+        st.lists(
+            st.builds(TextPart, text, cache) | st.builds(ImagePart, image_url, st.none(), cache),
+            min_size=1,
+            max_size=3,
+        ),
     )
     assistant = st.builds(
         lambda parts: Message("assistant", parts),
@@ -77,24 +89,32 @@ def _anthropic_messages() -> st.SearchStrategy[list[Message]]:
             st.builds(TextPart, text, cache)
             | st.builds(ToolCallPart, ident, ident, arguments, cache)
             | st.builds(ThinkingPart, text, nonempty),
-            min_size=1, max_size=3,
+            min_size=1,
+            max_size=3,
         ),
     )
     tool = st.builds(
         lambda cid, content, err, cc: Message("tool", [ToolResultPart(cid, content, err, cc)]),
         ident,
-        st.lists(st.builds(TextPart, text, cache) | st.builds(ImagePart, image_url, st.none(), cache),
-                 max_size=2),
-        st.booleans(), cache,
+        st.lists(
+            st.builds(TextPart, text, cache) | st.builds(ImagePart, image_url, st.none(), cache),
+            max_size=2,
+        ),
+        st.booleans(),
+        cache,
     )
     return st.lists(user | assistant | tool, min_size=1, max_size=5)
 
 
 def _tools(with_cache: bool) -> st.SearchStrategy[list[Tool]]:
     return st.lists(
-        st.builds(Tool, ident, st.none() | nonempty,
-                  st.just({"type": "object", "properties": {"q": {"type": "string"}}}),
-                  cache if with_cache else st.none()),
+        st.builds(
+            Tool,
+            ident,
+            st.none() | nonempty,
+            st.just({"type": "object", "properties": {"q": {"type": "string"}}}),
+            cache if with_cache else st.none(),
+        ),
         max_size=2,
     )
 
@@ -110,7 +130,8 @@ def openai_requests() -> st.SearchStrategy[ChatRequest]:
         messages=_openai_messages(),
         system=st.lists(st.builds(TextPart, text), max_size=2),
         tools=_tools(False),
-        tool_choice=st.none() | st.builds(ToolChoice, st.sampled_from(["auto", "none", "required"]))
+        tool_choice=st.none()
+        | st.builds(ToolChoice, st.sampled_from(["auto", "none", "required"]))
         | st.builds(lambda n: ToolChoice("tool", n), ident),
         parallel_tool_calls=st.none() | st.booleans(),
         response_format=st.none() | st.just({"type": "json_object"}),
@@ -127,8 +148,11 @@ def openai_requests() -> st.SearchStrategy[ChatRequest]:
 
 
 def _anthropic_choice(draw: Any) -> tuple[ToolChoice | None, bool | None]:
-    choice = draw(st.none() | st.builds(ToolChoice, st.sampled_from(["auto", "none", "required"]))
-                  | st.builds(lambda n: ToolChoice("tool", n), ident))
+    choice = draw(
+        st.none()
+        | st.builds(ToolChoice, st.sampled_from(["auto", "none", "required"]))
+        | st.builds(lambda n: ToolChoice("tool", n), ident)
+    )
     parallel = None
     if choice is not None and choice.mode != "none":
         parallel = draw(st.none() | st.just(False))
@@ -151,7 +175,9 @@ def anthropic_requests(draw: Any) -> ChatRequest:
         top_k=draw(st.none() | st.integers(1, 100)),
         stop=draw(st.lists(nonempty, max_size=3)),
         stream=draw(st.booleans()),
-        extras=draw(st.just({}) | st.just({"thinking": {"type": "enabled", "budget_tokens": 1024}})),
+        extras=draw(
+            st.just({}) | st.just({"thinking": {"type": "enabled", "budget_tokens": 1024}})
+        ),
         meta=_meta(draw(st.none() | ident)),
     )
 
@@ -159,7 +185,8 @@ def anthropic_requests(draw: Any) -> ChatRequest:
 def openai_responses() -> st.SearchStrategy[ChatResponse]:
     return st.builds(
         lambda rid, texts, calls, finish, u, created: ChatResponse(
-            rid, "m", texts + calls, finish, u, None, created),
+            rid, "m", texts + calls, finish, u, None, created
+        ),
         ident,
         st.lists(st.builds(TextPart, nonempty), max_size=1),
         st.lists(st.builds(ToolCallPart, ident, ident, arguments), max_size=3),
@@ -174,9 +201,15 @@ def anthropic_responses() -> st.SearchStrategy[ChatResponse]:
         return ChatResponse(rid, "m", parts, finish, u, seq if finish == "stop_sequence" else None)
 
     return st.builds(
-        build, ident,
-        st.lists(st.builds(TextPart, text) | st.builds(ToolCallPart, ident, ident, arguments)
-                 | st.builds(ThinkingPart, text, nonempty), max_size=3),
+        build,
+        ident,
+        st.lists(
+            st.builds(TextPart, text)
+            | st.builds(ToolCallPart, ident, ident, arguments)
+            | st.builds(ThinkingPart, text, nonempty),
+            max_size=3,
+        ),
         st.sampled_from(["stop", "length", "tool_calls", "stop_sequence", "content_filter"]),
-        usage, nonempty,
+        usage,
+        nonempty,
     )

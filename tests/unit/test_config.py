@@ -58,14 +58,16 @@ deployments:
 def test_unknown_provider_and_duplicate_ids_are_refused() -> None:
     with pytest.raises(ConfigError, match="names provider 'nope'"):
         parse_config("deployments:\n  - {id: a, provider: nope, model: m}\n")
-    text = ("providers: {p: {kind: anthropic}}\n"
-            "deployments:\n  - {id: a, provider: p, model: m}\n  - {id: a, provider: p, model: n}\n")
+    text = (
+        "providers: {p: {kind: anthropic}}\n"
+        "deployments:\n  - {id: a, provider: p, model: m}\n  - {id: a, provider: p, model: n}\n"
+    )
     with pytest.raises(ConfigError, match="used twice"):
         parse_config(text)
 
 
 def test_unknown_provider_kind_is_refused() -> None:
-    with pytest.raises(ConfigError, match="providers.p"):
+    with pytest.raises(ConfigError, match=r"providers\.p"):
         parse_config("providers: {p: {kind: cohere}}\n")
 
 

@@ -83,7 +83,7 @@ def answers(draw: Any, reasons: list[str]) -> list[StreamEvent]:
         events.append(ToolCallStart(index, f"call_{index}", f"tool_{index}"))
         for fragment in draw(st.lists(st.text(min_size=1, max_size=6), max_size=4)):
             events.append(ToolCallDelta(index, fragment))
-    events.append(Finish(draw(st.sampled_from(reasons))))  # type: ignore[arg-type]
+    events.append(Finish(draw(st.sampled_from(reasons))))
     events.append(UsageUpdate(draw(usage)))
     return events
 
@@ -94,7 +94,11 @@ def test_openai_stream_roundtrip(events: list[StreamEvent]) -> None:
     got = collect(via_openai(events))
     want = collect(events)
     assert (got.parts, got.finish_reason, got.usage, got.id) == (
-        want.parts, want.finish_reason, want.usage, want.id)
+        want.parts,
+        want.finish_reason,
+        want.usage,
+        want.id,
+    )
 
 
 @settings(max_examples=150)
@@ -103,7 +107,11 @@ def test_anthropic_stream_roundtrip(events: list[StreamEvent]) -> None:
     got = collect(via_anthropic(events))
     want = collect(events)
     assert (got.parts, got.finish_reason, got.usage, got.id) == (
-        want.parts, want.finish_reason, want.usage, want.id)
+        want.parts,
+        want.finish_reason,
+        want.usage,
+        want.id,
+    )
 
 
 def test_interleaved_parallel_tool_calls_keep_their_arguments_through_anthropic() -> None:
@@ -127,8 +135,12 @@ def test_interleaved_parallel_tool_calls_keep_their_arguments_through_anthropic(
 
 
 def test_openai_usage_chunk_only_when_asked() -> None:
-    events: list[StreamEvent] = [StreamStart("id", "m"), TextDelta("hi"), Finish("stop"),
-                                 UsageUpdate(Usage(3, 1))]
+    events: list[StreamEvent] = [
+        StreamStart("id", "m"),
+        TextDelta("hi"),
+        Finish("stop"),
+        UsageUpdate(Usage(3, 1)),
+    ]
     for include, expect_usage in ((False, False), (True, True)):
         encoder = ChunkEncoder("m", include_usage=include)
         raw = b"".join(encoder.encode(e) for e in events) + encoder.close()
@@ -141,10 +153,12 @@ def test_openai_usage_chunk_only_when_asked() -> None:
 async def test_sse_reader_handles_any_split_and_line_endings() -> None:
     """Events split at every byte boundary, with CRLF endings, parse the same."""
     from sluice.config import TimeoutConfig
-    from sluice.providers.http import _events
+    from sluice.providers.http import READ_BOUNDARY, _events
 
-    wire = (b"event: a\r\ndata: {\"x\": 1}\r\n\r\n: comment\r\n\r\n"
-            b"data: line1\r\ndata: line2\r\n\r\ndata: [DONE]\r\n\r\n")
+    wire = (
+        b'event: a\r\ndata: {"x": 1}\r\n\r\n: comment\r\n\r\n'
+        b"data: line1\r\ndata: line2\r\n\r\ndata: [DONE]\r\n\r\n"
+    )
 
     class Content:
         def __init__(self, pieces: list[bytes]) -> None:
@@ -160,6 +174,8 @@ async def test_sse_reader_handles_any_split_and_line_endings() -> None:
 
     expected = [("a", '{"x": 1}'), (None, "line1\nline2"), (None, "[DONE]")]
     for size in range(1, len(wire) + 1):
-        pieces = [wire[i:i + size] for i in range(0, len(wire), size)]
-        got = [(e.event, e.data) async for e in _events(Resp(pieces), "d", TimeoutConfig())]  # type: ignore[arg-type]
+        pieces = [wire[i : i + size] for i in range(0, len(wire), size)]
+        events = [e async for e in _events(Resp(pieces), "d", TimeoutConfig())]  # type: ignore[arg-type]
+        got = [(e.event, e.data) for e in events if e is not READ_BOUNDARY]
         assert got == expected, size
+        assert sum(e is READ_BOUNDARY for e in events) == len(pieces)  # one per network read

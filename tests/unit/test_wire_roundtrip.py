@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import orjson
 from hypothesis import given, settings
 
-from sluice.types import CallMeta, ChatRequest, ChatResponse
+from sluice.types import CallMeta, ChatRequest, ChatResponse, ToolCallPart
 from sluice.wire.anthropic import request as anthropic_request
 from sluice.wire.anthropic import response as anthropic_response
 from sluice.wire.openai import request as openai_request
@@ -25,7 +26,7 @@ def _comparable(req: ChatRequest) -> ChatRequest:
     return dataclasses.replace(req, meta=CallMeta(user=req.meta.user))
 
 
-def _through_json(body: object) -> dict:  # type: ignore[type-arg]
+def _through_json(body: object) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(body))  # type: ignore[no-any-return]
 
 
@@ -66,8 +67,13 @@ def test_anthropic_request_crosses_to_openai_wire(req: ChatRequest) -> None:
     body = _through_json(openai_request.encode_request(req, "gpt", same_wire=False))
     decoded = openai_request.decode_request(body, CallMeta())
     assert decoded.max_tokens == req.max_tokens
-    calls = [p for m in req.messages for p in m.parts if type(p).__name__ == "ToolCallPart"]
-    decoded_calls = [p for m in decoded.messages for p in m.parts if type(p).__name__ == "ToolCallPart"]
-    assert [(c.id, c.name, c.arguments) for c in decoded_calls] == [
-        (c.id, c.name, c.arguments) for c in calls  # type: ignore[attr-defined]
-    ]
+
+    def calls(r: ChatRequest) -> list[tuple[str, str, str]]:
+        return [
+            (p.id, p.name, p.arguments)
+            for m in r.messages
+            for p in m.parts
+            if isinstance(p, ToolCallPart)
+        ]
+
+    assert calls(decoded) == calls(req)

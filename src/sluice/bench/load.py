@@ -127,9 +127,19 @@ def run_wrk(url: str, body: bytes, *, concurrency: int, seconds: float) -> LoadR
         lua.write(script)
         lua.flush()
         out = subprocess.run(
-            [wrk, "-t1", f"-c{concurrency}", f"-d{max(seconds, 1):.0f}s", "--latency",
-             "-s", lua.name, url],
-            capture_output=True, text=True, check=True,
+            [
+                wrk,
+                "-t1",
+                f"-c{concurrency}",
+                f"-d{max(seconds, 1):.0f}s",
+                "--latency",
+                "-s",
+                lua.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     result = LoadResult(concurrency)
     for pct in ("50", "99"):
@@ -143,5 +153,6 @@ def run_wrk(url: str, body: bytes, *, concurrency: int, seconds: float) -> LoadR
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     result.errors = (int(bad.group(1)) if bad else 0) + (
-        sum(int(g) for g in errors.groups()) if errors else 0)
+        sum(int(g) for g in errors.groups()) if errors else 0
+    )
     return result

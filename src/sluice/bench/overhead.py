@@ -30,25 +30,34 @@ class Row:
 
 
 def _body(stream: bool) -> bytes:
-    return orjson.dumps({
-        "model": "gpt-4o-mini",
-        "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": 64,
-        "stream": stream,
-    })
+    return orjson.dumps(
+        {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": 64,
+            "stream": stream,
+        }
+    )
 
 
-async def _one(url: str, body: bytes, c: int, requests: int, seconds: float, stream: bool,
-               use_wrk: bool) -> LoadResult:
+async def _one(
+    url: str, body: bytes, c: int, requests: int, seconds: float, stream: bool, use_wrk: bool
+) -> LoadResult:
     if use_wrk:
         return await asyncio.to_thread(run_wrk, url, body, concurrency=c, seconds=seconds)
-    return await run_load(url, body, concurrency=c, requests=requests, max_seconds=seconds,
-                          stream=stream)
+    return await run_load(
+        url, body, concurrency=c, requests=requests, max_seconds=seconds, stream=stream
+    )
 
 
 async def _measure(
-    sim_url: str, gw_url: str, concurrencies: list[int], requests: int, seconds: float,
-    modes: list[bool], use_wrk: bool,
+    sim_url: str,
+    gw_url: str,
+    concurrencies: list[int],
+    requests: int,
+    seconds: float,
+    modes: list[bool],
+    use_wrk: bool,
 ) -> list[Row]:
     rows = []
     path = "/v1/chat/completions"
@@ -62,8 +71,10 @@ async def _measure(
 
 
 def _format(rows: list[Row], idle_rss: float, loaded_rss: float) -> str:
-    head = (f"{'mode':<10}{'conc':>5} | {'direct rps':>10}{'p50 ms':>8}{'p99 ms':>8} | "
-            f"{'gateway rps':>11}{'p50 ms':>8}{'p99 ms':>8} | {'added p50':>9}{'added p99':>10}")
+    head = (
+        f"{'mode':<10}{'conc':>5} | {'direct rps':>10}{'p50 ms':>8}{'p99 ms':>8} | "
+        f"{'gateway rps':>11}{'p50 ms':>8}{'p99 ms':>8} | {'added p50':>9}{'added p99':>10}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
@@ -84,11 +95,14 @@ def run(
     concurrencies: list[int], requests: int, seconds: float, modes: list[bool], loadgen: str
 ) -> str:
     use_wrk = loadgen == "wrk" or (loadgen == "auto" and shutil.which("wrk") is not None)
-    with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp, \
-            sim_and_gateway(Path(tmp)) as (sim, gateway):
+    with (
+        tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp,
+        sim_and_gateway(Path(tmp)) as (sim, gateway),
+    ):
         idle_rss = gateway.rss_mb()
-        rows = asyncio.run(_measure(sim.url, gateway.url, concurrencies, requests, seconds,
-                                    modes, use_wrk))
+        rows = asyncio.run(
+            _measure(sim.url, gateway.url, concurrencies, requests, seconds, modes, use_wrk)
+        )
         loader = "wrk (C, 1 thread)" if use_wrk else "Python aiohttp (same 2 cores)"
         header = f"load generator: {loader}; simulator and gateway: one process each\n"
         return header + _format(rows, idle_rss, gateway.rss_mb())

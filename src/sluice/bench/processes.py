@@ -66,7 +66,7 @@ def wait_ready(url: str, child: Child, timeout: float = 20.0) -> None:
                 f"log: {child.log_path.read_text()[-2000:]}"
             )
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -88,8 +88,12 @@ def _spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Ch
 
 def start_sim(log_dir: Path, port: int | None = None, extra: list[str] | None = None) -> Child:
     port = port or free_port()
-    child = _spawn("sim", ["sim", "--host", "127.0.0.1", "--port", str(port), *(extra or [])],
-                   dict(os.environ), log_dir)
+    child = _spawn(
+        "sim",
+        ["sim", "--host", "127.0.0.1", "--port", str(port), *(extra or [])],
+        dict(os.environ),
+        log_dir,
+    )
     child.url = f"http://127.0.0.1:{port}"
     wait_ready(child.url + "/healthz", child)
     return child

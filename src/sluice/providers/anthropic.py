@@ -10,9 +10,9 @@ from sluice.config import AnthropicProviderConfig
 from sluice.errors import UpstreamConnectError
 from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter
-from sluice.providers.http import UpstreamClient, parse_event_json
+from sluice.providers.http import READ_BOUNDARY, UpstreamClient, parse_event_json
 from sluice.providers.ratelimit import parse_ratelimit
-from sluice.types import ChatRequest, ChatResponse, EventStream, StreamStart
+from sluice.types import FLUSH, ChatRequest, ChatResponse, EventStream, StreamStart
 from sluice.wire.anthropic.request import DEFAULT_MAX_TOKENS, encode_request
 from sluice.wire.anthropic.response import decode_response
 from sluice.wire.anthropic.stream import EventDecoder
@@ -63,6 +63,9 @@ class AnthropicProvider:
             decoder = EventDecoder()
             stopped = False
             async for event in events:
+                if event is READ_BOUNDARY:
+                    yield FLUSH
+                    continue
                 data = parse_event_json(event, dep.id)
                 if isinstance(data, dict) and data.get("type") == "message_stop":
                     stopped = True

@@ -35,6 +35,10 @@ class SSEEvent:
     data: str
 
 
+# Yielded after the events of each network read (see `sluice.types.Flush`).
+READ_BOUNDARY = SSEEvent("sluice.read-boundary", "")
+
+
 class UpstreamClient:
     """A keep-alive connection pool to one upstream, created lazily inside the event loop."""
 
@@ -124,6 +128,7 @@ async def _events(
                 event = _parse_block(block)
                 if event is not None:
                     yield event
+            yield READ_BOUNDARY
         event = _parse_block(buffer.rstrip(b"\r\n"))
         if event is not None:
             yield event

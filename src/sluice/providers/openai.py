@@ -10,9 +10,9 @@ from sluice.config import OpenAIProviderConfig
 from sluice.errors import UpstreamConnectError
 from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter
-from sluice.providers.http import UpstreamClient, parse_event_json
+from sluice.providers.http import READ_BOUNDARY, UpstreamClient, parse_event_json
 from sluice.providers.ratelimit import parse_ratelimit
-from sluice.types import ChatRequest, ChatResponse, EventStream, Finish, StreamStart
+from sluice.types import FLUSH, ChatRequest, ChatResponse, EventStream, Finish, StreamStart
 from sluice.wire.openai.request import encode_request
 from sluice.wire.openai.response import decode_response
 from sluice.wire.openai.stream import ChunkDecoder
@@ -59,6 +59,9 @@ class OpenAIProvider:
             decoder = ChunkDecoder()
             finished = False
             async for event in events:
+                if event is READ_BOUNDARY:
+                    yield FLUSH
+                    continue
                 if event.data == "[DONE]":
                     break
                 for out in decoder.feed(parse_event_json(event, dep.id)):

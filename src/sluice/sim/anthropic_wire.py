@@ -74,7 +74,7 @@ def _tool_texts(tool: Any, out: list[str]) -> ToolSpec | None:
 
 
 def _has_system(system: Any) -> bool:
-    return bool(system) and (isinstance(system, str) or isinstance(system, list))
+    return bool(system) and isinstance(system, (str, list))
 
 
 def parse_request(body: dict[str, Any]) -> Prompt:
@@ -93,9 +93,7 @@ def parse_request(body: dict[str, Any]) -> Prompt:
             raise WireError(f"messages.{i}.role: must be 'user' or 'assistant'", "messages")
         _content_texts(msg.get("content"), texts)
     n_messages = len(messages) + (1 if _has_system(system) else 0)
-    prompt = Prompt(
-        model=body["model"], key=[system, messages], texts=texts, n_messages=n_messages
-    )
+    prompt = Prompt(model=body["model"], key=[system, messages], texts=texts, n_messages=n_messages)
     tools = body.get("tools")
     if isinstance(tools, list):
         for tool in tools:
@@ -110,31 +108,39 @@ def parse_request(body: dict[str, Any]) -> Prompt:
         elif kind == "tool" and isinstance(choice.get("name"), str):
             prompt.tool_mode, prompt.forced_tool = "tool", choice["name"]
         prompt.parallel_allowed = choice.get("disable_parallel_tool_use") is not True
-    last = messages[-1]
-    if last["role"] == "user":
-        content = last.get("content")
-        blocks = content if isinstance(content, list) else []
-        results = [b for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"]
-        out: list[str] = []
-        if results:
-            for block in results:
-                _block_texts(block, out)
-            prompt.tool_result_text = " ".join(out)
-        else:
-            _content_texts(content, out)
-            prompt.last_user_text = " ".join(out)
+    _last_turn(messages[-1], prompt)
     prompt.max_tokens = cap
     stop = body.get("stop_sequences")
     if isinstance(stop, list):
         prompt.stop = [s for s in stop if isinstance(s, str)]
     seed = body.get("seed")
     prompt.seed = seed if isinstance(seed, int) else None
-    fmt = body.get("output_format")
+    fmt = body.get("output_format")  # beta name; GA is output_config.format
+    config = body.get("output_config")
+    if not isinstance(fmt, dict) and isinstance(config, dict):
+        fmt = config.get("format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         schema = fmt.get("schema")
         prompt.json_mode = True
         prompt.json_schema = schema if isinstance(schema, dict) else None
     return prompt
+
+
+def _last_turn(last: dict[str, Any], prompt: Prompt) -> None:
+    """Tool result or plain user turn: decides between a tool call and text."""
+    if last["role"] != "user":
+        return
+    content = last.get("content")
+    blocks = content if isinstance(content, list) else []
+    results = [b for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"]
+    out: list[str] = []
+    if results:
+        for block in results:
+            _block_texts(block, out)
+        prompt.tool_result_text = " ".join(out)
+    else:
+        _content_texts(content, out)
+        prompt.last_user_text = " ".join(out)
 
 
 # --- prompt caching ---------------------------------------------------------------------
@@ -186,7 +192,7 @@ def _cache_points(body: dict[str, Any], model: str) -> list[_Point]:
         _tool_texts(tool, out)
         add(tool, out)
     system = body.get("system")
-    if _has_system(system):
+    if isinstance(system, (str, list)) and system:
         tokens += MESSAGE_OVERHEAD
         for block in [system] if isinstance(system, str) else system:
             out = []
@@ -201,12 +207,13 @@ def _cache_points(body: dict[str, Any], model: str) -> list[_Point]:
             _content_texts([block] if isinstance(block, dict) else block, out)
             add(block, out)
         points.append(_Point(h.copy().digest(), tokens, CACHE_TTL_S, False))
+    auto = _ttl(body)  # top-level cache_control: a breakpoint on the last block
+    if auto is not None and points:
+        points[-1].breakpoint, points[-1].ttl = True, auto
     return points
 
 
-def cache_usage(
-    body: dict[str, Any], model: str, seen: Any, now: float
-) -> tuple[int, int]:
+def cache_usage(body: dict[str, Any], model: str, seen: Any, now: float) -> tuple[int, int]:
     """(cache read, cache write) tokens for a request carrying `cache_control` blocks.
 
     The prefix up to the last breakpoint is written unless it is under the model's

@@ -23,6 +23,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "cut",
     "refuse",
 )
+DEFAULT_FAULTS: tuple[FaultKind, ...] = ("429", "500", "503")
 DEFAULT_PORT = 8089
 
 
@@ -48,9 +49,7 @@ def _builtin_models() -> dict[str, SimModel]:
     return {
         "gpt-4o-mini": SimModel(name="gpt-4o-mini"),
         "gpt-4o": SimModel(name="gpt-4o"),
-        "claude-3-5-haiku-latest": SimModel(
-            name="claude-3-5-haiku-latest", context_window=200_000
-        ),
+        "claude-3-5-haiku-latest": SimModel(name="claude-3-5-haiku-latest", context_window=200_000),
         "claude-sonnet-4-5": SimModel(name="claude-sonnet-4-5", context_window=200_000),
     }
 
@@ -65,7 +64,7 @@ class SimConfig(BaseModel):
     models: dict[str, SimModel] = Field(default_factory=_builtin_models)
     default_model: SimModel = Field(default_factory=SimModel)  # template for unknown names
     fault_rate: float = Field(default=0.0, ge=0, le=1)
-    faults: list[FaultKind] = Field(default_factory=lambda: ["429", "500", "503"])
+    faults: list[FaultKind] = Field(default_factory=lambda: list(DEFAULT_FAULTS))
     seed: int = 0
     hang_s: float = Field(default=300.0, ge=0)
 

@@ -86,6 +86,21 @@ def parse_request(body: dict[str, Any]) -> Prompt:
         _message_texts(msg, texts)
     prompt = Prompt(model=body["model"], key=messages, texts=texts, n_messages=len(messages))
     prompt.tools = _tools(body, texts)
+    _tool_choice(body, prompt)
+    last = messages[-1]
+    if last["role"] == "user":
+        out: list[str] = []
+        _content_texts(last.get("content"), out)
+        prompt.last_user_text = " ".join(out)
+    elif last["role"] in ("tool", "function"):
+        out = []
+        _content_texts(last.get("content"), out)
+        prompt.tool_result_text = " ".join(out)
+    _options(body, prompt)
+    return prompt
+
+
+def _tool_choice(body: dict[str, Any], prompt: Prompt) -> None:
     choice = body.get("tool_choice")
     if choice == "none":
         prompt.tool_mode = "none"
@@ -96,15 +111,9 @@ def parse_request(body: dict[str, Any]) -> Prompt:
         if isinstance(fn, dict) and isinstance(fn.get("name"), str):
             prompt.tool_mode, prompt.forced_tool = "tool", fn["name"]
     prompt.parallel_allowed = body.get("parallel_tool_calls") is not False
-    last = messages[-1]
-    if last["role"] == "user":
-        out: list[str] = []
-        _content_texts(last.get("content"), out)
-        prompt.last_user_text = " ".join(out)
-    elif last["role"] in ("tool", "function"):
-        out = []
-        _content_texts(last.get("content"), out)
-        prompt.tool_result_text = " ".join(out)
+
+
+def _options(body: dict[str, Any], prompt: Prompt) -> None:
     cap = body.get("max_completion_tokens")
     cap = body.get("max_tokens") if cap is None else cap
     if cap is not None:
@@ -127,7 +136,6 @@ def parse_request(body: dict[str, Any]) -> Prompt:
             schema = spec.get("schema") if isinstance(spec, dict) else None
             prompt.json_mode = True
             prompt.json_schema = schema if isinstance(schema, dict) else None
-    return prompt
 
 
 def cached_prefix_tokens(body: dict[str, Any], model: str, seen: Any, now: float) -> int:
@@ -270,8 +278,13 @@ ERROR_TYPES = {
 }
 
 
-def error_body(status: int, message: str, code: str | None = None, param: str | None = None,
-               err_type: str | None = None) -> bytes:  # fmt: skip
+def error_body(
+    status: int,
+    message: str,
+    code: str | None = None,
+    param: str | None = None,
+    err_type: str | None = None,
+) -> bytes:
     """OpenAI's error envelope."""
     kind = err_type or ERROR_TYPES.get(status, "server_error" if status >= 500 else "api_error")
     return orjson.dumps({"error": {"message": message, "type": kind, "param": param, "code": code}})
@@ -281,7 +294,8 @@ def models_body(names: list[str]) -> bytes:
     return orjson.dumps(
         {
             "object": "list",
-            "data": [{"id": n, "object": "model", "created": 0, "owned_by": "sluice-sim"}
-                     for n in names],  # fmt: skip
+            "data": [
+                {"id": n, "object": "model", "created": 0, "owned_by": "sluice-sim"} for n in names
+            ],
         }
     )

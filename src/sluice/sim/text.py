@@ -30,7 +30,9 @@ VOCAB: tuple[str, ...] = (
     "care", "latency", "stays", "low", "under", "load", "queue", "drains", "steady", "rate",
     "sluice", "opens", "gate", "water",
 )  # fmt: skip
-_SHORT = tuple(w for w in VOCAB if len(w) <= 4)[:8]
+_VOCAB_PIECES = tuple(tuple(split_tokens(" " + w)) for w in VOCAB)
+_SHORT_PIECES = tuple(p for p in _VOCAB_PIECES if len(p) == 1)[:8]
+_PREFIX_PIECES = split_tokens(PREFIX)
 FIELD_WORDS = ("alpha", "bravo", "delta", "echo", "kilo", "lima", "nova", "orbit")
 
 Finish = Literal["stop", "length", "tool_calls", "stop_sequence"]
@@ -91,23 +93,27 @@ def digest(prompt: Prompt, sim_seed: int) -> bytes:
     return h.digest()
 
 
-def _words(rng: random.Random, lead: str, n_tokens: int) -> str:
-    """`lead`, then vocabulary words and a final period: exactly `n_tokens` tokens.
+def _word_pieces(rng: random.Random, lead: list[str], n_tokens: int) -> list[str]:
+    """Token pieces of `lead`, vocabulary words and a final period: `n_tokens` of them.
 
-    (Fewer only if `lead` alone is longer; callers cut the pieces to the limit.)
+    Built from precomputed pieces, so the result equals `split_tokens("".join(result))`
+    without re-tokenizing. Longer than `n_tokens` only when `lead` is; callers cut.
     """
-    parts = [lead]
-    count = count_text(lead)
-    while count < n_tokens - 1:
-        word = VOCAB[rng.getrandbits(6)]
-        cost = (len(word) + 3) // 4
-        if cost > n_tokens - 1 - count:
-            word = _SHORT[rng.getrandbits(3)]
-            cost = 1
-        parts.append(word)
-        count += cost
-    text = " ".join(parts)
-    return text + "." if count < n_tokens else text
+    pieces = list(lead)
+    room = n_tokens - 1 - len(pieces)
+    while room > 0:
+        word = _VOCAB_PIECES[rng.getrandbits(6)]
+        if len(word) > room:
+            word = _SHORT_PIECES[rng.getrandbits(3)]
+        pieces.extend(word)
+        room -= len(word)
+    if len(pieces) < n_tokens:
+        pieces.append(".")
+    return pieces
+
+
+def _words(rng: random.Random, n_tokens: int) -> str:
+    return "".join(_word_pieces(rng, _PREFIX_PIECES, n_tokens))
 
 
 def _apply_stop(pieces: list[str], stop: list[str]) -> tuple[list[str], str | None]:
@@ -124,9 +130,7 @@ def _apply_stop(pieces: list[str], stop: list[str]) -> tuple[list[str], str | No
     return split_tokens(text[: best[0]]), best[1]
 
 
-def fill_schema(
-    schema: Any, rng: random.Random, root: Any = None, depth: int = 0
-) -> Any:
+def fill_schema(schema: Any, rng: random.Random, root: Any = None, depth: int = 0) -> Any:
     """A value valid for a JSON schema: required properties only, first enum value."""
     root = schema if root is None else root
     if not isinstance(schema, dict) or depth > 8:
@@ -161,6 +165,10 @@ def fill_schema(
     if kind == "array":
         count = max(1, int(schema.get("minItems", 1) or 1))
         return [fill_schema(schema.get("items", {}), rng, root, depth + 1) for _ in range(count)]
+    return _scalar(kind, schema, rng)
+
+
+def _scalar(kind: Any, schema: dict[str, Any], rng: random.Random) -> Any:
     if kind == "integer":
         low = int(schema.get("minimum", 1))
         high = int(schema.get("maximum", max(low, 1) + 99))
@@ -222,17 +230,16 @@ def plan_answer(
             value = (
                 fill_schema(prompt.json_schema, rng)
                 if prompt.json_schema is not None
-                else {"answer": _words(rng, PREFIX.rstrip(), output_tokens)}
+                else {"answer": _words(rng, output_tokens)}
             )
             text = orjson.dumps(value).decode()
         pieces = split_tokens(text)
     else:
+        lead = _PREFIX_PIECES
         if prompt.tool_result_text is not None:
             snippet = " ".join(prompt.tool_result_text.split())[:60]
-            text = _words(rng, f"{PREFIX}Tool result: {snippet}", output_tokens)
-        else:
-            text = _words(rng, PREFIX.rstrip(), output_tokens)
-        pieces = split_tokens(text)[:output_tokens]
+            lead = split_tokens(f"{PREFIX}Tool result: {snippet}")
+        pieces = _word_pieces(rng, lead, output_tokens)[:output_tokens]
     finish: Finish = "stop"
     if cap is not None and len(pieces) > cap:
         pieces = pieces[: max(cap, 0)]
