@@ -103,16 +103,102 @@ class DeploymentConfig(_Frozen):
     timeouts: TimeoutConfig = TimeoutConfig()
     context_window: int | None = Field(default=None, gt=0)
     max_output_tokens: int | None = Field(default=None, gt=0)
+    weight: float = Field(default=1.0, gt=0)  # share of traffic under weighted balancing
+    max_concurrency: int | None = Field(default=None, gt=0)  # in-flight calls at most
 
     @property
     def public_names(self) -> list[str]:
         return self.serves or [self.model]
 
 
+LoadBalancing = Literal["weighted", "least_inflight", "latency_ewma"]
+
+
+class RetryConfig(_Frozen):
+    max_retries: int = Field(default=2, ge=0, le=10)  # per deployment, after the first try
+    base_s: float = Field(default=0.25, gt=0)
+    cap_s: float = Field(default=8.0, gt=0)
+    # Longest provider retry-after Sluice waits out; longer ones move to the next deployment.
+    max_retry_after_s: float = Field(default=20.0, ge=0)
+    budget_ratio: float = Field(default=0.2, ge=0)  # retries ≤ 20% of requests ...
+    budget_window_s: float = Field(default=60.0, gt=0)  # ... over this sliding window
+    budget_min_retries: int = Field(default=10, ge=0)  # always allowed per window
+
+
+class BreakerConfig(_Frozen):
+    enabled: bool = True
+    window_s: float = Field(default=60.0, gt=0)
+    min_calls: int = Field(default=10, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    consecutive_failures: int = Field(default=5, ge=1)
+    open_s: float = Field(default=30.0, gt=0)
+    half_open_probes: int = Field(default=1, ge=1)
+
+
+class QueueConfig(_Frozen):
+    """Backpressure when every deployment of a plan is at its concurrency cap."""
+
+    max_waiting: int = Field(default=1000, ge=0)
+    max_wait_s: float = Field(default=10.0, ge=0)
+
+
+class AgentGuardConfig(_Frozen):
+    """Limits for calls sharing `x-sluice-parent-request-id` (an agent loop)."""
+
+    max_steps: int | None = Field(default=None, ge=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    ttl_s: float = Field(default=3600.0, gt=0)
+
+
+class ReliabilityConfig(_Frozen):
+    retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    queue: QueueConfig = QueueConfig()
+    load_balancing: LoadBalancing = "least_inflight"
+    # Proactive throttling: a deployment whose provider reports remaining requests or
+    # tokens at or below this share of its limit rests until the reported reset.
+    throttle_headroom: float = Field(default=0.02, ge=0, lt=1)
+    agent: AgentGuardConfig = AgentGuardConfig()
+
+
+class DegradeConfig(_Frozen):
+    """An answer to give when the whole plan failed, instead of an error."""
+
+    message: str = Field(min_length=1)
+
+
+class ModelPlanConfig(_Frozen):
+    """How one public model is served: its deployments, then fallbacks, then degrade."""
+
+    deployments: list[str] | None = None  # default: every deployment serving the name
+    fallbacks: list[str] = Field(default_factory=list)  # other public models, in order
+    load_balancing: LoadBalancing | None = None
+    degrade: DegradeConfig | None = None
+
+
 class SluiceConfig(_Frozen):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     deployments: list[DeploymentConfig] = Field(default_factory=list)
+    models: dict[str, ModelPlanConfig] = Field(default_factory=dict)
+    reliability: ReliabilityConfig = ReliabilityConfig()
+
+    @model_validator(mode="after")
+    def _check_plans(self) -> SluiceConfig:
+        served = {name for d in self.deployments for name in d.public_names}
+        ids = {d.id for d in self.deployments}
+        for name, plan in self.models.items():
+            for dep_id in plan.deployments or []:
+                if dep_id not in ids:
+                    raise ValueError(f"models.{name} names deployment {dep_id!r}, not defined")
+            for fallback in plan.fallbacks:
+                if fallback == name or fallback not in served:
+                    raise ValueError(
+                        f"models.{name}: fallback {fallback!r} must be another served model"
+                    )
+            if plan.deployments is None and name not in served:
+                raise ValueError(f"models.{name}: no deployment serves this model")
+        return self
 
     @model_validator(mode="after")
     def _check_references(self) -> SluiceConfig:

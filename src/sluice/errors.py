@@ -8,6 +8,7 @@
     ├── RequestTooLargeError       413  body over the configured limit
     ├── UnprocessableError         422
     ├── RateLimitError             429  carries retry-after
+    ├── ServiceUnavailableError    503  every deployment of a plan is unavailable (breakers)
     ├── InternalError              500  an unexpected exception (logged with the request id)
     └── UpstreamError              the provider failed; status mirrors what the caller sees
         ├── UpstreamStatusError    the provider answered with an error status
@@ -136,6 +137,11 @@ class UnprocessableError(SluiceError):
 class RateLimitError(SluiceError):
     status = 429
     default_code = "rate_limit_exceeded"
+
+
+class ServiceUnavailableError(SluiceError):
+    status = 503
+    default_code = "service_unavailable"
 
 
 class InternalError(SluiceError):

@@ -30,8 +30,7 @@ from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.pipeline.context import CallContext, Handler, compose
-from sluice.pipeline.execute import ExecuteStage
-from sluice.pipeline.route import RouteStage
+from sluice.reliability.executor import PlanExecutor
 from sluice.providers.forwarding import HeaderFilter
 from sluice.runtime import Runtime
 from sluice.types import FLUSH, CallMeta, ChatResponse, EventStream
@@ -48,7 +47,8 @@ class Gateway:
     def __init__(self, config: SluiceConfig, runtime: Runtime | None = None) -> None:
         self.config = config
         self.runtime = runtime or Runtime.build(config)
-        self.handler: Handler = compose([RouteStage(self.runtime)], ExecuteStage(self.runtime))
+        self.executor = PlanExecutor(self.runtime, config.reliability, config.models)
+        self.handler: Handler = compose([], self.executor)
         self.forwarded = HeaderFilter(
             p for cfg in config.providers.values() for p in cfg.forward_headers
         )
@@ -70,19 +70,37 @@ def _request_id(request: web.Request) -> str:
 
 
 def _error_response(
-    err: SluiceError, frontend: Frontend, request_id: str, started: float
+    err: SluiceError,
+    frontend: Frontend,
+    request_id: str,
+    started: float,
+    ctx: CallContext | None = None,
 ) -> web.Response:
     headers = {
         **err.headers,
         "x-sluice-request-id": request_id,
         "x-sluice-latency-ms": _elapsed_ms(started),
     }
+    if ctx is not None:
+        headers.update(_plan_headers(ctx))
     return web.Response(
         status=err.http_status,
         body=orjson.dumps(frontend.error_body(err)),
         content_type=_JSON,
         headers=headers,
     )
+
+
+def _plan_headers(ctx: CallContext) -> dict[str, str]:
+    headers = {
+        "x-sluice-attempts": str(ctx.attempts),
+        "x-sluice-fallback": "true" if ctx.fallback else "false",
+    }
+    if ctx.deployment is not None:
+        headers["x-sluice-deployment"] = ctx.deployment.id
+    if ctx.degraded:
+        headers["x-sluice-degraded"] = "true"
+    return headers
 
 
 def _elapsed_ms(started: float) -> str:
@@ -127,25 +145,26 @@ def chat_endpoint(frontend: Frontend) -> Callable[[web.Request], Awaitable[web.S
         started = time.perf_counter()
         gateway = request.app[GATEWAY]
         request_id = _request_id(request)
+        ctx: CallContext | None = None
         try:
             body = await _read_json(request, gateway.config.server.max_body_bytes)
             meta = _call_meta(request, request_id, frontend, gateway.forwarded)
-            chat = frontend.decode_request(body, meta)
-            ctx = CallContext(chat, started)
+            ctx = CallContext(frontend.decode_request(body, meta), started)
             result = await gateway.handler(ctx)
         except SluiceError as err:
             if err.http_status >= 500:
                 log.warning("request %s failed: %s", request_id, err.message)
-            return _error_response(err, frontend, request_id, started)
+            return _error_response(err, frontend, request_id, started, ctx)
         except Exception:
             log.exception("request %s: unexpected error", request_id)
             internal = InternalError(f"internal error; request id {request_id}")
-            return _error_response(internal, frontend, request_id, started)
+            return _error_response(internal, frontend, request_id, started, ctx)
+        chat = ctx.request
         headers = {
             **ctx.response_headers,
+            **_plan_headers(ctx),
             "x-sluice-request-id": request_id,
             "x-request-id": request_id,
-            "x-sluice-deployment": ctx.deployment.id if ctx.deployment else "",
             "x-sluice-latency-ms": _elapsed_ms(started),
         }
         if isinstance(result, ChatResponse):
@@ -247,7 +266,7 @@ async def readyz(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     body = {
         "status": "ready" if gateway.ready else "stopping",
-        "deployments": sorted(gateway.runtime.deployments),
+        "deployments": gateway.executor.breaker_states(),
         "models": sorted(gateway.runtime.by_model),
     }
     return web.json_response(body, status=200 if gateway.ready else 503, dumps=_dumps)

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import re
 
+import orjson
+
+from sluice.types import ChatRequest, TextPart, ToolCallPart, ToolResultPart
+
 _PIECE = re.compile(r"\w+|[^\w\s]")
 
 
@@ -52,3 +56,23 @@ def count_prompt(texts: list[str], messages: int) -> int:
     the gateway both call this, so estimates and simulated usage agree exactly.
     """
     return REQUEST_OVERHEAD + messages * MESSAGE_OVERHEAD + sum(count_text(t) for t in texts)
+
+
+def estimate_request_tokens(req: ChatRequest) -> int:
+    """Estimated prompt tokens of a neutral request, counted the way the simulator counts
+    usage (tools as compact sorted JSON of name, parameters and description)."""
+    texts: list[str] = [p.text for p in req.system]
+    for msg in req.messages:
+        for part in msg.parts:
+            if isinstance(part, TextPart):
+                texts.append(part.text)
+            elif isinstance(part, ToolCallPart):
+                texts.append(part.arguments)
+            elif isinstance(part, ToolResultPart):
+                texts.extend(p.text for p in part.content if isinstance(p, TextPart))
+    for tool in req.tools:
+        spec: dict[str, object] = {"name": tool.name, "parameters": tool.parameters}
+        if tool.description is not None:
+            spec["description"] = tool.description
+        texts.append(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS).decode())
+    return count_prompt(texts, len(req.messages) + (1 if req.system else 0))

@@ -16,9 +16,9 @@ Conventions that keep translation lossless:
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 JSON: TypeAlias = Any
 CacheControl: TypeAlias = dict[str, Any]
@@ -233,4 +233,14 @@ StreamEvent: TypeAlias = (
     | UsageUpdate
     | Flush
 )
-EventStream: TypeAlias = AsyncGenerator[StreamEvent, None]
+
+
+class EventStream(Protocol):
+    """An async iterator of events that must be closed (`aclose`) when abandoned, so the
+    upstream connection and any held resources are released. Async generators qualify."""
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]: ...
+
+    def __anext__(self) -> Awaitable[StreamEvent]: ...
+
+    def aclose(self) -> Awaitable[None]: ...

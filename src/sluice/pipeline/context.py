@@ -20,7 +20,9 @@ class CallContext:
     started: float = field(default_factory=time.perf_counter)
     plan: list[Deployment] = field(default_factory=list)
     deployment: Deployment | None = None
-    attempts: int = 0
+    attempts: int = 0  # upstream calls made for this request
+    fallback: bool = False  # served (or tried) by a model other than the one asked for
+    degraded: bool = False  # the plan failed and the configured degrade answer was given
     response_headers: dict[str, str] = field(default_factory=dict)
 
 

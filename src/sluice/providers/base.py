@@ -21,6 +21,8 @@ class Deployment:
     price: PriceConfig | None
     context_window: int | None
     max_output_tokens: int | None
+    weight: float = 1.0
+    max_concurrency: int | None = None
 
     @classmethod
     def from_config(cls, cfg: DeploymentConfig) -> Deployment:
@@ -33,6 +35,8 @@ class Deployment:
             price=cfg.price,
             context_window=cfg.context_window,
             max_output_tokens=cfg.max_output_tokens,
+            weight=cfg.weight,
+            max_concurrency=cfg.max_concurrency,
         )
 
 

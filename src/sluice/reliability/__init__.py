@@ -1,0 +1,1 @@
+"""Reliability: retries, retry budget, breakers, load balancing, slots and the plan executor."""

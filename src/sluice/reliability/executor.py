@@ -1,0 +1,405 @@
+"""The plan executor: the pipeline's terminal stage.
+
+A public model maps to a plan: its deployments (load-balanced, breakers consulted,
+concurrency-capped), then its fallback models in order, then an optional degrade answer.
+Each deployment gets up to 1 + `max_retries` attempts with full-jitter backoff, within the
+global retry budget and the request's deadline. Caller errors (400/413/422) end the plan at
+once; everything else moves on. Streams are only returned once their first event arrived,
+so any failure before the first byte is retried or falls back transparently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from sluice.config import ModelPlanConfig, ReliabilityConfig, TimeoutConfig
+from sluice.errors import (
+    InvalidRequestError,
+    ServiceUnavailableError,
+    SluiceError,
+    UpstreamError,
+    UpstreamMalformedError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
+from sluice.pipeline.context import CallContext, Result
+from sluice.providers.base import Deployment
+from sluice.reliability.backoff import retry_delay
+from sluice.reliability.budget import RetryBudget
+from sluice.reliability.slots import SlotPool
+from sluice.reliability.state import DeploymentState, order
+from sluice.replay import events_from_response
+from sluice.runtime import Runtime
+from sluice.tokens import estimate_request_tokens
+from sluice.types import ChatResponse, EventStream, StreamEvent, StreamStart, TextPart
+
+Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
+
+_CALLER_STATUSES = frozenset({400, 413, 422})
+_CONTEXT_HINTS = (
+    "context length",
+    "context_length",
+    "context window",
+    "prompt is too long",
+    "maximum context",
+    "too many tokens",
+)
+
+
+class _ModelFailed(Exception):
+    """Internal: this model of the plan cannot serve the request; try the next one."""
+
+    def __init__(self, error: SluiceError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def is_context_overflow(err: SluiceError) -> bool:
+    if not isinstance(err, UpstreamStatusError) or err.upstream_status not in (400, 413):
+        return False
+    text = err.message.lower()
+    return any(hint in text for hint in _CONTEXT_HINTS)
+
+
+def is_caller_error(err: SluiceError) -> bool:
+    """The request itself is wrong: no other deployment would answer differently."""
+    if isinstance(err, UpstreamStatusError):
+        return err.upstream_status in _CALLER_STATUSES and not is_context_overflow(err)
+    return not isinstance(err, UpstreamError)
+
+
+class PlanExecutor:
+    def __init__(
+        self,
+        runtime: Runtime,
+        config: ReliabilityConfig,
+        plans: dict[str, ModelPlanConfig],
+        *,
+        rng: random.Random | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._runtime = runtime
+        self._cfg = config
+        self._plans = plans
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self.states = {
+            dep.id: DeploymentState(dep, config.breaker, self._rng)
+            for dep in runtime.deployments.values()
+        }
+        self.budget = RetryBudget(
+            config.retry.budget_ratio,
+            config.retry.budget_window_s,
+            config.retry.budget_min_retries,
+        )
+        self.slots = SlotPool(config.queue.max_waiting, config.queue.max_wait_s)
+
+    # --- plan ------------------------------------------------------------------------
+
+    def _deployments(self, model: str) -> list[DeploymentState]:
+        plan = self._plans.get(model)
+        if plan is not None and plan.deployments is not None:
+            return [self.states[d] for d in plan.deployments]
+        return [self.states[d.id] for d in self._runtime.deployments_for(model)]
+
+    async def __call__(self, ctx: CallContext) -> Result:
+        req = ctx.request
+        plan = self._plans.get(req.model)
+        if plan is None or plan.deployments is None:
+            self._runtime.deployments_for(req.model)  # 404 for an unknown model, up front
+        self.budget.record_request()
+        deadline = _deadline(req.meta.headers)
+        need = estimate_request_tokens(req) + (req.max_tokens or 0)
+        chain = [req.model, *(plan.fallbacks if plan else [])]
+        failures: list[SluiceError] = []
+        for index, model in enumerate(chain):
+            ctx.fallback = index > 0
+            try:
+                return await self._serve_model(ctx, model, deadline, need)
+            except _ModelFailed as failed:
+                failures.append(failed.error)
+        if plan is not None and plan.degrade is not None:
+            return self._degraded(ctx, plan.degrade.message)
+        raise _final_error(failures)
+
+    def _degraded(self, ctx: CallContext, message: str) -> Result:
+        ctx.degraded = True
+        resp = ChatResponse(
+            id=f"degraded-{ctx.request.meta.request_id}",
+            model=ctx.request.model,
+            parts=[TextPart(message)],
+            created=int(time.time()),
+        )
+        return events_from_response(resp) if ctx.request.stream else resp
+
+    async def _serve_model(
+        self, ctx: CallContext, model: str, deadline: float | None, need: int
+    ) -> Result:
+        states = self._deployments(model)
+        fitting = [s for s in states if not s.dep.context_window or need <= s.dep.context_window]
+        if not fitting:
+            raise _ModelFailed(_context_error(model, need, states))
+        plan = self._plans.get(model)
+        strategy = (plan.load_balancing if plan else None) or self._cfg.load_balancing
+        candidates = order(fitting, strategy, self._rng)
+        if not candidates:
+            raise _ModelFailed(_all_open_error(model, fitting))
+        tried: set[str] = set()
+        last: SluiceError | None = None
+        while remaining := [c for c in candidates if c.id not in tried]:
+            state = await self.slots.wait_for_any(remaining, _priority(ctx), _time_left(deadline))
+            tried.add(state.id)
+            if not state.breaker.allow():
+                self.slots.release(state)
+                continue
+            try:
+                return await self._attempts(ctx, state, deadline)
+            except UpstreamError as err:
+                if is_caller_error(err):
+                    raise
+                last = err
+        raise _ModelFailed(last or _all_open_error(model, fitting))
+
+    # --- attempts on one deployment -----------------------------------------------------
+
+    async def _attempts(
+        self, ctx: CallContext, state: DeploymentState, deadline: float | None
+    ) -> Result:
+        """Holds a slot on entry; every exit path gives it back (streams: when they end)."""
+        retry = self._cfg.retry
+        attempt = 0
+        while True:
+            ctx.attempts += 1
+            try:
+                return await self._call(ctx, state, deadline)
+            except UpstreamError as err:
+                self.slots.release(state)
+                self._record_failure(state, err)
+                if not self._should_retry(err, attempt, state, deadline):
+                    raise
+                delay = retry_delay(
+                    attempt,
+                    err.retry_after_s,
+                    base_s=retry.base_s,
+                    cap_s=retry.cap_s,
+                    rng=self._rng,
+                )
+                await self._sleep(delay)
+                attempt += 1
+                await self.slots.wait_for_any([state], _priority(ctx), _time_left(deadline))
+                if not state.breaker.allow():
+                    self.slots.release(state)
+                    raise
+            except BaseException:
+                self.slots.release(state)
+                state.breaker.release_probe()
+                raise
+
+    def _should_retry(
+        self, err: UpstreamError, attempt: int, state: DeploymentState, deadline: float | None
+    ) -> bool:
+        retry = self._cfg.retry
+        if not err.retryable or attempt >= retry.max_retries:
+            return False
+        if err.retry_after_s is not None and err.retry_after_s > retry.max_retry_after_s:
+            return False  # the provider wants a long rest: another deployment, not a wait
+        if deadline is not None and time.monotonic() + (err.retry_after_s or 0) >= deadline:
+            return False
+        if not state.breaker.available():
+            return False
+        return self.budget.try_spend()
+
+    def _record_failure(self, state: DeploymentState, err: UpstreamError) -> None:
+        if isinstance(err, UpstreamStatusError) and err.upstream_status == 429:
+            state.rest_until(time.monotonic() + (err.retry_after_s or 1.0))
+            state.breaker.release_probe()
+        elif is_caller_error(err) or is_context_overflow(err):
+            state.breaker.release_probe()
+        else:
+            state.breaker.record_failure()
+
+    def _record_success(self, state: DeploymentState, started: float) -> None:
+        state.breaker.record_success()
+        state.observe_latency((time.perf_counter() - started) * 1000)
+
+    async def _call(
+        self, ctx: CallContext, state: DeploymentState, deadline: float | None
+    ) -> Result:
+        req = ctx.request
+        dep = _within_deadline(state.dep, deadline)
+        provider = self._runtime.provider_for(state.dep)
+        ctx.deployment = state.dep
+        started = time.perf_counter()
+        if not req.stream:
+            resp = await _bounded(provider.complete(req, dep), deadline, dep.id)
+            self.slots.release(state)
+            self._record_success(state, started)
+            state.observe_ratelimit(resp.ratelimit, self._cfg.throttle_headroom)
+            return resp
+        events = provider.stream(req, dep)
+        try:
+            first = await _bounded(anext(events), deadline, dep.id)
+        except StopAsyncIteration:
+            raise UpstreamMalformedError(
+                f"upstream {dep.id} sent an empty stream", deployment=dep.id
+            ) from None
+        except BaseException:
+            await events.aclose()
+            raise
+        self._record_success(state, started)
+        if isinstance(first, StreamStart):
+            state.observe_ratelimit(first.ratelimit, self._cfg.throttle_headroom)
+        return _GuardedStream(first, events, self, state, deadline)
+
+    def breaker_states(self) -> dict[str, str]:
+        return {s.id: s.breaker.state.name.lower() for s in self.states.values()}
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _deadline(headers: dict[str, str]) -> float | None:
+    raw = headers.get("x-sluice-timeout-ms")
+    if raw is None:
+        return None
+    try:
+        ms = float(raw)
+    except ValueError:
+        raise InvalidRequestError(
+            "x-sluice-timeout-ms must be a number of milliseconds", param="x-sluice-timeout-ms"
+        ) from None
+    if not 0 < ms <= 3_600_000:
+        raise InvalidRequestError(
+            "x-sluice-timeout-ms must be between 1 and 3600000", param="x-sluice-timeout-ms"
+        )
+    return time.monotonic() + ms / 1000
+
+
+def _time_left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+
+def _within_deadline(dep: Deployment, deadline: float | None) -> Deployment:
+    left = _time_left(deadline)
+    if left is None or left >= dep.timeouts.total_s:
+        return dep
+    t = dep.timeouts
+    left = max(left, 0.001)
+    bounded = TimeoutConfig(
+        connect_s=min(t.connect_s, left),
+        ttft_s=min(t.ttft_s, left),
+        idle_s=min(t.idle_s, left),
+        total_s=left,
+    )
+    return dataclasses.replace(dep, timeouts=bounded)
+
+
+async def _bounded(awaitable: Awaitable[T], deadline: float | None, dep: str) -> T:
+    if deadline is None:
+        return await awaitable
+    try:
+        async with asyncio.timeout_at(_loop_time(deadline)):
+            return await awaitable
+    except TimeoutError:
+        raise UpstreamTimeoutError(
+            f"upstream {dep} did not answer within the request's x-sluice-timeout-ms",
+            deployment=dep,
+        ) from None
+
+
+def _loop_time(deadline: float) -> float:
+    """monotonic deadline → the running loop's clock."""
+    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
+
+
+_PRIORITIES = {"interactive": 0, "default": 1, "batch": 2}
+
+
+def _priority(ctx: CallContext) -> int:
+    raw = ctx.request.meta.headers.get("x-sluice-priority", "default").lower()
+    if raw in _PRIORITIES:
+        return _PRIORITIES[raw]
+    return int(raw) if raw.isdigit() else 1
+
+
+def _context_error(model: str, need: int, states: list[DeploymentState]) -> SluiceError:
+    largest = max((s.dep.context_window or 0) for s in states)
+    return InvalidRequestError(
+        f"the request needs about {need} tokens (prompt + max_tokens); the largest context "
+        f"window serving {model!r} is {largest}",
+        param="messages",
+        code="context_length_exceeded",
+    )
+
+
+def _all_open_error(model: str, states: list[DeploymentState]) -> SluiceError:
+    now = time.monotonic()
+    wait = min((max(s.cooldown_until - now, 1.0) for s in states), default=1.0)
+    return ServiceUnavailableError(
+        f"every deployment serving {model!r} is unavailable (circuit open)",
+        code="deployments_unavailable",
+        headers={"retry-after": str(max(1, math.ceil(wait)))},
+    )
+
+
+def _final_error(failures: list[SluiceError]) -> SluiceError:
+    """What the caller sees when the whole plan failed: the last upstream failure (a 504
+    when it was a timeout), else why no deployment could be tried."""
+    upstream = [f for f in failures if isinstance(f, UpstreamError)]
+    return upstream[-1] if upstream else failures[-1]
+
+
+class _GuardedStream:
+    """The rest of a stream after its first event. Gives the deployment's slot back exactly
+    once when the stream ends, fails or is closed — even if it was never iterated."""
+
+    __slots__ = ("_closed", "_deadline", "_events", "_executor", "_first", "_state")
+
+    def __init__(
+        self,
+        first: StreamEvent,
+        events: EventStream,
+        executor: PlanExecutor,
+        state: DeploymentState,
+        deadline: float | None,
+    ) -> None:
+        self._first: StreamEvent | None = first
+        self._events = events
+        self._executor = executor
+        self._state = state
+        self._deadline = deadline
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        if self._first is not None:
+            event, self._first = self._first, None
+            return event
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            return await _bounded(anext(self._events), self._deadline, self._state.id)
+        except StopAsyncIteration:
+            await self.aclose()
+            raise
+        except UpstreamError as err:
+            self._executor._record_failure(self._state, err)
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._first = None
+        self._executor.slots.release(self._state)
+        await self._events.aclose()
