@@ -24,14 +24,15 @@ from sluice.errors import (
     InvalidRequestError,
     NotFoundError,
     RequestTooLargeError,
+    ServiceUnavailableError,
     SluiceError,
 )
 from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.pipeline.context import CallContext, Handler, compose
-from sluice.reliability.executor import PlanExecutor
 from sluice.providers.forwarding import HeaderFilter
+from sluice.reliability.executor import PlanExecutor
 from sluice.runtime import Runtime
 from sluice.types import FLUSH, CallMeta, ChatResponse, EventStream
 
@@ -152,8 +153,10 @@ def chat_endpoint(frontend: Frontend) -> Callable[[web.Request], Awaitable[web.S
             ctx = CallContext(frontend.decode_request(body, meta), started)
             result = await gateway.handler(ctx)
         except SluiceError as err:
+            # Breaker fast-fails are expected during an outage: one line each at INFO.
+            level = logging.INFO if isinstance(err, ServiceUnavailableError) else logging.WARNING
             if err.http_status >= 500:
-                log.warning("request %s failed: %s", request_id, err.message)
+                log.log(level, "request %s failed: %s", request_id, err.message)
             return _error_response(err, frontend, request_id, started, ctx)
         except Exception:
             log.exception("request %s: unexpected error", request_id)

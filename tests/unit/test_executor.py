@@ -186,6 +186,19 @@ async def test_retry_after_is_honoured_and_long_ones_move_on() -> None:
     assert ex2.states["a1"].resting(time.monotonic())  # it rests until the provider's time
 
 
+async def test_resting_deployments_are_skipped_and_a_lone_one_gives_429() -> None:
+    from sluice.errors import RateLimitError
+
+    ex, fake = executor({"b1": [fail(429, retry_after=30)]})
+    with pytest.raises(UpstreamStatusError):
+        await ex(ctx("backup"))  # the provider's 429 (its retry-after is too long to wait)
+    calls = len(fake.calls)
+    with pytest.raises(RateLimitError) as info:
+        await ex(ctx("backup"))  # Sluice now waits as asked instead of calling again
+    assert len(fake.calls) == calls
+    assert 25 <= int(info.value.headers["retry-after"]) <= 30
+
+
 async def test_retry_budget_stops_a_retry_storm() -> None:
     ex, fake = executor(
         {"a1": [fail(500)], "a2": [fail(500)], "big": [fail(500)], "b1": [fail(500)]}, NO_BREAKER

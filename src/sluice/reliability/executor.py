@@ -21,6 +21,7 @@ from typing import TypeVar
 from sluice.config import ModelPlanConfig, ReliabilityConfig, TimeoutConfig
 from sluice.errors import (
     InvalidRequestError,
+    RateLimitError,
     ServiceUnavailableError,
     SluiceError,
     UpstreamError,
@@ -151,6 +152,11 @@ class PlanExecutor:
         candidates = order(fitting, strategy, self._rng)
         if not candidates:
             raise _ModelFailed(_all_open_error(model, fitting))
+        now = time.monotonic()
+        awake = [c for c in candidates if not c.resting(now)]
+        if not awake:  # the provider asked us to wait: don't send what would be a 429
+            raise _ModelFailed(_resting_error(model, candidates, now))
+        candidates = awake
         tried: set[str] = set()
         last: SluiceError | None = None
         while remaining := [c for c in candidates if c.id not in tried]:
@@ -345,6 +351,15 @@ def _all_open_error(model: str, states: list[DeploymentState]) -> SluiceError:
     return ServiceUnavailableError(
         f"every deployment serving {model!r} is unavailable (circuit open)",
         code="deployments_unavailable",
+        headers={"retry-after": str(max(1, math.ceil(wait)))},
+    )
+
+
+def _resting_error(model: str, states: list[DeploymentState], now: float) -> SluiceError:
+    wait = min(s.cooldown_until for s in states) - now
+    return RateLimitError(
+        f"every deployment serving {model!r} is rate-limited by its provider; retry later",
+        code="upstream_rate_limited",
         headers={"retry-after": str(max(1, math.ceil(wait)))},
     )
 

@@ -67,9 +67,8 @@ class DeploymentState:
 def order(
     states: list[DeploymentState], strategy: LoadBalancing, rng: random.Random
 ) -> list[DeploymentState]:
-    """Candidates in the order to try them: healthy before resting, then by strategy.
-    Deployments with an open breaker are left out."""
-    now = time.monotonic()
+    """Candidates in the order to try them, by strategy. Deployments with an open breaker
+    are left out."""
     live = [s for s in states if s.breaker.available()]
     if len(live) <= 1:
         return live
@@ -82,4 +81,4 @@ def order(
         ranked = sorted(live, key=lambda s: (s.ewma_ms or 0.0, rng.random()))
     else:
         ranked = sorted(live, key=lambda s: (s.in_flight / s.dep.weight, rng.random()))
-    return sorted(ranked, key=lambda s: s.resting(now))  # stable: keeps strategy order
+    return ranked

@@ -79,6 +79,23 @@ async def _reset(request: web.Request) -> web.Response:
     return web.json_response({"ok": True}, headers=headers_with())
 
 
+async def _set_faults(request: web.Request) -> web.Response:
+    """POST /sim/faults {"fault_rate": 0.3, "faults": ["500", "hang"], "hang_s": 5}: change
+    fault injection on a running simulator (chaos tests switch an upstream off and on)."""
+    state = request.app[STATE]
+    try:
+        body = orjson.loads(await request.read())
+        update = {k: body[k] for k in ("fault_rate", "faults", "hang_s") if k in body}
+        state.config = SimConfig.model_validate({**state.config.model_dump(), **update})
+    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        return web.json_response({"error": str(exc)}, status=400, headers=headers_with())
+    config = state.config
+    return web.json_response(
+        {"fault_rate": config.fault_rate, "faults": list(config.faults), "hang_s": config.hang_s},
+        headers=headers_with(),
+    )
+
+
 def create_app(config: SimConfig | None = None) -> web.Application:
     """A fresh simulator app; all of its state lives in `app[STATE]`."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -91,6 +108,7 @@ def create_app(config: SimConfig | None = None) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/sim/stats", _stats)
     app.router.add_post("/sim/reset", _reset)
+    app.router.add_post("/sim/faults", _set_faults)
     return app
 
 
