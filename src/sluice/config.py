@@ -71,6 +71,9 @@ class AnthropicProviderConfig(_ProviderBase):
     kind: Literal["anthropic"]
     api_base: str = "https://api.anthropic.com"
     anthropic_version: str = "2023-06-01"
+    # JSON-schema answers: "native" sends output_config.format (structured outputs);
+    # "prompt" puts the schema in the system prompt (works with every model).
+    structured_output: Literal["prompt", "native"] = "prompt"
 
 
 ProviderConfig = Annotated[
@@ -150,8 +153,14 @@ class AgentGuardConfig(_Frozen):
     ttl_s: float = Field(default=3600.0, gt=0)
 
 
+class StructuredOutputConfig(_Frozen):
+    # Re-asks with the validation errors before giving up with a 422.
+    max_repairs: int = Field(default=2, ge=0, le=10)
+
+
 class ReliabilityConfig(_Frozen):
     retry: RetryConfig = RetryConfig()
+    structured_output: StructuredOutputConfig = StructuredOutputConfig()
     breaker: BreakerConfig = BreakerConfig()
     queue: QueueConfig = QueueConfig()
     load_balancing: LoadBalancing = "least_inflight"

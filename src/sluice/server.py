@@ -31,6 +31,7 @@ from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.pipeline.context import CallContext, Handler, compose
+from sluice.pipeline.structured import StructuredOutputStage
 from sluice.providers.forwarding import HeaderFilter
 from sluice.reliability.executor import PlanExecutor
 from sluice.runtime import Runtime
@@ -49,7 +50,10 @@ class Gateway:
         self.config = config
         self.runtime = runtime or Runtime.build(config)
         self.executor = PlanExecutor(self.runtime, config.reliability, config.models)
-        self.handler: Handler = compose([], self.executor)
+        structured = StructuredOutputStage(
+            config.reliability.structured_output.max_repairs, self.executor.plan_length
+        )
+        self.handler: Handler = compose([structured], self.executor)
         self.forwarded = HeaderFilter(
             p for cfg in config.providers.values() for p in cfg.forward_headers
         )
@@ -83,6 +87,7 @@ def _error_response(
         "x-sluice-latency-ms": _elapsed_ms(started),
     }
     if ctx is not None:
+        headers.update(ctx.response_headers)
         headers.update(_plan_headers(ctx))
     return web.Response(
         status=err.http_status,

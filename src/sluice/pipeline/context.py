@@ -23,6 +23,7 @@ class CallContext:
     attempts: int = 0  # upstream calls made for this request
     fallback: bool = False  # served (or tried) by a model other than the one asked for
     degraded: bool = False  # the plan failed and the configured degrade answer was given
+    skip_models: int = 0  # start the plan at this model (structured output escalates)
     response_headers: dict[str, str] = field(default_factory=dict)
 
 

@@ -22,6 +22,7 @@ class AnthropicProvider:
     def __init__(self, name: str, cfg: AnthropicProviderConfig) -> None:
         self.name = name
         self._url = cfg.api_base.rstrip("/") + "/v1/messages"
+        self._structured_output = cfg.structured_output
         self._headers = {
             "content-type": "application/json",
             "anthropic-version": cfg.anthropic_version,
@@ -45,6 +46,7 @@ class AnthropicProvider:
             dep.model,
             default_max_tokens=default_max,
             same_wire=req.meta.wire == "anthropic",
+            structured_output=self._structured_output,
         )
         return orjson.dumps(body)
 

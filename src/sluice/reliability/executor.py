@@ -121,6 +121,8 @@ class PlanExecutor:
         chain = [req.model, *(plan.fallbacks if plan else [])]
         failures: list[SluiceError] = []
         for index, model in enumerate(chain):
+            if index < ctx.skip_models:
+                continue
             ctx.fallback = index > 0
             try:
                 return await self._serve_model(ctx, model, deadline, need)
@@ -263,6 +265,10 @@ class PlanExecutor:
         if isinstance(first, StreamStart):
             state.observe_ratelimit(first.ratelimit, self._cfg.throttle_headroom)
         return _GuardedStream(first, events, self, state, deadline)
+
+    def plan_length(self, model: str) -> int:
+        plan = self._plans.get(model)
+        return 1 + (len(plan.fallbacks) if plan else 0)
 
     def breaker_states(self) -> dict[str, str]:
         return {s.id: s.breaker.state.name.lower() for s in self.states.values()}

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from sluice.structured import schema_instruction
 from sluice.types import (
     CacheControl,
     CallMeta,
@@ -325,20 +326,35 @@ def encode_tool_choice(choice: ToolChoice | None, parallel: bool | None) -> dict
     return out
 
 
+def _native_format(req: ChatRequest) -> dict[str, Any] | None:
+    fmt = req.response_format
+    spec = fmt.get("json_schema") if fmt and fmt.get("type") == "json_schema" else None
+    if isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+        return {"type": "json_schema", "schema": spec["schema"]}
+    return None
+
+
 def encode_request(
     req: ChatRequest,
     model: str,
     *,
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
     same_wire: bool = True,
+    structured_output: str = "prompt",
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": model,
         "max_tokens": req.max_tokens or default_max_tokens,
         "messages": encode_messages(req.messages),
     }
-    if req.system:
-        simple = _simple_text(list(req.system))
+    system = list(req.system)
+    native = _native_format(req) if structured_output == "native" else None
+    if native is not None:
+        body["output_config"] = {"format": native}
+    elif (instruction := schema_instruction(req)) is not None:
+        system.append(TextPart(instruction))
+    if system:
+        simple = _simple_text(list(system))
         body["system"] = (
             simple
             if simple is not None
