@@ -117,7 +117,7 @@ async def test_anthropic_forced_tool_input_is_validated(gateway: str) -> None:
     )
     msg = await raw.parse()
     use = next(b for b in msg.content if b.type == "tool_use")
-    assert use.name == "record_city" and isinstance(use.input["population"], int)  # type: ignore[index]
+    assert use.name == "record_city" and isinstance(use.input["population"], int)
     assert raw.headers["x-sluice-repairs"] == "1"
     await client.close()
 
