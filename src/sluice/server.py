@@ -317,9 +317,13 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
+    async def _stopping(app: web.Application) -> None:
+        app[GATEWAY].ready = False  # /readyz answers 503 while in-flight calls drain
+
     async def _close(app: web.Application) -> None:
         await app[GATEWAY].close()
 
+    app.on_shutdown.append(_stopping)
     app.on_cleanup.append(_close)
     return app
 
