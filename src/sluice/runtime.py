@@ -36,6 +36,9 @@ class Runtime:
             )
         return found
 
+    def provider_kind(self, dep: Deployment) -> str:
+        return self.config.providers[dep.provider].kind
+
     def provider_for(self, dep: Deployment) -> Provider:
         return self.providers[dep.provider]
 

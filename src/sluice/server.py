@@ -30,7 +30,9 @@ from sluice.errors import (
 from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
-from sluice.pipeline.context import CallContext, Handler, compose
+from sluice.pipeline.context import CallContext, Handler, Stage, compose
+from sluice.pipeline.guards import AgentGuardStage
+from sluice.pipeline.settle import SettleStage
 from sluice.pipeline.structured import StructuredOutputStage
 from sluice.providers.forwarding import HeaderFilter
 from sluice.reliability.executor import PlanExecutor
@@ -53,7 +55,10 @@ class Gateway:
         structured = StructuredOutputStage(
             config.reliability.structured_output.max_repairs, self.executor.plan_length
         )
-        self.handler: Handler = compose([structured], self.executor)
+        self.settle = SettleStage(self.runtime)
+        guard = AgentGuardStage(config.reliability.agent)
+        self.stages: list[Stage] = [*([guard] if guard.enabled else []), structured, self.settle]
+        self.handler: Handler = compose(self.stages, self.executor)
         self.forwarded = HeaderFilter(
             p for cfg in config.providers.values() for p in cfg.forward_headers
         )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from sluice.providers.base import Deployment
-from sluice.types import ChatRequest, ChatResponse, EventStream
+from sluice.types import ChatRequest, ChatResponse, EventStream, Usage
 
 Result = ChatResponse | EventStream
 Handler = Callable[["CallContext"], Awaitable[Result]]
@@ -25,6 +26,12 @@ class CallContext:
     degraded: bool = False  # the plan failed and the configured degrade answer was given
     skip_models: int = 0  # start the plan at this model (structured output escalates)
     response_headers: dict[str, str] = field(default_factory=dict)
+    # Filled by the settle stage after every upstream answer (streams: when they end).
+    usage: Usage = field(default_factory=Usage)  # summed over repairs and escalations
+    cost_usd: Decimal | None = None  # None while any part of it has no known price
+    cost_known: bool = True
+    # Called with each settled upstream answer's cost (None: unknown price).
+    on_settled: list[Callable[[Decimal | None], None]] = field(default_factory=list)
 
 
 def compose(stages: list[Stage], terminal: Handler) -> Handler:
