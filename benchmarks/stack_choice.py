@@ -12,7 +12,8 @@ Three sections, each printing a compact table:
    requests (time.process_time of the client process, which runs alone in a child).
 3. HTTP server: a minimal echo-JSON endpoint on aiohttp.web, on Starlette+uvicorn and as
    a raw ASGI app on uvicorn (uvloop + httptools), each in its own child process, loaded
-   by wrk (C, one thread) at -c1 and -c64.
+   by wrk (C, one thread) at -c1 and -c64; requests/s, p50/p99 and the server process's
+   CPU seconds per 1000 requests (from /proc, Linux).
 
 Only loopback traffic (127.0.0.1). Every loop is bounded by a count or a deadline, and
 every child process is stopped on exit. httpx, uvicorn, httptools and starlette are not
@@ -220,11 +221,13 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
 
 
 @contextmanager
-def child(children: Children, args: list[str], ready_url: str, log: Path) -> Iterator[None]:
+def child(
+    children: Children, args: list[str], ready_url: str, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = children.spawn(args, log)
     try:
         wait_ready(ready_url, proc, log)
-        yield
+        yield proc
     finally:
         children.stop(proc)
 
@@ -481,11 +484,23 @@ def _wrk_ms(text: str) -> float:
     return float(match.group(1)) * _WRK_UNITS[match.group(2)] if match else float("nan")
 
 
-def run_wrk(url: str, lua: Path, conc: int, seconds: int) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process so far (Linux /proc); NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(url: str, lua: Path, conc: int, seconds: int, pid: int = 0) -> dict[str, Any]:
+    cpu0 = cpu_seconds(pid) if pid else float("nan")
     cmd = ["wrk", "-t1", f"-c{conc}", f"-d{seconds}s", "--latency", "-s", str(lua), url]
     out = subprocess.run(
         cmd, capture_output=True, text=True, timeout=seconds + 30, check=True
     ).stdout
+    cpu = cpu_seconds(pid) - cpu0 if pid else float("nan")
+    done = re.search(r"(\d+) requests in", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     pcts = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, flags=re.M))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -496,6 +511,7 @@ def run_wrk(url: str, lua: Path, conc: int, seconds: int) -> dict[str, Any]:
         "p99": _wrk_ms(pcts.get("99", "")),
         "errors": (int(bad.group(1)) if bad else 0),
         "sock": sock.group(1) if sock else "",
+        "cpu_per_1k": cpu / int(done.group(1)) * 1000 if done and int(done.group(1)) else 0.0,
     }
 
 
@@ -528,16 +544,21 @@ def bench_server(children: Children, tmp: Path, seconds: int) -> None:
         port = free_port()
         base = f"http://{HOST}:{port}"
         args = [sys.executable, __file__, "--serve", kind, str(port)]
-        with child(children, args, base + "/healthz", tmp / f"serve-{kind}.log"):
+        with child(children, args, base + "/healthz", tmp / f"serve-{kind}.log") as proc:
             run_wrk(base + "/echo", lua, 16, 1)  # warm-up, not reported
             for conc in SERVER_CONCURRENCIES:
-                rows.append((names[kind], conc, run_wrk(base + "/echo", lua, conc, seconds)))
-    say(f"{'server':<19}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+                result = run_wrk(base + "/echo", lua, conc, seconds, proc.pid)
+                rows.append((names[kind], conc, result))
+    say("   CPU s/1k req = the server process's user+system CPU (/proc) per 1000 requests")
+    say(
+        f"{'server':<19}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'CPU s/1k req':>14}{'errors':>8}"
+    )
     for name, conc, r in rows:
         extra = f"  socket errors: {r['sock']}" if r["sock"] else ""
         say(
             f"{name:<19}{conc:>5}{r['rps']:>9.0f}{r['p50']:>9.3f}{r['p99']:>9.3f}"
-            f"{r['errors']:>8}{extra}"
+            f"{r['cpu_per_1k']:>14.3f}{r['errors']:>8}{extra}"
         )
     say()
 

@@ -1,0 +1,242 @@
+"""Redaction of personal data and secrets from text that telemetry keeps (previews).
+
+`redact(text)` replaces
+
+- secrets: OpenAI/Anthropic/Sluice keys (`sk-…`), AWS access key ids (`AKIA…`/`ASIA…`),
+  GitHub and Slack tokens, JWTs, the token after `Bearer`, the value after `api_key=`,
+  `token:`, `"client_secret": "…"` and the like (when it looks random: it has a digit or is
+  at least 32 characters long), and any value after `password=` / `pwd:` → `[secret]`
+- e-mail addresses → `[email]`
+- payment card numbers: 13-19 digits, optionally grouped by single spaces or dashes, with a
+  card-network prefix and a valid Luhn checksum, so order numbers, timestamps and other long
+  numbers stay → `[card]`
+- phone numbers: `+` international numbers with 8-15 digits, and US/NANP numbers written
+  with separators (`(415) 555-0100`, `415.555.0100`, `1-415-555-0100`); dates, times,
+  versions and bare digit runs stay → `[phone]`
+
+How: a match can only start at a few kinds of places — a digit run, `+`, `(`, a keyword such
+as `sk-`, `bearer`, `token`, or shortly before an `@`. Those are found with `str.find` and a
+one-character-class regex, and the combined pattern is tried only there, so ordinary prose
+costs little. Where kinds could start at the same place the order above decides. The
+placeholders contain no digits or keywords, so redacting twice changes nothing.
+
+`preview(text, limit)` redacts *then* truncates — a cut never leaves part of a secret — and
+only looks as far into the text as the cut needs, so a 100 kB prompt costs no more than a
+short one.
+"""
+
+from __future__ import annotations
+
+import re
+
+SECRET = "[secret]"
+EMAIL = "[email]"
+CARD = "[card]"
+PHONE = "[phone]"
+ELLIPSIS = "…"
+_PLACEHOLDERS = (SECRET, EMAIL, CARD, PHONE)
+
+_PATTERN = re.compile(
+    r"""
+    (?P<secret>
+        \bsk-[A-Za-z0-9][A-Za-z0-9_-]{15,}            # sk-…, sk-proj-…, sk-ant-…, sk-sluice-…
+      | \b(?:AKIA|ASIA)[0-9A-Z]{16}\b                 # AWS access key id
+      | \bgh[pousr]_[A-Za-z0-9]{30,}                  # GitHub tokens
+      | \bxox[abprs]-[A-Za-z0-9-]{10,}                # Slack tokens
+      | \beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*)?   # JWT
+    )
+  | (?P<bearer>
+        (?P<bearer_keep>(?i:\bbearer)\s{1,4})
+        (?P<bearer_value>[A-Za-z0-9._~+/-]{8,}=*)
+    )
+  | (?P<assigned>                                    # key=…, "token": "…", secret: …
+        (?P<assigned_keep>
+            (?<![A-Za-z0-9])(?i:apikey|accesskey|key|token|secret|auth)
+            ["']?\s{0,3}[:=]\s{0,3}["']?
+        )
+        (?P<assigned_value>[A-Za-z0-9._~+/-]{16,}=*)
+    )
+  | (?P<password>
+        (?P<password_keep>(?i:\b(?:password|passwd|pwd))["']?\s{0,3}[:=]\s{0,3}["']?)
+        [^\s"',;&]+
+    )
+  | (?P<email>
+        \b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}\b
+    )
+  | (?P<intl>                                        # + country code and groups
+        (?<![\w+])\+
+        (?: \d{8,15}
+          | \d{1,3} (?: [\ .-]?\(\d{1,4}\)[\ .-]?\d{1,8} | [\ .-]\d{1,8} ){1,6}
+        )
+        (?![\d])
+    )
+  | (?P<card> (?<![\d-])\d(?:[\ -]?\d){12,18}(?![\d]) )
+  | (?P<us>                                          # NANP with separators
+        (?<![\w.+-])
+        (?:1[\ .-])?
+        (?:\([2-9]\d{2}\)\ ?|[2-9]\d{2}[\ .-])
+        \d{3}[\ .-]\d{4}
+        (?![\w-]|\.\d)
+    )
+    """,
+    re.VERBOSE,
+)
+
+# Where a match can start: `+`, `(`, the first digit of a run ...
+_CHAR_STARTS = re.compile(r"[+(]|(?<![0-9])[0-9]")
+# ... the first letter of one of these (lowercased) ...
+_KEYWORDS = (
+    "sk-",
+    "akia",
+    "asia",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "xox",
+    "eyj",
+    "bearer",
+    "apikey",
+    "accesskey",
+    "key",
+    "token",
+    "secret",
+    "auth",
+    "pass",
+    "pwd",
+)
+# ... or a word boundary at most this far before an `@` (the longest local part).
+_LOCAL_PART = 64
+_LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+
+
+def _starts(text: str, lo: int, hi: int) -> list[int]:
+    """Sorted positions in [lo, hi) where a match may start (a superset, never a miss)."""
+    found = [m.start() for m in _CHAR_STARTS.finditer(text, lo, hi)]
+    lowered = text[lo:hi].lower()
+    for word in _KEYWORDS:
+        i = lowered.find(word)
+        while i != -1:
+            found.append(lo + i)
+            i = lowered.find(word, i + 1)
+    at = text.find("@", lo, hi)
+    while at != -1:
+        j = at
+        while j > lo and at - j < _LOCAL_PART and text[j - 1] in _LOCAL_CHARS:
+            j -= 1
+        found.extend(range(j, at))
+        at = text.find("@", at + 1, hi)
+    return sorted(set(found))
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _card_network(digits: str) -> bool:
+    """Visa, Mastercard, Amex, Discover, Diners, JCB, UnionPay and Maestro numbers start with
+    3, 4, 5, 6 or 2221-2720: numbers starting 0, 1, 7, 8, 9 or 20xx are never cards."""
+    first = digits[0]
+    if first in "3456":
+        return True
+    return first == "2" and 2221 <= int(digits[:4]) <= 2720
+
+
+def _looks_random(token: str) -> bool:
+    """Tell `Bearer eyJ0eXAi…` and `token: 9f8e…` from `bearer instruments` and
+    `key: responsibilities`."""
+    return len(token) >= 32 or any(ch.isdigit() for ch in token)
+
+
+def _replacement(match: re.Match[str]) -> str | None:
+    """The placeholder for a match, or None when a candidate turns out not to be one."""
+    kind = match.lastgroup
+    if kind == "card":
+        digits = match.group(0).replace(" ", "").replace("-", "")
+        return CARD if _card_network(digits) and _luhn_ok(digits) else None
+    if kind == "intl":
+        count = sum(ch.isdigit() for ch in match.group(0))
+        return PHONE if 8 <= count <= 15 else None
+    if kind in ("bearer", "assigned"):
+        if not _looks_random(match.group(f"{kind}_value")):
+            return None
+        return match.group(f"{kind}_keep") + SECRET
+    if kind == "password":
+        return match.group("password_keep") + SECRET
+    if kind == "email":
+        return EMAIL
+    return SECRET if kind == "secret" else PHONE
+
+
+def _redact(text: str, limit: int | None) -> str:
+    """Redact left to right; with a limit, stop once more than `limit` characters are out.
+
+    With a limit, only starts before `stop` matter (anything from there on lies past the
+    cut), and they are looked for in a window just past it (room for an e-mail's `@`).
+    Matches are always made against the whole text, so they are the same as `redact`'s.
+    """
+    out: list[str] = []
+    size = pos = 0
+    n = len(text)
+    while pos < n and (limit is None or size <= limit):
+        stop = n if limit is None else min(n, pos + limit - size + 1)
+        # Look ahead by another `limit`: replacements are mostly shorter than what they
+        # replace, which moves `stop` on, and the same candidates can serve for a while.
+        hi = n if limit is None else min(n, stop + _LOCAL_PART + 1 + limit)
+        exhausted = True
+        for start in _starts(text, pos, hi):
+            if start >= stop:
+                break
+            if start < pos:
+                continue
+            match = _PATTERN.match(text, start)
+            replacement = None if match is None else _replacement(match)
+            if match is None or replacement is None:
+                continue
+            out.append(text[pos:start])
+            out.append(replacement)
+            size += start - pos + len(replacement)
+            pos = match.end()
+            if limit is not None:
+                stop = min(n, pos + limit - size + 1)
+                if size > limit or (hi < n and stop + _LOCAL_PART + 1 > hi):
+                    exhausted = False  # done, or the candidates no longer reach far enough
+                    break
+        if exhausted:  # nothing more starts before stop
+            out.append(text[pos:stop])
+            size += stop - pos
+            pos = stop
+    return "".join(out)
+
+
+def redact(text: str) -> str:
+    """`text` with secrets, e-mail addresses, card and phone numbers replaced by
+    `[secret]`, `[email]`, `[card]` and `[phone]`."""
+    return _redact(text, None)
+
+
+def preview(text: str, limit: int = 200) -> str:
+    """The redacted text, cut to at most `limit` characters (ending in `…` when cut)."""
+    if limit < 1:
+        return ""
+    redacted = _redact(text, limit)
+    if len(redacted) <= limit:
+        return redacted
+    cut = limit - len(ELLIPSIS)
+    # Never end inside a placeholder: `[sec…` would read like a leak.
+    start = redacted.rfind("[", max(cut - len(SECRET) + 1, 0), cut)
+    if start != -1:
+        for placeholder in _PLACEHOLDERS:
+            if redacted.startswith(placeholder, start) and start + len(placeholder) > cut:
+                cut = start
+                break
+    return redacted[:cut] + ELLIPSIS

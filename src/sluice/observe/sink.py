@@ -1,0 +1,170 @@
+"""`RecordSink`: takes call records on the hot path and writes them in the background.
+
+`emit(record)` is a plain synchronous call that never blocks or awaits: it appends to a
+bounded buffer, and when the buffer is full it drops the record and counts it. A writer
+task (`await start()` … `await close()`) takes batches of up to `batch_size` records — as
+soon as a batch is full, or every `flush_interval_s` — and hands each batch to a worker
+thread (`asyncio.to_thread`) that writes it to the store in one transaction and, when
+`log_records` is on, logs each record as one JSON line on the `sluice.calls` logger.
+`close()` writes everything still buffered before it returns.
+
+Call `emit` from the event loop's thread only (the buffer and the wake-up event belong to
+that loop). Records emitted before `start()` wait in the buffer.
+
+Accounting: emitted = written + dropped + failed_records + buffered (+ those in flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+
+from sluice.observe.records import CallRecord
+
+log = logging.getLogger("sluice.observe")
+calls_log = logging.getLogger("sluice.calls")
+
+
+class RecordWriter(Protocol):
+    """Where batches go; `RecordStore` is one. Called from a worker thread."""
+
+    def write_batch(self, records: Sequence[CallRecord]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStats:
+    emitted: int  # emit() calls
+    written: int  # records the store accepted
+    dropped: int  # records refused because the buffer was full
+    write_errors: int  # failed batch writes
+    failed_records: int  # records lost in failed batch writes
+    buffered: int  # waiting to be written
+
+
+class RecordSink:
+    def __init__(
+        self,
+        store: RecordWriter | None,
+        *,
+        max_buffer: int = 10_000,
+        batch_size: int = 500,
+        flush_interval_s: float = 0.5,
+        log_records: bool = False,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
+        if max_buffer < 1 or batch_size < 1 or flush_interval_s <= 0:
+            raise ValueError("max_buffer and batch_size must be >= 1, flush_interval_s > 0")
+        self._store = store
+        self._max = max_buffer
+        self._batch_size = batch_size
+        self._interval = flush_interval_s
+        self._log_records = log_records
+        self._on_drop = on_drop
+        self._buf: deque[CallRecord] = deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._emitted = self._written = self._dropped = 0
+        self._write_errors = self._failed = 0
+
+    # --- hot path ------------------------------------------------------------------------
+
+    def emit(self, record: CallRecord) -> None:
+        """Queue a record for writing; drop (and count) it if the buffer is full."""
+        self._emitted += 1
+        buf = self._buf
+        if len(buf) >= self._max:
+            self._dropped += 1
+            if self._on_drop is not None:
+                self._on_drop()
+            return
+        buf.append(record)
+        if len(buf) == self._batch_size and self._wake is not None:
+            self._wake.set()
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="sluice-record-sink")
+
+    async def close(self) -> None:
+        """Stop the writer after it has written everything buffered."""
+        task = self._task
+        if task is None:
+            return
+        self._closing = True
+        assert self._wake is not None
+        self._wake.set()
+        try:
+            await task
+        finally:
+            self._task = None
+            self._wake = None
+
+    async def __aenter__(self) -> RecordSink:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def stats(self) -> SinkStats:
+        return SinkStats(
+            emitted=self._emitted,
+            written=self._written,
+            dropped=self._dropped,
+            write_errors=self._write_errors,
+            failed_records=self._failed,
+            buffered=len(self._buf),
+        )
+
+    # --- writer --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        while True:
+            if len(self._buf) < self._batch_size and not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._interval):
+                        await wake.wait()
+            wake.clear()
+            # On a tick or at close, write everything; otherwise only full batches.
+            while self._buf:
+                batch = self._take()
+                await asyncio.to_thread(self._write, batch)
+                if len(self._buf) < self._batch_size and not self._closing:
+                    break
+            if self._closing and not self._buf:
+                return
+
+    def _take(self) -> list[CallRecord]:
+        buf = self._buf
+        return [buf.popleft() for _ in range(min(len(buf), self._batch_size))]
+
+    def _write(self, batch: list[CallRecord]) -> None:
+        """Runs in a worker thread. The log lines do not depend on the store: when the
+        database is down they are the only trace left."""
+        if self._log_records and calls_log.isEnabledFor(logging.INFO):
+            for record in batch:
+                calls_log.info(orjson.dumps(record.to_json()).decode())
+        if self._store is not None:
+            try:
+                self._store.write_batch(batch)
+            except Exception:
+                self._write_errors += 1
+                self._failed += len(batch)
+                log.exception("could not write %d call records", len(batch))
+                return
+        self._written += len(batch)

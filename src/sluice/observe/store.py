@@ -1,0 +1,310 @@
+"""`RecordStore`: call records in SQLite or PostgreSQL, on SQLAlchemy Core.
+
+One table (`call_records` unless told otherwise) with a column per `CallRecord` field plus
+a surrogate `id`, indexed on ts, tenant, user_id, feature, route, deployment and request_id.
+The schema is made with `create_schema()` (`metadata.create_all`) until migrations exist.
+
+Every method is synchronous and does blocking I/O: from the event loop, call them through
+`asyncio.to_thread` (the `RecordSink` does this for writes).
+
+Aggregates count only `kind="call"` rows. Sums are exact (`Decimal` for money) and computed
+in Python, as are the latency percentiles, from the rows in the time range: simple, the same
+on both databases, and fine for the volumes one gateway's database holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any, Literal, TypedDict, get_args
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from sluice.observe.records import CACHE_HITS, FIELD_NAMES, CallRecord
+
+DEFAULT_URL = "sqlite:///sluice.db"
+
+GroupBy = Literal["user_id", "feature", "model_requested", "route", "tenant", "deployment"]
+GROUP_BY_COLUMNS: tuple[str, ...] = get_args(GroupBy)
+_INDEXED = ("ts", "tenant", "user_id", "feature", "route", "deployment", "request_id")
+
+
+class GroupStats(TypedDict):
+    group_by: str
+    group: str | None
+    calls: int
+    errors: int  # status >= 400
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: Decimal  # over the calls that have a cost
+    cost_saved_usd: Decimal
+    unpriced_calls: int  # calls with no cost (unknown price)
+    cache_hit_rate: float  # share of calls answered from Sluice's cache (exact or semantic)
+    latency_ms_p50: float | None
+    latency_ms_p95: float | None
+    latency_ms_p99: float | None
+    ttft_ms_p50: float | None
+    ttft_ms_p95: float | None
+    ttft_ms_p99: float | None
+
+
+class _Money(TypeDecorator[Decimal]):
+    """NUMERIC(20, 10) where the database has it; exact decimal text on SQLite, which would
+    otherwise round money through floats."""
+
+    impl = Numeric(20, 10, asdecimal=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(40))
+        return dialect.type_descriptor(Numeric(20, 10, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _columns() -> list[Column[Any]]:
+    def s(name: str, length: int = 255) -> Column[Any]:
+        return Column(name, String(length), nullable=True)
+
+    return [
+        Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+        Column("request_id", String(255), nullable=False),
+        s("parent_request_id"),
+        s("attempt_of"),
+        Column("kind", String(16), nullable=False),
+        s("trace_id"),
+        Column("ts", Double(), nullable=False),
+        s("tenant"),
+        s("key_id"),
+        s("user_id"),
+        s("feature"),
+        s("session"),
+        s("route"),
+        Column("model_requested", String(255), nullable=False),
+        s("deployment"),
+        s("provider"),
+        s("upstream_model"),
+        Column("attempts", Integer(), nullable=False),
+        Column("fallback_triggered", Boolean(), nullable=False),
+        s("cache_status", 16),
+        Column("cache_similarity", Double(), nullable=True),
+        Column("stream", Boolean(), nullable=False),
+        Column("input_tokens", BigInteger(), nullable=False),
+        Column("output_tokens", BigInteger(), nullable=False),
+        Column("cache_read_tokens", BigInteger(), nullable=False),
+        Column("cache_write_tokens", BigInteger(), nullable=False),
+        Column("cost_usd", _Money(), nullable=True),
+        Column("cost_saved_usd", _Money(), nullable=True),
+        Column("latency_ms", Double(), nullable=False),
+        Column("ttft_ms", Double(), nullable=True),
+        s("finish_reason", 32),
+        Column("status", Integer(), nullable=False),
+        s("error_type", 64),
+        s("system_prompt_hash", 64),
+        Column("input_preview", Text(), nullable=True),
+        Column("output_preview", Text(), nullable=True),
+    ]
+
+
+def _make_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    if url in ("sqlite://", "sqlite:///:memory:", "sqlite+pysqlite:///:memory:"):
+        # One shared connection, so every thread sees the same in-memory database.
+        return create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
+
+
+def percentile(ordered: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100) of sorted values, interpolating between ranks."""
+    if not ordered:
+        return None
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+class RecordStore:
+    def __init__(self, url: str = DEFAULT_URL, *, table_name: str = "call_records") -> None:
+        self.engine = _make_engine(url)
+        self.metadata = MetaData()
+        self.table = Table(
+            table_name,
+            self.metadata,
+            *_columns(),
+            *(Index(f"ix_{table_name}_{name}", name) for name in _INDEXED),
+        )
+
+    @classmethod
+    def open(cls, url: str = DEFAULT_URL, *, table_name: str = "call_records") -> RecordStore:
+        """A store whose table exists (created if missing)."""
+        store = cls(url, table_name=table_name)
+        store.create_schema()
+        return store
+
+    def create_schema(self) -> None:
+        self.metadata.create_all(self.engine)
+
+    def drop_schema(self) -> None:
+        self.metadata.drop_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def write_batch(self, records: Iterable[CallRecord]) -> None:
+        """Insert records in one transaction (all or none)."""
+        rows = [{name: getattr(r, name) for name in FIELD_NAMES} for r in records]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(self.table.insert(), rows)
+
+    def query(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        *,
+        newest_first: bool = False,
+    ) -> list[CallRecord]:
+        """Records with `since <= ts < until`, oldest first unless `newest_first`."""
+        t = self.table
+        stmt = select(*(t.c[name] for name in FIELD_NAMES))
+        if since is not None:
+            stmt = stmt.where(t.c.ts >= since)
+        if until is not None:
+            stmt = stmt.where(t.c.ts < until)
+        order = (t.c.ts.desc(), t.c.id.desc()) if newest_first else (t.c.ts, t.c.id)
+        stmt = stmt.order_by(*order)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            return [CallRecord.from_json(row._asdict()) for row in conn.execute(stmt)]
+
+    def aggregate(
+        self, since: float | None, group_by: GroupBy, *, until: float | None = None
+    ) -> list[GroupStats]:
+        """Per-group totals over the calls in `[since, until)`, most calls first."""
+        if group_by not in GROUP_BY_COLUMNS:
+            raise ValueError(f"cannot group by {group_by!r}; one of {', '.join(GROUP_BY_COLUMNS)}")
+        t = self.table
+        names = (
+            "status",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cost_usd",
+            "cost_saved_usd",
+            "cache_status",
+            "latency_ms",
+            "ttft_ms",
+        )
+        stmt = select(t.c[group_by], *(t.c[name] for name in names)).where(t.c.kind == "call")
+        if since is not None:
+            stmt = stmt.where(t.c.ts >= since)
+        if until is not None:
+            stmt = stmt.where(t.c.ts < until)
+        groups: dict[str | None, _Accumulator] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(stmt):
+                key = row[0]
+                acc = groups.get(key)
+                if acc is None:
+                    acc = groups[key] = _Accumulator()
+                acc.add(row[1:])
+        stats = [acc.result(group_by, key) for key, acc in groups.items()]
+        stats.sort(key=lambda s: (-s["calls"], s["group"] is None, s["group"] or ""))
+        return stats
+
+
+class _Accumulator:
+    __slots__ = ("calls", "cost", "errors", "hits", "lat", "saved", "tokens", "ttft", "unpriced")
+
+    def __init__(self) -> None:
+        self.calls = self.errors = self.unpriced = self.hits = 0
+        self.tokens = [0, 0, 0, 0]
+        self.cost = Decimal(0)
+        self.saved = Decimal(0)
+        self.lat: list[float] = []
+        self.ttft: list[float] = []
+
+    def add(self, row: Sequence[Any]) -> None:
+        status, t_in, t_out, t_read, t_write, cost, saved, cache_status, lat, ttft = row
+        self.calls += 1
+        self.errors += status >= 400
+        for i, n in enumerate((t_in, t_out, t_read, t_write)):
+            self.tokens[i] += n
+        if cost is None:
+            self.unpriced += 1
+        else:
+            self.cost += cost
+        if saved is not None:
+            self.saved += saved
+        self.hits += cache_status in CACHE_HITS
+        self.lat.append(lat)
+        if ttft is not None:
+            self.ttft.append(ttft)
+
+    def result(self, group_by: str, key: str | None) -> GroupStats:
+        lat, ttft = sorted(self.lat), sorted(self.ttft)
+        return GroupStats(
+            group_by=group_by,
+            group=key,
+            calls=self.calls,
+            errors=self.errors,
+            input_tokens=self.tokens[0],
+            output_tokens=self.tokens[1],
+            cache_read_tokens=self.tokens[2],
+            cache_write_tokens=self.tokens[3],
+            cost_usd=self.cost,
+            cost_saved_usd=self.saved,
+            unpriced_calls=self.unpriced,
+            cache_hit_rate=self.hits / self.calls,
+            latency_ms_p50=percentile(lat, 50),
+            latency_ms_p95=percentile(lat, 95),
+            latency_ms_p99=percentile(lat, 99),
+            ttft_ms_p50=percentile(ttft, 50),
+            ttft_ms_p95=percentile(ttft, 95),
+            ttft_ms_p99=percentile(ttft, 99),
+        )
