@@ -150,5 +150,14 @@ def overhead(concurrency: str, count: int, seconds: float, mode: str, loadgen: s
     click.echo(run(levels, count, seconds, modes, loadgen))
 
 
+@bench.command()
+@click.option("--requests", "count", default=20000, show_default=True)
+def pipeline(count: int) -> None:
+    """Sluice's own per-request cost, without HTTP."""
+    from sluice.bench.pipeline import run
+
+    click.echo(run(count))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
