@@ -30,6 +30,15 @@ def gateway_config(sim_url: str, **server: object) -> SluiceConfig:
     return config
 
 
+@pytest.fixture(autouse=True)
+def _own_working_directory(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test runs in its own directory, so the embedded SQLite record store
+    (`sqlite:///sluice.db`, relative) of the gateways it starts never leaks between tests."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture
 async def sim_url() -> AsyncIterator[str]:
     from sluice.sim.config import SimConfig

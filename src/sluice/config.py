@@ -185,8 +185,27 @@ class ModelPlanConfig(_Frozen):
     degrade: DegradeConfig | None = None
 
 
+class RecordsConfig(_Frozen):
+    """One record per call (and per extra attempt), written off the request path."""
+
+    enabled: bool = True
+    # SQLAlchemy URL: sqlite:///path.db (embedded default) or postgresql+psycopg://...;
+    # null keeps records in metrics and logs only.
+    store_url: str | None = "sqlite:///sluice.db"
+    previews: bool = True  # PII-redacted, truncated input/output previews
+    preview_chars: int = Field(default=200, ge=0)
+    log_json: bool = False  # also one JSON line per call on the `sluice.calls` logger
+    buffer: int = Field(default=10_000, ge=1)  # records waiting to be written; more are dropped
+
+
+class ObservabilityConfig(_Frozen):
+    records: RecordsConfig = RecordsConfig()
+    metrics: bool = True  # GET /metrics in Prometheus format
+
+
 class SluiceConfig(_Frozen):
     server: ServerConfig = ServerConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     models: dict[str, ModelPlanConfig] = Field(default_factory=dict)

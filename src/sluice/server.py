@@ -30,6 +30,8 @@ from sluice.errors import (
 from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
+from sluice.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from sluice.observe.recorder import Recorder
 from sluice.pipeline.context import CallContext, Handler, Stage, compose
 from sluice.pipeline.guards import AgentGuardStage
 from sluice.pipeline.settle import SettleStage
@@ -42,6 +44,7 @@ from sluice.types import FLUSH, CallMeta, ChatResponse, EventStream
 log = logging.getLogger("sluice")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection first"
 _JSON = "application/json"
 
 
@@ -59,6 +62,7 @@ class Gateway:
         guard = AgentGuardStage(config.reliability.agent)
         self.stages: list[Stage] = [*([guard] if guard.enabled else []), structured, self.settle]
         self.handler: Handler = compose(self.stages, self.executor)
+        self.recorder = Recorder(config.observability, self.settle.price_of)
         self.forwarded = HeaderFilter(
             p for cfg in config.providers.values() for p in cfg.forward_headers
         )
@@ -66,7 +70,17 @@ class Gateway:
 
     async def close(self) -> None:
         self.ready = False
+        await self.recorder.close()
         await self.runtime.close()
+
+    def render_metrics(self) -> bytes:
+        """Prometheus text; gauges of live state are read at scrape time."""
+        metrics = self.recorder.metrics
+        for dep_id, state in self.executor.states.items():
+            metrics.set_breaker_state(dep_id, state.breaker.state.name.lower())  # type: ignore[arg-type]
+        metrics.in_flight.set(sum(s.in_flight for s in self.executor.states.values()))
+        metrics.queue_depth.set(self.executor.slots.waiting)
+        return metrics.render()
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -153,10 +167,21 @@ def _call_meta(
 
 def chat_endpoint(frontend: Frontend) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
+        started, wall_start = time.perf_counter(), time.time()
         gateway = request.app[GATEWAY]
         request_id = _request_id(request)
         ctx: CallContext | None = None
+
+        def finish(status: int, error_type: str | None = None) -> None:
+            gateway.recorder.finish(
+                ctx,
+                request_id=request_id,
+                started=started,
+                wall_start=wall_start,
+                status=status,
+                error_type=error_type,
+            )
+
         try:
             body = await _read_json(request, gateway.config.server.max_body_bytes)
             meta = _call_meta(request, request_id, frontend, gateway.forwarded)
@@ -167,10 +192,15 @@ def chat_endpoint(frontend: Frontend) -> Callable[[web.Request], Awaitable[web.S
             level = logging.INFO if isinstance(err, ServiceUnavailableError) else logging.WARNING
             if err.http_status >= 500:
                 log.log(level, "request %s failed: %s", request_id, err.message)
+            finish(err.http_status, err.code)
             return _error_response(err, frontend, request_id, started, ctx)
+        except asyncio.CancelledError:
+            finish(CLIENT_CLOSED, "client_disconnected")
+            raise
         except Exception:
             log.exception("request %s: unexpected error", request_id)
             internal = InternalError(f"internal error; request id {request_id}")
+            finish(500, internal.code)
             return _error_response(internal, frontend, request_id, started, ctx)
         chat = ctx.request
         headers = {
@@ -182,8 +212,9 @@ def chat_endpoint(frontend: Frontend) -> Callable[[web.Request], Awaitable[web.S
         }
         if isinstance(result, ChatResponse):
             payload = orjson.dumps(frontend.encode_response(result, chat.model))
+            finish(200)
             return web.Response(body=payload, content_type=_JSON, headers=headers)
-        return await _stream_out(request, result, frontend, ctx, headers)
+        return await _stream_out(request, result, frontend, ctx, headers, wall_start)
 
     return handle
 
@@ -194,6 +225,7 @@ async def _stream_out(
     frontend: Frontend,
     ctx: CallContext,
     headers: dict[str, str],
+    wall_start: float,
 ) -> web.StreamResponse:
     """Write the neutral stream as the caller's SSE; a failure mid-stream ends it with a
     well-formed error event, never a silent truncation."""
@@ -208,31 +240,52 @@ async def _stream_out(
     encoder = frontend.stream_encoder(ctx.request)
     request_id = headers["x-sluice-request-id"]
     pending: list[bytes] = []
+    ttft_ms: float | None = None
+    status, error_type = 200, None
+
+    async def write(data: bytes) -> None:
+        nonlocal ttft_ms
+        await resp.write(data)
+        if ttft_ms is None:  # time to the first byte of the answer the client received
+            ttft_ms = (time.perf_counter() - ctx.started) * 1000
+
     try:
         await resp.prepare(request)
         async for event in events:
             if event is FLUSH:
                 if pending:
-                    await resp.write(b"".join(pending))
+                    await write(b"".join(pending))
                     pending.clear()
                 continue
             chunk = encoder.encode(event)
             if chunk:
                 pending.append(chunk)
         pending.append(encoder.close())
-        await resp.write(b"".join(pending))
+        await write(b"".join(pending))
     except SluiceError as err:
         log.warning("request %s: stream failed after start: %s", request_id, err.message)
-        await resp.write(b"".join(pending) + encoder.error(err))
+        status, error_type = err.http_status, err.code
+        await write(b"".join(pending) + encoder.error(err))
     except (ConnectionResetError, asyncio.CancelledError):
         log.info("request %s: client went away mid-stream; upstream closed", request_id)
+        status, error_type = CLIENT_CLOSED, "client_disconnected"
         raise
     except Exception:
         log.exception("request %s: unexpected error mid-stream", request_id)
         internal = InternalError(f"internal error; request id {request_id}")
+        status, error_type = 500, internal.code
         await resp.write(b"".join(pending) + encoder.error(internal))
     finally:
-        await events.aclose()
+        await events.aclose()  # settles usage and cost
+        request.app[GATEWAY].recorder.finish(
+            ctx,
+            request_id=request_id,
+            started=ctx.started,
+            wall_start=wall_start,
+            status=status,
+            error_type=error_type,
+            ttft_ms=ttft_ms,
+        )
     await resp.write_eof()
     return resp
 
@@ -269,6 +322,11 @@ async def get_model(request: web.Request) -> web.Response:
     deps = runtime.deployments_for(name)
     body = {"id": name, "object": "model", "created": 0, "owned_by": deps[0].provider}
     return web.json_response(body, dumps=_dumps)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[GATEWAY].render_metrics()
+    return web.Response(body=body, headers={"content-type": METRICS_CONTENT_TYPE})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -320,7 +378,12 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)
     app.router.add_get("/healthz", healthz)
+    if config.observability.metrics:
+        app.router.add_get("/metrics", metrics)
     app.router.add_get("/readyz", readyz)
+
+    async def _starting(app: web.Application) -> None:
+        await app[GATEWAY].recorder.start()
 
     async def _stopping(app: web.Application) -> None:
         app[GATEWAY].ready = False  # /readyz answers 503 while in-flight calls drain
@@ -328,6 +391,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     async def _close(app: web.Application) -> None:
         await app[GATEWAY].close()
 
+    app.on_startup.append(_starting)
     app.on_shutdown.append(_stopping)
     app.on_cleanup.append(_close)
     return app

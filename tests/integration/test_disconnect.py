@@ -62,6 +62,7 @@ async def test_client_disconnect_cancels_non_streaming_upstream_call(servers: Se
     with pytest.raises(asyncio.CancelledError):
         await task
     before = stats_during["requests_cancelled"]
+    stats = stats_during
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
         stats = await servers.sim_stats()

@@ -385,6 +385,7 @@ async def test_client_disconnect_mid_stream_is_counted(sim: RunningSim) -> None:
             await resp.content.readline()
         assert (await stats(sim))["open_streams"] == 1
         resp.close()
+    data = await stats(sim)
     for _ in range(40):
         data = await stats(sim)
         if data["streams_cancelled"] == 1:

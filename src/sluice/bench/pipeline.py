@@ -19,11 +19,13 @@ from sluice.server import Gateway
 from sluice.types import CallMeta, ChatRequest, ChatResponse, EventStream, TextPart, Usage
 from sluice.wire.openai.request import decode_request
 
-BODY = orjson.dumps({
-    "model": "gpt-4o-mini",
-    "messages": [{"role": "user", "content": "Summarize the benefits of connection pooling."}],
-    "max_tokens": 64,
-})
+BODY = orjson.dumps(
+    {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Summarize the benefits of connection pooling."}],
+        "max_tokens": 64,
+    }
+)
 
 
 class InstantProvider:

@@ -15,6 +15,17 @@ Handler = Callable[["CallContext"], Awaitable[Result]]
 Stage = Callable[["CallContext", Handler], Awaitable[Result]]
 
 
+@dataclass(slots=True, frozen=True)
+class Attempt:
+    """One upstream call the executor made for a request."""
+
+    deployment: str
+    started: float  # epoch seconds
+    latency_ms: float
+    status: int  # 200, or the status the failure maps to
+    error_type: str | None = None
+
+
 @dataclass(slots=True)
 class CallContext:
     request: ChatRequest
@@ -30,6 +41,8 @@ class CallContext:
     usage: Usage = field(default_factory=Usage)  # summed over repairs and escalations
     cost_usd: Decimal | None = None  # None while any part of it has no known price
     cost_known: bool = True
+    last_response: ChatResponse | None = None  # the last settled answer (streams: collected)
+    attempt_log: list[Attempt] = field(default_factory=list)
     # Called with each settled upstream answer's cost (None: unknown price).
     on_settled: list[Callable[[Decimal | None], None]] = field(default_factory=list)
 

@@ -36,6 +36,7 @@ class SettleStage:
         return _SettlingStream(result, ctx, self)
 
     def settle(self, ctx: CallContext, resp: ChatResponse) -> None:
+        ctx.last_response = resp
         usage = resp.usage
         total = ctx.usage
         total.input_tokens += usage.input_tokens

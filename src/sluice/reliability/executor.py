@@ -29,7 +29,7 @@ from sluice.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from sluice.pipeline.context import CallContext, Result
+from sluice.pipeline.context import Attempt, CallContext, Result
 from sluice.providers.base import Deployment
 from sluice.reliability.backoff import retry_delay
 from sluice.reliability.budget import RetryBudget
@@ -185,9 +185,13 @@ class PlanExecutor:
         attempt = 0
         while True:
             ctx.attempts += 1
+            started, wall = time.perf_counter(), time.time()
             try:
-                return await self._call(ctx, state, deadline)
+                result = await self._call(ctx, state, deadline)
             except UpstreamError as err:
+                ctx.attempt_log.append(
+                    Attempt(state.id, wall, _ms_since(started), err.http_status, err.code)
+                )
                 self.slots.release(state)
                 self._record_failure(state, err)
                 if not self._should_retry(err, attempt, state, deadline):
@@ -205,10 +209,13 @@ class PlanExecutor:
                 if not state.breaker.allow():
                     self.slots.release(state)
                     raise
+                continue
             except BaseException:
                 self.slots.release(state)
                 state.breaker.release_probe()
                 raise
+            ctx.attempt_log.append(Attempt(state.id, wall, _ms_since(started), 200))
+            return result
 
     def _should_retry(
         self, err: UpstreamError, attempt: int, state: DeploymentState, deadline: float | None
@@ -275,6 +282,10 @@ class PlanExecutor:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 def _deadline(headers: dict[str, str]) -> float | None:

@@ -1,0 +1,187 @@
+"""Turn a finished request into its `CallRecord` (and attempt records), then hand them to the
+metrics and the buffered sink. Called once per request, after the answer went out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+from sluice.config import ObservabilityConfig
+from sluice.cost.compute import cost_saved_by_cache
+from sluice.cost.prices import Price
+from sluice.observe.metrics import Metrics
+from sluice.observe.records import CallRecord, prompt_hash
+from sluice.observe.redact import preview
+from sluice.observe.sink import RecordSink
+from sluice.observe.store import RecordStore
+from sluice.pipeline.context import CallContext
+from sluice.types import ChatRequest, ChatResponse, TextPart, ToolResultPart
+
+log = logging.getLogger("sluice.observe")
+
+
+class Recorder:
+    def __init__(
+        self, config: ObservabilityConfig, price_of: Callable[[str], Price | None]
+    ) -> None:
+        self._cfg = config.records
+        self._price_of = price_of
+        self.metrics = Metrics()
+        self.store: RecordStore | None = None
+        self.sink = RecordSink(
+            None,
+            max_buffer=self._cfg.buffer,
+            log_records=self._cfg.log_json,
+            on_drop=self.metrics.record_dropped,
+        )
+
+    async def start(self) -> None:
+        if self._cfg.enabled and self._cfg.store_url:
+            self.store = await asyncio.to_thread(RecordStore.open, self._cfg.store_url)
+            self.sink = RecordSink(
+                self.store,
+                max_buffer=self._cfg.buffer,
+                log_records=self._cfg.log_json,
+                on_drop=self.metrics.record_dropped,
+            )
+        await self.sink.start()
+
+    async def close(self) -> None:
+        await self.sink.close()
+        if self.store is not None:
+            self.store.close()
+
+    def finish(
+        self,
+        ctx: CallContext | None,
+        *,
+        request_id: str,
+        started: float,
+        status: int,
+        error_type: str | None = None,
+        ttft_ms: float | None = None,
+        wall_start: float | None = None,
+    ) -> None:
+        if not self._cfg.enabled:
+            return
+        latency_ms = (time.perf_counter() - started) * 1000
+        ts = wall_start if wall_start is not None else time.time() - latency_ms / 1000
+        record = self._record(ctx, request_id, ts, latency_ms, status, error_type, ttft_ms)
+        self.metrics.observe(record)
+        self.sink.emit(record)
+        if ctx is not None and len(ctx.attempt_log) > 1:
+            for attempt in ctx.attempt_log:
+                self.sink.emit(
+                    CallRecord(
+                        request_id=f"{request_id}:{attempt.deployment}:{attempt.started:.6f}",
+                        attempt_of=request_id,
+                        kind="attempt",
+                        ts=attempt.started,
+                        route=ctx.request.model,
+                        model_requested=ctx.request.model,
+                        deployment=attempt.deployment,
+                        latency_ms=attempt.latency_ms,
+                        status=attempt.status,
+                        error_type=attempt.error_type,
+                        stream=ctx.request.stream,
+                    )
+                )
+
+    def _record(
+        self,
+        ctx: CallContext | None,
+        request_id: str,
+        ts: float,
+        latency_ms: float,
+        status: int,
+        error_type: str | None,
+        ttft_ms: float | None,
+    ) -> CallRecord:
+        if ctx is None:  # the request never decoded: only what failed and how
+            return CallRecord(
+                request_id=request_id,
+                ts=ts,
+                latency_ms=latency_ms,
+                status=status,
+                error_type=error_type,
+            )
+        req, usage, dep = ctx.request, ctx.usage, ctx.deployment
+        meta = req.meta
+        resp = ctx.last_response
+        saved: Decimal | None = None
+        if dep is not None and usage.cache_read_tokens:
+            saved = cost_saved_by_cache(usage, self._price_of(dep.id))
+        system = "\n".join(p.text for p in req.system)
+        return CallRecord(
+            request_id=request_id,
+            parent_request_id=meta.headers.get("x-sluice-parent-request-id")
+            or _str(meta.metadata.get("parent_request_id")),
+            trace_id=_trace_id(meta.headers.get("traceparent")),
+            ts=ts,
+            user_id=meta.headers.get("x-sluice-user") or meta.user,
+            feature=meta.headers.get("x-sluice-feature") or _str(meta.metadata.get("feature")),
+            session=meta.headers.get("x-sluice-session") or _str(meta.metadata.get("session_id")),
+            route=req.model,
+            model_requested=req.model,
+            deployment=dep.id if dep else None,
+            provider=dep.provider if dep else None,
+            upstream_model=dep.model if dep else None,
+            attempts=ctx.attempts,
+            fallback_triggered=ctx.fallback,
+            stream=req.stream,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            cost_usd=ctx.cost_usd if ctx.cost_known else None,
+            cost_saved_usd=saved,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            finish_reason=resp.finish_reason if resp is not None and status < 400 else None,
+            status=status,
+            error_type=error_type,
+            system_prompt_hash=prompt_hash(system) if system else None,
+            input_preview=self._preview(_last_user_text(req)),
+            output_preview=self._preview(_answer_text(resp)) if status < 400 else None,
+        )
+
+    def _preview(self, text: str | None) -> str | None:
+        if not self._cfg.previews or not text:
+            return None
+        return preview(text, self._cfg.preview_chars)
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _trace_id(traceparent: str | None) -> str | None:
+    """W3C traceparent `00-<trace id>-<span id>-<flags>` → the trace id."""
+    if not traceparent:
+        return None
+    parts = traceparent.split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+
+
+def _last_user_text(req: ChatRequest) -> str | None:
+    for msg in reversed(req.messages):
+        if msg.role in ("user", "tool"):
+            texts = [p.text for p in msg.parts if isinstance(p, TextPart)]
+            texts += [
+                t.text
+                for p in msg.parts
+                if isinstance(p, ToolResultPart)
+                for t in p.content
+                if isinstance(t, TextPart)
+            ]
+            return " ".join(texts) or None
+    return None
+
+
+def _answer_text(resp: ChatResponse | None) -> str | None:
+    if resp is None:
+        return None
+    return "".join(p.text for p in resp.parts if isinstance(p, TextPart)) or None
