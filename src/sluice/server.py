@@ -401,7 +401,14 @@ async def start(
     config: SluiceConfig, host: str = "127.0.0.1", port: int = 0
 ) -> tuple[web.AppRunner, int]:
     """Start the gateway inside the running loop (tests, benchmarks); returns the real port."""
-    runner = web.AppRunner(create_app(config), handler_cancellation=True, access_log=None)
+    return await start_app(create_app(config), host, port)
+
+
+async def start_app(
+    app: web.Application, host: str = "127.0.0.1", port: int = 0
+) -> tuple[web.AppRunner, int]:
+    """Serve an app built by `create_app` (and perhaps extended) in the running loop."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
