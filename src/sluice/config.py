@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sluice.observe.tracing import TracingConfig
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 DEFAULT_SIM_URL = "http://127.0.0.1:8089"
@@ -200,6 +202,7 @@ class RecordsConfig(_Frozen):
 
 class ObservabilityConfig(_Frozen):
     records: RecordsConfig = RecordsConfig()
+    tracing: TracingConfig = TracingConfig()  # OpenTelemetry, off by default
     metrics: bool = True  # GET /metrics in Prometheus format
 
 

@@ -32,7 +32,8 @@ from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from sluice.observe.recorder import Recorder
-from sluice.pipeline.context import CallContext, Handler, Stage, compose
+from sluice.observe.tracing import Tracing
+from sluice.pipeline.context import CallContext, Handler, Stage, compose, traced
 from sluice.pipeline.guards import AgentGuardStage
 from sluice.pipeline.settle import SettleStage
 from sluice.pipeline.structured import StructuredOutputStage
@@ -54,14 +55,20 @@ class Gateway:
     def __init__(self, config: SluiceConfig, runtime: Runtime | None = None) -> None:
         self.config = config
         self.runtime = runtime or Runtime.build(config)
-        self.executor = PlanExecutor(self.runtime, config.reliability, config.models)
+        self.tracing = Tracing(config.observability.tracing)
+        self.executor = PlanExecutor(
+            self.runtime, config.reliability, config.models, tracing=self.tracing
+        )
         structured = StructuredOutputStage(
             config.reliability.structured_output.max_repairs, self.executor.plan_length
         )
         self.settle = SettleStage(self.runtime)
         guard = AgentGuardStage(config.reliability.agent)
         self.stages: list[Stage] = [*([guard] if guard.enabled else []), structured, self.settle]
-        self.handler: Handler = compose(self.stages, self.executor)
+        self.handler: Handler = compose(
+            [traced(s, self.tracing) for s in self.stages] if self.tracing.enabled else self.stages,
+            self.executor,
+        )
         self.recorder = Recorder(config.observability, self.settle.price_of)
         self.forwarded = HeaderFilter(
             p for cfg in config.providers.values() for p in cfg.forward_headers
@@ -72,6 +79,7 @@ class Gateway:
         self.ready = False
         await self.recorder.close()
         await self.runtime.close()
+        await asyncio.to_thread(self.tracing.shutdown)  # flushes spans; blocking I/O
 
     def render_metrics(self) -> bytes:
         """Prometheus text; gauges of live state are read at scrape time."""
@@ -155,7 +163,9 @@ def _call_meta(
     request: web.Request, request_id: str, frontend: Frontend, forwarded: HeaderFilter
 ) -> CallMeta:
     sluice_headers = {
-        k.lower(): v for k, v in request.headers.items() if k.lower().startswith("x-sluice-")
+        k.lower(): v
+        for k, v in request.headers.items()
+        if k.lower().startswith("x-sluice-") or k.lower() == "traceparent"
     }
     return CallMeta(
         request_id=request_id,
@@ -166,6 +176,24 @@ def _call_meta(
 
 
 def chat_endpoint(frontend: Frontend) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    serve = _chat_handler(frontend)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        tracing = request.app[GATEWAY].tracing
+        if not tracing.enabled:
+            return await serve(request)
+        with tracing.request_span(f"{request.method} {request.path}", request.headers) as span:
+            response = await serve(request)
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status)
+            return response
+
+    return handle
+
+
+def _chat_handler(
+    frontend: Frontend,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         started, wall_start = time.perf_counter(), time.time()
         gateway = request.app[GATEWAY]

@@ -105,6 +105,7 @@ class CallMeta:
     headers: dict[str, str] = field(default_factory=dict)  # x-sluice-* request headers
     # Client headers some provider is configured to forward upstream (`forward_headers`).
     forward_headers: dict[str, str] = field(default_factory=dict)
+    traceparent: str | None = None  # W3C trace context to send upstream (tracing on)
 
 
 @dataclass(slots=True)

@@ -5,23 +5,9 @@ Wiring, once per gateway: build `Metrics()`, open a `RecordStore`, wrap it in a
 `RecordSink(store, on_drop=metrics.record_dropped)` and `await sink.start()` at startup;
 for every finished call build one `CallRecord`, then `metrics.observe(record)` and
 `sink.emit(record)`; `await sink.close()` on shutdown; serve `metrics.render()`.
-Previews go through `sluice.observe.redact.preview` (not re-exported here, so that
-`sluice.observe.redact` stays the module).
+Import from the submodules (`sluice.observe.metrics`, `.records`, `.sink`, `.store`,
+`.redact`, `.tracing`). Previews go through `sluice.observe.redact.preview`.
 """
 
-from sluice.observe.metrics import CONTENT_TYPE, Metrics
-from sluice.observe.records import CallRecord, prompt_hash
-from sluice.observe.sink import RecordSink, RecordWriter, SinkStats
-from sluice.observe.store import GroupStats, RecordStore
-
-__all__ = [
-    "CONTENT_TYPE",
-    "CallRecord",
-    "GroupStats",
-    "Metrics",
-    "RecordSink",
-    "RecordStore",
-    "RecordWriter",
-    "SinkStats",
-    "prompt_hash",
-]
+# No re-exports: importing the package must stay cheap (the config imports
+# `sluice.observe.tracing`), and the store pulls in SQLAlchemy.

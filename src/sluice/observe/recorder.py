@@ -30,6 +30,8 @@ class Recorder:
         self._cfg = config.records
         self._price_of = price_of
         self.metrics = Metrics()
+        # Extra consumers of every call record (alert rules); each must be cheap.
+        self.observers: list[Callable[[CallRecord], None]] = []
         self.store: RecordStore | None = None
         self.sink = RecordSink(
             None,
@@ -71,6 +73,8 @@ class Recorder:
         ts = wall_start if wall_start is not None else time.time() - latency_ms / 1000
         record = self._record(ctx, request_id, ts, latency_ms, status, error_type, ttft_ms)
         self.metrics.observe(record)
+        for observer in self.observers:
+            observer(record)
         self.sink.emit(record)
         if ctx is not None and len(ctx.attempt_log) > 1:
             for attempt in ctx.attempt_log:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, Literal, TypedDict, get_args
 
 from sqlalchemy import (
@@ -193,11 +194,37 @@ class RecordStore:
         self.engine.dispose()
 
     def write_batch(self, records: Iterable[CallRecord]) -> None:
-        """Insert records in one transaction (all or none)."""
-        rows = [{name: getattr(r, name) for name in FIELD_NAMES} for r in records]
+        """Insert records in one transaction (all or none).
+
+        Goes straight to the driver's executemany with a statement compiled once: the
+        generic Core path spends ~20 µs of Python per row binding parameters, and this
+        runs in a thread that shares the GIL with the request path."""
+        sql, order, money_positions = self._insert
+        money_as_text = self.engine.dialect.name == "sqlite"
+        rows = []
+        for record in records:
+            values = [getattr(record, name) for name in order]
+            if money_as_text:
+                for i in money_positions:
+                    if values[i] is not None:
+                        values[i] = str(values[i])
+            rows.append(tuple(values))
         if rows:
             with self.engine.begin() as conn:
-                conn.execute(self.table.insert(), rows)
+                conn.exec_driver_sql(sql, rows)
+
+    @cached_property
+    def _insert(self) -> tuple[str, tuple[str, ...], tuple[int, ...]]:
+        """The INSERT for this dialect with positional parameters, their field order, and
+        where the money fields are in it."""
+        fields = tuple(FIELD_NAMES)
+        quote = self.engine.dialect.identifier_preparer
+        names = ", ".join(quote.quote(f) for f in fields)
+        marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        placeholders = ", ".join([marker] * len(fields))
+        sql = f"INSERT INTO {quote.format_table(self.table)} ({names}) VALUES ({placeholders})"
+        money = tuple(i for i, f in enumerate(fields) if f in ("cost_usd", "cost_saved_usd"))
+        return sql, fields, money
 
     def query(
         self,

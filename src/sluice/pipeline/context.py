@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from sluice.observe.tracing import Tracing
 from sluice.providers.base import Deployment
 from sluice.types import ChatRequest, ChatResponse, EventStream, Usage
 
@@ -53,6 +54,17 @@ def compose(stages: list[Stage], terminal: Handler) -> Handler:
     for stage in reversed(stages):
         handler = _bind(stage, handler)
     return handler
+
+
+def traced(stage: Stage, tracing: Tracing) -> Stage:
+    """The stage inside a span named after it (used only when tracing is on)."""
+    name = f"sluice.stage.{type(stage).__name__.removesuffix('Stage').lower()}"
+
+    async def run(ctx: CallContext, nxt: Handler) -> Result:
+        with tracing.span(name):
+            return await stage(ctx, nxt)
+
+    return run
 
 
 def _bind(stage: Stage, nxt: Handler) -> Handler:

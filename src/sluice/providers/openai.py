@@ -31,9 +31,13 @@ class OpenAIProvider:
         self._forward = HeaderFilter(cfg.forward_headers)
 
     def _request_headers(self, req: ChatRequest) -> dict[str, str]:
-        if not (self._forward and req.meta.forward_headers):
+        meta = req.meta
+        if not (self._forward and meta.forward_headers) and meta.traceparent is None:
             return self._headers
-        return {**self._forward.select(req.meta.forward_headers), **self._headers}
+        headers = {**self._forward.select(meta.forward_headers), **self._headers}
+        if meta.traceparent is not None:
+            headers["traceparent"] = meta.traceparent
+        return headers
 
     def _body(self, req: ChatRequest, dep: Deployment) -> bytes:
         body = encode_request(

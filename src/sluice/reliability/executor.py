@@ -29,6 +29,7 @@ from sluice.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from sluice.observe.tracing import Tracing
 from sluice.pipeline.context import Attempt, CallContext, Result
 from sluice.providers.base import Deployment
 from sluice.reliability.backoff import retry_delay
@@ -85,8 +86,10 @@ class PlanExecutor:
         *,
         rng: random.Random | None = None,
         sleep: Sleep = asyncio.sleep,
+        tracing: Tracing | None = None,
     ) -> None:
         self._runtime = runtime
+        self._tracing = tracing if tracing is not None and tracing.enabled else None
         self._cfg = config
         self._plans = plans
         self._rng = rng or random.Random()
@@ -245,6 +248,28 @@ class PlanExecutor:
         state.observe_latency((time.perf_counter() - started) * 1000)
 
     async def _call(
+        self, ctx: CallContext, state: DeploymentState, deadline: float | None
+    ) -> Result:
+        if self._tracing is None:
+            return await self._call_upstream(ctx, state, deadline)
+        # The attempt's span covers the call up to the answer (streams: the first event).
+        with self._tracing.span(
+            "sluice.attempt",
+            **{
+                "sluice.deployment": state.id,
+                "sluice.attempt": ctx.attempts,
+                "gen_ai.request.model": state.dep.model,
+            },
+        ) as span:
+            ctx.request.meta.traceparent = self._tracing.traceparent()
+            try:
+                return await self._call_upstream(ctx, state, deadline)
+            except UpstreamError as err:
+                if span is not None:
+                    span.set_attribute("error.type", err.code or type(err).__name__)
+                raise
+
+    async def _call_upstream(
         self, ctx: CallContext, state: DeploymentState, deadline: float | None
     ) -> Result:
         req = ctx.request

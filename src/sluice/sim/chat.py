@@ -138,6 +138,7 @@ async def _chat(request: web.Request, wire: Wire) -> web.StreamResponse:
     name: str = body["model"]
     model = state.model(name)
     stats.requests_total += 1
+    stats.last_traceparent = request.headers.get("traceparent")
     model_stats = stats.model(name)
     model_stats.requests += 1
     headers = request.headers

@@ -180,6 +180,7 @@ class Stats:
     def __init__(self) -> None:
         self.open_streams = 0  # a gauge: never reset, streams still being written
         self.in_flight = 0  # a gauge: chat requests being handled right now
+        self.last_traceparent: str | None = None  # W3C trace context of the last request
         self.requests_cancelled = 0  # chat requests whose client left before the answer
         self.requests_total = 0
         self.by_model: dict[str, ModelStats] = {}
@@ -207,6 +208,7 @@ class Stats:
             "by_model": {name: s.to_json() for name, s in self.by_model.items()},
             "open_streams": self.open_streams,
             "in_flight": self.in_flight,
+            "last_traceparent": self.last_traceparent,
             "requests_cancelled": self.requests_cancelled,
             "streams_cancelled": self.streams_cancelled,
             "faults_injected": dict(self.faults_injected),
