@@ -159,5 +159,48 @@ def pipeline(count: int) -> None:
     click.echo(run(count))
 
 
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML config whose observability.records.store_url is read (default: built-in).",
+)
+@click.option(
+    "--store", "store_url", metavar="URL", default=None, help="Record store URL (wins over config)."
+)
+@click.option(
+    "--since",
+    default="24h",
+    show_default=True,
+    help="30m, 24h, 7d, 2w, or an ISO date/time (UTC unless it has an offset).",
+)
+@click.option(
+    "--by",
+    type=click.Choice(["user", "feature", "model", "route", "tenant", "deployment"]),
+    default="model",
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
+def report(
+    config_path: str | None, store_url: str | None, since: str, by: str, as_json: bool
+) -> None:
+    """Calls, errors, tokens, cost and latency per group, from the call records."""
+    from sluice.observe.report import ReportError, run_report
+
+    if store_url is None:
+        store_url = _load(config_path)[0].observability.records.store_url
+        if not store_url:
+            raise click.ClickException(
+                "the config keeps no records (observability.records.store_url is null); "
+                "pass --store URL"
+            )
+    try:
+        click.echo(run_report(store_url, since, by, as_json=as_json))
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
