@@ -249,9 +249,13 @@ def summarize(calls: list[Call]) -> str:
 
 
 def run_demo(echo: Any) -> None:
+    from sluice.observe.report import run_report
+
     with tempfile.TemporaryDirectory(prefix="sluice-demo-") as tmp:
         sim_args = ["--ttft-ms", "120", "--tps", "250"]
-        with sim_and_gateway(Path(tmp), sim_args=sim_args) as (sim, gateway):
+        store = f"sqlite:///{Path(tmp) / 'records.db'}"
+        env = {"SLUICE_RECORDS_URL": store}
+        with sim_and_gateway(Path(tmp), sim_args=sim_args, env=env) as (sim, gateway):
             echo(f"simulator: {sim.url} (pid {sim.pid}, TTFT 120 ms, 250 tokens/s)")
             echo(f"gateway:   {gateway.url} (pid {gateway.pid}, built-in config)")
             echo(
@@ -263,4 +267,8 @@ def run_demo(echo: Any) -> None:
                 calls += _openai_calls(gateway.url, model)
                 calls += _anthropic_calls(gateway.url, model)
             echo(summarize(calls))
-        echo("\nstopped the simulator and the gateway.")
+        echo(
+            "\nstopped the simulator and the gateway. What the gateway recorded "
+            "(`sluice report --by model`):\n"
+        )
+        echo(run_report(store, "1h", "model"))

@@ -119,11 +119,14 @@ def start_gateway(
 
 @contextmanager
 def sim_and_gateway(
-    log_dir: Path, sim_args: list[str] | None = None, config: str | None = None
+    log_dir: Path,
+    sim_args: list[str] | None = None,
+    config: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[Child, Child]]:
     sim = start_sim(log_dir, extra=sim_args)
     try:
-        gateway = start_gateway(log_dir, sim.url, config=config)
+        gateway = start_gateway(log_dir, sim.url, config=config, env=env)
         try:
             yield sim, gateway
         finally:
