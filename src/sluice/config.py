@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from yarl import URL
 
+from sluice.observe.alert_rules import RulesConfig
 from sluice.observe.tracing import TracingConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -200,9 +202,33 @@ class RecordsConfig(_Frozen):
     buffer: int = Field(default=10_000, ge=1)  # records waiting to be written; more are dropped
 
 
+class WebhookConfig(_Frozen):
+    url: str
+    secret_env: str | None = None  # the HMAC secret is read from this variable, never the file
+    timeout_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        url = URL(value)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("a webhook url must be http:// or https:// with a host")
+        return value
+
+
+class AlertsConfig(_Frozen):
+    """Rules evaluated over the call records; notifications go to the log and webhooks."""
+
+    enabled: bool = True
+    interval_s: float = Field(default=30.0, gt=0)
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    rules: RulesConfig = RulesConfig()
+
+
 class ObservabilityConfig(_Frozen):
     records: RecordsConfig = RecordsConfig()
     tracing: TracingConfig = TracingConfig()  # OpenTelemetry, off by default
+    alerts: AlertsConfig = AlertsConfig()
     metrics: bool = True  # GET /metrics in Prometheus format
 
 

@@ -419,6 +419,10 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     async def _close(app: web.Application) -> None:
         await app[GATEWAY].close()
 
+    from sluice.observe.alerts import install as install_alerts
+
+    if config.observability.alerts.enabled:
+        install_alerts(app, config.observability.alerts)
     app.on_startup.append(_starting)
     app.on_shutdown.append(_stopping)
     app.on_cleanup.append(_close)
