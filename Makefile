@@ -20,6 +20,7 @@ demo: setup
 
 services:
 	@bash scripts/ensure-services.sh
+	@bash scripts/install-browser.sh
 
 lint: setup
 	$(BIN)/ruff check src tests

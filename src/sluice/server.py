@@ -30,6 +30,7 @@ from sluice.errors import (
 from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
+from sluice.observe.alerts import install as install_alerts
 from sluice.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from sluice.observe.recorder import Recorder
 from sluice.observe.tracing import Tracing
@@ -41,6 +42,7 @@ from sluice.providers.forwarding import HeaderFilter
 from sluice.reliability.executor import PlanExecutor
 from sluice.runtime import Runtime
 from sluice.types import FLUSH, CallMeta, ChatResponse, EventStream
+from sluice.ui import install as install_ui
 
 log = logging.getLogger("sluice")
 
@@ -419,10 +421,9 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     async def _close(app: web.Application) -> None:
         await app[GATEWAY].close()
 
-    from sluice.observe.alerts import install as install_alerts
-
     if config.observability.alerts.enabled:
         install_alerts(app, config.observability.alerts)
+    install_ui(app)  # /ui, behind SLUICE_ADMIN_KEY (loopback only when it is unset)
     app.on_startup.append(_starting)
     app.on_shutdown.append(_stopping)
     app.on_cleanup.append(_close)
