@@ -147,13 +147,22 @@ def bench() -> None:
     show_default=True,
     help="auto: wrk when installed, else the Python generator.",
 )
-def overhead(concurrency: str, count: int, seconds: float, mode: str, loadgen: str) -> None:
+@click.option(
+    "--records",
+    type=click.Choice(["on", "off"]),
+    default="on",
+    show_default=True,
+    help="Call records (SQLite, previews on) in the measured gateway.",
+)
+def overhead(
+    concurrency: str, count: int, seconds: float, mode: str, loadgen: str, records: str
+) -> None:
     """Added latency and throughput: direct to the simulator vs through the gateway."""
     from sluice.bench.overhead import run
 
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
     modes = {"both": [False, True], "json": [False], "stream": [True]}[mode]
-    click.echo(run(levels, count, seconds, modes, loadgen))
+    click.echo(run(levels, count, seconds, modes, loadgen, records == "on"))
 
 
 @bench.command()

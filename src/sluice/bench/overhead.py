@@ -92,17 +92,26 @@ def _format(rows: list[Row], idle_rss: float, loaded_rss: float) -> str:
 
 
 def run(
-    concurrencies: list[int], requests: int, seconds: float, modes: list[bool], loadgen: str
+    concurrencies: list[int],
+    requests: int,
+    seconds: float,
+    modes: list[bool],
+    loadgen: str,
+    records: bool = True,
 ) -> str:
     use_wrk = loadgen == "wrk" or (loadgen == "auto" and shutil.which("wrk") is not None)
-    with (
-        tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp,
-        sim_and_gateway(Path(tmp)) as (sim, gateway),
-    ):
-        idle_rss = gateway.rss_mb()
-        rows = asyncio.run(
-            _measure(sim.url, gateway.url, concurrencies, requests, seconds, modes, use_wrk)
-        )
-        loader = "wrk (C, 1 thread)" if use_wrk else "Python aiohttp (same 2 cores)"
-        header = f"load generator: {loader}; simulator and gateway: one process each\n"
-        return header + _format(rows, idle_rss, gateway.rss_mb())
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
+        env = {
+            "SLUICE_RECORDS": "true" if records else "false",
+            "SLUICE_RECORDS_URL": f"sqlite:///{Path(tmp) / 'records.db'}",
+        }
+        with sim_and_gateway(Path(tmp), env=env) as (sim, gateway):
+            idle_rss = gateway.rss_mb()
+            rows = asyncio.run(
+                _measure(sim.url, gateway.url, concurrencies, requests, seconds, modes, use_wrk)
+            )
+            rss = gateway.rss_mb()
+    loader = "wrk (C, 1 thread)" if use_wrk else "Python aiohttp (same 2 cores)"
+    state = "on (SQLite, previews)" if records else "off"
+    header = f"load generator: {loader}; simulator and gateway: one process each; records {state}\n"
+    return header + _format(rows, idle_rss, rss)
