@@ -154,15 +154,29 @@ def bench() -> None:
     show_default=True,
     help="Call records (SQLite, previews on) in the measured gateway.",
 )
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Gateway config to measure (its models must include gpt-4o-mini, served "
+    "by a provider at ${SLUICE_SIM_URL}); default: the built-in config.",
+)
 def overhead(
-    concurrency: str, count: int, seconds: float, mode: str, loadgen: str, records: str
+    concurrency: str,
+    count: int,
+    seconds: float,
+    mode: str,
+    loadgen: str,
+    records: str,
+    config_path: str | None,
 ) -> None:
     """Added latency and throughput: direct to the simulator vs through the gateway."""
     from sluice.bench.overhead import run
 
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
     modes = {"both": [False, True], "json": [False], "stream": [True]}[mode]
-    click.echo(run(levels, count, seconds, modes, loadgen, records == "on"))
+    click.echo(run(levels, count, seconds, modes, loadgen, records == "on", config_path))
 
 
 @bench.command()

@@ -98,6 +98,7 @@ def run(
     modes: list[bool],
     loadgen: str,
     records: bool = True,
+    config: str | None = None,
 ) -> str:
     use_wrk = loadgen == "wrk" or (loadgen == "auto" and shutil.which("wrk") is not None)
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
@@ -105,7 +106,7 @@ def run(
             "SLUICE_RECORDS": "true" if records else "false",
             "SLUICE_RECORDS_URL": f"sqlite:///{Path(tmp) / 'records.db'}",
         }
-        with sim_and_gateway(Path(tmp), env=env) as (sim, gateway):
+        with sim_and_gateway(Path(tmp), env=env, config=config) as (sim, gateway):
             idle_rss = gateway.rss_mb()
             rows = asyncio.run(
                 _measure(sim.url, gateway.url, concurrencies, requests, seconds, modes, use_wrk)
