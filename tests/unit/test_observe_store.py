@@ -45,8 +45,9 @@ def test_schema_has_a_column_per_field_and_the_indexes(store: RecordStore) -> No
     columns = {c["name"] for c in inspector.get_columns("call_records")}
     assert columns == {"id", *CallRecord.__dataclass_fields__}
     indexed = {tuple(ix["column_names"]) for ix in inspector.get_indexes("call_records")}
-    for name in ("ts", "tenant", "user_id", "feature", "route", "deployment"):
-        assert (name,) in indexed
+    # Only what queries use: the time range and lookups by request id (each index costs
+    # every insert; grouping happens after the time filter).
+    assert indexed == {("ts",), ("request_id",)}
 
 
 def test_round_trip_and_time_range(store: RecordStore) -> None:

