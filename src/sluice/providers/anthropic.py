@@ -9,7 +9,7 @@ import orjson
 from sluice.config import AnthropicProviderConfig
 from sluice.errors import UpstreamConnectError
 from sluice.providers.base import Deployment
-from sluice.providers.forwarding import HeaderFilter
+from sluice.providers.forwarding import HeaderFilter, upstream_headers
 from sluice.providers.http import READ_BOUNDARY, UpstreamClient, parse_event_json
 from sluice.providers.ratelimit import parse_ratelimit
 from sluice.types import FLUSH, ChatRequest, ChatResponse, EventStream, StreamStart
@@ -34,15 +34,6 @@ class AnthropicProvider:
         self._client = UpstreamClient(name, cfg.max_connections)
         self._forward = HeaderFilter(cfg.forward_headers)
 
-    def _request_headers(self, req: ChatRequest) -> dict[str, str]:
-        meta = req.meta
-        if not (self._forward and meta.forward_headers) and meta.traceparent is None:
-            return self._headers
-        headers = {**self._forward.select(meta.forward_headers), **self._headers}
-        if meta.traceparent is not None:
-            headers["traceparent"] = meta.traceparent
-        return headers
-
     def _body(self, req: ChatRequest, dep: Deployment) -> bytes:
         default_max = min(dep.max_output_tokens or DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS)
         body = encode_request(
@@ -56,7 +47,11 @@ class AnthropicProvider:
 
     async def complete(self, req: ChatRequest, dep: Deployment) -> ChatResponse:
         headers, body = await self._client.post(
-            self._url, self._request_headers(req), self._body(req, dep), dep.timeouts, dep.id
+            self._url,
+            upstream_headers(self._headers, self._forward, req.meta),
+            self._body(req, dep),
+            dep.timeouts,
+            dep.id,
         )
         resp = decode_response(body)
         resp.ratelimit = parse_ratelimit(headers)
@@ -64,7 +59,11 @@ class AnthropicProvider:
 
     async def stream(self, req: ChatRequest, dep: Deployment) -> EventStream:
         async with self._client.open_stream(
-            self._url, self._request_headers(req), self._body(req, dep), dep.timeouts, dep.id
+            self._url,
+            upstream_headers(self._headers, self._forward, req.meta),
+            self._body(req, dep),
+            dep.timeouts,
+            dep.id,
         ) as (headers, events):
             decoder = EventDecoder()
             stopped = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from sluice.types import CallMeta
+
 
 class HeaderFilter:
     """Exact names or `prefix*` patterns, matched case-insensitively."""
@@ -25,3 +27,14 @@ class HeaderFilter:
             if low in self._exact or low.startswith(self._prefixes):
                 out[low] = value
         return out
+
+
+def upstream_headers(base: dict[str, str], forward: HeaderFilter, meta: CallMeta) -> dict[str, str]:
+    """A provider's headers for one call: its own, plus forwarded client headers and the
+    trace context when there are any (the common case returns `base` itself, no copy)."""
+    if not (forward and meta.forward_headers) and meta.traceparent is None:
+        return base
+    headers = {**forward.select(meta.forward_headers), **base}
+    if meta.traceparent is not None:
+        headers["traceparent"] = meta.traceparent
+    return headers

@@ -9,7 +9,7 @@ import orjson
 from sluice.config import OpenAIProviderConfig
 from sluice.errors import UpstreamConnectError
 from sluice.providers.base import Deployment
-from sluice.providers.forwarding import HeaderFilter
+from sluice.providers.forwarding import HeaderFilter, upstream_headers
 from sluice.providers.http import READ_BOUNDARY, UpstreamClient, parse_event_json
 from sluice.providers.ratelimit import parse_ratelimit
 from sluice.types import FLUSH, ChatRequest, ChatResponse, EventStream, Finish, StreamStart
@@ -30,15 +30,6 @@ class OpenAIProvider:
         self._client = UpstreamClient(name, cfg.max_connections)
         self._forward = HeaderFilter(cfg.forward_headers)
 
-    def _request_headers(self, req: ChatRequest) -> dict[str, str]:
-        meta = req.meta
-        if not (self._forward and meta.forward_headers) and meta.traceparent is None:
-            return self._headers
-        headers = {**self._forward.select(meta.forward_headers), **self._headers}
-        if meta.traceparent is not None:
-            headers["traceparent"] = meta.traceparent
-        return headers
-
     def _body(self, req: ChatRequest, dep: Deployment) -> bytes:
         body = encode_request(
             req,
@@ -50,7 +41,11 @@ class OpenAIProvider:
 
     async def complete(self, req: ChatRequest, dep: Deployment) -> ChatResponse:
         headers, body = await self._client.post(
-            self._url, self._request_headers(req), self._body(req, dep), dep.timeouts, dep.id
+            self._url,
+            upstream_headers(self._headers, self._forward, req.meta),
+            self._body(req, dep),
+            dep.timeouts,
+            dep.id,
         )
         resp = decode_response(body)
         resp.ratelimit = parse_ratelimit(headers)
@@ -58,7 +53,11 @@ class OpenAIProvider:
 
     async def stream(self, req: ChatRequest, dep: Deployment) -> EventStream:
         async with self._client.open_stream(
-            self._url, self._request_headers(req), self._body(req, dep), dep.timeouts, dep.id
+            self._url,
+            upstream_headers(self._headers, self._forward, req.meta),
+            self._body(req, dep),
+            dep.timeouts,
+            dep.id,
         ) as (headers, events):
             decoder = ChunkDecoder()
             finished = False
