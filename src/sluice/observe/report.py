@@ -43,8 +43,8 @@ from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from sluice.observe.records import CACHE_HITS, CallRecord
-from sluice.observe.store import GroupBy, RecordStore, percentile
+from sluice.observe.records import CallRecord
+from sluice.observe.store import CallStats, GroupBy, RecordStore, percentile
 
 # `--by` name -> CallRecord field (and records column).
 GROUPS: dict[str, GroupBy] = {
@@ -161,77 +161,48 @@ class Report:
     total: ReportRow
 
 
-class _Accumulator:
-    __slots__ = ("calls", "cost", "errors", "hits", "lat", "saved", "tokens", "ttft", "unpriced")
-
-    def __init__(self) -> None:
-        self.calls = self.errors = self.unpriced = self.hits = 0
-        self.tokens = [0, 0, 0, 0]
-        self.cost = Decimal(0)
-        self.saved = Decimal(0)
-        self.lat: list[float] = []
-        self.ttft: list[float] = []
-
-    def add(self, r: CallRecord) -> None:
-        self.calls += 1
-        self.errors += r.is_error
-        for i, n in enumerate(
-            (r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens)
-        ):
-            self.tokens[i] += n
-        if r.cost_usd is None:
-            self.unpriced += 1
-        else:
-            self.cost += r.cost_usd
-        if r.cost_saved_usd is not None:
-            self.saved += r.cost_saved_usd
-        self.hits += r.cache_status in CACHE_HITS
-        self.lat.append(r.latency_ms)
-        if r.ttft_ms is not None:
-            self.ttft.append(r.ttft_ms)
-
-    def row(self, group: str | None) -> ReportRow:
-        lat, ttft = sorted(self.lat), sorted(self.ttft)
-        all_unpriced = self.calls > 0 and self.unpriced == self.calls
-        return ReportRow(
-            group=group,
-            calls=self.calls,
-            errors=self.errors,
-            input_tokens=self.tokens[0],
-            output_tokens=self.tokens[1],
-            cache_read_tokens=self.tokens[2],
-            cache_write_tokens=self.tokens[3],
-            cost_usd=None if all_unpriced else self.cost,
-            unpriced_calls=self.unpriced,
-            cost_saved_usd=self.saved,
-            cache_hits=self.hits,
-            latency_ms_p50=percentile(lat, 50),
-            latency_ms_p95=percentile(lat, 95),
-            latency_ms_p99=percentile(lat, 99),
-            ttft_ms_p50=percentile(ttft, 50),
-            ttft_ms_p95=percentile(ttft, 95),
-            ttft_ms_p99=percentile(ttft, 99),
-        )
+def _row(group: str | None, stats: CallStats) -> ReportRow:
+    lat, ttft = sorted(stats.lat), sorted(stats.ttft)
+    all_unpriced = stats.calls > 0 and stats.unpriced == stats.calls
+    return ReportRow(
+        group=group,
+        calls=stats.calls,
+        errors=stats.errors,
+        input_tokens=stats.tokens[0],
+        output_tokens=stats.tokens[1],
+        cache_read_tokens=stats.tokens[2],
+        cache_write_tokens=stats.tokens[3],
+        cost_usd=None if all_unpriced else stats.cost,
+        unpriced_calls=stats.unpriced,
+        cost_saved_usd=stats.saved,
+        cache_hits=stats.hits,
+        latency_ms_p50=percentile(lat, 50),
+        latency_ms_p95=percentile(lat, 95),
+        latency_ms_p99=percentile(lat, 99),
+        ttft_ms_p50=percentile(ttft, 50),
+        ttft_ms_p95=percentile(ttft, 95),
+        ttft_ms_p99=percentile(ttft, 99),
+    )
 
 
 def build_report(records: Iterable[CallRecord], by: str, since: float) -> Report:
     """The report over the `kind="call"` records with `ts >= since`, grouped by `by` (a key
     of `GROUPS`); other records are ignored."""
     field = _group_field(by)
-    groups: dict[str | None, _Accumulator] = {}
-    total = _Accumulator()
+    groups: dict[str | None, CallStats] = {}
+    total = CallStats()
     for record in records:
         if record.kind != "call" or record.ts < since:
             continue
         key = getattr(record, field)
-        acc = groups.get(key)
-        if acc is None:
-            acc = groups[key] = _Accumulator()
-        acc.add(record)
-        total.add(record)
-    rows = [acc.row(key) for key, acc in groups.items()]
+        stats = groups.get(key)
+        if stats is None:
+            stats = groups[key] = CallStats()
+        stats.add_record(record)
+        total.add_record(record)
+    rows = [_row(key, stats) for key, stats in groups.items()]
     rows.sort(key=lambda r: (-r.calls, r.group is None, r.group or ""))
-    return Report(since=since, by=by, groups=rows, total=total.row(None))
+    return Report(since=since, by=by, groups=rows, total=_row(None, total))
 
 
 def report_json(report: Report) -> dict[str, Any]:

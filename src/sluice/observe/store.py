@@ -295,20 +295,23 @@ class RecordStore:
             stmt = stmt.where(t.c.ts >= since)
         if until is not None:
             stmt = stmt.where(t.c.ts < until)
-        groups: dict[str | None, _Accumulator] = {}
+        groups: dict[str | None, CallStats] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(stmt):
                 key = row[0]
                 acc = groups.get(key)
                 if acc is None:
-                    acc = groups[key] = _Accumulator()
+                    acc = groups[key] = CallStats()
                 acc.add(row[1:])
         stats = [acc.result(group_by, key) for key, acc in groups.items()]
         stats.sort(key=lambda s: (-s["calls"], s["group"] is None, s["group"] or ""))
         return stats
 
 
-class _Accumulator:
+class CallStats:
+    """Totals and latency samples over a set of calls: one place for the arithmetic that
+    `aggregate`, `sluice report` and the dashboard share."""
+
     __slots__ = ("calls", "cost", "errors", "hits", "lat", "saved", "tokens", "ttft", "unpriced")
 
     def __init__(self) -> None:
@@ -319,7 +322,24 @@ class _Accumulator:
         self.lat: list[float] = []
         self.ttft: list[float] = []
 
+    def add_record(self, r: CallRecord) -> None:
+        self.add(
+            (
+                r.status,
+                r.input_tokens,
+                r.output_tokens,
+                r.cache_read_tokens,
+                r.cache_write_tokens,
+                r.cost_usd,
+                r.cost_saved_usd,
+                r.cache_status,
+                r.latency_ms,
+                r.ttft_ms,
+            )
+        )
+
     def add(self, row: Sequence[Any]) -> None:
+        """One call, as the columns of `aggregate`'s query in order."""
         status, t_in, t_out, t_read, t_write, cost, saved, cache_status, lat, ttft = row
         self.calls += 1
         self.errors += status >= 400
