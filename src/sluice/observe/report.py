@@ -44,7 +44,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from sluice.observe.records import CallRecord
-from sluice.observe.store import CallStats, GroupBy, RecordStore, percentile
+from sluice.observe.store import STAT_COLUMNS, CallStats, GroupBy, RecordStore, percentile
 
 # `--by` name -> CallRecord field (and records column).
 GROUPS: dict[str, GroupBy] = {
@@ -60,22 +60,7 @@ NO_GROUP = "(none)"  # how the table shows calls without a value for the groupin
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([mhdw])")
-_COLUMNS = (
-    "request_id",
-    "kind",
-    "ts",
-    *GROUPS.values(),
-    "status",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cost_usd",
-    "cost_saved_usd",
-    "cache_status",
-    "latency_ms",
-    "ttft_ms",
-)
+_COLUMNS = ("request_id", "kind", "ts", *GROUPS.values(), *STAT_COLUMNS)
 
 
 class ReportError(Exception):

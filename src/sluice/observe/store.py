@@ -278,19 +278,9 @@ class RecordStore:
         if group_by not in GROUP_BY_COLUMNS:
             raise ValueError(f"cannot group by {group_by!r}; one of {', '.join(GROUP_BY_COLUMNS)}")
         t = self.table
-        names = (
-            "status",
-            "input_tokens",
-            "output_tokens",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "cost_usd",
-            "cost_saved_usd",
-            "cache_status",
-            "latency_ms",
-            "ttft_ms",
+        stmt = select(t.c[group_by], *(t.c[name] for name in STAT_COLUMNS)).where(
+            t.c.kind == "call"
         )
-        stmt = select(t.c[group_by], *(t.c[name] for name in names)).where(t.c.kind == "call")
         if since is not None:
             stmt = stmt.where(t.c.ts >= since)
         if until is not None:
@@ -306,6 +296,21 @@ class RecordStore:
         stats = [acc.result(group_by, key) for key, acc in groups.items()]
         stats.sort(key=lambda s: (-s["calls"], s["group"] is None, s["group"] or ""))
         return stats
+
+
+# The columns `CallStats.add` takes, in its order.
+STAT_COLUMNS = (
+    "status",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "cost_saved_usd",
+    "cache_status",
+    "latency_ms",
+    "ttft_ms",
+)
 
 
 class CallStats:
