@@ -225,6 +225,39 @@ class AlertsConfig(_Frozen):
     rules: RulesConfig = RulesConfig()
 
 
+class ExactCacheConfig(_Frozen):
+    """Answers stored by a hash of everything that changes them (see sluice.cache.key)."""
+
+    enabled: bool = True
+    ttl_s: float = Field(default=3600, gt=0)
+    namespace: str = "v1"  # change it to drop every stored answer at once
+    models: list[str] | None = None  # public model names to cache; None: every model
+    cache_nondeterministic: bool = False  # also cache requests whose temperature is not 0
+    cache_tool_results: bool = False  # also cache conversations that carry tool results
+
+
+class IdempotencyConfig(_Frozen):
+    """`Idempotency-Key`: the first answer is stored and replayed to retries."""
+
+    enabled: bool = True
+    ttl_s: float = Field(default=86400, gt=0)  # how long a finished answer is replayed
+    # How long a claim outlives a first call that never finishes (a crashed process).
+    pending_ttl_s: float = Field(default=600, gt=0)
+    max_wait_s: float = Field(default=60, ge=0)  # a duplicate waits this long for the first
+    poll_interval_s: float = Field(default=0.05, gt=0)  # the longest pause between looks
+
+
+class CacheConfig(_Frozen):
+    # memory: this process only; redis: shared by every replica (redis_url).
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "sluice:"
+    max_entries: int = Field(default=10_000, gt=0)  # memory backend bounds
+    max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    exact: ExactCacheConfig = ExactCacheConfig()
+    idempotency: IdempotencyConfig = IdempotencyConfig()
+
+
 class ObservabilityConfig(_Frozen):
     records: RecordsConfig = RecordsConfig()
     tracing: TracingConfig = TracingConfig()  # OpenTelemetry, off by default
@@ -235,6 +268,7 @@ class ObservabilityConfig(_Frozen):
 class SluiceConfig(_Frozen):
     server: ServerConfig = ServerConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
+    cache: CacheConfig = CacheConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     models: dict[str, ModelPlanConfig] = Field(default_factory=dict)

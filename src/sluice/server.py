@@ -18,7 +18,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from sluice.config import SluiceConfig
+from sluice.cache.backends import CacheBackend, MemoryBackend, RedisBackend
+from sluice.cache.exact import ExactCacheStage
+from sluice.cache.idempotency import IdempotencyStage
+from sluice.config import CacheConfig, SluiceConfig
+from sluice.cost.prices import Price
 from sluice.errors import (
     InternalError,
     InvalidRequestError,
@@ -47,8 +51,16 @@ from sluice.ui import install as install_ui
 log = logging.getLogger("sluice")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_CAPTURED_HEADERS = frozenset({"traceparent", "idempotency-key"})
 CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection first"
 _JSON = "application/json"
+
+
+def cache_backend(config: CacheConfig) -> CacheBackend:
+    """Where cached answers and idempotency records live (shared by both stages)."""
+    if config.backend == "redis":
+        return RedisBackend(config.redis_url, config.key_prefix)
+    return MemoryBackend(config.max_entries, config.max_bytes)
 
 
 class Gateway:
@@ -66,20 +78,36 @@ class Gateway:
         )
         self.settle = SettleStage(self.runtime)
         guard = AgentGuardStage(config.reliability.agent)
-        self.stages: list[Stage] = [*([guard] if guard.enabled else []), structured, self.settle]
+        self.cache_backend = cache_backend(config.cache)
+        cache = config.cache
+        front: list[Stage] = []
+        # Idempotency first: a replay costs nothing and is not a new agent step.
+        if cache.idempotency.enabled:
+            front.append(IdempotencyStage(cache.idempotency, self.cache_backend))
+        if guard.enabled:
+            front.append(guard)
+        if cache.exact.enabled:  # outside structured output: only validated answers stored
+            front.append(ExactCacheStage(cache.exact, self.cache_backend))
+        self.stages: list[Stage] = [*front, structured, self.settle]
         self.handler: Handler = compose(
             [traced(s, self.tracing) for s in self.stages] if self.tracing.enabled else self.stages,
             self.executor,
         )
-        self.recorder = Recorder(config.observability, self.settle.price_of)
+        self.recorder = Recorder(config.observability, self.settle.price_of, self._model_price)
         self.forwarded = HeaderFilter(
             p for cfg in config.providers.values() for p in cfg.forward_headers
         )
         self.ready = True
 
+    def _model_price(self, model: str) -> Price | None:
+        """The price of the deployment that would serve `model` first (for cache savings)."""
+        deployments = self.runtime.by_model.get(model)
+        return self.settle.price_of(deployments[0].id) if deployments else None
+
     async def close(self) -> None:
         self.ready = False
         await self.recorder.close()
+        await self.cache_backend.close()
         await self.runtime.close()
         await asyncio.to_thread(self.tracing.shutdown)  # flushes spans; blocking I/O
 
@@ -167,7 +195,7 @@ def _call_meta(
     sluice_headers = {
         k.lower(): v
         for k, v in request.headers.items()
-        if k.lower().startswith("x-sluice-") or k.lower() == "traceparent"
+        if k.lower().startswith("x-sluice-") or k.lower() in _CAPTURED_HEADERS
     }
     return CallMeta(
         request_id=request_id,

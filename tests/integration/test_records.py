@@ -126,3 +126,31 @@ async def test_records_can_be_switched_off_and_previews_too(sim_url: str, tmp_pa
     (record,) = store.query()
     store.close()
     assert record.input_preview is None and record.output_preview is None
+
+
+async def test_cache_hits_are_recorded_as_free_with_the_saving(
+    sim_url: str, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    data = gateway_config(sim_url).model_dump()
+    data["observability"]["records"]["store_url"] = db
+    runner, port = await server.start(gateway_config(sim_url).model_validate(data))
+    body = {
+        "model": "gpt-4o-mini",
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "cache me"}],
+    }
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):
+            assert await post(http, f"http://127.0.0.1:{port}", body) == 200
+        async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+            metrics = await r.text()
+    await runner.cleanup()
+    store = RecordStore.open(db)
+    miss, hit = store.query()
+    store.close()
+    assert (miss.cache_status, hit.cache_status) == ("miss", "exact")
+    assert miss.cost_usd is not None and miss.cost_usd > 0
+    assert hit.cost_usd == 0 and hit.deployment is None and hit.output_tokens == 0
+    assert hit.cost_saved_usd == miss.cost_usd  # what the answer cost the first time
+    assert 'sluice_cache_hits_total{kind="exact"} 1.0' in metrics

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from sluice.config import ObservabilityConfig
-from sluice.cost.compute import cost_saved_by_cache
+from sluice.cost.compute import compute_cost, cost_saved_by_cache
 from sluice.cost.prices import Price
 from sluice.observe.metrics import Metrics
-from sluice.observe.records import CallRecord, prompt_hash
+from sluice.observe.records import CACHE_HITS, CallRecord, prompt_hash
 from sluice.observe.redact import preview
 from sluice.observe.sink import RecordSink
 from sluice.observe.store import RecordStore
@@ -25,10 +25,14 @@ log = logging.getLogger("sluice.observe")
 
 class Recorder:
     def __init__(
-        self, config: ObservabilityConfig, price_of: Callable[[str], Price | None]
+        self,
+        config: ObservabilityConfig,
+        price_of: Callable[[str], Price | None],
+        price_of_model: Callable[[str], Price | None] = lambda model: None,
     ) -> None:
         self._cfg = config.records
         self._price_of = price_of
+        self._price_of_model = price_of_model
         self.metrics = Metrics()
         # Extra consumers of every call record (alert rules); each must be cheap.
         self.observers: list[Callable[[CallRecord], None]] = []
@@ -116,7 +120,13 @@ class Recorder:
         meta = req.meta
         resp = ctx.last_response
         saved: Decimal | None = None
-        if dep is not None and usage.cache_read_tokens:
+        cost = ctx.cost_usd if ctx.cost_known else None
+        hit = ctx.cache_status in CACHE_HITS
+        if hit and resp is not None:
+            # Answered by Sluice's cache: nothing was spent; what the call would have cost
+            # at the requested model's price was saved.
+            cost, saved = Decimal(0), compute_cost(resp.usage, self._price_of_model(req.model))
+        elif dep is not None and usage.cache_read_tokens:
             saved = cost_saved_by_cache(usage, self._price_of(dep.id))
         system = "\n".join(p.text for p in req.system)
         return CallRecord(
@@ -140,7 +150,8 @@ class Recorder:
             output_tokens=usage.output_tokens,
             cache_read_tokens=usage.cache_read_tokens,
             cache_write_tokens=usage.cache_write_tokens,
-            cost_usd=ctx.cost_usd if ctx.cost_known else None,
+            cost_usd=cost,
+            cache_status=ctx.cache_status,  # type: ignore[arg-type]
             cost_saved_usd=saved,
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,

@@ -1,0 +1,283 @@
+"""Where cache and idempotency entries live, and how a stored answer is encoded.
+
+`CacheBackend` is four async calls over opaque bytes with a time to live; `add` is
+set-if-absent, which is what makes idempotency locks safe across processes. `MemoryBackend`
+is a bounded LRU for one process; `RedisBackend` shares entries between gateway processes.
+
+A stored answer is one orjson document: the neutral `ChatResponse` (every part type, finish
+reason, stop sequence, usage) and the wall-clock time it was stored. Upstream rate-limit
+information is not stored: it described the upstream at that moment, not the answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import orjson
+
+from sluice.types import (
+    ChatResponse,
+    FinishReason,
+    ImagePart,
+    Part,
+    TextPart,
+    ThinkingPart,
+    ToolCallPart,
+    ToolResultPart,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+BLOB_VERSION = 1
+
+
+class CacheBackend(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def add(self, key: str, value: bytes, ttl_s: float) -> bool:
+        """Store only when the key is absent (or expired); True when stored."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# --- memory --------------------------------------------------------------------------
+
+
+class MemoryBackend:
+    """A per-process LRU bounded by entry count and by total bytes (keys + values).
+
+    Expiry is checked on read against an injectable monotonic clock; an expired entry is
+    dropped when it is seen, and old entries fall off the LRU end under pressure.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 10_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1 or max_bytes < 1:
+            raise ValueError("max_entries and max_bytes must be positive")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def total_bytes(self) -> int:
+        return self._bytes
+
+    async def get(self, key: str) -> bytes | None:
+        entry = self._live(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        self._put(key, value, ttl_s)
+
+    async def add(self, key: str, value: bytes, ttl_s: float) -> bool:
+        if self._live(key) is not None:
+            return False
+        self._put(key, value, ttl_s)
+        return True
+
+    async def delete(self, key: str) -> None:
+        self._drop(key)
+
+    async def close(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+    def _live(self, key: str) -> tuple[bytes, float] | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] <= self._clock():
+            self._drop(key)
+            return None
+        return entry
+
+    def _put(self, key: str, value: bytes, ttl_s: float) -> None:
+        self._drop(key)
+        size = len(key) + len(value)
+        if size > self.max_bytes or ttl_s <= 0:
+            return  # could never fit (or already expired): not stored
+        self._entries[key] = (value, self._clock() + ttl_s)
+        self._bytes += size
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            old_key, (old_value, _) = self._entries.popitem(last=False)
+            self._bytes -= len(old_key) + len(old_value)
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= len(key) + len(entry[0])
+
+
+# --- redis ---------------------------------------------------------------------------
+
+
+class RedisBackend:
+    """One `redis.asyncio` client (with its connection pool); every key under `prefix`."""
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        prefix: str = "sluice:",
+        *,
+        client: Redis | None = None,
+        timeout_s: float = 1.0,
+    ) -> None:
+        if client is None:
+            from redis.asyncio import Redis  # imported only when Redis is used
+
+            client = Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self._client = client
+        self.prefix = prefix
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self._client.get(self.prefix + key)
+        if value is None or isinstance(value, bytes):
+            return value
+        return value.encode()  # only when the client was built with decode_responses
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        await self._client.set(self.prefix + key, value, px=_ms(ttl_s))
+
+    async def add(self, key: str, value: bytes, ttl_s: float) -> bool:
+        # SET NX PX: atomic set-if-absent with expiry.
+        return bool(await self._client.set(self.prefix + key, value, px=_ms(ttl_s), nx=True))
+
+    async def delete(self, key: str) -> None:
+        await self._client.delete(self.prefix + key)
+
+    async def clear(self) -> int:
+        """Delete every key under the prefix (tests, admin); returns how many."""
+        removed = 0
+        batch: list[bytes] = []
+        async for key in self._client.scan_iter(match=_glob_escape(self.prefix) + "*", count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                removed += int(await self._client.delete(*batch))
+                batch.clear()
+        if batch:
+            removed += int(await self._client.delete(*batch))
+        return removed
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _ms(ttl_s: float) -> int:
+    return max(1, round(ttl_s * 1000))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+# --- the stored answer ---------------------------------------------------------------
+
+
+def encode_response_blob(resp: ChatResponse, stored_at: float) -> bytes:
+    return orjson.dumps({"v": BLOB_VERSION, "at": stored_at, "r": response_to_json(resp)})
+
+
+def decode_response_blob(blob: bytes) -> tuple[ChatResponse, float]:
+    """The stored answer and its wall-clock store time; ValueError when unreadable."""
+    doc = orjson.loads(blob)
+    if not isinstance(doc, dict) or doc.get("v") != BLOB_VERSION:
+        raise ValueError("not a cache blob of this version")
+    return response_from_json(doc["r"]), float(doc["at"])
+
+
+def response_to_json(resp: ChatResponse) -> dict[str, Any]:
+    u = resp.usage
+    return {
+        "id": resp.id,
+        "model": resp.model,
+        "parts": [_part_to_json(p) for p in resp.parts],
+        "finish": resp.finish_reason,
+        "stop_seq": resp.stop_sequence,
+        "created": resp.created,
+        "usage": [u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens],
+    }
+
+
+def response_from_json(doc: dict[str, Any]) -> ChatResponse:
+    try:
+        i, o, r, w = doc["usage"]
+        return ChatResponse(
+            id=doc["id"],
+            model=doc["model"],
+            parts=[_part_from_json(p) for p in doc["parts"]],
+            finish_reason=cast(FinishReason, doc["finish"]),
+            usage=Usage(int(i), int(o), int(r), int(w)),
+            stop_sequence=doc["stop_seq"],
+            created=int(doc["created"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed stored response: {exc!r}") from None
+
+
+def _part_to_json(part: Part) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"t": "text", "text": part.text, "cc": part.cache_control}
+    if isinstance(part, ToolCallPart):
+        return {
+            "t": "tool_call",
+            "id": part.id,
+            "name": part.name,
+            "args": part.arguments,
+            "cc": part.cache_control,
+        }
+    if isinstance(part, ThinkingPart):
+        return {"t": "thinking", "thinking": part.thinking, "sig": part.signature}
+    if isinstance(part, ImagePart):
+        return {"t": "image", "url": part.url, "detail": part.detail, "cc": part.cache_control}
+    if isinstance(part, ToolResultPart):
+        return {
+            "t": "tool_result",
+            "id": part.tool_call_id,
+            "content": [_part_to_json(p) for p in part.content],
+            "err": part.is_error,
+            "cc": part.cache_control,
+        }
+    raise TypeError(f"unknown part type {type(part).__name__}")  # pragma: no cover
+
+
+def _part_from_json(doc: dict[str, Any]) -> Part:
+    kind = doc["t"]
+    if kind == "text":
+        return TextPart(doc["text"], doc["cc"])
+    if kind == "tool_call":
+        return ToolCallPart(doc["id"], doc["name"], doc["args"], doc["cc"])
+    if kind == "thinking":
+        return ThinkingPart(doc["thinking"], doc["sig"])
+    if kind == "image":
+        return ImagePart(doc["url"], doc["detail"], doc["cc"])
+    if kind == "tool_result":
+        content = [_part_from_json(p) for p in doc["content"]]
+        if not all(isinstance(p, TextPart | ImagePart) for p in content):
+            raise ValueError("tool result content must be text or images")
+        return ToolResultPart(
+            doc["id"],
+            cast(list[TextPart | ImagePart], content),
+            bool(doc["err"]),
+            doc["cc"],
+        )
+    raise ValueError(f"unknown stored part type {kind!r}")
