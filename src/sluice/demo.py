@@ -220,6 +220,34 @@ def _anthropic_calls(base_url: str, model: str) -> list[Call]:
     return calls
 
 
+def _cache_and_idempotency(base_url: str, echo: Any) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=base_url + "/v1", api_key="sk-demo", max_retries=0)
+    ask: Any = [{"role": "user", "content": "What is Sluice's exact cache for?"}]
+    for attempt in (1, 2):
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=ask, temperature=0, max_tokens=40
+        )
+        echo(
+            f"temperature-0 call {attempt}: x-sluice-cache: {raw.headers['x-sluice-cache']}"
+            + (f" (age {raw.headers['x-sluice-cache-age']} s)" if attempt == 2 else "")
+        )
+    key = {"Idempotency-Key": "demo-order-42"}
+    first = client.chat.completions.create(
+        model="claude-haiku", messages=ask, max_tokens=40, extra_headers=key
+    )
+    raw = client.chat.completions.with_raw_response.create(
+        model="claude-haiku", messages=ask, max_tokens=40, extra_headers=key
+    )
+    same = raw.parse().choices[0].message.content == first.choices[0].message.content
+    echo(
+        f"retry with Idempotency-Key: replayed={raw.headers.get('x-sluice-idempotent-replay')}"
+        f", same answer={same}"
+    )
+    client.close()
+
+
 def summarize(calls: list[Call]) -> str:
     lines = [
         f"{'sdk':<10}{'kind':<8}{'model':<14}{'served by':<20}{'in':>6}{'out':>6}"
@@ -267,6 +295,8 @@ def run_demo(echo: Any) -> None:
                 calls += _openai_calls(gateway.url, model)
                 calls += _anthropic_calls(gateway.url, model)
             echo(summarize(calls))
+            echo("")
+            _cache_and_idempotency(gateway.url, echo)
         echo(
             "\nstopped the simulator and the gateway. What the gateway recorded "
             "(`sluice report --by model`):\n"

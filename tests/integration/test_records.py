@@ -154,3 +154,23 @@ async def test_cache_hits_are_recorded_as_free_with_the_saving(
     assert hit.cost_usd == 0 and hit.deployment is None and hit.output_tokens == 0
     assert hit.cost_saved_usd == miss.cost_usd  # what the answer cost the first time
     assert 'sluice_cache_hits_total{kind="exact"} 1.0' in metrics
+
+
+async def test_idempotent_replays_cost_nothing(sim_url: str, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    data = gateway_config(sim_url).model_dump()
+    data["observability"]["records"]["store_url"] = db
+    runner, port = await server.start(gateway_config(sim_url).model_validate(data))
+    body = {"model": "claude-haiku", "messages": [{"role": "user", "content": "order 42"}]}
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):
+            status = await post(
+                http, f"http://127.0.0.1:{port}", body, {"Idempotency-Key": "order-42"}
+            )
+            assert status == 200
+    await runner.cleanup()
+    store = RecordStore.open(db)
+    first, replay = store.query()
+    store.close()
+    assert first.cost_usd is not None and first.cost_usd > 0 and first.attempts == 1
+    assert replay.cost_usd == 0 and replay.attempts == 0

@@ -126,6 +126,8 @@ class Recorder:
             # Answered by Sluice's cache: nothing was spent; what the call would have cost
             # at the requested model's price was saved.
             cost, saved = Decimal(0), compute_cost(resp.usage, self._price_of_model(req.model))
+        elif ctx.attempts == 0:
+            cost = Decimal(0)  # no upstream call (an idempotent replay, a degrade answer)
         elif dep is not None and usage.cache_read_tokens:
             saved = cost_saved_by_cache(usage, self._price_of(dep.id))
         system = "\n".join(p.text for p in req.system)
