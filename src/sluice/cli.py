@@ -181,6 +181,15 @@ def overhead(
 
 @bench.command()
 @click.option("--requests", "count", default=20000, show_default=True)
+def cache(count: int) -> None:
+    """Cache-key and exact-cache hit cost in-process (memory backend)."""
+    from sluice.bench.cache import run
+
+    click.echo(run(count))
+
+
+@bench.command()
+@click.option("--requests", "count", default=20000, show_default=True)
 def pipeline(count: int) -> None:
     """Sluice's own per-request cost, without HTTP."""
     from sluice.bench.pipeline import run
