@@ -6,8 +6,11 @@ miss, tests that compare streamed and non-streamed answers.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+
 from sluice.types import (
     ChatResponse,
+    EventStream,
     Finish,
     Part,
     StreamEvent,
@@ -76,3 +79,46 @@ class StreamCollector:
                 parts.append(ToolCallPart(call[0], call[1], "".join(call[2:])))
         self._response.parts = parts
         return self._response
+
+
+OnEnd = Callable[[ChatResponse, bool], Awaitable[None]]
+
+
+class WatchedStream:
+    """Passes a stream's events through, folding them, and calls `on_end(response, completed)`
+    exactly once: `completed` is True when the stream ran to its end with a finish; False when
+    it failed, was cancelled, or was closed early (`response` then holds what arrived)."""
+
+    __slots__ = ("_collector", "_done", "_events", "_on_end")
+
+    def __init__(self, events: EventStream, on_end: OnEnd) -> None:
+        self._events = events
+        self._on_end = on_end
+        self._collector = StreamCollector()
+        self._done = False
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        try:
+            event = await anext(self._events)
+        except StopAsyncIteration:
+            await self._end(self._collector.finished)
+            raise
+        except BaseException:
+            await self._end(False)
+            raise
+        self._collector.add(event)
+        return event
+
+    async def aclose(self) -> None:
+        try:
+            await self._events.aclose()
+        finally:
+            await self._end(False)
+
+    async def _end(self, completed: bool) -> None:
+        if not self._done:
+            self._done = True
+            await self._on_end(self._collector.response(), completed)

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sluice.cache.backends import CacheBackend, decode_response_blob, encode_response_blob
 from sluice.cache.key import cache_key
-from sluice.collect import StreamCollector
+from sluice.collect import WatchedStream
 from sluice.config import ExactCacheConfig
 from sluice.pipeline.context import CallContext, Handler, Result
 from sluice.replay import events_from_response
-from sluice.types import ChatRequest, ChatResponse, EventStream, StreamEvent, ToolResultPart
+from sluice.types import ChatRequest, ChatResponse, ToolResultPart
 
 log = logging.getLogger("sluice.cache")
 
@@ -126,7 +126,12 @@ class ExactCacheStage:
             if _storable(ctx, result):
                 await self.store(key, result)
             return result
-        return _StoringStream(result, ctx, self, key)
+
+        async def store_if_whole(resp: ChatResponse, completed: bool) -> None:
+            if completed and _storable(ctx, resp):  # never a cut or failed stream
+                await self.store(key, resp)
+
+        return WatchedStream(result, store_if_whole)
 
     async def _lookup(self, key: str, req: ChatRequest) -> tuple[ChatResponse, float] | None:
         try:
@@ -159,43 +164,3 @@ class ExactCacheStage:
 def _storable(ctx: CallContext, resp: ChatResponse) -> bool:
     # A degraded answer stands in for a failure; a filtered one is not the model's answer.
     return not ctx.degraded and resp.finish_reason != "content_filter"
-
-
-class _StoringStream:
-    """Passes events through; stores the collected answer only when the stream ran to its
-    end with a finish and no error. Closing it early stores nothing."""
-
-    __slots__ = ("_collector", "_ctx", "_done", "_events", "_key", "_stage")
-
-    def __init__(
-        self, events: EventStream, ctx: CallContext, stage: ExactCacheStage, key: str
-    ) -> None:
-        self._events = events
-        self._ctx = ctx
-        self._stage = stage
-        self._key = key
-        self._collector = StreamCollector()
-        self._done = False
-
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self
-
-    async def __anext__(self) -> StreamEvent:
-        try:
-            event = await anext(self._events)
-        except StopAsyncIteration:
-            if not self._done:
-                self._done = True
-                resp = self._collector.response()
-                if self._collector.finished and _storable(self._ctx, resp):
-                    await self._stage.store(self._key, resp)
-            raise
-        except BaseException:
-            self._done = True  # failed or cancelled: never stored
-            raise
-        self._collector.add(event)
-        return event
-
-    async def aclose(self) -> None:
-        self._done = True
-        await self._events.aclose()

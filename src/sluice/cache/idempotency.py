@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,12 +31,12 @@ import orjson
 from sluice.cache.backends import CacheBackend, response_from_json, response_to_json
 from sluice.cache.exact import tenant_of
 from sluice.cache.key import cache_key
-from sluice.collect import StreamCollector
+from sluice.collect import WatchedStream
 from sluice.config import IdempotencyConfig
 from sluice.errors import SluiceError, UnprocessableError
 from sluice.pipeline.context import CallContext, Handler, Result
 from sluice.replay import events_from_response
-from sluice.types import ChatRequest, ChatResponse, EventStream, StreamEvent
+from sluice.types import ChatRequest, ChatResponse
 
 log = logging.getLogger("sluice.cache")
 
@@ -168,7 +168,14 @@ class IdempotencyStage:
         if isinstance(result, ChatResponse):
             await self.complete(key, fingerprint, result)
             return result
-        return _RecordingStream(result, self, key, fingerprint)
+
+        async def record_or_release(resp: ChatResponse, completed: bool) -> None:
+            if completed:
+                await self.complete(key, fingerprint, resp)
+            else:  # failed, cut or closed early: a retry may run it again
+                await self.release(key)
+
+        return WatchedStream(result, record_or_release)
 
     async def complete(self, key: str, fingerprint: str, resp: ChatResponse) -> None:
         try:
@@ -200,52 +207,3 @@ def _decode(blob: bytes) -> _Record:
         raise ValueError("not an idempotency record of this version")
     raw = doc.get("r")
     return _Record(str(doc["fp"]), None if raw is None else response_from_json(raw))
-
-
-class _RecordingStream:
-    """Passes events through; records the answer when the stream ends with a finish, gives
-    the key back when it fails or is closed before that."""
-
-    __slots__ = ("_collector", "_done", "_events", "_fingerprint", "_key", "_stage")
-
-    def __init__(
-        self, events: EventStream, stage: IdempotencyStage, key: str, fingerprint: str
-    ) -> None:
-        self._events = events
-        self._stage = stage
-        self._key = key
-        self._fingerprint = fingerprint
-        self._collector = StreamCollector()
-        self._done = False
-
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self
-
-    async def __anext__(self) -> StreamEvent:
-        try:
-            event = await anext(self._events)
-        except StopAsyncIteration:
-            if not self._done:
-                self._done = True
-                if self._collector.finished:
-                    await self._stage.complete(
-                        self._key, self._fingerprint, self._collector.response()
-                    )
-                else:
-                    await self._stage.release(self._key)
-            raise
-        except BaseException:
-            if not self._done:
-                self._done = True
-                await self._stage.release(self._key)
-            raise
-        self._collector.add(event)
-        return event
-
-    async def aclose(self) -> None:
-        try:
-            await self._events.aclose()
-        finally:
-            if not self._done:
-                self._done = True
-                await self._stage.release(self._key)

@@ -7,15 +7,14 @@ the usage the upstream reported so far.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
-from sluice.collect import StreamCollector
+from sluice.collect import WatchedStream
 from sluice.cost.compute import compute_cost
 from sluice.cost.prices import Price, resolve_price
 from sluice.pipeline.context import CallContext, Handler, Result
 from sluice.runtime import Runtime
-from sluice.types import ChatResponse, EventStream, StreamEvent
+from sluice.types import ChatResponse
 
 
 class SettleStage:
@@ -33,7 +32,11 @@ class SettleStage:
         if isinstance(result, ChatResponse):
             self.settle(ctx, result)
             return result
-        return _SettlingStream(result, ctx, self)
+
+        async def settle_at_end(resp: ChatResponse, completed: bool) -> None:
+            self.settle(ctx, resp)  # whatever the upstream reported, however it ended
+
+        return WatchedStream(result, settle_at_end)
 
     def settle(self, ctx: CallContext, resp: ChatResponse) -> None:
         ctx.last_response = resp
@@ -54,37 +57,3 @@ class SettleStage:
             ctx.cost_usd = (ctx.cost_usd or Decimal(0)) + cost
         for callback in ctx.on_settled:
             callback(cost)
-
-
-class _SettlingStream:
-    """Passes events through and settles once when the stream ends or is closed."""
-
-    __slots__ = ("_collector", "_ctx", "_events", "_settled", "_stage")
-
-    def __init__(self, events: EventStream, ctx: CallContext, stage: SettleStage) -> None:
-        self._events = events
-        self._ctx = ctx
-        self._stage = stage
-        self._collector = StreamCollector()
-        self._settled = False
-
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self
-
-    async def __anext__(self) -> StreamEvent:
-        try:
-            event = await anext(self._events)
-        except BaseException:
-            self._settle()
-            raise
-        self._collector.add(event)
-        return event
-
-    async def aclose(self) -> None:
-        self._settle()
-        await self._events.aclose()
-
-    def _settle(self) -> None:
-        if not self._settled:
-            self._settled = True
-            self._stage.settle(self._ctx, self._collector.response())
