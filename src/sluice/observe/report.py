@@ -44,7 +44,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from sluice.observe.records import CallRecord
-from sluice.observe.store import STAT_COLUMNS, CallStats, GroupBy, RecordStore, percentile
+from sluice.observe.store import STAT_COLUMNS, CallStats, GroupBy, RecordStore
 
 # `--by` name -> CallRecord field (and records column).
 GROUPS: dict[str, GroupBy] = {
@@ -147,7 +147,6 @@ class Report:
 
 
 def _row(group: str | None, stats: CallStats) -> ReportRow:
-    lat, ttft = sorted(stats.lat), sorted(stats.ttft)
     all_unpriced = stats.calls > 0 and stats.unpriced == stats.calls
     return ReportRow(
         group=group,
@@ -161,12 +160,7 @@ def _row(group: str | None, stats: CallStats) -> ReportRow:
         unpriced_calls=stats.unpriced,
         cost_saved_usd=stats.saved,
         cache_hits=stats.hits,
-        latency_ms_p50=percentile(lat, 50),
-        latency_ms_p95=percentile(lat, 95),
-        latency_ms_p99=percentile(lat, 99),
-        ttft_ms_p50=percentile(ttft, 50),
-        ttft_ms_p95=percentile(ttft, 95),
-        ttft_ms_p99=percentile(ttft, 99),
+        **stats.percentiles(),
     )
 
 

@@ -55,7 +55,16 @@ _INDEXED = ("ts", "request_id")
 _ROWS_PER_STATEMENT = 200
 
 
-class GroupStats(TypedDict):
+class Percentiles(TypedDict):
+    latency_ms_p50: float | None
+    latency_ms_p95: float | None
+    latency_ms_p99: float | None
+    ttft_ms_p50: float | None
+    ttft_ms_p95: float | None
+    ttft_ms_p99: float | None
+
+
+class GroupStats(Percentiles):
     group_by: str
     group: str | None
     calls: int
@@ -68,12 +77,6 @@ class GroupStats(TypedDict):
     cost_saved_usd: Decimal
     unpriced_calls: int  # calls with no cost (unknown price)
     cache_hit_rate: float  # share of calls answered from Sluice's cache (exact or semantic)
-    latency_ms_p50: float | None
-    latency_ms_p95: float | None
-    latency_ms_p99: float | None
-    ttft_ms_p50: float | None
-    ttft_ms_p95: float | None
-    ttft_ms_p99: float | None
 
 
 class _Money(TypeDecorator[Decimal]):
@@ -361,8 +364,19 @@ class CallStats:
         if ttft is not None:
             self.ttft.append(ttft)
 
-    def result(self, group_by: str, key: str | None) -> GroupStats:
+    def percentiles(self) -> Percentiles:
+        """p50/p95/p99 of latency and TTFT, by the names both result types use."""
         lat, ttft = sorted(self.lat), sorted(self.ttft)
+        return Percentiles(
+            latency_ms_p50=percentile(lat, 50),
+            latency_ms_p95=percentile(lat, 95),
+            latency_ms_p99=percentile(lat, 99),
+            ttft_ms_p50=percentile(ttft, 50),
+            ttft_ms_p95=percentile(ttft, 95),
+            ttft_ms_p99=percentile(ttft, 99),
+        )
+
+    def result(self, group_by: str, key: str | None) -> GroupStats:
         return GroupStats(
             group_by=group_by,
             group=key,
@@ -376,10 +390,5 @@ class CallStats:
             cost_saved_usd=self.saved,
             unpriced_calls=self.unpriced,
             cache_hit_rate=self.hits / self.calls,
-            latency_ms_p50=percentile(lat, 50),
-            latency_ms_p95=percentile(lat, 95),
-            latency_ms_p99=percentile(lat, 99),
-            ttft_ms_p50=percentile(ttft, 50),
-            ttft_ms_p95=percentile(ttft, 95),
-            ttft_ms_p99=percentile(ttft, 99),
+            **self.percentiles(),
         )
