@@ -114,8 +114,8 @@ class Gateway:
     def render_metrics(self) -> bytes:
         """Prometheus text; gauges of live state are read at scrape time."""
         metrics = self.recorder.metrics
-        for dep_id, state in self.executor.states.items():
-            metrics.set_breaker_state(dep_id, state.breaker.state.name.lower())  # type: ignore[arg-type]
+        for dep_id, state in self.executor.breaker_states().items():
+            metrics.set_breaker_state(dep_id, state)
         metrics.in_flight.set(sum(s.in_flight for s in self.executor.states.values()))
         metrics.queue_depth.set(self.executor.slots.waiting)
         return metrics.render()

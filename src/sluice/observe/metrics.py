@@ -25,13 +25,13 @@ from prometheus_client import (
 )
 
 from sluice.observe.records import CallRecord
+from sluice.reliability.breaker import BreakerStateName as BreakerState
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Seconds; LLM calls take from tens of milliseconds (cache hits) to minutes (long outputs).
 LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 OTHER = "_other"
 
-BreakerState = Literal["closed", "half_open", "open"]
 _BREAKER_VALUES: dict[BreakerState, int] = {"closed": 0, "half_open": 1, "open": 2}
 SavingReason = Literal["cache", "routing", "prompt_cache"]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from enum import IntEnum
+from typing import Literal
 
 from sluice.reliability.window import SlidingCounts
 
@@ -23,6 +24,14 @@ class BreakerState(IntEnum):
     CLOSED = 0
     HALF_OPEN = 1
     OPEN = 2
+
+
+BreakerStateName = Literal["closed", "half_open", "open"]
+BREAKER_NAMES: dict[BreakerState, BreakerStateName] = {
+    BreakerState.CLOSED: "closed",
+    BreakerState.HALF_OPEN: "half_open",
+    BreakerState.OPEN: "open",
+}
 
 
 class CircuitBreaker:

@@ -33,6 +33,7 @@ from sluice.observe.tracing import Tracing
 from sluice.pipeline.context import Attempt, CallContext, Result
 from sluice.providers.base import Deployment
 from sluice.reliability.backoff import retry_delay
+from sluice.reliability.breaker import BREAKER_NAMES, BreakerStateName
 from sluice.reliability.budget import RetryBudget
 from sluice.reliability.slots import SlotPool
 from sluice.reliability.state import DeploymentState, order
@@ -302,8 +303,9 @@ class PlanExecutor:
         plan = self._plans.get(model)
         return 1 + (len(plan.fallbacks) if plan else 0)
 
-    def breaker_states(self) -> dict[str, str]:
-        return {s.id: s.breaker.state.name.lower() for s in self.states.values()}
+    def breaker_states(self) -> dict[str, BreakerStateName]:
+        """Each deployment's breaker, as `/readyz` and `/metrics` show it."""
+        return {s.id: BREAKER_NAMES[s.breaker.state] for s in self.states.values()}
 
 
 # --- helpers ---------------------------------------------------------------------------
