@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from yarl import URL
 
+from sluice.config_base import Frozen
 from sluice.observe.alert_rules import RulesConfig
 from sluice.observe.tracing import TracingConfig
 
@@ -31,8 +32,7 @@ class ConfigError(Exception):
     """A config file that cannot be used; the message names the key and line."""
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Frozen = Frozen
 
 
 class ServerConfig(_Frozen):

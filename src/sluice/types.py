@@ -106,6 +106,14 @@ class CallMeta:
     # Client headers some provider is configured to forward upstream (`forward_headers`).
     forward_headers: dict[str, str] = field(default_factory=dict)
     traceparent: str | None = None  # W3C trace context to send upstream (tracing on)
+    # Identity, set by the auth stage from the virtual key (never from client headers when a
+    # key is present); "default" when auth is off.
+    tenant: str = "default"
+    key_id: str | None = None
+    team: str | None = None
+    tier: str | None = None
+    feature: str | None = None  # x-sluice-feature
+    session: str | None = None  # x-sluice-session / metadata.session_id
 
 
 @dataclass(slots=True)

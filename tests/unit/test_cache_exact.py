@@ -41,11 +41,6 @@ class Clock:
 
 
 @dataclass
-class TenantMeta(CallMeta):
-    tenant: str | None = None
-
-
-@dataclass
 class StatusContext(CallContext):
     cache_status: str | None = None
 
@@ -118,7 +113,7 @@ def request(
         messages or [Message("user", [TextPart(text)])],
         temperature=temperature,
         stream=stream,
-        meta=TenantMeta(headers=headers or {}, metadata=metadata or {}, tenant=tenant),
+        meta=CallMeta(headers=headers or {}, metadata=metadata or {}, tenant=tenant or "default"),
     )
 
 

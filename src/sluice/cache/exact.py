@@ -49,7 +49,7 @@ class CacheStats:
 
 
 def tenant_of(req: ChatRequest) -> str:
-    return getattr(req.meta, "tenant", None) or "default"
+    return req.meta.tenant or "default"
 
 
 def cache_directive(req: ChatRequest) -> str | None:

@@ -138,8 +138,14 @@ class Recorder:
             trace_id=_trace_id(meta.headers.get("traceparent")),
             ts=ts,
             user_id=meta.headers.get("x-sluice-user") or meta.user,
-            feature=meta.headers.get("x-sluice-feature") or _str(meta.metadata.get("feature")),
-            session=meta.headers.get("x-sluice-session") or _str(meta.metadata.get("session_id")),
+            tenant=meta.tenant,
+            key_id=meta.key_id,
+            feature=meta.feature
+            or meta.headers.get("x-sluice-feature")
+            or _str(meta.metadata.get("feature")),
+            session=meta.session
+            or meta.headers.get("x-sluice-session")
+            or _str(meta.metadata.get("session_id")),
             route=req.model,
             model_requested=req.model,
             deployment=dep.id if dep else None,
