@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from yarl import URL
 
 from sluice.config_base import Frozen
+from sluice.context.config import TokenPolicy
 from sluice.observe.alert_rules import RulesConfig
 from sluice.observe.tracing import TracingConfig
 
@@ -187,6 +188,7 @@ class ModelPlanConfig(_Frozen):
     fallbacks: list[str] = Field(default_factory=list)  # other public models, in order
     load_balancing: LoadBalancing | None = None
     degrade: DegradeConfig | None = None
+    policy: TokenPolicy = TokenPolicy()  # output caps, context strategy, sessions
 
 
 class RecordsConfig(_Frozen):

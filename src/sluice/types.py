@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+
+if TYPE_CHECKING:
+    from sluice.governance.spec import Identity
 
 JSON: TypeAlias = Any
 CacheControl: TypeAlias = dict[str, Any]
@@ -114,6 +117,7 @@ class CallMeta:
     tier: str | None = None
     feature: str | None = None  # x-sluice-feature
     session: str | None = None  # x-sluice-session / metadata.session_id
+    identity: Identity | None = None  # the resolved virtual key (None: auth off)
 
 
 @dataclass(slots=True)

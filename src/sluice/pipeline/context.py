@@ -39,6 +39,8 @@ class CallContext:
     skip_models: int = 0  # start the plan at this model (structured output escalates)
     cache_status: str | None = None  # "miss" | "exact" | "bypass", set by the cache stage
     response_headers: dict[str, str] = field(default_factory=dict)
+    route: str | None = None  # the public route name the caller asked for (routing on)
+    route_decision: str | None = None  # "strategy: reason", also sent as x-sluice-route-decision
     # Filled by the settle stage after every upstream answer (streams: when they end).
     usage: Usage = field(default_factory=Usage)  # summed over repairs and escalations
     cost_usd: Decimal | None = None  # None while any part of it has no known price

@@ -1,0 +1,1 @@
+"""Token economy: output caps, context-window policies and server-side sessions."""

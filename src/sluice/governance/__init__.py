@@ -1,0 +1,1 @@
+"""Governance: virtual keys, tenants, rate limits and budgets."""
