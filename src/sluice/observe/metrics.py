@@ -20,10 +20,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
 )
 
+from sluice.observe.call_metrics import CallTotals
 from sluice.observe.records import CallRecord
 from sluice.reliability.breaker import BreakerStateName as BreakerState
 
@@ -41,52 +41,15 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._max_values = max_label_values
         self._seen: dict[str, set[str]] = {}
-        self._series: dict[tuple[str, str], _Series] = {}
-        self._prompt_cache: dict[str, list[int]] = {}  # deployment → [read, write] tokens
         r = self.registry
-        self.requests = Counter(
-            "sluice_requests",
-            "Calls answered, by route, serving deployment and HTTP status.",
-            ["route", "deployment", "status"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "sluice_request_latency_seconds",
-            "Time from request to the end of the answer.",
-            ["route"],
-            buckets=LLM_BUCKETS,
-            registry=r,
-        )
-        self.ttft = Histogram(
-            "sluice_ttft_seconds",
-            "Time from request to the first byte of the answer.",
-            ["route"],
-            buckets=LLM_BUCKETS,
-            registry=r,
-        )
-        self.tokens = Counter(
-            "sluice_tokens",
-            "Tokens by type (input counts all prompt tokens, cache reads and writes included).",
-            ["route", "deployment", "type"],
-            registry=r,
-        )
-        self.cost = Counter(
-            "sluice_cost_usd", "Spend in USD at list price.", ["route", "deployment"], registry=r
-        )
+        # Per-call counters and histograms: plain numbers until scraped (call_metrics.py).
+        self.calls = CallTotals(LLM_BUCKETS)
+        r.register(self.calls)
         self.cost_saved = Counter(
             "sluice_cost_saved_usd", "USD saved, by reason.", ["reason"], registry=r
         )
         self.cache_hits = Counter(
             "sluice_cache_hits", "Calls answered from Sluice's cache.", ["kind"], registry=r
-        )
-        self.retries = Counter(
-            "sluice_retries", "Upstream attempts beyond the first.", ["deployment"], registry=r
-        )
-        self.fallbacks = Counter(
-            "sluice_fallbacks",
-            "Calls that fell back to another deployment.",
-            ["route"],
-            registry=r,
         )
         self.breaker_state = Gauge(
             "sluice_breaker_state",
@@ -126,40 +89,19 @@ class Metrics:
         seen.add(value)
         return value
 
-    def _series_for(self, route: str | None, deployment: str | None) -> _Series:
-        key = (self._label("route", route), self._label("deployment", deployment))
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = _Series(self, *key)
-        return series
-
     # --- per call --------------------------------------------------------------------------
 
     def observe(self, record: CallRecord) -> None:
         """Count one finished call; attempt records are ignored."""
         if record.kind != "call":
             return
-        series = self._series_for(record.route, record.deployment)
-        series.requests(record.status).inc()
-        series.latency.observe(record.latency_ms / 1000)
-        if record.ttft_ms is not None:
-            series.ttft.observe(record.ttft_ms / 1000)
-        if record.input_tokens:
-            series.tokens_input.inc(record.input_tokens)
-        if record.output_tokens:
-            series.tokens_output.inc(record.output_tokens)
-        if record.cost_usd:
-            series.cost.inc(float(record.cost_usd))
+        self.calls.add(
+            self._label("route", record.route), self._label("deployment", record.deployment), record
+        )
         if record.cache_hit:
             self.cache_hits.labels(record.cache_status).inc()
         if record.cost_saved_usd is not None and record.cost_saved_usd > 0:
             self.add_saving("cache" if record.cache_hit else "prompt_cache", record.cost_saved_usd)
-        if record.attempts > 1:
-            series.retries.inc(record.attempts - 1)
-        if record.fallback_triggered:
-            series.fallbacks.inc()
-        if record.cache_read_tokens or record.cache_write_tokens:
-            series.prompt_cache(record.cache_read_tokens, record.cache_write_tokens)
 
     # --- state that is not a call ----------------------------------------------------------
 
@@ -180,64 +122,6 @@ class Metrics:
 
     def render(self) -> bytes:
         """The Prometheus text exposition; serve it with `CONTENT_TYPE`."""
+        for deployment, ratio in self.calls.prompt_cache_ratios().items():
+            self.prompt_cache_hit_ratio.labels(deployment).set(ratio)
         return generate_latest(self.registry)
-
-
-class _Series:
-    """The labelled children one (route, deployment) pair updates, resolved once:
-    `labels()` costs about a microsecond per call, a dict lookup does not."""
-
-    __slots__ = (
-        "_by_status",
-        "_cache_children",
-        "_metrics",
-        "_prompt_cache",
-        "cost",
-        "deployment",
-        "fallbacks",
-        "latency",
-        "retries",
-        "route",
-        "tokens_input",
-        "tokens_output",
-        "ttft",
-    )
-
-    def __init__(self, metrics: Metrics, route: str, deployment: str) -> None:
-        self._metrics = metrics
-        self.route, self.deployment = route, deployment
-        self._by_status: dict[int, Counter] = {}
-        self.latency = metrics.latency.labels(route)
-        self.ttft = metrics.ttft.labels(route)
-        self.tokens_input = metrics.tokens.labels(route, deployment, "input")
-        self.tokens_output = metrics.tokens.labels(route, deployment, "output")
-        self.cost = metrics.cost.labels(route, deployment)
-        self.retries = metrics.retries.labels(deployment)
-        self.fallbacks = metrics.fallbacks.labels(route)
-        self._prompt_cache = metrics._prompt_cache.setdefault(deployment, [0, 0])
-        self._cache_children: tuple[Counter, Counter, Gauge] | None = None
-
-    def requests(self, status: int) -> Counter:
-        child = self._by_status.get(status)
-        if child is None:
-            child = self._metrics.requests.labels(self.route, self.deployment, str(status))
-            self._by_status[status] = child
-        return child
-
-    def prompt_cache(self, read: int, write: int) -> None:
-        if self._cache_children is None:
-            tokens = self._metrics.tokens
-            self._cache_children = (
-                tokens.labels(self.route, self.deployment, "cache_read"),
-                tokens.labels(self.route, self.deployment, "cache_write"),
-                self._metrics.prompt_cache_hit_ratio.labels(self.deployment),
-            )
-        read_tokens, write_tokens, ratio = self._cache_children
-        if read:
-            read_tokens.inc(read)
-        if write:
-            write_tokens.inc(write)
-        totals = self._prompt_cache
-        totals[0] += read
-        totals[1] += write
-        ratio.set(totals[0] / (totals[0] + totals[1]))
