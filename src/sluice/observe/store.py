@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from functools import cached_property
+from operator import attrgetter
 from typing import Any, Literal, TypedDict, get_args
 
 from sqlalchemy import (
@@ -213,9 +214,11 @@ class RecordStore:
         _, order, money_positions = self._insert
         money_as_text = self.engine.dialect.name == "sqlite"
         params: list[Any] = []
+        row_of = attrgetter(*order)  # one C call per record instead of 38 getattr calls
         for record in records:
-            values = [getattr(record, name) for name in order]
+            values = row_of(record)
             if money_as_text:
+                values = list(values)
                 for i in money_positions:
                     if values[i] is not None:
                         values[i] = str(values[i])
