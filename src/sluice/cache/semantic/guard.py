@@ -58,6 +58,9 @@ def contrast(a: str, b: str) -> str | None:
     fa, fb = _features(a), _features(b)
     if fa.negated != fb.negated:
         return "negation: only one side is negated"
+    prefixed = _negated_by_prefix(fa, fb) or _negated_by_prefix(fb, fa)
+    if prefixed:
+        return f"negation: {prefixed}"
     if fa.dates != fb.dates:
         return f"date: {_show(fa.dates - fb.dates)} vs {_show(fb.dates - fa.dates)}"
     if fa.numbers != fb.numbers:
@@ -79,6 +82,21 @@ def _missing(entities: frozenset[str], vocab: frozenset[str]) -> set[str]:
     return {e for e in entities if not present(e)}
 
 
+def _negated_by_prefix(fa: _Features, fb: _Features) -> str | None:
+    """`fa` says "unsafe"/"invalid"/"dislike" where `fb` says "safe"/"valid"/"like"."""
+    for w in fa.words:
+        for prefix in _NEGATING_PREFIXES:
+            stem = w[len(prefix) :].lstrip("-")
+            if not w.startswith(prefix) or len(stem) < 4:
+                continue
+            if stem in fb.vocab and w not in fb.vocab and stem not in fa.vocab:
+                return f"{w} vs {stem}"
+    return None
+
+
+_NEGATING_PREFIXES = ("un", "in", "im", "dis", "non", "il", "ir")
+
+
 def _opposite(fa: _Features, fb: _Features) -> str | None:
     for pair, side in fa.sides:
         only_here = (pair, 1 - side) not in fa.sides and (pair, side) not in fb.sides
@@ -90,16 +108,26 @@ def _opposite(fa: _Features, fb: _Features) -> str | None:
 
 
 def _swapped(fa: _Features, fb: _Features) -> str | None:
-    """Words around a direction marker in `fa` appear in the opposite order in `fb`."""
+    """Words around a direction marker in `fa` appear in the opposite order in `fb`.
+
+    Only when `fb` uses a marker of the same kind: "X to Y" vs "Y to X" is a swap, while
+    "the Moon from Earth" vs "between Earth and the Moon" is not.
+    """
     content = [w for w in fa.words if w not in lx.STOPWORDS]
     first_at: dict[str, int] = {}
+    kinds_b: set[str] = set()
     for i, w in enumerate(fb.words):
         first_at.setdefault(w, i)
+        if w in lx.DIRECTION_MARKERS:
+            kinds_b.add(lx.DIRECTION_MARKERS[w])
     for i, w in enumerate(content):
         if w not in lx.DIRECTION_MARKERS or i == 0 or i + 1 >= len(content):
             continue
-        left, right = content[i - 1], content[i + 1]
-        if left in lx.DIRECTION_MARKERS or right in lx.DIRECTION_MARKERS or left == right:
+        if lx.DIRECTION_MARKERS[w] not in kinds_b:
+            continue
+        left = next((c for c in reversed(content[:i]) if c not in lx.DIRECTION_MARKERS), None)
+        right = next((c for c in content[i + 1 :] if c not in lx.DIRECTION_MARKERS), None)
+        if left is None or right is None or left == right:
             continue
         if left in first_at and right in first_at and first_at[right] < first_at[left]:
             return f"direction: {left} {w} {right} reversed"
@@ -110,7 +138,7 @@ def _swapped(fa: _Features, fb: _Features) -> str | None:
 def _features(text: str) -> _Features:
     text = text.replace("\u2019", "'").replace("\u2018", "'")
     tokens = [(m.group(), m.start()) for m in _TOKEN.finditer(text)]
-    words = tuple(t.lower().replace("'", "") for t, _ in tokens)
+    words = tuple(t.lower().removesuffix("'s").replace("'", "") for t, _ in tokens)
     vocab = set(words)
     for token, _ in tokens:
         low = token.lower()
