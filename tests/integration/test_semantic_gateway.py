@@ -131,9 +131,11 @@ async def test_a_semantic_hit_is_recorded_free_with_its_similarity(
     oai = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
     await oai.chat.completions.create(**ask(QUESTION))
     await oai.chat.completions.create(**ask(PARAPHRASE))
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
-            metrics = await r.text()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/metrics") as r,
+    ):
+        metrics = await r.text()
     await oai.close()
     await runner.cleanup()
     store = RecordStore.open(db)

@@ -38,7 +38,8 @@ def at_cosine(base: npt.NDArray[np.float32], cosine: float, seed: str) -> npt.ND
     other = other - float(other @ base) * base
     other /= np.linalg.norm(other)
     v = cosine * base + np.sqrt(1 - cosine**2) * other
-    return (v / np.linalg.norm(v)).astype(np.float32)
+    out: npt.NDArray[np.float32] = (v / np.linalg.norm(v)).astype(np.float32)
+    return out
 
 
 class FakeEmbedder:
