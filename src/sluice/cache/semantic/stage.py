@@ -39,6 +39,7 @@ from sluice.types import ChatRequest, ChatResponse, ToolResultPart
 log = logging.getLogger("sluice.cache.semantic")
 
 SIMILARITY_HEADER = "x-sluice-cache-similarity"
+_SAME = 0.9999  # at or above: the same question (searched for even above the threshold)
 STATUS = "semantic"
 
 Guard = Callable[[str, str], "str | None"]  # a reason to refuse, or None
@@ -203,8 +204,12 @@ class SemanticCacheStage:
         tenant = tenant_of(req)
         scope = scope_of(req, tenant, route, self.config.namespace)
         vector = await self._embed(question, req)
-        if vector is not None and directive is None:
-            hit = await self._lookup(scope, question, vector, settings.threshold)
+        matches: list[Match] = []
+        if vector is not None and self.catalog is not None:
+            # One search serves both the lookup and finding the entry a store replaces.
+            matches = self.catalog.search(scope, vector, min(settings.threshold, _SAME))
+        if directive is None:
+            hit = await self._lookup(question, matches, settings.threshold)
             if hit is not None:
                 return self._serve(ctx, *hit)
         self.stats.misses += 1
@@ -213,7 +218,9 @@ class SemanticCacheStage:
         result = await nxt(ctx)
         if vector is None:
             return result
-        key = _EntryKey(tenant, route, scope, question, vector, settings.ttl_s)
+        # The same question asked again (a refresh, or concurrent misses) replaces its entry.
+        same = tuple(m.entry.id for m in matches if m.entry.question == question)
+        key = _EntryKey(tenant, route, scope, question, vector, settings.ttl_s, same)
         if isinstance(result, ChatResponse):
             if _storable(ctx, result):
                 await self.store_answer(key, result)
@@ -255,10 +262,11 @@ class SemanticCacheStage:
             return None
 
     async def _lookup(
-        self, scope: str, question: str, vector: npt.NDArray[np.float32], threshold: float
+        self, question: str, matches: list[Match], threshold: float
     ) -> tuple[Match, ChatResponse, float] | None:
-        assert self.catalog is not None
-        for match in self.catalog.search(scope, vector, threshold):
+        for match in matches:
+            if match.similarity < threshold:
+                continue
             reason = self._guard(question, match.entry.question) if self._guard else None
             if reason is None and self._judge is not None:
                 reason = await self._ask_judge(question, match.entry.question)
@@ -271,7 +279,8 @@ class SemanticCacheStage:
             except ValueError as exc:
                 self.stats.errors += 1
                 log.warning("semantic entry %s unreadable, dropped: %s", match.entry.id, exc)
-                self.catalog.remove(match.entry.id)
+                if self.catalog is not None:
+                    self.catalog.remove(match.entry.id)
                 continue
             return match, resp, stored_at
         return None
@@ -304,14 +313,7 @@ class SemanticCacheStage:
             created_at=now,
             expires_at=now + key.ttl_s,
         )
-        # The same question asked again (a refresh, or two concurrent misses): replace it.
-        stale = [
-            m.entry.id
-            for m in catalog.search(key.scope, key.vector, 0.9999, k=8)
-            if m.entry.question == key.question
-        ]
-        for entry_id in stale:
-            catalog.remove(entry_id)
+        stale = [entry_id for entry_id in key.replaces if catalog.remove(entry_id)]
         catalog.add(entry)
         self.stats.stores += 1
         if self.stats.stores % 256 == 0:
@@ -335,6 +337,7 @@ class _EntryKey:
     question: str
     vector: Any
     ttl_s: float
+    replaces: tuple[str, ...] = ()  # entries of the same question in the same scope
 
 
 def _storable(ctx: CallContext, resp: ChatResponse) -> bool:
