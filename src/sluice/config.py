@@ -19,6 +19,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from yarl import URL
 
+from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
 from sluice.observe.alert_rules import RulesConfig
@@ -258,6 +259,7 @@ class CacheConfig(_Frozen):
     max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     exact: ExactCacheConfig = ExactCacheConfig()
     idempotency: IdempotencyConfig = IdempotencyConfig()
+    semantic: SemanticCacheConfig = SemanticCacheConfig()  # off unless enabled
 
 
 class ObservabilityConfig(_Frozen):

@@ -233,6 +233,15 @@ def _cache_and_idempotency(base_url: str, echo: Any) -> None:
             f"temperature-0 call {attempt}: x-sluice-cache: {raw.headers['x-sluice-cache']}"
             + (f" (age {raw.headers['x-sluice-cache-age']} s)" if attempt == 2 else "")
         )
+    para: Any = [{"role": "user", "content": "What is Sluice's exact cache used for?"}]
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=para, temperature=0, max_tokens=40
+    )
+    similarity = raw.headers.get("x-sluice-cache-similarity")
+    echo(
+        f"paraphrased call: x-sluice-cache: {raw.headers['x-sluice-cache']}"
+        + (f" (similarity {similarity})" if similarity else "")
+    )
     key = {"Idempotency-Key": "demo-order-42"}
     first = client.chat.completions.create(
         model="claude-haiku", messages=ask, max_tokens=40, extra_headers=key

@@ -21,6 +21,7 @@ from aiohttp import web
 from sluice.cache.backends import CacheBackend, MemoryBackend, RedisBackend
 from sluice.cache.exact import ExactCacheStage
 from sluice.cache.idempotency import IdempotencyStage
+from sluice.cache.semantic.build import semantic_stage
 from sluice.config import CacheConfig, SluiceConfig
 from sluice.cost.prices import Price
 from sluice.errors import (
@@ -88,6 +89,10 @@ class Gateway:
             front.append(guard)
         if cache.exact.enabled:  # outside structured output: only validated answers stored
             front.append(ExactCacheStage(cache.exact, self.cache_backend))
+        # Right after the exact cache: a question that means the same gets the stored answer.
+        self.semantic = semantic_stage(cache.semantic, self.executor)
+        if self.semantic is not None:
+            front.append(self.semantic)
         self.stages: list[Stage] = [*front, structured, self.settle]
         self.handler: Handler = compose(
             [traced(s, self.tracing) for s in self.stages] if self.tracing.enabled else self.stages,
@@ -108,6 +113,8 @@ class Gateway:
         self.ready = False
         await self.recorder.close()
         await self.cache_backend.close()
+        if self.semantic is not None:
+            await self.semantic.close()
         await self.runtime.close()
         await asyncio.to_thread(self.tracing.shutdown)  # flushes spans; blocking I/O
 
@@ -442,6 +449,9 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
 
     async def _starting(app: web.Application) -> None:
         await app[GATEWAY].recorder.start()
+        semantic = app[GATEWAY].semantic
+        if semantic is not None:  # loads the embedding model and the stored entries
+            await semantic.start()
 
     async def _stopping(app: web.Application) -> None:
         app[GATEWAY].ready = False  # /readyz answers 503 while in-flight calls drain

@@ -162,5 +162,10 @@ class ExactCacheStage:
 
 
 def _storable(ctx: CallContext, resp: ChatResponse) -> bool:
-    # A degraded answer stands in for a failure; a filtered one is not the model's answer.
-    return not ctx.degraded and resp.finish_reason != "content_filter"
+    # A degraded answer stands in for a failure; a filtered one is not the model's answer;
+    # a semantic hit answered a different question (it stays in the semantic cache only).
+    return (
+        not ctx.degraded
+        and resp.finish_reason != "content_filter"
+        and ctx.cache_status != "semantic"
+    )

@@ -160,6 +160,7 @@ class Recorder:
             cache_write_tokens=usage.cache_write_tokens,
             cost_usd=cost,
             cache_status=ctx.cache_status,  # type: ignore[arg-type]
+            cache_similarity=ctx.cache_similarity,
             cost_saved_usd=saved,
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,

@@ -1,0 +1,54 @@
+"""`cache.semantic` config: when a request may be answered by a stored answer to a question
+that means the same, and where those answers live."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from sluice.config_base import Frozen
+
+
+class SemanticRouteConfig(Frozen):
+    """Per public model/route overrides; an unset field keeps the section's value."""
+
+    enabled: bool | None = None
+    threshold: float | None = Field(default=None, gt=0, le=1)
+    ttl_s: float | None = Field(default=None, gt=0)
+
+
+class SemanticVerifyConfig(Frozen):
+    """An optional cheap-model judge asked "same question?" before a hit is served."""
+
+    enabled: bool = False
+    model: str = "gpt-4o-mini"  # a public model name this gateway serves
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
+class SemanticCacheConfig(Frozen):
+    """Answers found by the meaning of the last user message (MiniLM embeddings).
+
+    A hit needs an identical scope (tenant, route, system prompt, tools, response format and
+    every earlier turn), cosine >= threshold, the contrast guard passing (numbers, entities,
+    dates, negation, direction) and, when `verify` is on, the judge agreeing."""
+
+    enabled: bool = False
+    threshold: float = Field(default=0.95, gt=0, le=1)
+    models: list[str] | None = None  # public model/route names to cache; None: every model
+    ttl_s: float = Field(default=3600, gt=0)
+    max_entries: int = Field(default=10_000, gt=0)  # per replica, least recently used evicted
+    namespace: str = "v1"  # change it to stop reading every stored answer at once
+    guard: bool = True  # refuse hits whose questions differ in a number/entity/date/...
+    cache_nondeterministic: bool = False  # also cache requests whose temperature is not 0
+    cache_tool_results: bool = False  # also cache conversations that carry tool results
+    embed_timeout_s: float = Field(default=2.0, gt=0)  # a slower embedding is a miss
+    max_question_chars: int = Field(default=4000, gt=0)  # longer last messages bypass
+    routes: dict[str, SemanticRouteConfig] = Field(default_factory=dict)
+    verify: SemanticVerifyConfig = SemanticVerifyConfig()
+    # memory: this replica only (persist_path: an SQLite file that survives restarts);
+    # postgres: shared by every replica, kept in step by LISTEN/NOTIFY.
+    backend: Literal["memory", "postgres"] = "memory"
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test"
+    table: str = "sluice_semantic_cache"
+    persist_path: str | None = None

@@ -1,0 +1,351 @@
+"""Semantic cache stage: a question that means the same as a stored one gets its answer.
+
+Runs right after the exact cache and follows its rules (temperature 0 unless
+`cache_nondeterministic`, no tool results unless `cache_tool_results`, the `x-sluice-cache`
+directives no-store / no-cache / refresh). Only the last user message is compared by
+meaning; everything else must match exactly (see `scope`). A hit needs cosine >= threshold,
+the contrast guard passing against the stored question, an unexpired entry and, when a
+judge is configured, the judge agreeing.
+
+Headers on a hit: `x-sluice-cache: semantic`, `x-sluice-cache-similarity` (3 decimals) and
+`x-sluice-cache-age` (whole seconds). An embedding that fails or times out is a miss (logged,
+counted), never an error for the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from sluice.cache.backends import decode_response_blob, encode_response_blob
+from sluice.cache.exact import AGE_HEADER, HEADER, cache_directive, tenant_of
+from sluice.cache.semantic.catalog import Match, SemanticCatalog, SemanticEntry
+from sluice.cache.semantic.config import SemanticCacheConfig
+from sluice.cache.semantic.scope import last_user_text, scope_of
+from sluice.cache.semantic.store import MemoryStore, SemanticStore
+from sluice.collect import WatchedStream
+from sluice.pipeline.context import CallContext, Handler, Result
+from sluice.replay import events_from_response
+from sluice.types import ChatRequest, ChatResponse, ToolResultPart
+
+log = logging.getLogger("sluice.cache.semantic")
+
+SIMILARITY_HEADER = "x-sluice-cache-similarity"
+_SAME = 0.9999  # at or above: the same question (searched for even above the threshold)
+STATUS = "semantic"
+
+Guard = Callable[[str, str], "str | None"]  # a reason to refuse, or None
+Judge = Callable[[str, str], Awaitable[bool]]  # True: the two questions want one answer
+
+
+class Embedder(Protocol):
+    @property
+    def dim(self) -> int: ...
+
+    async def embed(self, texts: list[str]) -> npt.NDArray[np.float32]: ...
+
+
+@dataclass(slots=True)
+class SemanticStats:
+    hits: int = 0
+    misses: int = 0
+    bypasses: int = 0
+    stores: int = 0
+    errors: int = 0  # embedding, store and decode failures
+    embed_errors: int = 0  # of which: embeddings that failed or timed out
+    refused: int = 0  # candidates at or above the threshold the guard or judge refused
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSettings:
+    enabled: bool
+    threshold: float
+    ttl_s: float
+
+
+class SemanticCacheStage:
+    def __init__(
+        self,
+        config: SemanticCacheConfig,
+        embedder: Callable[[], Embedder],
+        store: SemanticStore | None = None,
+        *,
+        guard: Guard | None = None,
+        judge: Judge | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store: SemanticStore = store or MemoryStore()
+        self.stats = SemanticStats()
+        self.catalog: SemanticCatalog | None = None
+        self._make_embedder = embedder
+        self._embedder: Embedder | None = None
+        self._guard = guard if config.guard else None
+        self._judge = judge if config.verify.enabled else None
+        self._clock = clock
+        self._models = None if config.models is None else frozenset(config.models)
+        self._start_lock = asyncio.Lock()
+        self._unavailable = False  # the embedder could not load: the stage passes through
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the embedder (in a thread: it reads the model) and the stored entries."""
+        async with self._start_lock:
+            if self.catalog is not None or self._unavailable:
+                return
+            try:
+                embedder = await asyncio.to_thread(self._make_embedder)
+                await embedder.embed(["warm up"])  # the model loads on first use
+            except Exception as exc:
+                self._unavailable = True
+                self.stats.errors += 1
+                log.error("semantic cache off: the embedder did not load: %s", exc)
+                return
+            catalog = SemanticCatalog(embedder.dim, self.config.max_entries, self._clock)
+            try:
+                await self.store.open(catalog)
+            except Exception as exc:
+                self.stats.errors += 1
+                log.error("semantic cache store did not open (memory only): %r", exc)
+                self.store = MemoryStore()
+            self._embedder, self.catalog = embedder, catalog
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    def snapshot(self) -> dict[str, int]:
+        """Counters plus live entries and bytes held (for /metrics and the admin API)."""
+        catalog = self.catalog
+        return {
+            **asdict(self.stats),
+            "entries": len(catalog) if catalog is not None else 0,
+            "bytes": catalog.nbytes if catalog is not None else 0,
+        }
+
+    async def purge(
+        self, entry_id: str | None = None, route: str | None = None, tenant: str | None = None
+    ) -> int:
+        """Drop entries here and in the durable store (every replica follows); all when no
+        argument is given. Returns how many entries this replica dropped, or the durable
+        count when that is larger (entries another replica held)."""
+        catalog = self.catalog
+        local = 0
+        if catalog is not None:
+            if entry_id is not None:
+                entry = catalog.get(entry_id)
+                match = (
+                    entry is not None
+                    and (tenant in (None, entry.tenant))
+                    and (route in (None, entry.route))
+                )
+                local = int(match and catalog.remove(entry_id))
+            else:
+                local = catalog.purge(tenant, route)
+        try:
+            durable = await self.store.purge(tenant, route, entry_id)
+        except Exception as exc:
+            self.stats.errors += 1
+            log.warning("semantic cache purge in the store failed: %r", exc)
+            durable = 0
+        return max(local, durable)
+
+    # --- the stage ----------------------------------------------------------------------
+
+    def settings(self, route: str) -> RouteSettings:
+        cfg = self.config
+        over = cfg.routes.get(route)
+        enabled = cfg.enabled and (self._models is None or route in self._models)
+        if over is None:
+            return RouteSettings(enabled, cfg.threshold, cfg.ttl_s)
+        return RouteSettings(
+            enabled if over.enabled is None else cfg.enabled and over.enabled,
+            cfg.threshold if over.threshold is None else over.threshold,
+            cfg.ttl_s if over.ttl_s is None else over.ttl_s,
+        )
+
+    def cacheable(self, req: ChatRequest) -> bool:
+        cfg = self.config
+        if not cfg.cache_nondeterministic and req.temperature != 0:
+            return False  # None (the provider's default) is not 0
+        return cfg.cache_tool_results or not any(
+            isinstance(part, ToolResultPart) for msg in req.messages for part in msg.parts
+        )
+
+    async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
+        req = ctx.request
+        route = ctx.route or req.model
+        settings = self.settings(route)
+        if not settings.enabled:
+            return await nxt(ctx)
+        directive = cache_directive(req)
+        question = last_user_text(req)
+        if (
+            directive == "no-store"
+            or question is None
+            or len(question) > self.config.max_question_chars
+            or not self.cacheable(req)
+        ):
+            self.stats.bypasses += 1
+            ctx.response_headers.setdefault(HEADER, "bypass")
+            if ctx.cache_status is None:
+                ctx.cache_status = "bypass"
+            return await nxt(ctx)
+        if self.catalog is None:
+            await self.start()
+        tenant = tenant_of(req)
+        scope = scope_of(req, tenant, route, self.config.namespace)
+        vector = await self._embed(question, req)
+        matches: list[Match] = []
+        if vector is not None and self.catalog is not None:
+            # One search serves both the lookup and finding the entry a store replaces.
+            matches = self.catalog.search(scope, vector, min(settings.threshold, _SAME))
+        if directive is None:
+            hit = await self._lookup(question, matches, settings.threshold)
+            if hit is not None:
+                return self._serve(ctx, *hit)
+        self.stats.misses += 1
+        ctx.response_headers[HEADER] = "miss"
+        ctx.cache_status = "miss"
+        result = await nxt(ctx)
+        if vector is None:
+            return result
+        # The same question asked again (a refresh, or concurrent misses) replaces its entry.
+        same = tuple(m.entry.id for m in matches if m.entry.question == question)
+        key = _EntryKey(tenant, route, scope, question, vector, settings.ttl_s, same)
+        if isinstance(result, ChatResponse):
+            if _storable(ctx, result):
+                await self.store_answer(key, result)
+            return result
+
+        async def store_if_whole(resp: ChatResponse, completed: bool) -> None:
+            if completed and _storable(ctx, resp):  # never a cut or failed stream
+                await self.store_answer(key, resp)
+
+        return WatchedStream(result, store_if_whole)
+
+    def _serve(
+        self, ctx: CallContext, match: Match, resp: ChatResponse, stored_at: float
+    ) -> Result:
+        self.stats.hits += 1
+        ctx.response_headers[HEADER] = STATUS
+        ctx.response_headers[SIMILARITY_HEADER] = f"{match.similarity:.3f}"
+        ctx.response_headers[AGE_HEADER] = str(int(max(0.0, self._clock() - stored_at)))
+        ctx.cache_status = STATUS
+        ctx.cache_similarity = round(match.similarity, 4)
+        ctx.last_response = resp
+        assert self.catalog is not None
+        self.catalog.touch(match.entry.id)
+        return events_from_response(resp) if ctx.request.stream else resp
+
+    async def _embed(self, question: str, req: ChatRequest) -> npt.NDArray[np.float32] | None:
+        embedder = self._embedder
+        if embedder is None:
+            return None  # the embedder did not load (logged at start)
+        try:
+            vectors = await asyncio.wait_for(
+                embedder.embed([question]), timeout=self.config.embed_timeout_s
+            )
+            return np.asarray(vectors[0], dtype=np.float32)
+        except Exception as exc:  # TimeoutError included
+            self.stats.errors += 1
+            self.stats.embed_errors += 1
+            log.warning("request %s: embedding failed, a miss: %r", req.meta.request_id, exc)
+            return None
+
+    async def _lookup(
+        self, question: str, matches: list[Match], threshold: float
+    ) -> tuple[Match, ChatResponse, float] | None:
+        for match in matches:
+            if match.similarity < threshold:
+                continue
+            reason = self._guard(question, match.entry.question) if self._guard else None
+            if reason is None and self._judge is not None:
+                reason = await self._ask_judge(question, match.entry.question)
+            if reason is not None:
+                self.stats.refused += 1
+                log.debug("semantic candidate %s refused: %s", match.entry.id, reason)
+                continue
+            try:
+                resp, stored_at = decode_response_blob(match.entry.blob)
+            except ValueError as exc:
+                self.stats.errors += 1
+                log.warning("semantic entry %s unreadable, dropped: %s", match.entry.id, exc)
+                if self.catalog is not None:
+                    self.catalog.remove(match.entry.id)
+                continue
+            return match, resp, stored_at
+        return None
+
+    async def _ask_judge(self, question: str, stored: str) -> str | None:
+        assert self._judge is not None
+        try:
+            same = await asyncio.wait_for(
+                self._judge(question, stored), timeout=self.config.verify.timeout_s
+            )
+        except Exception as exc:
+            self.stats.errors += 1
+            log.warning("semantic judge failed, the hit is refused: %r", exc)
+            return "judge failed"
+        return None if same else "judge: different questions"
+
+    async def store_answer(self, key: _EntryKey, resp: ChatResponse) -> None:
+        catalog = self.catalog
+        if catalog is None:
+            return
+        now = self._clock()
+        entry = SemanticEntry(
+            id=uuid.uuid4().hex,
+            tenant=key.tenant,
+            route=key.route,
+            scope=key.scope,
+            question=key.question,
+            vector=key.vector,
+            blob=encode_response_blob(resp, now),
+            created_at=now,
+            expires_at=now + key.ttl_s,
+        )
+        stale = [entry_id for entry_id in key.replaces if catalog.remove(entry_id)]
+        catalog.add(entry)
+        self.stats.stores += 1
+        if self.stats.stores % 256 == 0:
+            catalog.expire()
+        try:
+            for entry_id in stale:
+                await self.store.delete(entry_id)
+            await self.store.put(entry)
+        except Exception as exc:
+            self.stats.errors += 1
+            log.warning("semantic cache write failed (kept in this replica): %r", exc)
+
+
+@dataclass(frozen=True, slots=True)
+class _EntryKey:
+    """What a miss needs to store its answer once it has one."""
+
+    tenant: str
+    route: str
+    scope: str
+    question: str
+    vector: Any
+    ttl_s: float
+    replaces: tuple[str, ...] = ()  # entries of the same question in the same scope
+
+
+def _storable(ctx: CallContext, resp: ChatResponse) -> bool:
+    # A degraded answer stands in for a failure; a filtered one is not the model's answer.
+    return not ctx.degraded and resp.finish_reason != "content_filter"
+
+
+def default_guard() -> Guard:
+    from sluice.cache.semantic.guard import contrast
+
+    return contrast

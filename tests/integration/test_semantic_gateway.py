@@ -1,0 +1,148 @@
+"""The semantic cache in a real gateway with the simulator, the real MiniLM embedder and the
+official openai SDK over loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from openai import AsyncOpenAI
+
+from sluice import server
+from sluice.cache.semantic.stage import SemanticCacheStage
+from sluice.config import SluiceConfig
+from sluice.observe.store import RecordStore
+from tests.integration.semantic_support import (
+    PARAPHRASE,
+    QUESTION,
+    real_embedder_or_skip,
+    semantic_config,
+    sim_requests,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Running:
+    oai: AsyncOpenAI
+    sim_url: str
+    stage: SemanticCacheStage
+    gateway: server.Gateway
+
+
+@pytest.fixture
+async def running(sim_url: str) -> AsyncIterator[Running]:
+    await real_embedder_or_skip()
+    app = server.create_app(semantic_config(sim_url))
+    gateway = app[server.GATEWAY]
+    assert gateway.semantic is not None
+    runner, port = await server.start_app(app)
+    oai = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
+    yield Running(oai, sim_url, gateway.semantic, gateway)
+    await oai.close()
+    await runner.cleanup()
+
+
+def ask(text: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "You are a support bot."},
+            {"role": "user", "content": text},
+        ],
+        "temperature": 0,
+        "max_tokens": 40,
+        **extra,
+    }
+
+
+async def test_a_paraphrase_is_served_from_the_semantic_cache(running: Running) -> None:
+    first = await running.oai.chat.completions.with_raw_response.create(**ask(QUESTION))
+    assert first.headers["x-sluice-cache"] == "miss"
+    before = await sim_requests(running.sim_url)
+    second = await running.oai.chat.completions.with_raw_response.create(**ask(PARAPHRASE))
+    assert await sim_requests(running.sim_url) == before  # no upstream call
+    assert second.headers["x-sluice-cache"] == "semantic"
+    similarity = float(second.headers["x-sluice-cache-similarity"])
+    assert 0.95 <= similarity <= 1.0
+    assert int(second.headers["x-sluice-cache-age"]) >= 0
+    a, b = first.parse(), second.parse()
+    assert b.choices[0].message.content == a.choices[0].message.content
+    snap = running.stage.snapshot()
+    assert snap["hits"] == 1 and snap["stores"] == 1 and snap["entries"] == 1
+
+
+async def test_the_identical_question_is_an_exact_hit_first(running: Running) -> None:
+    await running.oai.chat.completions.create(**ask(QUESTION))
+    again = await running.oai.chat.completions.with_raw_response.create(**ask(QUESTION))
+    assert again.headers["x-sluice-cache"] == "exact"
+    hit = await running.oai.chat.completions.with_raw_response.create(**ask(PARAPHRASE))
+    assert hit.headers["x-sluice-cache"] == "semantic"
+    # A semantic answer is not copied into the exact cache under the paraphrase's key.
+    assert running.gateway.cache_backend is not None
+    third = await running.oai.chat.completions.with_raw_response.create(**ask(PARAPHRASE))
+    assert third.headers["x-sluice-cache"] == "semantic"
+
+
+async def test_a_hit_is_replayed_as_a_stream(running: Running) -> None:
+    first = await running.oai.chat.completions.create(**ask(QUESTION))
+    raw = await running.oai.chat.completions.with_raw_response.create(
+        **ask(PARAPHRASE, stream=True, stream_options={"include_usage": True})
+    )
+    assert raw.headers["x-sluice-cache"] == "semantic"
+    text, finish, usage = "", None, None
+    async for chunk in raw.parse():
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            finish = chunk.choices[0].finish_reason or finish
+        usage = chunk.usage or usage
+    assert text == first.choices[0].message.content
+    assert finish == "stop" and usage is not None
+
+
+async def test_a_look_alike_question_is_not_served(running: Running) -> None:
+    await running.oai.chat.completions.create(**ask("Is 9 a prime number?"))
+    raw = await running.oai.chat.completions.with_raw_response.create(**ask("Is 2 a prime number?"))
+    assert raw.headers["x-sluice-cache"] == "miss"
+
+
+async def test_opt_out_header_bypasses(running: Running) -> None:
+    await running.oai.chat.completions.create(**ask(QUESTION))
+    raw = await running.oai.chat.completions.with_raw_response.create(
+        **ask(PARAPHRASE), extra_headers={"x-sluice-cache": "no-store"}
+    )
+    assert raw.headers["x-sluice-cache"] == "bypass"
+    assert running.stage.snapshot()["hits"] == 0
+
+
+async def test_a_semantic_hit_is_recorded_free_with_its_similarity(
+    sim_url: str, tmp_path: Path
+) -> None:
+    await real_embedder_or_skip()
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    data = semantic_config(sim_url).model_dump()
+    data["observability"]["records"]["store_url"] = db
+    runner, port = await server.start(SluiceConfig.model_validate(data))
+    oai = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
+    await oai.chat.completions.create(**ask(QUESTION))
+    await oai.chat.completions.create(**ask(PARAPHRASE))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/metrics") as r,
+    ):
+        metrics = await r.text()
+    await oai.close()
+    await runner.cleanup()
+    store = RecordStore.open(db)
+    miss, hit = store.query()
+    store.close()
+    assert (miss.cache_status, hit.cache_status) == ("miss", "semantic")
+    assert miss.cache_similarity is None
+    assert hit.cache_similarity is not None and 0.95 <= hit.cache_similarity <= 1.0
+    assert hit.cost_usd == 0 and hit.cost_saved_usd == miss.cost_usd
+    assert 'sluice_cache_hits_total{kind="semantic"} 1.0' in metrics
