@@ -123,7 +123,9 @@ async def test_a_virtual_key_cannot_use_the_admin_api(
     for headers in ({"authorization": f"Bearer {key}"}, {"x-api-key": key}, {}):
         status, body = await admin(http, "GET", base + "/admin/keys", headers=headers)
         assert status == 401 and body["error"]["code"] == "unauthorized"
-        status, _ = await admin(http, "POST", base + "/admin/keys", {"tenant": "x"}, headers=headers)
+        status, _ = await admin(
+            http, "POST", base + "/admin/keys", {"tenant": "x"}, headers=headers
+        )
         assert status == 401
     status, listed = await admin(http, "GET", base + "/admin/keys")
     assert status == 200 and len(listed["data"]) == 1  # nothing was created by the key
