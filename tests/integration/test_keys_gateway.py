@@ -13,6 +13,7 @@ import anthropic
 import openai
 import pytest
 
+from sluice.governance.admin import ADMIN_SITE
 from sluice.observe.store import RecordStore
 from tests.governance_rig import (
     ADMIN,
@@ -192,3 +193,26 @@ async def test_revocation_reaches_another_replica_within_a_second(
             assert status == 200 and [k["status"] for k in listed["data"]] == ["revoked"]
             assert listed["data"][0]["key_id"] == created["key_id"]
         assert ADMIN  # the master key never changed during the test
+
+
+async def test_admin_api_on_its_own_port(
+    sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_env(monkeypatch)
+    config = keyed_config(sim_url, f"sqlite:///{tmp_path / 'keys.db'}")
+    config = config.model_copy(
+        update={"server": config.server.model_copy(update={"admin_port": 0})}
+    )
+    async with gateway(config) as (base, app), aiohttp.ClientSession() as http:
+        admin_base = f"http://127.0.0.1:{app[ADMIN_SITE].bound_port}"
+        status, _ = await admin(http, "GET", base + "/admin/keys")
+        assert status == 404  # not on the data-plane port
+        created = await create_key(http, admin_base)
+        async with http.post(
+            base + "/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": HELLO},
+            headers={"authorization": f"Bearer {created['key']}"},
+        ) as r:
+            assert r.status == 200
+        async with http.post(admin_base + "/v1/chat/completions", json={}) as r:
+            assert r.status == 404  # and no data plane on the admin port

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -46,6 +47,46 @@ class _Refusal(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+@dataclass(slots=True)
+class AdminSite:
+    """The admin API's own server when it listens on `server.admin_port`."""
+
+    host: str
+    port: int
+    runner: web.AppRunner | None = None
+
+    @property
+    def bound_port(self) -> int:
+        assert self.runner is not None, "the gateway has not started"
+        return int(self.runner.addresses[0][1])
+
+
+ADMIN_SITE = web.AppKey("admin_site", AdminSite)
+
+
+def serve_apart(
+    app: web.Application, governance: Governance, host: str, port: int, max_body: int
+) -> None:
+    """Serve the admin API on its own port, started and stopped with `app`; the data-plane
+    port then has no /admin routes at all."""
+    site = app[ADMIN_SITE] = AdminSite(host, port)
+
+    async def start(_: web.Application) -> None:
+        admin_app = web.Application(client_max_size=max_body)
+        install(admin_app, governance)
+        site.runner = web.AppRunner(admin_app, access_log=None)
+        await site.runner.setup()
+        await web.TCPSite(site.runner, host, port).start()
+        log.info("admin API on http://%s:%d/admin/", host, site.bound_port)
+
+    async def stop(_: web.Application) -> None:
+        if site.runner is not None:
+            await site.runner.cleanup()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
 
 
 def install(app: web.Application, governance: Governance) -> None:
