@@ -15,6 +15,7 @@ import pytest
 
 from sluice.governance.admin import ADMIN_SITE
 from sluice.observe.store import RecordStore
+from sluice.server import GATEWAY
 from tests.governance_rig import (
     ADMIN,
     admin,
@@ -216,3 +217,35 @@ async def test_admin_api_on_its_own_port(
             assert r.status == 200
         async with http.post(admin_base + "/v1/chat/completions", json={}) as r:
             assert r.status == 404  # and no data plane on the admin port
+
+
+async def test_redis_broadcast_beats_a_long_key_cache(
+    sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a 30 s key cache, only the Redis broadcast can make B refuse within a second."""
+    set_env(monkeypatch)
+    config = keyed_config(sim_url, f"sqlite:///{tmp_path / 'keys.db'}", key_cache_ttl_s=30)
+    governance = config.governance.model_copy(update={"backend": "redis"})
+    config = config.model_copy(update={"governance": governance})
+    async with (
+        gateway(config) as (a, _),
+        gateway(config) as (b, app_b),
+        aiohttp.ClientSession() as http,
+    ):
+        changes = app_b[GATEWAY].governance.changes
+        assert changes is not None
+        await asyncio.wait_for(changes.subscribed.wait(), 5)
+        created = await create_key(http, a)
+        headers = {"authorization": f"Bearer {created['key']}"}
+        ask = {"model": "gpt-4o-mini", "messages": HELLO}
+        async with http.post(b + "/v1/chat/completions", json=ask, headers=headers) as r:
+            assert r.status == 200  # B has now cached the key as valid for 30 s
+        status, _ = await admin(http, "DELETE", f"{a}/admin/keys/{created['key_id']}")
+        assert status == 200
+        revoked_at = time.monotonic()
+        while True:
+            async with http.post(b + "/v1/chat/completions", json=ask, headers=headers) as r:
+                if r.status == 401:
+                    break
+            assert time.monotonic() - revoked_at < 1.0, "B still accepts a revoked key"
+            await asyncio.sleep(0.01)

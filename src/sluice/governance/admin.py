@@ -213,7 +213,7 @@ async def update_key(request: web.Request) -> web.StreamResponse:
     record = await asyncio.to_thread(_store(request).update, key_id, patch)
     if record is None:
         raise _Refusal(404, "key_not_found", f"no key {key_id!r}")
-    request.app[GOVERNANCE].auth.forget(record.key_hash)
+    await request.app[GOVERNANCE].key_changed(record.key_hash)
     log.info("admin: updated key %s", key_id)
     return _json(record.public())
 
@@ -223,6 +223,6 @@ async def revoke_key(request: web.Request) -> web.StreamResponse:
     record = await asyncio.to_thread(_store(request).revoke, key_id)
     if record is None:
         raise _Refusal(404, "key_not_found", f"no key {key_id!r}")
-    request.app[GOVERNANCE].auth.forget(record.key_hash)
+    await request.app[GOVERNANCE].key_changed(record.key_hash)
     log.info("admin: revoked key %s", key_id)
     return _json(record.public())

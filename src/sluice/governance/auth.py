@@ -148,6 +148,10 @@ class Authenticator:
         if self.cache is not None:
             self.cache.forget(key_hash)
 
+    def clear(self) -> None:
+        if self.cache is not None:
+            self.cache.clear()
+
     def admit(self, identity: Identity | None, req: ChatRequest) -> None:
         """Fill identity and attribution on the request; refuse models the key may not use."""
         meta = req.meta
