@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,3 +94,16 @@ def test_keys_round_trip_and_the_key_is_never_stored(store_url: str) -> None:
         assert len(store.list(limit=1, offset=1)) == 1
     finally:
         store.close()
+
+
+def test_replicas_migrating_at_once_on_postgresql() -> None:
+    """Three processes upgrade one empty store together: the advisory lock serializes them."""
+    with postgres_schema() as url:
+        code = f"from sluice.governance import migrations; migrations.upgrade({url!r})"
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+            for _ in range(3)
+        ]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], errors
+        assert migrations.current(url) == "0001_keys"
