@@ -22,6 +22,7 @@ from yarl import URL
 from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
+from sluice.governance.config import GovernanceConfig
 from sluice.observe.alert_rules import RulesConfig
 from sluice.observe.tracing import TracingConfig
 
@@ -44,6 +45,9 @@ class ServerConfig(_Frozen):
     # Seconds to let in-flight requests finish on shutdown.
     drain_timeout_s: float = Field(default=30.0, ge=0)
     access_log: bool = False
+    # Serve the admin API (/admin/keys) on its own port instead of the data-plane one.
+    admin_port: int | None = Field(default=None, ge=0, le=65535)
+    admin_host: str = "127.0.0.1"
 
 
 _NEVER_FORWARDED = ("authorization", "x-api-key", "cookie", "proxy-authorization")
@@ -277,6 +281,7 @@ class SluiceConfig(_Frozen):
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     models: dict[str, ModelPlanConfig] = Field(default_factory=dict)
     reliability: ReliabilityConfig = ReliabilityConfig()
+    governance: GovernanceConfig = GovernanceConfig()  # virtual keys, auth, limits, budgets
 
     @model_validator(mode="after")
     def _check_plans(self) -> SluiceConfig:

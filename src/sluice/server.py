@@ -27,6 +27,7 @@ from sluice.cost.prices import Price
 from sluice.errors import (
     InternalError,
     InvalidRequestError,
+    ModelNotFoundError,
     NotFoundError,
     RequestTooLargeError,
     ServiceUnavailableError,
@@ -35,6 +36,9 @@ from sluice.errors import (
 from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
+from sluice.governance import admin
+from sluice.governance.keys import allows_model
+from sluice.governance.runtime import Governance
 from sluice.observe.alerts import install as install_alerts
 from sluice.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from sluice.observe.recorder import Recorder
@@ -71,6 +75,7 @@ class Gateway:
         self.config = config
         self.runtime = runtime or Runtime.build(config)
         self.tracing = Tracing(config.observability.tracing)
+        self.governance = Governance.build(config.governance)  # raises without a pepper
         self.executor = PlanExecutor(
             self.runtime, config.reliability, config.models, tracing=self.tracing
         )
@@ -112,6 +117,7 @@ class Gateway:
     async def close(self) -> None:
         self.ready = False
         await self.recorder.close()
+        await self.governance.close()
         await self.cache_backend.close()
         if self.semantic is not None:
             await self.semantic.close()
@@ -248,9 +254,11 @@ def _chat_handler(
             )
 
         try:
+            identity = await gateway.governance.auth.identify(request.headers)
             body = await _read_json(request, gateway.config.server.max_body_bytes)
             meta = _call_meta(request, request_id, frontend, gateway.forwarded)
             ctx = CallContext(frontend.decode_request(body, meta), started)
+            gateway.governance.auth.admit(identity, ctx.request)
             result = await gateway.handler(ctx)
         except SluiceError as err:
             # Breaker fast-fails are expected during an outage: one line each at INFO.
@@ -356,8 +364,10 @@ async def _stream_out(
 
 
 async def list_models(request: web.Request) -> web.Response:
-    runtime = request.app[GATEWAY].runtime
-    names = sorted(runtime.by_model)
+    gateway = request.app[GATEWAY]
+    runtime = gateway.runtime
+    identity = await gateway.governance.auth.identify(request.headers)
+    names = sorted(n for n in runtime.by_model if identity is None or allows_model(identity, n))
     if "anthropic-version" in request.headers:
         data: list[dict[str, Any]] = [
             {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}
@@ -382,8 +392,12 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def get_model(request: web.Request) -> web.Response:
-    runtime = request.app[GATEWAY].runtime
+    gateway = request.app[GATEWAY]
+    runtime = gateway.runtime
+    identity = await gateway.governance.auth.identify(request.headers)
     name = request.match_info["model"]
+    if identity is not None and not allows_model(identity, name):
+        raise ModelNotFoundError(f"model {name!r} does not exist or this key may not use it")
     deps = runtime.deployments_for(name)
     body = {"id": name, "object": "model", "created": 0, "owned_by": deps[0].provider}
     return web.json_response(body, dumps=_dumps)
@@ -448,6 +462,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     app.router.add_get("/readyz", readyz)
 
     async def _starting(app: web.Application) -> None:
+        await app[GATEWAY].governance.start()  # Alembic migrations of the key store
         await app[GATEWAY].recorder.start()
         semantic = app[GATEWAY].semantic
         if semantic is not None:  # loads the embedding model and the stored entries
@@ -463,6 +478,14 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
         install_alerts(app, config.observability.alerts)
     install_ui(app)  # /ui, behind SLUICE_ADMIN_KEY (loopback only when it is unset)
     app.on_startup.append(_starting)
+    # /admin/keys behind SLUICE_ADMIN_KEY, after the migrations: here or on server.admin_port.
+    cfg = config.server
+    if cfg.admin_port is None:
+        admin.install(app, app[GATEWAY].governance)
+    else:
+        admin.serve_apart(
+            app, app[GATEWAY].governance, cfg.admin_host, cfg.admin_port, cfg.max_body_bytes
+        )
     app.on_shutdown.append(_stopping)
     app.on_cleanup.append(_close)
     return app
