@@ -205,12 +205,21 @@ class RedisCounters:
         prefix: str = "sluice:gov:",
         *,
         timeout_s: float = 0.25,
+        max_connections: int = 64,
         client: Redis | None = None,
     ) -> None:
         if client is None:
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
 
-            client = Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+            # Calls beyond `max_connections` wait for a free connection instead of failing.
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=timeout_s * 4,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+            )
+            client = Redis.from_pool(pool)  # closing the client closes the pool
         self._client = client
         self.prefix = prefix
         self._timeout_s = timeout_s
