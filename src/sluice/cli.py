@@ -12,6 +12,7 @@ from aiohttp import web
 
 from sluice import __version__
 from sluice.config import ConfigError, SluiceConfig, default_config, load_config
+from sluice.governance.cli import db, keys
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -62,7 +63,12 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
     config, source = _load(config_path)
     host = host or config.server.host
     port = config.server.port if port is None else port
-    app = create_app(config)
+    from sluice.governance.runtime import GovernanceError
+
+    try:
+        app = create_app(config)
+    except GovernanceError as exc:
+        raise click.ClickException(str(exc)) from None
     # Everything built so far lives for the whole run: keep it out of the collector's scans,
     # and collect the young generation less often (a request allocates many small objects).
     gc.collect()
@@ -81,6 +87,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
             )
         models = sorted({n for d in config.deployments for n in d.public_names})
         click.echo("  models: " + ", ".join(models), err=True)
+        click.echo(auth_banner(config), err=True)
 
     web.run_app(
         app,
@@ -92,6 +99,21 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
         access_log=logging.getLogger("sluice.access") if config.server.access_log else None,
         shutdown_timeout=config.server.drain_timeout_s,
     )
+
+
+def auth_banner(config: SluiceConfig) -> str:
+    auth = config.governance.auth
+    if not auth.enabled:
+        return click.style(
+            "  AUTH IS OFF: anyone who can reach this port may call every model, as tenant "
+            "'default' (governance.auth.enabled: false; local development only)",
+            fg="red",
+            bold=True,
+        )
+    line = f"  auth: virtual keys (sk-sluice-…) required; key store {config.governance.store_url}"
+    if auth.insecure_dev_pepper:
+        line += click.style(" [INSECURE DEV PEPPER]", fg="red", bold=True)
+    return line
 
 
 @main.command(
@@ -238,6 +260,10 @@ def report(
         click.echo(run_report(store_url, since, by, as_json=as_json))
     except ReportError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+main.add_command(keys)
+main.add_command(db)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,7 @@ from yarl import URL
 
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
+from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
 from sluice.observe.alert_rules import RulesConfig
 from sluice.observe.tracing import TracingConfig
@@ -276,6 +277,7 @@ class SluiceConfig(_Frozen):
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     models: dict[str, ModelPlanConfig] = Field(default_factory=dict)
     reliability: ReliabilityConfig = ReliabilityConfig()
+    governance: GovernanceConfig = GovernanceConfig()  # virtual keys, auth, limits, budgets
     limits: LimitsConfig = LimitsConfig()  # rate limits and budgets (sluice.governance)
 
     @model_validator(mode="after")

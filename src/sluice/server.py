@@ -26,6 +26,7 @@ from sluice.cost.prices import Price
 from sluice.errors import (
     InternalError,
     InvalidRequestError,
+    ModelNotFoundError,
     NotFoundError,
     RequestTooLargeError,
     ServiceUnavailableError,
@@ -34,7 +35,10 @@ from sluice.errors import (
 from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
+from sluice.governance import admin
 from sluice.governance.counters import CounterBackendError
+from sluice.governance.keys import allows_model
+from sluice.governance.runtime import Governance
 from sluice.governance.stage import GovernanceStage, build_governance
 from sluice.observe.alerts import install as install_alerts
 from sluice.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -72,6 +76,7 @@ class Gateway:
         self.config = config
         self.runtime = runtime or Runtime.build(config)
         self.tracing = Tracing(config.observability.tracing)
+        self.governance = Governance.build(config.governance)  # raises without a pepper
         self.executor = PlanExecutor(
             self.runtime, config.reliability, config.models, tracing=self.tracing
         )
@@ -86,12 +91,10 @@ class Gateway:
         # Idempotency first: a replay costs nothing and is not a new agent step.
         if cache.idempotency.enabled:
             front.append(IdempotencyStage(cache.idempotency, self.cache_backend))
-        self.governance: GovernanceStage | None = None
+        self.limits: GovernanceStage | None = None
         if config.limits.enabled:  # rate limits and budgets: before any work is done
-            self.governance = build_governance(
-                config.limits, self._model_price, self.runtime.by_model
-            )
-            front.append(self.governance)
+            self.limits = build_governance(config.limits, self._model_price, self.runtime.by_model)
+            front.append(self.limits)
         if guard.enabled:
             front.append(guard)
         if cache.exact.enabled:  # outside structured output: only validated answers stored
@@ -102,8 +105,8 @@ class Gateway:
             self.executor,
         )
         self.recorder = Recorder(config.observability, self.settle.price_of, self._model_price)
-        if self.governance is not None:
-            self.governance.metrics = self.recorder.metrics
+        if self.limits is not None:
+            self.limits.metrics = self.recorder.metrics
         self.forwarded = HeaderFilter(
             p for cfg in config.providers.values() for p in cfg.forward_headers
         )
@@ -117,9 +120,10 @@ class Gateway:
     async def close(self) -> None:
         self.ready = False
         await self.recorder.close()
+        await self.governance.close()
         await self.cache_backend.close()
-        if self.governance is not None:
-            await self.governance.close()
+        if self.limits is not None:
+            await self.limits.close()
         await self.runtime.close()
         await asyncio.to_thread(self.tracing.shutdown)  # flushes spans; blocking I/O
 
@@ -253,9 +257,11 @@ def _chat_handler(
             )
 
         try:
+            identity = await gateway.governance.auth.identify(request.headers)
             body = await _read_json(request, gateway.config.server.max_body_bytes)
             meta = _call_meta(request, request_id, frontend, gateway.forwarded)
             ctx = CallContext(frontend.decode_request(body, meta), started)
+            gateway.governance.auth.admit(identity, ctx.request)
             result = await gateway.handler(ctx)
         except SluiceError as err:
             # Breaker fast-fails are expected during an outage: one line each at INFO.
@@ -361,8 +367,10 @@ async def _stream_out(
 
 
 async def list_models(request: web.Request) -> web.Response:
-    runtime = request.app[GATEWAY].runtime
-    names = sorted(runtime.by_model)
+    gateway = request.app[GATEWAY]
+    runtime = gateway.runtime
+    identity = await gateway.governance.auth.identify(request.headers)
+    names = sorted(n for n in runtime.by_model if identity is None or allows_model(identity, n))
     if "anthropic-version" in request.headers:
         data: list[dict[str, Any]] = [
             {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}
@@ -387,8 +395,12 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def get_model(request: web.Request) -> web.Response:
-    runtime = request.app[GATEWAY].runtime
+    gateway = request.app[GATEWAY]
+    runtime = gateway.runtime
+    identity = await gateway.governance.auth.identify(request.headers)
     name = request.match_info["model"]
+    if identity is not None and not allows_model(identity, name):
+        raise ModelNotFoundError(f"model {name!r} does not exist or this key may not use it")
     deps = runtime.deployments_for(name)
     body = {"id": name, "object": "model", "created": 0, "owned_by": deps[0].provider}
     return web.json_response(body, dumps=_dumps)
@@ -397,10 +409,11 @@ async def get_model(request: web.Request) -> web.Response:
 async def usage(request: web.Request) -> web.Response:
     """The caller's own limits and budgets: used, reserved, remaining, reset times."""
     gateway = request.app[GATEWAY]
-    if gateway.governance is None:
+    identity = await gateway.governance.auth.identify(request.headers)  # a key sees only its own
+    if gateway.limits is None:
         raise NotFoundError("usage is not tracked: limits are not enabled (limits.enabled)")
     try:
-        body = await gateway.governance.usage(None)
+        body = await gateway.limits.usage(identity)
     except CounterBackendError as exc:
         raise ServiceUnavailableError(
             "usage cannot be read right now (counter store unreachable)",
@@ -469,6 +482,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     app.router.add_get("/readyz", readyz)
 
     async def _starting(app: web.Application) -> None:
+        await app[GATEWAY].governance.start()  # Alembic migrations of the key store
         await app[GATEWAY].recorder.start()
 
     async def _stopping(app: web.Application) -> None:
@@ -480,6 +494,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     if config.observability.alerts.enabled:
         install_alerts(app, config.observability.alerts)
     install_ui(app)  # /ui, behind SLUICE_ADMIN_KEY (loopback only when it is unset)
+    admin.install(app, app[GATEWAY].governance)  # /admin/keys, behind SLUICE_ADMIN_KEY
     app.on_startup.append(_starting)
     app.on_shutdown.append(_stopping)
     app.on_cleanup.append(_close)

@@ -21,6 +21,7 @@ from sluice.sim.server import start as start_sim
 pytestmark = pytest.mark.chaos
 
 GATEWAY_CONFIG = """
+governance: {{auth: {{enabled: false}}}}
 providers:
   flaky: {{kind: openai, api_base: "{flaky}/v1"}}
   healthy: {{kind: anthropic, api_base: "{healthy}"}}

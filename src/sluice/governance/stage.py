@@ -36,6 +36,7 @@ from sluice.governance.counters import (
     RateCheck,
     Settlement,
 )
+from sluice.governance.keys import allows_model
 from sluice.governance.ledger import Ledger, LedgerRow
 from sluice.governance.limits_config import LimitsConfig
 from sluice.governance.scopes import Who, budget_checks, rate_checks
@@ -191,6 +192,9 @@ class GovernanceStage:
                         "budget downgrade_to %r is not a served model; not downgraded", target
                     )
                     continue
+                ident = req.meta.identity
+                if ident is not None and not allows_model(ident, target):
+                    continue  # the key may not use the cheaper model: stay on the asked one
                 ctx.response_headers[DOWNGRADE_HEADER] = f"{req.model} -> {target}"
                 req.meta.metadata["sluice_downgraded_from"] = req.model
                 req.model = target
