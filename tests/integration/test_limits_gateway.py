@@ -10,6 +10,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,8 @@ from sluice import server
 from sluice.config import SluiceConfig
 from sluice.governance.redis_counters import RedisCounters
 from tests.conftest import gateway_config
+from tests.governance_rig import create_key, keyed_config, set_env
+from tests.governance_rig import gateway as keys_gateway
 from tests.integration.test_limits_redis import REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -56,8 +59,8 @@ def gateway(sim_url: str) -> Gateway:
     return start
 
 
-def client(url: str) -> AsyncOpenAI:
-    return AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+def client(url: str, key: str = "unused") -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
 
 
 async def usage(url: str) -> dict[str, Any]:
@@ -144,3 +147,39 @@ async def test_redis_down_fails_open_for_limits_closed_for_budgets(gateway: Gate
         assert err.value.status_code == 503
         assert err.value.code == "budget_store_unavailable"
         await oai.close()
+
+
+async def test_key_limits_and_budgets_from_virtual_keys(
+    sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key's own RPM and hard budget apply to it alone; /v1/sluice/usage shows only its own."""
+    set_env(monkeypatch)
+    data = keyed_config(sim_url, f"sqlite:///{tmp_path / 'keys.db'}").model_dump()
+    data["limits"] = {"enabled": True}
+    async with (
+        keys_gateway(SluiceConfig.model_validate(data)) as (base, _),
+        aiohttp.ClientSession() as http,
+    ):
+        tight = await create_key(
+            http, base, limits={"rpm": 2}, budgets=[{"period": "weekly", "tokens": 100_000}]
+        )
+        other = await create_key(http, base, tenant="other")
+        oai, free = client(base, tight["key"]), client(base, other["key"])
+        for _ in range(2):
+            await oai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        with pytest.raises(openai.RateLimitError) as err:
+            await oai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert err.value.response.headers["x-ratelimit-limit-requests"] == "2"
+        for _ in range(3):  # another key is not limited by the first one's RPM
+            await free.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        auth = {"authorization": f"Bearer {tight['key']}"}
+        async with http.get(base + "/v1/sluice/usage", headers=auth) as resp:
+            mine = await resp.json()
+        assert mine["key_id"] == tight["key_id"] and mine["tenant"] == "acme"
+        assert [(x["scope"], x["used"]) for x in mine["limits"]] == [(f"key:{tight['key_id']}", 2)]
+        assert mine["budgets"][0]["scope"] == f"key:{tight['key_id']}"
+        assert 0 < mine["budgets"][0]["spent"] < 1000 and mine["budgets"][0]["period"] == "weekly"
+        async with http.get(base + "/v1/sluice/usage") as resp:
+            assert resp.status == 401  # no key, no usage
+        await oai.close()
+        await free.close()
