@@ -16,10 +16,12 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+import sqlalchemy as sa
 from openai import AsyncOpenAI
 
 from sluice import server
 from sluice.config import SluiceConfig
+from sluice.governance.ledger import spend_since
 from sluice.governance.redis_counters import RedisCounters
 from tests.conftest import gateway_config
 from tests.governance_rig import create_key, keyed_config, set_env
@@ -98,9 +100,13 @@ async def test_rpm_limit_429_with_openai_headers(gateway: Gateway, backend: dict
         await oai.close()
 
 
-async def test_budget_exceeded_and_usage(gateway: Gateway, backend: dict[str, Any]) -> None:
+async def test_budget_exceeded_and_usage(
+    gateway: Gateway, backend: dict[str, Any], tmp_path: Path
+) -> None:
     budget = {"period": "daily", "usd": 0.001}  # gpt-4o-mini: $0.15 / $0.60 per million
-    async with gateway({**backend, "budgets": {"tenants": {"default": [budget]}}}) as url:
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    limits = {**backend, "budgets": {"tenants": {"default": [budget]}}}
+    async with gateway({**limits, "ledger": {"store_url": ledger_url}}) as url:
         oai = client(url)
         await oai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=50)
         stream = await oai.chat.completions.create(
@@ -120,6 +126,13 @@ async def test_budget_exceeded_and_usage(gateway: Gateway, backend: dict[str, An
         assert "resets at" in err.value.message
         assert err.value.response.headers["x-sluice-budget-reset"].endswith("T00:00:00+00:00")
         await oai.close()
+    engine = sa.create_engine(ledger_url)  # written by the gateway before it closed
+    try:
+        ledger = spend_since(engine, "tenant", 0)["default"]
+    finally:
+        engine.dispose()
+    assert ledger["calls"] == 2  # the refused call spent nothing
+    assert float(ledger["usd"]) == pytest.approx(spent["spent"], abs=1e-9)
 
 
 def closed_port() -> int:

@@ -9,7 +9,6 @@ Core; SQLite or PostgreSQL). A full queue drops rows (counted) rather than slow 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -89,7 +88,7 @@ class Ledger:
             raise ValueError("the spend ledger needs limits.ledger.store_url")
         self.config = config
         self.engine = sa.create_engine(config.store_url, pool_pre_ping=True)
-        self._queue: asyncio.Queue[LedgerRow] = asyncio.Queue(config.max_pending)
+        self._queue: asyncio.Queue[LedgerRow | None] = asyncio.Queue(config.max_pending)
         self._task: asyncio.Task[None] | None = None
         self._ready = False
         self.written = 0
@@ -106,15 +105,15 @@ class Ledger:
 
     async def flush(self) -> None:
         """Write everything queued so far (tests, shutdown)."""
-        rows = self._drain(self._queue.qsize())
+        rows = [r for r in self._drain(self._queue.qsize()) if r is not None]
         if rows:
             await asyncio.to_thread(self._insert, rows)
 
     async def close(self) -> None:
+        """Stop the writer after it has written every row queued so far."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._queue.put(None)
+            await self._task
             self._task = None
         await self.flush()
         await asyncio.to_thread(self.engine.dispose)
@@ -122,24 +121,31 @@ class Ledger:
     async def _write_forever(self) -> None:
         while True:
             first = await self._queue.get()
-            await asyncio.sleep(self.config.flush_interval_s)  # let a batch gather
+            if first is not None:
+                await asyncio.sleep(self.config.flush_interval_s)  # let a batch gather
             rows = [first, *self._drain(self.config.batch_size - 1)]
-            try:
-                await asyncio.to_thread(self._insert, rows)
-            except Exception:
-                log.exception("spend ledger: %d rows not written", len(rows))
-                self.dropped += len(rows)
+            batch = [r for r in rows if r is not None]
+            if batch:
+                try:
+                    await asyncio.to_thread(self._insert, batch)
+                except Exception:
+                    log.exception("spend ledger: %d rows not written", len(batch))
+                    self.dropped += len(batch)
+            if len(batch) < len(rows):
+                return  # close() asked to stop
 
-    def _drain(self, limit: int) -> list[LedgerRow]:
-        rows: list[LedgerRow] = []
+    def _drain(self, limit: int) -> list[LedgerRow | None]:
+        rows: list[LedgerRow | None] = []
         while len(rows) < limit and not self._queue.empty():
             rows.append(self._queue.get_nowait())
         return rows
 
     def _insert(self, rows: Sequence[LedgerRow]) -> None:
         if not self._ready:
-            if self.config.create_table:
-                metadata.create_all(self.engine, checkfirst=True)
+            if self.config.migrate:
+                from sluice.governance import migrations
+
+                migrations.upgrade(self.config.store_url or "")  # 0002_spend_ledger
             self._ready = True
         with self.engine.begin() as conn:
             conn.execute(spend_ledger.insert(), [asdict(r) for r in rows])

@@ -40,7 +40,7 @@ class LedgerConfig(Frozen):
     batch_size: int = Field(default=200, ge=1)
     flush_interval_s: float = Field(default=0.5, gt=0)
     max_pending: int = Field(default=100_000, ge=1)  # rows buffered before new ones drop
-    create_table: bool = True  # create it when missing (Alembic `0002_spend_ledger` otherwise)
+    migrate: bool = True  # run the governance Alembic migrations (0002_spend_ledger) first
 
 
 class LimitsConfig(Frozen):
