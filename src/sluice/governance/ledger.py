@@ -152,8 +152,11 @@ class Ledger:
         self.written += len(rows)
 
 
-def spend_since(engine: sa.Engine, column: str, since: float) -> dict[str | None, dict[str, Any]]:
-    """Spend per value of `column` (tenant, team, user_id, feature, key_id) since `since`."""
+def spend_since(
+    engine: sa.Engine, column: str, since: float, tenant: str | None = None
+) -> dict[str | None, dict[str, Any]]:
+    """Spend per value of `column` (tenant, team, user_id, feature, key_id) since `since`,
+    within one tenant when `tenant` is given."""
     col = spend_ledger.c[column]
     query = (
         sa.select(
@@ -165,6 +168,8 @@ def spend_since(engine: sa.Engine, column: str, since: float) -> dict[str | None
         .where(spend_ledger.c.ts >= since)
         .group_by(col)
     )
+    if tenant is not None:
+        query = query.where(spend_ledger.c.tenant == tenant)
     with engine.connect() as conn:
         return {
             row[0]: {"calls": row[1], "tokens": int(row[2] or 0), "usd": Decimal(row[3] or 0)}

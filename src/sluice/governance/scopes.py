@@ -38,6 +38,18 @@ def period_bounds(period: Period, now: float) -> tuple[str, float | None]:
     return "total", None
 
 
+def period_start(period: Period, now: float) -> float:
+    """When the period `now` falls in began (epoch s, UTC; 0 for "total")."""
+    day = datetime.fromtimestamp(now, UTC).date()
+    if period == "daily":
+        return _midnight(day)
+    if period == "weekly":
+        return _midnight(day - timedelta(days=day.weekday()))
+    if period == "monthly":
+        return _midnight(day.replace(day=1))
+    return 0.0
+
+
 def _midnight(day: date) -> float:
     return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
 
@@ -70,6 +82,20 @@ class Who:
             feature=meta.feature,
             key_limits=ident.limits if has_limits else None,
             key_budgets=ident.budgets,
+        )
+
+    @classmethod
+    def of_names(cls, tenant: str = "default", **names: str | None) -> Who:
+        """A caller from scope names alone (the CLI, tests)."""
+        return cls(
+            tenant=tenant,
+            key_id=names.get("key_id"),
+            user=names.get("user"),
+            team=names.get("team"),
+            tier=names.get("tier"),
+            feature=names.get("feature"),
+            key_limits=None,
+            key_budgets=(),
         )
 
 
