@@ -205,19 +205,21 @@ class RedisCounters:
         prefix: str = "sluice:gov:",
         *,
         timeout_s: float = 0.25,
-        max_connections: int = 64,
+        max_connections: int = 16,
         client: Redis | None = None,
     ) -> None:
         if client is None:
             from redis.asyncio import BlockingConnectionPool, Redis
 
-            # Calls beyond `max_connections` wait for a free connection instead of failing.
+            # Calls beyond `max_connections` wait for a free connection instead of failing
+            # (each script takes well under a millisecond); a burst of new connections on a
+            # busy machine needs longer to connect than a warm script needs to run.
             pool = BlockingConnectionPool.from_url(
                 url,
                 max_connections=max_connections,
-                timeout=timeout_s * 4,
+                timeout=max(timeout_s * 4, 1.0),
                 socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
+                socket_connect_timeout=max(timeout_s, 1.0),
             )
             client = Redis.from_pool(pool)  # closing the client closes the pool
         self._client = client
@@ -287,7 +289,7 @@ class RedisCounters:
         from redis.exceptions import RedisError
 
         try:
-            async with asyncio.timeout(self._timeout_s * 4):
+            async with asyncio.timeout(max(self._timeout_s * 8, 2.0)):  # whole call, queue incl.
                 raw: bytes = await script(args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             raise CounterBackendError(f"{type(exc).__name__}: {exc}") from exc
