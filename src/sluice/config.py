@@ -45,6 +45,9 @@ class ServerConfig(_Frozen):
     # Seconds to let in-flight requests finish on shutdown.
     drain_timeout_s: float = Field(default=30.0, ge=0)
     access_log: bool = False
+    # Serve the admin API (/admin/keys) on its own port instead of the data-plane one.
+    admin_port: int | None = Field(default=None, ge=0, le=65535)
+    admin_host: str = "127.0.0.1"
 
 
 _NEVER_FORWARDED = ("authorization", "x-api-key", "cookie", "proxy-authorization")

@@ -494,8 +494,15 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     if config.observability.alerts.enabled:
         install_alerts(app, config.observability.alerts)
     install_ui(app)  # /ui, behind SLUICE_ADMIN_KEY (loopback only when it is unset)
-    admin.install(app, app[GATEWAY].governance)  # /admin/keys, behind SLUICE_ADMIN_KEY
     app.on_startup.append(_starting)
+    # /admin/keys behind SLUICE_ADMIN_KEY, after the migrations: here or on server.admin_port.
+    cfg = config.server
+    if cfg.admin_port is None:
+        admin.install(app, app[GATEWAY].governance)
+    else:
+        admin.serve_apart(
+            app, app[GATEWAY].governance, cfg.admin_host, cfg.admin_port, cfg.max_body_bytes
+        )
     app.on_shutdown.append(_stopping)
     app.on_cleanup.append(_close)
     return app

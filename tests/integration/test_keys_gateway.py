@@ -13,7 +13,9 @@ import anthropic
 import openai
 import pytest
 
+from sluice.governance.admin import ADMIN_SITE
 from sluice.observe.store import RecordStore
+from sluice.server import GATEWAY
 from tests.governance_rig import (
     ADMIN,
     admin,
@@ -192,3 +194,58 @@ async def test_revocation_reaches_another_replica_within_a_second(
             assert status == 200 and [k["status"] for k in listed["data"]] == ["revoked"]
             assert listed["data"][0]["key_id"] == created["key_id"]
         assert ADMIN  # the master key never changed during the test
+
+
+async def test_admin_api_on_its_own_port(
+    sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_env(monkeypatch)
+    config = keyed_config(sim_url, f"sqlite:///{tmp_path / 'keys.db'}")
+    config = config.model_copy(
+        update={"server": config.server.model_copy(update={"admin_port": 0})}
+    )
+    async with gateway(config) as (base, app), aiohttp.ClientSession() as http:
+        admin_base = f"http://127.0.0.1:{app[ADMIN_SITE].bound_port}"
+        status, _ = await admin(http, "GET", base + "/admin/keys")
+        assert status == 404  # not on the data-plane port
+        created = await create_key(http, admin_base)
+        async with http.post(
+            base + "/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": HELLO},
+            headers={"authorization": f"Bearer {created['key']}"},
+        ) as r:
+            assert r.status == 200
+        async with http.post(admin_base + "/v1/chat/completions", json={}) as r:
+            assert r.status == 404  # and no data plane on the admin port
+
+
+async def test_redis_broadcast_beats_a_long_key_cache(
+    sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a 30 s key cache, only the Redis broadcast can make B refuse within a second."""
+    set_env(monkeypatch)
+    config = keyed_config(sim_url, f"sqlite:///{tmp_path / 'keys.db'}", key_cache_ttl_s=30)
+    governance = config.governance.model_copy(update={"backend": "redis"})
+    config = config.model_copy(update={"governance": governance})
+    async with (
+        gateway(config) as (a, _),
+        gateway(config) as (b, app_b),
+        aiohttp.ClientSession() as http,
+    ):
+        changes = app_b[GATEWAY].governance.changes
+        assert changes is not None
+        await asyncio.wait_for(changes.subscribed.wait(), 5)
+        created = await create_key(http, a)
+        headers = {"authorization": f"Bearer {created['key']}"}
+        ask = {"model": "gpt-4o-mini", "messages": HELLO}
+        async with http.post(b + "/v1/chat/completions", json=ask, headers=headers) as r:
+            assert r.status == 200  # B has now cached the key as valid for 30 s
+        status, _ = await admin(http, "DELETE", f"{a}/admin/keys/{created['key_id']}")
+        assert status == 200
+        revoked_at = time.monotonic()
+        while True:
+            async with http.post(b + "/v1/chat/completions", json=ask, headers=headers) as r:
+                if r.status == 401:
+                    break
+            assert time.monotonic() - revoked_at < 1.0, "B still accepts a revoked key"
+            await asyncio.sleep(0.01)

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -46,6 +47,46 @@ class _Refusal(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+@dataclass(slots=True)
+class AdminSite:
+    """The admin API's own server when it listens on `server.admin_port`."""
+
+    host: str
+    port: int
+    runner: web.AppRunner | None = None
+
+    @property
+    def bound_port(self) -> int:
+        assert self.runner is not None, "the gateway has not started"
+        return int(self.runner.addresses[0][1])
+
+
+ADMIN_SITE = web.AppKey("admin_site", AdminSite)
+
+
+def serve_apart(
+    app: web.Application, governance: Governance, host: str, port: int, max_body: int
+) -> None:
+    """Serve the admin API on its own port, started and stopped with `app`; the data-plane
+    port then has no /admin routes at all."""
+    site = app[ADMIN_SITE] = AdminSite(host, port)
+
+    async def start(_: web.Application) -> None:
+        admin_app = web.Application(client_max_size=max_body)
+        install(admin_app, governance)
+        site.runner = web.AppRunner(admin_app, access_log=None)
+        await site.runner.setup()
+        await web.TCPSite(site.runner, host, port).start()
+        log.info("admin API on http://%s:%d/admin/", host, site.bound_port)
+
+    async def stop(_: web.Application) -> None:
+        if site.runner is not None:
+            await site.runner.cleanup()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
 
 
 def install(app: web.Application, governance: Governance) -> None:
@@ -172,7 +213,7 @@ async def update_key(request: web.Request) -> web.StreamResponse:
     record = await asyncio.to_thread(_store(request).update, key_id, patch)
     if record is None:
         raise _Refusal(404, "key_not_found", f"no key {key_id!r}")
-    request.app[GOVERNANCE].auth.forget(record.key_hash)
+    await request.app[GOVERNANCE].key_changed(record.key_hash)
     log.info("admin: updated key %s", key_id)
     return _json(record.public())
 
@@ -182,6 +223,6 @@ async def revoke_key(request: web.Request) -> web.StreamResponse:
     record = await asyncio.to_thread(_store(request).revoke, key_id)
     if record is None:
         raise _Refusal(404, "key_not_found", f"no key {key_id!r}")
-    request.app[GOVERNANCE].auth.forget(record.key_hash)
+    await request.app[GOVERNANCE].key_changed(record.key_hash)
     log.info("admin: revoked key %s", key_id)
     return _json(record.public())

@@ -69,14 +69,23 @@ class KeyCache:
         self._store = store
         self._ttl_s = ttl_s
         self._max = max_entries
-        self._entries: dict[str, tuple[float, KeyRecord | None]] = {}
+        self._entries: dict[str, tuple[float, KeyRecord | None, Identity | None]] = {}
         self._inflight: dict[str, asyncio.Future[KeyRecord | None]] = {}
 
-    async def get(self, key_hash: str) -> KeyRecord | None:
-        now = time.monotonic()
+    async def get(self, key_hash: str) -> tuple[KeyRecord | None, Identity | None]:
+        """The key's record and the identity built from it (built once per lookup)."""
         cached = self._entries.get(key_hash)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1], cached[2]
+        record = await self._lookup(key_hash)
+        identity = record.identity() if record is not None else None
+        if self._ttl_s > 0:
+            if len(self._entries) >= self._max:
+                self._entries.clear()  # crude but bounded; refills within one TTL
+            self._entries[key_hash] = (time.monotonic() + self._ttl_s, record, identity)
+        return record, identity
+
+    async def _lookup(self, key_hash: str) -> KeyRecord | None:
         pending = self._inflight.get(key_hash)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -91,10 +100,6 @@ class KeyCache:
         finally:
             del self._inflight[key_hash]
         future.set_result(record)
-        if self._ttl_s > 0:
-            if len(self._entries) >= self._max:
-                self._entries.clear()  # crude but bounded; refills within one TTL
-            self._entries[key_hash] = (time.monotonic() + self._ttl_s, record)
         return record
 
     def forget(self, key_hash: str) -> None:
@@ -125,23 +130,27 @@ class Authenticator:
         assert self.cache is not None
         key_hash = self.store.hash(key)
         try:
-            record = await self.cache.get(key_hash)
+            record, identity = await self.cache.get(key_hash)
         except (SQLAlchemyError, OSError) as exc:
             log.warning("key store unavailable: %s", type(exc).__name__)
             raise ServiceUnavailableError(
                 "the key store is unavailable; try again", code="key_store_unavailable"
             ) from None
-        if record is None or not same_hash(record.key_hash, key_hash):
+        if record is None or identity is None or not same_hash(record.key_hash, key_hash):
             raise AuthenticationError(_INVALID, code="invalid_api_key")
         problem = record.problem()
         if problem is not None:
             code = "key_revoked" if record.revoked_at is not None else "key_expired"
             raise AuthenticationError(problem, code=code)
-        return record.identity()
+        return identity
 
     def forget(self, key_hash: str) -> None:
         if self.cache is not None:
             self.cache.forget(key_hash)
+
+    def clear(self) -> None:
+        if self.cache is not None:
+            self.cache.clear()
 
     def admit(self, identity: Identity | None, req: ChatRequest) -> None:
         """Fill identity and attribution on the request; refuse models the key may not use."""

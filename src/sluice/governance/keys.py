@@ -7,7 +7,6 @@ key is shown exactly once, when it is created.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import time
@@ -37,7 +36,7 @@ def new_key_id() -> str:
 
 def hash_key(key: str, pepper: bytes) -> str:
     """HMAC-SHA256 of the key under the server's pepper, hex."""
-    return hmac.new(pepper, key.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return hmac.digest(pepper, key.encode("utf-8", "surrogatepass"), "sha256").hex()
 
 
 def same_hash(a: str, b: str) -> bool:

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 
 from sluice.governance.auth import Authenticator
+from sluice.governance.broadcast import KeyChanges
 from sluice.governance.config import GovernanceConfig
 from sluice.governance.keys import DEV_PEPPER
 from sluice.governance.store import KeyStore
@@ -48,6 +49,10 @@ class Governance:
         self.config = config
         self.store = store
         self.auth = Authenticator(config.auth, store)
+        # Redis backend: key changes reach every replica's cache at once, not after the TTL.
+        self.changes: KeyChanges | None = None
+        if store is not None and config.backend == "redis":
+            self.changes = KeyChanges(config.redis_url, self.auth.forget, self.auth.clear)
 
     @classmethod
     def build(cls, config: GovernanceConfig, env: Mapping[str, str] | None = None) -> Governance:
@@ -68,7 +73,17 @@ class Governance:
     async def start(self) -> None:
         if self.store is not None:
             await asyncio.to_thread(self.store.migrate)
+        if self.changes is not None:
+            await self.changes.start()
+
+    async def key_changed(self, key_hash: str) -> None:
+        """A key was updated or revoked here: forget it now, and tell the other replicas."""
+        self.auth.forget(key_hash)
+        if self.changes is not None:
+            await self.changes.publish(key_hash)
 
     async def close(self) -> None:
+        if self.changes is not None:
+            await self.changes.close()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
