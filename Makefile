@@ -23,6 +23,7 @@ demo: setup
 services:
 	@bash scripts/ensure-services.sh
 	@bash scripts/install-browser.sh
+	@bash scripts/install-nginx.sh
 
 lint: setup
 	$(BIN)/ruff check src tests

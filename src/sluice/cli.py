@@ -12,6 +12,7 @@ from aiohttp import web
 
 from sluice import __version__
 from sluice.config import ConfigError, SluiceConfig, default_config, load_config
+from sluice.governance.budgets_cli import budgets
 from sluice.governance.cli import db, keys
 
 
@@ -264,6 +265,7 @@ def report(
 
 main.add_command(keys)
 main.add_command(db)
+main.add_command(budgets)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,7 @@ from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
 from sluice.governance.config import GovernanceConfig
+from sluice.governance.limits_config import LimitsConfig
 from sluice.observe.alert_rules import RulesConfig
 from sluice.observe.tracing import TracingConfig
 
@@ -282,6 +283,7 @@ class SluiceConfig(_Frozen):
     models: dict[str, ModelPlanConfig] = Field(default_factory=dict)
     reliability: ReliabilityConfig = ReliabilityConfig()
     governance: GovernanceConfig = GovernanceConfig()  # virtual keys, auth, limits, budgets
+    limits: LimitsConfig = LimitsConfig()  # rate limits and budgets (sluice.governance)
 
     @model_validator(mode="after")
     def _check_plans(self) -> SluiceConfig:

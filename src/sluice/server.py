@@ -37,8 +37,10 @@ from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.governance import admin
+from sluice.governance.counters import CounterBackendError
 from sluice.governance.keys import allows_model
 from sluice.governance.runtime import Governance
+from sluice.governance.stage import GovernanceStage, build_governance
 from sluice.observe.alerts import install as install_alerts
 from sluice.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from sluice.observe.recorder import Recorder
@@ -90,6 +92,10 @@ class Gateway:
         # Idempotency first: a replay costs nothing and is not a new agent step.
         if cache.idempotency.enabled:
             front.append(IdempotencyStage(cache.idempotency, self.cache_backend))
+        self.limits: GovernanceStage | None = None
+        if config.limits.enabled:  # rate limits and budgets: before any work is done
+            self.limits = build_governance(config.limits, self._model_price, self.runtime.by_model)
+            front.append(self.limits)
         if guard.enabled:
             front.append(guard)
         if cache.exact.enabled:  # outside structured output: only validated answers stored
@@ -104,6 +110,8 @@ class Gateway:
             self.executor,
         )
         self.recorder = Recorder(config.observability, self.settle.price_of, self._model_price)
+        if self.limits is not None:
+            self.limits.metrics = self.recorder.metrics
         self.forwarded = HeaderFilter(
             p for cfg in config.providers.values() for p in cfg.forward_headers
         )
@@ -121,6 +129,8 @@ class Gateway:
         await self.cache_backend.close()
         if self.semantic is not None:
             await self.semantic.close()
+        if self.limits is not None:
+            await self.limits.close()
         await self.runtime.close()
         await asyncio.to_thread(self.tracing.shutdown)  # flushes spans; blocking I/O
 
@@ -403,6 +413,22 @@ async def get_model(request: web.Request) -> web.Response:
     return web.json_response(body, dumps=_dumps)
 
 
+async def usage(request: web.Request) -> web.Response:
+    """The caller's own limits and budgets: used, reserved, remaining, reset times."""
+    gateway = request.app[GATEWAY]
+    identity = await gateway.governance.auth.identify(request.headers)  # a key sees only its own
+    if gateway.limits is None:
+        raise NotFoundError("usage is not tracked: limits are not enabled (limits.enabled)")
+    try:
+        body = await gateway.limits.usage(identity)
+    except CounterBackendError as exc:
+        raise ServiceUnavailableError(
+            "usage cannot be read right now (counter store unreachable)",
+            headers={"retry-after": "1"},
+        ) from exc
+    return web.json_response(body, dumps=_dumps)
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[GATEWAY].render_metrics()
     return web.Response(body=body, headers={"content-type": METRICS_CONTENT_TYPE})
@@ -457,6 +483,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/v1/sluice/usage", usage)
     if config.observability.metrics:
         app.router.add_get("/metrics", metrics)
     app.router.add_get("/readyz", readyz)

@@ -76,6 +76,19 @@ class Metrics:
             ["deployment"],
             registry=r,
         )
+        self.limit_decisions = Counter(
+            "sluice_limit_decisions",
+            "Rate-limit and budget decisions (admitted, rate_limited, budget_exceeded, "
+            "soft_exceeded, downgraded, unmetered, refused_backend_down), by scope kind.",
+            ["decision", "scope"],
+            registry=r,
+        )
+        self.governance_backend_errors = Counter(
+            "sluice_limits_backend_errors",
+            "Failures of the limits/budgets counter store (Redis), by operation.",
+            ["op"],
+            registry=r,
+        )
         for reason in ("cache", "routing", "prompt_cache"):
             self.cost_saved.labels(reason)
 
@@ -115,6 +128,13 @@ class Metrics:
 
     def set_budget_utilisation(self, scope: str, fraction: float) -> None:
         self.budget_utilisation.labels(self._label("scope", scope)).set(fraction)
+
+    def limit_decision(self, decision: str, scope: str) -> None:
+        """`scope` is a scope kind (gateway, key, user, team, tier, tenant, feature, all)."""
+        self.limit_decisions.labels(decision, scope).inc()
+
+    def governance_backend_error(self, op: str) -> None:
+        self.governance_backend_errors.labels(op).inc()
 
     def record_dropped(self) -> None:
         """Fits `RecordSink(on_drop=...)`."""
