@@ -44,8 +44,9 @@ from sluice.pipeline.settle import SettleStage
 from sluice.pipeline.structured import StructuredOutputStage
 from sluice.providers.forwarding import HeaderFilter
 from sluice.reliability.executor import PlanExecutor
+from sluice.routing.stage import RouterStage, build_routers
 from sluice.runtime import Runtime
-from sluice.types import FLUSH, CallMeta, ChatResponse, EventStream
+from sluice.types import FLUSH, CallMeta, ChatRequest, ChatResponse, EventStream
 from sluice.ui import install as install_ui
 
 log = logging.getLogger("sluice")
@@ -88,7 +89,10 @@ class Gateway:
             front.append(guard)
         if cache.exact.enabled:  # outside structured output: only validated answers stored
             front.append(ExactCacheStage(cache.exact, self.cache_backend))
-        self.stages: list[Stage] = [*front, structured, self.settle]
+        # Routing before structured output: a cascade sees validation failures and escalates.
+        self.router = RouterStage(build_routers(config, self._route_classifier_call))
+        routing: list[Stage] = [self.router] if self.router.routers else []
+        self.stages: list[Stage] = [*front, *routing, structured, self.settle]
         self.handler: Handler = compose(
             [traced(s, self.tracing) for s in self.stages] if self.tracing.enabled else self.stages,
             self.executor,
@@ -98,6 +102,12 @@ class Gateway:
             p for cfg in config.providers.values() for p in cfg.forward_headers
         )
         self.ready = True
+
+    async def _route_classifier_call(self, req: ChatRequest) -> ChatResponse:
+        """A routing classifier's model call: straight to the plan executor, not streamed."""
+        result = await self.executor(CallContext(req))
+        assert isinstance(result, ChatResponse)
+        return result
 
     def _model_price(self, model: str) -> Price | None:
         """The price of the deployment that would serve `model` first (for cache savings)."""
@@ -348,9 +358,15 @@ async def _stream_out(
     return resp
 
 
+def _owner(gateway: Gateway, name: str) -> str:
+    """Who a listed model belongs to: its first deployment's provider, or `sluice` (a route)."""
+    deployments = gateway.runtime.by_model.get(name)
+    return deployments[0].provider if deployments else "sluice"
+
+
 async def list_models(request: web.Request) -> web.Response:
-    runtime = request.app[GATEWAY].runtime
-    names = sorted(runtime.by_model)
+    gateway = request.app[GATEWAY]
+    names = sorted({*gateway.runtime.by_model, *gateway.config.routes})
     if "anthropic-version" in request.headers:
         data: list[dict[str, Any]] = [
             {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}
@@ -366,7 +382,7 @@ async def list_models(request: web.Request) -> web.Response:
                     "id": n,
                     "object": "model",
                     "created": 0,
-                    "owned_by": runtime.by_model[n][0].provider,
+                    "owned_by": _owner(gateway, n),
                 }
                 for n in names
             ],
@@ -375,10 +391,11 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def get_model(request: web.Request) -> web.Response:
-    runtime = request.app[GATEWAY].runtime
+    gateway = request.app[GATEWAY]
     name = request.match_info["model"]
-    deps = runtime.deployments_for(name)
-    body = {"id": name, "object": "model", "created": 0, "owned_by": deps[0].provider}
+    if name not in gateway.config.routes:
+        gateway.runtime.deployments_for(name)  # 404 for an unknown name
+    body = {"id": name, "object": "model", "created": 0, "owned_by": _owner(gateway, name)}
     return web.json_response(body, dumps=_dumps)
 
 
@@ -442,6 +459,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
 
     async def _starting(app: web.Application) -> None:
         await app[GATEWAY].recorder.start()
+        await app[GATEWAY].router.prepare()  # routes' embedding model, off the request path
 
     async def _stopping(app: web.Application) -> None:
         app[GATEWAY].ready = False  # /readyz answers 503 while in-flight calls drain
