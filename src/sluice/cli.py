@@ -220,6 +220,48 @@ def pipeline(count: int) -> None:
     click.echo(run(count))
 
 
+@bench.command("routing")
+@click.option("--dataset", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), required=True
+)
+@click.option("--route", default=None, help="Route to measure (default: the config's first).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
+def routing_bench(dataset: str, config_path: str, route: str | None, as_json: bool) -> None:
+    """Routing accuracy, share per target, decision overhead and cost vs always-strong."""
+    from sluice.bench.routing import run
+
+    try:
+        click.echo(run(_load(config_path)[0], dataset, route, as_json=as_json))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def route() -> None:
+    """Inspect routes."""
+
+
+@route.command("explain")
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), required=True
+)
+@click.option("--route", "route_name", required=True)
+@click.option("--task", default=None, help="Task tag, as x-sluice-task would give it.")
+@click.option("--tier", default=None, help="The caller's key tier.")
+@click.argument("text")
+def route_explain(
+    config_path: str, route_name: str, task: str | None, tier: str | None, text: str
+) -> None:
+    """Show which model a route picks for TEXT and why, without calling a model."""
+    from sluice.routing.explain import explain
+
+    try:
+        click.echo(explain(_load(config_path)[0], route_name, text, task, tier))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @main.command()
 @click.option(
     "--config",

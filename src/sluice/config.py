@@ -26,6 +26,7 @@ from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
 from sluice.observe.alert_rules import RulesConfig
 from sluice.observe.tracing import TracingConfig
+from sluice.routing.config import RouteConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -284,6 +285,22 @@ class SluiceConfig(_Frozen):
     reliability: ReliabilityConfig = ReliabilityConfig()
     governance: GovernanceConfig = GovernanceConfig()  # virtual keys, auth, limits, budgets
     limits: LimitsConfig = LimitsConfig()  # rate limits and budgets (sluice.governance)
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)  # see sluice.routing
+
+    @model_validator(mode="after")
+    def _check_routes(self) -> SluiceConfig:
+        served = {name for d in self.deployments for name in d.public_names} | set(self.models)
+        for name, route in self.routes.items():
+            if name in served:
+                raise ValueError(f"routes.{name}: the name is already a served model")
+            for target in route.targets:
+                if target not in served:
+                    raise ValueError(f"routes.{name}: target {target!r} is not a served model")
+            if route.classifier is not None and route.classifier.model not in served:
+                raise ValueError(
+                    f"routes.{name}: classifier model {route.classifier.model!r} is not served"
+                )
+        return self
 
     @model_validator(mode="after")
     def _check_plans(self) -> SluiceConfig:

@@ -51,8 +51,9 @@ from sluice.pipeline.settle import SettleStage
 from sluice.pipeline.structured import StructuredOutputStage
 from sluice.providers.forwarding import HeaderFilter
 from sluice.reliability.executor import PlanExecutor
+from sluice.routing.stage import RouterStage, build_routers
 from sluice.runtime import Runtime
-from sluice.types import FLUSH, CallMeta, ChatResponse, EventStream
+from sluice.types import FLUSH, CallMeta, ChatRequest, ChatResponse, EventStream
 from sluice.ui import install as install_ui
 
 log = logging.getLogger("sluice")
@@ -104,7 +105,10 @@ class Gateway:
         self.semantic = semantic_stage(cache.semantic, self.executor)
         if self.semantic is not None:
             front.append(self.semantic)
-        self.stages: list[Stage] = [*front, structured, self.settle]
+        # Routing before structured output: a cascade sees validation failures and escalates.
+        self.router = RouterStage(build_routers(config, self._route_classifier_call))
+        routing: list[Stage] = [self.router] if self.router.routers else []
+        self.stages: list[Stage] = [*front, *routing, structured, self.settle]
         self.handler: Handler = compose(
             [traced(s, self.tracing) for s in self.stages] if self.tracing.enabled else self.stages,
             self.executor,
@@ -116,6 +120,12 @@ class Gateway:
             p for cfg in config.providers.values() for p in cfg.forward_headers
         )
         self.ready = True
+
+    async def _route_classifier_call(self, req: ChatRequest) -> ChatResponse:
+        """A routing classifier's model call: straight to the plan executor, not streamed."""
+        result = await self.executor(CallContext(req))
+        assert isinstance(result, ChatResponse)
+        return result
 
     def _model_price(self, model: str) -> Price | None:
         """The price of the deployment that would serve `model` first (for cache savings)."""
@@ -373,11 +383,20 @@ async def _stream_out(
     return resp
 
 
+def _owner(gateway: Gateway, name: str) -> str:
+    """Who a listed model belongs to: its first deployment's provider, or `sluice` (a route)."""
+    deployments = gateway.runtime.by_model.get(name)
+    return deployments[0].provider if deployments else "sluice"
+
+
 async def list_models(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
-    runtime = gateway.runtime
     identity = await gateway.governance.auth.identify(request.headers)
-    names = sorted(n for n in runtime.by_model if identity is None or allows_model(identity, n))
+    names = sorted(
+        n
+        for n in {*gateway.runtime.by_model, *gateway.config.routes}
+        if identity is None or allows_model(identity, n)
+    )
     if "anthropic-version" in request.headers:
         data: list[dict[str, Any]] = [
             {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}
@@ -393,7 +412,7 @@ async def list_models(request: web.Request) -> web.Response:
                     "id": n,
                     "object": "model",
                     "created": 0,
-                    "owned_by": runtime.by_model[n][0].provider,
+                    "owned_by": _owner(gateway, n),
                 }
                 for n in names
             ],
@@ -403,13 +422,13 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def get_model(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
-    runtime = gateway.runtime
     identity = await gateway.governance.auth.identify(request.headers)
     name = request.match_info["model"]
     if identity is not None and not allows_model(identity, name):
         raise ModelNotFoundError(f"model {name!r} does not exist or this key may not use it")
-    deps = runtime.deployments_for(name)
-    body = {"id": name, "object": "model", "created": 0, "owned_by": deps[0].provider}
+    if name not in gateway.config.routes:
+        gateway.runtime.deployments_for(name)  # 404 for an unknown name
+    body = {"id": name, "object": "model", "created": 0, "owned_by": _owner(gateway, name)}
     return web.json_response(body, dumps=_dumps)
 
 
@@ -494,6 +513,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
         semantic = app[GATEWAY].semantic
         if semantic is not None:  # loads the embedding model and the stored entries
             await semantic.start()
+        await app[GATEWAY].router.prepare()  # routes' embedding model, off the request path
 
     async def _stopping(app: web.Application) -> None:
         app[GATEWAY].ready = False  # /readyz answers 503 while in-flight calls drain

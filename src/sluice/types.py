@@ -177,6 +177,7 @@ class ChatResponse:
     stop_sequence: str | None = None
     created: int = 0
     ratelimit: RateLimitInfo | None = None
+    logprobs: list[float] | None = None  # per output token, when the provider returned them
 
 
 # --- stream events -------------------------------------------------------------------

@@ -17,6 +17,7 @@ EXPECTED_FIELDS = [
     *("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"),
     *("cost_usd", "cost_saved_usd", "latency_ms", "ttft_ms", "finish_reason", "status"),
     *("error_type", "system_prompt_hash", "input_preview", "output_preview"),
+    *("route_decision", "routing_saved_usd"),
 ]
 
 
@@ -57,6 +58,8 @@ def full_record() -> CallRecord:
         system_prompt_hash=prompt_hash("You are helpful."),
         input_preview="hi",
         output_preview="hello",
+        route_decision="rules: task=extraction -> claude-haiku",
+        routing_saved_usd=Decimal("0.0031"),
     )
 
 

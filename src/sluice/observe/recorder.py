@@ -88,9 +88,12 @@ class Recorder:
                         attempt_of=request_id,
                         kind="attempt",
                         ts=attempt.started,
-                        route=ctx.request.model,
+                        route=ctx.route or ctx.request.model,
                         model_requested=ctx.request.model,
                         deployment=attempt.deployment,
+                        input_tokens=attempt.input_tokens,
+                        output_tokens=attempt.output_tokens,
+                        cost_usd=attempt.cost_usd,
                         latency_ms=attempt.latency_ms,
                         status=attempt.status,
                         error_type=attempt.error_type,
@@ -146,7 +149,8 @@ class Recorder:
             session=meta.session
             or meta.headers.get("x-sluice-session")
             or _str(meta.metadata.get("session_id")),
-            route=req.model,
+            route=ctx.route or req.model,
+            route_decision=ctx.route_decision,
             model_requested=req.model,
             deployment=dep.id if dep else None,
             provider=dep.provider if dep else None,
@@ -162,6 +166,7 @@ class Recorder:
             cache_status=ctx.cache_status,  # type: ignore[arg-type]
             cache_similarity=ctx.cache_similarity,
             cost_saved_usd=saved,
+            routing_saved_usd=self._routing_saved(ctx, cost, status),
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,
             finish_reason=resp.finish_reason if resp is not None and status < 400 else None,
@@ -171,6 +176,16 @@ class Recorder:
             input_preview=self._preview(_last_user_text(req)),
             output_preview=self._preview(_answer_text(resp)) if status < 400 else None,
         )
+
+    def _routing_saved(self, ctx: CallContext, cost: Decimal | None, status: int) -> Decimal | None:
+        """The final answer's usage at the route's reference model price, minus what the call
+        cost (every attempt, a cascade's cheap try included); None when not routed."""
+        if ctx.route_reference is None or cost is None or ctx.last_response is None:
+            return None
+        if status >= 400:
+            return None
+        would = compute_cost(ctx.last_response.usage, self._price_of_model(ctx.route_reference))
+        return None if would is None else would - cost
 
     def _preview(self, text: str | None) -> str | None:
         if not self._cfg.previews or not text:

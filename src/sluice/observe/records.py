@@ -71,6 +71,10 @@ class CallRecord:
     system_prompt_hash: str | None = None
     input_preview: str | None = None
     output_preview: str | None = None
+    # routing (sluice.routing): "strategy: reason -> target" when a route decided, and the
+    # call at the route's reference (strong) model's price minus what it cost
+    route_decision: str | None = None
+    routing_saved_usd: Decimal | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict: every field, Decimals as strings."""
@@ -102,7 +106,7 @@ class CallRecord:
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(CallRecord))
-_DECIMAL_FIELDS = ("cost_usd", "cost_saved_usd")
+_DECIMAL_FIELDS = ("cost_usd", "cost_saved_usd", "routing_saved_usd")
 
 
 def prompt_hash(text: str) -> str:

@@ -60,7 +60,7 @@ NO_GROUP = "(none)"  # how the table shows calls without a value for the groupin
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([mhdw])")
-_COLUMNS = ("request_id", "kind", "ts", *GROUPS.values(), *STAT_COLUMNS)
+_COLUMNS = ("request_id", "kind", "ts", *GROUPS.values(), *STAT_COLUMNS, "routing_saved_usd")
 
 
 class ReportError(Exception):
@@ -144,6 +144,9 @@ class Report:
     by: str  # a key of GROUPS
     groups: list[ReportRow]  # most calls first; the None group last among equals
     total: ReportRow
+    # Routed calls (sluice.routing): cost at each route's reference model minus actual cost.
+    routed_calls: int = 0
+    routing_saved_usd: Decimal = Decimal(0)
 
 
 def _row(group: str | None, stats: CallStats) -> ReportRow:
@@ -170,9 +173,13 @@ def build_report(records: Iterable[CallRecord], by: str, since: float) -> Report
     field = _group_field(by)
     groups: dict[str | None, CallStats] = {}
     total = CallStats()
+    routed, routing_saved = 0, Decimal(0)
     for record in records:
         if record.kind != "call" or record.ts < since:
             continue
+        if record.routing_saved_usd is not None:
+            routed += 1
+            routing_saved += record.routing_saved_usd
         key = getattr(record, field)
         stats = groups.get(key)
         if stats is None:
@@ -181,7 +188,7 @@ def build_report(records: Iterable[CallRecord], by: str, since: float) -> Report
         total.add_record(record)
     rows = [_row(key, stats) for key, stats in groups.items()]
     rows.sort(key=lambda r: (-r.calls, r.group is None, r.group or ""))
-    return Report(since=since, by=by, groups=rows, total=_row(None, total))
+    return Report(since, by, rows, _row(None, total), routed, routing_saved)
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -191,6 +198,10 @@ def report_json(report: Report) -> dict[str, Any]:
         "by": report.by,
         "groups": [row.to_json() for row in report.groups],
         "total": report.total.to_json(),
+        "routing": {
+            "routed_calls": report.routed_calls,
+            "saved_usd": _plain(report.routing_saved_usd),
+        },
     }
 
 
@@ -242,6 +253,11 @@ def format_table(report: Report, *, source: str | None = None) -> str:
         "price, never counted as $0.",
         "latency and TTFT in ms (TTFT: streamed calls only); TOTAL is computed over all calls.",
     ]
+    if report.routed_calls:
+        lines.append(
+            f"saved by routing: ${_plain(report.routing_saved_usd)} over {report.routed_calls:,} "
+            "routed calls (cost at each route's reference model minus actual cost)"
+        )
     return "\n".join(lines)
 
 

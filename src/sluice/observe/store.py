@@ -103,6 +103,9 @@ class _Money(TypeDecorator[Decimal]):
         return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
+_MONEY_FIELDS = ("cost_usd", "cost_saved_usd", "routing_saved_usd")
+
+
 def _columns() -> list[Column[Any]]:
     def s(name: str, length: int = 255) -> Column[Any]:
         return Column(name, String(length), nullable=True)
@@ -144,6 +147,8 @@ def _columns() -> list[Column[Any]]:
         s("system_prompt_hash", 64),
         Column("input_preview", Text(), nullable=True),
         Column("output_preview", Text(), nullable=True),
+        Column("route_decision", Text(), nullable=True),
+        Column("routing_saved_usd", _Money(), nullable=True),
     ]
 
 
@@ -242,7 +247,7 @@ class RecordStore:
         marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         placeholders = ", ".join([marker] * len(fields))
         sql = f"INSERT INTO {quote.format_table(self.table)} ({names}) VALUES ({placeholders})"
-        money = tuple(i for i, f in enumerate(fields) if f in ("cost_usd", "cost_saved_usd"))
+        money = tuple(i for i, f in enumerate(fields) if f in _MONEY_FIELDS)
         return sql, fields, money
 
     def _insert_rows(self, rows: int) -> str:

@@ -25,6 +25,10 @@ class Attempt:
     latency_ms: float
     status: int  # 200, or the status the failure maps to
     error_type: str | None = None
+    # Filled by the settle stage once the attempt's answer is settled.
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -42,6 +46,8 @@ class CallContext:
     response_headers: dict[str, str] = field(default_factory=dict)
     route: str | None = None  # the public route name the caller asked for (routing on)
     route_decision: str | None = None  # "strategy: reason", also sent as x-sluice-route-decision
+    route_reference: str | None = None  # the route's strong model, for "saved by routing"
+    over_soft_budget: bool = False  # set by budgets: routes pick their cheapest target
     # Filled by the settle stage after every upstream answer (streams: when they end).
     usage: Usage = field(default_factory=Usage)  # summed over repairs and escalations
     cost_usd: Decimal | None = None  # None while any part of it has no known price

@@ -23,7 +23,7 @@ from sluice.sim import anthropic_wire, openai_wire
 from sluice.sim.config import SimModel
 from sluice.sim.openai_wire import WireError
 from sluice.sim.state import SimState, anthropic_limit_headers, openai_limit_headers
-from sluice.sim.text import Answer, plan_answer
+from sluice.sim.text import Answer, plan_answer, with_prefix
 from sluice.tokens import count_prompt
 
 Wire = Literal["openai", "anthropic"]
@@ -175,6 +175,7 @@ async def _chat(request: web.Request, wire: Wire) -> web.StreamResponse:
         "call_" if wire == "openai" else "toolu_",
         invalid,
     )
+    answer = _unsure(answer, name, headers.get("x-sim-uncertain"))
     extra: dict[str, str] = {SIM_HEADER: "true"}
     if model.limited:
         info = state.limiter.check(model, prompt_tokens + answer.output_tokens, time.monotonic())
@@ -212,6 +213,29 @@ async def _chat(request: web.Request, wire: Wire) -> web.StreamResponse:
     return await _complete(request, state, turn)
 
 
+def _unsure(answer: Answer, model: str, listed: str | None) -> Answer:
+    """`x-sim-uncertain: gpt-4o-mini,other`: these models start their answer `UNCERTAIN: `
+    (cascade routing tests)."""
+    if listed and model in {v.strip() for v in listed.split(",")}:
+        return with_prefix(answer, "UNCERTAIN: ")
+    return answer
+
+
+def _logprob(request: web.Request, turn: _Turn) -> float | None:
+    """Per-token logprob when the body asked for logprobs: `x-sim-logprob: model=-2.0,...`
+    (default -0.1)."""
+    if turn.body.get("logprobs") is not True:
+        return None
+    for item in request.headers.get("x-sim-logprob", "").split(","):
+        model, _, value = item.partition("=")
+        if model.strip() == turn.body["model"]:
+            try:
+                return float(value)
+            except ValueError:
+                break
+    return -0.1
+
+
 def _events(turn: _Turn) -> list[tuple[bytes, bool]]:
     model_name: str = turn.body["model"]
     if turn.wire == "openai":
@@ -238,7 +262,7 @@ async def _complete(request: web.Request, state: SimState, turn: _Turn) -> web.S
     if turn.wire == "openai":
         body = openai_wire.completion_body(
             openai_wire.new_id(), int(time.time()), model_name, answer,
-            turn.prompt_tokens, turn.cache_read,
+            turn.prompt_tokens, turn.cache_read, _logprob(request, turn),
         )  # fmt: skip
     else:
         body = anthropic_wire.message_body(

@@ -186,9 +186,15 @@ def new_id() -> str:
 
 
 def completion_body(
-    rid: str, created: int, model: str, answer: Answer, prompt_tokens: int, cached: int
+    rid: str,
+    created: int,
+    model: str,
+    answer: Answer,
+    prompt_tokens: int,
+    cached: int,
+    logprob: float | None = None,
 ) -> bytes:
-    """The non-streaming `chat.completion` object."""
+    """The non-streaming `chat.completion` object; `logprob`: every token's logprob (asked)."""
     message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
     if answer.tool_calls:
         message["tool_calls"] = [
@@ -207,7 +213,7 @@ def completion_body(
                 {
                     "index": 0,
                     "message": message,
-                    "logprobs": None,
+                    "logprobs": None if logprob is None else _logprobs(answer, logprob),
                     "finish_reason": FINISH[answer.finish],
                 }
             ],
@@ -215,6 +221,15 @@ def completion_body(
             "system_fingerprint": FINGERPRINT,
         }
     )
+
+
+def _logprobs(answer: Answer, logprob: float) -> dict[str, Any]:
+    return {
+        "content": [
+            {"token": p, "logprob": logprob, "bytes": list(p.encode()), "top_logprobs": []}
+            for p in answer.pieces
+        ]
+    }
 
 
 def stream_events(

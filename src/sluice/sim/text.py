@@ -8,6 +8,7 @@ uses, so simulated usage and gateway estimates agree exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from dataclasses import dataclass, field
@@ -250,6 +251,16 @@ def plan_answer(
         if stop_seq is not None:
             finish = "stop_sequence"
     return Answer("".join(pieces), pieces, [], finish, len(pieces), stop_seq)
+
+
+def with_prefix(answer: Answer, prefix: str) -> Answer:
+    """The same text answer with `prefix` in front (cascade tests: an unsure cheap model)."""
+    if answer.tool_calls:
+        return answer
+    pieces = split_tokens(prefix) + answer.pieces
+    return dataclasses.replace(
+        answer, text=prefix + answer.text, pieces=pieces, output_tokens=len(pieces)
+    )
 
 
 def split_fragments(text: str, parts: int = 4) -> list[str]:

@@ -87,9 +87,18 @@ def decode_response(body: Any) -> ChatResponse:
             finish_reason=finish,
             usage=decode_usage(body.get("usage")),
             created=int(body.get("created") or 0),
+            logprobs=_logprobs(choice.get("logprobs")),
         )
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise UpstreamMalformedError(f"unexpected OpenAI response shape: {exc!r}") from exc
+
+
+def _logprobs(raw: Any) -> list[float] | None:
+    """Per-token logprobs of `choices[0].logprobs.content`, when present."""
+    content = raw.get("content") if isinstance(raw, dict) else None
+    if not isinstance(content, list) or not content:
+        return None
+    return [float(t["logprob"]) for t in content if isinstance(t, dict) and "logprob" in t]
 
 
 def encode_response(resp: ChatResponse, model: str) -> dict[str, Any]:

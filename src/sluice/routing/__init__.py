@@ -1,0 +1,1 @@
+"""Routes: public model names whose strategies pick, per request, which model runs."""

@@ -1,0 +1,68 @@
+"""What routing looks at in a request, extracted once (pure, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sluice.tokens import estimate_request_tokens
+from sluice.types import ChatRequest, ImagePart, TextPart, ToolResultPart
+
+SOFT_BUDGET_FLAG = "_sluice_soft_budget_exceeded"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInput:
+    text: str  # the last user message's text
+    task: str | None
+    input_tokens: int  # estimated
+    max_output_tokens: int  # what the caller asked for (0: not given)
+    tools: bool
+    images: bool
+    tier: str | None
+    over_soft_budget: bool
+
+    @property
+    def tokens_needed(self) -> int:
+        return self.input_tokens + self.max_output_tokens
+
+
+def route_input(req: ChatRequest, over_soft_budget: bool = False) -> RouteInput:
+    meta = req.meta
+    task = meta.headers.get("x-sluice-task") or meta.metadata.get("task")
+    flagged = meta.metadata.get(SOFT_BUDGET_FLAG) is True
+    return RouteInput(
+        text=last_user_text(req),
+        task=task.strip().lower() if isinstance(task, str) and task.strip() else None,
+        input_tokens=estimate_request_tokens(req),
+        max_output_tokens=req.max_tokens or 0,
+        tools=bool(req.tools),
+        images=_has_images(req),
+        tier=meta.tier,
+        over_soft_budget=over_soft_budget or flagged,
+    )
+
+
+def text_input(text: str, task: str | None = None, tier: str | None = None) -> RouteInput:
+    """A RouteInput for a bare prompt (benchmarks, `sluice route explain`)."""
+    from sluice.tokens import count_prompt
+
+    return RouteInput(text, task, count_prompt([text], 1), 0, False, False, tier, False)
+
+
+def last_user_text(req: ChatRequest) -> str:
+    for msg in reversed(req.messages):
+        if msg.role == "user":
+            return " ".join(p.text for p in msg.parts if isinstance(p, TextPart))
+    return ""
+
+
+def _has_images(req: ChatRequest) -> bool:
+    for msg in req.messages:
+        for part in msg.parts:
+            if isinstance(part, ImagePart):
+                return True
+            if isinstance(part, ToolResultPart) and any(
+                isinstance(p, ImagePart) for p in part.content
+            ):
+                return True
+    return False
