@@ -113,6 +113,12 @@ class Metrics:
             ["deployment"],
             registry=r,
         )
+        self.token_estimate_ratio = Gauge(
+            "sluice_token_estimate_ratio",
+            "Input tokens the provider reported / Sluice's estimate (EWMA; 1 = exact).",
+            ["model"],
+            registry=r,
+        )
         for reason in ("cache", "routing", "prompt_cache"):
             self.cost_saved.labels(reason)
 
@@ -173,6 +179,9 @@ class Metrics:
 
     def set_budget_utilisation(self, scope: str, fraction: float) -> None:
         self.budget_utilisation.labels(self._label("scope", scope)).set(fraction)
+
+    def set_token_estimate_ratio(self, model: str, ratio: float) -> None:
+        self.token_estimate_ratio.labels(self._label("model", model)).set(ratio)
 
     def record_dropped(self) -> None:
         """Fits `RecordSink(on_drop=...)`."""
