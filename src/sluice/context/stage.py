@@ -143,13 +143,10 @@ class TokenPolicyStage:
         session: Session,
         target: _Target,
     ) -> None:
-        """Summarize older turns when the stored history is over its token budget."""
+        """Summarize older turns when the stored turns are over their token budget (the
+        summary itself is bounded by `summary_max_tokens`, so it is not counted)."""
         cfg = policy.sessions
-        history = ChatRequest(
-            ctx.request.model,
-            session.messages,
-            system=with_summary([], session.summary),
-        )
+        history = ChatRequest(ctx.request.model, session.messages)
         if self._tokens(history, target) <= cfg.summarize_over_tokens:
             return
         older, recent = split_for_summary(session.messages, cfg.keep_turns)
