@@ -189,10 +189,8 @@ class TokenPolicyStage:
             raise _too_long(req.model, total, budget)
         room = budget - (cfg.summary_max_tokens if cfg.strategy == "summarize" else 0)
         base = self._tokens(dataclasses.replace(req, messages=[]), target)
-        costs = {
-            id(m): self._tokens(_alone(req, m), target) - self._tokens(_alone(req), target)
-            for m in req.messages
-        }
+        empty = self._tokens(_alone(req), target)  # framing counted once, in `base`
+        costs = {id(m): self._tokens(_alone(req, m), target) - empty for m in req.messages}
         cut = truncate_oldest(
             req.messages, lambda kept: base + sum(costs[id(m)] for m in kept) <= room
         )
