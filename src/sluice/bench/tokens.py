@@ -33,8 +33,8 @@ def sample_request(model: str, target_tokens: int = 2000) -> ChatRequest:
     enc = get_encoding("o200k_base")
     per_turn = len(enc.encode(_PROSE * 4))
     for i in range(max(1, target_tokens // per_turn)):
-        role = "user" if i % 2 == 0 else "assistant"
-        messages.append(Message(role, [TextPart(f"({i}) " + _PROSE * 4)]))
+        text = [TextPart(f"({i}) " + _PROSE * 4)]
+        messages.append(Message("user", text) if i % 2 == 0 else Message("assistant", text))
     return ChatRequest(model, messages, system=[TextPart("You are a careful assistant.")])
 
 
