@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sluice.context.encodings import ensure_files, get_encoding
 from sluice.context.tokens import count_request
-from sluice.types import ChatRequest, Message, TextPart
+from sluice.types import ChatRequest, Message, Part, TextPart
 
 _PROSE = (
     "The gateway keeps a conversation server-side, so the client sends only its new turn. "
@@ -33,7 +33,7 @@ def sample_request(model: str, target_tokens: int = 2000) -> ChatRequest:
     enc = get_encoding("o200k_base")
     per_turn = len(enc.encode(_PROSE * 4))
     for i in range(max(1, target_tokens // per_turn)):
-        text = [TextPart(f"({i}) " + _PROSE * 4)]
+        text: list[Part] = [TextPart(f"({i}) " + _PROSE * 4)]
         messages.append(Message("user", text) if i % 2 == 0 else Message("assistant", text))
     return ChatRequest(model, messages, system=[TextPart("You are a careful assistant.")])
 
