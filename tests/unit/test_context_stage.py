@@ -14,7 +14,7 @@ from sluice.context.stage import TokenPolicyStage
 from sluice.context.summarize import INSTRUCTIONS, SUMMARY_HEADING
 from sluice.context.tokens import count_request
 from sluice.context.trim import truncate_oldest, units
-from sluice.errors import InvalidRequestError, ModelNotFoundError
+from sluice.errors import InvalidRequestError, ModelNotFoundError, UpstreamConnectError
 from sluice.pipeline.context import CallContext, Result
 from sluice.providers.base import Deployment
 from sluice.types import (
@@ -72,7 +72,9 @@ class Upstream:
 def stage(
     policies: Mapping[str, TokenPolicy], backend: MemoryBackend | None = None
 ) -> TokenPolicyStage:
-    return TokenPolicyStage(policies, deployments, SessionStore(backend or MemoryBackend()))
+    return TokenPolicyStage(
+        policies, deployments, SessionStore(backend if backend is not None else MemoryBackend())
+    )
 
 
 def user(text: str) -> Message:
@@ -300,3 +302,44 @@ async def test_calibration_learns_from_reported_usage() -> None:
     ctx = CallContext(request([user("hello world")]))
     await st(ctx, up)  # later estimates are corrected by what the provider reported
     assert ctx.response_headers["x-sluice-input-tokens-estimate"] == str(counted * 3 // 2)
+
+
+class FailingSummaries(Upstream):
+    async def __call__(self, ctx: CallContext) -> Result:
+        if ctx.request.system and ctx.request.system[0].text == INSTRUCTIONS:
+            self.sent.append(ctx.request)
+            raise UpstreamConnectError("summary model down")
+        return await super().__call__(ctx)
+
+
+async def test_a_failed_summary_sends_the_full_history() -> None:
+    st, up = stage({"gpt-4o": SESSIONS}), FailingSummaries(answer="noted " * 6)
+    for i in range(5):
+        await st(CallContext(request([user(f"turn {i} " * 4)], session="s")), up)
+    assert up.summaries  # it was tried ...
+    assert len([m for m in up.calls[-1].messages if m.role == "user"]) == 5  # ... nothing lost
+
+
+class FailingCalls(Upstream):
+    down = False  # when set, every call but a summary fails
+
+    async def __call__(self, ctx: CallContext) -> Result:
+        result = await super().__call__(ctx)
+        is_summary = ctx.request.system and ctx.request.system[0].text == INSTRUCTIONS
+        if self.down and not is_summary:
+            raise UpstreamConnectError("main model down")
+        return result
+
+
+async def test_a_summary_is_kept_when_the_call_after_it_fails() -> None:
+    backend = MemoryBackend()
+    st, up = stage({"gpt-4o": SESSIONS}, backend), FailingCalls(answer="noted " * 6)
+    for i in range(3):
+        await st(CallContext(request([user(f"turn {i} " * 4)], session="s")), up)
+    assert up.summaries == []
+    up.down = True
+    with pytest.raises(UpstreamConnectError):
+        await st(CallContext(request([user("turn 5")], session="s")), up)
+    stored = await SessionStore(backend).load("default", "s")
+    assert stored.summary == up.summary
+    assert len(up.summaries) == 1

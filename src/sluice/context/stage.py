@@ -74,7 +74,8 @@ class TokenPolicyStage:
             if self.sessions is None:
                 raise InvalidRequestError("sessions are not available on this gateway")
             session = await self.sessions.load(ctx.request.meta.tenant, sid)
-            await self._fold(ctx, nxt, policy, session, target)
+            if await self._fold(ctx, nxt, policy, session, target):
+                await self._save(ctx.request, sid, session, policy)  # kept even if the call fails
             ctx.request = dataclasses.replace(
                 ctx.request,
                 system=with_summary(ctx.request.system, session.summary),
@@ -93,8 +94,10 @@ class TokenPolicyStage:
         result = await nxt(ctx)
 
         async def settled(resp: ChatResponse, completed: bool) -> None:
+            if not completed:
+                return  # a broken stream: its usage and its answer are partial
             self._calibrate(ctx, target, estimate, resp)
-            if session is not None and sid is not None and completed:
+            if session is not None and sid is not None and not ctx.degraded:
                 session.messages = [*session.messages, *new_turn, _answer_message(resp)]
                 await self._save(sent, sid, session, policy)
 
@@ -142,16 +145,16 @@ class TokenPolicyStage:
         policy: TokenPolicy,
         session: Session,
         target: _Target,
-    ) -> None:
+    ) -> bool:
         """Summarize older turns when the stored turns are over their token budget (the
         summary itself is bounded by `summary_max_tokens`, so it is not counted)."""
         cfg = policy.sessions
         history = ChatRequest(ctx.request.model, session.messages)
         if self._tokens(history, target) <= cfg.summarize_over_tokens:
-            return
+            return False
         older, recent = split_for_summary(session.messages, cfg.keep_turns)
         if not older:
-            return  # only the turns kept verbatim: nothing to fold
+            return False  # only the turns kept verbatim: nothing to fold
         model = cfg.summary_model or ctx.request.model
         try:
             session.summary = await summarize(
@@ -159,9 +162,10 @@ class TokenPolicyStage:
             )
         except SluiceError as err:  # the conversation goes on, just longer this time
             log.warning("session summary with %s failed: %s", model, err.message)
-            return
+            return False
         session.summarized_turns += len(turns(older))
         session.messages = recent
+        return True
 
     async def _save(
         self, req: ChatRequest, sid: str, session: Session, policy: TokenPolicy
