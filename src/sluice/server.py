@@ -23,6 +23,8 @@ from sluice.cache.exact import ExactCacheStage
 from sluice.cache.idempotency import IdempotencyStage
 from sluice.cache.semantic.build import semantic_stage
 from sluice.config import CacheConfig, SluiceConfig
+from sluice.context.sessions import SessionStore
+from sluice.context.stage import TokenPolicyStage
 from sluice.cost.prices import Price
 from sluice.errors import (
     InternalError,
@@ -99,6 +101,14 @@ class Gateway:
             front.append(self.limits)
         if guard.enabled:
             front.append(guard)
+        self.tokens = TokenPolicyStage(
+            {name: plan.policy for name, plan in config.models.items()},
+            self.runtime.deployments_for,
+            SessionStore(self._sessions_backend(config.cache)),
+        )
+        # Token policy before the cache: the cache key must cover what is really sent (a
+        # session's history, the default max_tokens, a truncated conversation).
+        front.append(self.tokens)
         if cache.exact.enabled:  # outside structured output: only validated answers stored
             front.append(ExactCacheStage(cache.exact, self.cache_backend))
         # Right after the exact cache: a question that means the same gets the stored answer.
@@ -126,6 +136,12 @@ class Gateway:
         result = await self.executor(CallContext(req))
         assert isinstance(result, ChatResponse)
         return result
+    def _sessions_backend(self, config: CacheConfig) -> CacheBackend:
+        """Sessions share Redis with the cache; in memory they get their own LRU, so cache
+        pressure never evicts a conversation."""
+        if config.backend == "redis":
+            return self.cache_backend
+        return MemoryBackend(config.max_entries, config.max_bytes)
 
     def _model_price(self, model: str) -> Price | None:
         """The price of the deployment that would serve `model` first (for cache savings)."""
@@ -149,6 +165,8 @@ class Gateway:
         metrics = self.recorder.metrics
         for dep_id, state in self.executor.breaker_states().items():
             metrics.set_breaker_state(dep_id, state)
+        for model, ratio in self.tokens.calibration.ratios().items():
+            metrics.set_token_estimate_ratio(model, ratio)
         metrics.in_flight.set(sum(s.in_flight for s in self.executor.states.values()))
         metrics.queue_depth.set(self.executor.slots.waiting)
         return metrics.render()

@@ -18,7 +18,8 @@ class ContextPolicy(Frozen):
     strategy: Literal["none", "truncate_oldest", "summarize", "reject"] = "none"
     # Input token budget; None: the serving deployment's context window minus max output.
     max_input_tokens: int | None = Field(default=None, ge=1)
-    summary_model: str | None = None  # a cheap public model for `summarize`
+    summary_model: str | None = None  # a cheap public model for `summarize`; None: the request's
+    summary_max_tokens: int = Field(default=512, ge=16)  # room kept for the summary
 
 
 class SessionPolicy(Frozen):
@@ -28,10 +29,13 @@ class SessionPolicy(Frozen):
     keep_turns: int = Field(default=6, ge=1)  # latest turns kept verbatim
     summarize_over_tokens: int = Field(default=4000, ge=1)  # history budget before summarizing
     summary_model: str | None = None  # a cheap public model; None: the request's own model
+    summary_max_tokens: int = Field(default=512, ge=16)  # longest running summary
     ttl_s: float = Field(default=86400.0, gt=0)
 
 
 class TokenPolicy(Frozen):
+    """`models.<name>.policy` / `routes.<name>.policy` (see docs/readme/tokens.md)."""
+
     default_max_tokens: int | None = Field(default=None, ge=1)  # when the caller gives none
     max_tokens_ceiling: int | None = Field(default=None, ge=1)  # caller values are capped
     context: ContextPolicy = ContextPolicy()

@@ -87,6 +87,10 @@ class Metrics:
             "sluice_limits_backend_errors",
             "Failures of the limits/budgets counter store (Redis), by operation.",
             ["op"],
+        self.token_estimate_ratio = Gauge(
+            "sluice_token_estimate_ratio",
+            "Input tokens the provider reported / Sluice's estimate (EWMA; 1 = exact).",
+            ["model"],
             registry=r,
         )
         for reason in ("cache", "routing", "prompt_cache"):
@@ -135,6 +139,8 @@ class Metrics:
 
     def governance_backend_error(self, op: str) -> None:
         self.governance_backend_errors.labels(op).inc()
+    def set_token_estimate_ratio(self, model: str, ratio: float) -> None:
+        self.token_estimate_ratio.labels(self._label("model", model)).set(ratio)
 
     def record_dropped(self) -> None:
         """Fits `RecordSink(on_drop=...)`."""
