@@ -18,9 +18,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from sluice.cache import admin as cache_admin
 from sluice.cache.backends import CacheBackend, MemoryBackend, RedisBackend
 from sluice.cache.exact import ExactCacheStage
 from sluice.cache.idempotency import IdempotencyStage
+from sluice.cache.persist import SqliteMirror
 from sluice.config import CacheConfig, SluiceConfig
 from sluice.cost.prices import Price
 from sluice.errors import (
@@ -80,14 +82,22 @@ class Gateway:
         guard = AgentGuardStage(config.reliability.agent)
         self.cache_backend = cache_backend(config.cache)
         cache = config.cache
+        self.cache_mirror: SqliteMirror | None = None
+        if cache.persist_path and isinstance(self.cache_backend, MemoryBackend):
+            self.cache_mirror = SqliteMirror(cache.persist_path, self.cache_backend)
         front: list[Stage] = []
         # Idempotency first: a replay costs nothing and is not a new agent step.
         if cache.idempotency.enabled:
             front.append(IdempotencyStage(cache.idempotency, self.cache_backend))
         if guard.enabled:
             front.append(guard)
+        # Caches the admin API purges and reports on (`sluice.cache.admin.Purgeable`).
+        self.caches: list[cache_admin.Purgeable] = []
         if cache.exact.enabled:  # outside structured output: only validated answers stored
-            front.append(ExactCacheStage(cache.exact, self.cache_backend))
+            exact = ExactCacheStage(cache.exact, self.cache_backend)
+            exact.price_of_model = self._model_price
+            front.append(exact)
+            self.caches.append(exact)
         self.stages: list[Stage] = [*front, structured, self.settle]
         self.handler: Handler = compose(
             [traced(s, self.tracing) for s in self.stages] if self.tracing.enabled else self.stages,
@@ -104,9 +114,17 @@ class Gateway:
         deployments = self.runtime.by_model.get(model)
         return self.settle.price_of(deployments[0].id) if deployments else None
 
+    async def start(self) -> None:
+        """Work that needs the running loop: the record sink, the cache file."""
+        await self.recorder.start()
+        if self.cache_mirror is not None:
+            await self.cache_mirror.start()
+
     async def close(self) -> None:
         self.ready = False
         await self.recorder.close()
+        if self.cache_mirror is not None:
+            await self.cache_mirror.close()
         await self.cache_backend.close()
         await self.runtime.close()
         await asyncio.to_thread(self.tracing.shutdown)  # flushes spans; blocking I/O
@@ -441,7 +459,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     app.router.add_get("/readyz", readyz)
 
     async def _starting(app: web.Application) -> None:
-        await app[GATEWAY].recorder.start()
+        await app[GATEWAY].start()
 
     async def _stopping(app: web.Application) -> None:
         app[GATEWAY].ready = False  # /readyz answers 503 while in-flight calls drain
@@ -452,6 +470,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     if config.observability.alerts.enabled:
         install_alerts(app, config.observability.alerts)
     install_ui(app)  # /ui, behind SLUICE_ADMIN_KEY (loopback only when it is unset)
+    cache_admin.install(app, app[GATEWAY].caches)  # /admin/cache/*, the same access check
     app.on_startup.append(_starting)
     app.on_shutdown.append(_stopping)
     app.on_cleanup.append(_close)

@@ -359,7 +359,7 @@ def encode_request(
             simple
             if simple is not None
             else [
-                _with_cache({"type": "text", "text": p.text}, p.cache_control) for p in req.system
+                _with_cache({"type": "text", "text": p.text}, p.cache_control) for p in system
             ]
         )
     if req.tools:
