@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 
 from sluice.cache.prompt import PrefixMemory, add_breakpoints, count_breakpoints
+from sluice.config import AnthropicProviderConfig, DeploymentConfig
 from sluice.providers.anthropic import AnthropicProvider
 from sluice.providers.base import Deployment
-from sluice.config import AnthropicProviderConfig, DeploymentConfig
 from sluice.tokens import count_text
 from sluice.types import CallMeta, ChatRequest, Message, TextPart
 
