@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from anthropic import AsyncAnthropic
 from openai import AsyncOpenAI
 
@@ -32,7 +33,7 @@ class Gw:
             return await resp.text()
 
 
-async def _gateway(sim_url: str, **anthropic: Any) -> tuple[server.web.AppRunner, Gw]:
+async def _gateway(sim_url: str, **anthropic: Any) -> tuple[web.AppRunner, Gw]:
     data = gateway_config(sim_url).model_dump()
     data["cache"] = {"exact": {"enabled": False}}  # every call must reach the provider
     data["providers"]["sim-anthropic"].update(anthropic)

@@ -193,6 +193,7 @@ async def test_stale_replaces_a_degraded_answer_but_not_client_errors() -> None:
 def test_purge_body_validation() -> None:
     assert parse_purge({"route": "r"}) == ({"entry_id": None, "route": "r", "tenant": None}, None)
     assert parse_purge({"all": True, "cache": "exact"})[1] == "exact"
+    bad: Any
     for bad in ({}, {"all": False}, {"route": "a", "tenant": "b"}, {"route": ""}, [], {"x": 1}):
         with pytest.raises(ValueError):
             parse_purge(bad)

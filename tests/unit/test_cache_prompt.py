@@ -162,14 +162,14 @@ def test_never_more_than_four_even_with_many_repeats() -> None:
         msgs.append({"role": "user", "content": f"q{i} " + LONG})
         add_breakpoints(body(messages=copy.deepcopy(msgs)), 1024, memory)
         msgs.append({"role": "assistant", "content": f"a{i}"})
-    b = body(messages=copy.deepcopy(msgs) + [{"role": "user", "content": "last"}])
+    b = body(messages=[*copy.deepcopy(msgs), {"role": "user", "content": "last"}])
     assert add_breakpoints(b, 1024, memory) == 4
     assert count_breakpoints(b) == 4
 
 
-def test_thinking_and_empty_text_blocks_are_never_marked() -> None:
+def test_thinking_blocks_are_never_marked() -> None:
     memory = PrefixMemory()
-    msgs = [
+    msgs: list[dict[str, Any]] = [
         {"role": "user", "content": LONG},
         {
             "role": "assistant",
@@ -177,7 +177,7 @@ def test_thinking_and_empty_text_blocks_are_never_marked() -> None:
         },
     ]
     add_breakpoints(body(system=SHORT, messages=copy.deepcopy(msgs)), 1024, memory)
-    again = body(system=SHORT, messages=copy.deepcopy(msgs) + [{"role": "user", "content": "x"}])
+    again = body(system=SHORT, messages=[*copy.deepcopy(msgs), {"role": "user", "content": "x"}])
     add_breakpoints(again, 1024, memory)
     assert "cache_control" not in again["messages"][1]["content"][0]
 
@@ -191,7 +191,7 @@ def test_digest_ignores_the_marks_it_added() -> None:
     marked = [
         {"role": "user", "content": [{"type": "text", "text": LONG, "cache_control": EPHEMERAL}]}
     ]
-    second = body(system=SHORT, messages=marked + [{"role": "assistant", "content": "ok"}])
+    second = body(system=SHORT, messages=[*marked, {"role": "assistant", "content": "ok"}])
     add_breakpoints(second, 1024, memory)
     assert count_breakpoints(second) == 1  # the caller's; nothing doubled on the same block
 
