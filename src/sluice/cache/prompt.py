@@ -86,8 +86,10 @@ def count_breakpoints(body: dict[str, Any]) -> int:
 
 def add_breakpoints(body: dict[str, Any], min_tokens: int, memory: PrefixMemory) -> int:
     """Mark stable prefixes of `body` (in place); how many breakpoints were added."""
+    if len(orjson.dumps(body)) < min_tokens:
+        return 0  # an estimate is at most one token per character: nothing can qualify
     free = MAX_BREAKPOINTS - count_breakpoints(body)
-    boundaries = _boundaries(body)
+    boundaries = _boundaries(body, min_tokens)
     for b in boundaries:
         if b.kind == "message" and b.tokens >= min_tokens:
             b.stable = memory.seen(b.digest)  # seen in an *earlier* request ...
@@ -115,43 +117,44 @@ def add_breakpoints(body: dict[str, Any], min_tokens: int, memory: PrefixMemory)
     return min(len(chosen), free)
 
 
-def _boundaries(body: dict[str, Any]) -> list[_Boundary]:
-    """Every place a breakpoint could go, with the estimated tokens and digest of the prefix
-    up to it; mutates string `system`/`content` into block lists only where it marks."""
+def _boundaries(body: dict[str, Any], min_tokens: int) -> list[_Boundary]:
+    """Every place a breakpoint could go, with the digest of the prefix up to it and its
+    estimated tokens. Counting stops once past `min_tokens` (all that is asked of the count
+    is whether it reaches it; counting is the slow part on long prompts), so later counts
+    are lower bounds."""
     h = hashlib.blake2b(str(body.get("model")).encode(), digest_size=16)
-    tokens = REQUEST_OVERHEAD
     out: list[_Boundary] = []
+    counter = _Counter(min_tokens)
     tools = body.get("tools")
     last_tool: dict[str, Any] | None = None
     for tool in tools if isinstance(tools, list) else ():
         if isinstance(tool, dict):
             h.update(_digestable(tool))
-            tokens += count_text(
-                orjson.dumps(_tool_spec(tool), option=orjson.OPT_SORT_KEYS).decode()
-            )
+            if counter.open:
+                counter.add(orjson.dumps(_tool_spec(tool), option=orjson.OPT_SORT_KEYS).decode())
             last_tool = tool
     head_block: dict[str, Any] | None = last_tool
     system = body.get("system")
     if isinstance(system, str) and system:
-        tokens += MESSAGE_OVERHEAD
+        counter.tokens += MESSAGE_OVERHEAD
         whole = _LazyText(system, lambda block: body.__setitem__("system", [block]))
         h.update(b"\x02" + _digestable(whole))
-        tokens += count_text(system)
+        counter.add(system)
         head_block = whole
     elif isinstance(system, list) and system:
-        tokens += MESSAGE_OVERHEAD
+        counter.tokens += MESSAGE_OVERHEAD
         for block in system:
             if isinstance(block, dict):
                 h.update(b"\x02" + _digestable(block))
-                tokens += sum(count_text(t) for t in _texts(block))
+                counter.add_block(block)
                 head_block = block if _markable(block) else head_block
     if head_block is not None:
-        out.append(_Boundary("head", tokens, h.copy().digest(), head_block, True))
+        out.append(_Boundary("head", counter.tokens, h.copy().digest(), head_block, True))
     messages = body.get("messages")
     for msg in messages if isinstance(messages, list) else ():
         if not isinstance(msg, dict):
             continue
-        tokens += MESSAGE_OVERHEAD
+        counter.tokens += MESSAGE_OVERHEAD
         content = msg.get("content")
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
         h.update(b"\x01" + str(msg.get("role")).encode())
@@ -159,12 +162,40 @@ def _boundaries(body: dict[str, Any]) -> list[_Boundary]:
         for block in blocks if isinstance(blocks, list) else ():
             if isinstance(block, dict):
                 h.update(_digestable(block))
-                tokens += sum(count_text(t) for t in _texts(block))
+                counter.add_block(block)
                 mark = block if _markable(block) else mark
         if isinstance(content, str) and mark is not None:
             mark = _LazyText(content, _set_content(msg))
-        out.append(_Boundary("message", tokens, h.copy().digest(), mark, False))
+        out.append(_Boundary("message", counter.tokens, h.copy().digest(), mark, False))
     return out
+
+
+class _Counter:
+    """A running token estimate that stops counting once past `limit`."""
+
+    __slots__ = ("limit", "tokens")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.tokens = REQUEST_OVERHEAD
+
+    @property
+    def open(self) -> bool:
+        return self.tokens < self.limit
+
+    def add(self, text: str) -> None:
+        """Count `text` in pieces just long enough to reach the limit (an estimate gives at
+        most one token per character), cut at spaces so no word is split."""
+        while text and self.tokens < self.limit:
+            size = 4 * (self.limit - self.tokens) + 64
+            cut = len(text) if len(text) <= size else text.rfind(" ", size // 2, size)
+            cut = size if cut <= 0 else cut
+            self.tokens += count_text(text[:cut])
+            text = text[cut:]
+
+    def add_block(self, block: dict[str, Any]) -> None:
+        for text in _texts(block):
+            self.add(text)
 
 
 class _LazyText(dict[str, Any]):
