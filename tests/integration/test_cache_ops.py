@@ -240,3 +240,54 @@ async def test_stale_if_error_through_the_gateway(sim_url: str) -> None:
         assert raw.parse().id == answer.id
     finally:
         await gw.close()
+
+
+async def test_two_gateway_processes_share_redis(
+    sim_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """The same as above with two real `sluice serve` child processes."""
+    from sluice.bench.processes import start_gateway as spawn_gateway
+    from sluice.config import default_config_text
+
+    config = tmp_path / "sluice.yaml"
+    config.write_text(
+        default_config_text() + f'\ncache:\n  backend: redis\n  key_prefix: "{redis_prefix}"\n'
+    )
+    env = {"SLUICE_ADMIN_KEY": ADMIN_KEY, "SLUICE_RECORDS": "false"}
+    children = []
+    try:
+        for _ in range(2):
+            children.append(
+                await asyncio.to_thread(
+                    spawn_gateway, tmp_path / "logs", sim_url, config=str(config), env=env
+                )
+            )
+        one, two = (
+            AsyncOpenAI(base_url=c.url + "/v1", api_key="sk-test", max_retries=0) for c in children
+        )
+
+        async def ask(client: AsyncOpenAI) -> tuple[str, str, str]:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=MESSAGES, temperature=0
+            )
+            return raw.headers["x-sluice-cache"], raw.headers["x-sluice-cache-key"], raw.parse().id
+
+        status, entry, first_id = await ask(one)
+        assert status == "miss"
+        assert await ask(two) == ("exact", entry, first_id)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                children[1].url + "/admin/cache/purge",
+                json={"entry_id": entry},
+                headers={"authorization": f"Bearer {ADMIN_KEY}"},
+            ) as resp,
+        ):
+            assert resp.status == 200 and (await resp.json())["total"] == 1
+        status, _, new_id = await ask(one)
+        assert status == "miss" and new_id != first_id  # purged for the process that stored it
+        await one.close()
+        await two.close()
+    finally:
+        for child in children:
+            child.stop()
