@@ -272,6 +272,12 @@ class CacheConfig(_Frozen):
     exact: ExactCacheConfig = ExactCacheConfig()
     idempotency: IdempotencyConfig = IdempotencyConfig()
 
+    @model_validator(mode="after")
+    def _persist_needs_memory(self) -> CacheConfig:
+        if self.persist_path and self.backend != "memory":
+            raise ValueError("persist_path works with the memory backend only (Redis persists)")
+        return self
+
 
 class ObservabilityConfig(_Frozen):
     records: RecordsConfig = RecordsConfig()

@@ -253,3 +253,11 @@ async def test_mirror_skips_expired_rows(tmp_path: Path) -> None:
     reloaded = SqliteMirror(path, fresh, wall_clock=wall, backend_clock=Clock(0))
     assert await reloaded.start() == 1 and await fresh.get("exact:b") == b"v"
     await reloaded.close()
+
+
+def test_persist_path_needs_the_memory_backend() -> None:
+    from sluice.config import CacheConfig
+
+    assert CacheConfig(persist_path="c.db").persist_path == "c.db"
+    with pytest.raises(ValueError, match="memory backend only"):
+        CacheConfig(backend="redis", persist_path="c.db")

@@ -238,3 +238,15 @@ def test_adapter_minimum_from_price_table_and_deployment() -> None:
     assert isinstance(haiku["system"], str)
     lowered = _dep("claude-haiku-4-5", min_cache_tokens=1024)
     assert "cache_control" in orjson.loads(_provider()._body(_request(), lowered))["system"][0]
+
+
+def test_schema_instruction_is_kept_when_the_system_prompt_has_blocks() -> None:
+    """A marked (or multi-part) system prompt keeps the JSON-mode instruction appended to it."""
+    from sluice.wire.anthropic.request import encode_request
+
+    req = _request()
+    req.system = [TextPart(LONG, {"type": "ephemeral"}), TextPart("Be brief.")]
+    req.response_format = {"type": "json_object"}
+    system = encode_request(req, "claude-sonnet-4-5")["system"]
+    assert [block["text"] for block in system][-1].startswith("Respond with a single valid JSON")
+    assert system[0]["cache_control"] == EPHEMERAL and len(system) == 3
