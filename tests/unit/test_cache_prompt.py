@@ -250,3 +250,22 @@ def test_schema_instruction_is_kept_when_the_system_prompt_has_blocks() -> None:
     system = encode_request(req, "claude-sonnet-4-5")["system"]
     assert [block["text"] for block in system][-1].startswith("Respond with a single valid JSON")
     assert system[0]["cache_control"] == EPHEMERAL and len(system) == 3
+
+
+def test_with_two_slots_left_the_furthest_repeat_and_the_head_win() -> None:
+    memory = PrefixMemory()
+    tools = [
+        {"name": f"t{i}", "input_schema": {"type": "object"}, "cache_control": EPHEMERAL}
+        for i in range(2)
+    ]
+    msgs: list[dict[str, Any]] = [
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "q2"},
+    ]
+    add_breakpoints(body(messages=copy.deepcopy(msgs), tools=tools), 1024, memory)
+    longer = [*msgs, {"role": "assistant", "content": "a2"}, {"role": "user", "content": "q3"}]
+    b = body(messages=copy.deepcopy(longer), tools=copy.deepcopy(tools))
+    assert add_breakpoints(b, 1024, memory) == 2
+    # All three first messages repeat; only the furthest one and the system end get marks.
+    assert marks(b) == ["system[0]", "tools[0]", "tools[1]", "messages[2][0]"]
