@@ -308,6 +308,58 @@ def report(
 main.add_command(keys)
 main.add_command(db)
 main.add_command(budgets)
+@main.group("cache")
+def cache_group() -> None:
+    """Purge and inspect a running gateway's caches (admin key from SLUICE_ADMIN_KEY)."""
+
+
+_URL = click.option(
+    "--url", default="http://127.0.0.1:8080", show_default=True, help="The gateway's address."
+)
+
+
+@cache_group.command("purge")
+@_URL
+@click.option("--entry-id", default=None, help="One entry (the x-sluice-cache-key header).")
+@click.option("--route", default=None, help="Every entry of a route (public model name).")
+@click.option("--tenant", default=None, help="Every entry of a tenant.")
+@click.option("--all", "everything", is_flag=True, help="Every entry.")
+@click.option("--cache", "kind", default=None, help="Only this cache (exact, semantic).")
+def cache_purge(
+    url: str,
+    entry_id: str | None,
+    route: str | None,
+    tenant: str | None,
+    everything: bool,
+    kind: str | None,
+) -> None:
+    """Delete cached answers; prints how many per cache."""
+    from sluice.cache.client import AdminError, call, purge_body
+
+    try:
+        body = purge_body(entry_id, route, tenant, everything, kind)
+        doc = call(url, "POST", "/admin/cache/purge", body)
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, count in sorted(doc.get("purged", {}).items()):
+        click.echo(f"{name}: {count} purged")
+    click.echo(f"total: {doc.get('total', 0)}")
+
+
+@cache_group.command("stats")
+@_URL
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON the gateway returned.")
+def cache_stats(url: str, as_json: bool) -> None:
+    """Entries, bytes, hits, misses, rates and savings per cache."""
+    import orjson
+
+    from sluice.cache.client import AdminError, call, format_stats
+
+    try:
+        doc = call(url, "GET", "/admin/cache/stats")
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(orjson.dumps(doc).decode() if as_json else format_stats(doc))
 
 
 if __name__ == "__main__":  # pragma: no cover

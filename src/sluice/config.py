@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from yarl import URL
 
 from sluice.cache.semantic.config import SemanticCacheConfig
+from sluice.cache.config import ExactRouteConfig, PromptCaching
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
 from sluice.governance.config import GovernanceConfig
@@ -86,6 +87,8 @@ class AnthropicProviderConfig(_ProviderBase):
     # JSON-schema answers: "native" sends output_config.format (structured outputs);
     # "prompt" puts the schema in the system prompt (works with every model).
     structured_output: Literal["prompt", "native"] = "prompt"
+    # Add cache_control breakpoints to long stable prompt prefixes (see sluice.cache.prompt).
+    prompt_caching: PromptCaching = "auto"
 
 
 ProviderConfig = Annotated[
@@ -120,6 +123,9 @@ class DeploymentConfig(_Frozen):
     max_output_tokens: int | None = Field(default=None, gt=0)
     weight: float = Field(default=1.0, gt=0)  # share of traffic under weighted balancing
     max_concurrency: int | None = Field(default=None, gt=0)  # in-flight calls at most
+    prompt_caching: PromptCaching | None = None  # None: the provider's setting
+    # Smallest prompt prefix the provider caches; None: the price table's value for the model.
+    min_cache_tokens: int | None = Field(default=None, gt=0)
 
     @property
     def public_names(self) -> list[str]:
@@ -243,6 +249,11 @@ class ExactCacheConfig(_Frozen):
     models: list[str] | None = None  # public model names to cache; None: every model
     cache_nondeterministic: bool = False  # also cache requests whose temperature is not 0
     cache_tool_results: bool = False  # also cache conversations that carry tool results
+    # Per route (public model name): enabled, ttl_s, namespace overrides.
+    routes: dict[str, ExactRouteConfig] = Field(default_factory=dict)
+    # Keep entries this long past ttl_s, served (`x-sluice-cache: stale`) only when the
+    # upstream plan fails; 0: off.
+    stale_if_error_s: float = Field(default=0, ge=0)
 
 
 class IdempotencyConfig(_Frozen):
@@ -263,9 +274,17 @@ class CacheConfig(_Frozen):
     key_prefix: str = "sluice:"
     max_entries: int = Field(default=10_000, gt=0)  # memory backend bounds
     max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    # Memory backend only: a SQLite file that keeps exact-cache entries across restarts.
+    persist_path: str | None = None
     exact: ExactCacheConfig = ExactCacheConfig()
     idempotency: IdempotencyConfig = IdempotencyConfig()
     semantic: SemanticCacheConfig = SemanticCacheConfig()  # off unless enabled
+
+    @model_validator(mode="after")
+    def _persist_needs_memory(self) -> CacheConfig:
+        if self.persist_path and self.backend != "memory":
+            raise ValueError("persist_path works with the memory backend only (Redis persists)")
+        return self
 
 
 class ObservabilityConfig(_Frozen):

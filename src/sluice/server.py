@@ -18,9 +18,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from sluice.cache import admin as cache_admin
 from sluice.cache.backends import CacheBackend, MemoryBackend, RedisBackend
 from sluice.cache.exact import ExactCacheStage
 from sluice.cache.idempotency import IdempotencyStage
+from sluice.cache.persist import SqliteMirror
 from sluice.cache.semantic.build import semantic_stage
 from sluice.config import CacheConfig, SluiceConfig
 from sluice.context.sessions import SessionStore
@@ -91,6 +93,9 @@ class Gateway:
         guard = AgentGuardStage(config.reliability.agent)
         self.cache_backend = cache_backend(config.cache)
         cache = config.cache
+        self.cache_mirror: SqliteMirror | None = None
+        if cache.persist_path and isinstance(self.cache_backend, MemoryBackend):
+            self.cache_mirror = SqliteMirror(cache.persist_path, self.cache_backend)
         front: list[Stage] = []
         # Idempotency first: a replay costs nothing and is not a new agent step.
         if cache.idempotency.enabled:
@@ -109,12 +114,18 @@ class Gateway:
         # Token policy before the cache: the cache key must cover what is really sent (a
         # session's history, the default max_tokens, a truncated conversation).
         front.append(self.tokens)
+        # Caches the admin API purges and reports on (`sluice.cache.admin.Purgeable`).
+        self.caches: list[cache_admin.Purgeable] = []
         if cache.exact.enabled:  # outside structured output: only validated answers stored
-            front.append(ExactCacheStage(cache.exact, self.cache_backend))
+            exact = ExactCacheStage(cache.exact, self.cache_backend)
+            exact.price_of_model = self._model_price
+            front.append(exact)
+            self.caches.append(exact)
         # Right after the exact cache: a question that means the same gets the stored answer.
         self.semantic = semantic_stage(cache.semantic, self.executor)
         if self.semantic is not None:
             front.append(self.semantic)
+            self.caches.append(self.semantic)
         # Routing before structured output: a cascade sees validation failures and escalates.
         self.router = RouterStage(build_routers(config, self._route_classifier_call))
         routing: list[Stage] = [self.router] if self.router.routers else []
@@ -136,6 +147,7 @@ class Gateway:
         result = await self.executor(CallContext(req))
         assert isinstance(result, ChatResponse)
         return result
+
     def _sessions_backend(self, config: CacheConfig) -> CacheBackend:
         """Sessions share Redis with the cache; in memory they get their own LRU, so cache
         pressure never evicts a conversation."""
@@ -148,10 +160,23 @@ class Gateway:
         deployments = self.runtime.by_model.get(model)
         return self.settle.price_of(deployments[0].id) if deployments else None
 
+    async def start(self) -> None:
+        """Work that needs the running loop: migrations, the record sink, the cache file,
+        the embedding model and stored semantic entries."""
+        await self.governance.start()  # Alembic migrations of the key store
+        await self.recorder.start()
+        if self.cache_mirror is not None:
+            await self.cache_mirror.start()
+        if self.semantic is not None:
+            await self.semantic.start()
+        await self.router.prepare()  # routes' embedding model, off the request path
+
     async def close(self) -> None:
         self.ready = False
         await self.recorder.close()
         await self.governance.close()
+        if self.cache_mirror is not None:
+            await self.cache_mirror.close()
         await self.cache_backend.close()
         if self.semantic is not None:
             await self.semantic.close()
@@ -526,12 +551,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     app.router.add_get("/readyz", readyz)
 
     async def _starting(app: web.Application) -> None:
-        await app[GATEWAY].governance.start()  # Alembic migrations of the key store
-        await app[GATEWAY].recorder.start()
-        semantic = app[GATEWAY].semantic
-        if semantic is not None:  # loads the embedding model and the stored entries
-            await semantic.start()
-        await app[GATEWAY].router.prepare()  # routes' embedding model, off the request path
+        await app[GATEWAY].start()
 
     async def _stopping(app: web.Application) -> None:
         app[GATEWAY].ready = False  # /readyz answers 503 while in-flight calls drain
@@ -542,6 +562,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     if config.observability.alerts.enabled:
         install_alerts(app, config.observability.alerts)
     install_ui(app)  # /ui, behind SLUICE_ADMIN_KEY (loopback only when it is unset)
+    cache_admin.install(app, app[GATEWAY].caches)  # /admin/cache/*, the same access check
     app.on_startup.append(_starting)
     # /admin/keys behind SLUICE_ADMIN_KEY, after the migrations: here or on server.admin_port.
     cfg = config.server

@@ -374,6 +374,9 @@ class BrokenBackend(MemoryBackend):
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         raise ConnectionError("redis down")
 
+    async def set_tagged(self, key: str, value: bytes, ttl_s: float, tags: Any) -> None:
+        raise ConnectionError("redis down")
+
 
 async def test_backend_failures_never_fail_the_request() -> None:
     stage = ExactCacheStage(ExactCacheConfig(), BrokenBackend())

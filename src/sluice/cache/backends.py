@@ -4,6 +4,11 @@
 set-if-absent, which is what makes idempotency locks safe across processes. `MemoryBackend`
 is a bounded LRU for one process; `RedisBackend` shares entries between gateway processes.
 
+Both also keep *tags* (`TaggedBackend`): an entry stored with `set_tagged` can be found again
+by any of its tags (`exact`, `route:<name>`, `tenant:<id>`) to purge or count. Memory keeps
+dicts; Redis keeps one sorted set per tag (member: key, score: expiry in ms), trimmed of
+expired members on every write and itself expiring with its longest-lived member.
+
 A stored answer is one orjson document: the neutral `ChatResponse` (every part type, finish
 reason, stop sequence, usage) and the wall-clock time it was stored. Upstream rate-limit
 information is not stored: it described the upstream at that moment, not the answer.
@@ -13,8 +18,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import orjson
 
@@ -50,6 +55,32 @@ class CacheBackend(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class TaggedBackend(CacheBackend, Protocol):
+    """A backend that can find entries again by tag (purge by route or tenant, stats)."""
+
+    async def set_tagged(
+        self, key: str, value: bytes, ttl_s: float, tags: Sequence[str]
+    ) -> None: ...
+
+    async def purge_tag(self, tag: str) -> int:
+        """Delete every live entry carrying `tag`; how many there were."""
+        ...
+
+    async def tag_usage(self, tag: str) -> tuple[int, int]:
+        """(live entries, bytes of keys + values) carrying `tag`."""
+        ...
+
+    async def pop(self, key: str) -> bool:
+        """Delete `key`; True when it was there (and live)."""
+        ...
+
+
+# Called on every stored entry (value, expiry on the backend's clock, tags) and on every
+# removal (value None): what `sluice.cache.persist` needs to mirror entries to disk.
+ChangeListener = Callable[[str, bytes | None, float, tuple[str, ...]], None]
+
+
 # --- memory --------------------------------------------------------------------------
 
 
@@ -73,6 +104,9 @@ class MemoryBackend:
         self._clock = clock
         self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._bytes = 0
+        self._tags_of: dict[str, tuple[str, ...]] = {}
+        self._keys_by_tag: dict[str, set[str]] = {}
+        self.listener: ChangeListener | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -91,6 +125,9 @@ class MemoryBackend:
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         self._put(key, value, ttl_s)
 
+    async def set_tagged(self, key: str, value: bytes, ttl_s: float, tags: Sequence[str]) -> None:
+        self._put(key, value, ttl_s, tuple(tags))
+
     async def add(self, key: str, value: bytes, ttl_s: float) -> bool:
         if self._live(key) is not None:
             return False
@@ -100,8 +137,29 @@ class MemoryBackend:
     async def delete(self, key: str) -> None:
         self._drop(key)
 
+    async def pop(self, key: str) -> bool:
+        live = self._live(key) is not None
+        self._drop(key)
+        return live
+
+    async def purge_tag(self, tag: str) -> int:
+        live = [k for k in list(self._keys_by_tag.get(tag, ())) if self._live(k) is not None]
+        for key in live:
+            self._drop(key)
+        return len(live)
+
+    async def tag_usage(self, tag: str) -> tuple[int, int]:
+        live = [(k, e) for k in list(self._keys_by_tag.get(tag, ())) if (e := self._live(k))]
+        return len(live), sum(len(k) + len(e[0]) for k, e in live)
+
+    def restore(self, key: str, value: bytes, expires_at: float, tags: Iterable[str]) -> None:
+        """Put back an entry read from disk (expiry on this backend's clock)."""
+        self._put(key, value, expires_at - self._clock(), tuple(tags), notify=False)
+
     async def close(self) -> None:
         self._entries.clear()
+        self._tags_of.clear()
+        self._keys_by_tag.clear()
         self._bytes = 0
 
     def _live(self, key: str) -> tuple[bytes, float] | None:
@@ -111,21 +169,45 @@ class MemoryBackend:
             return None
         return entry
 
-    def _put(self, key: str, value: bytes, ttl_s: float) -> None:
-        self._drop(key)
+    def _put(
+        self,
+        key: str,
+        value: bytes,
+        ttl_s: float,
+        tags: tuple[str, ...] = (),
+        *,
+        notify: bool = True,
+    ) -> None:
+        self._drop(key, notify=notify)
         size = len(key) + len(value)
         if size > self.max_bytes or ttl_s <= 0:
             return  # could never fit (or already expired): not stored
-        self._entries[key] = (value, self._clock() + ttl_s)
+        expires = self._clock() + ttl_s
+        self._entries[key] = (value, expires)
         self._bytes += size
+        if tags:
+            self._tags_of[key] = tags
+            for tag in tags:
+                self._keys_by_tag.setdefault(tag, set()).add(key)
+            if notify and self.listener is not None:
+                self.listener(key, value, expires, tags)
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
-            old_key, (old_value, _) = self._entries.popitem(last=False)
-            self._bytes -= len(old_key) + len(old_value)
+            self._drop(next(iter(self._entries)))
 
-    def _drop(self, key: str) -> None:
+    def _drop(self, key: str, *, notify: bool = True) -> None:
         entry = self._entries.pop(key, None)
-        if entry is not None:
-            self._bytes -= len(key) + len(entry[0])
+        if entry is None:
+            return
+        self._bytes -= len(key) + len(entry[0])
+        tags = self._tags_of.pop(key, ())
+        for tag in tags:
+            keys = self._keys_by_tag.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._keys_by_tag[tag]
+        if tags and notify and self.listener is not None:
+            self.listener(key, None, 0.0, tags)
 
 
 # --- redis ---------------------------------------------------------------------------
@@ -165,6 +247,56 @@ class RedisBackend:
     async def delete(self, key: str) -> None:
         await self._client.delete(self.prefix + key)
 
+    async def pop(self, key: str) -> bool:
+        return bool(await self._client.delete(self.prefix + key))
+
+    async def set_tagged(self, key: str, value: bytes, ttl_s: float, tags: Sequence[str]) -> None:
+        ms = _ms(ttl_s)
+        now_ms = int(time.time() * 1000)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.set(self.prefix + key, value, px=ms)
+        for tag in tags:
+            index = self._tag_key(tag)
+            pipe.zadd(index, {key: now_ms + ms})
+            pipe.zremrangebyscore(index, "-inf", now_ms)
+            pipe.pexpire(index, ms, nx=True)  # a new index gets an expiry ...
+            pipe.pexpire(index, ms, gt=True)  # ... an old one only ever a later one
+        await pipe.execute()
+
+    async def purge_tag(self, tag: str) -> int:
+        index = self._tag_key(tag)
+        members = await self._client.zrange(index, 0, -1)
+        removed = 0
+        for start in range(0, len(members), 500):
+            batch = [self.prefix + _text(m) for m in members[start : start + 500]]
+            removed += int(await self._client.delete(*batch))
+        await self._client.delete(index)
+        return removed
+
+    async def tag_usage(self, tag: str) -> tuple[int, int]:
+        index = self._tag_key(tag)
+        await self._client.zremrangebyscore(index, "-inf", int(time.time() * 1000))
+        members = [_text(m) for m in await self._client.zrange(index, 0, -1)]
+        entries = size = 0
+        gone: list[str] = []
+        for start in range(0, len(members), 500):
+            batch = members[start : start + 500]
+            pipe = self._client.pipeline(transaction=False)
+            for key in batch:
+                pipe.strlen(self.prefix + key)
+            for key, length in zip(batch, await pipe.execute(), strict=True):
+                if length:
+                    entries += 1
+                    size += len(key) + int(length)
+                else:
+                    gone.append(key)  # purged through another tag, or evicted
+        if gone:
+            await self._client.zrem(index, *gone)
+        return entries, size
+
+    def _tag_key(self, tag: str) -> str:
+        return f"{self.prefix}tag:{tag}"
+
     async def clear(self) -> int:
         """Delete every key under the prefix (tests, admin); returns how many."""
         removed = 0
@@ -180,6 +312,10 @@ class RedisBackend:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _ms(ttl_s: float) -> int:

@@ -45,6 +45,7 @@ class Price:
     batch_discount: Decimal = _ZERO  # fraction taken off every component for batch calls
     context_window: int | None = None
     max_output: int | None = None
+    min_cache_tokens: int | None = None  # shortest prompt prefix the provider caches
 
 
 def _decimal(value: Any) -> Decimal:
@@ -61,6 +62,7 @@ def _price_from_entry(entry: Mapping[str, Any]) -> Price:
         batch_discount=_decimal(entry.get("batch_discount", 0)),
         context_window=entry.get("context_window"),
         max_output=entry.get("max_output"),
+        min_cache_tokens=entry.get("min_cache_tokens"),
     )
 
 
@@ -141,6 +143,7 @@ class PriceTable:
                 batch_discount=known.batch_discount,
                 context_window=known.context_window,
                 max_output=known.max_output,
+                min_cache_tokens=known.min_cache_tokens,
             )
         return price
 

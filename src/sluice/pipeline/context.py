@@ -41,7 +41,7 @@ class CallContext:
     fallback: bool = False  # served (or tried) by a model other than the one asked for
     degraded: bool = False  # the plan failed and the configured degrade answer was given
     skip_models: int = 0  # start the plan at this model (structured output escalates)
-    cache_status: str | None = None  # "miss" | "exact" | "semantic" | "bypass" (cache stages)
+    cache_status: str | None = None  # "miss" | "exact" | "semantic" | "stale" | "bypass"
     cache_similarity: float | None = None  # cosine of a semantic cache hit
     response_headers: dict[str, str] = field(default_factory=dict)
     route: str | None = None  # the public route name the caller asked for (routing on)

@@ -6,7 +6,9 @@ import os
 
 import orjson
 
+from sluice.cache.prompt import DEFAULT_MIN_TOKENS, PrefixMemory, add_breakpoints
 from sluice.config import AnthropicProviderConfig
+from sluice.cost.prices import default_price_table
 from sluice.errors import UpstreamConnectError
 from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter, upstream_headers
@@ -33,6 +35,20 @@ class AnthropicProvider:
             self._headers["x-api-key"] = key
         self._client = UpstreamClient(name, cfg.max_connections)
         self._forward = HeaderFilter(cfg.forward_headers)
+        self._prompt_caching = cfg.prompt_caching
+        self._prefixes = PrefixMemory()  # prompt prefixes seen lately (repeat detection)
+        self._min_cache_tokens: dict[str, int | None] = {}  # deployment id → minimum or off
+
+    def _cache_minimum(self, dep: Deployment) -> int | None:
+        """The prefix length past which breakpoints are added; None when caching is off."""
+        if dep.id not in self._min_cache_tokens:
+            mode = dep.prompt_caching or self._prompt_caching
+            price = default_price_table().find("anthropic", dep.model)
+            table = price.min_cache_tokens if price is not None else None
+            self._min_cache_tokens[dep.id] = (
+                None if mode == "off" else dep.min_cache_tokens or table or DEFAULT_MIN_TOKENS
+            )
+        return self._min_cache_tokens[dep.id]
 
     def _body(self, req: ChatRequest, dep: Deployment) -> bytes:
         default_max = min(dep.max_output_tokens or DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS)
@@ -43,6 +59,9 @@ class AnthropicProvider:
             same_wire=req.meta.wire == "anthropic",
             structured_output=self._structured_output,
         )
+        minimum = self._cache_minimum(dep)
+        if minimum is not None:
+            add_breakpoints(body, minimum, self._prefixes)
         return orjson.dumps(body)
 
     async def complete(self, req: ChatRequest, dep: Deployment) -> ChatResponse:

@@ -23,6 +23,8 @@ class Deployment:
     max_output_tokens: int | None
     weight: float = 1.0
     max_concurrency: int | None = None
+    prompt_caching: str | None = None  # "auto" | "off"; None: the provider's setting
+    min_cache_tokens: int | None = None  # None: the price table's value for the model
 
     @classmethod
     def from_config(cls, cfg: DeploymentConfig) -> Deployment:
@@ -37,6 +39,8 @@ class Deployment:
             max_output_tokens=cfg.max_output_tokens,
             weight=cfg.weight,
             max_concurrency=cfg.max_concurrency,
+            prompt_caching=cfg.prompt_caching,
+            min_cache_tokens=cfg.min_cache_tokens,
         )
 
 

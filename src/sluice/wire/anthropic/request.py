@@ -358,9 +358,7 @@ def encode_request(
         body["system"] = (
             simple
             if simple is not None
-            else [
-                _with_cache({"type": "text", "text": p.text}, p.cache_control) for p in req.system
-            ]
+            else [_with_cache({"type": "text", "text": p.text}, p.cache_control) for p in system]
         )
     if req.tools:
         body["tools"] = [
