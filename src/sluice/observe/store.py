@@ -221,7 +221,7 @@ class RecordStore:
         params: list[Any] = []
         row_of = attrgetter(*order)  # one C call per record instead of 38 getattr calls
         for record in records:
-            values = row_of(record)
+            values: tuple[Any, ...] | list[Any] = row_of(record)
             if money_as_text:
                 values = list(values)
                 for i in money_positions:
