@@ -54,15 +54,23 @@ class TokenPolicyStage:
         self._deployments = deployments
         self.sessions = sessions
         self.calibration = calibration or Calibration()
+        # id(policy) → (policy, not the default): comparing with == costs ~5 µs a call.
+        self._active: dict[int, tuple[TokenPolicy, bool]] = {}
 
     def policy_for(self, ctx: CallContext) -> TokenPolicy:
         if ctx.route is not None and ctx.route in self.policies:
             return self.policies[ctx.route]
         return self.policies.get(ctx.request.model, _DEFAULT)
 
+    def _is_active(self, policy: TokenPolicy) -> bool:
+        known = self._active.get(id(policy))
+        if known is None or known[0] is not policy:
+            known = self._active[id(policy)] = (policy, policy != _DEFAULT)
+        return known[1]
+
     async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
         policy = self.policy_for(ctx)
-        if policy == _DEFAULT:
+        if not self._is_active(policy):
             return await nxt(ctx)
         ctx.request = apply_max_tokens(ctx, policy)
         target = self._target(ctx.request.model)
