@@ -308,6 +308,8 @@ def report(
 main.add_command(keys)
 main.add_command(db)
 main.add_command(budgets)
+
+
 @main.group("cache")
 def cache_group() -> None:
     """Purge and inspect a running gateway's caches (admin key from SLUICE_ADMIN_KEY)."""

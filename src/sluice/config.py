@@ -19,8 +19,8 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from yarl import URL
 
-from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.cache.config import ExactRouteConfig, PromptCaching
+from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
 from sluice.governance.config import GovernanceConfig

@@ -87,6 +87,8 @@ class Metrics:
             "sluice_limits_backend_errors",
             "Failures of the limits/budgets counter store (Redis), by operation.",
             ["op"],
+            registry=r,
+        )
         self.token_estimate_ratio = Gauge(
             "sluice_token_estimate_ratio",
             "Input tokens the provider reported / Sluice's estimate (EWMA; 1 = exact).",
@@ -139,6 +141,7 @@ class Metrics:
 
     def governance_backend_error(self, op: str) -> None:
         self.governance_backend_errors.labels(op).inc()
+
     def set_token_estimate_ratio(self, model: str, ratio: float) -> None:
         self.token_estimate_ratio.labels(self._label("model", model)).set(ratio)
 
