@@ -146,6 +146,8 @@ class _Budget:
     expires_at: float | None = None  # the period's end: the bucket is dropped after it
 
     def prune(self, now: float) -> None:
+        if not self.reservations:
+            return
         for ticket, (amount, deadline) in list(self.reservations.items()):
             if deadline <= now:
                 del self.reservations[ticket]
