@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from sluice.governance.spec import Period
+
 WINDOW_S = 60.0
 NANO = 1_000_000_000  # nano-USD per USD
 
@@ -47,7 +49,7 @@ class RateCheck:
 class BudgetCheck:
     key: str  # storage key, period bucket included, e.g. "budget:tenant:acme:usd:monthly:2026-11"
     scope: str
-    period: str
+    period: Period
     unit: BudgetUnit
     limit: int  # nano-USD or tokens
     amount: int  # this call's worst case
