@@ -212,6 +212,16 @@ def cache(count: int) -> None:
 
 
 @bench.command()
+@click.option("--requests", "count", default=5000, show_default=True)
+@click.option("--redis", "redis_url", default=None, help="Also measure Redis counters here.")
+def limits(count: int, redis_url: str | None) -> None:
+    """Rate-limit and budget cost per call in-process (memory; Redis with --redis)."""
+    from sluice.bench.limits import run
+
+    click.echo(run(count, redis_url))
+
+
+@bench.command()
 @click.option("--requests", "count", default=20000, show_default=True)
 def pipeline(count: int) -> None:
     """Sluice's own per-request cost, without HTTP."""

@@ -196,3 +196,20 @@ async def test_key_limits_and_budgets_from_virtual_keys(
             assert resp.status == 401  # no key, no usage
         await oai.close()
         await free.close()
+
+
+async def test_anthropic_clients_get_429_in_their_wire_format(gateway: Gateway) -> None:
+    ask = {"model": "claude-haiku", "max_tokens": 5, "messages": MESSAGES}
+    async with (
+        gateway({"tiers": {}, "gateway": {"rpm": 1}}) as url,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(url + "/v1/messages", json=ask) as resp:
+            assert resp.status == 200
+            assert resp.headers["x-ratelimit-remaining-requests"] == "0"
+        async with http.post(url + "/v1/messages", json=ask) as resp:
+            assert resp.status == 429
+            body = await resp.json()
+            assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
+            assert "rate limit reached for gateway" in body["error"]["message"]
+            assert int(resp.headers["retry-after"]) >= 59

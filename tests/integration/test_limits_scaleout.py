@@ -45,7 +45,12 @@ def free_port() -> int:
 def write_config(tmp: Path, store_url: str, prefix: str) -> Path:
     data: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "sim.yaml").read_text())
     data["observability"]["records"]["enabled"] = False
-    data["governance"] = {"store_url": store_url, "auth": {"enabled": True}}
+    data["governance"] = {
+        "store_url": store_url,
+        "auth": {"enabled": True},
+        "backend": "redis",  # key revocations broadcast to every replica
+        "redis_url": REDIS_URL,
+    }
     data["limits"] = {
         "enabled": True,
         "backend": "redis",

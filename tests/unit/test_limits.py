@@ -217,7 +217,7 @@ async def answer(ctx: CallContext) -> Result:
 def stage(config: LimitsConfig, counters: MemoryCounters | None = None) -> GovernanceStage:
     return GovernanceStage(
         config,
-        counters or MemoryCounters(Clock()),
+        MemoryCounters(Clock()) if counters is None else counters,
         lambda m: PRICE,
         models={"big", "small"},
         metrics=Metrics(),
@@ -282,3 +282,15 @@ async def test_backend_down_limits_fail_open_budgets_fail_closed() -> None:
     with pytest.raises(ServiceUnavailableError) as err:
         await stage(hard, down)(request(), answer)
     assert err.value.code == "budget_store_unavailable"
+
+
+async def test_memory_counters_forget_idle_windows_and_past_periods() -> None:
+    clock = Clock()
+    counters = MemoryCounters(clock)
+    daily = BudgetCheck("b:day1", "user:u", "daily", "tokens", 10, 1, True, clock.now + 100)
+    for i in range(50):
+        await counters.admit(f"t{i}", [rpm(5, f"rate:user:{i}")], [daily], 60)
+    assert len(counters) == 51
+    clock.now += 200  # windows empty, the day is over
+    counters.sweep()
+    assert len(counters) == 0

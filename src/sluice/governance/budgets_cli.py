@@ -65,7 +65,7 @@ def _from_ledger(url: str, rows: list[tuple[str, str, BudgetCheck]], now: float)
         out: list[int] = []
         for kind, name, check in rows:
             tenant = name if kind == "tenant" else check.scope.split(":", 1)[1].split("/")[0]
-            since = period_start(check.period, now)  # type: ignore[arg-type]
+            since = period_start(check.period, now)
             spend = spend_since(engine, _LEDGER_COLUMNS[kind], since, tenant).get(name, {})
             if check.unit == "usd":
                 out.append(int(spend.get("usd", 0) * NANO))

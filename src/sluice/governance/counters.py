@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from sluice.governance.spec import Period
+
 WINDOW_S = 60.0
 NANO = 1_000_000_000  # nano-USD per USD
 
@@ -47,7 +49,7 @@ class RateCheck:
 class BudgetCheck:
     key: str  # storage key, period bucket included, e.g. "budget:tenant:acme:usd:monthly:2026-11"
     scope: str
-    period: str
+    period: Period
     unit: BudgetUnit
     limit: int  # nano-USD or tokens
     amount: int  # this call's worst case
@@ -146,6 +148,8 @@ class _Budget:
     expires_at: float | None = None  # the period's end: the bucket is dropped after it
 
     def prune(self, now: float) -> None:
+        if not self.reservations:
+            return
         for ticket, (amount, deadline) in list(self.reservations.items()):
             if deadline <= now:
                 del self.reservations[ticket]
@@ -156,10 +160,28 @@ class MemoryCounters:
     """One process's counters. Every method runs without awaiting, so it is atomic on the
     event loop."""
 
+    SWEEP_EVERY = 10_000  # admissions between sweeps of idle counters
+
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._logs: dict[str, _Log] = {}
         self._budgets: dict[str, _Budget] = {}
+        self._until_sweep = self.SWEEP_EVERY
+
+    def __len__(self) -> int:
+        return len(self._logs) + len(self._budgets)
+
+    def sweep(self) -> None:
+        """Forget windows that are empty and budget buckets whose period has ended, so
+        counters for many keys and users do not pile up in a long-running process."""
+        now = self._clock()
+        for key, log in list(self._logs.items()):
+            log.prune(now)
+            if not log.entries:
+                del self._logs[key]
+        for key, account in list(self._budgets.items()):
+            if account.expires_at is not None and account.expires_at <= now:
+                del self._budgets[key]
 
     async def admit(
         self,
@@ -169,6 +191,10 @@ class MemoryCounters:
         reservation_ttl_s: float,
     ) -> Admission:
         now = self._clock()
+        self._until_sweep -= 1
+        if self._until_sweep <= 0:
+            self._until_sweep = self.SWEEP_EVERY
+            self.sweep()
         logs = [self._log(c.key, now) for c in rates]
         accounts = [self._budget(c.key, c.resets_at, now) for c in budgets]
         result = Admission(admitted=True)
