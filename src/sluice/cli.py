@@ -209,9 +209,20 @@ def pipeline(count: int) -> None:
 @click.option("--entries", default=100_000, show_default=True, help="Index size for latency.")
 @click.option("--thresholds", default="0.85,0.9,0.92,0.95,0.97", show_default=True)
 @click.option("--lookups", default=300, show_default=True, help="Timed lookups (0: skip).")
+@click.option(
+    "--ann-min-entries",
+    type=int,
+    default=None,
+    help="Give scopes of this many entries an HNSW graph (usearch); default: exact only.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def semantic_cache(
-    pairs_path: str, entries: int, thresholds: str, lookups: int, as_json: bool
+    pairs_path: str,
+    entries: int,
+    thresholds: str,
+    lookups: int,
+    ann_min_entries: int | None,
+    as_json: bool,
 ) -> None:
     """Semantic-cache precision, recall, false-hit rate (with/without guard) and lookup latency."""
     # One core means one BLAS thread too (only effective before numpy is first imported).
@@ -227,7 +238,16 @@ def semantic_cache(
             f"not a number list: {thresholds}", param_hint="--thresholds"
         ) from exc
     try:
-        click.echo(run(pairs_path, entries, levels, as_json, lookups=lookups))
+        click.echo(
+            run(
+                pairs_path,
+                entries,
+                levels,
+                as_json,
+                lookups=lookups,
+                ann_min_entries=ann_min_entries,
+            )
+        )
     except (PairFileError, EmbedderUnavailableError) as exc:
         raise click.ClickException(str(exc)) from exc
 
