@@ -25,6 +25,7 @@ from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
 from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
+from sluice.embed.config import EmbedConfig
 from sluice.observe.alert_rules import RulesConfig
 from sluice.observe.tracing import TracingConfig
 from sluice.routing.config import RouteConfig
@@ -320,6 +321,8 @@ class SluiceConfig(_Frozen):
                     f"routes.{name}: classifier model {route.classifier.model!r} is not served"
                 )
         return self
+    # Sentence embedder shared by the semantic cache and semantic routing (sluice.embed).
+    embedding: EmbedConfig = EmbedConfig()
 
     @model_validator(mode="after")
     def _check_plans(self) -> SluiceConfig:
