@@ -112,9 +112,9 @@ async def main(args: argparse.Namespace, pairs: list[dict[str, Any]]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", default="tests/data/semantic_pairs.jsonl")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.85, 0.9, 0.95])
-    parser.add_argument("--entries", type=int, nargs="+", default=[0, 10_000])
+    parser.add_argument("--thresholds", type=float, nargs="*", default=[0.85, 0.9, 0.95])
+    parser.add_argument("--entries", type=int, nargs="*", default=[0, 10_000])
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
-    lines = Path(args.pairs).read_text().splitlines()
+    lines = Path(args.pairs).read_text().splitlines() if args.thresholds else []
     asyncio.run(main(args, [json.loads(line) for line in lines if line]))
