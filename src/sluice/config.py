@@ -22,6 +22,7 @@ from yarl import URL
 from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
+from sluice.embed.config import EmbedConfig
 from sluice.observe.alert_rules import RulesConfig
 from sluice.observe.tracing import TracingConfig
 
@@ -277,6 +278,8 @@ class SluiceConfig(_Frozen):
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     models: dict[str, ModelPlanConfig] = Field(default_factory=dict)
     reliability: ReliabilityConfig = ReliabilityConfig()
+    # Sentence embedder shared by the semantic cache and semantic routing (sluice.embed).
+    embedding: EmbedConfig = EmbedConfig()
 
     @model_validator(mode="after")
     def _check_plans(self) -> SluiceConfig:

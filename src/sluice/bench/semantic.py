@@ -1,120 +1,282 @@
-"""`python -m sluice.bench.semantic`: what the semantic cache serves, and what it costs.
+"""`sluice bench semantic-cache`: how often a semantic cache would serve a wrong answer, and
+what one lookup costs.
 
-1. Decisions on a labelled pair file (JSON lines `{"a", "b", "label", "kind"}`; label 1 =
-   paraphrase, 0 = needs a different answer): for each pair, `a` is answered and stored,
-   then `b` is asked through the real stage (MiniLM, scope, threshold, contrast guard). A hit
-   on a label-1 pair is a good hit; a hit on a label-0 pair is a false hit (a wrong answer).
-2. Stage latency in-process with the real embedder: a miss (embed + search + store) and a
-   hit (embed + search + guard + decode), with `--entries` stored in the searched scope.
+Quality, on a labelled pair file (JSONL: a, b, label 1 = same answer / 0 = different, kind):
+the cache holds `a`, a request `b` arrives; it is served when cosine(a, b) >= threshold and,
+with the guard, `contrast(a, b)` finds no difference. Per threshold, with and without guard:
+precision (served pairs that were paraphrases), recall (paraphrases served) and false-hit
+rate (label-0 pairs served: wrong answers handed out).
+
+Latency, on one CPU core: a `VectorIndex` filled to `entries` (random unit vectors plus the
+real `a` vectors) and one lookup = embed the query + exact search + guard on the candidates.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
+import os
+import random
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from sluice.cache.semantic.catalog import SemanticEntry
-from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.cache.semantic.guard import contrast
-from sluice.cache.semantic.scope import scope_of
-from sluice.cache.semantic.stage import SemanticCacheStage
-from sluice.embed import get_embedder
-from sluice.pipeline.context import CallContext, Result
-from sluice.types import ChatRequest, ChatResponse, Message, TextPart
+from sluice.cache.semantic.index import VectorIndex
+from sluice.embed import Embedder
+
+KINDS = ("paraphrase", "number", "entity", "date", "negation", "direction", "unrelated")
+_SCOPE = "bench"
+LATENCY_THRESHOLD = 0.95  # the default cache threshold; lookups at it are timed
 
 
-def _request(text: str) -> ChatRequest:
-    return ChatRequest("gpt-4o-mini", [Message("user", [TextPart(text)])], temperature=0)
+class PairFileError(ValueError):
+    """The pair file is missing, empty or has a malformed line (the message names it)."""
 
 
-async def _upstream(ctx: CallContext) -> Result:
-    return ChatResponse(id="r", model="m", parts=[TextPart("answer")], finish_reason="stop")
+@dataclass(frozen=True, slots=True)
+class Pair:
+    a: str
+    b: str
+    label: int
+    kind: str
+    domain: str = ""
 
 
-def _stage(threshold: float, guard: bool) -> SemanticCacheStage:
-    config = SemanticCacheConfig(enabled=True, threshold=threshold, guard=guard)
-    return SemanticCacheStage(config, get_embedder, guard=contrast if guard else None)
+@dataclass(frozen=True, slots=True)
+class ScoredPair:
+    pair: Pair
+    cosine: float
+    refusal: str | None  # the guard's reason, None when it lets the pair through
 
 
-async def decisions(pairs: list[dict[str, Any]], threshold: float, guard: bool) -> dict[str, Any]:
-    hits: Counter[str] = Counter()
-    totals: Counter[str] = Counter()
-    for pair in pairs:
-        stage = _stage(threshold, guard)  # a fresh cache per pair
-        await stage(CallContext(_request(pair["a"])), _upstream)
-        ctx = CallContext(_request(pair["b"]))
-        await stage(ctx, _upstream)
-        kind = "paraphrase" if pair["label"] == 1 else pair["kind"]
-        totals[kind] += 1
-        hits[kind] += ctx.cache_status == "semantic"
-    negatives = sum(v for k, v in totals.items() if k != "paraphrase")
-    false_hits = sum(v for k, v in hits.items() if k != "paraphrase")
-    return {
-        "threshold": threshold,
-        "guard": guard,
-        "paraphrase_hit_rate": round(hits["paraphrase"] / max(1, totals["paraphrase"]), 3),
-        "false_hit_rate": round(false_hits / max(1, negatives), 3),
-        "false_hits_by_kind": {k: f"{hits[k]}/{totals[k]}" for k in totals if k != "paraphrase"},
-    }
+@dataclass(frozen=True, slots=True)
+class QualityRow:
+    threshold: float
+    guard: bool
+    served: int
+    true_hits: int
+    false_hits: int
+    precision: float | None  # None when nothing is served
+    recall: float
+    false_hit_rate: float
+    false_hits_by_kind: dict[str, int] = field(default_factory=dict)
 
 
-async def latency(entries: int, rounds: int) -> dict[str, float]:
-    stage = _stage(0.95, True)
-    await stage.start()
-    assert stage.catalog is not None
-    req = _request("How can I cancel my subscription?")
-    scope = scope_of(req, "default", req.model, "v1")
+@dataclass(frozen=True, slots=True)
+class Latency:
+    entries: int
+    lookups: int
+    p50_ms: float
+    p99_ms: float
+    embed_p50_ms: float
+    search_p50_ms: float
+    index_mb: float
+    search: str  # "exact" or "ann>=N" (HNSW candidates in scopes of N+ entries)
+
+
+def load_pairs(path: str | Path) -> list[Pair]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise PairFileError(f"cannot read {path}: {exc.strerror}") from exc
+    pairs = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            pair = Pair(str(row["a"]), str(row["b"]), int(row["label"]), str(row["kind"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PairFileError(f"{path}:{number}: expected a, b, label, kind ({exc})") from exc
+        if pair.label not in (0, 1) or pair.kind not in KINDS:
+            raise PairFileError(f"{path}:{number}: label must be 0/1, kind one of {KINDS}")
+        pairs.append(Pair(pair.a, pair.b, pair.label, pair.kind, str(row.get("domain", ""))))
+    if not pairs:
+        raise PairFileError(f"{path} holds no pairs")
+    return pairs
+
+
+def score_pairs(pairs: list[Pair], embedder: Embedder) -> list[ScoredPair]:
+    a = embedder.embed_sync([p.a for p in pairs])
+    b = embedder.embed_sync([p.b for p in pairs])
+    cosines = (a * b).sum(axis=1)
+    return [
+        ScoredPair(p, float(c), contrast(p.a, p.b)) for p, c in zip(pairs, cosines, strict=True)
+    ]
+
+
+def quality(scored: list[ScoredPair], threshold: float, guard: bool) -> QualityRow:
+    """Pure: the cache stores `a` and is asked `b`; count what it would serve."""
+    served = [s for s in scored if s.cosine >= threshold and not (guard and s.refusal)]
+    true_hits = sum(s.pair.label for s in served)
+    false = [s for s in served if s.pair.label == 0]
+    positives = sum(s.pair.label for s in scored)
+    negatives = len(scored) - positives
+    return QualityRow(
+        threshold=threshold,
+        guard=guard,
+        served=len(served),
+        true_hits=true_hits,
+        false_hits=len(false),
+        precision=true_hits / len(served) if served else None,
+        recall=true_hits / positives if positives else 0.0,
+        false_hit_rate=len(false) / negatives if negatives else 0.0,
+        false_hits_by_kind=dict(Counter(s.pair.kind for s in false)),
+    )
+
+
+@contextmanager
+def one_core() -> Iterator[None]:
+    """Pin this process to one CPU for the measurement (Linux), restoring it afterwards."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def fill_index(
+    embedder: Embedder, stored: list[str], entries: int, ann_min_entries: int | None = None
+) -> VectorIndex:
+    """An index of `entries` rows: the real stored texts plus random unit vectors."""
+    index = VectorIndex(
+        embedder.dim, max_entries=max(entries, len(stored)), ann_min_entries=ann_min_entries
+    )
     rng = np.random.default_rng(0)
-    for i in range(entries):
-        v = rng.standard_normal(stage.catalog.dim).astype(np.float32)
-        entry = SemanticEntry(
-            str(i), "default", req.model, scope, f"q{i}", v / np.linalg.norm(v), b"", 0.0, 1e12
-        )
-        stage.catalog.add(entry)
-    miss, hit = [], []
-    for i in range(rounds):
-        t = time.perf_counter()
-        await stage(CallContext(_request(f"How do I cancel subscription number {i}?")), _upstream)
-        miss.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        ctx = CallContext(_request(f"How do I cancel subscription number {i}?"))
-        await stage(ctx, _upstream)
-        hit.append(time.perf_counter() - t)
-        assert ctx.cache_status == "semantic"
+    far = time.time() + 86_400
+    filler = max(0, entries - len(stored))
+    for start in range(0, filler, 10_000):
+        block = rng.standard_normal((min(10_000, filler - start), embedder.dim), np.float32)
+        for offset, vector in enumerate(block):
+            index.add(_SCOPE, f"random-{start + offset}", vector, far)
+    for i, vector in enumerate(embedder.embed_sync(stored)):
+        index.add(_SCOPE, f"stored-{i}", vector, far)
+    return index
 
-    def ms(xs: list[float], q: float) -> float:
-        return round(float(np.percentile(xs, q)) * 1000, 2)
 
-    return {
-        "entries": entries,
-        "miss_p50_ms": ms(miss, 50),
-        "miss_p99_ms": ms(miss, 99),
-        "hit_p50_ms": ms(hit, 50),
-        "hit_p99_ms": ms(hit, 99),
+def measure_latency(
+    embedder: Embedder,
+    pairs: list[Pair],
+    entries: int,
+    lookups: int,
+    ann_min_entries: int | None = None,
+) -> Latency:
+    """Per lookup: embed the query, search the index, run the guard on each candidate."""
+    stored = [p.a for p in pairs]
+    index = fill_index(embedder, stored, entries, ann_min_entries)
+    queries = [p.b for p in pairs]
+    random.Random(1).shuffle(queries)
+    embedder.embed_sync(queries[:3])  # warm up (first-call allocations)
+    totals, embeds, searches = [], [], []
+    with one_core():
+        for n in range(lookups):
+            query = queries[n % len(queries)]
+            started = time.perf_counter()
+            vector = embedder.embed_sync([query])[0]
+            embedded = time.perf_counter()
+            hits = index.search(_SCOPE, vector, LATENCY_THRESHOLD, k=5)
+            searched = time.perf_counter()
+            for entry_id, _ in hits:
+                if entry_id.startswith("stored-"):
+                    contrast(stored[int(entry_id[7:])], query)
+            done = time.perf_counter()
+            totals.append(done - started)
+            embeds.append(embedded - started)
+            searches.append(searched - embedded)
+    return Latency(
+        entries=len(index),
+        lookups=lookups,
+        p50_ms=_ms(totals, 50),
+        p99_ms=_ms(totals, 99),
+        embed_p50_ms=_ms(embeds, 50),
+        search_p50_ms=_ms(searches, 50),
+        index_mb=round(index.nbytes / 1e6, 1),
+        search="exact" if ann_min_entries is None else f"ann>={ann_min_entries}",
+    )
+
+
+def _ms(samples: list[float], q: int) -> float:
+    return round(float(np.percentile(samples, q)) * 1000, 2)
+
+
+def run(
+    pairs_path: str,
+    entries: int,
+    thresholds: list[float],
+    as_json: bool,
+    embedder: Embedder | None = None,
+    lookups: int = 300,
+    ann_min_entries: int | None = None,
+) -> str:
+    if embedder is None:
+        from sluice.embed import get_embedder
+
+        embedder = get_embedder()
+    pairs = load_pairs(pairs_path)
+    scored = score_pairs(pairs, embedder)
+    rows = [quality(scored, t, guard) for t in thresholds for guard in (False, True)]
+    latency = (
+        measure_latency(embedder, pairs, entries, lookups, ann_min_entries) if lookups else None
+    )
+    summary = {
+        "pairs": len(pairs),
+        "positives": sum(p.label for p in pairs),
+        "negatives": sum(1 - p.label for p in pairs),
+        "negatives_by_kind": dict(Counter(p.kind for p in pairs if p.label == 0)),
+        "cosine_median": _medians(scored),
+        "guard_passes": {
+            "paraphrase": _share([s.refusal is None for s in scored if s.pair.label == 1]),
+            "negative": _share([s.refusal is None for s in scored if s.pair.label == 0]),
+        },
+        "rows": [asdict(r) for r in rows],
+        "latency": asdict(latency) if latency else None,
     }
+    return json.dumps(summary, indent=2) if as_json else _table(summary, rows, latency)
 
 
-async def main(args: argparse.Namespace, pairs: list[dict[str, Any]]) -> None:
-    for threshold in args.thresholds:
-        for guard in (True, False):
-            print(json.dumps(await decisions(pairs, threshold, guard)))  # noqa: T201
-    for entries in args.entries:
-        print(json.dumps(await latency(entries, args.rounds)))  # noqa: T201
+def _medians(scored: list[ScoredPair]) -> dict[str, float]:
+    by_kind: dict[str, list[float]] = {}
+    for s in scored:
+        by_kind.setdefault(s.pair.kind, []).append(s.cosine)
+    return {k: round(float(np.median(v)), 3) for k, v in sorted(by_kind.items())}
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pairs", default="tests/data/semantic_pairs.jsonl")
-    parser.add_argument("--thresholds", type=float, nargs="*", default=[0.85, 0.9, 0.95])
-    parser.add_argument("--entries", type=int, nargs="*", default=[0, 10_000])
-    parser.add_argument("--rounds", type=int, default=200)
-    args = parser.parse_args()
-    lines = Path(args.pairs).read_text().splitlines() if args.thresholds else []
-    asyncio.run(main(args, [json.loads(line) for line in lines if line]))
+def _share(flags: list[bool]) -> float:
+    return round(sum(flags) / len(flags), 3) if flags else 0.0
+
+
+def _table(summary: dict[str, object], rows: list[QualityRow], latency: Latency | None) -> str:
+    out = [
+        f"pairs: {summary['pairs']} ({summary['positives']} paraphrases, "
+        f"{summary['negatives']} negatives: {summary['negatives_by_kind']})",
+        f"median cosine by kind: {summary['cosine_median']}",
+        f"guard lets through: {summary['guard_passes']}",
+        "",
+        f"{'threshold':>9}  {'guard':>5}  {'served':>6}  {'precision':>9}  {'recall':>6}  "
+        f"{'false-hit rate':>14}  false hits by kind",
+    ]
+    for r in rows:
+        precision = f"{r.precision:.3f}" if r.precision is not None else "-"
+        out.append(
+            f"{r.threshold:>9.2f}  {'on' if r.guard else 'off':>5}  {r.served:>6}  "
+            f"{precision:>9}  {r.recall:>6.3f}  {r.false_hit_rate:>14.2%}  "
+            f"{r.false_hits_by_kind or ''}"
+        )
+    if latency:
+        out += [
+            "",
+            f"lookup on one core, {latency.entries} entries ({latency.index_mb} MB index, "
+            f"{latency.search} search), "
+            f"{latency.lookups} lookups: p50 {latency.p50_ms} ms, p99 {latency.p99_ms} ms "
+            f"(embed p50 {latency.embed_p50_ms} ms, search p50 {latency.search_p50_ms} ms)",
+        ]
+    return "\n".join(out)
