@@ -10,12 +10,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from anthropic import AsyncAnthropic
 from openai import AsyncOpenAI
 
 from sluice import server
 from sluice.cache.semantic.stage import SemanticCacheStage
 from sluice.config import SluiceConfig
 from sluice.observe.store import RecordStore
+from sluice.pipeline.context import CallContext, Handler, Result, compose
 from tests.integration.semantic_support import (
     PARAPHRASE,
     QUESTION,
@@ -146,3 +148,84 @@ async def test_a_semantic_hit_is_recorded_free_with_its_similarity(
     assert hit.cache_similarity is not None and 0.95 <= hit.cache_similarity <= 1.0
     assert hit.cost_usd == 0 and hit.cost_saved_usd == miss.cost_usd
     assert 'sluice_cache_hits_total{kind="semantic"} 1.0' in metrics
+
+
+class TenantFromHeader:
+    """Stands in for the auth stage: the tenant comes from `x-sluice-test-tenant`."""
+
+    async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
+        tenant = ctx.request.meta.headers.get("x-sluice-test-tenant")
+        assert tenant is not None, "every call in this test names its tenant"
+        ctx.request.meta.tenant = tenant
+        return await nxt(ctx)
+
+
+async def test_never_across_tenants_through_the_gateway(sim_url: str) -> None:
+    """Identical and paraphrased questions from another tenant go upstream, every time."""
+    await real_embedder_or_skip()
+    app = server.create_app(semantic_config(sim_url))
+    gateway = app[server.GATEWAY]
+    gateway.stages.insert(0, TenantFromHeader())
+    gateway.handler = compose(gateway.stages, gateway.executor)
+    runner, port = await server.start_app(app)
+    oai = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
+
+    async def status(text: str, tenant: str) -> str:
+        raw = await oai.chat.completions.with_raw_response.create(
+            **ask(text), extra_headers={"x-sluice-test-tenant": tenant}
+        )
+        return str(raw.headers["x-sluice-cache"])
+
+    try:
+        assert await status(QUESTION, "acme") == "miss"
+        before = await sim_requests(sim_url)
+        for tenant in ("globex", "initech"):
+            assert await status(PARAPHRASE, tenant) == "miss"
+        assert await sim_requests(sim_url) == before + 2
+        # globex stored its own answer to PARAPHRASE; acme's identical question is exact
+        # for acme only, and initech's identical question still goes upstream.
+        assert await status(QUESTION, "acme") == "exact"
+        assert await status(QUESTION, "umbrella") == "miss"
+        assert await status(PARAPHRASE, "acme") == "semantic"
+        assert gateway.semantic is not None
+        assert gateway.semantic.snapshot()["hits"] == 1
+    finally:
+        await oai.close()
+        await runner.cleanup()
+
+
+async def test_anthropic_sdk_gets_a_semantic_hit_as_a_stream(running: Running) -> None:
+    base = str(running.oai.base_url).removesuffix("/").removesuffix("/v1")
+    ant = AsyncAnthropic(base_url=base, api_key="sk-test", max_retries=0)
+    body: Any = {
+        "model": "claude-haiku",
+        "max_tokens": 40,
+        "system": "You are a support bot.",
+        "extra_body": {"temperature": 0},
+    }
+    first = await ant.messages.create(**body, messages=[{"role": "user", "content": QUESTION}])
+    async with ant.messages.stream(
+        **body, messages=[{"role": "user", "content": PARAPHRASE}]
+    ) as stream:
+        text = await stream.get_final_text()
+        headers = stream.response.headers
+    assert headers["x-sluice-cache"] == "semantic"
+    assert text == "".join(b.text for b in first.content if b.type == "text")
+    await ant.close()
+
+
+async def test_the_judge_can_refuse_a_hit(sim_url: str) -> None:
+    """`verify` asks a model through the gateway's own executor; the simulator never says
+    "yes", so the candidate is refused and the call goes upstream."""
+    await real_embedder_or_skip()
+    runner, port = await server.start(semantic_config(sim_url, verify={"enabled": True}))
+    oai = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
+    try:
+        await oai.chat.completions.create(**ask(QUESTION))
+        before = await sim_requests(sim_url)
+        raw = await oai.chat.completions.with_raw_response.create(**ask(PARAPHRASE))
+        assert raw.headers["x-sluice-cache"] == "miss"
+        assert await sim_requests(sim_url) == before + 2  # the judge's call and the answer
+    finally:
+        await oai.close()
+        await runner.cleanup()

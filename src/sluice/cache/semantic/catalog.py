@@ -45,11 +45,19 @@ class Match:
 
 
 class SemanticCatalog:
-    def __init__(self, dim: int, max_entries: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        dim: int,
+        max_entries: int,
+        clock: Callable[[], float] = time.time,
+        ann_min_entries: int | None = None,
+    ) -> None:
         self.dim = dim
         self.max_entries = max_entries
         self.clock = clock
-        self._index = VectorIndex(dim, max_entries + 1, clock=clock)
+        self._index = VectorIndex(
+            dim, max_entries + 1, clock=clock, ann_min_entries=ann_min_entries
+        )
         self._entries: OrderedDict[str, SemanticEntry] = OrderedDict()  # oldest use first
         self._bytes = 0
 

@@ -38,6 +38,9 @@ class SemanticCacheConfig(Frozen):
     models: list[str] | None = None  # public model/route names to cache; None: every model
     ttl_s: float = Field(default=3600, gt=0)
     max_entries: int = Field(default=10_000, gt=0)  # per replica, least recently used evicted
+    # Scopes with at least this many entries also search an HNSW graph (needs usearch), then
+    # re-score exactly; None: always exact brute force (fine to ~50-100k entries).
+    ann_min_entries: int | None = Field(default=None, gt=0)
     namespace: str = "v1"  # change it to stop reading every stored answer at once
     guard: bool = True  # refuse hits whose questions differ in a number/entity/date/...
     cache_nondeterministic: bool = False  # also cache requests whose temperature is not 0

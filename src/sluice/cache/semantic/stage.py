@@ -102,15 +102,18 @@ class SemanticCacheStage:
         async with self._start_lock:
             if self.catalog is not None or self._unavailable:
                 return
+            cfg = self.config
             try:
                 embedder = await asyncio.to_thread(self._make_embedder)
                 await embedder.embed(["warm up"])  # the model loads on first use
+                catalog = SemanticCatalog(
+                    embedder.dim, cfg.max_entries, self._clock, cfg.ann_min_entries
+                )
             except Exception as exc:
                 self._unavailable = True
                 self.stats.errors += 1
-                log.error("semantic cache off: the embedder did not load: %s", exc)
+                log.error("semantic cache off: %s", exc)
                 return
-            catalog = SemanticCatalog(embedder.dim, self.config.max_entries, self._clock)
             try:
                 await self.store.open(catalog)
             except Exception as exc:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import orjson
@@ -43,6 +44,8 @@ from sqlalchemy.engine import Engine
 from sluice.cache.semantic.catalog import SemanticCatalog, SemanticEntry
 
 log = logging.getLogger("sluice.cache.semantic")
+
+T = TypeVar("T")
 
 
 class SemanticStore(Protocol):
@@ -114,17 +117,26 @@ class SqlStore:
         self.table = semantic_table(table)
         self._clock: Callable[[], float] = time.time
         self.catalog: SemanticCatalog | None = None
+        self._pending: set[asyncio.Future[Any]] = set()
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a worker thread. A cancelled caller does not stop the thread, so
+        `close` waits for every call still running before it closes the connections."""
+        future = asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        return await asyncio.shield(future)
 
     async def open(self, catalog: SemanticCatalog) -> None:
         self.catalog, self._clock = catalog, catalog.clock
-        await asyncio.to_thread(self.table.metadata.create_all, self.engine)
+        await self._run(self.table.metadata.create_all, self.engine)
         await self.reload()
 
     async def reload(self) -> int:
         """Replace the catalog's content with the live rows (newest `max_entries`)."""
         catalog = self.catalog
         assert catalog is not None
-        rows = await asyncio.to_thread(self._live_rows, catalog.max_entries)
+        rows = await self._run(self._live_rows, catalog.max_entries)
         entries = [e for e in (self._entry(r, catalog.dim) for r in rows) if e is not None]
         catalog.purge()
         for entry in reversed(entries):  # oldest first: the newest end up most recent
@@ -159,7 +171,7 @@ class SqlStore:
         )
 
     async def put(self, entry: SemanticEntry) -> None:
-        await asyncio.to_thread(self._insert, entry)
+        await self._run(self._insert, entry)
 
     def _insert(self, entry: SemanticEntry) -> None:
         values = {
@@ -178,12 +190,12 @@ class SqlStore:
             self._announce(conn, {"op": "add", "id": entry.id})
 
     async def delete(self, entry_id: str) -> None:
-        await asyncio.to_thread(self._delete_where, None, None, entry_id)
+        await self._run(self._delete_where, None, None, entry_id)
 
     async def purge(
         self, tenant: str | None, route: str | None, entry_id: str | None = None
     ) -> int:
-        return await asyncio.to_thread(self._delete_where, tenant, route, entry_id)
+        return await self._run(self._delete_where, tenant, route, entry_id)
 
     def _delete_where(self, tenant: str | None, route: str | None, entry_id: str | None) -> int:
         t = self.table
@@ -207,7 +219,9 @@ class SqlStore:
         """Tell the other replicas (PostgreSQL only)."""
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.engine.dispose)
+        if self._pending:
+            await asyncio.wait(set(self._pending))
+        await self._run(self.engine.dispose)
 
 
 def channel_name(table: str) -> str:
@@ -232,7 +246,7 @@ class PostgresStore(SqlStore):
 
     async def open(self, catalog: SemanticCatalog) -> None:
         self.catalog, self._clock = catalog, catalog.clock
-        await asyncio.to_thread(self.table.metadata.create_all, self.engine)
+        await self._run(self.table.metadata.create_all, self.engine)
         self._ready = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._listen_forever(), name="sluice-semantic-listen")
@@ -275,7 +289,7 @@ class PostgresStore(SqlStore):
             return
         self.notices += 1
         if notice.get("op") == "add":
-            row = await asyncio.to_thread(self._row, str(notice.get("id")))
+            row = await self._run(self._row, str(notice.get("id")))
             entry = None if row is None else self._entry(row, catalog.dim)
             if entry is not None:
                 catalog.add(entry)
