@@ -9,6 +9,7 @@ an insert takes ~1-2 ms (HNSW link-up) and the graph ~0.5 KB per entry.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -16,9 +17,18 @@ import numpy as np
 INSTALL_HINT = "pip install usearch (or leave ann_min_entries unset for exact search only)"
 
 
+def _import_usearch() -> None:
+    """Import usearch, onnxruntime first: with usearch's native library loaded before
+    onnxruntime's, building the embedding session segfaults (reproduced here); the other
+    order is fine. Every usearch import goes through this."""
+    with contextlib.suppress(ImportError):
+        import onnxruntime  # noqa: F401
+    import usearch.index  # noqa: F401
+
+
 def available() -> bool:
     try:
-        import usearch.index  # noqa: F401
+        _import_usearch()
     except ImportError:
         return False
     return True
@@ -30,6 +40,7 @@ class AnnGraph:
     __slots__ = ("_index",)
 
     def __init__(self, dim: int) -> None:
+        _import_usearch()
         from usearch.index import Index
 
         self._index: Any = Index(ndim=dim, metric="cos", dtype="i8")
