@@ -271,6 +271,8 @@ def route_explain(
         click.echo(explain(_load(config_path)[0], route_name, text, task, tier))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+
+
 @bench.command("semantic-cache")
 @click.option(
     "--pairs",

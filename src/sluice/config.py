@@ -23,9 +23,9 @@ from sluice.cache.config import ExactRouteConfig, PromptCaching
 from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
+from sluice.embed.config import EmbedConfig
 from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
-from sluice.embed.config import EmbedConfig
 from sluice.observe.alert_rules import RulesConfig
 from sluice.observe.tracing import TracingConfig
 from sluice.routing.config import RouteConfig
@@ -321,6 +321,7 @@ class SluiceConfig(_Frozen):
                     f"routes.{name}: classifier model {route.classifier.model!r} is not served"
                 )
         return self
+
     # Sentence embedder shared by the semantic cache and semantic routing (sluice.embed).
     embedding: EmbedConfig = EmbedConfig()
 

@@ -125,7 +125,7 @@ class Gateway:
         self.semantic = semantic_stage(cache.semantic, self.executor)
         if self.semantic is not None:
             front.append(self.semantic)
-            self.caches.append(self.semantic)  # type: ignore[arg-type]
+            self.caches.append(self.semantic)
         # Routing before structured output: a cascade sees validation failures and escalates.
         self.router = RouterStage(build_routers(config, self._route_classifier_call))
         routing: list[Stage] = [self.router] if self.router.routers else []

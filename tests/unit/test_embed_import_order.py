@@ -31,8 +31,6 @@ def test_ann_then_embedder_does_not_crash() -> None:
         model_dir()
     except Exception as exc:  # the model package is an optional extra
         pytest.skip(f"embedding model not installed: {exc}")
-    done = subprocess.run(
-        [sys.executable, "-c", CODE], capture_output=True, text=True, timeout=120
-    )
+    done = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "(1, 384)" in done.stdout

@@ -72,6 +72,8 @@ class RouteSettings:
 
 
 class SemanticCacheStage:
+    cache_kind = "semantic"  # its name in the admin API (sluice.cache.admin.Purgeable)
+
     def __init__(
         self,
         config: SemanticCacheConfig,
@@ -132,6 +134,16 @@ class SemanticCacheStage:
             **asdict(self.stats),
             "entries": len(catalog) if catalog is not None else 0,
             "bytes": catalog.nbytes if catalog is not None else 0,
+        }
+
+    def stats_json(self) -> dict[str, Any]:
+        """The admin API's view (`GET /admin/cache/stats`): counters, entries, bytes, rates."""
+        snap = self.snapshot()
+        looked = snap["hits"] + snap["misses"]
+        return {
+            **snap,
+            "hit_rate": snap["hits"] / looked if looked else 0.0,
+            "miss_rate": snap["misses"] / looked if looked else 0.0,
         }
 
     async def purge(
