@@ -23,7 +23,7 @@ async def real_embedder_or_skip() -> None:
         await get_embedder().embed(["probe"])
     except Exception as exc:
         pytest.skip(
-            f"the MiniLM embedder is unavailable here ({exc!r}); see docs/readme/semantic.md"
+            f"the MiniLM embedder is unavailable here ({exc!r}); see docs/guide/semantic-cache.md"
         )
 
 

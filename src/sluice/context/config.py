@@ -34,7 +34,7 @@ class SessionPolicy(Frozen):
 
 
 class TokenPolicy(Frozen):
-    """`models.<name>.policy` / `routes.<name>.policy` (see docs/readme/tokens.md)."""
+    """`models.<name>.policy` / `routes.<name>.policy` (see docs/guide/token-economy.md)."""
 
     default_max_tokens: int | None = Field(default=None, ge=1)  # when the caller gives none
     max_tokens_ceiling: int | None = Field(default=None, ge=1)  # caller values are capped

@@ -1,7 +1,7 @@
 """Optional approximate candidate search (usearch HNSW) for large scopes of a `VectorIndex`.
 
 Exact numpy search reads every stored vector per query (~150 MB at 100k x 384 float32): 7 ms
-on an idle core, 20-35 ms on a busy one (docs/bench/embed.md). Above `ann_min_entries` rows a
+on an idle core, 20-35 ms on a busy one (BENCHMARKS.md). Above `ann_min_entries` rows a
 scope also keeps an HNSW graph (int8, cosine) that proposes candidates in well under a
 millisecond; `VectorIndex` then re-scores them exactly, so scores stay true cosines. Costs:
 an insert takes ~1-2 ms (HNSW link-up) and the graph ~0.5 KB per entry.

@@ -2,7 +2,7 @@
 
 Sentence embeddings place "How do I upload a file?" and "How do I download a file?" (or
 "... in Python 3.11" / "... in Python 3.12", "... with a card" / "... without a card") closer
-together than many true paraphrases (measured: NOTES-offline.md, docs/bench/embed.md). Such a
+together than many true paraphrases (measured: NOTES-offline.md, BENCHMARKS.md). Such a
 pair needs different answers, so a semantic cache must not serve one for the other.
 `contrast(a, b)` compares cheap lexical features of both texts and names the first difference:
 

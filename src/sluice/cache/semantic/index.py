@@ -1,7 +1,7 @@
 """`VectorIndex`: exact cosine search over in-memory float32 vectors, grouped by scope.
 
 Why brute force: one matrix-vector product over 100k x 384 float32 takes ~7 ms on one core
-here (docs/bench/embed.md), exact, with O(1) inserts and deletes; an ANN index only pays off
+here (BENCHMARKS.md), exact, with O(1) inserts and deletes; an ANN index only pays off
 beyond that. Each scope (tenant/model/params bucket chosen by the caller) owns one contiguous
 matrix that grows by doubling and shrinks by halving, so memory follows the live entry count.
 Deleting swaps the last row into the hole. Entries carry an absolute expiry; expired rows are
