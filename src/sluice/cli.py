@@ -57,6 +57,11 @@ def main() -> None:
 @click.option("--log-level", default="info", show_default=True)
 def serve(config_path: str | None, host: str | None, port: int | None, log_level: str) -> None:
     """Run the gateway."""
+    # One BLAS thread: the semantic cache's vector search is one small mat-vec per request,
+    # and OpenBLAS's thread pool fought the embedding thread on two cores (a 10k-entry
+    # search cost ~15 ms instead of ~2 ms, BENCHMARKS.md). Must happen before numpy loads.
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     from sluice.server import create_app
 
     logging.basicConfig(
