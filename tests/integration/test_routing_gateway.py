@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 from openai import AsyncOpenAI
@@ -168,6 +171,44 @@ async def test_cascade_escalates_on_low_logprob_confidence(
     assert raw.headers["x-sluice-deployment"] == served
     escalated = "cascade: escalated (mean logprob -2.50 < -1.0) -> gpt-4o"
     assert (escalated in raw.headers["x-sluice-route-decision"]) == (served == "sim-gpt-4o")
+
+
+async def test_cascade_escalates_when_structured_output_stays_invalid(routed: Routed) -> None:
+    raw = await routed.oai.chat.completions.with_raw_response.create(
+        model="cheap-first",
+        messages=ask("Give me a city as JSON"),
+        response_format={
+            "type": "json_schema",
+            "json_schema": {
+                "name": "city",
+                "schema": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        },
+        # The first two answers (the cheap model's try and its repair) are invalid JSON.
+        extra_headers={"x-sim-invalid-json": "2", "x-sim-key": uuid.uuid4().hex},
+    )
+    assert "city" in json.loads(raw.parse().choices[0].message.content or "")
+    assert raw.headers["x-sluice-deployment"] == "sim-gpt-4o"
+    assert (
+        "escalated (invalid structured output) -> gpt-4o"
+        in (raw.headers["x-sluice-route-decision"])
+    )
+
+
+async def test_anthropic_clients_reach_routes_too(routed: Routed) -> None:
+    base = str(routed.oai.base_url).removesuffix("/v1/")
+    client = anthropic.AsyncAnthropic(base_url=base, api_key="sk-test", max_retries=0)
+    raw = await client.messages.with_raw_response.create(
+        model="auto", max_tokens=50, messages=[{"role": "user", "content": "Prove it"}]
+    )
+    message = await raw.parse()
+    await client.close()
+    assert raw.headers["x-sluice-route-decision"] == "rules: hard-words -> gpt-4o"
+    assert message.content and message.model == "gpt-4o"
 
 
 async def test_a_request_no_target_can_hold_is_a_400(routed: Routed) -> None:
