@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import sys
 
 import click
@@ -237,6 +238,60 @@ def route_explain(
         click.echo(explain(_load(config_path)[0], route_name, text, task, tier))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@bench.command("semantic-cache")
+@click.option(
+    "--pairs",
+    "pairs_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Labelled pairs, JSONL {a, b, label, kind}; e.g. tests/data/semantic_pairs.jsonl.",
+)
+@click.option("--entries", default=100_000, show_default=True, help="Index size for latency.")
+@click.option("--thresholds", default="0.85,0.9,0.92,0.95,0.97", show_default=True)
+@click.option("--lookups", default=300, show_default=True, help="Timed lookups (0: skip).")
+@click.option(
+    "--ann-min-entries",
+    type=int,
+    default=None,
+    help="Give scopes of this many entries an HNSW graph (usearch); default: exact only.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def semantic_cache(
+    pairs_path: str,
+    entries: int,
+    thresholds: str,
+    lookups: int,
+    ann_min_entries: int | None,
+    as_json: bool,
+) -> None:
+    """Semantic-cache precision, recall, false-hit rate (with/without guard) and lookup latency."""
+    # One core means one BLAS thread too (only effective before numpy is first imported).
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    from sluice.bench.semantic import PairFileError, run
+    from sluice.embed import EmbedderUnavailableError
+
+    try:
+        levels = [float(t) for t in thresholds.split(",") if t.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"not a number list: {thresholds}", param_hint="--thresholds"
+        ) from exc
+    try:
+        click.echo(
+            run(
+                pairs_path,
+                entries,
+                levels,
+                as_json,
+                lookups=lookups,
+                ann_min_entries=ann_min_entries,
+            )
+        )
+    except (PairFileError, EmbedderUnavailableError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()

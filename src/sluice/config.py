@@ -21,6 +21,7 @@ from yarl import URL
 
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
+from sluice.embed.config import EmbedConfig
 from sluice.observe.alert_rules import RulesConfig
 from sluice.observe.tracing import TracingConfig
 from sluice.routing.config import RouteConfig
@@ -276,6 +277,8 @@ class SluiceConfig(_Frozen):
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     models: dict[str, ModelPlanConfig] = Field(default_factory=dict)
     reliability: ReliabilityConfig = ReliabilityConfig()
+    # Sentence embedder shared by the semantic cache and semantic routing (sluice.embed).
+    embedding: EmbedConfig = EmbedConfig()
     routes: dict[str, RouteConfig] = Field(default_factory=dict)  # see sluice.routing
 
     @model_validator(mode="after")

@@ -152,3 +152,11 @@ def test_config_refuses_unknown_keys_and_bad_values() -> None:
         EmbedConfig.model_validate({"intra_op_threads": 0})
     with pytest.raises(ValueError):
         EmbedConfig.model_validate({"modle": "x"})
+
+
+def test_sluice_config_has_an_embedding_section() -> None:
+    from sluice.config import SluiceConfig
+
+    config = SluiceConfig.model_validate({"embedding": {"intra_op_threads": 2}})
+    assert config.embedding == EmbedConfig(intra_op_threads=2)
+    assert SluiceConfig().embedding.backend == "onnx"

@@ -23,6 +23,8 @@ COMPATIBLE = [
     ("Convert a PDF to Word", "How do I turn a PDF into a Word document?"),
     ("HOW DO I EXPORT MY DATA", "how do i export my data"),
     ("How To Change My Email Address", "change email address"),
+    ("How far is the Moon from Earth?", "What is the distance between the Earth and the Moon?"),
+    ("Is it unsafe to swim after eating?", "Is swimming after a meal unsafe?"),
 ]
 
 
@@ -60,6 +62,8 @@ REFUSED = [
     ("negation", "Is this medicine safe during pregnancy?", "Is this medicine never safe?"),
     ("negation", "Which fruits contain vitamin C?", "Which fruits contain no vitamin C?"),
     ("negation", "I can log in", "I can't log in"),
+    ("negation", "Is it safe to fly while pregnant?", "Why is it unsafe to fly while pregnant?"),
+    ("negation", "Is this coupon valid?", "Is this coupon invalid?"),
     # direction, comparison, opposites
     ("direction", "How do I upload a file?", "How do I download a file?"),
     ("direction", "Should I buy shares now?", "Should I sell shares now?"),
@@ -67,6 +71,11 @@ REFUSED = [
     ("direction", "Import contacts from a CSV", "Export contacts to a CSV"),
     ("direction", "Is Python faster than Java?", "Is Java faster than Python?"),
     ("direction", "Convert 100 USD to EUR", "Convert 100 EUR to USD"),
+    (
+        "direction",
+        "Is it cheaper to fly to Rome than to Milan?",
+        "Cheaper to fly to Milan than to Rome?",
+    ),
     ("direction", "How to increase my credit limit", "How to decrease my credit limit"),
     ("direction", "Find the max of a list", "Find the min of a list"),
     (

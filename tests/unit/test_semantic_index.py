@@ -173,3 +173,38 @@ def test_bad_vectors_are_rejected() -> None:
         index.search("s", np.full(DIM, np.nan, dtype=np.float32), 0.5)
     with pytest.raises(ValueError):
         VectorIndex(0, 10)
+
+
+def test_ann_candidates_are_rescored_exactly_and_follow_removals() -> None:
+    clock = Clock()
+    index = VectorIndex(DIM * 8, 5000, clock=clock, ann_min_entries=300)
+    rng = np.random.default_rng(3)
+    stored = rng.standard_normal((1000, DIM * 8)).astype(np.float32)
+    for i, v in enumerate(stored):
+        index.add("s", f"e{i}", v, FAR if i % 10 else clock.now + 5)
+    assert index._scopes["s"].ann is not None  # the graph was built past 300 rows
+    normed = stored / np.linalg.norm(stored, axis=1, keepdims=True)
+    for i in range(1, 200, 7):
+        if i % 10 == 0:
+            continue
+        query = stored[i] + 0.05 * rng.standard_normal(DIM * 8).astype(np.float32)
+        [(entry, score)] = index.search("s", query, min_score=0.5, k=1)
+        exact = float(normed[i] @ (query / np.linalg.norm(query)))
+        assert entry == f"e{i}" and score == pytest.approx(exact, abs=1e-5)
+    assert index.remove("e11")
+    assert all(h[0] != "e11" for h in index.search("s", stored[11], 0.0, k=5))
+    clock.now += 10  # every tenth entry has expired
+    assert all(h[0] != "e20" for h in index.search("s", stored[20], 0.0, k=5))
+    for i in range(1000):
+        index.remove(f"e{i}")  # below half the threshold the graph is dropped
+        if len(index) == 100:
+            assert index._scopes["s"].ann is None
+    assert len(index) == 0
+
+
+def test_ann_needs_usearch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sluice.cache.semantic import ann
+
+    monkeypatch.setattr(ann, "available", lambda: False)
+    with pytest.raises(ValueError, match="usearch"):
+        VectorIndex(DIM, 10, ann_min_entries=100)

@@ -28,7 +28,7 @@ from sluice.config import SluiceConfig
 from sluice.cost.compute import compute_cost
 from sluice.observe.store import percentile
 from sluice.routing.features import text_input
-from sluice.routing.router import Router
+from sluice.routing.stage import build_routers
 from sluice.routing.targets import targets_of
 from sluice.types import Usage
 
@@ -88,7 +88,7 @@ def measure(config: SluiceConfig, rows: list[Row], route: str | None) -> dict[st
     if name not in config.routes:
         raise ValueError(f"no route named {name!r}")
     targets = targets_of(config)
-    router = Router(name, config.routes[name], targets)
+    router = build_routers(config)[name]
     if router.semantic is not None:
         router.semantic.nearest_sync("warm up")  # loads the model and builds centroids
     picks: list[str] = []

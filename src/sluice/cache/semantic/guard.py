@@ -15,7 +15,8 @@ pair needs different answers, so a semantic cache must not serve one for the oth
   same two words swapped around "to/from/than/vs" ("USD to EUR" vs "EUR to USD").
 
 It errs on the side of refusing (a refused paraphrase costs one upstream call; a false hit
-serves a wrong answer). Pure and memoised per text: a few microseconds per pair.
+serves a wrong answer). Pure; features are memoised per text (8,192 texts): measured on
+the shared 2-core machine, ~12 µs a pair when both texts were seen, ~0.3 ms for two new ones.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class _Features:
     dates: frozenset[str]
     entities: frozenset[str]
     sides: frozenset[tuple[int, int]]  # (opposite pair, side) present
+    prefixed: tuple[tuple[str, str], ...]  # ("unsafe", "safe"): words with a negating prefix
+    marked: tuple[tuple[str, str, str], ...]  # (marker kind, word before, word after)
+    marker_kinds: frozenset[str]
+    first_at: dict[str, int]  # word -> first position
 
 
 def contrast(a: str, b: str) -> str | None:
@@ -58,6 +63,9 @@ def contrast(a: str, b: str) -> str | None:
     fa, fb = _features(a), _features(b)
     if fa.negated != fb.negated:
         return "negation: only one side is negated"
+    prefixed = _negated_by_prefix(fa, fb) or _negated_by_prefix(fb, fa)
+    if prefixed:
+        return f"negation: {prefixed}"
     if fa.dates != fb.dates:
         return f"date: {_show(fa.dates - fb.dates)} vs {_show(fb.dates - fa.dates)}"
     if fa.numbers != fb.numbers:
@@ -79,6 +87,17 @@ def _missing(entities: frozenset[str], vocab: frozenset[str]) -> set[str]:
     return {e for e in entities if not present(e)}
 
 
+def _negated_by_prefix(fa: _Features, fb: _Features) -> str | None:
+    """`fa` says "unsafe"/"invalid"/"dislike" where `fb` says "safe"/"valid"/"like"."""
+    for word, stem in fa.prefixed:
+        if stem in fb.vocab and word not in fb.vocab and stem not in fa.vocab:
+            return f"{word} vs {stem}"
+    return None
+
+
+_NEGATING_PREFIXES = ("un", "in", "im", "dis", "non", "il", "ir")
+
+
 def _opposite(fa: _Features, fb: _Features) -> str | None:
     for pair, side in fa.sides:
         only_here = (pair, 1 - side) not in fa.sides and (pair, side) not in fb.sides
@@ -90,27 +109,51 @@ def _opposite(fa: _Features, fb: _Features) -> str | None:
 
 
 def _swapped(fa: _Features, fb: _Features) -> str | None:
-    """Words around a direction marker in `fa` appear in the opposite order in `fb`."""
-    content = [w for w in fa.words if w not in lx.STOPWORDS]
-    first_at: dict[str, int] = {}
-    for i, w in enumerate(fb.words):
-        first_at.setdefault(w, i)
-    for i, w in enumerate(content):
-        if w not in lx.DIRECTION_MARKERS or i == 0 or i + 1 >= len(content):
+    """Words around a direction marker in `fa` appear in the opposite order in `fb`.
+
+    Only when `fb` uses a marker of the same kind: "X to Y" vs "Y to X" is a swap, while
+    "the Moon from Earth" vs "between Earth and the Moon" is not.
+    """
+    for kind, left, right in fa.marked:
+        if kind not in fb.marker_kinds:
             continue
-        left, right = content[i - 1], content[i + 1]
-        if left in lx.DIRECTION_MARKERS or right in lx.DIRECTION_MARKERS or left == right:
-            continue
-        if left in first_at and right in first_at and first_at[right] < first_at[left]:
-            return f"direction: {left} {w} {right} reversed"
+        at_left, at_right = fb.first_at.get(left), fb.first_at.get(right)
+        if at_left is not None and at_right is not None and at_right < at_left:
+            marker = next(m for m, k in lx.DIRECTION_MARKERS.items() if k == kind)
+            return f"direction: {left} {marker} {right} reversed"
     return None
+
+
+def _markers(words: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """(marker kind, nearest content word before, after) for each direction marker."""
+    content = [w for w in words if w not in lx.STOPWORDS]
+    found = []
+    for i, w in enumerate(content):
+        kind = lx.DIRECTION_MARKERS.get(w)
+        if kind is None:
+            continue
+        left = next((c for c in reversed(content[:i]) if c not in lx.DIRECTION_MARKERS), None)
+        right = next((c for c in content[i + 1 :] if c not in lx.DIRECTION_MARKERS), None)
+        if left is not None and right is not None and left != right:
+            found.append((kind, left, right))
+    return tuple(found)
+
+
+def _prefixed(words: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for w in words:
+        for prefix in _NEGATING_PREFIXES:
+            stem = w[len(prefix) :].lstrip("-")
+            if w.startswith(prefix) and len(stem) >= 4:
+                pairs.append((w, stem))
+    return tuple(pairs)
 
 
 @lru_cache(maxsize=8192)
 def _features(text: str) -> _Features:
     text = text.replace("\u2019", "'").replace("\u2018", "'")
     tokens = [(m.group(), m.start()) for m in _TOKEN.finditer(text)]
-    words = tuple(t.lower().replace("'", "") for t, _ in tokens)
+    words = tuple(t.lower().removesuffix("'s").replace("'", "") for t, _ in tokens)
     vocab = set(words)
     for token, _ in tokens:
         low = token.lower()
@@ -120,6 +163,9 @@ def _features(text: str) -> _Features:
     dates, rest = _dates(text, words)
     numbers, years = _numbers(rest, words)
     sides = frozenset(s for w in words for s in _OPPOSITE_INDEX.get(w, ()))
+    first_at: dict[str, int] = {}
+    for i, w in enumerate(words):
+        first_at.setdefault(w, i)
     return _Features(
         words=words,
         vocab=frozenset(vocab),
@@ -128,6 +174,10 @@ def _features(text: str) -> _Features:
         dates=dates | years,
         entities=_entities(text, tokens),
         sides=sides,
+        prefixed=_prefixed(words),
+        marked=_markers(words),
+        marker_kinds=frozenset(lx.DIRECTION_MARKERS[w] for w in words if w in lx.DIRECTION_MARKERS),
+        first_at=first_at,
     )
 
 

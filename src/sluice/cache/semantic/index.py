@@ -21,6 +21,9 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from sluice.cache.semantic import ann
+from sluice.cache.semantic.ann import AnnGraph
+
 __all__ = ["VectorIndex"]
 
 _MIN_CAPACITY = 16
@@ -28,14 +31,20 @@ _F32 = npt.NDArray[np.float32]
 
 
 class _Scope:
-    """One scope's rows: vectors[:count], ids[:count], expires[:count] line up."""
+    """One scope's rows: vectors[:count], ids[:count], keys[:count], expires[:count] line up.
 
-    __slots__ = ("count", "expires", "ids", "vectors")
+    `keys` are stable integers for the optional ANN graph (rows move on swap-remove).
+    """
+
+    __slots__ = ("ann", "count", "expires", "ids", "keys", "row_of_key", "vectors")
 
     def __init__(self, dim: int) -> None:
         self.vectors: _F32 = np.empty((_MIN_CAPACITY, dim), dtype=np.float32)
         self.expires = np.empty(_MIN_CAPACITY, dtype=np.float64)
         self.ids: list[str] = []
+        self.keys: list[int] = []
+        self.row_of_key: dict[int, int] = {}
+        self.ann: AnnGraph | None = None
         self.count = 0
 
     def resize(self, capacity: int) -> None:
@@ -47,17 +56,31 @@ class _Scope:
 
     @property
     def nbytes(self) -> int:
-        return int(self.vectors.nbytes + self.expires.nbytes)
+        graph = self.ann.nbytes if self.ann is not None else 0
+        return int(self.vectors.nbytes + self.expires.nbytes) + graph
 
 
 class VectorIndex:
     """Exact top-k cosine search per scope, bounded by `max_entries` (LRU), with expiry."""
 
-    def __init__(self, dim: int, max_entries: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        dim: int,
+        max_entries: int,
+        clock: Callable[[], float] = time.time,
+        *,
+        ann_min_entries: int | None = None,
+    ) -> None:
+        """`ann_min_entries`: scopes at least this large also keep an HNSW graph (`ann.py`)
+        for candidate search, then re-score exactly; None (default) = always exact."""
         if dim <= 0 or max_entries <= 0:
             raise ValueError("dim and max_entries must be positive")
+        if ann_min_entries is not None and not ann.available():
+            raise ValueError(f"ann_min_entries needs usearch: {ann.INSTALL_HINT}")
         self.dim = dim
         self.max_entries = max_entries
+        self.ann_min_entries = ann_min_entries
+        self._next_key = 0
         self._clock = clock
         self._scopes: dict[str, _Scope] = {}
         self._where: dict[str, tuple[str, int]] = {}  # entry id -> (scope, row)
@@ -91,7 +114,16 @@ class VectorIndex:
             rows.vectors[row] = unit
             rows.expires[row] = expires_at
             rows.ids.append(entry_id)
+            key = self._next_key
+            self._next_key += 1
+            rows.keys.append(key)
+            rows.row_of_key[key] = row
             rows.count += 1
+            if rows.ann is not None:
+                rows.ann.add(key, unit)
+            elif self.ann_min_entries is not None and rows.count >= self.ann_min_entries:
+                rows.ann = AnnGraph(self.dim)
+                rows.ann.add_many(np.array(rows.keys), rows.vectors[: rows.count])
             self._where[entry_id] = (scope, row)
             self._lru[entry_id] = None
 
@@ -106,16 +138,21 @@ class VectorIndex:
             rows = self._scopes.get(scope)
             if rows is None or rows.count == 0:
                 return []
-            n = rows.count
-            scores = rows.vectors[:n] @ query
-            expired = rows.expires[:n] <= self._clock()
-            dead = [rows.ids[i] for i in np.flatnonzero(expired)] if expired.any() else []
+            if rows.ann is None:  # exact: every row
+                row_numbers = np.arange(rows.count)
+                scores = rows.vectors[: rows.count] @ query
+            else:  # graph proposes, exact re-score decides
+                keys = rows.ann.candidates(query, min(rows.count, 4 * k + 16))
+                row_numbers = np.array([rows.row_of_key[int(c)] for c in keys], dtype=np.int64)
+                scores = rows.vectors[row_numbers] @ query
+            expired = rows.expires[row_numbers] <= self._clock()
+            dead = [rows.ids[row_numbers[i]] for i in np.flatnonzero(expired)]
             candidates = np.flatnonzero((scores >= min_score) & ~expired)
             if len(candidates) > k:
                 top = np.argpartition(scores[candidates], -k)[-k:]
                 candidates = candidates[top]
             order = candidates[np.argsort(-scores[candidates], kind="stable")]
-            hits = [(rows.ids[i], float(scores[i])) for i in order]
+            hits = [(rows.ids[row_numbers[i]], float(scores[i])) for i in order]
             for entry_id in dead:  # lazily drop what the search met expired
                 self._remove_locked(entry_id)
             for entry_id, _ in hits:
@@ -163,15 +200,24 @@ class VectorIndex:
         scope, row = self._where.pop(entry_id)
         del self._lru[entry_id]
         rows = self._scopes[scope]
+        key = rows.keys[row]
+        del rows.row_of_key[key]
+        if rows.ann is not None:
+            rows.ann.remove(key)
         last = rows.count - 1
         if row != last:  # swap the last row into the hole
             moved = rows.ids[last]
             rows.vectors[row] = rows.vectors[last]
             rows.expires[row] = rows.expires[last]
             rows.ids[row] = moved
+            rows.keys[row] = rows.keys[last]
+            rows.row_of_key[rows.keys[row]] = row
             self._where[moved] = (scope, row)
         rows.ids.pop()
+        rows.keys.pop()
         rows.count = last
+        if rows.ann is not None and self.ann_min_entries and last < self.ann_min_entries // 2:
+            rows.ann = None  # small again: exact search is cheaper than keeping the graph
         if rows.count == 0:
             del self._scopes[scope]
         elif rows.vectors.shape[0] > _MIN_CAPACITY and rows.count <= rows.vectors.shape[0] // 4:

@@ -134,7 +134,7 @@ OPPOSITES: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
         ("win", "lose"),
         ("hot warm", "cold cool"),
         ("credit", "debit"),
-        ("deposit", "withdraw withdrawal"),
+        ("deposit", "withdraw withdrawal withdrawn"),
         ("subscribe", "unsubscribe"),
         ("connect", "disconnect"),
         ("ascending", "descending"),
@@ -151,7 +151,7 @@ OPPOSITES: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
         ("positive", "negative"),
         ("true", "false"),
         ("borrow", "lend"),
-        ("gain", "loss"),
+        ("gain", "loss lose"),
         ("client", "server"),
         ("sender", "recipient receiver"),
         ("uppercase upper", "lowercase lower"),
@@ -177,23 +177,11 @@ OPPOSITES: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
 )
 
 # Words whose two sides swap meaning: "from A to B" vs "from B to A", "A faster than B".
-DIRECTION_MARKERS = frozenset(
-    [
-        "to",
-        "into",
-        "from",
-        "than",
-        "vs",
-        "versus",
-        "over",
-        "onto",
-        "toward",
-        "towards",
-        "instead",
-        "compared",
-        "against",
-    ]
-)
+DIRECTION_MARKERS = {
+    "to": "to", "into": "to", "onto": "to", "toward": "to", "towards": "to", "from": "from",
+    "than": "than", "vs": "vs", "versus": "vs", "against": "vs", "compared": "vs",
+    "over": "over", "instead": "instead",
+}  # fmt: skip
 
 STOPWORDS = frozenset(
     [
