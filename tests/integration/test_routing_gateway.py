@@ -222,3 +222,36 @@ async def test_models_endpoint_lists_routes(routed: Routed) -> None:
     assert {"auto", "cheap-first", "gpt-4o"} <= set(ids)
     model = await routed.oai.models.retrieve("auto")
     assert model.owned_by == "sluice"
+
+
+async def test_semantic_route_with_the_real_embedder(sim_url: str) -> None:
+    data = gateway_config(sim_url).model_dump()
+    data["routes"] = {
+        "by-meaning": {
+            "targets": ["gpt-4o-mini", "gpt-4o"],
+            "default": "gpt-4o-mini",
+            "semantic": {
+                "min_similarity": 0.3,
+                "examples": {
+                    "gpt-4o-mini": ["Translate 'good morning' into Spanish."],
+                    "gpt-4o": ["Prove that the square root of three is irrational."],
+                },
+            },
+        }
+    }
+    data["observability"]["records"]["enabled"] = False
+    runner, port = await server.start(SluiceConfig.model_validate(data))  # builds centroids
+    oai = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
+    try:
+        proof = await oai.chat.completions.with_raw_response.create(
+            model="by-meaning", messages=ask("Show that the square root of two is irrational.")
+        )
+        words = await oai.chat.completions.with_raw_response.create(
+            model="by-meaning", messages=ask("How do you say 'thank you' in French?")
+        )
+    finally:
+        await oai.close()
+        await runner.cleanup()
+    assert proof.headers["x-sluice-route-decision"].startswith("semantic: similarity")
+    assert proof.headers["x-sluice-route-decision"].endswith("-> gpt-4o")
+    assert words.headers["x-sluice-route-decision"].endswith("-> gpt-4o-mini")
