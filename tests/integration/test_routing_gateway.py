@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anthropic
 import openai
 import pytest
@@ -37,6 +38,11 @@ ROUTES: dict[str, Any] = {
         "targets": ["gpt-4o-mini", "gpt-4o"],
         "default": "gpt-4o-mini",
         "cascade": {"cheap": "gpt-4o-mini", "strong": "gpt-4o"},
+    },
+    "labelled": {
+        "targets": ["gpt-4o-mini", "gpt-4o"],
+        "default": "gpt-4o-mini",
+        "classifier": {"model": "claude-haiku", "labels": {"SIMPLE": "gpt-4o-mini"}},
     },
     "confident-first": {
         "targets": ["gpt-4o-mini", "gpt-4o"],
@@ -209,6 +215,22 @@ async def test_anthropic_clients_reach_routes_too(routed: Routed) -> None:
     await client.close()
     assert raw.headers["x-sluice-route-decision"] == "rules: hard-words -> gpt-4o"
     assert message.content and message.model == "gpt-4o"
+
+
+async def test_classifier_calls_its_model_and_falls_back_on_an_unknown_label(
+    routed: Routed, sim_url: str
+) -> None:
+    raw = await routed.oai.chat.completions.with_raw_response.create(
+        model="labelled", messages=ask("Hello")
+    )
+    # The simulator answers with filler words, never a label: the default model answers.
+    assert raw.headers["x-sluice-route-decision"] == (
+        "default: classifier gave no known label -> gpt-4o-mini"
+    )
+    async with aiohttp.ClientSession() as http, http.get(sim_url + "/sim/stats") as resp:
+        stats = await resp.json()
+    haiku = stats["by_model"]["claude-3-5-haiku-latest"]
+    assert haiku["requests"] == 1  # the classifier's call, upstream through the executor
 
 
 async def test_a_request_no_target_can_hold_is_a_400(routed: Routed) -> None:
