@@ -305,6 +305,8 @@ class SluiceConfig(_Frozen):
     reliability: ReliabilityConfig = ReliabilityConfig()
     governance: GovernanceConfig = GovernanceConfig()  # virtual keys, auth, limits, budgets
     limits: LimitsConfig = LimitsConfig()  # rate limits and budgets (sluice.governance)
+    # Sentence embedder shared by the semantic cache and semantic routing (sluice.embed).
+    embedding: EmbedConfig = EmbedConfig()
     routes: dict[str, RouteConfig] = Field(default_factory=dict)  # see sluice.routing
 
     @model_validator(mode="after")
@@ -321,9 +323,6 @@ class SluiceConfig(_Frozen):
                     f"routes.{name}: classifier model {route.classifier.model!r} is not served"
                 )
         return self
-
-    # Sentence embedder shared by the semantic cache and semantic routing (sluice.embed).
-    embedding: EmbedConfig = EmbedConfig()
 
     @model_validator(mode="after")
     def _check_plans(self) -> SluiceConfig:

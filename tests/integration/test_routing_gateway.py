@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import anthropic
 import openai
 import pytest
 from openai import AsyncOpenAI
@@ -34,6 +38,11 @@ ROUTES: dict[str, Any] = {
         "targets": ["gpt-4o-mini", "gpt-4o"],
         "default": "gpt-4o-mini",
         "cascade": {"cheap": "gpt-4o-mini", "strong": "gpt-4o"},
+    },
+    "labelled": {
+        "targets": ["gpt-4o-mini", "gpt-4o"],
+        "default": "gpt-4o-mini",
+        "classifier": {"model": "claude-haiku", "labels": {"SIMPLE": "gpt-4o-mini"}},
     },
     "confident-first": {
         "targets": ["gpt-4o-mini", "gpt-4o"],
@@ -170,6 +179,60 @@ async def test_cascade_escalates_on_low_logprob_confidence(
     assert (escalated in raw.headers["x-sluice-route-decision"]) == (served == "sim-gpt-4o")
 
 
+async def test_cascade_escalates_when_structured_output_stays_invalid(routed: Routed) -> None:
+    raw = await routed.oai.chat.completions.with_raw_response.create(
+        model="cheap-first",
+        messages=ask("Give me a city as JSON"),
+        response_format={
+            "type": "json_schema",
+            "json_schema": {
+                "name": "city",
+                "schema": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        },
+        # The first two answers (the cheap model's try and its repair) are invalid JSON.
+        extra_headers={"x-sim-invalid-json": "2", "x-sim-key": uuid.uuid4().hex},
+    )
+    assert "city" in json.loads(raw.parse().choices[0].message.content or "")
+    assert raw.headers["x-sluice-deployment"] == "sim-gpt-4o"
+    assert (
+        "escalated (invalid structured output) -> gpt-4o"
+        in (raw.headers["x-sluice-route-decision"])
+    )
+
+
+async def test_anthropic_clients_reach_routes_too(routed: Routed) -> None:
+    base = str(routed.oai.base_url).removesuffix("/v1/")
+    client = anthropic.AsyncAnthropic(base_url=base, api_key="sk-test", max_retries=0)
+    raw = await client.messages.with_raw_response.create(
+        model="auto", max_tokens=50, messages=[{"role": "user", "content": "Prove it"}]
+    )
+    message = await raw.parse()
+    await client.close()
+    assert raw.headers["x-sluice-route-decision"] == "rules: hard-words -> gpt-4o"
+    assert message.content and message.model == "gpt-4o"
+
+
+async def test_classifier_calls_its_model_and_falls_back_on_an_unknown_label(
+    routed: Routed, sim_url: str
+) -> None:
+    raw = await routed.oai.chat.completions.with_raw_response.create(
+        model="labelled", messages=ask("Hello")
+    )
+    # The simulator answers with filler words, never a label: the default model answers.
+    assert raw.headers["x-sluice-route-decision"] == (
+        "default: classifier gave no known label -> gpt-4o-mini"
+    )
+    async with aiohttp.ClientSession() as http, http.get(sim_url + "/sim/stats") as resp:
+        stats = await resp.json()
+    haiku = stats["by_model"]["claude-3-5-haiku-latest"]
+    assert haiku["requests"] == 1  # the classifier's call, upstream through the executor
+
+
 async def test_a_request_no_target_can_hold_is_a_400(routed: Routed) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         await routed.oai.chat.completions.create(model="auto", messages=ask("word " * 130_000))
@@ -181,3 +244,36 @@ async def test_models_endpoint_lists_routes(routed: Routed) -> None:
     assert {"auto", "cheap-first", "gpt-4o"} <= set(ids)
     model = await routed.oai.models.retrieve("auto")
     assert model.owned_by == "sluice"
+
+
+async def test_semantic_route_with_the_real_embedder(sim_url: str) -> None:
+    data = gateway_config(sim_url).model_dump()
+    data["routes"] = {
+        "by-meaning": {
+            "targets": ["gpt-4o-mini", "gpt-4o"],
+            "default": "gpt-4o-mini",
+            "semantic": {
+                "min_similarity": 0.3,
+                "examples": {
+                    "gpt-4o-mini": ["Translate 'good morning' into Spanish."],
+                    "gpt-4o": ["Prove that the square root of three is irrational."],
+                },
+            },
+        }
+    }
+    data["observability"]["records"]["enabled"] = False
+    runner, port = await server.start(SluiceConfig.model_validate(data))  # builds centroids
+    oai = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
+    try:
+        proof = await oai.chat.completions.with_raw_response.create(
+            model="by-meaning", messages=ask("Show that the square root of two is irrational.")
+        )
+        words = await oai.chat.completions.with_raw_response.create(
+            model="by-meaning", messages=ask("How do you say 'thank you' in French?")
+        )
+    finally:
+        await oai.close()
+        await runner.cleanup()
+    assert proof.headers["x-sluice-route-decision"].startswith("semantic: similarity")
+    assert proof.headers["x-sluice-route-decision"].endswith("-> gpt-4o")
+    assert words.headers["x-sluice-route-decision"].endswith("-> gpt-4o-mini")

@@ -36,6 +36,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     select,
 )
 from sqlalchemy.engine import Dialect
@@ -201,6 +202,23 @@ class RecordStore:
 
     def create_schema(self) -> None:
         self.metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A table made by an older Sluice gets the nullable columns added since (additive
+        only; until migrations exist)."""
+        have = {c["name"] for c in inspect(self.engine).get_columns(self.table.name)}
+        missing = [c for c in self.table.columns if c.name not in have and c.nullable]
+        if not missing:
+            return
+        quote = self.engine.dialect.identifier_preparer
+        with self.engine.begin() as conn:
+            for column in missing:
+                kind = column.type.compile(dialect=self.engine.dialect)
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {quote.format_table(self.table)} "
+                    f"ADD COLUMN {quote.quote(column.name)} {kind}"
+                )
 
     def drop_schema(self) -> None:
         self.metadata.drop_all(self.engine)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from sluice.config import SluiceConfig
 from sluice.errors import SluiceError
 from sluice.routing.features import text_input
-from sluice.routing.router import Router
-from sluice.routing.targets import targets_of
+from sluice.routing.stage import build_routers
 
 
 def explain(
@@ -15,7 +14,7 @@ def explain(
     if route not in config.routes:
         known = ", ".join(sorted(config.routes)) or "none"
         raise ValueError(f"no route named {route!r} (routes: {known})")
-    router = Router(route, config.routes[route], targets_of(config))
+    router = build_routers(config)[route]
     inp = text_input(text, task, tier)
     lines = [f"route {route}: ~{inp.input_tokens} input tokens, task={task}, tier={tier}"]
     rule = router.by_rules(inp)

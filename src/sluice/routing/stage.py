@@ -27,6 +27,10 @@ def build_routers(
     config: SluiceConfig, complete: Complete | None = None, embedder: Embedder | None = None
 ) -> dict[str, Router]:
     targets = targets_of(config)
+    if embedder is None and any(r.semantic is not None for r in config.routes.values()):
+        from sluice.embed import get_embedder
+
+        embedder = get_embedder(config.embedding)  # shared with the semantic cache
     return {
         name: Router(name, route, targets, embedder=embedder, complete=complete)
         for name, route in config.routes.items()
