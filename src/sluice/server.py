@@ -53,6 +53,7 @@ from sluice.pipeline.context import CallContext, Handler, Stage, compose, traced
 from sluice.pipeline.guards import AgentGuardStage
 from sluice.pipeline.settle import SettleStage
 from sluice.pipeline.structured import StructuredOutputStage
+from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter
 from sluice.reliability.executor import PlanExecutor
 from sluice.routing.stage import RouterStage, build_routers
@@ -102,13 +103,18 @@ class Gateway:
             front.append(IdempotencyStage(cache.idempotency, self.cache_backend))
         self.limits: GovernanceStage | None = None
         if config.limits.enabled:  # rate limits and budgets: before any work is done
-            self.limits = build_governance(config.limits, self._model_price, self.runtime.by_model)
+            self.limits = build_governance(
+                config.limits, self._model_price, {*self.runtime.by_model, *config.routes}
+            )
             front.append(self.limits)
         if guard.enabled:
             front.append(guard)
         self.tokens = TokenPolicyStage(
-            {name: plan.policy for name, plan in config.models.items()},
-            self.runtime.deployments_for,
+            {
+                **{name: plan.policy for name, plan in config.models.items()},
+                **{name: route.policy for name, route in config.routes.items()},
+            },
+            self._deployments_behind,
             SessionStore(self._sessions_backend(config.cache)),
         )
         # Token policy before the cache: the cache key must cover what is really sent (a
@@ -147,6 +153,14 @@ class Gateway:
         result = await self.executor(CallContext(req))
         assert isinstance(result, ChatResponse)
         return result
+
+    def _deployments_behind(self, name: str) -> list[Deployment]:
+        """A model's deployments; for a route, those of all its targets (the token policy
+        runs before routing decides, so it budgets for the smallest window it may get)."""
+        route = self.config.routes.get(name)
+        if route is None:
+            return self.runtime.deployments_for(name)
+        return [d for target in route.targets for d in self.runtime.by_model.get(target, [])]
 
     def _sessions_backend(self, config: CacheConfig) -> CacheBackend:
         """Sessions share Redis with the cache; in memory they get their own LRU, so cache

@@ -44,6 +44,11 @@ ROUTES: dict[str, Any] = {
         "default": "gpt-4o-mini",
         "classifier": {"model": "claude-haiku", "labels": {"SIMPLE": "gpt-4o-mini"}},
     },
+    "capped": {
+        "targets": ["gpt-4o-mini", "gpt-4o"],
+        "default": "gpt-4o-mini",
+        "policy": {"max_tokens_ceiling": 5},
+    },
     "confident-first": {
         "targets": ["gpt-4o-mini", "gpt-4o"],
         "default": "gpt-4o-mini",
@@ -277,3 +282,13 @@ async def test_semantic_route_with_the_real_embedder(sim_url: str) -> None:
     assert proof.headers["x-sluice-route-decision"].startswith("semantic: similarity")
     assert proof.headers["x-sluice-route-decision"].endswith("-> gpt-4o")
     assert words.headers["x-sluice-route-decision"].endswith("-> gpt-4o-mini")
+
+
+async def test_a_routes_token_policy_applies_to_its_calls(routed: Routed) -> None:
+    raw = await routed.oai.chat.completions.with_raw_response.create(
+        model="capped", messages=ask("Tell me a long story"), max_tokens=100
+    )
+    assert raw.headers["x-sluice-max-tokens-capped"] == "100->5"
+    answer = raw.parse()
+    assert answer.usage is not None and answer.usage.completion_tokens <= 5
+    assert raw.headers["x-sluice-route-decision"].endswith("-> gpt-4o-mini")

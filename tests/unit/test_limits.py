@@ -246,9 +246,11 @@ async def test_stage_soft_budget_downgrades_the_model() -> None:
     first = request(feature="chat", max_tokens=50)
     await gov(first, answer)
     assert first.request.model == "big"
+    assert not first.over_soft_budget
     second = request(feature="chat", max_tokens=200)  # 15 spent + worst case > 100
     await gov(second, answer)
     assert second.request.model == "small"
+    assert second.over_soft_budget  # budget-aware routes read this flag
     assert second.response_headers["x-sluice-budget-downgrade"] == "big -> small"
 
 

@@ -176,6 +176,7 @@ class GovernanceStage:
             if check.hard or state.spent + state.reserved <= check.limit:
                 continue
             self._decision("soft_exceeded", check.scope)
+            ctx.over_soft_budget = True  # budget-aware routes now pick their cheapest target
             log.warning(
                 "soft %s budget over for %s: %s of %s (request %s)",
                 check.period,
