@@ -141,3 +141,12 @@ def test_render_is_prometheus_text() -> None:
         if name == "sluice_ttft_seconds_bucket"
     ]
     assert bounds[:-1] == list(LLM_BUCKETS)
+
+
+def test_routing_savings_and_overspend() -> None:
+    m = Metrics()
+    m.observe(record(cost_saved_usd=None, routing_saved_usd=Decimal("0.004")))
+    m.observe(record(cost_saved_usd=None, routing_saved_usd=Decimal("-0.001")))
+    m.observe(record(cost_saved_usd=None, routing_saved_usd=None))
+    assert value(m, "sluice_cost_saved_usd_total", reason="routing") == 0.004
+    assert value(m, "sluice_routing_overspend_usd_total") == 0.001

@@ -48,6 +48,12 @@ class Metrics:
         self.cost_saved = Counter(
             "sluice_cost_saved_usd", "USD saved, by reason.", ["reason"], registry=r
         )
+        self.routing_overspend = Counter(
+            "sluice_routing_overspend_usd",
+            "USD routed calls cost above their route's reference model (escalated cascades); "
+            "net routing savings = cost_saved{reason=routing} - this.",
+            registry=r,
+        )
         self.cache_hits = Counter(
             "sluice_cache_hits", "Calls answered from Sluice's cache.", ["kind"], registry=r
         )
@@ -121,6 +127,12 @@ class Metrics:
             self.cache_hits.labels(record.cache_status).inc()
         if record.cost_saved_usd is not None and record.cost_saved_usd > 0:
             self.add_saving("cache" if record.cache_hit else "prompt_cache", record.cost_saved_usd)
+        routed = record.routing_saved_usd
+        if routed is not None:  # counters only grow: a dearer routed call is counted apart
+            if routed > 0:
+                self.add_saving("routing", routed)
+            elif routed < 0:
+                self.routing_overspend.inc(float(-routed))
 
     # --- state that is not a call ----------------------------------------------------------
 
