@@ -202,13 +202,10 @@ class SemanticCacheStage:
         if not settings.enabled:
             return await nxt(ctx)
         directive = cache_directive(req)
-        question = last_user_text(req)
-        if (
-            directive == "no-store"
-            or question is None
-            or len(question) > self.config.max_question_chars
-            or not self.cacheable(req)
-        ):
+        # Cheapest checks first: most uncacheable calls never look at their text.
+        cacheable = directive != "no-store" and self.cacheable(req)
+        question = last_user_text(req) if cacheable else None
+        if question is None or len(question) > self.config.max_question_chars:
             self.stats.bypasses += 1
             ctx.response_headers.setdefault(HEADER, "bypass")
             if ctx.cache_status is None:
