@@ -254,6 +254,11 @@ def _cache_and_idempotency(base_url: str, echo: Any) -> None:
         f"retry with Idempotency-Key: replayed={raw.headers.get('x-sluice-idempotent-replay')}"
         f", same answer={same}"
     )
+    for text in ("What is the capital of Canada?", "Prove that there are infinitely many primes."):
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": text}], max_tokens=40
+        )
+        echo(f"route auto, {text!r}: {raw.headers.get('x-sluice-route-decision')}")
     client.close()
 
 
