@@ -49,7 +49,16 @@ from sluice.observe.alerts import install as install_alerts
 from sluice.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from sluice.observe.recorder import Recorder
 from sluice.observe.tracing import Tracing
-from sluice.pipeline.context import CallContext, Handler, Stage, compose, traced
+from sluice.pipeline.context import (
+    CURRENT_CALL,
+    CallContext,
+    Handler,
+    Result,
+    Stage,
+    add_child_cost,
+    compose,
+    traced,
+)
 from sluice.pipeline.guards import AgentGuardStage
 from sluice.pipeline.settle import SettleStage
 from sluice.pipeline.structured import StructuredOutputStage
@@ -128,7 +137,7 @@ class Gateway:
             front.append(exact)
             self.caches.append(exact)
         # Right after the exact cache: a question that means the same gets the stored answer.
-        self.semantic = semantic_stage(cache.semantic, self.executor)
+        self.semantic = semantic_stage(cache.semantic, self._helper_call)
         if self.semantic is not None:
             front.append(self.semantic)
             self.caches.append(self.semantic)
@@ -148,9 +157,21 @@ class Gateway:
         )
         self.ready = True
 
+    async def _helper_call(self, child: CallContext) -> Result:
+        """A model call made on behalf of the call being served (a routing classifier, the
+        semantic cache's judge): to the plan executor, costed, and charged to that call, so
+        its record and its budgets include it."""
+        parent = CURRENT_CALL.get()
+        if parent is not None:
+            child.on_settled = parent.on_settled
+        result = await self.settle(child, self.executor)
+        if parent is not None:
+            add_child_cost(parent, child)
+        return result
+
     async def _route_classifier_call(self, req: ChatRequest) -> ChatResponse:
-        """A routing classifier's model call: straight to the plan executor, not streamed."""
-        result = await self.executor(CallContext(req))
+        """A routing classifier's model call (not streamed)."""
+        result = await self._helper_call(CallContext(req))
         assert isinstance(result, ChatResponse)
         return result
 

@@ -236,6 +236,20 @@ async def test_classifier_calls_its_model_and_falls_back_on_an_unknown_label(
         stats = await resp.json()
     haiku = stats["by_model"]["claude-3-5-haiku-latest"]
     assert haiku["requests"] == 1  # the classifier's call, upstream through the executor
+    mini = stats["by_model"]["gpt-4o-mini"]
+    # The caller's record carries both calls' tokens and cost: the classifier is not free.
+    (call,) = [r for r in await routed.records() if r.kind == "call"]
+    assert call.input_tokens == haiku["input_tokens"] + mini["input_tokens"]
+    assert call.output_tokens == haiku["output_tokens"] + mini["output_tokens"]
+    classifier_cost = compute_cost(
+        Usage(haiku["input_tokens"], haiku["output_tokens"]),
+        price(routed.config, "claude-haiku"),
+    )
+    answer_cost = compute_cost(
+        Usage(mini["input_tokens"], mini["output_tokens"]), price(routed.config, "gpt-4o-mini")
+    )
+    assert classifier_cost is not None and answer_cost is not None
+    assert call.cost_usd == classifier_cost + answer_cost
 
 
 async def test_a_request_no_target_can_hold_is_a_400(routed: Routed) -> None:

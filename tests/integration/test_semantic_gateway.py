@@ -214,11 +214,15 @@ async def test_anthropic_sdk_gets_a_semantic_hit_as_a_stream(running: Running) -
     await ant.close()
 
 
-async def test_the_judge_can_refuse_a_hit(sim_url: str) -> None:
+async def test_the_judge_can_refuse_a_hit(sim_url: str, tmp_path: Path) -> None:
     """`verify` asks a model through the gateway's own executor; the simulator never says
-    "yes", so the candidate is refused and the call goes upstream."""
+    "yes", so the candidate is refused and the call goes upstream. The judge's call is
+    charged to the call it judged."""
     await real_embedder_or_skip()
-    runner, port = await server.start(semantic_config(sim_url, verify={"enabled": True}))
+    data = semantic_config(sim_url, verify={"enabled": True}).model_dump()
+    db = f"sqlite:///{tmp_path / 'records.db'}"
+    data["observability"]["records"]["store_url"] = db
+    runner, port = await server.start(SluiceConfig.model_validate(data))
     oai = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
     try:
         await oai.chat.completions.create(**ask(QUESTION))
@@ -226,6 +230,18 @@ async def test_the_judge_can_refuse_a_hit(sim_url: str) -> None:
         raw = await oai.chat.completions.with_raw_response.create(**ask(PARAPHRASE))
         assert raw.headers["x-sluice-cache"] == "miss"
         assert await sim_requests(sim_url) == before + 2  # the judge's call and the answer
+        answer = raw.parse().usage
+        assert answer is not None
     finally:
         await oai.close()
-        await runner.cleanup()
+        await runner.cleanup()  # flushes the records
+    store = RecordStore.open(db)
+    try:
+        judged = next(
+            r for r in store.query() if r.request_id == raw.headers["x-sluice-request-id"]
+        )
+    finally:
+        store.close()
+    # The record holds the answer's tokens plus the judge's: the check was not free.
+    assert judged.input_tokens > answer.prompt_tokens
+    assert judged.output_tokens > answer.completion_tokens

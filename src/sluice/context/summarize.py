@@ -7,9 +7,7 @@ are added to the caller's call context, which is what its record and budgets see
 
 from __future__ import annotations
 
-from decimal import Decimal
-
-from sluice.pipeline.context import CallContext, Handler
+from sluice.pipeline.context import CallContext, Handler, add_child_cost
 from sluice.types import (
     CallMeta,
     ChatRequest,
@@ -92,25 +90,12 @@ async def summarize(
     )
     result = await nxt(child)
     assert isinstance(result, ChatResponse)  # the summary request is not streamed
-    _add_cost(ctx, child)
+    add_child_cost(ctx, child)
     ctx.response_headers["x-sluice-summary-calls"] = str(
         int(ctx.response_headers.get("x-sluice-summary-calls", "0")) + 1
     )
     text = "".join(p.text for p in result.parts if isinstance(p, TextPart)).strip()
     return text or (previous or "")
-
-
-def _add_cost(ctx: CallContext, child: CallContext) -> None:
-    total, used = ctx.usage, child.usage
-    total.input_tokens += used.input_tokens
-    total.output_tokens += used.output_tokens
-    total.cache_read_tokens += used.cache_read_tokens
-    total.cache_write_tokens += used.cache_write_tokens
-    if not child.cost_known:
-        ctx.cost_known = False
-        ctx.cost_usd = None
-    elif ctx.cost_known:
-        ctx.cost_usd = (ctx.cost_usd or Decimal(0)) + (child.cost_usd or Decimal(0))
 
 
 def with_summary(system: list[TextPart], summary: str | None) -> list[TextPart]:

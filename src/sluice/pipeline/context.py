@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -56,6 +57,25 @@ class CallContext:
     attempt_log: list[Attempt] = field(default_factory=list)
     # Called with each settled upstream answer's cost (None: unknown price).
     on_settled: list[Callable[[Decimal | None], None]] = field(default_factory=list)
+
+
+# The call being served, for helper model calls made on its behalf deep inside a strategy
+# (a routing classifier) that must be charged to it. Set only around such strategies.
+CURRENT_CALL: ContextVar[CallContext | None] = ContextVar("sluice_current_call", default=None)
+
+
+def add_child_cost(ctx: CallContext, child: CallContext) -> None:
+    """Charge a helper call (a summary, a classifier label) to the call it served."""
+    total, used = ctx.usage, child.usage
+    total.input_tokens += used.input_tokens
+    total.output_tokens += used.output_tokens
+    total.cache_read_tokens += used.cache_read_tokens
+    total.cache_write_tokens += used.cache_write_tokens
+    if not child.cost_known:
+        ctx.cost_known = False
+        ctx.cost_usd = None
+    elif ctx.cost_known:
+        ctx.cost_usd = (ctx.cost_usd or Decimal(0)) + (child.cost_usd or Decimal(0))
 
 
 def compose(stages: list[Stage], terminal: Handler) -> Handler:

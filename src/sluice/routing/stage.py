@@ -12,7 +12,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from sluice.config import SluiceConfig
-from sluice.pipeline.context import CallContext, Handler, Result
+from sluice.pipeline.context import CURRENT_CALL, CallContext, Handler, Result
 from sluice.routing.cascade import DECISION_HEADER, run_cascade
 from sluice.routing.classifier import Complete
 from sluice.routing.features import route_input
@@ -51,7 +51,11 @@ class RouterStage:
         if router is None:
             return await nxt(ctx)
         inp = route_input(ctx.request, ctx.over_soft_budget)
-        decision = await router.decide(inp, ctx.request.meta)
+        token = CURRENT_CALL.set(ctx)  # a classifier's model call is charged to this call
+        try:
+            decision = await router.decide(inp, ctx.request.meta)
+        finally:
+            CURRENT_CALL.reset(token)
         ctx.route = router.name
         ctx.route_reference = router.reference
         ctx.route_decision = decision.summary

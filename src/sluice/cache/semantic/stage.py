@@ -32,7 +32,7 @@ from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.cache.semantic.scope import last_user_text, scope_of
 from sluice.cache.semantic.store import MemoryStore, SemanticStore
 from sluice.collect import WatchedStream
-from sluice.pipeline.context import CallContext, Handler, Result
+from sluice.pipeline.context import CURRENT_CALL, CallContext, Handler, Result
 from sluice.replay import events_from_response
 from sluice.types import ChatRequest, ChatResponse, ToolResultPart
 
@@ -221,7 +221,11 @@ class SemanticCacheStage:
             # One search serves both the lookup and finding the entry a store replaces.
             matches = self.catalog.search(scope, vector, min(settings.threshold, _SAME))
         if directive is None:
-            hit = await self._lookup(question, matches, settings.threshold)
+            token = CURRENT_CALL.set(ctx)  # a judge's model call is charged to this call
+            try:
+                hit = await self._lookup(question, matches, settings.threshold)
+            finally:
+                CURRENT_CALL.reset(token)
             if hit is not None:
                 return self._serve(ctx, *hit)
         self.stats.misses += 1
