@@ -293,6 +293,9 @@ class ObservabilityConfig(_Frozen):
     tracing: TracingConfig = TracingConfig()  # OpenTelemetry, off by default
     alerts: AlertsConfig = AlertsConfig()
     metrics: bool = True  # GET /metrics in Prometheus format
+    # /metrics and /v1/sluice/alerts need the admin key (Bearer), like /ui; without
+    # SLUICE_ADMIN_KEY they answer loopback clients only.
+    metrics_auth: bool = False
 
 
 class SluiceConfig(_Frozen):

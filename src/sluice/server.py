@@ -45,6 +45,7 @@ from sluice.governance.counters import CounterBackendError
 from sluice.governance.keys import allows_model
 from sluice.governance.runtime import Governance
 from sluice.governance.stage import GovernanceStage, build_governance
+from sluice.observe.alerts import ENDPOINT as ALERTS_ENDPOINT
 from sluice.observe.alerts import install as install_alerts
 from sluice.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from sluice.observe.recorder import Recorder
@@ -69,6 +70,7 @@ from sluice.routing.stage import RouterStage, build_routers
 from sluice.runtime import Runtime
 from sluice.types import FLUSH, CallMeta, ChatRequest, ChatResponse, EventStream
 from sluice.ui import install as install_ui
+from sluice.ui.app import check_access
 
 log = logging.getLogger("sluice")
 
@@ -569,10 +571,27 @@ async def _errors_as_json(
         return resp
 
 
+_OPERATOR_PATHS = frozenset({"/metrics", ALERTS_ENDPOINT})
+
+
+@web.middleware
+async def _operator_only(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """`observability.metrics_auth`: metrics and alerts need the admin key, like /ui (without
+    SLUICE_ADMIN_KEY, loopback clients only)."""
+    if request.path in _OPERATOR_PATHS:
+        refusal = check_access(request)
+        if refusal is not None:
+            return refusal
+    return await handler(request)
+
+
 def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Application:
-    app = web.Application(
-        client_max_size=config.server.max_body_bytes, middlewares=[_errors_as_json]
-    )
+    middlewares = [_errors_as_json]
+    if config.observability.metrics_auth:
+        middlewares.append(_operator_only)
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=middlewares)
     app[GATEWAY] = gateway or Gateway(config)
     app.router.add_post("/v1/chat/completions", chat_endpoint(OPENAI_FRONTEND))
     app.router.add_post("/chat/completions", chat_endpoint(OPENAI_FRONTEND))
