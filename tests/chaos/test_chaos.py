@@ -162,11 +162,19 @@ async def test_everything_down_gives_fast_clean_errors(rig: Rig) -> None:
     await fire(rig, 100, 16)  # trips both breakers
     assert await rig.breaker("primary") == "open"
     assert await rig.breaker("fallback") == "open"
+    before = await rig.upstream_requests()
     results = await fire(rig, 200, 16)
+    # Open breakers: no upstream calls but, should open_s (1 s) pass meanwhile, one
+    # half-open probe per deployment.
+    assert await rig.upstream_requests() - before <= 2
     assert {s for s, _, _, _ in results} == {503}
     assert all("retry-after" in {k.lower() for k in h} for _, _, h, _ in results)
     latencies = sorted(t for _, t, _, _ in results)
-    assert percentile(latencies, 99) < 0.1  # fast: no upstream call, no timeout
+    # Fast: no call waits for an upstream timeout (0.3-0.5 s here). Not p99 < 0.1 s:
+    # on a loaded 2-core machine one collector pause in the test process put 2 of 200 calls
+    # at 0.26 s (seen in CI), which says nothing about the gateway.
+    assert percentile(latencies, 50) < 0.05
+    assert latencies[-1] < 0.5
     import orjson
 
     body = orjson.loads(results[0][3])
