@@ -193,7 +193,14 @@ class Gateway:
         return MemoryBackend(config.max_entries, config.max_bytes)
 
     def _model_price(self, model: str) -> Price | None:
-        """The price of the deployment that would serve `model` first (for cache savings)."""
+        """The price of the deployment that would serve `model` first (cache savings, budget
+        reservations). For a route, its dearest target's: routing has not decided yet when
+        budgets reserve the worst case."""
+        route = self.config.routes.get(model)
+        prices = [p for name in (route.targets if route else [model]) if (p := self._first(name))]
+        return max(prices, key=lambda p: (p.output, p.input)) if prices else None
+
+    def _first(self, model: str) -> Price | None:
         deployments = self.runtime.by_model.get(model)
         return self.settle.price_of(deployments[0].id) if deployments else None
 

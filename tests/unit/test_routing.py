@@ -262,3 +262,16 @@ def test_reference_defaults_to_the_dearest_target() -> None:
 def test_bad_routes_are_refused(routes: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         config_with(routes)
+
+
+def test_a_route_is_priced_at_its_dearest_target_for_reservations() -> None:
+    """Budgets reserve before routing decides: a route's worst case is its dearest target."""
+    from sluice.config import default_config
+    from sluice.server import Gateway
+
+    gateway = Gateway(default_config())
+    assert default_config().routes["auto"].targets == ["gpt-4o-mini", "gpt-4o"]
+    route_price = gateway._model_price("auto")
+    assert route_price is not None
+    assert route_price == gateway._model_price("gpt-4o")
+    assert route_price != gateway._model_price("gpt-4o-mini")
