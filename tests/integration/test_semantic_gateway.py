@@ -16,6 +16,7 @@ from openai import AsyncOpenAI
 from sluice import server
 from sluice.cache.semantic.stage import SemanticCacheStage
 from sluice.config import SluiceConfig
+from sluice.gateway import Gateway
 from sluice.observe.store import RecordStore
 from sluice.pipeline.context import CallContext, Handler, Result, compose
 from tests.integration.semantic_support import (
@@ -34,7 +35,7 @@ class Running:
     oai: AsyncOpenAI
     sim_url: str
     stage: SemanticCacheStage
-    gateway: server.Gateway
+    gateway: Gateway
 
 
 @pytest.fixture

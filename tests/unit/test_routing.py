@@ -267,7 +267,7 @@ def test_bad_routes_are_refused(routes: dict[str, object], message: str) -> None
 def test_a_route_is_priced_at_its_dearest_target_for_reservations() -> None:
     """Budgets reserve before routing decides: a route's worst case is its dearest target."""
     from sluice.config import default_config
-    from sluice.server import Gateway
+    from sluice.gateway import Gateway
 
     gateway = Gateway(default_config())
     assert default_config().routes["auto"].targets == ["gpt-4o-mini", "gpt-4o"]

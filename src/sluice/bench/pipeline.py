@@ -13,9 +13,9 @@ import time
 import orjson
 
 from sluice.config import default_config
+from sluice.gateway import Gateway
 from sluice.pipeline.context import CallContext
 from sluice.providers.base import Deployment
-from sluice.server import Gateway
 from sluice.types import CallMeta, ChatRequest, ChatResponse, EventStream, TextPart, Usage
 from sluice.wire.openai.request import decode_request
 

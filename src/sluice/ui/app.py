@@ -46,7 +46,7 @@ from sluice.observe.store import RecordStore
 from sluice.ui import data
 
 if TYPE_CHECKING:
-    from sluice.server import Gateway
+    from sluice.gateway import Gateway
 
 log = logging.getLogger("sluice.ui")
 
