@@ -83,6 +83,17 @@ def tenant_of(req: ChatRequest) -> str:
     return req.meta.tenant or "default"
 
 
+def replay_safe(req: ChatRequest, nondeterministic: bool, tool_results: bool) -> bool:
+    """Whether a stored answer may be given again (both caches use it): temperature exactly
+    0 unless `nondeterministic` is allowed, and no tool results (often live data) unless
+    `tool_results` is."""
+    if not nondeterministic and req.temperature != 0:
+        return False  # None (the provider's default) is not 0
+    return tool_results or not any(
+        isinstance(part, ToolResultPart) for msg in req.messages for part in msg.parts
+    )
+
+
 def cache_directive(req: ChatRequest) -> str | None:
     """`no-store`, `no-cache`, `refresh` or None, from the header or `metadata.cache`."""
     value = req.meta.headers.get(HEADER)
@@ -134,11 +145,7 @@ class ExactCacheStage:
         cfg = self.config
         if self._models is not None and req.model not in self._models:
             return False
-        if not cfg.cache_nondeterministic and req.temperature != 0:
-            return False  # None (the provider's default) is not 0
-        return cfg.cache_tool_results or not any(
-            isinstance(part, ToolResultPart) for msg in req.messages for part in msg.parts
-        )
+        return replay_safe(req, cfg.cache_nondeterministic, cfg.cache_tool_results)
 
     async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
         if not self.config.enabled:

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sluice.cache.backends import decode_response_blob, encode_response_blob
-from sluice.cache.exact import AGE_HEADER, HEADER, cache_directive, tenant_of
+from sluice.cache.exact import AGE_HEADER, HEADER, cache_directive, replay_safe, tenant_of
 from sluice.cache.semantic.catalog import Match, SemanticCatalog, SemanticEntry
 from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.cache.semantic.scope import last_user_text, scope_of
@@ -34,7 +34,7 @@ from sluice.cache.semantic.store import MemoryStore, SemanticStore
 from sluice.collect import WatchedStream
 from sluice.pipeline.context import CURRENT_CALL, CallContext, Handler, Result
 from sluice.replay import events_from_response
-from sluice.types import ChatRequest, ChatResponse, ToolResultPart
+from sluice.types import ChatRequest, ChatResponse
 
 log = logging.getLogger("sluice.cache.semantic")
 
@@ -189,11 +189,7 @@ class SemanticCacheStage:
 
     def cacheable(self, req: ChatRequest) -> bool:
         cfg = self.config
-        if not cfg.cache_nondeterministic and req.temperature != 0:
-            return False  # None (the provider's default) is not 0
-        return cfg.cache_tool_results or not any(
-            isinstance(part, ToolResultPart) for msg in req.messages for part in msg.parts
-        )
+        return replay_safe(req, cfg.cache_nondeterministic, cfg.cache_tool_results)
 
     async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
         req = ctx.request
