@@ -48,6 +48,11 @@ REDACTED = [
     ('{"client_secret": "c2VjcmV0LXZhbHVlLTEyMzQ1Njc4"}', '{"client_secret": "[secret]"}'),
     ("AWS_ACCESS_KEY: wJalrXUtnFEMIK7MDENGbPxRfiCY", "AWS_ACCESS_KEY: [secret]"),
     ("password=hunter2 next", "password=[secret] next"),
+    # each needs a different marker to reach the keyword scan (see `_may_hold_keyword`)
+    ("Secret: wJalrXUtnFEMIK7MDENGbPxRfiCY", "Secret: [secret]"),
+    ("BEARER\tabc123def456ghi", "BEARER\t[secret]"),
+    ("ASIAIOSFODNN7EXAMPLE", "[secret]"),
+    ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0", "[secret]"),
     (
         "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlF",
         "jwt [secret]",
@@ -184,6 +189,18 @@ EXTRA = [
     "+",
     "9",
     "k",
+    # keywords in other cases, inside words and split from their markers (the keyword
+    # scan is skipped for text without `:`, `=`, `_`, `sk-` ... or "bearer")
+    "BEARER\tabc123def456ghi ",
+    "ApiKey: 0123456789abcdef0123 ",
+    "monkey",
+    "accesskey",
+    "Token",
+    "_",
+    ":",
+    "=",
+    "eyJ",
+    "sk-",
 ]
 
 

@@ -15,9 +15,9 @@
   versions and bare digit runs stay → `[phone]`
 
 How: a match can only start at a few kinds of places — a digit run, `+`, `(`, a keyword such
-as `sk-`, `bearer`, `token`, or shortly before an `@`. Those are found with `str.find` and a
-one-character-class regex, and the combined pattern is tried only there, so ordinary prose
-costs little. Where kinds could start at the same place the order above decides. The
+as `sk-`, `bearer`, `token`, or shortly before an `@`. Those are found by two regex scans that
+skip in C to candidate characters, and the combined pattern is tried only there, so ordinary
+prose costs little. Where kinds could start at the same place the order above decides. The
 placeholders contain no digits or keywords, so redacting twice changes nothing.
 
 `preview(text, limit)` redacts *then* truncates — a cut never leaves part of a secret — and
@@ -82,52 +82,53 @@ _PATTERN = re.compile(
     re.VERBOSE,
 )
 
-# Where a match can start: `+`, `(`, the first digit of a run ...
-_CHAR_STARTS = re.compile(r"[+(]|(?<![0-9])[0-9]")
-# ... the first letter of one of these (lowercased) ...
-_KEYWORDS = (
-    "sk-",
-    "akia",
-    "asia",
-    "ghp_",
-    "gho_",
-    "ghu_",
-    "ghs_",
-    "ghr_",
-    "xox",
-    "eyj",
-    "bearer",
-    "apikey",
-    "accesskey",
-    "key",
-    "token",
-    "secret",
-    "auth",
-    "pass",
-    "pwd",
+# Where a match can start: `+`, `(`, the first digit of a run, an `@` (from which the start
+# of an e-mail address's local part is found by walking back) ...
+_CHAR_STARTS = re.compile(r"[+(@0-9](?<![0-9][0-9])")
+# ... or one of these words, looked for in the lowercased text. Both patterns begin with
+# plain characters, which lets `re` skip ahead to candidates in C instead of trying every
+# position. A word matched whole hides one inside it (`key` in `apikey`); that one could
+# never start a match, as every keyword alternative needs no letter or digit before it.
+_KEYWORDS = re.compile(
+    "sk-|akia|asia|gh[pousr]_|xox|eyj|bearer|apikey|accesskey|key|token|secret|auth|pass|pwd"
 )
-# ... or a word boundary at most this far before an `@` (the longest local part).
+# The longest local part an `@` can have before it.
 _LOCAL_PART = 64
 _LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 
 
 def _starts(text: str, lo: int, hi: int) -> list[int]:
     """Sorted positions in [lo, hi) where a match may start (a superset, never a miss)."""
-    found = [m.start() for m in _CHAR_STARTS.finditer(text, lo, hi)]
-    lowered = text[lo:hi].lower()
-    for word in _KEYWORDS:
-        i = lowered.find(word)
-        while i != -1:
-            found.append(lo + i)
-            i = lowered.find(word, i + 1)
-    at = text.find("@", lo, hi)
-    while at != -1:
+    found: list[int] = []
+    for m in _CHAR_STARTS.finditer(text, lo, hi):
+        at = m.start()
+        if text[at] != "@":
+            found.append(at)
+            continue
         j = at
         while j > lo and at - j < _LOCAL_PART and text[j - 1] in _LOCAL_CHARS:
             j -= 1
         found.extend(range(j, at))
-        at = text.find("@", at + 1, hi)
-    return sorted(set(found))
+    window = text[lo:hi]
+    if _may_hold_keyword(window):
+        found.extend(lo + m.start() for m in _KEYWORDS.finditer(window.lower()))
+    return sorted(set(found)) if found else found
+
+
+def _may_hold_keyword(text: str) -> bool:
+    """Whether any keyword alternative could match: each needs one of these (with the
+    pattern's case where it has one), so prose without them skips the keyword scan."""
+    return (
+        ":" in text
+        or "=" in text
+        or "_" in text
+        or "sk-" in text
+        or "AKIA" in text
+        or "ASIA" in text
+        or "xox" in text
+        or "eyJ" in text
+        or "bearer" in text.lower()
+    )
 
 
 def _luhn_ok(digits: str) -> bool:

@@ -39,8 +39,15 @@ from sluice.reliability.slots import SlotPool
 from sluice.reliability.state import DeploymentState, order
 from sluice.replay import events_from_response
 from sluice.runtime import Runtime
-from sluice.tokens import estimate_request_tokens
-from sluice.types import ChatResponse, EventStream, StreamEvent, StreamStart, TextPart
+from sluice.tokens import estimate_request_tokens, request_tokens_at_most
+from sluice.types import (
+    ChatRequest,
+    ChatResponse,
+    EventStream,
+    StreamEvent,
+    StreamStart,
+    TextPart,
+)
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
@@ -121,7 +128,7 @@ class PlanExecutor:
             self._runtime.deployments_for(req.model)  # 404 for an unknown model, up front
         self.budget.record_request()
         deadline = _deadline(req.meta.headers)
-        need = estimate_request_tokens(req) + (req.max_tokens or 0)
+        need = _Need(req)
         chain = [req.model, *(plan.fallbacks if plan else [])]
         failures: list[SluiceError] = []
         for index, model in enumerate(chain):
@@ -147,12 +154,12 @@ class PlanExecutor:
         return events_from_response(resp) if ctx.request.stream else resp
 
     async def _serve_model(
-        self, ctx: CallContext, model: str, deadline: float | None, need: int
+        self, ctx: CallContext, model: str, deadline: float | None, need: _Need
     ) -> Result:
         states = self._deployments(model)
-        fitting = [s for s in states if not s.dep.context_window or need <= s.dep.context_window]
+        fitting = [s for s in states if not s.dep.context_window or need.fits(s.dep.context_window)]
         if not fitting:
-            raise _ModelFailed(_context_error(model, need, states))
+            raise _ModelFailed(_context_error(model, need.tokens, states))
         plan = self._plans.get(model)
         strategy = (plan.load_balancing if plan else None) or self._cfg.load_balancing
         candidates = order(fitting, strategy, self._rng)
@@ -377,6 +384,29 @@ def _priority(ctx: CallContext) -> int:
     if raw in _PRIORITIES:
         return _PRIORITIES[raw]
     return int(raw) if raw.isdigit() else 1
+
+
+class _Need:
+    """Prompt + max_tokens tokens, estimated only when a cheap upper bound does not already
+    fit the context window (counting costs a few µs per request; the bound far less)."""
+
+    __slots__ = ("_at_most", "_exact", "_req")
+
+    def __init__(self, req: ChatRequest) -> None:
+        self._req = req
+        self._at_most: int | None = None
+        self._exact: int | None = None
+
+    @property
+    def tokens(self) -> int:
+        if self._exact is None:
+            self._exact = estimate_request_tokens(self._req) + (self._req.max_tokens or 0)
+        return self._exact
+
+    def fits(self, window: int) -> bool:
+        if self._at_most is None:
+            self._at_most = request_tokens_at_most(self._req) + (self._req.max_tokens or 0)
+        return self._at_most <= window or self.tokens <= window
 
 
 def _context_error(model: str, need: int, states: list[DeploymentState]) -> SluiceError:
