@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,14 @@ class Row:
     concurrency: int
     direct: LoadResult
     gateway: LoadResult
+    gateway_cpu_s: float  # CPU the gateway process used during its run (all threads)
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        """Steadier than rps on shared cores: when the gateway's core is saturated,
+        throughput is about 1e6 / this."""
+        requests = self.gateway.requests
+        return self.gateway_cpu_s * 1e6 / requests if requests else float("nan")
 
 
 def _body(stream: bool) -> bytes:
@@ -58,6 +67,7 @@ async def _measure(
     seconds: float,
     modes: list[bool],
     use_wrk: bool,
+    gateway_cpu: Callable[[], float],
 ) -> list[Row]:
     rows = []
     path = "/v1/chat/completions"
@@ -65,15 +75,17 @@ async def _measure(
         body = _body(stream)
         for c in concurrencies:
             direct = await _one(sim_url + path, body, c, requests, seconds, stream, use_wrk)
+            cpu_before = gateway_cpu()
             gateway = await _one(gw_url + path, body, c, requests, seconds, stream, use_wrk)
-            rows.append(Row(stream, c, direct, gateway))
+            rows.append(Row(stream, c, direct, gateway, gateway_cpu() - cpu_before))
     return rows
 
 
 def _format(rows: list[Row], idle_rss: float, loaded_rss: float) -> str:
     head = (
         f"{'mode':<10}{'conc':>5} | {'direct rps':>10}{'p50 ms':>8}{'p99 ms':>8} | "
-        f"{'gateway rps':>11}{'p50 ms':>8}{'p99 ms':>8} | {'added p50':>9}{'added p99':>10}"
+        f"{'gateway rps':>11}{'p50 ms':>8}{'p99 ms':>8} | {'added p50':>9}{'added p99':>10} | "
+        f"{'gw CPU µs/req':>13}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -82,7 +94,8 @@ def _format(rows: list[Row], idle_rss: float, loaded_rss: float) -> str:
             f"{r.direct.rps:>10.0f}{r.direct.pct(50):>8.2f}{r.direct.pct(99):>8.2f} | "
             f"{r.gateway.rps:>11.0f}{r.gateway.pct(50):>8.2f}{r.gateway.pct(99):>8.2f} | "
             f"{r.gateway.pct(50) - r.direct.pct(50):>9.2f}"
-            f"{r.gateway.pct(99) - r.direct.pct(99):>10.2f}"
+            f"{r.gateway.pct(99) - r.direct.pct(99):>10.2f} | "
+            f"{r.cpu_us_per_request:>13.0f}"
         )
         errors = r.direct.errors + r.gateway.errors
         if errors:
@@ -109,7 +122,16 @@ def run(
         with sim_and_gateway(Path(tmp), env=env, config=config) as (sim, gateway):
             idle_rss = gateway.rss_mb()
             rows = asyncio.run(
-                _measure(sim.url, gateway.url, concurrencies, requests, seconds, modes, use_wrk)
+                _measure(
+                    sim.url,
+                    gateway.url,
+                    concurrencies,
+                    requests,
+                    seconds,
+                    modes,
+                    use_wrk,
+                    gateway.cpu_seconds,
+                )
             )
             rss = gateway.rss_mb()
     loader = "wrk (C, 1 thread)" if use_wrk else "Python aiohttp (same 2 cores)"
