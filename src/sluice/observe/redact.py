@@ -229,6 +229,8 @@ def preview(text: str, limit: int = 200) -> str:
     """The redacted text, cut to at most `limit` characters (ending in `…` when cut)."""
     if limit < 1:
         return ""
+    if len(text) <= limit and _CHAR_STARTS.search(text) is None and not _may_hold_keyword(text):
+        return text  # the common case: short prose where no match can start
     redacted = _redact(text, limit)
     if len(redacted) <= limit:
         return redacted
