@@ -230,3 +230,25 @@ async def test_full_buffer_drops_and_counts_without_blocking(store: RecordStore)
     assert (stats.emitted, stats.written, stats.dropped) == (1050, 150, 900)
     stored = await asyncio.to_thread(store.query)
     assert [r.request_id for r in stored] == [r.request_id for r in records[:150]]
+
+
+def test_text_that_copy_and_sql_escape_round_trips(store: RecordStore) -> None:
+    """PostgreSQL writes with COPY, SQLite with INSERT: tabs, newlines, backslashes, quotes,
+    `\\N` (COPY's null marker) and non-ASCII text come back exactly, None stays None."""
+    tricky = ["a\tb", "line1\nline2\r\n", "back\\slash \\N", "\\N", "quote ' \" ;", "é ✓ 日本", ""]
+    records = [
+        CallRecord(
+            request_id=f"esc-{i}",
+            ts=1_700_000_000.0 + i,
+            input_preview=text,
+            output_preview=None,
+            user_id=text or None,
+            cost_usd=Decimal("0.0000001234"),
+            fallback_triggered=i % 2 == 0,
+            stream=True,
+        )
+        for i, text in enumerate(tricky)
+    ]
+    store.write_batch(records)
+    store.write_batch([])  # nothing to write is not an error
+    assert store.query() == records
