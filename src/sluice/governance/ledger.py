@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from sluice.governance.limits_config import LedgerConfig
+from sluice.pgcopy import copy_rows, is_postgresql
 
 if TYPE_CHECKING:
     from sluice.pipeline.context import CallContext
@@ -80,6 +82,10 @@ class LedgerRow:
             output_tokens=ctx.usage.output_tokens,
             cost_usd=ctx.cost_usd,
         )
+
+
+_ROW_FIELDS = tuple(f.name for f in fields(LedgerRow))
+_row_values = attrgetter(*_ROW_FIELDS)
 
 
 class Ledger:
@@ -148,7 +154,10 @@ class Ledger:
                 migrations.upgrade(self.config.store_url or "")  # 0002_spend_ledger
             self._ready = True
         with self.engine.begin() as conn:
-            conn.execute(spend_ledger.insert(), [asdict(r) for r in rows])
+            if is_postgresql(self.engine):
+                copy_rows(conn, spend_ledger, _ROW_FIELDS, list(map(_row_values, rows)))
+            else:
+                conn.execute(spend_ledger.insert(), [asdict(r) for r in rows])
         self.written += len(rows)
 
 

@@ -44,6 +44,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from sluice.observe.records import CACHE_HITS, FIELD_NAMES, CallRecord
+from sluice.pgcopy import copy_rows, is_postgresql
 
 DEFAULT_URL = "sqlite:///sluice.db"
 
@@ -227,7 +228,7 @@ class RecordStore:
         self.engine.dispose()
 
     def write_batch(self, records: Iterable[CallRecord]) -> None:
-        """Insert records in one transaction (all or none): COPY on PostgreSQL (`_copy`),
+        """Insert records in one transaction (all or none): COPY on PostgreSQL (`pgcopy`),
         elsewhere multi-row `INSERT ... VALUES (...), (...)` statements, built once per
         chunk size and sent straight to the driver. Why: this runs in a thread beside the
         event loop, and the SQLite driver gives up and retakes the GIL around every statement
@@ -235,10 +236,11 @@ class RecordStore:
         that slows the request path. Here it is one step per chunk."""
         _, order, money_positions = self._insert
         row_of = attrgetter(*order)  # one C call per record instead of 38 getattr calls
-        if self.engine.dialect.name == "postgresql":
+        if is_postgresql(self.engine):
             rows = [row_of(record) for record in records]
             if rows:
-                self._copy(rows)
+                with self.engine.begin() as conn:
+                    copy_rows(conn, self.table, order, rows)
             return
         money_as_text = self.engine.dialect.name == "sqlite"
         params: list[Any] = []
@@ -258,21 +260,6 @@ class RecordStore:
             for start in range(0, len(params), chunk):
                 part = params[start : start + chunk]
                 conn.exec_driver_sql(self._insert_rows(len(part) // width), tuple(part))
-
-    def _copy(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """PostgreSQL: `COPY ... FROM STDIN` in one transaction. Why not the multi-row INSERT:
-        psycopg caches the parsing of short statements only, and re-parsed a 200-row INSERT's
-        7,600 placeholders on every call — ~150 µs of the gateway's CPU per record, where
-        COPY costs a few (BENCHMARKS.md)."""
-        quote = self.engine.dialect.identifier_preparer
-        names = ", ".join(quote.quote(f) for f in self._insert[1])
-        sql = f"COPY {quote.format_table(self.table)} ({names}) FROM STDIN"
-        with self.engine.begin() as conn:
-            driver = conn.connection.driver_connection
-            assert driver is not None
-            with driver.cursor() as cursor, cursor.copy(sql) as copy:
-                for row in rows:
-                    copy.write_row(row)
 
     @cached_property
     def _insert(self) -> tuple[str, tuple[str, ...], tuple[int, ...]]:
