@@ -58,9 +58,8 @@ def count_prompt(texts: list[str], messages: int) -> int:
     return REQUEST_OVERHEAD + messages * MESSAGE_OVERHEAD + sum(count_text(t) for t in texts)
 
 
-def estimate_request_tokens(req: ChatRequest) -> int:
-    """Estimated prompt tokens of a neutral request, counted the way the simulator counts
-    usage (tools as compact sorted JSON of name, parameters and description)."""
+def _message_texts(req: ChatRequest) -> list[str]:
+    """The text-bearing pieces of the system prompt and the messages (not the tools)."""
     texts: list[str] = [p.text for p in req.system]
     for msg in req.messages:
         for part in msg.parts:
@@ -70,6 +69,13 @@ def estimate_request_tokens(req: ChatRequest) -> int:
                 texts.append(part.arguments)
             elif isinstance(part, ToolResultPart):
                 texts.extend(p.text for p in part.content if isinstance(p, TextPart))
+    return texts
+
+
+def estimate_request_tokens(req: ChatRequest) -> int:
+    """Estimated prompt tokens of a neutral request, counted the way the simulator counts
+    usage (tools as compact sorted JSON of name, parameters and description)."""
+    texts = _message_texts(req)
     for tool in req.tools:
         spec: dict[str, object] = {"name": tool.name, "parameters": tool.parameters}
         if tool.description is not None:
@@ -84,14 +90,5 @@ def request_tokens_at_most(req: ChatRequest) -> int:
     their JSON is what gets counted.)"""
     if req.tools:
         return estimate_request_tokens(req)
-    chars = sum(len(p.text) for p in req.system)
-    for msg in req.messages:
-        for part in msg.parts:
-            if isinstance(part, TextPart):
-                chars += len(part.text)
-            elif isinstance(part, ToolCallPart):
-                chars += len(part.arguments)
-            elif isinstance(part, ToolResultPart):
-                chars += sum(len(p.text) for p in part.content if isinstance(p, TextPart))
     framing = (len(req.messages) + (1 if req.system else 0)) * MESSAGE_OVERHEAD
-    return REQUEST_OVERHEAD + framing + chars
+    return REQUEST_OVERHEAD + framing + sum(map(len, _message_texts(req)))
