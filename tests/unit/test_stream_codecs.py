@@ -152,7 +152,6 @@ def test_openai_usage_chunk_only_when_asked() -> None:
 
 async def test_sse_reader_handles_any_split_and_line_endings() -> None:
     """Events split at every byte boundary, with CRLF endings, parse the same."""
-    from sluice.config import TimeoutConfig
     from sluice.providers.http import READ_BOUNDARY, _events
 
     wire = (
@@ -160,22 +159,14 @@ async def test_sse_reader_handles_any_split_and_line_endings() -> None:
         b"data: line1\r\ndata: line2\r\n\r\ndata: [DONE]\r\n\r\n"
     )
 
-    class Content:
-        def __init__(self, pieces: list[bytes]) -> None:
-            self._pieces = pieces
-
-        async def iter_any(self) -> Any:
-            for piece in self._pieces:
-                yield piece
-
-    class Resp:
-        def __init__(self, pieces: list[bytes]) -> None:
-            self.content = Content(pieces)
+    async def reads(pieces: list[bytes]) -> Any:
+        for piece in pieces:
+            yield piece
 
     expected = [("a", '{"x": 1}'), (None, "line1\nline2"), (None, "[DONE]")]
     for size in range(1, len(wire) + 1):
         pieces = [wire[i : i + size] for i in range(0, len(wire), size)]
-        events = [e async for e in _events(Resp(pieces), "d", TimeoutConfig())]  # type: ignore[arg-type]
+        events = [e async for e in _events(reads(pieces), "d")]
         got = [(e.event, e.data) for e in events if e is not READ_BOUNDARY]
         assert got == expected, size
         assert sum(e is READ_BOUNDARY for e in events) == len(pieces)  # one per network read

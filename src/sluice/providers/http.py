@@ -1,4 +1,5 @@
-"""One pooled aiohttp client per upstream, and mapping of transport failures to typed errors.
+"""One pooled client per upstream (`sluice.providers.transport`), and mapping of transport
+failures to typed errors.
 
 Adapters call `post` (whole body) or `open_stream` (SSE events); both raise only
 `UpstreamError` subclasses, so stages above never see aiohttp exceptions.
@@ -12,9 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
-from multidict import CIMultiDictProxy
 
 from sluice.config import TimeoutConfig
 from sluice.errors import (
@@ -25,8 +24,7 @@ from sluice.errors import (
     UpstreamTimeoutError,
 )
 from sluice.providers.ratelimit import parse_retry_after
-
-Headers = CIMultiDictProxy[str]
+from sluice.providers.transport import BadResponse, ConnectFailed, Headers, Pool
 
 
 @dataclass(slots=True)
@@ -45,42 +43,35 @@ class UpstreamClient:
     def __init__(self, name: str, max_connections: int) -> None:
         self.name = name
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Pool | None = None
 
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections,
-                limit_per_host=self._max_connections,
-                keepalive_timeout=30,
-                ttl_dns_cache=300,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
-            )
-        return self._session
+    def pool(self) -> Pool:
+        if self._pool is None:
+            self._pool = Pool(self._max_connections, keepalive_s=30.0)
+        return self._pool
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
 
     async def post(
         self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig, dep: str
     ) -> tuple[Headers, Any]:
         """POST and return (headers, parsed JSON body); error statuses raise."""
-        timeout = aiohttp.ClientTimeout(total=timeouts.total_s, sock_connect=timeouts.connect_s)
         try:
-            async with self.session().post(
-                url, data=body, headers=headers, timeout=timeout
-            ) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise status_error(resp.status, resp.headers, raw, dep)
-                return resp.headers, _parse_json(raw, dep)
+            async with asyncio.timeout(timeouts.total_s):
+                resp = await self.pool().post(url, headers, body, timeouts.connect_s)
+                try:
+                    raw = await resp.read()
+                finally:
+                    resp.release()
         except UpstreamError:
             raise
         except Exception as exc:
-            raise transport_error(exc, dep, timeouts) from exc
+            raise transport_error(exc, dep) from exc
+        if resp.status >= 400:
+            raise status_error(resp.status, resp.headers, raw, dep)
+        return resp.headers, _parse_json(raw, dep)
 
     @asynccontextmanager
     async def open_stream(
@@ -88,34 +79,45 @@ class UpstreamClient:
     ) -> AsyncIterator[tuple[Headers, AsyncIterator[SSEEvent]]]:
         """POST and yield (headers, SSE events). The first event must come within ttft_s,
         later ones within idle_s of each other; the whole stream within total_s."""
-        timeout = aiohttp.ClientTimeout(
-            total=timeouts.total_s, sock_connect=timeouts.connect_s, sock_read=timeouts.idle_s
-        )
+        deadline = asyncio.get_running_loop().time() + timeouts.total_s
         try:
-            async with asyncio.timeout(timeouts.ttft_s):
-                resp = await self.session().post(url, data=body, headers=headers, timeout=timeout)
+            async with asyncio.timeout(min(timeouts.ttft_s, timeouts.total_s)):
+                resp = await self.pool().post(url, headers, body, timeouts.connect_s)
         except Exception as exc:
-            raise transport_error(exc, dep, timeouts) from exc
+            raise transport_error(exc, dep) from exc
         try:
             if resp.status >= 400:
-                raise status_error(resp.status, resp.headers, await resp.read(), dep)
-            yield resp.headers, _events(resp, dep, timeouts)
+                async with asyncio.timeout(timeouts.idle_s):
+                    raw = await resp.read()
+                raise status_error(resp.status, resp.headers, raw, dep)
+            yield resp.headers, _events(_timed(resp.chunks(), timeouts.idle_s, deadline), dep)
         except UpstreamError:
             raise
         except Exception as exc:
-            raise transport_error(exc, dep, timeouts) from exc
+            raise transport_error(exc, dep) from exc
         finally:
-            resp.close()  # drops the connection if the stream was not read to the end
+            resp.release()  # drops the connection if the stream was not read to the end
 
 
-async def _events(
-    resp: aiohttp.ClientResponse, dep: str, timeouts: TimeoutConfig
-) -> AsyncIterator[SSEEvent]:
+async def _timed(
+    chunks: AsyncIterator[bytes], idle_s: float, deadline: float
+) -> AsyncIterator[bytes]:
+    """`chunks`, each within idle_s of the one before and all before the deadline."""
+    loop = asyncio.get_running_loop()
+    while True:
+        async with asyncio.timeout(min(idle_s, deadline - loop.time())):
+            chunk = await anext(chunks, None)
+        if chunk is None:
+            return
+        yield chunk
+
+
+async def _events(chunks: AsyncIterator[bytes], dep: str) -> AsyncIterator[SSEEvent]:
     """SSE events from the body, read in whatever blocks the network delivers (one await
     per read, not per line)."""
     buffer = b""
     try:
-        async for chunk in resp.content.iter_any():
+        async for chunk in chunks:
             buffer += chunk
             if b"\r" in buffer:
                 # Normalise CRLF / CR line ends; keep a trailing CR until its LF arrives.
@@ -135,7 +137,7 @@ async def _events(
     except UpstreamError:
         raise
     except Exception as exc:
-        raise transport_error(exc, dep, timeouts) from exc
+        raise transport_error(exc, dep) from exc
 
 
 def _parse_block(block: bytes) -> SSEEvent | None:
@@ -195,19 +197,15 @@ def status_error(status: int, headers: Headers, raw: bytes, dep: str) -> Upstrea
     )
 
 
-def transport_error(exc: BaseException, dep: str, timeouts: TimeoutConfig) -> UpstreamError:
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+def transport_error(exc: BaseException, dep: str) -> UpstreamError:
+    if isinstance(exc, TimeoutError):
         return UpstreamTimeoutError(f"upstream {dep} timed out", deployment=dep)
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, ConnectFailed):
         return UpstreamConnectError(f"cannot connect to upstream {dep}", deployment=dep)
-    if isinstance(
-        exc,
-        aiohttp.ClientPayloadError
-        | aiohttp.ServerDisconnectedError
-        | aiohttp.ClientOSError
-        | ConnectionError,
-    ):
+    if isinstance(exc, ConnectionError | OSError):
         return UpstreamConnectError(f"upstream {dep} closed the connection", deployment=dep)
+    if isinstance(exc, BadResponse):
+        return UpstreamMalformedError(f"upstream {dep} sent an invalid response", deployment=dep)
     if isinstance(exc, UnicodeDecodeError):
         return UpstreamMalformedError(f"upstream {dep} sent invalid UTF-8", deployment=dep)
     return UpstreamConnectError(f"upstream {dep} failed: {type(exc).__name__}", deployment=dep)

@@ -1,0 +1,395 @@
+"""A lean HTTP/1.1 keep-alive client for upstream calls: asyncio protocols and httptools'
+C parser, nothing else.
+
+Why not aiohttp's client here: a proxied request's upstream call is the largest piece of the
+gateway's CPU per request, and aiohttp's client spends ~125 µs of it (request and response
+objects, header merging, tracing hooks, cookie handling) where this one spends ~55 µs against
+the same simulator (BENCHMARKS.md, "Upstream client"). Upstream calls need little of what
+aiohttp offers: POST a JSON body, read a JSON body or a byte stream, reuse connections, time
+out, fail with a clear type. aiohttp still serves the gateway's own HTTP and sends webhooks.
+
+Failures raise `ConnectFailed` (no connection), `Disconnected` (the peer went away before
+the response ended) or `BadResponse` (not HTTP/1.x); timeouts are the caller's
+`asyncio.timeout`, and a cancelled or abandoned response closes its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+Headers = CIMultiDictProxy[str]
+
+_PAUSE_ABOVE = 1 << 20  # bytes buffered for a slow stream reader before we stop reading
+_SET_BY_US = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+class ConnectFailed(OSError):
+    """No connection could be opened (refused, unresolvable, TLS handshake failed)."""
+
+
+class Disconnected(ConnectionError):
+    """The upstream closed the connection before the response was complete."""
+
+
+class BadResponse(Exception):
+    """The upstream's bytes are not a valid HTTP/1.x response."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A URL split once into what a connection and a request line need."""
+
+    secure: bool
+    host: str
+    port: int
+    path: str
+    host_header: str
+
+    @staticmethod
+    def parse(url: str) -> Target:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        secure = parts.scheme == "https"
+        port = parts.port or (443 if secure else 80)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        default = port == (443 if secure else 80)
+        host_header = parts.hostname if default else f"{parts.hostname}:{port}"
+        return Target(secure, parts.hostname, port, path, host_header)
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection; parses one response at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.got_bytes = False  # since the last request went out
+        self._loop = asyncio.get_running_loop()
+        self._parser = httptools.HttpResponseParser(self)
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._head: asyncio.Future[Response] | None = None
+        self._response: Response | None = None
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(BadResponse(f"invalid HTTP response: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        response = self._response
+        if response is not None and not response.complete and response.until_close:
+            response.finish(keep_alive=False)  # a body delimited by the end of the connection
+        else:
+            self._fail(Disconnected("the upstream closed the connection"))
+
+    def pause_writing(self) -> None:  # request bodies are small; nothing to pause
+        pass
+
+    # -- httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        headers: CIMultiDict[str] = CIMultiDict(
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in self._raw_headers
+        )
+        self._raw_headers = []
+        status = self._parser.get_status_code()
+        if status < 200:  # 1xx: an interim answer, the real one follows
+            return
+        response = Response(self, status, CIMultiDictProxy(headers))
+        self._response = response
+        if self._head is not None and not self._head.done():
+            self._head.set_result(response)
+
+    def on_body(self, body: bytes) -> None:
+        if self._response is not None:
+            self._response.feed(body)
+
+    def on_message_complete(self) -> None:
+        if self._response is not None:
+            self._response.finish(keep_alive=self._parser.should_keep_alive())
+
+    # -- used by the pool
+    def send(self, head: bytes, body: bytes) -> asyncio.Future[Response]:
+        if self.transport is None:
+            raise Disconnected("the connection is not open")
+        self._head = self._loop.create_future()
+        self._response = None
+        self.got_bytes = False
+        self.transport.write(head + body)
+        return self._head
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _fail(self, exc: Exception) -> None:
+        self.closed = True
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(exc)
+        if self._response is not None:
+            self._response.fail(exc)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+class Response:
+    """A response whose headers have arrived; read its body once, with `read` or `chunks`.
+    `release` (always, in a finally) returns the connection to the pool or closes it."""
+
+    def __init__(self, conn: _Connection, status: int, headers: Headers) -> None:
+        self.status = status
+        self.headers = headers
+        self.complete = False
+        encoding = headers.get("transfer-encoding", "").lower()
+        self.until_close = "content-length" not in headers and "chunked" not in encoding
+        self._conn = conn
+        self._keep_alive = False
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._error: Exception | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._release: Callable[[_Connection, bool], None] | None = None
+        self._paused = False
+        coding = headers.get("content-encoding", "").lower()
+        self._inflate = (
+            zlib.decompressobj(wbits=16 + zlib.MAX_WBITS if coding == "gzip" else zlib.MAX_WBITS)
+            if coding in ("gzip", "deflate")
+            else None
+        )
+
+    # -- fed by the connection
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > _PAUSE_ABOVE and not self._paused and self._conn.transport:
+            self._paused = True
+            self._conn.transport.pause_reading()
+        self._wake()
+
+    def finish(self, keep_alive: bool) -> None:
+        self.complete = True
+        self._keep_alive = keep_alive
+        self._wake()
+
+    def fail(self, exc: Exception) -> None:
+        if not self.complete:
+            self._error = exc
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # -- read by the caller
+    async def read(self) -> bytes:
+        while not self.complete:
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return self._decode(data, final=True)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body in the pieces the network delivered (one per read, decompressed)."""
+        while True:
+            if self._chunks:
+                data = b"".join(self._chunks)
+                self._chunks.clear()
+                self._buffered = 0
+                if self._paused and self._conn.transport and not self._conn.closed:
+                    self._paused = False
+                    self._conn.transport.resume_reading()
+                out = self._decode(data, final=False)
+                if out:
+                    yield out
+            elif self.complete:
+                tail = self._decode(b"", final=True)
+                if tail:
+                    yield tail
+                return
+            else:
+                await self._wait()
+
+    async def _wait(self) -> None:
+        """Until more body, the end, or a failure; raises the failure once nothing that
+        arrived before it is left to hand out."""
+        if self._error is None:
+            self._waiter = self._conn._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        error = self._error
+        if error is not None and not self._chunks:
+            raise error
+
+    def _decode(self, data: bytes, final: bool) -> bytes:
+        if self._inflate is None:
+            return data
+        try:
+            out = self._inflate.decompress(data)
+            return out + self._inflate.flush() if final else out
+        except zlib.error as exc:
+            raise BadResponse(f"invalid compressed body: {exc}") from exc
+
+    def release(self) -> None:
+        if self._release is not None:
+            release, self._release = self._release, None
+            release(self._conn, self.complete and self._keep_alive and not self._conn.closed)
+
+
+class Pool:
+    """Keep-alive connections to any number of hosts, at most `limit` open per host; callers
+    beyond that wait for one. Idle connections older than `keepalive_s` are not reused."""
+
+    def __init__(self, limit: int, keepalive_s: float = 30.0) -> None:
+        self._limit = limit
+        self._keepalive_s = keepalive_s
+        self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
+        self._open: dict[tuple[str, int, bool], int] = {}
+        self._waiters: dict[tuple[str, int, bool], deque[asyncio.Future[None]]] = {}
+        self._targets: dict[str, Target] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self._closed = False
+
+    async def post(
+        self, url: str, headers: dict[str, str], body: bytes, connect_timeout: float
+    ) -> Response:
+        """Send a POST and return once the response's status and headers are in."""
+        target = self._targets.get(url)
+        if target is None:
+            target = self._targets[url] = Target.parse(url)
+        head = _request_head(target, headers, len(body))
+        for _ in range(2):
+            conn, reused = await self._acquire(target, connect_timeout)
+            try:
+                response = await conn.send(head, body)
+            except Disconnected:
+                self._give_back(target, conn, reusable=False)
+                if reused and not conn.got_bytes:
+                    continue  # the upstream had just closed an idle connection: once more
+                raise
+            except BaseException:
+                self._give_back(target, conn, reusable=False)
+                raise
+            response._release = lambda c, reusable: self._give_back(target, c, reusable)
+            return response
+        raise Disconnected("the upstream closed the connection")
+
+    async def close(self) -> None:
+        self._closed = True
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.abort()
+        self._idle.clear()
+
+    async def _acquire(self, target: Target, connect_timeout: float) -> tuple[_Connection, bool]:
+        """A connection to the target and whether it was reused."""
+        key = (target.host, target.port, target.secure)
+        idle = self._idle.get(key)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < self._keepalive_s:
+                return conn, True
+            self._forget(key, conn)
+        while self._open.get(key, 0) >= self._limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(key, deque()).append(waiter)
+            try:
+                await waiter  # woken when a connection is returned or closed
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one(key)  # pass the turn on rather than lose it
+                raise
+            idle = self._idle.get(key)
+            if idle:
+                conn = idle.pop()
+                if not conn.closed:
+                    return conn, True
+                self._forget(key, conn)
+        self._open[key] = self._open.get(key, 0) + 1
+        try:
+            return await self._connect(target, connect_timeout), False
+        except BaseException:
+            self._open[key] -= 1
+            self._wake_one(key)
+            raise
+
+    async def _connect(self, target: Target, connect_s: float) -> _Connection:
+        loop = asyncio.get_running_loop()
+        context = None
+        if target.secure:
+            context = self._ssl = self._ssl or ssl.create_default_context()
+        try:
+            async with asyncio.timeout(connect_s):
+                _, conn = await loop.create_connection(
+                    _Connection,
+                    target.host,
+                    target.port,
+                    ssl=context,
+                    server_hostname=target.host if context else None,
+                )
+        except OSError as exc:
+            raise ConnectFailed(f"cannot connect to {target.host}:{target.port}: {exc}") from exc
+        return conn
+
+    def _give_back(self, target: Target, conn: _Connection, reusable: bool) -> None:
+        key = (target.host, target.port, target.secure)
+        if reusable and not self._closed:
+            conn.idle_since = time.monotonic()
+            self._idle.setdefault(key, []).append(conn)
+        else:
+            conn.abort()
+            self._forget(key, conn)
+        self._wake_one(key)
+
+    def _forget(self, key: tuple[str, int, bool], conn: _Connection) -> None:
+        conn.abort()
+        self._open[key] = max(0, self._open.get(key, 0) - 1)
+
+    def _wake_one(self, key: tuple[str, int, bool]) -> None:
+        waiters = self._waiters.get(key)
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+def _request_head(target: Target, headers: dict[str, str], length: int) -> bytes:
+    lines = [
+        f"POST {target.path} HTTP/1.1\r\nhost: {target.host_header}\r\ncontent-length: {length}\r\n"
+    ]
+    for name, value in headers.items():
+        if name.lower() in _SET_BY_US:
+            continue
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+            raise ValueError(f"header {name!r} holds a line break")
+        lines.append(f"{name}: {value}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1", "replace")

@@ -1,0 +1,232 @@
+"""The upstream HTTP/1.1 client against scripted servers on loopback: framing (length, chunked,
+end of connection), compression, keep-alive reuse, the connection limit, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from sluice.providers.transport import BadResponse, ConnectFailed, Disconnected, Pool, Target
+
+Reply = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]  # -> keep the connection?
+
+
+class Server:
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests: list[bytes] = []
+
+
+@asynccontextmanager
+async def serve(reply: Reply) -> AsyncIterator[tuple[str, Server]]:
+    """A server that reads each request (head + content-length body) and lets `reply` answer."""
+    state = Server()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        state.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                request = head + await reader.readexactly(length)
+                state.requests.append(request)
+                if not await reply(request, writer):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1/x?y=1", state
+    finally:
+        server.close()
+
+
+def ok(body: bytes, extra: bytes = b"") -> Reply:
+    async def reply(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n" % (len(body), extra) + body)
+        await writer.drain()
+        return True
+
+    return reply
+
+
+async def post(pool: Pool, url: str, body: bytes = b"{}") -> tuple[int, bytes]:
+    resp = await pool.post(url, {"content-type": "application/json"}, body, 5.0)
+    try:
+        return resp.status, await resp.read()
+    finally:
+        resp.release()
+
+
+async def test_request_head_and_keep_alive_reuse() -> None:
+    async with serve(ok(b'{"a":1}', b"x-one: 1\r\n")) as (url, server):
+        pool = Pool(4)
+        for _ in range(3):
+            assert await post(pool, url, b'{"q":2}') == (200, b'{"a":1}')
+        assert server.connections == 1  # one connection, reused
+        head = server.requests[0].split(b"\r\n")
+        assert head[0] == b"POST /v1/x?y=1 HTTP/1.1"
+        assert b"content-length: 7" in head and b"content-type: application/json" in head
+        assert server.requests[0].endswith(b'{"q":2}')
+        await pool.close()
+
+
+async def test_chunked_gzip_and_end_of_connection_bodies() -> None:
+    packed = gzip.compress(b"hello world")
+
+    async def chunked(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-encoding: gzip\r\n\r\n"
+        )
+        for i in range(0, len(packed), 5):
+            piece = packed[i : i + 5]
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        return True
+
+    async def until_close(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\nall of it")
+        await writer.drain()
+        return False
+
+    pool = Pool(4)
+    async with serve(chunked) as (url, _):
+        assert await post(pool, url) == (200, b"hello world")
+    async with serve(until_close) as (url, server):
+        assert await post(pool, url) == (200, b"all of it")
+        assert await post(pool, url) == (200, b"all of it")
+        assert server.connections == 2  # not reused: the body ended with the connection
+    await pool.close()
+
+
+async def test_stream_chunks_arrive_as_sent() -> None:
+    gate = asyncio.Event()
+
+    async def reply(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await gate.wait()
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+        return True
+
+    async with serve(reply) as (url, _):
+        pool = Pool(1)
+        resp = await pool.post(url, {}, b"", 5.0)
+        got = []
+        async for chunk in resp.chunks():
+            got.append(chunk)
+            gate.set()
+        resp.release()
+        assert got == [b"first", b"second"]
+        await pool.close()
+
+
+async def test_stale_idle_connection_is_replaced_once() -> None:
+    """The upstream drops a kept-alive connection just as a request goes out on it (its idle
+    timeout raced ours): the call is sent once more on a new connection instead of failing.
+    A connection that is closed while it sits idle is never picked at all."""
+    answered: set[int] = set()
+
+    async def first_only(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        if id(writer) in answered:
+            return False  # second request on this connection: hang up without a word
+        answered.add(id(writer))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        return True
+
+    async with serve(first_only) as (url, server):
+        pool = Pool(2)
+        assert await post(pool, url) == (200, b"ok")
+        assert await post(pool, url) == (200, b"ok")
+        assert server.connections == 2
+        await pool.close()
+
+    async def hang_up_after(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        return False
+
+    async with serve(hang_up_after) as (url, server):
+        pool = Pool(2)
+        assert await post(pool, url) == (200, b"ok")
+        await asyncio.sleep(0.05)
+        assert await post(pool, url) == (200, b"ok")
+        assert server.connections == 2 and len(server.requests) == 2
+        await pool.close()
+
+
+async def test_limit_makes_callers_wait_for_a_connection() -> None:
+    release = asyncio.Event()
+
+    async def slow(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        await release.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nk")
+        await writer.drain()
+        return True
+
+    async with serve(slow) as (url, server):
+        pool = Pool(2)
+        calls = [asyncio.create_task(post(pool, url)) for _ in range(5)]
+        await asyncio.sleep(0.1)
+        assert server.connections == 2 and len(server.requests) == 2
+        release.set()
+        assert await asyncio.gather(*calls) == [(200, b"k")] * 5
+        assert server.connections == 2
+        await pool.close()
+
+
+async def test_cancelled_call_closes_its_connection_and_frees_the_slot() -> None:
+    async def never(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(30)
+        return False
+
+    async with serve(never) as (url, server):
+        pool = Pool(1)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await post(pool, url)
+        assert pool._open[("127.0.0.1", Target.parse(url).port, False)] == 0
+        assert server.connections == 1
+    await pool.close()
+
+
+async def test_failures_have_their_own_types() -> None:
+    pool = Pool(1)
+    async with serve(ok(b"")) as (url, _):
+        pass  # closed: nothing listens on that port any more
+    with pytest.raises(ConnectFailed):
+        await post(pool, url)
+
+    async def garbage(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"SMTP ready\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async with serve(garbage) as (url, _):
+        with pytest.raises(BadResponse):
+            await post(pool, url)
+
+    async def cut(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
+        await writer.drain()
+        return False
+
+    async with serve(cut) as (url, _):
+        with pytest.raises(Disconnected):
+            await post(pool, url)
+    with pytest.raises(ValueError, match="line break"):
+        await pool.post(url, {"x-evil": "a\r\nx-injected: 1"}, b"", 1.0)
+    await pool.close()
