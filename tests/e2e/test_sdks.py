@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -236,6 +237,19 @@ async def test_client_request_id_is_echoed(oai: AsyncOpenAI) -> None:
         extra_headers={"x-sluice-request-id": "trace-42"},
     )
     assert raw.headers["x-sluice-request-id"] == "trace-42"
+
+
+async def test_generated_request_ids_are_unique_and_sort_by_time(oai: AsyncOpenAI) -> None:
+    """Time-first ids keep the records store's request-id index growing at one end."""
+    ids = []
+    for _ in range(5):
+        raw = await oai.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+        ids.append(raw.headers["x-sluice-request-id"])
+        await asyncio.sleep(0.002)  # ids are ordered to the millisecond
+    assert len(set(ids)) == 5 and ids == sorted(ids)
+    assert all(len(i) == len("req_") + 32 for i in ids)
 
 
 async def test_upstream_429_surfaces_as_sdk_rate_limit_error(oai: AsyncOpenAI) -> None:
