@@ -17,9 +17,10 @@ Handler = Callable[["CallContext"], Awaitable[Result]]
 Stage = Callable[["CallContext", Handler], Awaitable[Result]]
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Attempt:
-    """One upstream call the executor made for a request."""
+    """One upstream call the executor made for a request. Not frozen: the settle stage fills
+    in the answer's tokens and cost in place (`dataclasses.replace` cost ~4 µs a call)."""
 
     deployment: str
     started: float  # epoch seconds

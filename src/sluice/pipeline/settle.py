@@ -7,7 +7,6 @@ the usage the upstream reported so far.
 
 from __future__ import annotations
 
-import dataclasses
 from decimal import Decimal
 
 from sluice.collect import WatchedStream
@@ -51,13 +50,10 @@ class SettleStage:
             cost: Decimal | None = Decimal(0)
         else:
             cost = compute_cost(usage, self._prices.get(ctx.deployment.id))
-        if ctx.attempt_log and ctx.attempt_log[-1].status < 400:
-            ctx.attempt_log[-1] = dataclasses.replace(
-                ctx.attempt_log[-1],
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cost_usd=cost,
-            )
+        if ctx.attempt_log and (attempt := ctx.attempt_log[-1]).status < 400:
+            attempt.input_tokens = usage.input_tokens
+            attempt.output_tokens = usage.output_tokens
+            attempt.cost_usd = cost
         if cost is None:
             ctx.cost_known = False  # an unknown price makes the total unknown, never $0
             ctx.cost_usd = None
