@@ -1,4 +1,4 @@
-"""Measure the stack choices behind Sluice: orjson, the aiohttp client, the aiohttp server.
+"""Measure the stack choices behind Sluice: orjson, the upstream client, the aiohttp server.
 
 Usage: .venv/bin/python benchmarks/stack_choice.py
 
@@ -7,7 +7,8 @@ Three sections, each printing a compact table:
 1. JSON: orjson vs stdlib json, loads+dumps of a chat request, a chat.completion response
    and a stream chunk (µs per loads+dumps pair, timeit, best of several repeats).
 2. Upstream HTTP client against the project's simulator (`sluice sim`, zero latency):
-   aiohttp.ClientSession vs httpx.AsyncClient, both on uvloop, closed loop at
+   aiohttp.ClientSession vs Sluice's own pool (`sluice.providers.transport`, httptools)
+   vs httpx.AsyncClient, all on uvloop, closed loop at
    concurrency 1 and 64; requests/s, p50/p99 latency and client CPU seconds per 1000
    requests (time.process_time of the client process, which runs alone in a child).
 3. HTTP server: a minimal echo-JSON endpoint on aiohttp.web, on Starlette+uvicorn and as
@@ -21,7 +22,7 @@ Sluice dependencies: a comparison whose library is missing is skipped with a mes
 
 The script re-invokes itself for its children:
   --serve {aiohttp,starlette,asgi} PORT          one of the servers of section 3
-  --client {aiohttp,httpx} URL CONC N WARMUP     one run of section 2 (prints one JSON line)
+  --client {aiohttp,sluice,httpx} URL CONC N WARMUP     one run of section 2 (prints one JSON line)
 """
 
 from __future__ import annotations
@@ -285,6 +286,20 @@ async def _client_run(
                 return resp.status == 200
 
         closer = session.close
+    elif lib == "sluice":
+        from sluice.providers.transport import Pool
+
+        pool = Pool(64)
+
+        async def send() -> bool:
+            resp = await pool.post(url, headers, body, 10.0)
+            try:
+                await resp.read()
+            finally:
+                resp.release()
+            return resp.status == 200
+
+        closer = pool.close
     else:
         import httpx
 
@@ -332,7 +347,7 @@ def bench_client(children: Children, tmp: Path, total: int, warmup: int) -> None
     if have("uvloop"):
         say("   SKIPPED: uvloop is not installed")
         return
-    libs = ["aiohttp"]
+    libs = ["aiohttp", "sluice"]
     if have("httpx"):
         say(
             "   httpx not installed: skipping the httpx comparison "

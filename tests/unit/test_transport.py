@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +26,9 @@ class Server:
 
 
 @asynccontextmanager
-async def serve(reply: Reply) -> AsyncIterator[tuple[str, Server]]:
+async def serve(
+    reply: Reply, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[str, Server]]:
     """A server that reads each request (head + content-length body) and lets `reply` answer."""
     state = Server()
 
@@ -44,10 +50,10 @@ async def serve(reply: Reply) -> AsyncIterator[tuple[str, Server]]:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}/v1/x?y=1", state
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}/v1/x?y=1", state
     finally:
         server.close()
 
@@ -230,3 +236,31 @@ async def test_failures_have_their_own_types() -> None:
     with pytest.raises(ValueError, match="line break"):
         await pool.post(url, {"x-evil": "a\r\nx-injected: 1"}, b"", 1.0)
     await pool.close()
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    command = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+    command += f" -addext subjectAltName=IP:127.0.0.1 -keyout {key} -out {cert}"
+    subprocess.run(command.split(), check=True, capture_output=True)
+    return cert, key
+
+
+async def test_https_verifies_the_certificate(self_signed: tuple[Path, Path]) -> None:
+    """TLS as providers use it: the certificate must be trusted and name the host."""
+    cert, key = self_signed
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    async with serve(ok(b"secure"), tls=server_tls) as (url, server):
+        assert url.startswith("https://")
+        trusting = Pool(2, ssl_context=ssl.create_default_context(cafile=str(cert)))
+        assert await post(trusting, url) == (200, b"secure")
+        assert await post(trusting, url) == (200, b"secure")
+        assert server.connections == 1
+        await trusting.close()
+        with pytest.raises(ConnectFailed):  # the system's CAs do not know this certificate
+            await post(Pool(2), url)

@@ -266,14 +266,16 @@ class Pool:
     """Keep-alive connections to any number of hosts, at most `limit` open per host; callers
     beyond that wait for one. Idle connections older than `keepalive_s` are not reused."""
 
-    def __init__(self, limit: int, keepalive_s: float = 30.0) -> None:
+    def __init__(
+        self, limit: int, keepalive_s: float = 30.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._limit = limit
         self._keepalive_s = keepalive_s
         self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
         self._open: dict[tuple[str, int, bool], int] = {}
         self._waiters: dict[tuple[str, int, bool], deque[asyncio.Future[None]]] = {}
         self._targets: dict[str, Target] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context  # None: the system's trusted CAs, made on first https use
         self._closed = False
 
     async def post(
