@@ -264,3 +264,24 @@ async def test_https_verifies_the_certificate(self_signed: tuple[Path, Path]) ->
         await trusting.close()
         with pytest.raises(ConnectFailed):  # the system's CAs do not know this certificate
             await post(Pool(2), url)
+
+
+async def test_an_extra_answer_makes_the_connection_unusable() -> None:
+    async def twice(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        writer.write(answer + answer)  # one request, two answers
+        await writer.drain()
+        return True
+
+    async with serve(twice) as (url, server):
+        pool = Pool(2)
+        assert await post(pool, url) == (200, b"ok")
+        await asyncio.sleep(0.05)
+        assert await post(pool, url) == (200, b"ok")  # on a new connection, not the spoiled one
+        assert server.connections == 2
+        await pool.close()
+
+
+def test_ipv6_hosts_are_bracketed_in_the_host_header() -> None:
+    assert Target.parse("http://[::1]:8080/v1/x").host_header == "[::1]:8080"
+    assert Target.parse("https://api.example.com/v1").host_header == "api.example.com"

@@ -65,7 +65,8 @@ class Target:
         port = parts.port or (443 if secure else 80)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         default = port == (443 if secure else 80)
-        host_header = parts.hostname if default else f"{parts.hostname}:{port}"
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # IPv6
+        host_header = host if default else f"{host}:{port}"
         return Target(secure, parts.hostname, port, path, host_header)
 
 
@@ -89,6 +90,9 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        if self._head is None:  # bytes nobody asked for: the connection can't be trusted
+            self._fail(BadResponse("the upstream sent data with no request outstanding"))
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -117,17 +121,21 @@ class _Connection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if status < 200:  # 1xx: an interim answer, the real one follows
             return
+        if self._head is None:  # a second answer to one request: never reuse this connection
+            self._fail(BadResponse("the upstream sent an answer no request asked for"))
+            return
         response = Response(self, status, CIMultiDictProxy(headers))
         self._response = response
         if self._head is not None and not self._head.done():
             self._head.set_result(response)
 
     def on_body(self, body: bytes) -> None:
-        if self._response is not None:
+        if self._response is not None and not self._response.complete:
             self._response.feed(body)
 
     def on_message_complete(self) -> None:
         if self._response is not None:
+            self._head = None  # idle until the next request
             self._response.finish(keep_alive=self._parser.should_keep_alive())
 
     # -- used by the pool
