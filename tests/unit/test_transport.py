@@ -285,3 +285,46 @@ async def test_an_extra_answer_makes_the_connection_unusable() -> None:
 def test_ipv6_hosts_are_bracketed_in_the_host_header() -> None:
     assert Target.parse("http://[::1]:8080/v1/x").host_header == "[::1]:8080"
     assert Target.parse("https://api.example.com/v1").host_header == "api.example.com"
+
+
+async def test_stream_read_to_its_last_event_keeps_its_connection() -> None:
+    """The adapter stops at `[DONE]`; the chunked body's end comes a moment later. The
+    connection is reused once it does, not dropped; an abandoned stream is dropped."""
+    from sluice.config import TimeoutConfig
+    from sluice.errors import UpstreamError
+    from sluice.providers.http import UpstreamClient
+
+    async def sse(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for data in (b"data: 1\n\n", b"data: [DONE]\n\n"):
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async def read_until_done(client: UpstreamClient, url: str, stop_at: str) -> list[str]:
+        got = []
+        async with client.open_stream(url, {}, b"{}", TimeoutConfig(), "d") as (_, events):
+            async for event in events:
+                if event.data:
+                    got.append(event.data)
+                if event.data == stop_at:
+                    break
+        return got
+
+    async with serve(sse) as (url, server):
+        client = UpstreamClient("d", 4)
+        for _ in range(3):
+            assert await read_until_done(client, url, "[DONE]") == ["1", "[DONE]"]
+            await asyncio.sleep(0.1)
+        assert server.connections == 1
+        assert await read_until_done(client, url, "never") == ["1", "[DONE]"]
+        with pytest.raises(UpstreamError):  # the reader fails mid-stream: connection dropped
+            async with client.open_stream(url, {}, b"{}", TimeoutConfig(), "d") as (_, events):
+                async for _event in events:
+                    raise RuntimeError("reader gave up")
+        assert await read_until_done(client, url, "[DONE]") == ["1", "[DONE]"]
+        assert server.connections == 2
+        await client.close()

@@ -33,6 +33,10 @@ class SSEEvent:
     data: str
 
 
+# How long a stream read to its last event may take to end its HTTP body, in the background,
+# before its connection is closed instead of reused.
+_TRAILING_END_S = 2.0
+
 # Yielded after the events of each network read (see `sluice.types.Flush`).
 READ_BOUNDARY = SSEEvent("sluice.read-boundary", "")
 
@@ -85,18 +89,23 @@ class UpstreamClient:
                 resp = await self.pool().post(url, headers, body, timeouts.connect_s)
         except Exception as exc:
             raise transport_error(exc, dep) from exc
+        read_to_the_end = False
         try:
             if resp.status >= 400:
                 async with asyncio.timeout(timeouts.idle_s):
                     raw = await resp.read()
                 raise status_error(resp.status, resp.headers, raw, dep)
             yield resp.headers, _events(_timed(resp.chunks(), timeouts.idle_s, deadline), dep)
+            read_to_the_end = True  # the adapter saw the stream's last event
         except UpstreamError:
             raise
         except Exception as exc:
             raise transport_error(exc, dep) from exc
         finally:
-            resp.release()  # drops the connection if the stream was not read to the end
+            if read_to_the_end:  # keep the connection once the body's end trails in
+                resp.release_when_done(_TRAILING_END_S)
+            else:  # abandoned or failed: close it, so the upstream stops generating
+                resp.release()
 
 
 async def _timed(

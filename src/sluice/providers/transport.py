@@ -32,6 +32,7 @@ Headers = CIMultiDictProxy[str]
 
 _PAUSE_ABOVE = 1 << 20  # bytes buffered for a slow stream reader before we stop reading
 _SET_BY_US = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_DRAINING: set[asyncio.Task[None]] = set()  # strong references to background drains
 
 
 class ConnectFailed(OSError):
@@ -263,6 +264,33 @@ class Response:
             return out + self._inflate.flush() if final else out
         except zlib.error as exc:
             raise BadResponse(f"invalid compressed body: {exc}") from exc
+
+    def release_when_done(self, within_s: float) -> None:
+        """Release once the body has ended, waiting for that at most `within_s` in the
+        background. For a reader that stopped at the last event it needed: the end of a
+        chunked body often arrives a moment after the last event, and without it the
+        connection could not be reused."""
+        if self.complete or self._error is not None or self._conn.closed:
+            self.release()
+            return
+        task = self._conn._loop.create_task(self._finish_then_release(within_s))
+        _DRAINING.add(task)
+        task.add_done_callback(_DRAINING.discard)
+
+    async def _finish_then_release(self, within_s: float) -> None:
+        try:
+            async with asyncio.timeout(within_s):
+                while not self.complete:
+                    self._chunks.clear()  # nobody reads these any more
+                    self._buffered = 0
+                    if self._paused and self._conn.transport and not self._conn.closed:
+                        self._paused = False
+                        self._conn.transport.resume_reading()
+                    await self._wait()
+        except Exception:  # timed out or failed: release() closes it
+            pass
+        finally:
+            self.release()
 
     def release(self) -> None:
         if self._release is not None:
