@@ -328,3 +328,22 @@ async def test_stream_read_to_its_last_event_keeps_its_connection() -> None:
         assert await read_until_done(client, url, "[DONE]") == ["1", "[DONE]"]
         assert server.connections == 2
         await client.close()
+
+
+async def test_large_bodies_whole_and_streamed() -> None:
+    """Bodies far above the read-pause threshold arrive whole with `read` (which must not
+    pause reading) and in order with `chunks` (which pauses and resumes)."""
+    big = bytes(range(256)) * (12 * 1024)  # 3 MiB
+
+    async with serve(ok(big)) as (url, _):
+        pool = Pool(1)
+        async with asyncio.timeout(10):  # a paused read would wait forever
+            assert await post(pool, url) == (200, big)
+        resp = await pool.post(url, {}, b"", 5.0)
+        got = bytearray()
+        async for chunk in resp.chunks():
+            got += chunk
+            await asyncio.sleep(0)  # a slow reader
+        resp.release()
+        assert bytes(got) == big
+        await pool.close()

@@ -2,7 +2,7 @@
 failures to typed errors.
 
 Adapters call `post` (whole body) or `open_stream` (SSE events); both raise only
-`UpstreamError` subclasses, so stages above never see aiohttp exceptions.
+`UpstreamError` subclasses, so stages above never see transport exceptions.
 """
 
 from __future__ import annotations

@@ -182,6 +182,7 @@ class Response:
         self._waiter: asyncio.Future[None] | None = None
         self._release: Callable[[_Connection, bool], None] | None = None
         self._paused = False
+        self._streamed = False  # read through `chunks`: only then may reading pause
         coding = headers.get("content-encoding", "").lower()
         self._inflate = (
             zlib.decompressobj(wbits=16 + zlib.MAX_WBITS if coding == "gzip" else zlib.MAX_WBITS)
@@ -193,7 +194,12 @@ class Response:
     def feed(self, data: bytes) -> None:
         self._chunks.append(data)
         self._buffered += len(data)
-        if self._buffered > _PAUSE_ABOVE and not self._paused and self._conn.transport:
+        if (
+            self._streamed
+            and self._buffered > _PAUSE_ABOVE
+            and not self._paused
+            and self._conn.transport
+        ):
             self._paused = True
             self._conn.transport.pause_reading()
         self._wake()
@@ -224,6 +230,7 @@ class Response:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body in the pieces the network delivered (one per read, decompressed)."""
+        self._streamed = True
         while True:
             if self._chunks:
                 data = b"".join(self._chunks)
