@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -347,3 +349,145 @@ async def test_large_bodies_whole_and_streamed() -> None:
         resp.release()
         assert bytes(got) == big
         await pool.close()
+
+
+async def test_body_cut_by_a_reset_or_a_broken_gzip_is_an_error_not_an_answer() -> None:
+    async def reset_mid_body(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\npartial-")  # length: until the connection ends
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the client has read that much
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # linger 0: a reset, not a clean close
+        return False
+
+    packed = gzip.compress(b"x" * 5000)
+    half = packed[: len(packed) // 2]
+
+    async def half_gzip(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(half)
+            + half
+        )
+        await writer.drain()
+        return True
+
+    pool = Pool(2)
+    async with serve(reset_mid_body) as (url, _):
+        with pytest.raises(Disconnected):
+            await post(pool, url)
+    async with serve(half_gzip) as (url, _):
+        with pytest.raises(BadResponse, match="cut short"):
+            await post(pool, url)
+    await pool.close()
+
+
+async def test_trailers_do_not_leak_into_the_next_answer() -> None:
+    answers = [
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"2\r\nok\r\n0\r\nx-trailer: t\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    ]
+
+    async def reply(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(answers.pop(0))
+        await writer.drain()
+        return True
+
+    async with serve(reply) as (url, server):
+        pool = Pool(1)
+        for _ in range(2):
+            resp = await pool.post(url, {}, b"", 5.0)
+            assert await resp.read() == b"ok"
+            assert "x-trailer" not in resp.headers
+            resp.release()
+        assert server.connections == 1
+        await pool.close()
+
+
+async def test_waiters_are_served_in_order_and_close_frees_everything() -> None:
+    """With one connection, a caller that was already waiting is served before a caller that
+    keeps coming back; after close, waiting callers fail instead of hanging."""
+    async with serve(ok(b"k")) as (url, _):
+        pool = Pool(1)
+        order: list[str] = []
+
+        async def greedy() -> None:
+            for _ in range(5):
+                await post(pool, url)
+                order.append("greedy")
+
+        async def patient() -> None:
+            await asyncio.sleep(0)  # queue up behind greedy's first call
+            await post(pool, url)
+            order.append("patient")
+
+        await asyncio.gather(greedy(), patient())
+        assert order.index("patient") <= 1
+
+        release = asyncio.Event()
+
+        async def slow(_: bytes, writer: asyncio.StreamWriter) -> bool:
+            await release.wait()
+            return False
+
+    async with serve(slow) as (url2, _):
+        busy = asyncio.create_task(post(pool, url2))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(post(pool, url2))
+        await asyncio.sleep(0.05)
+        await pool.close()
+        with pytest.raises(Disconnected, match="closed"):
+            await waiting
+        busy.cancel()
+        release.set()
+        with pytest.raises(Disconnected):
+            await pool.post(url, {}, b"", 1.0)
+
+
+async def test_a_request_the_upstream_drops_late_is_not_sent_twice() -> None:
+    answered: set[int] = set()
+
+    async def then_drop(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        if id(writer) in answered:
+            await asyncio.sleep(0.4)  # working on it... then the connection breaks
+            return False
+        answered.add(id(writer))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        return True
+
+    async with serve(then_drop) as (url, server):
+        pool = Pool(1)
+        assert await post(pool, url) == (200, b"ok")
+        with pytest.raises(Disconnected):
+            await post(pool, url)
+        assert len(server.requests) == 2  # the dropped one went out once
+        await pool.close()
+
+
+async def test_stream_timeouts_first_chunk_by_ttft_then_idle() -> None:
+    from sluice.config import TimeoutConfig
+    from sluice.errors import UpstreamTimeoutError
+    from sluice.providers.http import UpstreamClient
+
+    async def slow_first(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.5)  # headers at once, the first event late
+        writer.write(b"9\r\ndata: 1\n\n\r\n0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    client = UpstreamClient("d", 2)
+    async with serve(slow_first) as (url, _):
+        strict = TimeoutConfig(ttft_s=0.2, idle_s=5)
+        with pytest.raises(UpstreamTimeoutError):
+            async with client.open_stream(url, {}, b"{}", strict, "d") as (_, events):
+                async for _event in events:
+                    pass
+        patient = TimeoutConfig(ttft_s=2, idle_s=0.1)  # idle does not apply to the first
+        async with client.open_stream(url, {}, b"{}", patient, "d") as (_, events):
+            got = [e.data async for e in events if e.data]
+        assert got == ["1"]
+    await client.close()

@@ -83,19 +83,23 @@ class UpstreamClient:
     ) -> AsyncIterator[tuple[Headers, AsyncIterator[SSEEvent]]]:
         """POST and yield (headers, SSE events). The first event must come within ttft_s,
         later ones within idle_s of each other; the whole stream within total_s."""
-        deadline = asyncio.get_running_loop().time() + timeouts.total_s
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + timeouts.total_s
+        first_by = min(started + timeouts.ttft_s, deadline)
         try:
-            async with asyncio.timeout(min(timeouts.ttft_s, timeouts.total_s)):
+            async with asyncio.timeout_at(first_by):
                 resp = await self.pool().post(url, headers, body, timeouts.connect_s)
         except Exception as exc:
             raise transport_error(exc, dep) from exc
         read_to_the_end = False
         try:
             if resp.status >= 400:
-                async with asyncio.timeout(timeouts.idle_s):
+                async with asyncio.timeout_at(min(loop.time() + timeouts.idle_s, deadline)):
                     raw = await resp.read()
                 raise status_error(resp.status, resp.headers, raw, dep)
-            yield resp.headers, _events(_timed(resp.chunks(), timeouts.idle_s, deadline), dep)
+            chunks = _timed(resp.chunks(), first_by, timeouts.idle_s, deadline)
+            yield resp.headers, _events(chunks, dep)
             read_to_the_end = True  # the adapter saw the stream's last event
         except UpstreamError:
             raise
@@ -109,16 +113,19 @@ class UpstreamClient:
 
 
 async def _timed(
-    chunks: AsyncIterator[bytes], idle_s: float, deadline: float
+    chunks: AsyncIterator[bytes], first_by: float, idle_s: float, deadline: float
 ) -> AsyncIterator[bytes]:
-    """`chunks`, each within idle_s of the one before and all before the deadline."""
+    """`chunks`: the first by `first_by` (loop time), each later one within idle_s of the one
+    before, all before the deadline."""
     loop = asyncio.get_running_loop()
+    by = first_by
     while True:
-        async with asyncio.timeout(min(idle_s, deadline - loop.time())):
+        async with asyncio.timeout_at(by):
             chunk = await anext(chunks, None)
         if chunk is None:
             return
         yield chunk
+        by = min(loop.time() + idle_s, deadline)
 
 
 async def _events(chunks: AsyncIterator[bytes], dep: str) -> AsyncIterator[SSEEvent]:

@@ -31,8 +31,15 @@ from multidict import CIMultiDict, CIMultiDictProxy
 Headers = CIMultiDictProxy[str]
 
 _PAUSE_ABOVE = 1 << 20  # bytes buffered for a slow stream reader before we stop reading
-_SET_BY_US = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+# Set here, whatever the caller passes: framing, and only the encodings `Response` decodes.
+_SET_BY_US = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "accept-encoding"}
+)
 _DRAINING: set[asyncio.Task[None]] = set()  # strong references to background drains
+# A reused connection that the upstream drops, without a byte of answer, within this long
+# of the request going out was being closed as idle while we sent: the request goes out once
+# more on a new connection. Later, the upstream may have started on it: no second copy.
+_STALE_RACE_S = 0.25
 
 
 class ConnectFailed(OSError):
@@ -102,8 +109,14 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         response = self._response
-        if response is not None and not response.complete and response.until_close:
-            response.finish(keep_alive=False)  # a body delimited by the end of the connection
+        ended_cleanly = exc is None  # a reset cuts such a body short; a clean close ends it
+        if (
+            response is not None
+            and not response.complete
+            and response.until_close
+            and ended_cleanly
+        ):
+            response.finish(keep_alive=False)
         else:
             self._fail(Disconnected("the upstream closed the connection"))
 
@@ -135,6 +148,7 @@ class _Connection(asyncio.Protocol):
             self._response.feed(body)
 
     def on_message_complete(self) -> None:
+        self._raw_headers = []  # a chunked body's trailers: not the next answer's headers
         if self._response is not None:
             self._head = None  # idle until the next request
             self._response.finish(keep_alive=self._parser.should_keep_alive())
@@ -268,7 +282,11 @@ class Response:
             return data
         try:
             out = self._inflate.decompress(data)
-            return out + self._inflate.flush() if final else out
+            if final:
+                out += self._inflate.flush()
+                if not self._inflate.eof:
+                    raise BadResponse("the compressed body is cut short")
+            return out
         except zlib.error as exc:
             raise BadResponse(f"invalid compressed body: {exc}") from exc
 
@@ -300,89 +318,113 @@ class Response:
             self.release()
 
     def release(self) -> None:
+        if self._paused and self._conn.transport and not self._conn.closed:
+            self._paused = False
+            self._conn.transport.resume_reading()  # never hand on a paused connection
         if self._release is not None:
             release, self._release = self._release, None
             release(self._conn, self.complete and self._keep_alive and not self._conn.closed)
 
 
+Key = tuple[str, int, bool]  # host, port, TLS
+
+
 class Pool:
     """Keep-alive connections to any number of hosts, at most `limit` open per host; callers
-    beyond that wait for one. Idle connections older than `keepalive_s` are not reused."""
+    beyond that wait, first come first served: a returned connection (or the slot of a closed
+    one) is handed to the longest waiter. Idle connections older than `keepalive_s` are not
+    reused."""
 
     def __init__(
         self, limit: int, keepalive_s: float = 30.0, ssl_context: ssl.SSLContext | None = None
     ) -> None:
         self._limit = limit
         self._keepalive_s = keepalive_s
-        self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
-        self._open: dict[tuple[str, int, bool], int] = {}
-        self._waiters: dict[tuple[str, int, bool], deque[asyncio.Future[None]]] = {}
+        self._idle: dict[Key, list[_Connection]] = {}
+        self._open: dict[Key, int] = {}  # slots taken: connections open or being opened
+        self._waiters: dict[Key, deque[asyncio.Future[_Connection | None]]] = {}
         self._targets: dict[str, Target] = {}
         self._ssl = ssl_context  # None: the system's trusted CAs, made on first https use
-        self._closed = False
+        self.closed = False
 
     async def post(
         self, url: str, headers: dict[str, str], body: bytes, connect_timeout: float
     ) -> Response:
         """Send a POST and return once the response's status and headers are in."""
+        if self.closed:
+            raise Disconnected("the connection pool is closed")
         target = self._targets.get(url)
         if target is None:
             target = self._targets[url] = Target.parse(url)
         head = _request_head(target, headers, len(body))
+        key = (target.host, target.port, target.secure)
         for _ in range(2):
-            conn, reused = await self._acquire(target, connect_timeout)
+            conn, reused = await self._acquire(key, target, connect_timeout)
+            sent_at = time.monotonic()
             try:
                 response = await conn.send(head, body)
             except Disconnected:
-                self._give_back(target, conn, reusable=False)
-                if reused and not conn.got_bytes:
-                    continue  # the upstream had just closed an idle connection: once more
+                self._give_back(key, conn, reusable=False)
+                if reused and not conn.got_bytes and time.monotonic() - sent_at < _STALE_RACE_S:
+                    continue  # the upstream was closing this idle connection as we sent
                 raise
             except BaseException:
-                self._give_back(target, conn, reusable=False)
+                self._give_back(key, conn, reusable=False)
                 raise
-            response._release = lambda c, reusable: self._give_back(target, c, reusable)
+            response._release = lambda c, reusable: self._give_back(key, c, reusable)
             return response
         raise Disconnected("the upstream closed the connection")
 
     async def close(self) -> None:
-        self._closed = True
-        for conns in self._idle.values():
+        self.closed = True
+        for key, conns in self._idle.items():
             for conn in conns:
                 conn.abort()
+            self._open[key] = self._open.get(key, 0) - len(conns)
         self._idle.clear()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(Disconnected("the connection pool is closed"))
+        self._waiters.clear()
 
-    async def _acquire(self, target: Target, connect_timeout: float) -> tuple[_Connection, bool]:
+    async def _acquire(
+        self, key: Key, target: Target, connect_s: float
+    ) -> tuple[_Connection, bool]:
         """A connection to the target and whether it was reused."""
-        key = (target.host, target.port, target.secure)
         idle = self._idle.get(key)
         now = time.monotonic()
         while idle:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < self._keepalive_s:
                 return conn, True
-            self._forget(key, conn)
-        while self._open.get(key, 0) >= self._limit:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(key, deque()).append(waiter)
-            try:
-                await waiter  # woken when a connection is returned or closed
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake_one(key)  # pass the turn on rather than lose it
-                raise
-            idle = self._idle.get(key)
-            if idle:
-                conn = idle.pop()
-                if not conn.closed:
-                    return conn, True
-                self._forget(key, conn)
-        self._open[key] = self._open.get(key, 0) + 1
-        try:
-            return await self._connect(target, connect_timeout), False
-        except BaseException:
+            conn.abort()
             self._open[key] -= 1
-            self._wake_one(key)
+        if self._open.get(key, 0) < self._limit:
+            self._open[key] = self._open.get(key, 0) + 1
+        else:
+            handed = await self._wait_turn(key)
+            if handed is not None and not handed.closed:
+                return handed, True
+            # A free slot (or a connection that died on the way): ours to open anew.
+        try:
+            return await self._connect(target, connect_s), False
+        except BaseException:
+            self._free_slot(key)
+            raise
+
+    async def _wait_turn(self, key: Key) -> _Connection | None:
+        waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, deque()).append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed over as we were cancelled
+                handed = waiter.result()
+                if handed is not None:
+                    self._give_back(key, handed, reusable=not handed.closed)
+                else:
+                    self._free_slot(key)
             raise
 
     async def _connect(self, target: Target, connect_s: float) -> _Connection:
@@ -399,36 +441,43 @@ class Pool:
                     ssl=context,
                     server_hostname=target.host if context else None,
                 )
-        except OSError as exc:
+        except OSError as exc:  # TimeoutError included
             raise ConnectFailed(f"cannot connect to {target.host}:{target.port}: {exc}") from exc
         return conn
 
-    def _give_back(self, target: Target, conn: _Connection, reusable: bool) -> None:
-        key = (target.host, target.port, target.secure)
-        if reusable and not self._closed:
-            conn.idle_since = time.monotonic()
-            self._idle.setdefault(key, []).append(conn)
-        else:
+    def _give_back(self, key: Key, conn: _Connection, reusable: bool) -> None:
+        if not reusable or self.closed or conn.closed:
             conn.abort()
-            self._forget(key, conn)
-        self._wake_one(key)
+            self._free_slot(key)
+            return
+        conn.idle_since = time.monotonic()
+        waiter = self._next_waiter(key)
+        if waiter is not None:
+            waiter.set_result(conn)
+        else:
+            self._idle.setdefault(key, []).append(conn)
 
-    def _forget(self, key: tuple[str, int, bool], conn: _Connection) -> None:
-        conn.abort()
-        self._open[key] = max(0, self._open.get(key, 0) - 1)
+    def _free_slot(self, key: Key) -> None:
+        """A slot was given up: the longest waiter takes it over, else it is free."""
+        waiter = self._next_waiter(key)
+        if waiter is not None:
+            waiter.set_result(None)
+        else:
+            self._open[key] -= 1
 
-    def _wake_one(self, key: tuple[str, int, bool]) -> None:
+    def _next_waiter(self, key: Key) -> asyncio.Future[_Connection | None] | None:
         waiters = self._waiters.get(key)
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)
-                return
+                return waiter
+        return None
 
 
 def _request_head(target: Target, headers: dict[str, str], length: int) -> bytes:
     lines = [
-        f"POST {target.path} HTTP/1.1\r\nhost: {target.host_header}\r\ncontent-length: {length}\r\n"
+        f"POST {target.path} HTTP/1.1\r\nhost: {target.host_header}\r\n"
+        f"content-length: {length}\r\naccept-encoding: gzip, deflate\r\n"
     ]
     for name, value in headers.items():
         if name.lower() in _SET_BY_US:
