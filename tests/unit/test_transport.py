@@ -438,7 +438,8 @@ async def test_waiters_are_served_in_order_and_close_frees_everything() -> None:
         await asyncio.sleep(0.05)
         await pool.close()
         with pytest.raises(Disconnected, match="closed"):
-            await waiting
+            async with asyncio.timeout(5):  # not left waiting for ever
+                await waiting
         busy.cancel()
         release.set()
         with pytest.raises(Disconnected):
