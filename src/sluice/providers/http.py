@@ -50,7 +50,7 @@ class UpstreamClient:
         self._pool: Pool | None = None
 
     def pool(self) -> Pool:
-        if self._pool is None:
+        if self._pool is None or self._pool.closed:
             self._pool = Pool(self._max_connections, keepalive_s=30.0)
         return self._pool
 
