@@ -4,9 +4,10 @@ C parser, nothing else.
 Why not aiohttp's client here: a proxied request's upstream call is the largest piece of the
 gateway's CPU per request, and aiohttp's client spends ~125 µs of it (request and response
 objects, header merging, tracing hooks, cookie handling) where this one spends ~55 µs against
-the same simulator (BENCHMARKS.md, "Upstream client"). Upstream calls need little of what
-aiohttp offers: POST a JSON body, read a JSON body or a byte stream, reuse connections, time
-out, fail with a clear type. aiohttp still serves the gateway's own HTTP and sends webhooks.
+the same simulator (BENCHMARKS.md, "Server, HTTP client and JSON library"). Upstream calls
+need little of what aiohttp offers: POST a JSON body, read a JSON body or a byte stream,
+reuse connections, time out, fail with a clear type. aiohttp still serves the gateway's own
+HTTP and sends webhooks.
 
 Failures raise `ConnectFailed` (no connection), `Disconnected` (the peer went away before
 the response ended) or `BadResponse` (not HTTP/1.x); timeouts are the caller's
@@ -250,9 +251,7 @@ class Response:
                 data = b"".join(self._chunks)
                 self._chunks.clear()
                 self._buffered = 0
-                if self._paused and self._conn.transport and not self._conn.closed:
-                    self._paused = False
-                    self._conn.transport.resume_reading()
+                self._resume()
                 out = self._decode(data, final=False)
                 if out:
                     yield out
@@ -276,6 +275,11 @@ class Response:
         error = self._error
         if error is not None and not self._chunks:
             raise error
+
+    def _resume(self) -> None:
+        if self._paused and self._conn.transport and not self._conn.closed:
+            self._paused = False
+            self._conn.transport.resume_reading()
 
     def _decode(self, data: bytes, final: bool) -> bytes:
         if self._inflate is None:
@@ -308,9 +312,7 @@ class Response:
                 while not self.complete:
                     self._chunks.clear()  # nobody reads these any more
                     self._buffered = 0
-                    if self._paused and self._conn.transport and not self._conn.closed:
-                        self._paused = False
-                        self._conn.transport.resume_reading()
+                    self._resume()
                     await self._wait()
         except Exception:  # timed out or failed: release() closes it
             pass
@@ -318,9 +320,7 @@ class Response:
             self.release()
 
     def release(self) -> None:
-        if self._paused and self._conn.transport and not self._conn.closed:
-            self._paused = False
-            self._conn.transport.resume_reading()  # never hand on a paused connection
+        self._resume()  # never hand on a paused connection
         if self._release is not None:
             release, self._release = self._release, None
             release(self._conn, self.complete and self._keep_alive and not self._conn.closed)
