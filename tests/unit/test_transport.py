@@ -60,13 +60,19 @@ async def serve(
         server.close()
 
 
-def ok(body: bytes, extra: bytes = b"") -> Reply:
+def send(raw: bytes, keep: bool = True) -> Reply:
+    """Answer every request with these bytes; then keep the connection open or close it."""
+
     async def reply(_: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n" % (len(body), extra) + body)
+        writer.write(raw)
         await writer.drain()
-        return True
+        return keep
 
     return reply
+
+
+def ok(body: bytes, extra: bytes = b"") -> Reply:
+    return send(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n" % (len(body), extra) + body)
 
 
 async def post(pool: Pool, url: str, body: bytes = b"{}") -> tuple[int, bytes]:
@@ -104,10 +110,7 @@ async def test_chunked_gzip_and_end_of_connection_bodies() -> None:
         writer.write(b"0\r\n\r\n")
         return True
 
-    async def until_close(_: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\n\r\nall of it")
-        await writer.drain()
-        return False
+    until_close = send(b"HTTP/1.1 200 OK\r\n\r\nall of it", keep=False)
 
     pool = Pool(4)
     async with serve(chunked) as (url, _):
@@ -162,11 +165,7 @@ async def test_stale_idle_connection_is_replaced_once() -> None:
         assert server.connections == 2
         await pool.close()
 
-    async def hang_up_after(_: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-        await writer.drain()
-        return False
-
+    hang_up_after = send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", keep=False)
     async with serve(hang_up_after) as (url, server):
         pool = Pool(2)
         assert await post(pool, url) == (200, b"ok")
@@ -218,20 +217,11 @@ async def test_failures_have_their_own_types() -> None:
     with pytest.raises(ConnectFailed):
         await post(pool, url)
 
-    async def garbage(_: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"SMTP ready\r\n\r\n")
-        await writer.drain()
-        return True
-
-    async with serve(garbage) as (url, _):
+    async with serve(send(b"SMTP ready\r\n\r\n")) as (url, _):
         with pytest.raises(BadResponse):
             await post(pool, url)
 
-    async def cut(_: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
-        await writer.drain()
-        return False
-
+    cut = send(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part", keep=False)
     async with serve(cut) as (url, _):
         with pytest.raises(Disconnected):
             await post(pool, url)
@@ -269,13 +259,8 @@ async def test_https_verifies_the_certificate(self_signed: tuple[Path, Path]) ->
 
 
 async def test_an_extra_answer_makes_the_connection_unusable() -> None:
-    async def twice(_: bytes, writer: asyncio.StreamWriter) -> bool:
-        answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-        writer.write(answer + answer)  # one request, two answers
-        await writer.drain()
-        return True
-
-    async with serve(twice) as (url, server):
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    async with serve(send(answer + answer)) as (url, server):  # one request, two answers
         pool = Pool(2)
         assert await post(pool, url) == (200, b"ok")
         await asyncio.sleep(0.05)
@@ -364,13 +349,7 @@ async def test_body_cut_by_a_reset_or_a_broken_gzip_is_an_error_not_an_answer() 
     packed = gzip.compress(b"x" * 5000)
     half = packed[: len(packed) // 2]
 
-    async def half_gzip(_: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(
-            b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(half)
-            + half
-        )
-        await writer.drain()
-        return True
+    half_gzip = ok(half, b"content-encoding: gzip\r\n")
 
     pool = Pool(2)
     async with serve(reset_mid_body) as (url, _):
