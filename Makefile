@@ -28,6 +28,7 @@ services:
 lint: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
+	$(BIN)/lint-imports --no-cache --no-logo  # the layers of DESIGN.md ([tool.importlinter])
 
 typecheck: setup
 	$(BIN)/mypy

@@ -26,7 +26,7 @@ from sluice.context.config import TokenPolicy
 from sluice.embed.config import EmbedConfig
 from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
-from sluice.observe.alert_rules import RulesConfig
+from sluice.observe.alert_config import RulesConfig
 from sluice.observe.tracing import TracingConfig
 from sluice.routing.config import RouteConfig
 
@@ -88,7 +88,8 @@ class AnthropicProviderConfig(_ProviderBase):
     # JSON-schema answers: "native" sends output_config.format (structured outputs);
     # "prompt" puts the schema in the system prompt (works with every model).
     structured_output: Literal["prompt", "native"] = "prompt"
-    # Add cache_control breakpoints to long stable prompt prefixes (see sluice.cache.prompt).
+    # Add cache_control breakpoints to long stable prompt prefixes
+    # (see sluice.providers.prompt_cache).
     prompt_caching: PromptCaching = "auto"
 
 

@@ -3,18 +3,18 @@
 It assembles the pipeline (idempotency → limits and budgets → agent guard → token policy →
 exact cache → semantic cache → router → structured output → settle → plan executor), the
 recorder, governance and caches, and owns their start-up and shutdown. The HTTP surface
-around it is `sluice.server`.
+around it is `sluice.server` and `sluice.web`.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from sluice.cache import admin as cache_admin
 from sluice.cache.backends import CacheBackend, MemoryBackend, RedisBackend
 from sluice.cache.exact import ExactCacheStage
 from sluice.cache.idempotency import IdempotencyStage
 from sluice.cache.persist import SqliteMirror
+from sluice.cache.purgeable import Purgeable
 from sluice.cache.semantic.build import semantic_stage
 from sluice.config import CacheConfig, SluiceConfig
 from sluice.context.sessions import SessionStore
@@ -32,16 +32,15 @@ from sluice.pipeline.context import (
     Stage,
     add_child_cost,
     compose,
-    traced,
 )
-from sluice.pipeline.guards import AgentGuardStage
-from sluice.pipeline.settle import SettleStage
-from sluice.pipeline.structured import StructuredOutputStage
 from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter
 from sluice.reliability.executor import PlanExecutor
 from sluice.routing.stage import RouterStage, build_routers
 from sluice.runtime import Runtime
+from sluice.stages.guards import AgentGuardStage
+from sluice.stages.settle import SettleStage
+from sluice.stages.structured import StructuredOutputStage
 from sluice.types import ChatRequest, ChatResponse
 
 
@@ -50,6 +49,17 @@ def cache_backend(config: CacheConfig) -> CacheBackend:
     if config.backend == "redis":
         return RedisBackend(config.redis_url, config.key_prefix)
     return MemoryBackend(config.max_entries, config.max_bytes)
+
+
+def traced(stage: Stage, tracing: Tracing) -> Stage:
+    """The stage inside a span named after it (used only when tracing is on)."""
+    name = f"sluice.stage.{type(stage).__name__.removesuffix('Stage').lower()}"
+
+    async def run(ctx: CallContext, nxt: Handler) -> Result:
+        with tracing.span(name):
+            return await stage(ctx, nxt)
+
+    return run
 
 
 class Gateway:
@@ -96,8 +106,8 @@ class Gateway:
         # Token policy before the cache: the cache key must cover what is really sent (a
         # session's history, the default max_tokens, a truncated conversation).
         front.append(self.tokens)
-        # Caches the admin API purges and reports on (`sluice.cache.admin.Purgeable`).
-        self.caches: list[cache_admin.Purgeable] = []
+        # Caches the admin API purges and reports on (`sluice.cache.purgeable.Purgeable`).
+        self.caches: list[Purgeable] = []
         if cache.exact.enabled:  # outside structured output: only validated answers stored
             exact = ExactCacheStage(cache.exact, self.cache_backend)
             exact.price_of_model = self._model_price

@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from sluice.cache import admin as cache_admin
 from sluice.config import SluiceConfig
 from sluice.errors import (
     InternalError,
@@ -33,19 +32,20 @@ from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.gateway import Gateway
-from sluice.governance import admin
 from sluice.governance.counters import CounterBackendError
 from sluice.governance.keys import allows_model
-from sluice.observe.alerts import ENDPOINT as ALERTS_ENDPOINT
-from sluice.observe.alerts import install as install_alerts
 from sluice.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from sluice.pipeline.context import (
     CallContext,
 )
 from sluice.providers.forwarding import HeaderFilter
 from sluice.types import FLUSH, CallMeta, ChatResponse, EventStream
-from sluice.ui import install as install_ui
-from sluice.ui.app import check_access
+from sluice.web import cache_admin, keys_admin
+from sluice.web.access import check_access, install_access
+from sluice.web.alerts import ENDPOINT as ALERTS_ENDPOINT
+from sluice.web.alerts import install as install_alerts
+from sluice.web.appkeys import GATEWAY
+from sluice.web.ui import install as install_ui
 
 log = logging.getLogger("sluice")
 
@@ -54,8 +54,7 @@ _CAPTURED_HEADERS = frozenset({"traceparent", "idempotency-key"})
 CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection first"
 _JSON = "application/json"
 
-
-GATEWAY = web.AppKey("gateway", Gateway)
+__all__ = ["GATEWAY", "create_app", "start", "start_app"]  # GATEWAY: from sluice.web.appkeys
 
 
 def _request_id(request: web.Request) -> str:
@@ -418,6 +417,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
         middlewares.append(_operator_only)
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=middlewares)
     app[GATEWAY] = gateway or Gateway(config)
+    install_access(app)  # SLUICE_ADMIN_KEY, read once: /ui, /admin/cache, operator paths
     app.router.add_post("/v1/chat/completions", chat_endpoint(OPENAI_FRONTEND))
     app.router.add_post("/chat/completions", chat_endpoint(OPENAI_FRONTEND))
     app.router.add_post("/v1/messages", chat_endpoint(ANTHROPIC_FRONTEND))
@@ -446,9 +446,9 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     # /admin/keys behind SLUICE_ADMIN_KEY, after the migrations: here or on server.admin_port.
     cfg = config.server
     if cfg.admin_port is None:
-        admin.install(app, app[GATEWAY].governance)
+        keys_admin.install(app, app[GATEWAY].governance)
     else:
-        admin.serve_apart(
+        keys_admin.serve_apart(
             app, app[GATEWAY].governance, cfg.admin_host, cfg.admin_port, cfg.max_body_bytes
         )
     app.on_shutdown.append(_stopping)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 if TYPE_CHECKING:
-    from sluice.governance.spec import Identity
+    from sluice.identity import Identity
 
 JSON: TypeAlias = Any
 CacheControl: TypeAlias = dict[str, Any]

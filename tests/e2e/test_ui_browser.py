@@ -23,8 +23,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from sluice.observe.alerts import ALERTS
-from sluice.ui import ADMIN_KEY_ENV
+from sluice.web.alerts import ALERTS
+from sluice.web.ui import ADMIN_KEY_ENV
 from tests.integration.test_ui import (
     ADMIN_KEY,
     CALLS,

@@ -18,13 +18,11 @@ from sluice import server
 from sluice.config import AlertsConfig, SluiceConfig, WebhookConfig
 from sluice.observe.alert_rules import ErrorRateRule, RulesConfig
 from sluice.observe.alerts import (
-    ALERTS,
-    ENDPOINT,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    install,
     verify_signature,
 )
+from sluice.web.alerts import ALERTS, ENDPOINT, install
 from tests.conftest import gateway_config
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,9 @@ import anthropic
 import openai
 import pytest
 
-from sluice.governance.admin import ADMIN_SITE
 from sluice.observe.store import RecordStore
 from sluice.server import GATEWAY
+from sluice.web.keys_admin import ADMIN_SITE
 from tests.governance_rig import (
     ADMIN,
     admin,

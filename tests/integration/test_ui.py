@@ -24,11 +24,11 @@ from aiohttp.test_utils import make_mocked_request
 
 from sluice import server
 from sluice.config import SluiceConfig
-from sluice.observe.alerts import ALERTS
 from sluice.observe.records import CallRecord
 from sluice.observe.store import RecordStore, percentile
-from sluice.ui import ADMIN_KEY_ENV, COOKIE, install
-from sluice.ui.app import check_access, is_loopback
+from sluice.web.access import check_access, is_loopback
+from sluice.web.alerts import ALERTS
+from sluice.web.ui import ADMIN_KEY_ENV, COOKIE, install
 from tests.conftest import gateway_config
 
 pytestmark = pytest.mark.integration

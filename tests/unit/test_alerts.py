@@ -28,17 +28,15 @@ from sluice.observe.alert_rules import (
     latency_bin,
 )
 from sluice.observe.alerts import (
-    ALERTS,
-    ENDPOINT,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     AlertEngine,
     Notification,
-    install,
     sign,
     verify_signature,
 )
 from sluice.observe.records import CallRecord
+from sluice.web.alerts import ALERTS, ENDPOINT, install
 from tests.conftest import gateway_config
 
 DAY0 = 19_675 * 86_400.0  # a UTC midnight (2023-11-14)

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from sluice.cache.admin import parse_purge
 from sluice.cache.backends import MemoryBackend, TaggedBackend
 from sluice.cache.exact import ExactCacheStage
 from sluice.cache.persist import SqliteMirror
@@ -18,6 +17,7 @@ from sluice.config import ExactCacheConfig
 from sluice.cost.prices import Price
 from sluice.errors import InvalidRequestError, ServiceUnavailableError
 from sluice.pipeline.context import CallContext, Result, compose
+from sluice.web.cache_admin import parse_purge
 from tests.unit.test_cache_exact import Clock, Harness, Upstream, drain, request
 
 

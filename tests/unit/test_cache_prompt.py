@@ -1,4 +1,5 @@
-"""Automatic Anthropic prompt-cache breakpoints on encoded bodies (sluice.cache.prompt)."""
+"""Automatic Anthropic prompt-cache breakpoints on encoded bodies
+(sluice.providers.prompt_cache)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from typing import Any
 
 import orjson
 
-from sluice.cache.prompt import PrefixMemory, add_breakpoints, count_breakpoints
 from sluice.config import AnthropicProviderConfig, DeploymentConfig
 from sluice.providers.anthropic import AnthropicProvider
 from sluice.providers.base import Deployment
+from sluice.providers.prompt_cache import PrefixMemory, add_breakpoints, count_breakpoints
 from sluice.tokens import count_text
 from sluice.types import CallMeta, ChatRequest, Message, TextPart
 

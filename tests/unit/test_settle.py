@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from sluice.config import parse_config
 from sluice.pipeline.context import CallContext
-from sluice.pipeline.settle import SettleStage
 from sluice.runtime import Runtime
+from sluice.stages.settle import SettleStage
 from sluice.types import ChatRequest, ChatResponse, Message, TextPart, Usage
 
 CONFIG = """

@@ -346,7 +346,7 @@ def response_to_json(resp: ChatResponse) -> dict[str, Any]:
     return {
         "id": resp.id,
         "model": resp.model,
-        "parts": [_part_to_json(p) for p in resp.parts],
+        "parts": [part_to_json(p) for p in resp.parts],
         "finish": resp.finish_reason,
         "stop_seq": resp.stop_sequence,
         "created": resp.created,
@@ -360,7 +360,7 @@ def response_from_json(doc: dict[str, Any]) -> ChatResponse:
         return ChatResponse(
             id=doc["id"],
             model=doc["model"],
-            parts=[_part_from_json(p) for p in doc["parts"]],
+            parts=[part_from_json(p) for p in doc["parts"]],
             finish_reason=cast(FinishReason, doc["finish"]),
             usage=Usage(int(i), int(o), int(r), int(w)),
             stop_sequence=doc["stop_seq"],
@@ -370,7 +370,9 @@ def response_from_json(doc: dict[str, Any]) -> ChatResponse:
         raise ValueError(f"malformed stored response: {exc!r}") from None
 
 
-def _part_to_json(part: Part) -> dict[str, Any]:
+def part_to_json(part: Part) -> dict[str, Any]:
+    """A neutral part as stored JSON (cached answers here, session histories in
+    `sluice.context.sessions`); `part_from_json` reads it back."""
     if isinstance(part, TextPart):
         return {"t": "text", "text": part.text, "cc": part.cache_control}
     if isinstance(part, ToolCallPart):
@@ -389,14 +391,14 @@ def _part_to_json(part: Part) -> dict[str, Any]:
         return {
             "t": "tool_result",
             "id": part.tool_call_id,
-            "content": [_part_to_json(p) for p in part.content],
+            "content": [part_to_json(p) for p in part.content],
             "err": part.is_error,
             "cc": part.cache_control,
         }
     raise TypeError(f"unknown part type {type(part).__name__}")  # pragma: no cover
 
 
-def _part_from_json(doc: dict[str, Any]) -> Part:
+def part_from_json(doc: dict[str, Any]) -> Part:
     kind = doc["t"]
     if kind == "text":
         return TextPart(doc["text"], doc["cc"])
@@ -407,7 +409,7 @@ def _part_from_json(doc: dict[str, Any]) -> Part:
     if kind == "image":
         return ImagePart(doc["url"], doc["detail"], doc["cc"])
     if kind == "tool_result":
-        content = [_part_from_json(p) for p in doc["content"]]
+        content = [part_from_json(p) for p in doc["content"]]
         if not all(isinstance(p, TextPart | ImagePart) for p in content):
             raise ValueError("tool result content must be text or images")
         return ToolResultPart(

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from sluice.cache.backends import CacheBackend, _part_from_json, _part_to_json
+from sluice.cache.backends import CacheBackend, part_from_json, part_to_json
 from sluice.errors import InvalidRequestError
 from sluice.types import ChatRequest, Message
 
@@ -84,8 +84,8 @@ def decode_session(blob: bytes) -> Session:
 
 
 def _message_to_json(msg: Message) -> dict[str, Any]:
-    return {"role": msg.role, "name": msg.name, "parts": [_part_to_json(p) for p in msg.parts]}
+    return {"role": msg.role, "name": msg.name, "parts": [part_to_json(p) for p in msg.parts]}
 
 
 def _message_from_json(doc: dict[str, Any]) -> Message:
-    return Message(doc["role"], [_part_from_json(p) for p in doc["parts"]], doc["name"])
+    return Message(doc["role"], [part_from_json(p) for p in doc["parts"]], doc["name"])

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from sluice.config_base import Frozen
-from sluice.governance.spec import Budget, RateLimits
+from sluice.identity import Budget, RateLimits
 
 EACH = "*"
 

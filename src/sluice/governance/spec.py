@@ -1,46 +1,6 @@
-"""Shapes shared by keys, limits and budgets (pydantic, no behaviour).
+"""Shapes shared by keys, limits and budgets: they live in the core leaf `sluice.identity`
+(so layers below governance can name them) and are re-exported here for governance code."""
 
-A virtual key carries its own limits and budgets; config adds limits per user, team, tier and
-gateway-wide, and budgets per tenant, team, user and feature. The auth stage resolves a key to
-an `Identity`, which travels on `CallMeta.identity`.
-"""
+from sluice.identity import Budget, Identity, Period, RateLimits
 
-from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from pydantic import Field
-
-from sluice.config_base import Frozen
-
-Period = Literal["daily", "weekly", "monthly", "total"]  # UTC; weeks start on Monday
-
-
-class RateLimits(Frozen):
-    rpm: int | None = Field(default=None, ge=1)  # requests per minute
-    tpm: int | None = Field(default=None, ge=1)  # tokens per minute (input + reserved output)
-
-
-class Budget(Frozen):
-    period: Period = "monthly"
-    usd: float | None = Field(default=None, gt=0)
-    tokens: int | None = Field(default=None, ge=1)
-    # hard: refuse with 429 budget_exceeded; soft: alert (and route to `downgrade_to` if set).
-    kind: Literal["hard", "soft"] = "hard"
-    downgrade_to: str | None = None  # a cheaper public model or route for soft budgets
-
-
-@dataclass(slots=True, frozen=True)
-class Identity:
-    """Who a request belongs to, resolved from a virtual key (or the anonymous default)."""
-
-    key_id: str | None = None
-    tenant: str = "default"
-    team: str | None = None
-    user: str | None = None  # the key's owner; the end user of a call is CallMeta.user
-    tier: str | None = None
-    allowed_models: tuple[str, ...] = ()  # empty: every model and route
-    limits: RateLimits = field(default_factory=RateLimits)
-    budgets: tuple[Budget, ...] = ()
-    metadata: dict[str, Any] = field(default_factory=dict)
+__all__ = ["Budget", "Identity", "Period", "RateLimits"]

@@ -40,81 +40,22 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+# The rules' settings live in a leaf that `sluice.config` imports; re-exported here.
+from sluice.observe.alert_config import DAY_S as DAY_S
+from sluice.observe.alert_config import HOUR_S as HOUR_S
+from sluice.observe.alert_config import CacheHitRateRule as CacheHitRateRule
+from sluice.observe.alert_config import CostSpikeRule as CostSpikeRule
+from sluice.observe.alert_config import DailyTokensRule as DailyTokensRule
+from sluice.observe.alert_config import ErrorRateRule as ErrorRateRule
+from sluice.observe.alert_config import LatencyRule as LatencyRule
+from sluice.observe.alert_config import RulesConfig as RulesConfig
+from sluice.observe.alert_config import UserCostRule as UserCostRule
 from sluice.observe.records import CACHE_HITS, CallRecord
 
 SLOTS = 60  # buckets per sliding window
 MAX_USERS_PER_SLOT = 10_000  # user_cost: distinct users tracked per bucket (bounded memory)
-HOUR_S = 3600.0
-DAY_S = 86_400.0
 
 Labels = tuple[tuple[str, str], ...]
-
-
-# --- config ----------------------------------------------------------------------------
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CostSpikeRule(_Frozen):
-    enabled: bool = True
-    factor: float = Field(default=2.0, gt=0)
-    window_s: float = Field(default=HOUR_S, gt=0, le=DAY_S)
-    baseline_days: int = Field(default=7, ge=1, le=31)
-    min_history_h: int = Field(default=24, ge=1)  # complete hours of baseline needed first
-    min_cost_usd: float = Field(default=1.0, ge=0)  # quieter windows never fire
-
-    @model_validator(mode="after")
-    def _history_fits(self) -> CostSpikeRule:
-        if self.min_history_h > self.baseline_days * 24:
-            raise ValueError("min_history_h must fit in baseline_days")
-        return self
-
-
-class ErrorRateRule(_Frozen):
-    enabled: bool = True
-    threshold: float = Field(default=0.05, gt=0, lt=1)  # share of calls answered 5xx
-    window_s: float = Field(default=300.0, gt=0)
-    min_calls: int = Field(default=20, ge=1)
-
-
-class LatencyRule(_Frozen):
-    enabled: bool = True
-    threshold_s: float = Field(default=10.0, gt=0)
-    window_s: float = Field(default=300.0, gt=0)
-    min_calls: int = Field(default=20, ge=1)
-
-
-class CacheHitRateRule(_Frozen):
-    enabled: bool = True
-    routes: list[str] = Field(default_factory=list)  # public model names; none: rule off
-    threshold: float = Field(default=0.70, ge=0, le=1)
-    window_s: float = Field(default=HOUR_S, gt=0)
-    min_calls: int = Field(default=20, ge=1)
-
-
-class UserCostRule(_Frozen):
-    enabled: bool = True
-    threshold_usd: float = Field(default=10.0, gt=0)
-    window_s: float = Field(default=HOUR_S, gt=0)
-
-
-class DailyTokensRule(_Frozen):
-    enabled: bool = True
-    daily_quota: int | None = Field(default=None, gt=0)  # tokens per UTC day; none: rule off
-    threshold: float = Field(default=0.8, gt=0)  # share of the quota
-
-
-class RulesConfig(_Frozen):
-    cost_spike: CostSpikeRule = CostSpikeRule()
-    error_rate: ErrorRateRule = ErrorRateRule()
-    p99_latency: LatencyRule = LatencyRule()
-    cache_hit_rate: CacheHitRateRule = CacheHitRateRule()
-    user_cost: UserCostRule = UserCostRule()
-    daily_tokens: DailyTokensRule = DailyTokensRule()
 
 
 # --- buckets ---------------------------------------------------------------------------

@@ -16,9 +16,9 @@ with `x-sluice-timestamp` (Unix seconds) and, when the webhook names `secret_env
 one). A failed webhook is logged and counted, never raised or retried; URLs are never logged
 (they often carry tokens), only their host.
 
-`install(app, config)` puts an engine on a gateway app built by `sluice.server.create_app`:
-it adds `engine.observe` to the gateway recorder's `observers` (called by `Recorder.finish`
-for every call record), starts and stops the engine with the app, and serves
+`sluice.web.alerts.install(app, config)` puts an engine on a gateway app: it adds
+`engine.observe` to the gateway recorder's `observers` (called by `Recorder.finish` for
+every call record), starts and stops the engine with the app, and serves
 `GET /v1/sluice/alerts` (active alerts, recent notifications, counters).
 """
 
@@ -39,7 +39,6 @@ from typing import Any, Literal
 
 import aiohttp
 import orjson
-from aiohttp import web
 from yarl import URL
 
 from sluice.config import AlertsConfig, ConfigError
@@ -348,36 +347,3 @@ class AlertEngine:
             "recent": [note.to_json() for note in self.recent],
             "stats": asdict(self.stats),
         }
-
-
-ALERTS = web.AppKey("alerts", AlertEngine)
-
-
-async def _alerts_endpoint(request: web.Request) -> web.Response:
-    body = request.app[ALERTS].snapshot()
-    return web.json_response(body, dumps=lambda v: orjson.dumps(v).decode())
-
-
-def install(app: web.Application, config: AlertsConfig) -> AlertEngine:
-    """Put an alert engine on a gateway app (before it starts); idempotent: a second call
-    returns the engine already installed."""
-    from sluice.server import GATEWAY  # here: sluice.server may one day import this module
-
-    existing = app.get(ALERTS)
-    if existing is not None:
-        return existing
-    engine = AlertEngine(config)
-    app[ALERTS] = engine
-    if engine.enabled:
-        app[GATEWAY].recorder.observers.append(engine.observe)
-
-    async def _start(app: web.Application) -> None:
-        await app[ALERTS].start()
-
-    async def _close(app: web.Application) -> None:
-        await app[ALERTS].close()
-
-    app.router.add_get(ENDPOINT, _alerts_endpoint)
-    app.on_startup.append(_start)
-    app.on_cleanup.append(_close)
-    return engine

@@ -13,7 +13,7 @@ input); route and deployment come from config, and each label keeps at most
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,7 +25,9 @@ from prometheus_client import (
 
 from sluice.observe.call_metrics import CallTotals
 from sluice.observe.records import CallRecord
-from sluice.reliability.breaker import BreakerStateName as BreakerState
+
+if TYPE_CHECKING:  # observe sits beside reliability: the state names are a type only
+    from sluice.reliability.breaker import BreakerStateName as BreakerState
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Seconds; LLM calls take from tens of milliseconds (cache hits) to minutes (long outputs).

@@ -1,4 +1,8 @@
-"""What flows through the pipeline, and the stage signature."""
+"""What flows through the pipeline, and the stage signature.
+
+A leaf of the core layer: at run time it imports only `sluice.types` (the deployment type is
+named for the type checker only), so every stage and feature can use it without cycles.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,12 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from sluice.observe.tracing import Tracing
-from sluice.providers.base import Deployment
 from sluice.types import ChatRequest, ChatResponse, EventStream, Usage
+
+if TYPE_CHECKING:
+    from sluice.providers.base import Deployment
 
 Result = ChatResponse | EventStream
 Handler = Callable[["CallContext"], Awaitable[Result]]
@@ -85,17 +91,6 @@ def compose(stages: list[Stage], terminal: Handler) -> Handler:
     for stage in reversed(stages):
         handler = _bind(stage, handler)
     return handler
-
-
-def traced(stage: Stage, tracing: Tracing) -> Stage:
-    """The stage inside a span named after it (used only when tracing is on)."""
-    name = f"sluice.stage.{type(stage).__name__.removesuffix('Stage').lower()}"
-
-    async def run(ctx: CallContext, nxt: Handler) -> Result:
-        with tracing.span(name):
-            return await stage(ctx, nxt)
-
-    return run
 
 
 def _bind(stage: Stage, nxt: Handler) -> Handler:

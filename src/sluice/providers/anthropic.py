@@ -6,13 +6,13 @@ import os
 
 import orjson
 
-from sluice.cache.prompt import DEFAULT_MIN_TOKENS, PrefixMemory, add_breakpoints
 from sluice.config import AnthropicProviderConfig
 from sluice.cost.prices import default_price_table
 from sluice.errors import UpstreamConnectError
 from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter, upstream_headers
 from sluice.providers.http import READ_BOUNDARY, UpstreamClient, parse_event_json
+from sluice.providers.prompt_cache import DEFAULT_MIN_TOKENS, PrefixMemory, add_breakpoints
 from sluice.providers.ratelimit import parse_ratelimit
 from sluice.types import FLUSH, ChatRequest, ChatResponse, EventStream, StreamStart
 from sluice.wire.anthropic.request import DEFAULT_MAX_TOKENS, encode_request

@@ -5,10 +5,11 @@
                               → {"purged": {"exact": 3, …}, "total": 3}
     GET  /admin/cache/stats   → {"caches": {"exact": {...}, …}}
 
-Access is the dashboard's (`sluice.ui.app.check_access`): `Authorization: Bearer
+Access is the dashboard's (`sluice.web.access.check_access`): `Authorization: Bearer
 $SLUICE_ADMIN_KEY`, or loopback clients only when the variable is unset.
 
-A cache takes part by satisfying `Purgeable` and being in `Gateway.caches`; the exact cache
+A cache takes part by satisfying `sluice.cache.purgeable.Purgeable` and being in
+`Gateway.caches`; the exact cache
 does, and any other cache (semantic) registers the same way. Both methods may be sync or
 async.
 """
@@ -17,13 +18,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Mapping
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 
-from sluice.ui.app import check_access
+from sluice.cache.purgeable import Purgeable
+from sluice.web.access import check_access, install_access
 
 log = logging.getLogger("sluice.cache")
 
@@ -31,31 +33,13 @@ SELECTORS = ("entry_id", "route", "tenant")
 _T = TypeVar("_T")
 
 
-class Purgeable(Protocol):
-    """A cache the admin API can purge and report on."""
-
-    cache_kind: str  # its name in requests and answers: "exact", "semantic", …
-
-    def purge(
-        self,
-        entry_id: str | None = None,
-        route: str | None = None,
-        tenant: str | None = None,
-    ) -> int | Awaitable[int]:
-        """Delete by one selector (none: everything); how many entries were deleted."""
-        ...
-
-    def stats_json(self) -> Mapping[str, Any] | Awaitable[Mapping[str, Any]]:
-        """JSON-safe counters: entries, bytes, hits, misses, rates, savings."""
-        ...
-
-
 CACHES = web.AppKey("caches", list[Purgeable])
 
 
 def install(app: web.Application, caches: list[Purgeable]) -> None:
     """Add the admin routes; `caches` is kept by reference, so later registrations count.
-    Needs the dashboard installed first (it owns the access check)."""
+    Access is `sluice.web.access.check_access`."""
+    install_access(app)
     app[CACHES] = caches
     app.router.add_post("/admin/cache/purge", purge)
     app.router.add_get("/admin/cache/stats", stats)

@@ -15,8 +15,8 @@ starts):
     GET /ui/api/alerts           active alerts (from an `alerts` app key, if any)
     GET /ui/api/breakers         circuit-breaker state per deployment
 
-Access: with `SLUICE_ADMIN_KEY` set (read once, at install time) every route but
-`/ui/login` needs `Authorization: Bearer <key>` or the `sluice_admin` cookie that
+Access (`sluice.web.access`): with `SLUICE_ADMIN_KEY` set (read once, at install time)
+every route but `/ui/login` needs `Authorization: Bearer <key>` or the `sluice_admin` cookie that
 `/ui/login` sets (HttpOnly, SameSite=Strict; its value is derived from the key, not the key
 itself). Without the variable, the dashboard is served to loopback clients only, and the
 page says that auth is off. Refusals are 401 with a JSON body.
@@ -26,13 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import hmac
 import inspect
-import ipaddress
 import logging
 import math
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -43,15 +39,27 @@ import orjson
 from aiohttp import web
 
 from sluice.observe.store import RecordStore
-from sluice.ui import data
+from sluice.web.access import (
+    ACCESS,
+    ADMIN_KEY_ENV,
+    COOKIE,
+    SECURITY_HEADERS,
+    check_access,
+    install_access,
+    is_loopback,
+    same_secret,
+    unauthorized,
+)
+from sluice.web.appkeys import GATEWAY
+from sluice.web.ui import data
 
 if TYPE_CHECKING:
     from sluice.gateway import Gateway
 
 log = logging.getLogger("sluice.ui")
 
-ADMIN_KEY_ENV = "SLUICE_ADMIN_KEY"
-COOKIE = "sluice_admin"
+__all__ = ["ADMIN_KEY_ENV", "COOKIE", "check_access", "install", "is_loopback"]
+
 COOKIE_MAX_AGE_S = 12 * 3600
 RECENT_LIMIT = 50
 TOP_USERS_LIMIT = 10
@@ -60,12 +68,7 @@ STATIC_FILES = {
     "app.js": "text/javascript",
     "style.css": "text/css",
 }
-_SECURITY_HEADERS = {
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-    "x-frame-options": "DENY",
-    "cache-control": "no-store",
-}
+_SECURITY_HEADERS = SECURITY_HEADERS
 _PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -81,8 +84,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True, slots=True)
 class UiSettings:
-    admin_key: str | None  # None: auth off, loopback clients only
-    session_token: str | None  # the cookie value: an HMAC of the key, not the key
     files: dict[str, bytes]
 
 
@@ -94,13 +95,10 @@ def install(app: web.Application) -> None:
     Calling it again on the same app does nothing."""
     if UI in app:
         return
-    key = os.environ.get(ADMIN_KEY_ENV) or None
-    token = None
-    if key is not None:
-        token = hmac.new(key.encode(), b"sluice-ui-session-v1", hashlib.sha256).hexdigest()
-    static = resources.files("sluice.ui").joinpath("static")
+    install_access(app)
+    static = resources.files("sluice.web.ui").joinpath("static")
     files = {name: static.joinpath(name).read_bytes() for name in STATIC_FILES}
-    app[UI] = UiSettings(admin_key=key, session_token=token, files=files)
+    app[UI] = UiSettings(files=files)
 
     add = app.router.add_get
     add("/ui", _guarded(page))
@@ -140,49 +138,7 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return _json({"error": {"code": code, "message": message}}, status)
 
 
-def _unauthorized(message: str) -> web.Response:
-    resp = _error(401, "unauthorized", message)
-    resp.headers["www-authenticate"] = 'Bearer realm="sluice-ui"'
-    return resp
-
-
 # --- access ---------------------------------------------------------------------------------
-
-
-def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
-
-
-def is_loopback(remote: str | None) -> bool:
-    if not remote:
-        return False
-    try:
-        address = ipaddress.ip_address(remote.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
-
-
-def check_access(request: web.Request) -> web.Response | None:
-    """None when the request may see the dashboard, else the 401 to send."""
-    settings = request.app[UI]
-    if settings.admin_key is None or settings.session_token is None:
-        if is_loopback(request.remote):
-            return None
-        return _unauthorized(
-            f"{ADMIN_KEY_ENV} is not set, so the dashboard is served to loopback clients only"
-        )
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and _same(credentials.strip(), settings.admin_key):
-        return None
-    cookie = request.cookies.get(COOKIE)
-    if cookie and _same(cookie, settings.session_token):
-        return None
-    return _unauthorized(
-        "admin key required: send 'Authorization: Bearer <key>' or log in at /ui/login?key=<key>"
-    )
 
 
 def _guarded(handler: Handler) -> Handler:
@@ -198,7 +154,7 @@ def _guarded(handler: Handler) -> Handler:
 async def login(request: web.Request) -> web.StreamResponse:
     """`GET /ui/login?key=…` (or a POSTed form with `key`): on the right key, set the
     cookie and go to the page (the redirect also takes the key out of the address bar)."""
-    settings = request.app[UI]
+    settings = request.app[ACCESS]
     if settings.admin_key is None or settings.session_token is None:
         refusal = check_access(request)
         return refusal if refusal is not None else _to_page_response()
@@ -207,8 +163,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         form = await request.post()
         value = form.get("key")
         given = value if isinstance(value, str) else None
-    if not given or not _same(given, settings.admin_key):
-        return _unauthorized("wrong or missing admin key")
+    if not given or not same_secret(given, settings.admin_key):
+        return unauthorized("wrong or missing admin key")
     resp = _to_page_response()
     resp.set_cookie(
         COOKIE,
@@ -301,9 +257,6 @@ def _limit(request: web.Request, default: int, most: int) -> int:
 
 
 def _gateway(request: web.Request) -> Gateway:
-    # Imported here: the server module may import this one to wire the dashboard in.
-    from sluice.server import GATEWAY
-
     return request.app[GATEWAY]
 
 
@@ -374,7 +327,7 @@ api_calls = _with_store(_calls)
 
 
 async def api_info(request: web.Request) -> web.StreamResponse:
-    settings = request.app[UI]
+    settings = request.app[ACCESS]
     return _json(
         {
             "auth": "admin_key" if settings.admin_key is not None else "off_loopback_only",
@@ -403,12 +356,12 @@ async def api_alerts(request: web.Request) -> web.StreamResponse:
     return _json({"available": True, "alerts": alerts})
 
 
-_ALERTS_KEY_NAME = "sluice.observe.alerts.alerts"  # sluice.observe.alerts.ALERTS
+_ALERTS_KEY_NAME = "sluice.web.alerts.alerts"  # sluice.web.alerts.ALERTS
 
 
 def _alerts_source(app: web.Application) -> Any:
     """The alert engine stored under an app key named `alerts` (Sluice's own
-    `sluice.observe.alerts.ALERTS` first, then any AppKey whose name ends in `.alerts`, or
+    `sluice.web.alerts.ALERTS` first, then any AppKey whose name ends in `.alerts`, or
     the plain string), or None when no alerting is installed. Found by name, so the
     dashboard works with or without that component."""
     found: list[tuple[bool, Any]] = []

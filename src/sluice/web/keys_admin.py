@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sluice.governance.keys import KeyCreate, KeyUpdate, clean_label
 from sluice.governance.runtime import Governance
 from sluice.governance.store import KeyStore
-from sluice.ui import ADMIN_KEY_ENV
+from sluice.web.access import ADMIN_KEY_ENV
 
 log = logging.getLogger("sluice.admin")
 
