@@ -1,27 +1,28 @@
 """`Gateway`: everything a request needs, built once at startup from the config.
 
-It assembles the pipeline (idempotency → limits and budgets → agent guard → token policy →
-exact cache → semantic cache → router → structured output → settle → plan executor), the
-recorder, governance and caches, and owns their start-up and shutdown. The HTTP surface
-around it is `sluice.server` and `sluice.web`.
+The composition root. It builds what the stages depend on (runtime, auth, executor, prices,
+recorder, cache backends), asks `build_stages(config, deps)` for the pipeline (its order is
+documented in `sluice.stages.build`), composes it around the plan executor, and registers
+every long-lived part with one `Supervisor` (start order, health, orderly stop). The HTTP
+surface around it is `sluice.server` and `sluice.web`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import TypeVar
 
 from sluice.cache.backends import CacheBackend, MemoryBackend, RedisBackend
 from sluice.cache.exact import ExactCacheStage
-from sluice.cache.idempotency import IdempotencyStage
 from sluice.cache.persist import SqliteMirror
 from sluice.cache.purgeable import Purgeable
-from sluice.cache.semantic.build import semantic_stage
+from sluice.cache.semantic.stage import SemanticCacheStage
 from sluice.config import CacheConfig, SluiceConfig
-from sluice.context.sessions import SessionStore
 from sluice.context.stage import TokenPolicyStage
-from sluice.cost.prices import Price
 from sluice.governance.runtime import Governance
-from sluice.governance.stage import GovernanceStage, build_governance
+from sluice.governance.stage import GovernanceStage
+from sluice.identity import Identity
 from sluice.observe.recorder import Recorder
 from sluice.observe.tracing import Tracing
 from sluice.pipeline.context import (
@@ -36,12 +37,16 @@ from sluice.pipeline.context import (
 from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter
 from sluice.reliability.executor import PlanExecutor
-from sluice.routing.stage import RouterStage, build_routers
+from sluice.routing.stage import RouterStage
 from sluice.runtime import Runtime
-from sluice.stages.guards import AgentGuardStage
+from sluice.stages.build import Prices, StageDeps, build_stages
 from sluice.stages.settle import SettleStage
-from sluice.stages.structured import StructuredOutputStage
+from sluice.supervisor import Supervisor
 from sluice.types import ChatRequest, ChatResponse
+
+__all__ = ["Gateway", "build_stages", "cache_backend", "traced"]
+
+_S = TypeVar("_S")
 
 
 def cache_backend(config: CacheConfig) -> CacheBackend:
@@ -62,6 +67,10 @@ def traced(stage: Stage, tracing: Tracing) -> Stage:
     return run
 
 
+def _find(stages: list[Stage], kind: type[_S]) -> _S | None:
+    return next((s for s in stages if isinstance(s, kind)), None)
+
+
 class Gateway:
     """Everything a request needs, built once at startup."""
 
@@ -73,66 +82,71 @@ class Gateway:
         self.executor = PlanExecutor(
             self.runtime, config.reliability, config.models, tracing=self.tracing
         )
-        structured = StructuredOutputStage(
-            config.reliability.structured_output.max_repairs, self.executor.plan_length
-        )
         self.settle = SettleStage(self.runtime)
-        guard = AgentGuardStage(config.reliability.agent)
-        self.cache_backend = cache_backend(config.cache)
-        cache = config.cache
-        self.cache_mirror: SqliteMirror | None = None
-        if cache.persist_path and isinstance(self.cache_backend, MemoryBackend):
-            self.cache_mirror = SqliteMirror(cache.persist_path, self.cache_backend)
-        front: list[Stage] = []
-        # Idempotency first: a replay costs nothing and is not a new agent step.
-        if cache.idempotency.enabled:
-            front.append(IdempotencyStage(cache.idempotency, self.cache_backend))
-        self.limits: GovernanceStage | None = None
-        if config.limits.enabled:  # rate limits and budgets: before any work is done
-            self.limits = build_governance(
-                config.limits, self._model_price, {*self.runtime.by_model, *config.routes}
-            )
-            front.append(self.limits)
-        if guard.enabled:
-            front.append(guard)
-        self.tokens = TokenPolicyStage(
-            {
-                **{name: plan.policy for name, plan in config.models.items()},
-                **{name: route.policy for name, route in config.routes.items()},
-            },
-            self._deployments_behind,
-            SessionStore(self._sessions_backend(config.cache)),
+        self.prices = Prices(config, self.runtime, self.settle)
+        self.recorder = Recorder(
+            config.observability, self.prices.of_deployment, self.prices.of_model
         )
-        # Token policy before the cache: the cache key must cover what is really sent (a
-        # session's history, the default max_tokens, a truncated conversation).
-        front.append(self.tokens)
-        # Caches the admin API purges and reports on (`sluice.cache.purgeable.Purgeable`).
-        self.caches: list[Purgeable] = []
-        if cache.exact.enabled:  # outside structured output: only validated answers stored
-            exact = ExactCacheStage(cache.exact, self.cache_backend)
-            exact.price_of_model = self._model_price
-            front.append(exact)
-            self.caches.append(exact)
-        # Right after the exact cache: a question that means the same gets the stored answer.
-        self.semantic = semantic_stage(cache.semantic, self._helper_call)
-        if self.semantic is not None:
-            front.append(self.semantic)
-            self.caches.append(self.semantic)
-        # Routing before structured output: a cascade sees validation failures and escalates.
-        self.router = RouterStage(build_routers(config, self._route_classifier_call))
-        routing: list[Stage] = [self.router] if self.router.routers else []
-        self.stages: list[Stage] = [*front, *routing, structured, self.settle]
+        self.cache_backend = cache_backend(config.cache)
+        self.cache_mirror: SqliteMirror | None = None
+        if config.cache.persist_path and isinstance(self.cache_backend, MemoryBackend):
+            self.cache_mirror = SqliteMirror(config.cache.persist_path, self.cache_backend)
+        deps = StageDeps(
+            runtime=self.runtime,
+            auth=self.governance.auth,
+            executor=self.executor,
+            settle=self.settle,
+            prices=self.prices,
+            metrics=self.recorder.metrics,
+            cache_backend=self.cache_backend,
+            sessions_backend=self._sessions_backend(config.cache),
+            helper_call=self._helper_call,
+            classifier_call=self._route_classifier_call,
+            deployments_behind=self._deployments_behind,
+        )
+        self.stages: list[Stage] = build_stages(config, deps)
         self.handler: Handler = compose(
             [traced(s, self.tracing) for s in self.stages] if self.tracing.enabled else self.stages,
             self.executor,
         )
-        self.recorder = Recorder(config.observability, self.settle.price_of, self._model_price)
-        if self.limits is not None:
-            self.limits.metrics = self.recorder.metrics
+        # The stages other parts of the gateway read (admin API, metrics, /v1/sluice/usage).
+        self.limits = _find(self.stages, GovernanceStage)
+        self.tokens = _find(self.stages, TokenPolicyStage)
+        self.semantic = _find(self.stages, SemanticCacheStage)
+        self.router = _find(self.stages, RouterStage)
+        # Caches the admin API purges and reports on (`sluice.cache.purgeable.Purgeable`).
+        self.caches: list[Purgeable] = [
+            s for s in self.stages if isinstance(s, ExactCacheStage | SemanticCacheStage)
+        ]
         self.forwarded = HeaderFilter(
             p for cfg in config.providers.values() for p in cfg.forward_headers
         )
+        self.supervisor = self._supervise()
         self.ready = True
+
+    def _supervise(self) -> Supervisor:
+        """Every long-lived part, in start order (they stop in reverse)."""
+        sup = Supervisor()
+        sup.add("tracing", stop=lambda: asyncio.to_thread(self.tracing.shutdown))  # flushes
+        sup.add("providers", stop=self.runtime.close)  # upstream connection pools
+        if self.limits is not None:
+            sup.add("limits", stop=self.limits.close)  # counter backend, ledger writer
+        sup.add("cache_backend", stop=self.cache_backend.close)
+        # Key store migrations first; then the key-change listener.
+        sup.add("governance", self.governance.start, self.governance.close)
+        sup.add("recorder", self.recorder.start, self.recorder.close)  # the record sink
+        if self.cache_mirror is not None:
+            sup.add("cache_mirror", self.cache_mirror.start, self.cache_mirror.close)
+        if self.semantic is not None:  # embedding model, stored entries, store listener
+            sup.add("semantic_cache", self.semantic.start, self.semantic.close)
+        if self.router is not None:  # routes' embedding model, off the request path
+            sup.add("router", self.router.prepare)
+        return sup
+
+    async def authenticate(self, headers: Mapping[str, str]) -> Identity:
+        """The caller's identity from its request headers (anonymous: auth off); raises
+        401/503. The one check every data-plane route shares."""
+        return await self.governance.auth.authenticate(headers)
 
     async def _helper_call(self, child: CallContext) -> Result:
         """A model call made on behalf of the call being served (a routing classifier, the
@@ -140,6 +154,7 @@ class Gateway:
         its record and its budgets include it."""
         parent = CURRENT_CALL.get()
         if parent is not None:
+            child.identity = parent.identity  # made for, and charged to, the same caller
             child.on_settled = parent.on_settled
         result = await self.settle(child, self.executor)
         if parent is not None:
@@ -167,50 +182,23 @@ class Gateway:
             return self.cache_backend
         return MemoryBackend(config.max_entries, config.max_bytes)
 
-    def _model_price(self, model: str) -> Price | None:
-        """The price of the deployment that would serve `model` first (cache savings, budget
-        reservations). For a route, its dearest target's: routing has not decided yet when
-        budgets reserve the worst case."""
-        route = self.config.routes.get(model)
-        prices = [p for name in (route.targets if route else [model]) if (p := self._first(name))]
-        return max(prices, key=lambda p: (p.output, p.input)) if prices else None
-
-    def _first(self, model: str) -> Price | None:
-        deployments = self.runtime.by_model.get(model)
-        return self.settle.price_of(deployments[0].id) if deployments else None
-
     async def start(self) -> None:
         """Work that needs the running loop: migrations, the record sink, the cache file,
-        the embedding model and stored semantic entries."""
-        await self.governance.start()  # Alembic migrations of the key store
-        await self.recorder.start()
-        if self.cache_mirror is not None:
-            await self.cache_mirror.start()
-        if self.semantic is not None:
-            await self.semantic.start()
-        await self.router.prepare()  # routes' embedding model, off the request path
+        the embedding model and stored semantic entries (`Supervisor.start`)."""
+        await self.supervisor.start()
 
     async def close(self) -> None:
         self.ready = False
-        await self.recorder.close()
-        await self.governance.close()
-        if self.cache_mirror is not None:
-            await self.cache_mirror.close()
-        await self.cache_backend.close()
-        if self.semantic is not None:
-            await self.semantic.close()
-        if self.limits is not None:
-            await self.limits.close()
-        await self.runtime.close()
-        await asyncio.to_thread(self.tracing.shutdown)  # flushes spans; blocking I/O
+        await self.supervisor.stop()
 
     def render_metrics(self) -> bytes:
         """Prometheus text; gauges of live state are read at scrape time."""
         metrics = self.recorder.metrics
         for dep_id, state in self.executor.breaker_states().items():
             metrics.set_breaker_state(dep_id, state)
-        for model, ratio in self.tokens.calibration.ratios().items():
-            metrics.set_token_estimate_ratio(model, ratio)
+        if self.tokens is not None:
+            for model, ratio in self.tokens.calibration.ratios().items():
+                metrics.set_token_estimate_ratio(model, ratio)
         metrics.in_flight.set(sum(s.in_flight for s in self.executor.states.values()))
         metrics.queue_depth.set(self.executor.slots.waiting)
         return metrics.render()

@@ -68,3 +68,14 @@ class Identity:
 
 
 ANONYMOUS = Identity()
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What the caller presented, for the auth stage to resolve into an `Identity`: the API
+    key it sent (never printed), or the identity an entry point already resolved from it
+    (the HTTP server authenticates before it reads the body, so an unauthenticated caller
+    learns nothing about its body; the stage then does not look the key up again)."""
+
+    key: str | None = field(default=None, repr=False)
+    resolved: Identity | None = None

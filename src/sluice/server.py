@@ -33,7 +33,7 @@ from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.gateway import Gateway
 from sluice.governance.counters import CounterBackendError
-from sluice.governance.keys import allows_model
+from sluice.identity import Credentials
 from sluice.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from sluice.pipeline.context import (
     CallContext,
@@ -178,11 +178,13 @@ def _chat_handler(
             )
 
         try:
-            identity = await gateway.governance.auth.identify(request.headers)
+            # Authenticated before the body is read (a caller without a valid key learns
+            # nothing about its body); the auth stage takes the result as it is.
+            identity = await gateway.authenticate(request.headers)
             body = await _read_json(request, gateway.config.server.max_body_bytes)
             meta = _call_meta(request, request_id, frontend, gateway.forwarded)
-            ctx = CallContext(frontend.decode_request(body, meta), started)
-            gateway.governance.auth.admit(identity, ctx.request)
+            request_ = frontend.decode_request(body, meta)
+            ctx = CallContext(request_, started, credentials=Credentials(resolved=identity))
             result = await gateway.handler(ctx)
         except SluiceError as err:
             # Breaker fast-fails are expected during an outage: one line each at INFO.
@@ -295,11 +297,9 @@ def _owner(gateway: Gateway, name: str) -> str:
 
 async def list_models(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
-    identity = await gateway.governance.auth.identify(request.headers)
+    identity = await gateway.authenticate(request.headers)
     names = sorted(
-        n
-        for n in {*gateway.runtime.by_model, *gateway.config.routes}
-        if identity is None or allows_model(identity, n)
+        n for n in {*gateway.runtime.by_model, *gateway.config.routes} if identity.allows(n)
     )
     if "anthropic-version" in request.headers:
         data: list[dict[str, Any]] = [
@@ -326,9 +326,9 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def get_model(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
-    identity = await gateway.governance.auth.identify(request.headers)
+    identity = await gateway.authenticate(request.headers)
     name = request.match_info["model"]
-    if identity is not None and not allows_model(identity, name):
+    if not identity.allows(name):
         raise ModelNotFoundError(f"model {name!r} does not exist or this key may not use it")
     if name not in gateway.config.routes:
         gateway.runtime.deployments_for(name)  # 404 for an unknown name
@@ -339,7 +339,7 @@ async def get_model(request: web.Request) -> web.Response:
 async def usage(request: web.Request) -> web.Response:
     """The caller's own limits and budgets: used, reserved, remaining, reset times."""
     gateway = request.app[GATEWAY]
-    identity = await gateway.governance.auth.identify(request.headers)  # a key sees only its own
+    identity = await gateway.authenticate(request.headers)  # a key sees only its own
     if gateway.limits is None:
         raise NotFoundError("usage is not tracked: limits are not enabled (limits.enabled)")
     try:

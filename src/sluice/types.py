@@ -18,10 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
-
-if TYPE_CHECKING:
-    from sluice.identity import Identity
+from typing import Any, Literal, Protocol, TypeAlias
 
 JSON: TypeAlias = Any
 CacheControl: TypeAlias = dict[str, Any]
@@ -98,7 +95,15 @@ class ToolChoice:
 
 @dataclass(slots=True)
 class CallMeta:
-    """Who is calling and how; filled by the front end from headers and body."""
+    """How a call was made and what the caller says about it; filled by the front end from
+    headers and body. Who the call belongs to (tenant, key, team, tier) is not here: that is
+    `CallContext.identity`, resolved from the virtual key by the auth stage.
+
+    Request labels (`user`, `feature`, `session`), one precedence rule for all of them, applied
+    by the auth stage: the `x-sluice-<label>` header, else the body (`user`;
+    `metadata.feature`; `metadata.session_id`), else, for `user` only, the virtual key's owner
+    (`CallContext.end_user`). Each is at most 256 characters (400 otherwise).
+    """
 
     request_id: str = ""
     wire: WireFormat = "openai"
@@ -109,15 +114,8 @@ class CallMeta:
     # Client headers some provider is configured to forward upstream (`forward_headers`).
     forward_headers: dict[str, str] = field(default_factory=dict)
     traceparent: str | None = None  # W3C trace context to send upstream (tracing on)
-    # Identity, set by the auth stage from the virtual key (never from client headers when a
-    # key is present); "default" when auth is off.
-    tenant: str = "default"
-    key_id: str | None = None
-    team: str | None = None
-    tier: str | None = None
     feature: str | None = None  # x-sluice-feature
     session: str | None = None  # x-sluice-session / metadata.session_id
-    identity: Identity | None = None  # the resolved virtual key (None: auth off)
 
 
 @dataclass(slots=True)

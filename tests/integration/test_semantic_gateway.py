@@ -17,8 +17,9 @@ from sluice import server
 from sluice.cache.semantic.stage import SemanticCacheStage
 from sluice.config import SluiceConfig
 from sluice.gateway import Gateway
+from sluice.governance.keys import KeyCreate
 from sluice.observe.store import RecordStore
-from sluice.pipeline.context import CallContext, Handler, Result, compose
+from tests.governance_rig import keyed_config, set_env
 from tests.integration.semantic_support import (
     PARAPHRASE,
     QUESTION,
@@ -151,29 +152,27 @@ async def test_a_semantic_hit_is_recorded_free_with_its_similarity(
     assert 'sluice_cache_hits_total{kind="semantic"} 1.0' in metrics
 
 
-class TenantFromHeader:
-    """Stands in for the auth stage: the tenant comes from `x-sluice-test-tenant`."""
-
-    async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
-        tenant = ctx.request.meta.headers.get("x-sluice-test-tenant")
-        assert tenant is not None, "every call in this test names its tenant"
-        ctx.request.meta.tenant = tenant
-        return await nxt(ctx)
-
-
-async def test_never_across_tenants_through_the_gateway(sim_url: str) -> None:
-    """Identical and paraphrased questions from another tenant go upstream, every time."""
+async def test_never_across_tenants_through_the_gateway(
+    sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Identical and paraphrased questions from another tenant go upstream, every time.
+    Each tenant calls with its own virtual key (auth on, a real key store)."""
     await real_embedder_or_skip()
-    app = server.create_app(semantic_config(sim_url))
+    set_env(monkeypatch)
+    data = keyed_config(sim_url, f"sqlite:///{tmp_path / 'keys.db'}").model_dump()
+    data["cache"]["semantic"] = semantic_config(sim_url).cache.semantic.model_dump()
+    app = server.create_app(SluiceConfig.model_validate(data))
     gateway = app[server.GATEWAY]
-    gateway.stages.insert(0, TenantFromHeader())
-    gateway.handler = compose(gateway.stages, gateway.executor)
     runner, port = await server.start_app(app)
-    oai = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
+    store = gateway.governance.store
+    assert store is not None
+    tenants = ("acme", "globex", "initech", "umbrella")
+    keys = {t: store.create(KeyCreate(tenant=t))[1] for t in tenants}
+    oai = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
 
     async def status(text: str, tenant: str) -> str:
         raw = await oai.chat.completions.with_raw_response.create(
-            **ask(text), extra_headers={"x-sluice-test-tenant": tenant}
+            **ask(text), extra_headers={"authorization": f"Bearer {keys[tenant]}"}
         )
         return str(raw.headers["x-sluice-cache"])
 

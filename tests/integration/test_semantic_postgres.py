@@ -20,6 +20,7 @@ from sluice import server
 from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.cache.semantic.stage import SemanticCacheStage
 from sluice.cache.semantic.store import PostgresStore, psycopg_url
+from sluice.identity import Identity
 from sluice.pipeline.context import CallContext
 from sluice.types import CallMeta, ChatRequest, Message, TextPart
 from tests.integration.semantic_support import (
@@ -56,12 +57,12 @@ async def eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def request(text: str, tenant: str = "acme") -> ChatRequest:
+def request(text: str) -> ChatRequest:
     return ChatRequest(
         model="gpt-4o-mini",
         messages=[Message("user", [TextPart(text)])],
         temperature=0,
-        meta=CallMeta(request_id="r", tenant=tenant),
+        meta=CallMeta(request_id="r"),
     )
 
 
@@ -70,8 +71,10 @@ def replica(table: str, embedder: FakeEmbedder) -> SemanticCacheStage:
     return SemanticCacheStage(config, lambda: embedder, PostgresStore(PG_URL, table))
 
 
-async def ask(stage: SemanticCacheStage, req: ChatRequest, upstream: Upstream) -> CallContext:
-    ctx = CallContext(req)
+async def ask(
+    stage: SemanticCacheStage, req: ChatRequest, upstream: Upstream, tenant: str = "acme"
+) -> CallContext:
+    ctx = CallContext(req, identity=Identity(key_id="k-" + tenant, tenant=tenant))
     await stage(ctx, upstream)
     return ctx
 
@@ -92,7 +95,7 @@ async def test_replicas_share_entries_and_purges(table: str) -> None:
         await eventually(lambda: entries(b) == 1)  # NOTIFY → b fetched the row
         ctx = await ask(b, request(PARA), upstream)
         assert ctx.cache_status == "semantic" and upstream.calls == 1
-        other = await ask(b, request(Q, tenant="globex"), upstream)
+        other = await ask(b, request(Q), upstream, tenant="globex")
         assert other.cache_status == "miss"  # never across tenants, on any replica
         await eventually(lambda: entries(a) == 2)
         assert await a.purge(tenant="acme") == 1

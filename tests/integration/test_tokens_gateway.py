@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,10 +25,10 @@ from sluice import server
 from sluice.cache.backends import RedisBackend
 from sluice.config import SluiceConfig
 from sluice.context.summarize import INSTRUCTIONS, SUMMARY_HEADING
-from sluice.pipeline.context import CallContext, Handler, Result, compose
+from sluice.governance.keys import KeyCreate
 from sluice.sim.config import SimConfig
 from sluice.sim.server import create_app as create_sim
-from tests.conftest import gateway_config
+from tests.governance_rig import keyed_config, set_env
 from tests.integration.test_cache_redis import redis_backend_or_skip
 
 pytestmark = pytest.mark.integration
@@ -79,6 +80,7 @@ class Rig:
     ant: AsyncAnthropic
     url: str
     seen: Recorded
+    keys: dict[str, str]  # tenant -> a virtual key of that tenant
 
 
 @pytest.fixture
@@ -103,35 +105,37 @@ async def recording_sim() -> AsyncIterator[tuple[str, Recorded]]:
     await runner.cleanup()
 
 
-async def _tenant_from_header(ctx: CallContext, nxt: Handler) -> Result:
-    """Stands in for the auth stage, which sets the tenant from the virtual key."""
-    ctx.request.meta.tenant = ctx.request.meta.headers.get("x-sluice-test-tenant", "default")
-    return await nxt(ctx)
+TENANTS = ("t1", "acme", "globex")
 
 
 @pytest.fixture(params=["memory", "redis"])
 async def rig(
-    request: pytest.FixtureRequest, recording_sim: tuple[str, Recorded]
+    request: pytest.FixtureRequest,
+    recording_sim: tuple[str, Recorded],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Rig]:
+    """A gateway with virtual keys on: each tenant's calls carry a key of that tenant."""
     sim_url, seen = recording_sim
-    data = gateway_config(sim_url).model_dump()
+    set_env(monkeypatch)
+    data = keyed_config(sim_url, f"sqlite:///{tmp_path / 'keys.db'}").model_dump()
     data["models"] = POLICIES
-    data["observability"]["records"]["enabled"] = False
     if request.param == "redis":
         prefix = f"sluice-test:{uuid.uuid4().hex}:"
         await (await redis_backend_or_skip(prefix)).close()
         data["cache"] = {"backend": "redis", "key_prefix": prefix}
     app = server.create_app(SluiceConfig.model_validate(data))
     gateway = app[server.GATEWAY]
-    gateway.handler = compose([_tenant_from_header, *gateway.stages], gateway.executor)
-    runner, port = await server.start_app(app)
+    runner, port = await server.start_app(app)  # migrates the key store
+    assert gateway.governance.store is not None
+    keys = {t: gateway.governance.store.create(KeyCreate(tenant=t))[1] for t in TENANTS}
     url = f"http://127.0.0.1:{port}"
     headers = {"x-sim-output-tokens": ANSWER_TOKENS}
     oai = AsyncOpenAI(
-        base_url=url + "/v1", api_key="sk-test", max_retries=0, default_headers=headers
+        base_url=url + "/v1", api_key=keys["t1"], max_retries=0, default_headers=headers
     )
-    ant = AsyncAnthropic(base_url=url, api_key="sk-test", max_retries=0, default_headers=headers)
-    yield Rig(oai, ant, url, seen)
+    ant = AsyncAnthropic(base_url=url, api_key=keys["t1"], max_retries=0, default_headers=headers)
+    yield Rig(oai, ant, url, seen, keys)
     await oai.close()
     await ant.close()
     if isinstance(gateway.cache_backend, RedisBackend):
@@ -150,7 +154,7 @@ class Turn:
 
 
 async def _ask(rig: Rig, turn: int, session: str, tenant: str = "t1", stream: bool = False) -> Turn:
-    headers = {"x-sluice-session": session, "x-sluice-test-tenant": tenant}
+    headers = {"x-sluice-session": session, "authorization": f"Bearer {rig.keys[tenant]}"}
     messages: Any = [{"role": "user", "content": _question(turn)}]
     if not stream:
         raw = await rig.oai.chat.completions.with_raw_response.create(

@@ -14,6 +14,7 @@ from sluice.cache.exact import ExactCacheStage
 from sluice.collect import StreamCollector
 from sluice.config import ExactCacheConfig
 from sluice.errors import UpstreamConnectError
+from sluice.identity import Identity
 from sluice.pipeline.context import CallContext, Handler, Result, compose
 from sluice.types import (
     CallMeta,
@@ -102,7 +103,6 @@ def request(
     *,
     temperature: float | None = 0,
     stream: bool = False,
-    tenant: str | None = None,
     headers: dict[str, str] | None = None,
     metadata: dict[str, Any] | None = None,
     model: str = "m",
@@ -113,7 +113,7 @@ def request(
         messages or [Message("user", [TextPart(text)])],
         temperature=temperature,
         stream=stream,
-        meta=CallMeta(headers=headers or {}, metadata=metadata or {}, tenant=tenant or "default"),
+        meta=CallMeta(headers=headers or {}, metadata=metadata or {}),
     )
 
 
@@ -139,8 +139,13 @@ class Harness:
         self.upstream = upstream or Upstream()
         self.handler: Handler = compose([self.stage], self.upstream)
 
-    async def call(self, req: ChatRequest) -> tuple[ChatResponse, CallContext]:
+    async def call(
+        self, req: ChatRequest, tenant: str | None = None
+    ) -> tuple[ChatResponse, CallContext]:
+        """One call through the stage; `tenant` as the auth stage would set it (None: auth off)."""
         ctx = StatusContext(req)
+        if tenant is not None:
+            ctx.identity = Identity(key_id=f"key-{tenant}", tenant=tenant)
         resp, _ = await drain(await self.handler(ctx))
         return resp, ctx
 
@@ -275,14 +280,14 @@ async def test_disabled_does_nothing() -> None:
 
 async def test_tenants_are_isolated() -> None:
     h = Harness()
-    _, a1 = await h.call(request(tenant="acme"))
-    _, b1 = await h.call(request(tenant="globex"))
+    _, a1 = await h.call(request(), tenant="acme")
+    _, b1 = await h.call(request(), tenant="globex")
     assert h.upstream.calls == 2
     assert a1.response_headers["x-sluice-cache"] == b1.response_headers["x-sluice-cache"] == "miss"
-    a2, _ = await h.call(request(tenant="acme"))
-    b2, _ = await h.call(request(tenant="globex"))
+    a2, _ = await h.call(request(), tenant="acme")
+    b2, _ = await h.call(request(), tenant="globex")
     assert (a2.id, b2.id, h.upstream.calls) == ("resp-1", "resp-2", 2)
-    _, default = await h.call(request(tenant=None))
+    _, default = await h.call(request())
     assert default.response_headers["x-sluice-cache"] == "miss"
 
 

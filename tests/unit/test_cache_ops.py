@@ -75,8 +75,8 @@ async def test_entry_id_header_names_the_stored_entry() -> None:
 async def test_purge_by_entry_route_tenant_and_all() -> None:
     h = Harness()
     for model, tenant in [("a", "t1"), ("a", "t2"), ("b", "t1"), ("b", "t2")]:
-        await h.call(request(model=model, tenant=tenant))
-    _, ctx = await h.call(request(model="a", tenant="t1"))
+        await h.call(request(model=model), tenant=tenant)
+    _, ctx = await h.call(request(model="a"), tenant="t1")
     entry = ctx.response_headers["x-sluice-cache-key"]
     assert await h.stage.purge(entry_id=entry) == 1
     assert await h.stage.purge(entry_id=entry) == 0
@@ -220,7 +220,7 @@ async def test_mirror_keeps_entries_across_a_restart(tmp_path: Path) -> None:
     h = Harness()
     mirror = SqliteMirror(path, h.backend, backend_clock=h.clock)
     assert await mirror.start() == 0
-    await h.call(request("a", model="r1", tenant="t1"))
+    await h.call(request("a", model="r1"), tenant="t1")
     await h.call(request("b", model="r2"))
     await h.backend.set("idem:x", b"not persisted", 60)
     await mirror.close()
@@ -230,7 +230,7 @@ async def test_mirror_keeps_entries_across_a_restart(tmp_path: Path) -> None:
     again = Harness()
     mirror2 = SqliteMirror(path, again.backend, backend_clock=again.clock)
     assert await mirror2.start() == 2
-    _, ctx = await again.call(request("a", model="r1", tenant="t1"))
+    _, ctx = await again.call(request("a", model="r1"), tenant="t1")
     assert ctx.response_headers["x-sluice-cache"] == "exact" and again.upstream.calls == 0
     assert await again.stage.purge(tenant="t1") == 1  # tags came back too
     await mirror2.flush()

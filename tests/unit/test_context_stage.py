@@ -15,6 +15,7 @@ from sluice.context.summarize import INSTRUCTIONS, SUMMARY_HEADING
 from sluice.context.tokens import count_request
 from sluice.context.trim import truncate_oldest, units
 from sluice.errors import InvalidRequestError, ModelNotFoundError, UpstreamConnectError
+from sluice.identity import Identity
 from sluice.pipeline.context import CallContext, Result
 from sluice.providers.base import Deployment
 from sluice.types import (
@@ -247,7 +248,9 @@ SESSIONS = TokenPolicy(
 async def test_a_session_prepends_history_and_stores_the_turn_pair() -> None:
     st, up = stage({"gpt-4o": SESSIONS}), Upstream(answer="noted")
     for i in range(2):
-        ctx = CallContext(request([user(f"turn {i}")], session="s1", tenant="t1"))
+        ctx = CallContext(
+            request([user(f"turn {i}")], session="s1"), identity=Identity(tenant="t1")
+        )
         await st(ctx, up)
     assert up.calls[1].messages == [user("turn 0"), bot("noted"), user("turn 1")]
     assert up.summaries == []
@@ -266,10 +269,13 @@ async def test_a_long_session_is_summarized_and_keeps_the_last_turns() -> None:
     assert all(s.model == "gpt-4o-mini" for s in up.summaries)
 
 
+A, B = Identity(key_id="ka", tenant="a"), Identity(key_id="kb", tenant="b")
+
+
 async def test_sessions_are_per_tenant() -> None:
     st, up = stage({"gpt-4o": SESSIONS}), Upstream()
-    await st(CallContext(request([user("secret of a")], session="same", tenant="a")), up)
-    await st(CallContext(request([user("hello")], session="same", tenant="b")), up)
+    await st(CallContext(request([user("secret of a")], session="same"), identity=A), up)
+    await st(CallContext(request([user("hello")], session="same"), identity=B), up)
     assert up.calls[1].messages == [user("hello")]
 
 

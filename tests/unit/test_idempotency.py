@@ -15,6 +15,7 @@ from sluice.cache.idempotency import (
 )
 from sluice.config import IdempotencyConfig
 from sluice.errors import UnprocessableError, UpstreamConnectError
+from sluice.identity import Identity
 from sluice.pipeline.context import CallContext, Handler, compose
 from sluice.types import ChatRequest, ChatResponse
 from tests.unit.test_cache_exact import Upstream, drain
@@ -35,8 +36,12 @@ class Harness:
         self.upstream = upstream or Upstream()
         self.handler: Handler = compose([self.stage], self.upstream)
 
-    async def call(self, req: ChatRequest) -> tuple[ChatResponse, CallContext]:
+    async def call(
+        self, req: ChatRequest, tenant: str | None = None
+    ) -> tuple[ChatResponse, CallContext]:
         ctx = CallContext(req)
+        if tenant is not None:  # as the auth stage sets it from a key of that tenant
+            ctx.identity = Identity(key_id="k-" + tenant, tenant=tenant)
         resp, _ = await drain(await self.handler(ctx))
         return resp, ctx
 
@@ -184,9 +189,9 @@ async def test_still_running_after_max_wait_is_409() -> None:
 
 async def test_keys_are_per_tenant() -> None:
     h = Harness()
-    await h.call(request(tenant="acme"))
-    await h.call(request(tenant="globex"))
-    await h.call(request("other body", tenant="initech"))  # no conflict across tenants
+    await h.call(request(), tenant="acme")
+    await h.call(request(), tenant="globex")
+    await h.call(request("other body"), tenant="initech")  # no conflict across tenants
     assert h.upstream.calls == 3
 
 

@@ -110,7 +110,7 @@ def test_layer_contracts_are_kept() -> None:
     """`lint-imports` (also run by `make lint`) keeps every contract."""
     command = [str(Path(sys.executable).parent / "lint-imports"), "--no-cache", "--no-logo"]
     run = subprocess.run(
-        [*command, "--config", str(PYPROJECT)],
+        [*command, str(PYPROJECT)],
         cwd=PYPROJECT.parent,
         capture_output=True,
         text=True,

@@ -147,7 +147,7 @@ async def test_new_period_starts_at_zero() -> None:
     config = LimitsConfig(
         budgets=BudgetsConfig(tenants={"*": [Budget(period="daily", tokens=100)]})
     )
-    who = Who.of(CallMeta(tenant="acme"))
+    who = Who.of(Identity(tenant="acme"), CallMeta())
     checks = budget_checks(who, config, clock.now, 80, 0)
     assert checks[0].key == "budget:tenant:acme:tokens:daily:2026-11-23"
     assert (await counters.admit("1", [], checks, 600)).admitted
@@ -166,8 +166,8 @@ def test_scopes_come_from_identity_and_config() -> None:
         tiers={"free": RateLimits(rpm=3)},
     )
     ident = Identity(key_id="k1", tenant="acme", tier="free", limits=RateLimits(rpm=7))
-    meta = CallMeta(user="vip", identity=ident)
-    checks = {(c.scope, c.unit): c.limit for c in rate_checks(Who.of(meta), config, 42)}
+    meta = CallMeta(user="vip")
+    checks = {(c.scope, c.unit): c.limit for c in rate_checks(Who.of(ident, meta), config, 42)}
     assert checks == {
         ("gateway", "requests"): 1000,
         ("key:k1", "requests"): 7,  # the key's own limits win over the default
@@ -198,14 +198,16 @@ def test_headers_report_the_tightest_limit() -> None:
 PRICE = Price(Decimal(1), Decimal(2), Decimal(1), Decimal(1))  # $ per million tokens
 
 
-def request(model: str = "big", max_tokens: int | None = 100, **meta: object) -> CallContext:
+def request(
+    model: str = "big", max_tokens: int | None = 100, tenant: str = "default", **meta: object
+) -> CallContext:
     req = ChatRequest(
         model=model,
         messages=[Message("user", [TextPart("hello there")])],
         max_tokens=max_tokens,
         meta=CallMeta(**meta),  # type: ignore[arg-type]
     )
-    return CallContext(req)
+    return CallContext(req, identity=Identity(tenant=tenant))
 
 
 async def answer(ctx: CallContext) -> Result:
@@ -230,7 +232,7 @@ async def test_stage_hard_budget_refuses_with_reset_time() -> None:
     ctx = request(tenant="acme")  # worst case ~ (est input + 100 out) tokens ≈ $0.00022
     await gov(ctx, answer)
     await gov(request(tenant="acme"), answer)  # settled at $0.00002 each
-    usage = await gov.usage(None, CallMeta(tenant="acme"))
+    usage = await gov.usage(Identity(tenant="acme"))
     assert usage["budgets"][0]["spent"] == pytest.approx(0.00004)
     big = request(tenant="acme", max_tokens=1000)  # worst case > what is left
     with pytest.raises(RateLimitError) as err:

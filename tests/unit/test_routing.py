@@ -57,12 +57,11 @@ def test_keywords_match_whole_words_case_insensitively_and_regex_searches() -> N
 
 def test_all_conditions_of_a_rule_must_hold() -> None:
     r = router(rules=[{"tiers": ["free"], "tools": True, "target": "gpt-4o"}])
-    tooled = request("x", tier="free")
+    tooled = request("x")
     tooled.tools = [Tool("lookup")]
-    assert r.by_rules(route_input(tooled)) is not None
-    assert r.by_rules(route_input(request("x", tier="free"))) is None
-    tooled.meta.tier = "pro"
-    assert r.by_rules(route_input(tooled)) is None
+    assert r.by_rules(route_input(tooled, tier="free")) is not None
+    assert r.by_rules(route_input(request("x"), tier="free")) is None
+    assert r.by_rules(route_input(tooled, tier="pro")) is None
 
 
 def test_token_count_and_image_conditions() -> None:
@@ -271,7 +270,7 @@ def test_a_route_is_priced_at_its_dearest_target_for_reservations() -> None:
 
     gateway = Gateway(default_config())
     assert default_config().routes["auto"].targets == ["gpt-4o-mini", "gpt-4o"]
-    route_price = gateway._model_price("auto")
+    route_price = gateway.prices.of_model("auto")
     assert route_price is not None
-    assert route_price == gateway._model_price("gpt-4o")
-    assert route_price != gateway._model_price("gpt-4o-mini")
+    assert route_price == gateway.prices.of_model("gpt-4o")
+    assert route_price != gateway.prices.of_model("gpt-4o-mini")

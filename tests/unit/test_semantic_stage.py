@@ -12,6 +12,7 @@ from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.cache.semantic.stage import SemanticCacheStage
 from sluice.cache.semantic.store import SqlStore
 from sluice.collect import StreamCollector
+from sluice.identity import Identity
 from sluice.pipeline.context import CallContext
 from sluice.types import (
     CallMeta,
@@ -36,7 +37,6 @@ def digits_guard(a: str, b: str) -> str | None:
 def request(
     text: str = Q,
     *,
-    tenant: str = "acme",
     system: str = "You are helpful.",
     before: list[Message] | None = None,
     tools: list[Tool] | None = None,
@@ -52,7 +52,7 @@ def request(
         tools=tools or [],
         temperature=temperature,
         stream=stream,
-        meta=CallMeta(request_id="r", tenant=tenant, headers=headers or {}),
+        meta=CallMeta(request_id="r", headers=headers or {}),
     )
 
 
@@ -70,8 +70,8 @@ class Harness:
             clock=self.clock,
         )
 
-    async def ask(self, req: ChatRequest) -> tuple[CallContext, Any]:
-        ctx = CallContext(req)
+    async def ask(self, req: ChatRequest, tenant: str = "acme") -> tuple[CallContext, Any]:
+        ctx = CallContext(req, identity=Identity(key_id="k-" + tenant, tenant=tenant))
         result = await self.stage(ctx, self.upstream)
         return ctx, result
 
@@ -195,13 +195,13 @@ async def test_the_judge_decides_and_a_failing_judge_refuses(
 async def test_never_across_tenants(text: str) -> None:
     """Identical and paraphrased questions of another tenant never hit, in either order."""
     h = Harness()
-    await h.ask(request(Q, tenant="acme"))
+    await h.ask(request(Q), tenant="acme")
     for tenant in ("globex", "acme2", "Acme", "default"):
-        ctx, result = await h.ask(request(text, tenant=tenant))
+        ctx, result = await h.ask(request(text), tenant=tenant)
         assert ctx.cache_status == "miss", tenant
         assert result.parts != [TextPart("answer 1")]
     assert h.stage.stats.hits == 0
-    ctx, _ = await h.ask(request(text, tenant="acme"))
+    ctx, _ = await h.ask(request(text), tenant="acme")
     assert ctx.cache_status == "semantic"  # the owner still hits
 
 
@@ -282,7 +282,7 @@ async def test_purge_by_id_route_tenant_and_all() -> None:
     h = Harness()
     for tenant in ("a", "b"):
         for model in ("gpt-4o", "gpt-4o-mini"):
-            await h.ask(request(Q, tenant=tenant, model=model))
+            await h.ask(request(Q, model=model), tenant=tenant)
     assert h.stage.snapshot()["entries"] == 4
     assert await h.stage.purge(tenant="a", route="gpt-4o") == 1
     assert await h.stage.purge(route="gpt-4o-mini") == 2

@@ -37,9 +37,9 @@ async def _answer(ctx: CallContext) -> Result:
 
 def _ctx() -> CallContext:
     ident = Identity(key_id="k1", tenant="acme", limits=RateLimits(rpm=10**9, tpm=10**12))
-    meta = CallMeta(user="alice", identity=ident)
+    meta = CallMeta(user="alice")
     msgs = [Message("user", [TextPart("What is a sluice gate for? " * 4)])]
-    return CallContext(ChatRequest("gpt-4o-mini", msgs, max_tokens=64, meta=meta))
+    return CallContext(ChatRequest("gpt-4o-mini", msgs, max_tokens=64, meta=meta), identity=ident)
 
 
 async def _measure(backend: CounterBackend, n: int) -> float:

@@ -79,8 +79,9 @@ class RoutePolicy:
     namespace: str
 
 
-def tenant_of(req: ChatRequest) -> str:
-    return req.meta.tenant or "default"
+def tenant_of(ctx: CallContext) -> str:
+    """The tenant whose entries a call may see: its identity's (set by the auth stage)."""
+    return ctx.identity.tenant
 
 
 def replay_safe(req: ChatRequest, nondeterministic: bool, tool_results: bool) -> bool:
@@ -116,14 +117,15 @@ class ExactCacheStage:
         config: ExactCacheConfig,
         backend: CacheBackend,
         *,
+        price_of_model: Callable[[str], Price | None] = lambda model: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.backend = backend
         self.stats = CacheStats()
         self.saved_usd = Decimal(0)  # what the answers served would have cost upstream
-        # The price of the deployment that would serve a model (set by the gateway).
-        self.price_of_model: Callable[[str], Price | None] = lambda model: None
+        # The price of the deployment that would serve a model (what a hit saved).
+        self.price_of_model = price_of_model
         self._clock = clock  # wall clock: store times are compared across processes
         self._models = None if config.models is None else frozenset(config.models)
         self._default = RoutePolicy(True, config.ttl_s, config.namespace)
@@ -157,7 +159,7 @@ class ExactCacheStage:
         key = None
         if policy.enabled and directive != "no-store" and self.cacheable(req):
             try:
-                key = KEY_PREFIX + cache_key(req, tenant_of(req), policy.namespace)
+                key = KEY_PREFIX + cache_key(req, tenant_of(ctx), policy.namespace)
             except (TypeError, ValueError):
                 log.warning("request %s: no cache key (unencodable field)", req.meta.request_id)
         if key is None:
@@ -176,7 +178,7 @@ class ExactCacheStage:
         self.stats.misses += 1
         ctx.response_headers[HEADER] = "miss"
         set_cache_status(ctx, "miss")
-        tags = (TAG, f"route:{route}", f"tenant:{tenant_of(req)}")
+        tags = (TAG, f"route:{route}", f"tenant:{tenant_of(ctx)}")
         try:
             result = await nxt(ctx)
         except (UpstreamError, ServiceUnavailableError):

@@ -104,7 +104,7 @@ class IdempotencyStage:
                 f"Idempotency-Key is {len(given)} characters; at most {_MAX_KEY_LEN} allowed",
                 code="idempotency_key_invalid",
             )
-        tenant = tenant_of(req)
+        tenant = tenant_of(ctx)
         try:
             fingerprint = cache_key(req, tenant, "idem")
         except (TypeError, ValueError):

@@ -72,7 +72,7 @@ class TokenPolicyStage:
         policy = self.policy_for(ctx)
         if not self._is_active(policy):
             return await nxt(ctx)
-        ctx.request = apply_max_tokens(ctx, policy)
+        ctx.rewrite(apply_max_tokens(ctx, policy), "token policy: max_tokens")
         target = self._target(ctx.request.model)
         await prepare(target.upstream_model)
         sid = session_id(ctx.request) if policy.sessions.enabled else None
@@ -81,13 +81,18 @@ class TokenPolicyStage:
         if sid is not None:
             if self.sessions is None:
                 raise InvalidRequestError("sessions are not available on this gateway")
-            session = await self.sessions.load(ctx.request.meta.tenant, sid)
+            session = await self.sessions.load(ctx.identity.tenant, sid)
             if await self._fold(ctx, nxt, policy, session, target):
-                await self._save(ctx.request, sid, session, policy)  # kept even if the call fails
-            ctx.request = dataclasses.replace(
-                ctx.request,
-                system=with_summary(ctx.request.system, session.summary),
-                messages=[*session.messages, *new_turn],
+                await self._save(
+                    ctx, ctx.request, sid, session, policy
+                )  # kept even if the call fails
+            ctx.rewrite(
+                dataclasses.replace(
+                    ctx.request,
+                    system=with_summary(ctx.request.system, session.summary),
+                    messages=[*session.messages, *new_turn],
+                ),
+                "token policy: session history",
             )
             ctx.response_headers["x-sluice-session-turns"] = str(
                 session.summarized_turns + len(turns(session.messages))
@@ -107,7 +112,7 @@ class TokenPolicyStage:
             self._calibrate(ctx, target, estimate, resp)
             if session is not None and sid is not None and not ctx.degraded:
                 session.messages = [*session.messages, *new_turn, _answer_message(resp)]
-                await self._save(sent, sid, session, policy)
+                await self._save(ctx, sent, sid, session, policy)
 
         if isinstance(result, ChatResponse):
             await settled(result, True)
@@ -176,11 +181,11 @@ class TokenPolicyStage:
         return True
 
     async def _save(
-        self, req: ChatRequest, sid: str, session: Session, policy: TokenPolicy
+        self, ctx: CallContext, req: ChatRequest, sid: str, session: Session, policy: TokenPolicy
     ) -> None:
         assert self.sessions is not None
         try:
-            await self.sessions.save(req.meta.tenant, sid, session, policy.sessions.ttl_s)
+            await self.sessions.save(ctx.identity.tenant, sid, session, policy.sessions.ttl_s)
         except Exception:  # the answer is already given; losing the turn is logged, not raised
             log.exception("request %s: could not store the session turn", req.meta.request_id)
 
@@ -219,7 +224,7 @@ class TokenPolicyStage:
                 how = "summarized"
             except SluiceError as err:
                 log.warning("context summary with %s failed, truncating: %s", model, err.message)
-        ctx.request = dataclasses.replace(req, system=system, messages=kept)
+        ctx.rewrite(dataclasses.replace(req, system=system, messages=kept), f"token policy: {how}")
         ctx.response_headers["x-sluice-context"] = f"{how}; dropped={len(dropped)}"
 
 

@@ -64,13 +64,8 @@ def summary_request(
             wire=meta.wire,
             headers=dict(meta.headers),
             forward_headers=dict(meta.forward_headers),
-            tenant=meta.tenant,
-            key_id=meta.key_id,
-            team=meta.team,
-            tier=meta.tier,
             feature=meta.feature,
             session=meta.session,
-            identity=meta.identity,
         ),
     )
 
@@ -86,6 +81,7 @@ async def summarize(
     """One call to `model`; returns the new running summary. Raises what the call raises."""
     child = CallContext(
         summary_request(ctx.request, model, previous, older, max_tokens),
+        identity=ctx.identity,  # the summary is made for, and charged to, the same caller
         on_settled=ctx.on_settled,  # budgets count the summary's cost too
     )
     result = await nxt(child)

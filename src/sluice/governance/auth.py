@@ -1,8 +1,11 @@
-"""The auth step: a virtual key on the request → an `Identity` on `CallMeta`.
+"""Virtual keys → `Identity`: `authenticate(headers)`, the one check every data-plane route
+shares (chat, `/v1/models`, `/v1/sluice/usage`), and `admit`, the model allow-list and the
+request labels.
 
-Runs in the chat handler before the pipeline, in two parts: `identify(headers)` before the
-body is read (an unauthenticated caller learns nothing about its body), then `admit(...)`
-after decoding (model allow-list, end-user and feature attribution).
+The auth stage (`sluice.stages.auth`, first in the pipeline) runs both for every call and
+puts the identity on `CallContext.identity`; the HTTP server authenticates before reading the
+body (an unauthenticated caller learns nothing about its body) and hands the stage the
+result. Auth off: every call is `Identity.anonymous()`.
 
 Keys come from `Authorization: Bearer` (OpenAI clients) or `x-api-key` (Anthropic
 clients). Lookups are by peppered hash and confirmed with a constant-time comparison;
@@ -27,7 +30,7 @@ from sluice.errors import (
     ServiceUnavailableError,
 )
 from sluice.governance.config import AuthConfig
-from sluice.governance.keys import KEY_PREFIX, MAX_KEY_CHARS, KeyRecord, allows_model, same_hash
+from sluice.governance.keys import KEY_PREFIX, MAX_KEY_CHARS, KeyRecord, same_hash
 from sluice.governance.spec import Identity
 from sluice.governance.store import KeyStore
 from sluice.types import ChatRequest
@@ -118,11 +121,17 @@ class Authenticator:
             KeyCache(store, config.key_cache_ttl_s, config.key_cache_size) if store else None
         )
 
-    async def identify(self, headers: Mapping[str, str]) -> Identity | None:
-        """The caller's identity (None: auth is off). Raises 401 / 503."""
+    async def authenticate(self, headers: Mapping[str, str]) -> Identity:
+        """The caller's identity from its request headers (anonymous: auth is off).
+        Raises 401 / 503."""
         if not self.enabled:
-            return None
-        key = presented_key(headers)
+            return Identity.anonymous()
+        return await self.authenticate_key(presented_key(headers))
+
+    async def authenticate_key(self, key: str | None) -> Identity:
+        """The identity of a presented key (anonymous: auth is off). Raises 401 / 503."""
+        if not self.enabled:
+            return Identity.anonymous()
         if key is None:
             raise AuthenticationError(_MISSING, code="missing_api_key")
         if not key.startswith(KEY_PREFIX) or len(key) > MAX_KEY_CHARS or self.store is None:
@@ -152,21 +161,16 @@ class Authenticator:
         if self.cache is not None:
             self.cache.clear()
 
-    def admit(self, identity: Identity | None, req: ChatRequest) -> None:
-        """Fill identity and attribution on the request; refuse models the key may not use."""
+    def admit(self, identity: Identity, req: ChatRequest) -> None:
+        """Refuse models the key may not use; settle the request labels (`CallMeta`'s
+        precedence rule: header, then body)."""
         meta = req.meta
-        if identity is not None:
-            if not allows_model(identity, req.model):
-                raise PermissionDeniedError(
-                    f"this API key may not use model {req.model!r}",
-                    param="model",
-                    code="model_not_allowed",
-                )
-            meta.identity = identity
-            meta.tenant = identity.tenant
-            meta.key_id = identity.key_id
-            meta.team = identity.team
-            meta.tier = identity.tier
+        if not identity.allows(req.model):
+            raise PermissionDeniedError(
+                f"this API key may not use model {req.model!r}",
+                param="model",
+                code="model_not_allowed",
+            )
         headers = meta.headers
         meta.user = _label(headers.get("x-sluice-user") or meta.user, "user")
         meta.feature = _label(

@@ -187,4 +187,4 @@ class KeyRecord:
 
 
 def allows_model(identity: Identity, model: str) -> bool:
-    return not identity.allowed_models or model in identity.allowed_models
+    return identity.allows(model)

@@ -67,14 +67,14 @@ class LedgerRow:
     @classmethod
     def of(cls, ctx: CallContext, now: float) -> LedgerRow:
         meta = ctx.request.meta
-        ident = meta.identity
+        ident = ctx.identity
         return cls(
             ts=now,
             request_id=meta.request_id,
-            tenant=ident.tenant if ident else meta.tenant,
-            key_id=ident.key_id if ident else meta.key_id,
-            team=(ident.team if ident else None) or meta.team,
-            user_id=meta.user or (ident.user if ident else None),
+            tenant=ident.tenant,
+            key_id=ident.key_id,
+            team=ident.team,
+            user_id=ctx.end_user,
             feature=meta.feature,
             model=ctx.request.model,
             deployment=ctx.deployment.id if ctx.deployment else None,

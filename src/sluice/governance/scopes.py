@@ -68,17 +68,16 @@ class Who:
     key_budgets: tuple[Budget, ...]
 
     @classmethod
-    def of(cls, meta: CallMeta) -> Who:
-        ident = meta.identity
-        if ident is None:
-            ident = Identity(key_id=meta.key_id, tenant=meta.tenant, team=meta.team, tier=meta.tier)
+    def of(cls, ident: Identity, meta: CallMeta) -> Who:
+        """Tenant, key, team and tier from the identity alone; the user by `CallMeta`'s rule
+        (its label, else the key's owner); the feature label."""
         has_limits = ident.limits.rpm is not None or ident.limits.tpm is not None
         return cls(
             tenant=ident.tenant,
             key_id=ident.key_id,
             user=meta.user or ident.user,
-            team=ident.team or meta.team,
-            tier=ident.tier or meta.tier,
+            team=ident.team,
+            tier=ident.tier,
             feature=meta.feature,
             key_limits=ident.limits if has_limits else None,
             key_budgets=ident.budgets,

@@ -13,6 +13,7 @@ default; both are configurable. Never a 500.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -36,7 +37,6 @@ from sluice.governance.counters import (
     RateCheck,
     Settlement,
 )
-from sluice.governance.keys import allows_model
 from sluice.governance.ledger import Ledger, LedgerRow
 from sluice.governance.limits_config import LimitsConfig
 from sluice.governance.scopes import Who, budget_checks, rate_checks
@@ -79,7 +79,7 @@ class GovernanceStage:
 
     async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
         req = ctx.request
-        who = Who.of(req.meta)
+        who = Who.of(ctx.identity, req.meta)
         estimated = estimate_request_tokens(req)
         worst = Usage(estimated, req.max_tokens or self.config.default_output_tokens)
         usd = compute_cost(worst, self._price_of_model(req.model))
@@ -193,12 +193,11 @@ class GovernanceStage:
                         "budget downgrade_to %r is not a served model; not downgraded", target
                     )
                     continue
-                ident = req.meta.identity
-                if ident is not None and not allows_model(ident, target):
+                if not ctx.identity.allows(target):
                     continue  # the key may not use the cheaper model: stay on the asked one
                 ctx.response_headers[DOWNGRADE_HEADER] = f"{req.model} -> {target}"
                 req.meta.metadata["sluice_downgraded_from"] = req.model
-                req.model = target
+                ctx.rewrite(dataclasses.replace(req, model=target), "budgets: soft downgrade")
                 self._decision("downgraded", check.scope)
 
     # --- settlement -------------------------------------------------------------------------
@@ -258,14 +257,9 @@ class GovernanceStage:
 
     # --- usage ------------------------------------------------------------------------------
 
-    async def usage(
-        self, identity: Identity | None, meta: CallMeta | None = None
-    ) -> dict[str, Any]:
+    async def usage(self, identity: Identity, meta: CallMeta | None = None) -> dict[str, Any]:
         """What `GET /v1/sluice/usage` answers: this caller's limits and budgets, used and left."""
-        meta = meta or CallMeta(identity=identity)
-        if identity is not None:
-            meta.identity = identity
-        who = Who.of(meta)
+        who = Who.of(identity, meta or CallMeta())
         now = self._clock()
         rates = rate_checks(who, self.config, 0)
         budgets = budget_checks(who, self.config, now, 0, 0)
@@ -360,6 +354,7 @@ def build_governance(
     config: LimitsConfig,
     price_of_model: Callable[[str], Price | None],
     models: Collection[str],
+    metrics: Metrics | None = None,
 ) -> GovernanceStage:
     """The stage with the configured counter backend and ledger."""
     backend: CounterBackend
@@ -374,4 +369,6 @@ def build_governance(
 
         backend = MemoryCounters()
     ledger = Ledger(config.ledger) if config.ledger.store_url else None
-    return GovernanceStage(config, backend, price_of_model, models=models, ledger=ledger)
+    return GovernanceStage(
+        config, backend, price_of_model, models=models, ledger=ledger, metrics=metrics
+    )

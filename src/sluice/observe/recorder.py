@@ -140,9 +140,9 @@ class Recorder:
             or _str(meta.metadata.get("parent_request_id")),
             trace_id=_trace_id(meta.headers.get("traceparent")),
             ts=ts,
-            user_id=meta.headers.get("x-sluice-user") or meta.user,
-            tenant=meta.tenant,
-            key_id=meta.key_id,
+            user_id=meta.headers.get("x-sluice-user") or ctx.end_user,
+            tenant=ctx.identity.tenant,
+            key_id=ctx.identity.key_id,
             feature=meta.feature
             or meta.headers.get("x-sluice-feature")
             or _str(meta.metadata.get("feature")),

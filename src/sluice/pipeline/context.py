@@ -1,11 +1,13 @@
 """What flows through the pipeline, and the stage signature.
 
-A leaf of the core layer: at run time it imports only `sluice.types` (the deployment type is
-named for the type checker only), so every stage and feature can use it without cycles.
+A leaf of the core layer: at run time it imports only `sluice.types` and `sluice.identity`
+(the deployment type is named for the type checker only), so every stage and feature can use
+it without cycles.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -13,10 +15,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from sluice.identity import Credentials, Identity
 from sluice.types import ChatRequest, ChatResponse, EventStream, Usage
 
 if TYPE_CHECKING:
     from sluice.providers.base import Deployment
+
+log = logging.getLogger("sluice.pipeline")
 
 Result = ChatResponse | EventStream
 Handler = Callable[["CallContext"], Awaitable[Result]]
@@ -41,9 +46,30 @@ class Attempt:
 
 @dataclass(slots=True)
 class CallContext:
+    """One call on its way through the pipeline: its inputs, then each stage's outcome.
+
+    Who writes what (stage order: `sluice.stages.build`):
+
+    - `request`: the entry point; after that only `rewrite()`, which logs each change (token
+      policy, router and cascade, structured output, budget downgrade).
+    - `started`, `credentials`: the entry point (inputs).
+    - `identity`: the auth stage (helper calls made for a call copy its identity).
+    - `over_soft_budget`: limits and budgets.
+    - `route`, `route_decision`, `route_reference`: the router.
+    - `cache_status`, `cache_similarity`: the caches (exact, semantic).
+    - `skip_models`: structured output (next model); the cascade resets it when it escalates.
+    - `deployment`, `attempts`, `fallback`, `degraded`, `attempt_log`: the plan executor
+      (the exact cache clears `degraded` when it serves a real stale answer instead).
+    - `usage`, `cost_usd`, `cost_known`: settle (`add_child_cost` for helper calls).
+    - `last_response`: settle; the caches and idempotency when they answer.
+    - `response_headers`: each stage adds its own `x-sluice-*` headers, never another's.
+    - `on_settled`: listeners of limits and the agent guard, called by settle.
+    """
+
     request: ChatRequest
     started: float = field(default_factory=time.perf_counter)
-    plan: list[Deployment] = field(default_factory=list)
+    credentials: Credentials = field(default_factory=Credentials)
+    identity: Identity = field(default_factory=Identity.anonymous)
     deployment: Deployment | None = None
     attempts: int = 0  # upstream calls made for this request
     fallback: bool = False  # served (or tried) by a model other than the one asked for
@@ -64,6 +90,31 @@ class CallContext:
     attempt_log: list[Attempt] = field(default_factory=list)
     # Called with each settled upstream answer's cost (None: unknown price).
     on_settled: list[Callable[[Decimal | None], None]] = field(default_factory=list)
+
+    def rewrite(self, request: ChatRequest, by: str) -> None:
+        """Replace the request the rest of the pipeline sees: the one way stages change it
+        (token policy, router, cascade, structured output, budget downgrades). Logged on
+        `sluice.pipeline` at DEBUG with who changed what; the caller's original is gone."""
+        if log.isEnabledFor(logging.DEBUG):
+            old = self.request
+            log.debug(
+                "request %s rewritten by %s: model %s -> %s, messages %d -> %d, "
+                "max_tokens %s -> %s",
+                old.meta.request_id,
+                by,
+                old.model,
+                request.model,
+                len(old.messages),
+                len(request.messages),
+                old.max_tokens,
+                request.max_tokens,
+            )
+        self.request = request
+
+    @property
+    def end_user(self) -> str | None:
+        """The end user of the call: its `user` label, else the virtual key's owner."""
+        return self.request.meta.user or self.identity.user
 
 
 # The call being served, for helper model calls made on its behalf deep inside a strategy

@@ -24,7 +24,7 @@ DECISION_HEADER = "x-sluice-route-decision"
 async def run_cascade(ctx: CallContext, nxt: Handler, cfg: CascadeConfig) -> Result:
     wants_stream = ctx.request.stream
     original = dataclasses.replace(ctx.request, stream=False)
-    ctx.request = _cheap_request(original, cfg)
+    ctx.rewrite(_cheap_request(original, cfg), "cascade: cheap model first")
     reason: str | None
     try:
         first = await nxt(ctx)
@@ -39,7 +39,7 @@ async def run_cascade(ctx: CallContext, nxt: Handler, cfg: CascadeConfig) -> Res
             return _deliver(strip_marker(first, cfg.marker), wants_stream)
     _note(ctx, f"escalated ({reason}) -> {cfg.strong}")
     ctx.skip_models = 0
-    ctx.request = dataclasses.replace(original, model=cfg.strong)
+    ctx.rewrite(dataclasses.replace(original, model=cfg.strong), "cascade: escalated")
     final = await nxt(ctx)
     assert isinstance(final, ChatResponse)
     return _deliver(strip_marker(final, cfg.marker), wants_stream)

@@ -69,8 +69,7 @@ class Classifier:
     def _request(self, text: str, parent: CallMeta | None) -> ChatRequest:
         meta = CallMeta(
             request_id=(parent.request_id if parent else "") + ":route-classifier",
-            tenant=parent.tenant if parent else "default",
-        )
+        )  # the caller's identity comes with the call (Gateway._helper_call)
         return ChatRequest(
             model=self._cfg.model,
             system=[TextPart(self._cfg.prompt)],

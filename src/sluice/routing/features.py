@@ -26,7 +26,10 @@ class RouteInput:
         return self.input_tokens + self.max_output_tokens
 
 
-def route_input(req: ChatRequest, over_soft_budget: bool = False) -> RouteInput:
+def route_input(
+    req: ChatRequest, over_soft_budget: bool = False, tier: str | None = None
+) -> RouteInput:
+    """What routing rules see of a call; `tier` is the caller's (its identity's)."""
     meta = req.meta
     task = meta.headers.get("x-sluice-task") or meta.metadata.get("task")
     flagged = meta.metadata.get(SOFT_BUDGET_FLAG) is True
@@ -37,7 +40,7 @@ def route_input(req: ChatRequest, over_soft_budget: bool = False) -> RouteInput:
         max_output_tokens=req.max_tokens or 0,
         tools=bool(req.tools),
         images=_has_images(req),
-        tier=meta.tier,
+        tier=tier,
         over_soft_budget=over_soft_budget or flagged,
     )
 

@@ -50,7 +50,7 @@ class RouterStage:
         router = self.routers.get(ctx.request.model)
         if router is None:
             return await nxt(ctx)
-        inp = route_input(ctx.request, ctx.over_soft_budget)
+        inp = route_input(ctx.request, ctx.over_soft_budget, ctx.identity.tier)
         token = CURRENT_CALL.set(ctx)  # a classifier's model call is charged to this call
         try:
             decision = await router.decide(inp, ctx.request.meta)
@@ -60,7 +60,7 @@ class RouterStage:
         ctx.route_reference = router.reference
         ctx.route_decision = decision.summary
         ctx.response_headers[DECISION_HEADER] = _header_safe(decision.summary)
-        ctx.request = dataclasses.replace(ctx.request, model=decision.target)
+        ctx.rewrite(dataclasses.replace(ctx.request, model=decision.target), "router")
         cascade = router.cascade
         if (
             cascade is not None

@@ -35,7 +35,7 @@ class StructuredOutputStage:
             return await nxt(ctx)
         wants_stream = ctx.request.stream
         original = dataclasses.replace(ctx.request, stream=False)
-        ctx.request = original
+        ctx.rewrite(original, "structured output: validated whole")
         seen: set[str] = set()
         repairs = 0
         models = self._plan_length(original.model)
@@ -52,10 +52,11 @@ class StructuredOutputStage:
             seen.add(digest)
             if repeated and ctx.skip_models + 1 < models:
                 ctx.skip_models += 1  # the model repeats itself: the next model, fresh
-                ctx.request = original
+                ctx.rewrite(original, "structured output: next model")
             elif repairs < self._max_repairs and not repeated:
-                ctx.request = dataclasses.replace(
-                    ctx.request, messages=ctx.request.messages + repair_turns(result, spec, errors)
+                repair = ctx.request.messages + repair_turns(result, spec, errors)
+                ctx.rewrite(
+                    dataclasses.replace(ctx.request, messages=repair), "structured output: repair"
                 )
             else:
                 ctx.response_headers["x-sluice-repairs"] = str(repairs)

@@ -2,7 +2,8 @@
 
 `install(app, config)` puts an `AlertEngine` (`sluice.observe.alerts`) on an app built by
 `sluice.server.create_app`: it adds `engine.observe` to the gateway recorder's `observers`,
-starts and stops the engine with the app, and serves the endpoint (active alerts, recent
+registers the engine with the gateway's supervisor (started and stopped with the gateway),
+and serves the endpoint (active alerts, recent
 notifications, counters).
 """
 
@@ -33,16 +34,10 @@ def install(app: web.Application, config: AlertsConfig) -> AlertEngine:
         return existing
     engine = AlertEngine(config)
     app[ALERTS] = engine
+    gateway = app[GATEWAY]
     if engine.enabled:
-        app[GATEWAY].recorder.observers.append(engine.observe)
-
-    async def _start(app: web.Application) -> None:
-        await app[ALERTS].start()
-
-    async def _close(app: web.Application) -> None:
-        await app[ALERTS].close()
-
+        gateway.recorder.observers.append(engine.observe)
+    # Its evaluation loop is started and stopped by the gateway's supervisor.
+    gateway.supervisor.add("alerts", engine.start, engine.close)
     app.router.add_get(ENDPOINT, _alerts_endpoint)
-    app.on_startup.append(_start)
-    app.on_cleanup.append(_close)
     return engine

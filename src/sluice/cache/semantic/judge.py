@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from sluice.identity import Identity
 from sluice.pipeline.context import CallContext, Handler
 from sluice.types import CallMeta, ChatRequest, ChatResponse, Message, TextPart
 
@@ -33,9 +34,9 @@ def model_judge(
             messages=[Message("user", [TextPart(f"Question A:\n{new}\n\nQuestion B:\n{stored}")])],
             temperature=0,
             max_tokens=3,
-            meta=CallMeta(request_id="semantic-judge", tenant=tenant),
+            meta=CallMeta(request_id="semantic-judge"),
         )
-        result = await handler(CallContext(req))
+        result = await handler(CallContext(req, identity=Identity(tenant=tenant)))
         if not isinstance(result, ChatResponse):  # pragma: no cover - never asked to stream
             return False
         text = "".join(p.text for p in result.parts if isinstance(p, TextPart))

@@ -209,7 +209,7 @@ class SemanticCacheStage:
             return await nxt(ctx)
         if self.catalog is None:
             await self.start()
-        tenant = tenant_of(req)
+        tenant = tenant_of(ctx)
         scope = scope_of(req, tenant, route, self.config.namespace)
         vector = await self._embed(question, req)
         matches: list[Match] = []
