@@ -367,6 +367,8 @@ async def readyz(request: web.Request) -> web.Response:
         "status": "ready" if gateway.ready else "stopping",
         "deployments": gateway.executor.breaker_states(),
         "models": sorted(gateway.runtime.by_model),
+        # Each supervised part's state, without error details (they can name hosts).
+        "parts": {k: v.split(":", 1)[0] for k, v in gateway.supervisor.health().items()},
     }
     return web.json_response(body, status=200 if gateway.ready else 503, dumps=_dumps)
 
