@@ -6,7 +6,9 @@ import asyncio
 
 import pytest
 
+from sluice import server
 from sluice.supervisor import Supervisor
+from tests.conftest import gateway_config
 
 
 class Part:
@@ -106,3 +108,17 @@ async def test_parts_are_registered_before_the_start() -> None:
     await sup.start()
     with pytest.raises(RuntimeError, match="before the supervisor starts"):
         sup.add("late")
+
+
+async def test_the_gateway_supervises_its_parts_and_the_alert_loop() -> None:
+    app = server.create_app(gateway_config("http://127.0.0.1:9"))
+    sup = app[server.GATEWAY].supervisor
+    assert set(sup.health().values()) == {"registered"}
+    runner, _ = await server.start_app(app)
+    health = sup.health()
+    assert health["governance"] == health["recorder"] == health["alerts"] == "running"
+    assert health["task:alerts"] == "running"  # the alert loop is the supervisor's task
+    await runner.cleanup()
+    health = sup.health()
+    assert health.pop("task:alerts") == "cancelled"
+    assert set(health.values()) == {"stopped"}

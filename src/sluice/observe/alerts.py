@@ -32,7 +32,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -51,6 +51,8 @@ SIGNATURE_HEADER = "x-sluice-signature"
 TIMESTAMP_HEADER = "x-sluice-timestamp"
 ENDPOINT = "/v1/sluice/alerts"
 RECENT = 100  # notifications kept for the endpoint
+# Starts a named background task (`sluice.supervisor.Supervisor.spawn`).
+Spawn = Callable[[str, Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
 Status = Literal["firing", "resolved"]
 
@@ -312,11 +314,14 @@ class AlertEngine:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, spawn: Spawn | None = None) -> None:
+        """Start the evaluation loop; `spawn` (the gateway supervisor's) owns its task."""
         if self._task is not None or not self.enabled:
             return
-        loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._run(), name="sluice-alerts")
+        if spawn is not None:
+            self._task = spawn("alerts", self._run())
+        else:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="sluice-alerts")
 
     async def close(self) -> None:
         task, self._task = self._task, None

@@ -37,7 +37,8 @@ def install(app: web.Application, config: AlertsConfig) -> AlertEngine:
     gateway = app[GATEWAY]
     if engine.enabled:
         gateway.recorder.observers.append(engine.observe)
-    # Its evaluation loop is started and stopped by the gateway's supervisor.
-    gateway.supervisor.add("alerts", engine.start, engine.close)
+    # Started and stopped by the gateway's supervisor, which owns its evaluation loop.
+    supervisor = gateway.supervisor
+    supervisor.add("alerts", lambda: engine.start(supervisor.spawn), engine.close)
     app.router.add_get(ENDPOINT, _alerts_endpoint)
     return engine
