@@ -130,7 +130,7 @@ async def test_a_dropped_stream_frees_the_slot_and_is_charged(
         await stream.close()  # the client goes away mid-answer
         assert await local_model.busy_slots() in (0, 1)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # noqa: ASYNC110  (polling another process)
+        while time.monotonic() < deadline:
             if not await local_model.busy_slots():
                 break
             await asyncio.sleep(0.1)
