@@ -241,6 +241,16 @@ def pipeline(count: int) -> None:
     click.echo(run(count))
 
 
+@bench.command("real")
+@click.option("--requests", "count", default=20, show_default=True, help="Each way.")
+@click.option("--max-tokens", default=64, show_default=True)
+def real_bench(count: int, max_tokens: int) -> None:
+    """Added TTFT, latency and CPU in front of a real model (llama.cpp + SmolLM2)."""
+    from sluice.bench.real import run
+
+    click.echo(run(count, max_tokens))
+
+
 @bench.command("routing")
 @click.option("--dataset", type=click.Path(exists=True, dir_okay=False), required=True)
 @click.option(
