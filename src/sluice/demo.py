@@ -47,7 +47,7 @@ class Call:
     output_tokens: int
 
 
-def _openai_calls(base_url: str, model: str) -> list[Call]:
+def _openai_calls(base_url: str, model: str, tools: bool = True) -> list[Call]:
     from openai import OpenAI
 
     client = OpenAI(base_url=base_url + "/v1", api_key="sk-demo", max_retries=0)
@@ -99,6 +99,9 @@ def _openai_calls(base_url: str, model: str) -> list[Call]:
         )
     )
 
+    if not tools:
+        client.close()
+        return calls
     start = time.perf_counter()
     ask: Any = [{"role": "user", "content": "What is the weather in Lisbon?"}]
     raw = client.chat.completions.with_raw_response.create(
@@ -136,7 +139,7 @@ def _openai_calls(base_url: str, model: str) -> list[Call]:
     return calls
 
 
-def _anthropic_calls(base_url: str, model: str) -> list[Call]:
+def _anthropic_calls(base_url: str, model: str, tools: bool = True) -> list[Call]:
     from anthropic import Anthropic
 
     client = Anthropic(base_url=base_url, api_key="sk-demo", max_retries=0)
@@ -154,7 +157,7 @@ def _anthropic_calls(base_url: str, model: str) -> list[Call]:
             raw.headers.get("x-sluice-deployment", "?"),
             (time.perf_counter() - start) * 1000,
             None,
-            msg.usage.input_tokens,
+            msg.usage.input_tokens + (msg.usage.cache_read_input_tokens or 0),
             msg.usage.output_tokens,
         )
     )
@@ -175,11 +178,14 @@ def _anthropic_calls(base_url: str, model: str) -> list[Call]:
             deployment,
             (time.perf_counter() - start) * 1000,
             ttft,
-            final_msg.usage.input_tokens,
+            final_msg.usage.input_tokens + (final_msg.usage.cache_read_input_tokens or 0),
             final_msg.usage.output_tokens,
         )
     )
 
+    if not tools:
+        client.close()
+        return calls
     start = time.perf_counter()
     ask: Any = [{"role": "user", "content": "What is the weather in Lisbon?"}]
     raw = client.messages.with_raw_response.create(
@@ -288,6 +294,66 @@ def summarize(calls: list[Call]) -> str:
         f"TTFT ms (streams): p50 {percentile(ttfts, 50):.1f}, p95 {percentile(ttfts, 95):.1f}",
     ]
     return "\n".join(lines)
+
+
+def _real_extras(base_url: str, echo: Any) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=base_url + "/v1", api_key="sk-demo", max_retries=0)
+    ask: Any = [{"role": "user", "content": "Name a planet."}]
+    for attempt in (1, 2):
+        start = time.perf_counter()
+        raw = client.chat.completions.with_raw_response.create(
+            model="local", messages=ask, temperature=0, max_tokens=20
+        )
+        echo(
+            f"temperature-0 call {attempt}: x-sluice-cache: {raw.headers['x-sluice-cache']}, "
+            f"{(time.perf_counter() - start) * 1000:.0f} ms: "
+            f"{raw.parse().choices[0].message.content!r}"
+        )
+    long: Any = [{"role": "user", "content": "word " * 5000}]
+    raw = client.chat.completions.with_raw_response.create(
+        model="local", messages=long, max_tokens=10
+    )
+    echo(
+        "a 5,000-token prompt (local window 4,096) was served by "
+        f"{raw.headers['x-sluice-deployment']} (the fallback)"
+    )
+    client.close()
+
+
+def run_real_demo(echo: Any) -> None:
+    """The same workload against a real model: llama.cpp + SmolLM2 (`sluice local-model`)."""
+    from sluice.bench.processes import start_gateway, start_local_model, start_sim
+    from sluice.observe.report import run_report
+
+    config = str(Path(__file__).parent / "localmodel" / "local-llm.yaml")
+    with tempfile.TemporaryDirectory(prefix="sluice-demo-") as tmp:
+        store = f"sqlite:///{Path(tmp) / 'records.db'}"
+        model = start_local_model(Path(tmp))
+        try:
+            sim = start_sim(Path(tmp))
+            try:
+                env = {"SLUICE_RECORDS_URL": store, "LOCAL_LLM_URL": model.url}
+                gateway = start_gateway(Path(tmp), sim.url, config=config, env=env)
+                try:
+                    echo(f"llama.cpp: {model.url} (pid {model.pid}, SmolLM2-135M-Instruct Q4_1)")
+                    echo(f"simulator: {sim.url} (the fallback)")
+                    echo(f"gateway:   {gateway.url} (examples/local-llm.yaml)")
+                    echo("running the workload: openai + anthropic SDKs x model 'local'\n")
+                    calls = _openai_calls(gateway.url, "local", tools=False)
+                    calls += _anthropic_calls(gateway.url, "local", tools=False)
+                    echo(summarize(calls))
+                    echo("")
+                    _real_extras(gateway.url, echo)
+                finally:
+                    gateway.stop()
+            finally:
+                sim.stop()
+        finally:
+            model.stop()
+        echo("\nWhat the gateway recorded (`sluice report --by model`):\n")
+        echo(run_report(store, "1h", "model"))
 
 
 def run_demo(echo: Any) -> None:

@@ -15,7 +15,14 @@ def test_builtin_default_is_examples_sim_yaml() -> None:
     assert default_config_text() == (ROOT / "examples" / "sim.yaml").read_text()
 
 
-@pytest.mark.parametrize("name", ["sim.yaml", "providers.yaml", "local-openai-compatible.yaml"])
+def test_shipped_local_llm_config_is_examples_local_llm_yaml() -> None:
+    shipped = ROOT / "src" / "sluice" / "localmodel" / "local-llm.yaml"
+    assert shipped.read_text() == (ROOT / "examples" / "local-llm.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    "name", ["sim.yaml", "providers.yaml", "local-openai-compatible.yaml", "local-llm.yaml"]
+)
 def test_examples_load(name: str) -> None:
     config = load_config(ROOT / "examples" / name)
     assert config.deployments

@@ -138,3 +138,19 @@ def sim_and_gateway(
             gateway.stop()
     finally:
         sim.stop()
+
+
+def start_local_model(
+    log_dir: Path, port: int | None = None, extra: list[str] | None = None
+) -> Child:
+    """`sluice local-model` (llama.cpp + a bundled GGUF); `child.url` is its /v1 base URL."""
+    port = port or free_port()
+    child = _spawn(
+        "local-model",
+        ["local-model", "--host", "127.0.0.1", "--port", str(port), *(extra or [])],
+        dict(os.environ),
+        log_dir,
+    )
+    child.url = f"http://127.0.0.1:{port}/v1"
+    wait_ready(f"http://127.0.0.1:{port}/health", child, timeout=120)
+    return child

@@ -25,6 +25,7 @@ from sluice.errors import (
 )
 from sluice.providers.ratelimit import parse_retry_after
 from sluice.providers.transport import BadResponse, ConnectFailed, Headers, Pool
+from sluice.providers.upstream_codes import upstream_code
 
 
 @dataclass(slots=True)
@@ -210,6 +211,7 @@ def status_error(status: int, headers: Headers, raw: bytes, dep: str) -> Upstrea
         deployment=dep,
         retry_after_s=retry_after,
         headers=out_headers,
+        code=upstream_code(status, raw),
     )
 
 
