@@ -55,22 +55,63 @@ def main() -> None:
 @click.option("--host", default=None, help="Listen address (overrides server.host).")
 @click.option("--port", type=int, default=None, help="Listen port (overrides server.port).")
 @click.option("--log-level", default="info", show_default=True)
-def serve(config_path: str | None, host: str | None, port: int | None, log_level: str) -> None:
+@click.option(
+    "--workers",
+    default="1",
+    show_default=True,
+    help="Gateway processes sharing the port (SO_REUSEPORT); 'auto': one per core.",
+)
+def serve(
+    config_path: str | None, host: str | None, port: int | None, log_level: str, workers: str
+) -> None:
     """Run the gateway."""
     # One BLAS thread: the semantic cache's vector search is one small mat-vec per request,
     # and OpenBLAS's thread pool fought the embedding thread on two cores (a 10k-entry
     # search cost ~15 ms instead of ~2 ms, BENCHMARKS.md). Must happen before numpy loads.
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    from sluice.server import create_app
-
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config, source = _load(config_path)
     host = host or config.server.host
     port = config.server.port if port is None else port
+    from sluice.workers import per_worker_problems, resolve_workers, run_workers
+
+    try:
+        count = resolve_workers(workers)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--workers") from None
+    if count > 1:
+        problems = per_worker_problems(config)
+        if problems:
+            raise click.ClickException(
+                f"--workers {count} would be wrong with this config:\n  - "
+                + "\n  - ".join(problems)
+            )
+        stop_s = config.server.drain_timeout_s
+
+        def worker() -> None:
+            _serve_one(config, source, config_path, host, port, reuse_port=True, quiet=True)
+
+        click.echo(f"Sluice: {count} workers on http://{host}:{port}", err=True)
+        sys.exit(run_workers(count, worker, stop_s))
+    _serve_one(config, source, config_path, host, port, reuse_port=False, quiet=False)
+
+
+def _serve_one(
+    config: SluiceConfig,
+    source: str,
+    config_path: str | None,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool,
+    quiet: bool,
+) -> None:
+    """One gateway process in the foreground until SIGTERM/SIGINT (then drain)."""
     from sluice.governance.runtime import GovernanceError
+    from sluice.server import create_app
 
     try:
         app = create_app(config)
@@ -83,6 +124,9 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
     gc.set_threshold(50_000, 20, 20)
 
     def banner(_: str) -> None:
+        if quiet:
+            click.echo(f"  worker pid {os.getpid()} ready", err=True)
+            return
         click.echo(f"Sluice {__version__} gateway on http://{host}:{port}", err=True)
         click.echo(f"  config: {source}", err=True)
         if not config_path:
@@ -105,6 +149,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
         handler_cancellation=True,
         access_log=logging.getLogger("sluice.access") if config.server.access_log else None,
         shutdown_timeout=config.server.drain_timeout_s,
+        reuse_port=reuse_port,
     )
 
 

@@ -1,0 +1,155 @@
+"""`sluice serve --workers N`: N gateway processes sharing one port (SO_REUSEPORT).
+
+The parent forks the workers before any event loop or thread exists, then only supervises:
+it forwards SIGTERM/SIGINT to every worker (each drains its in-flight calls for
+`server.drain_timeout_s`, as a single process does), restarts a worker that dies on its own
+(at most once a second), and kills what is left after the drain timeout.
+
+The kernel spreads new connections over the workers, so any state a call depends on must live
+where every worker sees it. `per_worker_problems` names the settings that would silently be
+per worker and wrong with N > 1; `sluice serve` refuses to start with them.
+
+Metrics: each worker keeps its own registry, so with N > 1 a `/metrics` scrape answers for the
+worker that took the connection. Scrape per pod with one worker per container (Kubernetes, the
+compose file) for exact totals, or sum `rate()` over scrapes; the records store and
+`sluice report` always see every worker's calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+
+import click
+
+from sluice.config import SluiceConfig
+
+
+def resolve_workers(value: str) -> int:
+    """`auto`: one per core; else a positive integer."""
+    if value == "auto":
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"--workers must be a positive integer or 'auto', not {value!r}") from None
+    if n < 1:
+        raise ValueError(f"--workers must be at least 1, not {n}")
+    return n
+
+
+def per_worker_problems(config: SluiceConfig) -> list[str]:
+    """Settings whose state would be kept per worker, where that changes the answer."""
+    problems = []
+    if config.limits.enabled and config.limits.backend == "memory":
+        problems.append(
+            "limits.backend is memory: rate limits and budgets would be counted per worker "
+            "(N workers allow N times the limit); use limits.backend: redis"
+        )
+    if config.cache.idempotency.enabled and config.cache.backend == "memory":
+        problems.append(
+            "cache.backend is memory: an Idempotency-Key retried on another worker would run "
+            "the call twice; use cache.backend: redis (or cache.idempotency.enabled: false)"
+        )
+    agent = config.reliability.agent
+    if agent.max_steps is not None or agent.max_cost_usd is not None:
+        problems.append(
+            "reliability.agent limits are kept in process: an agent run spread over workers "
+            "would get N times its step or cost limit; run one worker per process"
+        )
+    for url in (config.observability.records.store_url, config.governance.store_url):
+        if url and url.startswith("sqlite") and url.endswith(":memory:"):
+            problems.append(f"{url}: an in-memory SQLite store is per worker")
+    return problems
+
+
+def _run_in_fork(worker: Callable[[], None]) -> None:
+    """The worker's side of the fork: run, report a crash, and never return."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    code = 0
+    try:
+        worker()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except click.ClickException as exc:  # a config or start-up error: one clean line
+        exc.show()
+        code = exc.exit_code
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+class _Supervisor:
+    def __init__(self, worker: Callable[[], None], stop_timeout_s: float) -> None:
+        self.worker = worker
+        self.stop_timeout_s = stop_timeout_s
+        self.children: dict[int, tuple[int, float]] = {}  # pid -> (slot, forked at)
+        self.stopping = False
+        self.failed = False
+        self.last_restart = 0.0
+
+    def spawn(self, slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            _run_in_fork(self.worker)
+        self.children[pid] = (slot, time.monotonic())
+
+    def stop(self, signum: int, _frame: object = None) -> None:
+        self.stopping = True
+        sig = signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def reap(self, pid: int, status: int) -> None:
+        slot, forked = self.children.pop(pid)
+        if self.stopping:
+            return
+        if status != 0 and time.monotonic() - forked < 5:
+            # Dead at start-up (a port in use, a bad key store...): restarting cannot help.
+            _say(f"worker {slot} failed at start-up (status {status}); stopping")
+            self.failed = True
+            self.stop(signal.SIGTERM)
+            return
+        _say(f"worker {slot} (pid {pid}) exited with status {status}; restarting")
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - self.last_restart)))
+        self.last_restart = time.monotonic()
+        self.spawn(slot)
+
+    def run(self, count: int) -> int:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        for slot in range(count):
+            self.spawn(slot)
+        deadline: float | None = None
+        while self.children:
+            if self.stopping and deadline is None:
+                deadline = time.monotonic() + self.stop_timeout_s + 5
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid:
+                self.reap(pid, status)
+                continue
+            if deadline is not None and time.monotonic() > deadline:
+                for left in self.children:
+                    os.kill(left, signal.SIGKILL)
+            time.sleep(0.1)
+        return 1 if self.failed else 0
+
+
+def _say(message: str) -> None:
+    print(f"sluice: {message}", file=sys.stderr)  # noqa: T201  (no logger in the supervisor)
+
+
+def run_workers(count: int, worker: Callable[[], None], stop_timeout_s: float) -> int:
+    """Fork `count` workers running `worker()`; supervise until SIGTERM/SIGINT. Exit code."""
+    return _Supervisor(worker, stop_timeout_s).run(count)
