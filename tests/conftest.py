@@ -9,13 +9,13 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, settings
 
+from sluice import server
+from sluice.config import SluiceConfig, default_config
+
 # Input generation is timed by hypothesis; on a loaded 2-core machine (CI beside other jobs)
 # that health check fails tests whose properties hold. Examples are not fewer for it.
 settings.register_profile("sluice", suppress_health_check=[HealthCheck.too_slow], deadline=None)
 settings.load_profile("sluice")
-
-from sluice import server
-from sluice.config import SluiceConfig, default_config
 
 
 @dataclass
