@@ -3,10 +3,11 @@
     python scripts/routing_data/generate.py tests/data/routing_learned
 
 Writes train.jsonl, calib.jsonl and heldout.jsonl. Labels come from the family a prompt was
-built from (see LABELLING.md); the splits never share a template, a slot value, a concrete
-prompt or a wrapper phrasing, and four whole families (HR and travel questions; SQL and
-statistics tasks) appear only in heldout, so held-out numbers measure generalisation to
-unseen wording and unseen topics rather than recall of templates.
+built from (see LABELLING.md); the splits never share a template, a concrete prompt or a
+wrapper phrasing, heldout shares no slot value with the others, and four whole families
+(HR and travel questions; SQL and statistics tasks) appear only in heldout, so held-out
+numbers measure generalisation to unseen wording and unseen topics rather than recall of
+templates. Calibration rows, likewise, use templates and topics train never saw.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import seeds_hard as sh
 import seeds_strong as ss
 
 SPLITS = ("train", "calib", "heldout")
-PER_FAMILY = {"train": 110, "calib": 36, "heldout": 36}  # rows from one templated family
-FREE_VARIANTS = 2  # wrapped copies of each concrete (slot-free) prompt
+PER_FAMILY = {"train": 160, "calib": 45, "heldout": 45}  # rows from one templated family
+FREE_VARIANTS = 3  # wrapped copies of each concrete (slot-free) prompt in train
 
 # Wrappers are shared by both labels (so they carry no label signal) and split like seeds.
 PREFIXES = [
@@ -112,25 +113,41 @@ def templated(
         prompts = templates if held_family else split_of(templates, name)[split]
         out = []
         for prompt in prompts:
-            variants = {prompt}
-            for k in range(FREE_VARIANTS):
+            # Train gets wrapped copies (augmentation); calib and heldout one row per prompt,
+            # so near-duplicates never weigh twice in a threshold or a reported share.
+            variants = {prompt} if split == "train" else set()
+            for k in range(FREE_VARIANTS if split == "train" else 1):
                 variants.add(wrap(prompt, split, random.Random(bucket(prompt, k)), 0.6))
             out += [row(v, task, label, name, split) for v in sorted(variants)]
         return out
     tpls = split_of(templates, name + "/t")[split]
-    values = {k: split_of(v, f"{name}/{k}")[split] for k, v in slots.items()}
-    seen: set[str] = set()
+    values = {k: slot_values(v, f"{name}/{k}", split) for k, v in slots.items()}
+    seen: set[str] = set()  # one row per distinct filled template (wrappers vary surface only)
     out = []
-    for _ in range(PER_FAMILY[split] * 4):
+    for _ in range(PER_FAMILY[split] * 6):
         if len(out) >= PER_FAMILY[split]:
             break
         tpl = rng.choice(tpls)
         filled = tpl.format(**{k: rng.choice(values[k]) for k in fields(tpl)})
-        text = wrap(filled, split, rng)
-        if text not in seen:
-            seen.add(text)
-            out.append(row(text, task, label, name, split))
+        if filled not in seen:
+            seen.add(filled)
+            out.append(row(wrap(filled, split, rng), task, label, name, split))
     return out
+
+
+def slot_values(values: list[Any], salt: str, split: str) -> list[Any]:
+    """50/25/25: calib and heldout each get their own quarter of the values, so both differ
+    from train by template and by topic (a threshold calibrated on topics train has seen
+    would be too optimistic about new traffic)."""
+    ranked = sorted(values, key=lambda x: bucket(salt, repr(x)))
+    if len(ranked) < 4:
+        return ranked
+    quarter = max(1, round(len(ranked) * 0.25))
+    if split == "heldout":
+        return ranked[:quarter]
+    if split == "calib":
+        return ranked[quarter : 2 * quarter]
+    return ranked[2 * quarter :]
 
 
 def long_support(split: str) -> list[dict[str, Any]]:

@@ -239,6 +239,11 @@ SUMMARY_TEMPLATES = [
     "Can you shorten this to three bullet points?\n\n{para}",
     "What's the main point here? {para}",
     "Write a two-line recap for someone who missed it: {para}",
+    "Summarise for my manager in 20 words or fewer:\n{para}",
+    "{para}\n\nOne-sentence summary?",
+    "Can you boil this down for me? {para}",
+    "What are the key dates in this? {para}",
+    "Headline for this paragraph, please: {para}",
 ]
 
 PHRASES = [
@@ -274,6 +279,10 @@ REWRITE_TEMPLATES = [
     "Make it friendlier: {sentence}",
     "Shorten this: {sentence}",
     "Rephrase this for a customer email: {sentence}",
+    "Can you make this sound less angry? {sentence}",
+    "{sentence}\n\n^ fix the typos pls",
+    "Put this in plain English: {sentence}",
+    "Make this one sentence more formal: {sentence}",
 ]
 
 CHITCHAT = [
@@ -336,6 +345,11 @@ SIMPLE_WRITING_TEMPLATES = [
     "Write a two-sentence out-of-office reply.",
     "Come up with a slogan for a {business}.",
     "Write a quick text telling {person} I'm running 10 minutes late.",
+    "Write a short caption for a photo about {topic}.",
+    "Give me a fun name for a team chat channel for {topic}.",
+    "Draft a one-line reminder to {person} about tomorrow's meeting.",
+    "Write a friendly two-sentence welcome message for a new {business} customer.",
+    "Suggest an emoji to go with a post about {topic}.",
 ]
 PEOPLE = ["my coworker", "my neighbour", "the delivery driver", "my aunt", "our intern", "my boss"]
 BUSINESSES = ["coffee shop", "dog grooming salon", "bike repair shop", "bakery", "yoga studio"]
@@ -351,6 +365,11 @@ FORMAT_TEMPLATES = [
     "Put these in a markdown table with one column: {items}",
     "Make this comma separated list a numbered list: {items}",
     "remove the duplicates from: {items}",
+    "Capitalise each item: {items}",
+    "{items} -> JSON array please",
+    "Reverse the order of: {items}",
+    "How many items are in this list? {items}",
+    "Join these with semicolons instead of commas: {items}",
 ]
 ITEMS = [
     "apples, pears, bananas, apples, kiwis", "Paris, Berlin, Madrid, Rome",

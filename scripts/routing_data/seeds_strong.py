@@ -46,6 +46,8 @@ CODE_TEMPLATES = [
     "We need a helper in {lang} that {spec}. Keep it idiomatic and tested.",
     "Show me how to build, in {lang}, a module that {spec}.",
     "Could you write a function (any language, {lang} preferred) that {spec}?",
+    "In {lang}: a function that {spec}. Explain the edge cases you handled.",
+    "Please write and test a {lang} routine that {spec}.",
 ]
 
 BUGGY = [
@@ -127,6 +129,12 @@ MATH_TEMPLATES = [
     "Find the derivative of {fn} and simplify.",
     "Integrate {fn} with respect to x, step by step.",
     "Where does {fn} reach its maximum on [0, 1]? Justify it.",
+    "Is it true that {claim}? If so prove it, if not give a counterexample.",
+    "Walk through the solution of {eq}; I keep getting a different answer.",
+    "My kid's homework asks to show that {claim}. Can you explain the proof clearly?",
+    "Compute the expected value and variance involved when {event}.",
+    "Find all critical points of {fn} and classify them.",
+    "Solve {eq} and check each solution.",
 ]
 MONEY_MATH = [
     "If I borrow $300,000 at 6.5% for 30 years, what's the monthly payment and the total "
@@ -202,6 +210,10 @@ DESIGN_TEMPLATES = [
     "Sketch a design for {system}; what are the hard parts?",
     "we need {system}, where do we even start? ~{scale}",
     "Propose a database schema for {system} and explain the indexes you'd add.",
+    "Review this plan: {system} as one service with a single Postgres. Where does it break "
+    "at {scale}, and what would you change first?",
+    "Write a design doc outline for {system}, with the trade-offs of each major choice.",
+    "How do we test {system} properly, including failure injection? Be concrete.",
     "What would a robust design for {system} look like if it must survive a region outage?",
     "We already run {system} on one big MySQL box. Plan its move to a new datastore with "
     "zero downtime.",
@@ -218,6 +230,14 @@ WRITING_TEMPLATES = [
     "I need a persuasive one-page memo for {audience} on {matter}.",
     "Write a thoughtful blog post on {essay} for a technical audience.",
     "Draft the announcement to {audience} about {matter}, plus an FAQ for the support team.",
+    "We have to tell {audience} about {matter}. Draft the message and tell me which "
+    "sentences carry legal or reputational risk.",
+    "Write the talking points for a call with {audience} about {matter}, including how to "
+    "answer the three hardest questions they will ask.",
+    "Review my draft to {audience} about {matter} and rewrite it so it is clear, honest and "
+    "not defensive: 'We apologise for any inconvenience this may have caused.'",
+    "Write a long-form op-ed arguing a position on {essay}, then the strongest rebuttal.",
+    "Draft a sensitive but direct internal note to {audience} about {matter}.",
 ]
 AUDIENCES = [
     "our enterprise customers", "the whole company", "a customer whose data was exposed",
