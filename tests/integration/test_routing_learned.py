@@ -90,8 +90,9 @@ def test_train_then_evaluate_from_jsonl(tmp_path: Path) -> None:
     assert "calibration split, max_strong_to_cheap 2%" in trained.output
     evaluated = CliRunner().invoke(
         main,
-        ["route", "evaluate", "--dataset", str(small), "--weights", str(out), "--json"],
-    )
+        ["route", "evaluate", "--dataset", str(small), "--weights", str(out), "--json",
+         "--threshold", "0.5"],
+    )  # fmt: skip
     assert evaluated.exit_code == 0, evaluated.output
     rep = json.loads(evaluated.output)
     assert rep["rows"] == 60 and rep["agreement"] > 0.8
