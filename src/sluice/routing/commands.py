@@ -74,6 +74,12 @@ def train_command(dataset: str, calibration: str | None, out: str, l2: float | N
     click.echo(f"wrote {out} ({Path(out).stat().st_size} bytes)")
     click.echo(json.dumps(weights.card, indent=2))
     click.echo(render("calibration split, max_strong_to_cheap 2%", rep))
+    n_strong = len(weights.calib_strong)
+    if n_strong < 50:
+        click.echo(
+            f"warning: the calibration split has {n_strong} strong-needed rows; a 2% target "
+            "rests on the lowest of them, so thresholds will be noisy (label more traffic)"
+        )
 
 
 @click.command("evaluate")
