@@ -88,6 +88,7 @@ def test_train_then_evaluate_from_jsonl(tmp_path: Path) -> None:
     assert trained.exit_code == 0, trained.output
     assert out.exists() and out.stat().st_size < 50_000
     assert "calibration split, max_strong_to_cheap 2%" in trained.output
+    assert "warning: the calibration split has" in trained.output  # ~8 strong rows
     evaluated = CliRunner().invoke(
         main,
         ["route", "evaluate", "--dataset", str(small), "--weights", str(out), "--json",
