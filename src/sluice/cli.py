@@ -15,6 +15,7 @@ from sluice import __version__
 from sluice.config import ConfigError, SluiceConfig, default_config, load_config
 from sluice.governance.budgets_cli import budgets
 from sluice.governance.cli import db, keys
+from sluice.routing.commands import add_commands as add_route_commands
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -316,6 +317,9 @@ def routing_bench(dataset: str, config_path: str, route: str | None, as_json: bo
 @main.group()
 def route() -> None:
     """Inspect routes."""
+
+
+add_route_commands(route)  # route train, route evaluate (learned router)
 
 
 @route.command("explain")

@@ -2,8 +2,10 @@
 
 Used under `routes.<name>` in the config file. Strategies are tried in a fixed order —
 rules, then semantic, then classifier — and the first that decides wins; nothing deciding
-means `default`. Budget and context checks then adjust the pick, and a cascade may start
-cheap and escalate. Every target is a public model name served by this gateway.
+means `default`. With `learned`, explicit-intent rules go first, then the learned model
+decides; keyword-only rules count only where it is unsure. Budget and context checks then
+adjust the pick, and a cascade may start cheap and escalate. Every target is a public model
+name served by this gateway.
 """
 
 from __future__ import annotations
@@ -105,6 +107,35 @@ class CascadeConfig(Frozen):
     instruction: str | None = None
 
 
+_SELF_CHECK = (
+    "Before answering, judge whether you can answer this fully and correctly. If the request "
+    "needs careful multi-step reasoning, non-trivial code, maths or analysis that you might "
+    "get wrong, reply with exactly UNCERTAIN and nothing else. Otherwise answer normally."
+)
+
+
+class LearnedConfig(Frozen):
+    """P(strong model needed | prompt) from a small trained model; see routing/learned.py.
+
+    The threshold comes from the model's calibration curve: the highest one that sent at
+    most `max_strong_to_cheap` of the calibration split's strong-needed prompts to `cheap`.
+    """
+
+    cheap: str
+    strong: str
+    weights: str | None = None  # a .npz from `sluice route train`; None: the shipped model
+    # Target share of strong-needed prompts allowed to go cheap (the cost/quality knob).
+    max_strong_to_cheap: float = Field(default=0.02, ge=0, le=1)
+    threshold: float | None = Field(default=None, gt=0, lt=1)  # set: overrides the knob
+    # |logit(P) - logit(threshold)| at or above this is confident: keyword-only rules are
+    # consulted only below it (explicit intent — tasks, tools, images, tiers — always wins).
+    confident_logit: float = Field(default=1.5, ge=0)
+    # Cheap picks within this many logits of the threshold run a self-check: the cheap model
+    # answers or says UNCERTAIN, and UNCERTAIN escalates to `strong` (a one-off cascade).
+    self_check_band: float | None = Field(default=None, gt=0)
+    self_check_instruction: str = _SELF_CHECK
+
+
 class RouteConfig(Frozen):
     targets: list[str] = Field(min_length=1)  # public models this route may pick
     default: str
@@ -113,6 +144,7 @@ class RouteConfig(Frozen):
     rules: list[RuleConfig] = Field(default_factory=list)
     semantic: SemanticConfig | None = None
     classifier: ClassifierConfig | None = None
+    learned: LearnedConfig | None = None  # decides before semantic/classifier when set
     cascade: CascadeConfig | None = None
     budget_aware: bool = True  # over a soft budget → the cheapest target that fits
     context_aware: bool = True  # too long for the pick → a target whose window fits
@@ -128,6 +160,11 @@ class RouteConfig(Frozen):
             named += [("semantic.examples", t) for t in self.semantic.examples]
         if self.classifier is not None:
             named += [("classifier.labels", t) for t in self.classifier.labels.values()]
+        if self.learned is not None:
+            named += [
+                ("learned.cheap", self.learned.cheap),
+                ("learned.strong", self.learned.strong),
+            ]
         if self.cascade is not None:
             named += [
                 ("cascade.cheap", self.cascade.cheap),

@@ -20,6 +20,8 @@ class RouteInput:
     images: bool
     tier: str | None
     over_soft_budget: bool
+    previous: str = ""  # the user turn before the last one (learned routing reads a little)
+    depth: int = 0  # user turns before the last one
 
     @property
     def tokens_needed(self) -> int:
@@ -33,8 +35,9 @@ def route_input(
     meta = req.meta
     task = meta.headers.get("x-sluice-task") or meta.metadata.get("task")
     flagged = meta.metadata.get(SOFT_BUDGET_FLAG) is True
+    users = user_texts(req)
     return RouteInput(
-        text=last_user_text(req),
+        text=users[-1] if users else "",
         task=task.strip().lower() if isinstance(task, str) and task.strip() else None,
         input_tokens=estimate_request_tokens(req),
         max_output_tokens=req.max_tokens or 0,
@@ -42,21 +45,41 @@ def route_input(
         images=_has_images(req),
         tier=tier,
         over_soft_budget=over_soft_budget or flagged,
+        previous=users[-2] if len(users) > 1 else "",
+        depth=max(len(users) - 1, 0),
     )
 
 
-def text_input(text: str, task: str | None = None, tier: str | None = None) -> RouteInput:
-    """A RouteInput for a bare prompt (benchmarks, `sluice route explain`)."""
+def text_input(
+    text: str,
+    task: str | None = None,
+    tier: str | None = None,
+    earlier: list[str] | None = None,
+    tools: bool = False,
+) -> RouteInput:
+    """A RouteInput for a bare prompt (benchmarks, `sluice route explain`); `earlier` are
+    the user turns before it, oldest first."""
     from sluice.tokens import count_prompt
 
-    return RouteInput(text, task, count_prompt([text], 1), 0, False, False, tier, False)
+    earlier = earlier or []
+    return RouteInput(
+        text, task, count_prompt([*earlier, text], 1 + len(earlier)), 0, tools, False, tier,
+        False, earlier[-1] if earlier else "", len(earlier),
+    )  # fmt: skip
 
 
 def last_user_text(req: ChatRequest) -> str:
-    for msg in reversed(req.messages):
-        if msg.role == "user":
-            return " ".join(p.text for p in msg.parts if isinstance(p, TextPart))
-    return ""
+    users = user_texts(req)
+    return users[-1] if users else ""
+
+
+def user_texts(req: ChatRequest) -> list[str]:
+    """The text of every user turn, oldest first ("" for a turn of tool results only)."""
+    return [
+        " ".join(p.text for p in msg.parts if isinstance(p, TextPart))
+        for msg in req.messages
+        if msg.role == "user"
+    ]
 
 
 def _has_images(req: ChatRequest) -> bool:

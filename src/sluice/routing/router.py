@@ -1,6 +1,9 @@
 """`Router`: one route's decision, strategy by strategy, then budget and context checks.
 
 Order: rules → semantic → classifier → default. The first strategy that decides wins.
+With a `learned` model: explicit-intent rules (tasks, tools, images, tiers, sizes) → the
+model; a keyword-only rule counts only when the model is unsure, so a generic word never
+overturns a confident decision. When the model cannot load, the route fails safe: strong.
 Then, when the caller is over a soft budget, the cheapest target that fits wins; and when
 the pick cannot hold the request (estimated input + requested output over its context
 window), a target whose window fits replaces it — or the request is refused with a 400.
@@ -12,10 +15,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sluice.embed.base import EmbedderUnavailableError
 from sluice.errors import InvalidRequestError
 from sluice.routing.classifier import Classifier, Complete
-from sluice.routing.config import CascadeConfig, RouteConfig
-from sluice.routing.features import RouteInput
+from sluice.routing.config import CascadeConfig, LearnedConfig, RouteConfig
+from sluice.routing.features import RouteInput, text_input
 from sluice.routing.rules import Rule, first_match
 from sluice.routing.semantic import SemanticMatch, SemanticRouter
 from sluice.routing.targets import Target
@@ -23,6 +27,7 @@ from sluice.types import CallMeta
 
 if TYPE_CHECKING:
     from sluice.embed import Embedder
+    from sluice.routing.learned import LearnedRouter, LearnedVerdict
 
 log = logging.getLogger("sluice.routing")
 
@@ -30,8 +35,9 @@ log = logging.getLogger("sluice.routing")
 @dataclass(frozen=True, slots=True)
 class Decision:
     target: str
-    strategy: str  # rules | semantic | classifier | default | budget | context
+    strategy: str  # rules | learned | semantic | classifier | default | budget | context
     reason: str
+    self_check: bool = False  # learned, cheap, near the threshold: the cheap model self-checks
 
     @property
     def summary(self) -> str:
@@ -60,6 +66,10 @@ class Router:
 
                 embedder = get_embedder()
             self.semantic = SemanticRouter(config.semantic, embedder)
+        self.learned: LearnedRouter | None = None
+        self.learned_error: str | None = None  # why the learned model could not load
+        if config.learned is not None:
+            self._load_learned(config.learned, embedder)
         self.classifier = (
             Classifier(config.classifier, complete)
             if config.classifier is not None and complete is not None
@@ -70,6 +80,20 @@ class Router:
         )
         self._cheapest = sorted(config.targets, key=lambda t: self.targets[t].unit_cost)
 
+    def _load_learned(self, cfg: LearnedConfig, embedder: Embedder | None) -> None:
+        try:
+            from sluice.routing.learned import LearnedRouter
+
+            if embedder is None:
+                from sluice.embed import get_embedder
+
+                embedder = get_embedder()
+            self.learned = LearnedRouter(cfg, embedder)
+        except (ImportError, EmbedderUnavailableError, ValueError, OSError) as exc:
+            # Fail safe, never open: every request of this route goes to the strong model.
+            self.learned_error = f"{type(exc).__name__}: {exc}"
+            log.warning("route %s: learned model unavailable (%s)", self.name, exc)
+
     @property
     def cascade(self) -> CascadeConfig | None:
         return self.config.cascade
@@ -77,6 +101,11 @@ class Router:
     async def prepare(self) -> None:
         if self.semantic is not None:
             await self.semantic.prepare()
+        if self.learned is not None:
+            try:
+                await self.learned.decide(text_input("warm up"))  # loads the embedding model
+            except EmbedderUnavailableError as exc:  # each decision then says so, fails safe
+                log.warning("route %s: embedding model unavailable (%s)", self.name, exc)
 
     # --- strategies ------------------------------------------------------------------
 
@@ -91,6 +120,8 @@ class Router:
         return _semantic(match)
 
     async def decide(self, inp: RouteInput, meta: CallMeta | None = None) -> Decision:
+        if self.config.learned is not None:
+            return self.adjust(await self._decide_learned(inp), inp)
         decision = self.by_rules(inp)
         if decision is None and self.semantic is not None and inp.text:
             match, _ = await self.semantic.nearest(inp.text)
@@ -104,9 +135,55 @@ class Router:
         return self.adjust(decision or self.default_decision(), inp)
 
     def decide_sync(self, inp: RouteInput) -> Decision:
-        """Rules and semantic only, no model call (benchmarks, `sluice route explain`)."""
+        """Rules, learned and semantic, no model call (benchmarks, `sluice route explain`)."""
+        if self.config.learned is not None:
+            return self.adjust(self._decide_learned_sync(inp), inp)
         decision = self.by_rules(inp) or self.by_semantic_sync(inp)
         return self.adjust(decision or self.default_decision(), inp)
+
+    # --- learned: explicit intent, then the model, keywords only where it is unsure ----
+
+    async def _decide_learned(self, inp: RouteInput) -> Decision:
+        intent = self.by_intent_rules(inp)
+        if intent is not None:
+            return intent
+        if self.learned is None:
+            return self._learned_unavailable(self.learned_error or "not loaded")
+        try:
+            verdict = await self.learned.decide(inp)
+        except EmbedderUnavailableError as exc:
+            return self._learned_unavailable(str(exc))
+        return self.after_verdict(verdict, inp)
+
+    def _decide_learned_sync(self, inp: RouteInput) -> Decision:
+        intent = self.by_intent_rules(inp)
+        if intent is not None:
+            return intent
+        if self.learned is None:
+            return self._learned_unavailable(self.learned_error or "not loaded")
+        try:
+            verdict = self.learned.decide_sync(inp)
+        except EmbedderUnavailableError as exc:
+            return self._learned_unavailable(str(exc))
+        return self.after_verdict(verdict, inp)
+
+    def by_intent_rules(self, inp: RouteInput) -> Decision | None:
+        """The first matching rule that states explicit intent (not keywords alone)."""
+        rule = first_match([r for r in self.rules if not r.keyword_only], inp)
+        return None if rule is None else Decision(rule.target, "rules", rule.label)
+
+    def after_verdict(self, verdict: LearnedVerdict, inp: RouteInput) -> Decision:
+        """The learned pick; a keyword-only rule may overturn it only when it is unsure."""
+        if not verdict.confident:
+            rule = first_match([r for r in self.rules if r.keyword_only], inp)
+            if rule is not None:
+                why = f"{rule.label} (learned unsure: {verdict.reason})"
+                return Decision(rule.target, "rules", why)
+        return Decision(verdict.target, "learned", verdict.reason, self_check=verdict.self_check)
+
+    def _learned_unavailable(self, why: str) -> Decision:
+        assert self.config.learned is not None
+        return Decision(self.config.learned.strong, "learned", f"model unavailable ({why})")
 
     def default_decision(self) -> Decision:
         return Decision(self.config.default, "default", "no strategy decided")

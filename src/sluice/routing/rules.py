@@ -43,6 +43,21 @@ class Rule:
             tiers=frozenset(cfg.tiers) if cfg.tiers is not None else None,
         )
 
+    @property
+    def keyword_only(self) -> bool:
+        """Only words decide (keywords/regex): generic, never stronger than a confident model."""
+        return self.pattern is not None and all(
+            c is None
+            for c in (
+                self.tasks,
+                self.min_tokens,
+                self.max_tokens,
+                self.tools,
+                self.images,
+                self.tiers,
+            )
+        )
+
     def matches(self, inp: RouteInput) -> bool:
         if self.tasks is not None and inp.task not in self.tasks:
             return False

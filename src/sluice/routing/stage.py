@@ -27,10 +27,18 @@ def build_routers(
     config: SluiceConfig, complete: Complete | None = None, embedder: Embedder | None = None
 ) -> dict[str, Router]:
     targets = targets_of(config)
-    if embedder is None and any(r.semantic is not None for r in config.routes.values()):
-        from sluice.embed import get_embedder
+    needs_model = any(
+        r.semantic is not None or r.learned is not None for r in config.routes.values()
+    )
+    if embedder is None and needs_model:
+        from sluice.embed import EmbedderUnavailableError, get_embedder
 
-        embedder = get_embedder(config.embedding)  # shared with the semantic cache
+        try:
+            embedder = get_embedder(config.embedding)  # shared with the semantic cache
+        except EmbedderUnavailableError:
+            if any(r.semantic is not None for r in config.routes.values()):
+                raise
+            # learned routes then fail safe (strong model) and say why in the decision
     return {
         name: Router(name, route, targets, embedder=embedder, complete=complete)
         for name, route in config.routes.items()
@@ -69,6 +77,9 @@ class RouterStage:
             and router.fits(cascade.strong, inp)
         ):
             return await run_cascade(ctx, nxt, cascade)
+        learned = router.learned
+        if decision.self_check and learned is not None and router.fits(learned.config.strong, inp):
+            return await run_cascade(ctx, nxt, learned.self_check_cascade)
         return await nxt(ctx)
 
 
