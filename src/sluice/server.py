@@ -32,7 +32,7 @@ from sluice.errors import (
 from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
-from sluice.frontends.responses import install as install_responses
+from sluice.frontends.routes import install as install_endpoints
 from sluice.gateway import Gateway
 from sluice.governance import admin
 from sluice.governance.counters import CounterBackendError
@@ -422,7 +422,8 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     app.router.add_post("/v1/chat/completions", chat_endpoint(OPENAI_FRONTEND))
     app.router.add_post("/chat/completions", chat_endpoint(OPENAI_FRONTEND))
     app.router.add_post("/v1/messages", chat_endpoint(ANTHROPIC_FRONTEND))
-    install_responses(app, app[GATEWAY], chat_endpoint)  # /v1/responses (+ stored answers)
+    # /v1/responses (+ stored answers), /v1/embeddings, /v1/messages/count_tokens
+    install_endpoints(app, app[GATEWAY], chat_endpoint)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)
     app.router.add_get("/healthz", healthz)

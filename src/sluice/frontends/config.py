@@ -1,4 +1,4 @@
-"""`EndpointsConfig`: the Responses API store, embeddings and token counting endpoints."""
+"""`EndpointsConfig`: the Responses API, embeddings and token counting endpoints."""
 
 from __future__ import annotations
 
@@ -31,3 +31,4 @@ class EmbeddingsConfig(Frozen):
 class EndpointsConfig(Frozen):
     responses: ResponsesConfig = ResponsesConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
+    count_tokens: bool = True  # POST /v1/messages/count_tokens (Anthropic's shape)
