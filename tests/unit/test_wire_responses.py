@@ -13,6 +13,7 @@ from sluice.types import (
     ChatResponse,
     Finish,
     ImagePart,
+    StreamEvent,
     StreamStart,
     TextDelta,
     TextPart,
@@ -83,7 +84,7 @@ def test_items_become_one_conversation() -> None:
 
 
 def test_history_comes_before_the_new_input() -> None:
-    history = [
+    history: list[dict[str, Any]] = [
         {"type": "message", "role": "user", "content": "first"},
         {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
          "content": [{"type": "output_text", "text": "answer", "annotations": []}]},
@@ -196,21 +197,19 @@ def events_of(raw: bytes) -> list[dict[str, Any]]:
 def test_stream_events_in_order_with_text_and_tool_calls() -> None:
     finals: list[dict[str, Any]] = []
     enc = ResponsesEventEncoder("resp_1", "m", ResponsesParams(), finals.append)
-    raw = b"".join(
-        enc.encode(e)
-        for e in [
-            StreamStart("up", "m"),
-            TextDelta("Hel"),
-            TextDelta("lo"),
-            ToolCallStart(0, "call_a", "f"),
-            ToolCallDelta(0, '{"x":'),
-            ToolCallStart(1, "call_b", "g"),
-            ToolCallDelta(0, "1}"),
-            ToolCallDelta(1, "{}"),
-            Finish("tool_calls"),
-            UsageUpdate(Usage(3, 4)),
-        ]
-    )
+    sent: list[StreamEvent] = [
+        StreamStart("up", "m"),
+        TextDelta("Hel"),
+        TextDelta("lo"),
+        ToolCallStart(0, "call_a", "f"),
+        ToolCallDelta(0, '{"x":'),
+        ToolCallStart(1, "call_b", "g"),
+        ToolCallDelta(0, "1}"),
+        ToolCallDelta(1, "{}"),
+        Finish("tool_calls"),
+        UsageUpdate(Usage(3, 4)),
+    ]
+    raw = b"".join(enc.encode(e) for e in sent)
     events = events_of(raw + enc.close())
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     assert [e["type"] for e in events] == [
