@@ -212,3 +212,24 @@ async def test_same_pipeline_cache_and_records(gateway: tuple[AsyncOpenAI, str])
     assert paid.deployment == "sim-gpt-4o-mini" and paid.cost_usd is not None and paid.cost_usd > 0
     assert free.cache_status == "exact" and free.cost_usd == 0
     assert any(r.status == 404 and r.error_type == "not_found" for r in records)
+
+
+@pytest.mark.parametrize("model", MODELS)
+async def test_a_stream_cut_upstream_ends_failed_and_is_not_stored(
+    gateway: tuple[AsyncOpenAI, str], model: str
+) -> None:
+    oai, _ = gateway
+    stream = await oai.responses.create(
+        model=model,
+        input="Stream me please with many words",
+        stream=True,
+        extra_headers={"x-sim-fault": "cut"},  # the simulator drops the connection mid-answer
+    )
+    events = [event async for event in stream]
+    error, failed = events[-2:]
+    assert error.type == "error" and "closed the connection" in error.message
+    assert failed.type == "response.failed"
+    assert failed.response.error is not None and failed.response.error.code == "server_error"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    with pytest.raises(openai.NotFoundError):
+        await oai.responses.retrieve(failed.response.id)
