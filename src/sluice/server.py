@@ -31,8 +31,8 @@ from sluice.errors import (
 )
 from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.base import Frontend
+from sluice.frontends.endpoints import install as install_endpoints
 from sluice.frontends.openai import OPENAI_FRONTEND
-from sluice.frontends.routes import install as install_endpoints
 from sluice.gateway import Gateway
 from sluice.governance import admin
 from sluice.governance.counters import CounterBackendError

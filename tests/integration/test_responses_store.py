@@ -136,3 +136,48 @@ async def test_another_tenants_response_is_a_404_over_http(
         finally:
             for client in (mine, theirs, stranger):
                 await client.close()
+
+
+async def test_a_call_that_dies_after_finishing_never_leaves_readers_waiting(
+    tmp_path: Path,
+) -> None:
+    """The answer finished (its id reserved for the write) but the handler then failed, as
+    when the client leaves during the last write: reads of the id must not wait for a write
+    that never comes."""
+    from types import SimpleNamespace
+
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from sluice.frontends.responses import _CALL, ResponsesAPI
+
+    store = SqlResponseStore(f"sqlite:///{tmp_path / 'r.db'}", ttl_s=3600)
+    await store.start()
+
+    ids: list[str] = []
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        call = _CALL.get()
+        assert call is not None
+        ids.append(call.id)
+        call.finished({"id": call.id, "output": []})
+        raise ConnectionResetError("client went away")
+
+    async def identify(headers: Any) -> None:
+        return None
+
+    gateway: Any = SimpleNamespace(
+        governance=SimpleNamespace(auth=SimpleNamespace(identify=identify))
+    )
+    api = ResponsesAPI(gateway, store, serve)
+    request = make_mocked_request("POST", "/v1/responses")
+    request._read_bytes = b'{"model": "m", "input": "hi"}'
+    try:
+        with pytest.raises(ConnectionResetError):
+            await api.create(request)
+        assert store._pending == {}
+        started = time.perf_counter()
+        assert await store.get("default", ids[0]) is None
+        assert time.perf_counter() - started < 5
+    finally:
+        await store.close()

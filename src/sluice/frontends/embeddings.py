@@ -13,6 +13,7 @@ deployment's input price, and leave one call record like every other call.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sluice.embeddings")
 
 LOCAL_DIMENSIONS = 384
+CLIENT_CLOSED = 499  # as the chat handler records a caller that left
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -138,6 +140,9 @@ class EmbeddingsAPI:
         except SluiceError as err:
             status, error_type = err.http_status, err.code
             return _error(err, request_id)
+        except asyncio.CancelledError:
+            status, error_type = CLIENT_CLOSED, "client_disconnected"
+            raise
         except Exception:
             log.exception("request %s: unexpected error", request_id)
             internal = InternalError(f"internal error; request id {request_id}")

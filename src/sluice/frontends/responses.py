@@ -132,9 +132,10 @@ class ResponsesAPI:
         token = _CALL.set(call)
         try:
             response = await self._serve(request)
+            await self._keep(call)
         finally:
             _CALL.reset(token)
-        await self._keep(call)
+            self.store.release(call.tenant, call.id)  # never leave a reader waiting
         return response
 
     async def _prepare(self, request: web.Request, call: ResponsesCall) -> None:
@@ -175,10 +176,9 @@ class ResponsesAPI:
             await self.store.put(
                 StoredResponse(call.id, call.tenant, call.created_at, call.final, items)
             )
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             # The answer is delivered and charged; only its continuation is lost.
             log.warning("could not store response %s: %s", call.id, type(exc).__name__)
-            self.store.release(call.tenant, call.id)
 
     async def retrieve(self, request: web.Request) -> web.Response:
         response_id = request.match_info["response_id"]

@@ -15,6 +15,7 @@ that continues a conversation the instant the stream ends never misses its answe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from sqlalchemy.pool import StaticPool
 log = logging.getLogger("sluice.responses")
 
 _PURGE_EVERY = 500
+_WRITE_WAIT_S = 10.0
 MAX_ID_CHARS = 128
 
 
@@ -171,7 +173,8 @@ class SqlResponseStore:
             return None
         pending = self._pending.get((tenant, response_id))
         if pending is not None:
-            await asyncio.shield(pending)
+            with contextlib.suppress(TimeoutError):  # a stuck write must not hang readers
+                await asyncio.wait_for(asyncio.shield(pending), _WRITE_WAIT_S)
         return await asyncio.to_thread(self._select, tenant, response_id)
 
     def _select(self, tenant: str, response_id: str) -> StoredResponse | None:
