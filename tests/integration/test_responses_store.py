@@ -181,3 +181,54 @@ async def test_a_call_that_dies_after_finishing_never_leaves_readers_waiting(
         assert time.perf_counter() - started < 5
     finally:
         await store.close()
+
+
+async def test_keys_limits_and_budgets_hold_on_the_new_endpoints(
+    sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Responses calls pass the same limits and budgets as chat calls (same pipeline); the
+    key's model allow-list holds for embeddings and token counting too."""
+    set_env(monkeypatch)
+    config = keyed_config(sim_url, f"sqlite:///{tmp_path / 'keys.db'}")
+    data = config.model_dump()
+    data["limits"] = {"enabled": True}
+    data["endpoints"]["responses"]["store_url"] = f"sqlite:///{tmp_path / 'responses.db'}"
+    async with (
+        gateway(type(config).model_validate(data)) as (base, _),
+        aiohttp.ClientSession() as http,
+    ):
+        tight = await create_key(
+            http,
+            base,
+            limits={"rpm": 2},
+            budgets=[{"period": "weekly", "tokens": 100_000}],
+            allowed_models=["gpt-4o-mini"],
+        )
+        oai = openai.AsyncOpenAI(base_url=base + "/v1", api_key=tight["key"], max_retries=0)
+        try:
+            await oai.responses.create(model="gpt-4o-mini", input="one")
+            events = await oai.responses.create(model="gpt-4o-mini", input="two", stream=True)
+            assert [e.type async for e in events][-1] == "response.completed"
+            with pytest.raises(openai.RateLimitError) as limited:
+                await oai.responses.create(model="gpt-4o-mini", input="three")
+            assert limited.value.response.headers["x-ratelimit-limit-requests"] == "2"
+            auth = {"authorization": f"Bearer {tight['key']}"}
+            async with http.get(base + "/v1/sluice/usage", headers=auth) as resp:
+                usage = await resp.json()
+            assert usage["limits"][0]["used"] == 2
+            assert usage["budgets"][0]["spent"] > 0  # both answers' tokens were charged
+            with pytest.raises(openai.PermissionDeniedError):
+                await oai.embeddings.create(model="local-minilm", input="x")
+            body = {"model": "claude-haiku", "messages": [{"role": "user", "content": "x"}]}
+            async with http.post(
+                base + "/v1/messages/count_tokens",
+                json=body,
+                headers={"x-api-key": tight["key"]},
+            ) as resp:
+                assert resp.status == 403
+                assert (await resp.json())["error"]["type"] == "permission_error"
+            async with http.post(base + "/v1/messages/count_tokens", json=body) as resp:
+                assert resp.status == 401
+                assert (await resp.json())["type"] == "error"
+        finally:
+            await oai.close()
