@@ -233,3 +233,27 @@ async def test_a_stream_cut_upstream_ends_failed_and_is_not_stored(
     assert [e.sequence_number for e in events] == list(range(len(events)))
     with pytest.raises(openai.NotFoundError):
         await oai.responses.retrieve(failed.response.id)
+
+
+async def test_input_items_are_listed_and_paged(gateway: tuple[AsyncOpenAI, str]) -> None:
+    oai, _ = gateway
+    first = await oai.responses.create(model="claude-haiku", input="earlier turn")
+    inputs: Any = [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "input_text", "text": "one"}]},
+        {"role": "user", "content": "two"},
+    ]
+    second = await oai.responses.create(
+        model="claude-haiku", input=inputs, previous_response_id=first.id
+    )
+    newest_first = [item async for item in oai.responses.input_items.list(second.id, limit=2)]
+    assert len(newest_first) == 3  # only this call's input, paged 2 + 1 by the SDK
+    texts = [item.content[0].text for item in newest_first]  # type: ignore[index,union-attr]
+    assert texts == ["two", "one", "Be brief."]
+    oldest_first = await oai.responses.input_items.list(second.id, order="asc")
+    assert [i.id for i in oldest_first.data] == [i.id for i in reversed(newest_first)]
+    assert oldest_first.has_more is False
+    with pytest.raises(openai.BadRequestError):
+        await oai.responses.input_items.list(second.id, limit=500)
+    with pytest.raises(openai.NotFoundError):
+        await oai.responses.input_items.list("resp_unknown")

@@ -40,6 +40,7 @@ from sluice.errors import (
 from sluice.frontends.base import Frontend
 from sluice.frontends.responses_store import ResponseStore, SqlResponseStore, StoredResponse
 from sluice.types import CallMeta, ChatRequest, ChatResponse
+from sluice.wire.responses.items import page as items_page
 from sluice.wire.responses.request import ResponsesParams, decode_params, decode_request
 from sluice.wire.responses.response import encode_response, new_id
 from sluice.wire.responses.stream import ResponsesEventEncoder
@@ -173,14 +174,16 @@ class ResponsesAPI:
             return
         items = [*call.history, *call.params.input_items, *call.final["output"]]
         try:
-            await self.store.put(
-                StoredResponse(call.id, call.tenant, call.created_at, call.final, items)
+            stored = StoredResponse(
+                call.id, call.tenant, call.created_at, call.final, items, len(call.history)
             )
+            await self.store.put(stored)
         except (SQLAlchemyError, OSError) as exc:
             # The answer is delivered and charged; only its continuation is lost.
             log.warning("could not store response %s: %s", call.id, type(exc).__name__)
 
-    async def retrieve(self, request: web.Request) -> web.Response:
+    async def _stored(self, request: web.Request) -> StoredResponse:
+        """The caller's stored response named in the path; 404 for anyone else's."""
         response_id = request.match_info["response_id"]
         tenant = await self._tenant(request)
         try:
@@ -189,11 +192,32 @@ class ResponsesAPI:
             raise _store_down() from None
         if stored is None:
             raise _not_found(response_id, "response_id")
+        return stored
+
+    async def retrieve(self, request: web.Request) -> web.Response:
+        stored = await self._stored(request)
         if request.query.get("stream") in ("true", "1"):
             raise InvalidRequestError(
                 "streaming a stored response is not supported", param="stream"
             )
         return web.Response(body=orjson.dumps(stored.response), content_type="application/json")
+
+    async def input_items(self, request: web.Request) -> web.Response:
+        """`GET /v1/responses/{id}/input_items` (`after`, `limit`, `order` as OpenAI's)."""
+        stored = await self._stored(request)
+        query = request.query
+        try:
+            limit = int(query.get("limit", "20"))
+        except ValueError:
+            raise InvalidRequestError("limit must be an integer", param="limit") from None
+        body = items_page(
+            stored.own_input,
+            stored.id,
+            limit=limit,
+            order=query.get("order", "desc"),
+            after=query.get("after"),
+        )
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     async def delete(self, request: web.Request) -> web.Response:
         response_id = request.match_info["response_id"]
@@ -242,6 +266,7 @@ def install(
     app.router.add_post("/responses", api.create)
     app.router.add_get("/v1/responses/{response_id}", api.retrieve)
     app.router.add_delete("/v1/responses/{response_id}", api.delete)
+    app.router.add_get("/v1/responses/{response_id}/input_items", api.input_items)
 
     async def _start(_app: web.Application) -> None:
         await store.start()

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Column,
     Double,
     Engine,
+    Integer,
     MetaData,
     String,
     Table,
@@ -53,6 +54,13 @@ class StoredResponse:
     created_at: float
     response: dict[str, Any]
     items: list[dict[str, Any]]  # the conversation: input items, then the output items
+    input_start: int = 0  # where this call's own input begins in `items` (input_items)
+
+    @property
+    def own_input(self) -> list[dict[str, Any]]:
+        """The input items of this call alone (not the conversation it continued)."""
+        end = len(self.items) - len(self.response.get("output") or [])
+        return self.items[self.input_start : max(self.input_start, end)]
 
 
 class ResponseStore(Protocol):
@@ -106,6 +114,7 @@ class SqlResponseStore:
             Column("created_at", Double(), nullable=False, index=True),
             Column("response", Text(), nullable=False),
             Column("items", Text(), nullable=False),
+            Column("input_start", Integer(), nullable=False),
         )
         self._writes = 0
         self._pending: dict[tuple[str, str], asyncio.Future[None]] = {}
@@ -153,6 +162,7 @@ class SqlResponseStore:
             stored.created_at,
             orjson.dumps(stored.response).decode(),
             orjson.dumps(stored.items).decode(),
+            stored.input_start,
         )
         with self.engine.begin() as conn:
             conn.exec_driver_sql(self._insert_sql, row)
@@ -179,15 +189,16 @@ class SqlResponseStore:
 
     def _select(self, tenant: str, response_id: str) -> StoredResponse | None:
         t = self.table
-        stmt = select(t.c.created_at, t.c.response, t.c["items"]).where(
+        stmt = select(t.c.created_at, t.c.response, t.c["items"], t.c.input_start).where(
             t.c.tenant == tenant, t.c.id == response_id, t.c.created_at >= time.time() - self.ttl_s
         )
         with self.engine.connect() as conn:
             row = conn.execute(stmt).first()
         if row is None:
             return None
+        created, response, items, start = row
         return StoredResponse(
-            response_id, tenant, float(row[0]), orjson.loads(row[1]), orjson.loads(row[2])
+            response_id, tenant, float(created), orjson.loads(response), orjson.loads(items), start
         )
 
     async def delete(self, tenant: str, response_id: str) -> bool:
