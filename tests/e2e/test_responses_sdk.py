@@ -170,6 +170,7 @@ async def test_store_false_unknown_ids_and_bad_input(gateway: tuple[AsyncOpenAI,
     with pytest.raises(openai.NotFoundError) as missing:
         await oai.responses.create(model="gpt-4o-mini", input="hi", previous_response_id="resp_x")
     assert missing.value.param == "previous_response_id"
+    assert missing.value.code == "previous_response_not_found"
     with pytest.raises(openai.NotFoundError):
         await oai.responses.delete("resp_nope")
     wizard: Any = [{"role": "wizard", "content": "x"}]
@@ -211,7 +212,7 @@ async def test_same_pipeline_cache_and_records(gateway: tuple[AsyncOpenAI, str])
     )
     assert paid.deployment == "sim-gpt-4o-mini" and paid.cost_usd is not None and paid.cost_usd > 0
     assert free.cache_status == "exact" and free.cost_usd == 0
-    assert any(r.status == 404 and r.error_type == "not_found" for r in records)
+    assert any(r.status == 404 and r.error_type == "previous_response_not_found" for r in records)
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -233,7 +233,14 @@ class ResponsesAPI:
 
 
 def _not_found(response_id: str, param: str) -> NotFoundError:
+    """OpenAI's messages and codes; 404 for both (another tenant's answer is not found)."""
     shown = response_id[:128]
+    if param == "previous_response_id":
+        return NotFoundError(
+            f"Previous response with id '{shown}' not found.",
+            param=param,
+            code="previous_response_not_found",
+        )
     return NotFoundError(f"No response found with id '{shown}'.", param=param, code="not_found")
 
 
