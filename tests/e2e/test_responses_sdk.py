@@ -258,3 +258,17 @@ async def test_input_items_are_listed_and_paged(gateway: tuple[AsyncOpenAI, str]
         await oai.responses.input_items.list(second.id, limit=500)
     with pytest.raises(openai.NotFoundError):
         await oai.responses.input_items.list("resp_unknown")
+
+
+async def test_routes_pick_the_model_for_responses_calls_too(
+    gateway: tuple[AsyncOpenAI, str],
+) -> None:
+    oai, _ = gateway
+    easy = await oai.responses.with_raw_response.create(model="auto", input="Say hi")
+    hard = await oai.responses.with_raw_response.create(
+        model="auto", input="Debug this step by step"
+    )
+    assert easy.headers["x-sluice-deployment"] == "sim-gpt-4o-mini"
+    assert hard.headers["x-sluice-deployment"] == "sim-gpt-4o"  # the route's keyword rule
+    assert "hard-words" in hard.headers["x-sluice-route-decision"]
+    assert hard.parse().model == "gpt-4o"  # as chat completions: the model that answered
