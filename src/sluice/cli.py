@@ -297,6 +297,17 @@ def real_bench(count: int, max_tokens: int) -> None:
     click.echo(run(count, max_tokens))
 
 
+@bench.command()
+@click.option("--concurrency", default=16, show_default=True)
+@click.option("--requests", "count", default=3000, show_default=True)
+@click.option("--rounds", default=2, show_default=True)
+def frontends(concurrency: int, count: int, rounds: int) -> None:
+    """Chat Completions vs the Responses API (store off/on) on one gateway."""
+    from sluice.bench.frontends import run
+
+    click.echo(run(concurrency, count, rounds))
+
+
 @bench.command("routing")
 @click.option("--dataset", type=click.Path(exists=True, dir_okay=False), required=True)
 @click.option(

@@ -24,6 +24,7 @@ from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
 from sluice.embed.config import EmbedConfig
+from sluice.frontends.config import EndpointsConfig
 from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
 from sluice.observe.alert_config import RulesConfig
@@ -312,6 +313,8 @@ class SluiceConfig(_Frozen):
     # Sentence embedder shared by the semantic cache and semantic routing (sluice.embed).
     embedding: EmbedConfig = EmbedConfig()
     routes: dict[str, RouteConfig] = Field(default_factory=dict)  # see sluice.routing
+    # /v1/responses (stored answers), /v1/embeddings (see sluice.frontends.config).
+    endpoints: EndpointsConfig = EndpointsConfig()
 
     @model_validator(mode="after")
     def _check_routes(self) -> SluiceConfig:

@@ -45,6 +45,7 @@ from sluice.web.access import check_access, install_access
 from sluice.web.alerts import ENDPOINT as ALERTS_ENDPOINT
 from sluice.web.alerts import install as install_alerts
 from sluice.web.appkeys import GATEWAY
+from sluice.web.endpoints import install as install_endpoints
 from sluice.web.ui import install as install_ui
 
 log = logging.getLogger("sluice")
@@ -423,6 +424,8 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     app.router.add_post("/v1/chat/completions", chat_endpoint(OPENAI_FRONTEND))
     app.router.add_post("/chat/completions", chat_endpoint(OPENAI_FRONTEND))
     app.router.add_post("/v1/messages", chat_endpoint(ANTHROPIC_FRONTEND))
+    # /v1/responses (+ stored answers), /v1/embeddings, /v1/messages/count_tokens
+    install_endpoints(app, app[GATEWAY], chat_endpoint)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)
     app.router.add_get("/healthz", healthz)

@@ -27,6 +27,7 @@ from sluice.sim.chat import (
     openai_chat,
 )
 from sluice.sim.config import SimConfig, default_config
+from sluice.sim.embeddings import embeddings
 from sluice.sim.openai_wire import WireError
 from sluice.sim.state import SimState
 from sluice.tokens import count_prompt
@@ -104,6 +105,7 @@ def create_app(config: SimConfig | None = None) -> web.Application:
     app.router.add_post("/chat/completions", openai_chat)
     app.router.add_post("/v1/messages", anthropic_messages)
     app.router.add_post("/v1/messages/count_tokens", _count_tokens)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/sim/stats", _stats)

@@ -1,0 +1,1 @@
+"""OpenAI Responses API wire format ⇄ the neutral model (request, response, stream)."""
