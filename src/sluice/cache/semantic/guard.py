@@ -12,7 +12,9 @@ pair needs different answers, so a semantic cache must not serve one for the oth
 - entity: a name, product, place, acronym or code/identifier in one text is absent from the
   other (capitalised words, camelCase, ALL-CAPS, tokens with digits or dots/underscores);
 - direction: opposite words (upload/download, buy/sell, before/after, min/max, ...) or the
-  same two words swapped around "to/from/than/vs" ("USD to EUR" vs "EUR to USD").
+  same two words swapped around "to/from/than/vs" ("USD to EUR" vs "EUR to USD");
+- word swap: the same words in a meaning-changing order (`swap.word_swap`: "an admin deletes
+  a member's project" vs "a member deletes an admin's project").
 
 It errs on the side of refusing (a refused paraphrase costs one upstream call; a false hit
 serves a wrong answer). Pure; features are memoised per text (8,192 texts): measured on
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from sluice.cache.semantic import lexicon as lx
+from sluice.cache.semantic.swap import word_swap
 
 __all__ = ["contrast"]
 
@@ -73,7 +76,7 @@ def contrast(a: str, b: str) -> str | None:
     missing = _missing(fa.entities, fb.vocab) | _missing(fb.entities, fa.vocab)
     if missing:
         return f"entity: {_show(frozenset(missing))} on one side only"
-    return _opposite(fa, fb) or _swapped(fa, fb) or _swapped(fb, fa)
+    return _opposite(fa, fb) or _swapped(fa, fb) or _swapped(fb, fa) or word_swap(a, b)
 
 
 def _show(values: frozenset[str]) -> str:
