@@ -70,7 +70,7 @@ def main(argv: list[str]) -> None:
             for rate in (0.005, 0.01)
         }
     counts = {
-        name: sum(1 for _ in (data / f"{name}.jsonl").open())
+        name: (data / f"{name}.jsonl").read_text().count("\n")
         for name in ("train", "calibration", "heldout")
     }
     card = {
