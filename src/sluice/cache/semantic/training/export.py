@@ -67,7 +67,7 @@ def build_graph(weights: dict[str, np.ndarray], shape: model_files.BertShape) ->
 
 def export(weights_path: Path, out: Path) -> None:
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     raw = dict(np.load(weights_path))
     layers = 1 + max(int(k.split(".")[2]) for k in raw if k.startswith("encoder.layer."))

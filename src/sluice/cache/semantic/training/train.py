@@ -118,6 +118,9 @@ def _load(model: Any, weights: dict[str, np.ndarray], layers: int) -> None:
             key = f"{ours}.{part}"
             if key in state and f"{theirs}.{part}" in weights:
                 state[key] = torch.from_numpy(np.array(weights[f"{theirs}.{part}"]))
+    if "head.weight" in weights:  # resuming from an earlier run's weights.npz
+        state["head.weight"] = torch.from_numpy(np.array(weights["head.weight"]))
+        state["head.bias"] = torch.from_numpy(np.array(weights["head.bias"]))
     model.load_state_dict(state)
 
 
@@ -165,13 +168,13 @@ def train(args: argparse.Namespace) -> None:
     folder = model_files.model_dir()
     shape = model_files.read_shape(folder)
     tokenizer = model_files.read_tokenizer(folder, args.max_len)
-    model = build_model(model_files.read_weights(folder), shape, args.layers)
+    start = dict(np.load(args.init)) if args.init else model_files.read_weights(folder)
+    model = build_model(start, shape, args.layers)
     frozen = ("word.", "pos.", "seg.", "ln.", *(f"layers.{i}." for i in range(args.freeze_layers)))
     for name, param in model.named_parameters():  # embeddings (half the parameters) and the
         param.requires_grad = not name.startswith(frozen)  # lowest layers stay as shipped
     rows = read_pairs(Path(args.data) / "train.jsonl")
-    if args.limit:
-        rows = rows[: args.limit]
+    rows = rows[args.skip : args.skip + args.limit] if args.limit else rows[args.skip :]
     positives = sum(r["label"] for r in rows)
     pos_weight = torch.tensor((len(rows) - positives) / max(positives, 1))
     head_names = {"head.weight", "head.bias"}
@@ -222,9 +225,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--freeze-layers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument(
-        "--limit", type=int, default=6400, help="train on the first N pairs (a smoke run)"
-    )
+    ap.add_argument("--limit", type=int, default=6400, help="train on N pairs (0: all)")
+    ap.add_argument("--skip", type=int, default=0, help="start at this pair (a second run)")
+    ap.add_argument("--init", default=None, help="resume from a weights.npz")
     train(ap.parse_args(argv))
 
 
