@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sluice.cache.semantic.normalize import canonical
+from sluice.cache.semantic.normalize import canonical, without_filler
 
 Guard = Callable[[str, str], "str | None"]
 Scorer = Callable[[list[tuple[str, str]]], list[float]]  # verifier scores for (a, b) pairs
@@ -58,7 +58,7 @@ def screen(
         return Verdict(True, "normalized", "same canonical form", similarity)
     if similarity < min_similarity:
         return Verdict(False, None, f"cosine below the floor {min_similarity}", similarity)
-    reason = guard(question, stored) if guard is not None else None
+    reason = guard(without_filler(question), without_filler(stored)) if guard else None
     if reason is not None:
         return Verdict(False, None, f"guard: {reason}", similarity)
     return None

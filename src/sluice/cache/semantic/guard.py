@@ -35,7 +35,7 @@ __all__ = ["contrast"]
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_'.\-/:@+#]*[A-Za-z0-9+#]|[A-Za-z0-9]")
 _CLAUSE_END = frozenset('.!?:;"([{*>-')
 _TIME = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s*([ap])\.?m\b\.?|\b(\d{1,2}):(\d{2})\b", re.I)
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:k\b)?")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:[kK]\b)?")
 _THOUSANDS = re.compile(r"^\d{1,3}(?:,\d{3})+$")
 _CODE_SHAPE = re.compile(r"[A-Za-z].*\d|\d.*[A-Za-z]|[a-z][A-Z]|[._/@#+]|^[A-Z]{2,}s?$")
 
@@ -224,8 +224,8 @@ def _numbers(text: str, words: tuple[str, ...]) -> tuple[frozenset[str], frozens
     numbers: set[str] = set()
     years: set[str] = set()
     for raw in _NUMBER.findall(text):
-        thousands = raw.endswith("k")
-        raw = raw.removesuffix("k")
+        thousands = raw.endswith(("k", "K"))
+        raw = raw.removesuffix("k").removesuffix("K")
         parts = [raw.replace(",", "")] if _THOUSANDS.match(raw) else raw.split(",")
         for part in parts:
             value = _canonical(part, 1000 if thousands else 1)

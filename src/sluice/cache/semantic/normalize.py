@@ -20,7 +20,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-__all__ = ["canonical"]
+__all__ = ["canonical", "without_filler"]
 
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "`": "'", "\u201c": '"'})
 _CONTRACTIONS = {
@@ -67,6 +67,21 @@ def canonical(text: str) -> str:
     t = _SPACE_BEFORE.sub(r"\1", t)
     t = _TRAILING.sub("", t)
     return _SPACES.sub(" ", t).strip()
+
+
+_LEAD_ANY_CASE = re.compile(_LEAD.pattern, re.IGNORECASE)
+_TAIL_ANY_CASE = re.compile(_TAIL.pattern, re.IGNORECASE)
+
+
+@lru_cache(maxsize=8192)
+def without_filler(text: str) -> str:
+    """`text` (NFKC) without greetings/politeness at either end, case kept: what the contrast
+    guard reads, so "Good morning, ..." is no date and "thanks" no difference."""
+    t = unicodedata.normalize("NFKC", text).strip()
+    for _ in range(2):
+        t = _LEAD_ANY_CASE.sub("", t)
+        t = _TAIL_ANY_CASE.sub("", t)
+    return t or text
 
 
 def _expand(m: re.Match[str]) -> str:
