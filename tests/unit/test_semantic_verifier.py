@@ -3,7 +3,9 @@ intact, identical questions pass, the issue's look-alikes are refused, `sluice c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -80,3 +82,27 @@ def test_cache_explain_prints_the_decision(verifier: PairVerifier) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "SERVE (normalized)" in result.output and "verifier:" in result.output
+
+
+def test_bench_reports_before_and_after_on_a_small_pair_file(
+    verifier: PairVerifier, tmp_path: Path
+) -> None:
+    from sluice.cache.semantic.bench import run
+
+    rows = [
+        {"a": "How do I reset my password?", "b": "how do i reset my password", "label": 1,
+         "kind": "trivial"},
+        {"a": "Do you ship to Canada?", "b": "Do you ship to Canada?", "label": 1,
+         "kind": "identical"},
+        {"a": "Can I return a blender within 14 days?",
+         "b": "Can I return a blender after 14 days?", "label": 0, "kind": "preposition"},
+        {"a": "Is Python 3.11 faster than 3.10?", "b": "Is Python 3.12 faster than 3.10?",
+         "label": 0, "kind": "number"},
+    ]  # fmt: skip
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = json.loads(run(str(path), 0.005, 50, 5, True))
+    after = report["after_v2"]
+    assert after["trivial_served"] == 1.0 and after["lookalikes_served"] == 0.0
+    assert report["before_v1_cosine_0.95_guard"]["pairs"] == 4
+    assert report["latency"]["lookups"] == 5 and report["latency"]["p50_ms"] > 0
