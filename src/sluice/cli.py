@@ -371,6 +371,14 @@ def route_explain(
     help="Give scopes of this many entries an HNSW graph (usearch); default: exact only.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--rule",
+    type=click.Choice(["v2", "v1"]),
+    default="v2",
+    show_default=True,
+    help="v2: normalized tier, guard, calibrated verifier (before/after); v1: cosine sweep.",
+)
+@click.option("--target-false-hit-rate", "rate", default=0.005, show_default=True, type=float)
 def semantic_cache(
     pairs_path: str,
     entries: int,
@@ -378,12 +386,14 @@ def semantic_cache(
     lookups: int,
     ann_min_entries: int | None,
     as_json: bool,
+    rule: str,
+    rate: float,
 ) -> None:
     """Semantic-cache precision, recall, false-hit rate (with/without guard) and lookup latency."""
     # One core means one BLAS thread too (only effective before numpy is first imported).
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    from sluice.bench.semantic import PairFileError, run
+    from sluice.bench.semantic import run
     from sluice.embed import EmbedderUnavailableError
 
     try:
@@ -393,6 +403,11 @@ def semantic_cache(
             f"not a number list: {thresholds}", param_hint="--thresholds"
         ) from exc
     try:
+        if rule == "v2":
+            from sluice.cache.semantic.bench import run as run_v2
+
+            click.echo(run_v2(pairs_path, rate, entries, lookups, as_json))
+            return
         click.echo(
             run(
                 pairs_path,
@@ -403,7 +418,7 @@ def semantic_cache(
                 ann_min_entries=ann_min_entries,
             )
         )
-    except (PairFileError, EmbedderUnavailableError) as exc:
+    except (ValueError, EmbedderUnavailableError) as exc:  # PairFileError is a ValueError
         raise click.ClickException(str(exc)) from exc
 
 
@@ -491,6 +506,22 @@ def cache_purge(
     for name, count in sorted(doc.get("purged", {}).items()):
         click.echo(f"{name}: {count} purged")
     click.echo(f"total: {doc.get('total', 0)}")
+
+
+@cache_group.command("explain")
+@click.argument("stored")
+@click.argument("question")
+@click.option("--target-false-hit-rate", "rate", default=0.005, show_default=True, type=float)
+def cache_explain(stored: str, question: str, rate: float) -> None:
+    """Would the answer cached for STORED be served for QUESTION? Tier, scores, decision."""
+    from sluice.cache.semantic.explain import explain
+    from sluice.embed import EmbedderUnavailableError
+
+    try:
+        _, lines = explain(stored, question, rate)
+    except EmbedderUnavailableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("\n".join(lines))
 
 
 @cache_group.command("stats")

@@ -245,3 +245,22 @@ async def test_the_judge_can_refuse_a_hit(sim_url: str, tmp_path: Path) -> None:
     # The record holds the answer's tokens plus the judge's: the check was not free.
     assert judged.input_tokens > answer.prompt_tokens
     assert judged.output_tokens > answer.completion_tokens
+
+
+async def test_a_trivially_varied_question_is_a_normalized_hit(running: Running) -> None:
+    first = await running.oai.chat.completions.create(**ask(QUESTION))
+    before = await sim_requests(running.sim_url)
+    raw = await running.oai.chat.completions.with_raw_response.create(
+        **ask("hi, HOW do I cancel my subscription??  thanks!")
+    )
+    assert raw.headers["x-sluice-cache"] == "normalized"
+    assert await sim_requests(running.sim_url) == before
+    assert raw.parse().choices[0].message.content == first.choices[0].message.content
+    stats = running.stage.stats_json()
+    assert stats["hits_normalized"] == 1 and stats["hits_semantic"] == 0
+    # A look-alike that only a number tells apart is never merged by the normalized tier.
+    await running.oai.chat.completions.create(**ask("Can I get a refund within 14 days?"))
+    other = await running.oai.chat.completions.with_raw_response.create(
+        **ask("can I get a refund within 30 days")
+    )
+    assert other.headers["x-sluice-cache"] == "miss"

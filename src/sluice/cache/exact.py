@@ -310,5 +310,5 @@ def _storable(ctx: CallContext, resp: ChatResponse) -> bool:
     return (
         not ctx.degraded
         and resp.finish_reason != "content_filter"
-        and ctx.cache_status != "semantic"
+        and ctx.cache_status not in ("semantic", "normalized")
     )

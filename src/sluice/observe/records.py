@@ -22,10 +22,10 @@ from decimal import Decimal
 from typing import Any, Literal
 
 RecordKind = Literal["call", "attempt"]
-CacheStatus = Literal["miss", "exact", "semantic", "bypass", "stale"]
+CacheStatus = Literal["miss", "exact", "normalized", "semantic", "bypass", "stale"]
 
 # "stale": an expired exact entry served because the upstream plan failed.
-CACHE_HITS: frozenset[str] = frozenset({"exact", "semantic", "stale"})
+CACHE_HITS: frozenset[str] = frozenset({"exact", "normalized", "semantic", "stale"})
 
 
 # Not frozen: a frozen dataclass sets its 38 fields through object.__setattr__, which made

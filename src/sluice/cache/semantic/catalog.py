@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sluice.cache.semantic.index import VectorIndex
+from sluice.cache.semantic.normalize import canonical
 
 Vector = npt.NDArray[np.float32]
 
@@ -59,6 +60,8 @@ class SemanticCatalog:
             dim, max_entries + 1, clock=clock, ann_min_entries=ann_min_entries
         )
         self._entries: OrderedDict[str, SemanticEntry] = OrderedDict()  # oldest use first
+        # (scope, canonical question) -> entry id: the normalized tier's exact lookup
+        self._canonical: dict[tuple[str, str], str] = {}
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -87,6 +90,7 @@ class SemanticCatalog:
             evicted.append(oldest)
         self._index.add(entry.scope, entry.id, entry.vector, entry.expires_at)
         self._entries[entry.id] = entry
+        self._canonical[(entry.scope, canonical(entry.question))] = entry.id
         self._bytes += entry.nbytes
         return evicted
 
@@ -100,6 +104,14 @@ class SemanticCatalog:
             matches.append(Match(entry, score))
         return matches
 
+    def find_canonical(self, scope: str, question: str) -> SemanticEntry | None:
+        """The live entry of `scope` whose question has `question`'s canonical form."""
+        entry_id = self._canonical.get((scope, canonical(question)))
+        entry = self._entries.get(entry_id) if entry_id is not None else None
+        if entry is None or entry.expires_at <= self.clock():
+            return None
+        return entry
+
     def touch(self, entry_id: str) -> None:
         if entry_id in self._entries:
             self._entries.move_to_end(entry_id)
@@ -110,6 +122,9 @@ class SemanticCatalog:
             return False
         self._index.remove(entry_id)
         self._bytes -= entry.nbytes
+        key = (entry.scope, canonical(entry.question))
+        if self._canonical.get(key) == entry_id:
+            del self._canonical[key]
         return True
 
     def select(self, tenant: str | None = None, route: str | None = None) -> list[str]:

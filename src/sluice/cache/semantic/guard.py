@@ -12,7 +12,9 @@ pair needs different answers, so a semantic cache must not serve one for the oth
 - entity: a name, product, place, acronym or code/identifier in one text is absent from the
   other (capitalised words, camelCase, ALL-CAPS, tokens with digits or dots/underscores);
 - direction: opposite words (upload/download, buy/sell, before/after, min/max, ...) or the
-  same two words swapped around "to/from/than/vs" ("USD to EUR" vs "EUR to USD").
+  same two words swapped around "to/from/than/vs" ("USD to EUR" vs "EUR to USD");
+- word swap: the same words in a meaning-changing order (`swap.word_swap`: "an admin deletes
+  a member's project" vs "a member deletes an admin's project").
 
 It errs on the side of refusing (a refused paraphrase costs one upstream call; a false hit
 serves a wrong answer). Pure; features are memoised per text (8,192 texts): measured on
@@ -26,13 +28,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from sluice.cache.semantic import lexicon as lx
+from sluice.cache.semantic.swap import word_swap
 
 __all__ = ["contrast"]
 
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_'.\-/:@+#]*[A-Za-z0-9+#]|[A-Za-z0-9]")
 _CLAUSE_END = frozenset('.!?:;"([{*>-')
 _TIME = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s*([ap])\.?m\b\.?|\b(\d{1,2}):(\d{2})\b", re.I)
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:k\b)?")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:[kK]\b)?")
 _THOUSANDS = re.compile(r"^\d{1,3}(?:,\d{3})+$")
 _CODE_SHAPE = re.compile(r"[A-Za-z].*\d|\d.*[A-Za-z]|[a-z][A-Z]|[._/@#+]|^[A-Z]{2,}s?$")
 
@@ -73,7 +76,7 @@ def contrast(a: str, b: str) -> str | None:
     missing = _missing(fa.entities, fb.vocab) | _missing(fb.entities, fa.vocab)
     if missing:
         return f"entity: {_show(frozenset(missing))} on one side only"
-    return _opposite(fa, fb) or _swapped(fa, fb) or _swapped(fb, fa)
+    return _opposite(fa, fb) or _swapped(fa, fb) or _swapped(fb, fa) or word_swap(a, b)
 
 
 def _show(values: frozenset[str]) -> str:
@@ -221,8 +224,8 @@ def _numbers(text: str, words: tuple[str, ...]) -> tuple[frozenset[str], frozens
     numbers: set[str] = set()
     years: set[str] = set()
     for raw in _NUMBER.findall(text):
-        thousands = raw.endswith("k")
-        raw = raw.removesuffix("k")
+        thousands = raw.endswith(("k", "K"))
+        raw = raw.removesuffix("k").removesuffix("K")
         parts = [raw.replace(",", "")] if _THOUSANDS.match(raw) else raw.split(",")
         for part in parts:
             value = _canonical(part, 1000 if thousands else 1)

