@@ -149,6 +149,7 @@ async def test_a_call_that_dies_after_finishing_never_leaves_readers_waiting(
     from aiohttp import web
     from aiohttp.test_utils import make_mocked_request
 
+    from sluice.identity import Identity
     from sluice.web.responses import _CALL, ResponsesAPI
 
     store = SqlResponseStore(f"sqlite:///{tmp_path / 'r.db'}", ttl_s=3600)
@@ -163,12 +164,10 @@ async def test_a_call_that_dies_after_finishing_never_leaves_readers_waiting(
         call.finished({"id": call.id, "output": []})
         raise ConnectionResetError("client went away")
 
-    async def identify(headers: Any) -> None:
-        return None
+    async def authenticate(headers: Any) -> Identity:
+        return Identity.anonymous()
 
-    gateway: Any = SimpleNamespace(
-        governance=SimpleNamespace(auth=SimpleNamespace(identify=identify))
-    )
+    gateway: Any = SimpleNamespace(authenticate=authenticate)
     api = ResponsesAPI(gateway, store, serve)
     request = make_mocked_request("POST", "/v1/responses")
     request._read_bytes = b'{"model": "m", "input": "hi"}'
