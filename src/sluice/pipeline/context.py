@@ -54,6 +54,7 @@ class CallContext:
     usage: Usage = field(default_factory=Usage)  # summed over repairs and escalations
     cost_usd: Decimal | None = None  # None while any part of it has no known price
     cost_known: bool = True
+    usage_source: str | None = None  # "provider" | "estimated" (a dropped or cut stream)
     last_response: ChatResponse | None = None  # the last settled answer (streams: collected)
     attempt_log: list[Attempt] = field(default_factory=list)
     # Called with each settled upstream answer's cost (None: unknown price).
