@@ -123,10 +123,10 @@ class WatchedStream:
     async def end_early(self) -> None:
         """Run `on_end` now for a stream being abandoned, innermost wrapper first (so the
         usage is settled before budgets read it), without touching the upstream."""
-        inner = self._events
+        early = getattr(self._events, "end_early", None)  # a wrapper that settles too
         try:
-            if isinstance(inner, WatchedStream):
-                await inner.end_early()
+            if early is not None:
+                await early()
         finally:
             await self._end(False)
 

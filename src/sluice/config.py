@@ -155,6 +155,12 @@ class BreakerConfig(_Frozen):
     consecutive_failures: int = Field(default=5, ge=1)
     open_s: float = Field(default=30.0, gt=0)
     half_open_probes: int = Field(default=1, ge=1)
+    # Outlier detection (Envoy): at most this share of a model's deployments ejected at once
+    # (one may always be) ...
+    max_ejection_share: float = Field(default=0.5, ge=0, le=1)
+    # ... and when less than this share of a plan's deployments is healthy, ejected ones are
+    # tried anyway (after the healthy ones) instead of failing fast with 503. 0: never.
+    panic_threshold: float = Field(default=0.5, ge=0, le=1)
 
 
 class QueueConfig(_Frozen):
@@ -203,6 +209,8 @@ class ModelPlanConfig(_Frozen):
     load_balancing: LoadBalancing | None = None
     degrade: DegradeConfig | None = None
     policy: TokenPolicy = TokenPolicy()  # output caps, context strategy, sessions
+    # A stream cut after its first byte continues on the next deployment of the plan.
+    midstream_failover: bool = True
 
 
 class RecordsConfig(_Frozen):

@@ -40,6 +40,7 @@ from sluice.pipeline.structured import StructuredOutputStage
 from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter
 from sluice.reliability.executor import PlanExecutor
+from sluice.reliability.midstream import MidstreamFailoverStage
 from sluice.routing.stage import RouterStage, build_routers
 from sluice.runtime import Runtime
 from sluice.types import ChatRequest, ChatResponse
@@ -111,7 +112,9 @@ class Gateway:
         # Routing before structured output: a cascade sees validation failures and escalates.
         self.router = RouterStage(build_routers(config, self._route_classifier_call))
         routing: list[Stage] = [self.router] if self.router.routers else []
-        self.stages: list[Stage] = [*front, *routing, structured, self.settle]
+        # Mid-stream failover outside settle: each attempt of a resumed stream is charged.
+        self.midstream = MidstreamFailoverStage(config.models, self.executor.has_alternative)
+        self.stages: list[Stage] = [*front, *routing, structured, self.midstream, self.settle]
         self.handler: Handler = compose(
             [traced(s, self.tracing) for s in self.stages] if self.tracing.enabled else self.stages,
             self.executor,

@@ -43,6 +43,10 @@ class CallContext:
     fallback: bool = False  # served (or tried) by a model other than the one asked for
     degraded: bool = False  # the plan failed and the configured degrade answer was given
     skip_models: int = 0  # start the plan at this model (structured output escalates)
+    # Mid-stream failover (sluice.reliability.midstream): deployments that cut this call's
+    # stream, and the continuation request shaped for a provider kind ("openai"|"anthropic").
+    exclude_deployments: set[str] = field(default_factory=set)
+    rewrite_for: Callable[[str], ChatRequest] | None = None
     cache_status: str | None = None  # "miss" | "exact" | "semantic" | "stale" | "bypass"
     cache_similarity: float | None = None  # cosine of a semantic cache hit
     response_headers: dict[str, str] = field(default_factory=dict)

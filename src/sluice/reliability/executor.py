@@ -5,7 +5,13 @@ concurrency-capped), then its fallback models in order, then an optional degrade
 Each deployment gets up to 1 + `max_retries` attempts with full-jitter backoff, within the
 global retry budget and the request's deadline. Caller errors (400/413/422) end the plan at
 once; everything else moves on. Streams are only returned once their first event arrived,
-so any failure before the first byte is retried or falls back transparently.
+so any failure before the first byte is retried or falls back transparently (after it,
+`sluice.reliability.midstream` continues the stream elsewhere).
+
+Outlier detection: a deployment whose breaker is open is skipped — unless less than
+`panic_threshold` of the plan is healthy, when ejected deployments are tried anyway (after
+the healthy ones) rather than failing every call fast. The caller's own deadline,
+cancellation and 4xx never count against a deployment.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sluice.config import ModelPlanConfig, ReliabilityConfig, TimeoutConfig
@@ -35,6 +41,7 @@ from sluice.providers.base import Deployment
 from sluice.reliability.backoff import retry_delay
 from sluice.reliability.breaker import BREAKER_NAMES, BreakerStateName
 from sluice.reliability.budget import RetryBudget
+from sluice.reliability.guarded import GuardedStream, bounded
 from sluice.reliability.slots import SlotPool
 from sluice.reliability.state import DeploymentState, order
 from sluice.replay import events_from_response
@@ -43,8 +50,6 @@ from sluice.tokens import estimate_request_tokens, request_tokens_at_most
 from sluice.types import (
     ChatRequest,
     ChatResponse,
-    EventStream,
-    StreamEvent,
     StreamStart,
     TextPart,
 )
@@ -106,6 +111,8 @@ class PlanExecutor:
             dep.id: DeploymentState(dep, config.breaker, self._rng)
             for dep in runtime.deployments.values()
         }
+        for state in self.states.values():
+            state.breaker.may_eject = self._may_eject_fn(state)
         self.budget = RetryBudget(
             config.retry.budget_ratio,
             config.retry.budget_window_s,
@@ -121,22 +128,74 @@ class PlanExecutor:
             return [self.states[d] for d in plan.deployments]
         return [self.states[d.id] for d in self._runtime.deployments_for(model)]
 
+    def _may_eject_fn(self, state: DeploymentState) -> Callable[[], bool]:
+        """Envoy's max ejection percent: at most `max_ejection_share` of each model's
+        deployments out at once — though one may always be."""
+        share = self._cfg.breaker.max_ejection_share
+        pools = [
+            [self.states[d.id] for d in deps]
+            for deps in self._runtime.by_model.values()
+            if any(d.id == state.id for d in deps)
+        ]
+
+        def may_eject() -> bool:
+            for pool in pools:
+                out = sum(1 for s in pool if not s.breaker.available())
+                if out and (out + 1) / len(pool) > share:
+                    return False
+            return True
+
+        return may_eject
+
+    def chain(self, model: str) -> list[str]:
+        plan = self._plans.get(model)
+        return [model, *(plan.fallbacks if plan else [])]
+
+    def has_alternative(self, ctx: CallContext) -> bool:
+        """Is there a deployment in the plan not yet excluded (for mid-stream failover)?"""
+        for model in self.chain(ctx.request.model)[ctx.skip_models :]:
+            try:
+                states = self._deployments(model)
+            except SluiceError:
+                continue
+            if any(s.id not in ctx.exclude_deployments for s in states):
+                return True
+        return False
+
+    def _panicking(self, chain: list[str]) -> bool:
+        """Less than `panic_threshold` of the plan's deployments are healthy."""
+        threshold = self._cfg.breaker.panic_threshold
+        if threshold <= 0:
+            return False
+        states: dict[str, DeploymentState] = {}
+        for model in chain:
+            try:
+                states.update((s.id, s) for s in self._deployments(model))
+            except SluiceError:
+                continue
+        if not states:
+            return False
+        healthy = sum(1 for s in states.values() if s.breaker.available())
+        return healthy / len(states) < threshold
+
     async def __call__(self, ctx: CallContext) -> Result:
         req = ctx.request
         plan = self._plans.get(req.model)
         if plan is None or plan.deployments is None:
             self._runtime.deployments_for(req.model)  # 404 for an unknown model, up front
-        self.budget.record_request()
+        if ctx.rewrite_for is None:  # a mid-stream continuation is not a new request
+            self.budget.record_request()
         deadline = _deadline(req.meta.headers)
         need = _Need(req)
-        chain = [req.model, *(plan.fallbacks if plan else [])]
+        chain = self.chain(req.model)
+        panic = self._panicking(chain)
         failures: list[SluiceError] = []
         for index, model in enumerate(chain):
             if index < ctx.skip_models:
                 continue
             ctx.fallback = index > 0
             try:
-                return await self._serve_model(ctx, model, deadline, need)
+                return await self._serve_model(ctx, model, deadline, need, panic)
             except _ModelFailed as failed:
                 failures.append(failed.error)
         if plan is not None and plan.degrade is not None:
@@ -154,15 +213,17 @@ class PlanExecutor:
         return events_from_response(resp) if ctx.request.stream else resp
 
     async def _serve_model(
-        self, ctx: CallContext, model: str, deadline: float | None, need: _Need
+        self, ctx: CallContext, model: str, deadline: float | None, need: _Need, panic: bool
     ) -> Result:
-        states = self._deployments(model)
+        states = [s for s in self._deployments(model) if s.id not in ctx.exclude_deployments]
+        if not states:
+            raise _ModelFailed(_all_open_error(model, self._deployments(model)))
         fitting = [s for s in states if not s.dep.context_window or need.fits(s.dep.context_window)]
         if not fitting:
             raise _ModelFailed(_context_error(model, need.tokens, states))
         plan = self._plans.get(model)
         strategy = (plan.load_balancing if plan else None) or self._cfg.load_balancing
-        candidates = order(fitting, strategy, self._rng)
+        candidates = order(fitting, strategy, self._rng, panic=panic)
         if not candidates:
             raise _ModelFailed(_all_open_error(model, fitting))
         now = time.monotonic()
@@ -175,11 +236,11 @@ class PlanExecutor:
         while remaining := [c for c in candidates if c.id not in tried]:
             state = await self.slots.wait_for_any(remaining, _priority(ctx), _time_left(deadline))
             tried.add(state.id)
-            if not state.breaker.allow():
+            if not state.breaker.allow() and not panic:
                 self.slots.release(state)
                 continue
             try:
-                return await self._attempts(ctx, state, deadline)
+                return await self._attempts(ctx, state, deadline, panic)
             except UpstreamError as err:
                 if is_caller_error(err):
                     raise
@@ -189,7 +250,7 @@ class PlanExecutor:
     # --- attempts on one deployment -----------------------------------------------------
 
     async def _attempts(
-        self, ctx: CallContext, state: DeploymentState, deadline: float | None
+        self, ctx: CallContext, state: DeploymentState, deadline: float | None, panic: bool
     ) -> Result:
         """Holds a slot on entry; every exit path gives it back (streams: when they end)."""
         retry = self._cfg.retry
@@ -204,8 +265,11 @@ class PlanExecutor:
                     Attempt(state.id, wall, _ms_since(started), err.http_status, err.code)
                 )
                 self.slots.release(state)
+                if is_caller_deadline(err, deadline):
+                    state.breaker.release_probe()  # the caller's clock ran out, not the upstream
+                    raise
                 self._record_failure(state, err)
-                if not self._should_retry(err, attempt, state, deadline):
+                if not self._should_retry(err, attempt, state, deadline, panic):
                     raise
                 delay = retry_delay(
                     attempt,
@@ -217,7 +281,7 @@ class PlanExecutor:
                 await self._sleep(delay)
                 attempt += 1
                 await self.slots.wait_for_any([state], _priority(ctx), _time_left(deadline))
-                if not state.breaker.allow():
+                if not state.breaker.allow() and not panic:
                     self.slots.release(state)
                     raise
                 continue
@@ -229,7 +293,12 @@ class PlanExecutor:
             return result
 
     def _should_retry(
-        self, err: UpstreamError, attempt: int, state: DeploymentState, deadline: float | None
+        self,
+        err: UpstreamError,
+        attempt: int,
+        state: DeploymentState,
+        deadline: float | None,
+        panic: bool,
     ) -> bool:
         retry = self._cfg.retry
         if not err.retryable or attempt >= retry.max_retries:
@@ -238,9 +307,13 @@ class PlanExecutor:
             return False  # the provider wants a long rest: another deployment, not a wait
         if deadline is not None and time.monotonic() + (err.retry_after_s or 0) >= deadline:
             return False
-        if not state.breaker.available():
+        if not state.breaker.available() and not panic:
             return False
         return self.budget.try_spend()
+
+    def record_failure(self, state: DeploymentState, err: UpstreamError) -> None:
+        """A failure after the first byte (streams), from `GuardedStream`."""
+        self._record_failure(state, err)
 
     def _record_failure(self, state: DeploymentState, err: UpstreamError) -> None:
         if isinstance(err, UpstreamStatusError) and err.upstream_status == 429:
@@ -281,19 +354,21 @@ class PlanExecutor:
         self, ctx: CallContext, state: DeploymentState, deadline: float | None
     ) -> Result:
         req = ctx.request
+        if ctx.rewrite_for is not None:  # a continuation, shaped for this provider kind
+            req = ctx.rewrite_for(self._runtime.provider_kind(state.dep))
         dep = _within_deadline(state.dep, deadline)
         provider = self._runtime.provider_for(state.dep)
         ctx.deployment = state.dep
         started = time.perf_counter()
         if not req.stream:
-            resp = await _bounded(provider.complete(req, dep), deadline, dep.id)
+            resp = await bounded(provider.complete(req, dep), deadline, dep.id)
             self.slots.release(state)
             self._record_success(state, started)
             state.observe_ratelimit(resp.ratelimit, self._cfg.throttle_headroom)
             return resp
         events = provider.stream(req, dep)
         try:
-            first = await _bounded(anext(events), deadline, dep.id)
+            first = await bounded(anext(events), deadline, dep.id)
         except StopAsyncIteration:
             raise UpstreamMalformedError(
                 f"upstream {dep.id} sent an empty stream", deployment=dep.id
@@ -304,7 +379,7 @@ class PlanExecutor:
         self._record_success(state, started)
         if isinstance(first, StreamStart):
             state.observe_ratelimit(first.ratelimit, self._cfg.throttle_headroom)
-        return _GuardedStream(first, events, self, state, deadline)
+        return GuardedStream(first, events, self, state, deadline)
 
     def plan_length(self, model: str) -> int:
         plan = self._plans.get(model)
@@ -358,24 +433,6 @@ def _within_deadline(dep: Deployment, deadline: float | None) -> Deployment:
     return dataclasses.replace(dep, timeouts=bounded)
 
 
-async def _bounded(awaitable: Awaitable[T], deadline: float | None, dep: str) -> T:
-    if deadline is None:
-        return await awaitable
-    try:
-        async with asyncio.timeout_at(_loop_time(deadline)):
-            return await awaitable
-    except TimeoutError:
-        raise UpstreamTimeoutError(
-            f"upstream {dep} did not answer within the request's x-sluice-timeout-ms",
-            deployment=dep,
-        ) from None
-
-
-def _loop_time(deadline: float) -> float:
-    """monotonic deadline → the running loop's clock."""
-    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
-
-
 _PRIORITIES = {"interactive": 0, "default": 1, "batch": 2}
 
 
@@ -419,9 +476,22 @@ def _context_error(model: str, need: int, states: list[DeploymentState]) -> Slui
     )
 
 
+def is_caller_deadline(err: SluiceError, deadline: float | None) -> bool:
+    """A timeout because the caller's `x-sluice-timeout-ms` ran out: not the deployment's
+    fault, never counted against it (one tenant's tight deadlines must not eject it)."""
+    if deadline is None or not isinstance(err, UpstreamTimeoutError):
+        return False
+    return time.monotonic() >= deadline - 0.005
+
+
 def _all_open_error(model: str, states: list[DeploymentState]) -> SluiceError:
+    """503 with `retry-after`: when the first of them takes calls again (its breaker's
+    remaining open time, or the provider's requested rest)."""
     now = time.monotonic()
-    wait = min((max(s.cooldown_until - now, 1.0) for s in states), default=1.0)
+    wait = min(
+        (max(s.breaker.remaining_open_s(), s.cooldown_until - now, 1.0) for s in states),
+        default=1.0,
+    )
     return ServiceUnavailableError(
         f"every deployment serving {model!r} is unavailable (circuit open)",
         code="deployments_unavailable",
@@ -443,52 +513,3 @@ def _final_error(failures: list[SluiceError]) -> SluiceError:
     when it was a timeout), else why no deployment could be tried."""
     upstream = [f for f in failures if isinstance(f, UpstreamError)]
     return upstream[-1] if upstream else failures[-1]
-
-
-class _GuardedStream:
-    """The rest of a stream after its first event. Gives the deployment's slot back exactly
-    once when the stream ends, fails or is closed — even if it was never iterated."""
-
-    __slots__ = ("_closed", "_deadline", "_events", "_executor", "_first", "_state")
-
-    def __init__(
-        self,
-        first: StreamEvent,
-        events: EventStream,
-        executor: PlanExecutor,
-        state: DeploymentState,
-        deadline: float | None,
-    ) -> None:
-        self._first: StreamEvent | None = first
-        self._events = events
-        self._executor = executor
-        self._state = state
-        self._deadline = deadline
-        self._closed = False
-
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self
-
-    async def __anext__(self) -> StreamEvent:
-        if self._first is not None:
-            event, self._first = self._first, None
-            return event
-        if self._closed:
-            raise StopAsyncIteration
-        try:
-            return await _bounded(anext(self._events), self._deadline, self._state.id)
-        except StopAsyncIteration:
-            await self.aclose()
-            raise
-        except UpstreamError as err:
-            self._executor._record_failure(self._state, err)
-            await self.aclose()
-            raise
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._first = None
-        self._executor.slots.release(self._state)
-        await self._events.aclose()
