@@ -165,13 +165,14 @@ class ResumingStream:
 
     async def _resume(self, err: SluiceError) -> None:
         ctx, stage = self._ctx, self._stage
-        stage.stats["cut"] += 1
+        if self._resumes == 0:  # streams, not failures: a continuation may be cut again
+            stage.stats["cut"] += 1
         failed = ctx.deployment.id if ctx.deployment is not None else None
         if ctx.attempt_log and ctx.attempt_log[-1].status < 400:
             ctx.attempt_log[-1].status = err.http_status
             ctx.attempt_log[-1].error_type = err.code
-        if failed is not None:
-            ctx.exclude_deployments.add(failed)
+        if failed is not None:  # not the one that just failed (an earlier one may serve again)
+            ctx.exclude_deployments = {failed}
         if self._tool_sent or self._resumes >= MAX_RESUMES or not stage.may_resume(ctx, err):
             stage.stats["refused"] += 1
             raise err
