@@ -121,8 +121,9 @@ async def test_flaky_primary_with_healthy_fallback(rig: Rig, faults: list[str]) 
     latencies = [t for _, t, _, _ in results]
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     print(f"\nchaos: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
-    # A hang costs one timeout (0.5 s for a whole non-streamed answer) before the retry.
-    assert p99 < 1.0
+    # A hang costs one timeout (0.5 s for a whole non-streamed answer) before the retry;
+    # two in a row (the 50% retry budget allows it) about 1 s.
+    assert p99 < 1.5
     attempts = await rig.upstream_requests()
     retries = sum(int(h["x-sluice-attempts"]) - 1 for _, _, h, _ in results)
     print(
@@ -169,8 +170,8 @@ async def test_everything_down_gives_clean_errors_and_bounded_attempts(rig: Rig)
     assert await rig.breaker("fallback") == "open"
     before = await rig.upstream_requests()
     results = await fire(rig, 200, 16)
-    # One try per deployment per call (panic), retries within the 20% budget.
-    assert await rig.upstream_requests() - before <= 200 * 2.4
+    # One try per deployment per call (panic), retries within the 50% budget (+10 floor).
+    assert await rig.upstream_requests() - before <= 200 * 2.5 + 10
     assert {s for s, _, _, _ in results} == {503}
     import orjson
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -27,13 +26,10 @@ from typing import TypeVar
 from sluice.config import ModelPlanConfig, ReliabilityConfig, TimeoutConfig
 from sluice.errors import (
     InvalidRequestError,
-    RateLimitError,
-    ServiceUnavailableError,
     SluiceError,
     UpstreamError,
     UpstreamMalformedError,
     UpstreamStatusError,
-    UpstreamTimeoutError,
 )
 from sluice.observe.tracing import Tracing
 from sluice.pipeline.context import Attempt, CallContext, Result
@@ -42,6 +38,15 @@ from sluice.reliability.backoff import retry_delay
 from sluice.reliability.breaker import BREAKER_NAMES, BreakerStateName
 from sluice.reliability.budget import RetryBudget
 from sluice.reliability.guarded import GuardedStream, bounded
+from sluice.reliability.outcomes import (
+    all_open_error,
+    context_error,
+    final_error,
+    is_caller_deadline,
+    is_caller_error,
+    is_context_overflow,
+    resting_error,
+)
 from sluice.reliability.slots import SlotPool
 from sluice.reliability.state import DeploymentState, order
 from sluice.replay import events_from_response
@@ -57,16 +62,6 @@ from sluice.types import (
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
 
-_CALLER_STATUSES = frozenset({400, 413, 422})
-_CONTEXT_HINTS = (
-    "context length",
-    "context_length",
-    "context window",
-    "prompt is too long",
-    "maximum context",
-    "too many tokens",
-)
-
 
 class _ModelFailed(Exception):
     """Internal: this model of the plan cannot serve the request; try the next one."""
@@ -74,20 +69,6 @@ class _ModelFailed(Exception):
     def __init__(self, error: SluiceError) -> None:
         super().__init__(error.message)
         self.error = error
-
-
-def is_context_overflow(err: SluiceError) -> bool:
-    if not isinstance(err, UpstreamStatusError) or err.upstream_status not in (400, 413):
-        return False
-    text = err.message.lower()
-    return any(hint in text for hint in _CONTEXT_HINTS)
-
-
-def is_caller_error(err: SluiceError) -> bool:
-    """The request itself is wrong: no other deployment would answer differently."""
-    if isinstance(err, UpstreamStatusError):
-        return err.upstream_status in _CALLER_STATUSES and not is_context_overflow(err)
-    return not isinstance(err, UpstreamError)
 
 
 class PlanExecutor:
@@ -190,17 +171,55 @@ class PlanExecutor:
         chain = self.chain(req.model)
         panic = self._panicking(chain)
         failures: list[SluiceError] = []
+        tried: set[str] = set()
         for index, model in enumerate(chain):
             if index < ctx.skip_models:
                 continue
             ctx.fallback = index > 0
             try:
-                return await self._serve_model(ctx, model, deadline, need, panic)
+                return await self._serve_model(ctx, model, deadline, need, panic, tried)
             except _ModelFailed as failed:
                 failures.append(failed.error)
+        if not panic and (result := await self._last_resort(ctx, chain, deadline, need, tried)):
+            return result
         if plan is not None and plan.degrade is not None:
             return self._degraded(ctx, plan.degrade.message)
-        raise _final_error(failures)
+        raise final_error(failures)
+
+    async def _last_resort(
+        self,
+        ctx: CallContext,
+        chain: list[str],
+        deadline: float | None,
+        need: _Need,
+        tried: set[str],
+    ) -> Result | None:
+        """Every healthy deployment of the plan failed this call: before giving up, try the
+        ejected ones too (a breaker opened by a run of bad luck must not turn into a failed
+        call). None when there is none, or they failed as well."""
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        saved = ctx.exclude_deployments
+        ctx.exclude_deployments = saved | tried
+        try:
+            for index, model in enumerate(chain):
+                if index < ctx.skip_models:
+                    continue
+                ejected = [
+                    s
+                    for s in self._deployments(model)
+                    if s.id not in ctx.exclude_deployments and not s.breaker.available()
+                ]
+                if not ejected:
+                    continue
+                ctx.fallback = index > 0
+                try:
+                    return await self._serve_model(ctx, model, deadline, need, True, tried)
+                except _ModelFailed:
+                    continue
+        finally:
+            ctx.exclude_deployments = saved
+        return None
 
     def _degraded(self, ctx: CallContext, message: str) -> Result:
         ctx.degraded = True
@@ -213,23 +232,29 @@ class PlanExecutor:
         return events_from_response(resp) if ctx.request.stream else resp
 
     async def _serve_model(
-        self, ctx: CallContext, model: str, deadline: float | None, need: _Need, panic: bool
+        self,
+        ctx: CallContext,
+        model: str,
+        deadline: float | None,
+        need: _Need,
+        panic: bool,
+        tried_all: set[str],
     ) -> Result:
         states = [s for s in self._deployments(model) if s.id not in ctx.exclude_deployments]
         if not states:
-            raise _ModelFailed(_all_open_error(model, self._deployments(model)))
+            raise _ModelFailed(all_open_error(model, self._deployments(model)))
         fitting = [s for s in states if not s.dep.context_window or need.fits(s.dep.context_window)]
         if not fitting:
-            raise _ModelFailed(_context_error(model, need.tokens, states))
+            raise _ModelFailed(context_error(model, need.tokens, states))
         plan = self._plans.get(model)
         strategy = (plan.load_balancing if plan else None) or self._cfg.load_balancing
         candidates = order(fitting, strategy, self._rng, panic=panic)
         if not candidates:
-            raise _ModelFailed(_all_open_error(model, fitting))
+            raise _ModelFailed(all_open_error(model, fitting))
         now = time.monotonic()
         awake = [c for c in candidates if not c.resting(now)]
         if not awake:  # the provider asked us to wait: don't send what would be a 429
-            raise _ModelFailed(_resting_error(model, candidates, now))
+            raise _ModelFailed(resting_error(model, candidates, now))
         candidates = awake
         tried: set[str] = set()
         last: SluiceError | None = None
@@ -239,13 +264,14 @@ class PlanExecutor:
             if not state.breaker.allow() and not panic:
                 self.slots.release(state)
                 continue
+            tried_all.add(state.id)
             try:
                 return await self._attempts(ctx, state, deadline, panic)
             except UpstreamError as err:
                 if is_caller_error(err):
                     raise
                 last = err
-        raise _ModelFailed(last or _all_open_error(model, fitting))
+        raise _ModelFailed(last or all_open_error(model, fitting))
 
     # --- attempts on one deployment -----------------------------------------------------
 
@@ -464,52 +490,3 @@ class _Need:
         if self._at_most is None:
             self._at_most = request_tokens_at_most(self._req) + (self._req.max_tokens or 0)
         return self._at_most <= window or self.tokens <= window
-
-
-def _context_error(model: str, need: int, states: list[DeploymentState]) -> SluiceError:
-    largest = max((s.dep.context_window or 0) for s in states)
-    return InvalidRequestError(
-        f"the request needs about {need} tokens (prompt + max_tokens); the largest context "
-        f"window serving {model!r} is {largest}",
-        param="messages",
-        code="context_length_exceeded",
-    )
-
-
-def is_caller_deadline(err: SluiceError, deadline: float | None) -> bool:
-    """A timeout because the caller's `x-sluice-timeout-ms` ran out: not the deployment's
-    fault, never counted against it (one tenant's tight deadlines must not eject it)."""
-    if deadline is None or not isinstance(err, UpstreamTimeoutError):
-        return False
-    return time.monotonic() >= deadline - 0.005
-
-
-def _all_open_error(model: str, states: list[DeploymentState]) -> SluiceError:
-    """503 with `retry-after`: when the first of them takes calls again (its breaker's
-    remaining open time, or the provider's requested rest)."""
-    now = time.monotonic()
-    wait = min(
-        (max(s.breaker.remaining_open_s(), s.cooldown_until - now, 1.0) for s in states),
-        default=1.0,
-    )
-    return ServiceUnavailableError(
-        f"every deployment serving {model!r} is unavailable (circuit open)",
-        code="deployments_unavailable",
-        headers={"retry-after": str(max(1, math.ceil(wait)))},
-    )
-
-
-def _resting_error(model: str, states: list[DeploymentState], now: float) -> SluiceError:
-    wait = min(s.cooldown_until for s in states) - now
-    return RateLimitError(
-        f"every deployment serving {model!r} is rate-limited by its provider; retry later",
-        code="upstream_rate_limited",
-        headers={"retry-after": str(max(1, math.ceil(wait)))},
-    )
-
-
-def _final_error(failures: list[SluiceError]) -> SluiceError:
-    """What the caller sees when the whole plan failed: the last upstream failure (a 504
-    when it was a timeout), else why no deployment could be tried."""
-    upstream = [f for f in failures if isinstance(f, UpstreamError)]
-    return upstream[-1] if upstream else failures[-1]
