@@ -37,6 +37,7 @@ SIM = {"x-sim-output-tokens": str(OUT), "x-sim-tps": "600"}
 async def gateway(sim_url: str, db: str, limits: dict[str, Any]) -> AsyncIterator[str]:
     data = gateway_config(sim_url).model_dump()
     data["observability"]["records"]["store_url"] = db
+    data["cache"]["semantic"]["enabled"] = False  # no embedding model to load
     data["limits"] = {"enabled": True, **limits}
     runner, port = await server.start(SluiceConfig.model_validate(data))
     try:
@@ -200,3 +201,34 @@ async def test_a_stream_cut_by_the_upstream_is_charged_what_it_delivered(
     [record] = calls(db)
     assert record.status >= 500 and record.usage_source == "estimated"
     assert record.output_tokens >= 0.8 * delivered > 0, (record.output_tokens, delivered)
+
+
+async def test_a_reset_at_write_eof_is_a_clean_200(
+    sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client closes right at the end: the answer was delivered in full, so it is a 200
+    record, and nothing is logged as a traceback."""
+    from aiohttp import web
+    from aiohttp.client_exceptions import ClientConnectionResetError
+
+    real = web.StreamResponse.write_eof
+
+    async def reset(self: web.StreamResponse, data: bytes = b"") -> None:
+        if self.content_type == "text/event-stream":
+            raise ClientConnectionResetError("Cannot write to closing transport")
+        await real(self, data)
+
+    monkeypatch.setattr(web.StreamResponse, "write_eof", reset)
+    db = f"sqlite:///{tmp_path / 'records.db'}"
+    async with aiohttp.ClientSession() as http, gateway(sim_url, db, {}) as url:
+        body = {
+            "model": "gpt-4o-mini",
+            "stream": True,
+            "messages": [{"role": "user", "content": "Tell me about springs"}],
+        }
+        async with http.post(url + "/v1/chat/completions", json=body) as resp:
+            raw = await resp.content.read(1 << 20)
+        assert b"[DONE]" in raw
+    [record] = calls(db)
+    assert record.status == 200 and record.error_type is None
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
