@@ -8,6 +8,7 @@ connection. The call's record, its budget and its TPM must carry the delivered t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -232,3 +233,39 @@ async def test_a_reset_at_write_eof_is_a_clean_200(
     [record] = calls(db)
     assert record.status == 200 and record.error_type is None
     assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
+
+
+async def test_a_stream_cut_at_the_drain_timeout_is_charged(sim_url: str, tmp_path: Path) -> None:
+    """Shutdown waits `drain_timeout_s` for in-flight streams, then cancels them: what they
+    delivered until then is settled and recorded."""
+    from aiohttp import web
+
+    db = f"sqlite:///{tmp_path / 'records.db'}"
+    data = gateway_config(sim_url).model_dump()
+    data["observability"]["records"]["store_url"] = db
+    data["cache"]["semantic"]["enabled"] = False
+    app = server.create_app(SluiceConfig.model_validate(data))
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    body = {
+        "model": "gpt-4o-mini",
+        "max_tokens": 200,
+        "stream": True,
+        "messages": [{"role": "user", "content": "a slow answer"}],
+    }
+    slow = {"x-sim-output-tokens": "200", "x-sim-tps": "40"}  # ~5 s of streaming
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url + "/v1/chat/completions", json=body, headers=slow) as resp:
+            await resp.content.readany()
+            await asyncio.sleep(0.5)
+            await runner.cleanup()  # drain 0.5 s, then the stream is cut
+            with contextlib.suppress(aiohttp.ClientError):
+                await resp.read()
+        sim = await settled_sim(http, sim_url)
+    delivered = sim["by_model"]["gpt-4o-mini"]["output_tokens"]
+    [record] = calls(db)
+    assert record.usage_source == "estimated" and record.status >= 400
+    assert record.output_tokens >= 0.8 * delivered > 0, (record.output_tokens, delivered)
