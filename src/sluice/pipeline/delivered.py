@@ -25,6 +25,7 @@ from sluice.context.tokens import Calibration
 from sluice.types import ChatRequest, ChatResponse, TextPart, ThinkingPart, ToolCallPart, Usage
 
 UsageSource = Literal["provider", "estimated"]
+SAMPLE_EVERY = 8
 
 
 def counted_output(resp: ChatResponse) -> int:
@@ -44,14 +45,19 @@ class DeliveredUsage:
     """Per upstream model, the provider's reported tokens over our count (input and output),
     so estimates of cut streams land where the provider's own count would."""
 
-    __slots__ = ("inputs", "outputs")
+    __slots__ = ("_seen", "inputs", "outputs")
 
     def __init__(self) -> None:
         self.inputs = Calibration()
         self.outputs = Calibration()
+        self._seen = 0
 
     def observe(self, req: ChatRequest, resp: ChatResponse, upstream_model: str) -> None:
-        """Learn from an answer whose usage the provider reported in full."""
+        """Learn from an answer whose usage the provider reported in full — one stream in
+        `SAMPLE_EVERY`: counting a long prompt costs milliseconds, and the ratio moves slowly."""
+        self._seen += 1
+        if (self._seen - 1) % SAMPLE_EVERY:
+            return
         self.outputs.observe(upstream_model, counted_output(resp), resp.usage.output_tokens)
         self.inputs.observe(
             upstream_model, approx.estimate_request_tokens(req), resp.usage.input_tokens
