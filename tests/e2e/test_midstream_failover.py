@@ -16,6 +16,7 @@ import pytest
 
 from sluice import server
 from sluice.config import parse_config
+from sluice.observe.records import CallRecord
 from sluice.observe.store import RecordStore
 from sluice.reliability.midstream import CONTINUE_PROMPT
 from sluice.sim.config import SimConfig
@@ -89,24 +90,27 @@ def split_at_partial(text: str, first: str) -> str:
     return first[:size]
 
 
-async def openai_stream(rig: Rig, model: str) -> tuple[str, str | None]:
+async def openai_stream(rig: Rig, model: str) -> tuple[str, str | None, int]:
     async with openai.AsyncOpenAI(base_url=rig.gateway + "/v1", api_key="x", max_retries=0) as c:
         stream = await c.chat.completions.create(
             model=model,
             messages=[{"role": "user", "content": PROMPT}],
             max_tokens=MAX_TOKENS,
             stream=True,
+            stream_options={"include_usage": True},
         )
-        text, finish = "", None
+        text, finish, output = "", None, 0
         async for chunk in stream:
             if chunk.choices:
                 text += chunk.choices[0].delta.content or ""
                 finish = chunk.choices[0].finish_reason or finish
-    return text, finish
+            if chunk.usage is not None:
+                output = chunk.usage.completion_tokens
+    return text, finish, output
 
 
 async def test_openai_client_stream_cut_continues_on_anthropic_by_prefill(rig: Rig) -> None:
-    text, finish = await openai_stream(rig, "chat-oa")
+    text, finish, output = await openai_stream(rig, "chat-oa")
     assert finish == "stop"
     sims = (await stats(rig, rig.cut), await stats(rig, rig.ok))
     first = await rig.answer(
@@ -132,7 +136,8 @@ async def test_openai_client_stream_cut_continues_on_anthropic_by_prefill(rig: R
     )
     rest = rest.lstrip() if prefill != partial else rest
     assert text == partial + rest  # nothing repeated, nothing lost
-    await assert_both_attempts_charged(rig, *sims)
+    call = await assert_both_attempts_charged(rig, *sims)
+    assert output == call.output_tokens  # the usage chunk shows what both attempts cost
 
 
 async def test_anthropic_client_stream_cut_continues_on_openai_with_instruction(
@@ -178,7 +183,9 @@ async def test_anthropic_client_stream_cut_continues_on_openai_with_instruction(
     await assert_both_attempts_charged(rig, *sims)
 
 
-async def assert_both_attempts_charged(rig: Rig, cut: dict[str, Any], ok: dict[str, Any]) -> None:
+async def assert_both_attempts_charged(
+    rig: Rig, cut: dict[str, Any], ok: dict[str, Any]
+) -> CallRecord:
     assert cut["requests_total"] == 1 and ok["requests_total"] == 1  # one call each
     delivered = sum(m["output_tokens"] for m in cut["by_model"].values())
     continued = sum(m["output_tokens"] for m in ok["by_model"].values())
@@ -195,6 +202,7 @@ async def assert_both_attempts_charged(rig: Rig, cut: dict[str, Any], ok: dict[s
     assert call.output_tokens >= 0.8 * delivered + continued
     assert call.cost_usd is not None and call.cost_usd > 0
     assert sorted(a.status for a in attempts)[-1] >= 500  # the cut attempt, marked failed
+    return call
 
 
 async def stats(rig: Rig, url: str) -> dict[str, Any]:

@@ -42,6 +42,8 @@ from sluice.types import (
     ThinkingDelta,
     ToolCallDelta,
     ToolCallStart,
+    Usage,
+    UsageUpdate,
 )
 
 CONTINUE_PROMPT = (
@@ -83,8 +85,8 @@ class MidstreamFailoverStage:
 class ResumingStream:
     """The client's one stream over one or more upstream attempts."""
 
-    __slots__ = ("_ctx", "_inner", "_lead", "_nxt", "_pending", "_resumes", "_sent",
-                 "_skip_start", "_stage", "_tool_sent")  # fmt: skip
+    __slots__ = ("_ctx", "_earlier", "_inner", "_lead", "_nxt", "_pending", "_resumes",
+                 "_sent", "_skip_start", "_stage", "_tool_sent")  # fmt: skip
 
     def __init__(
         self, ctx: CallContext, nxt: Handler, inner: EventStream, stage: MidstreamFailoverStage
@@ -99,6 +101,7 @@ class ResumingStream:
         self._resumes = 0
         self._lead = ""  # whitespace the prefill dropped: strip it from the continuation
         self._pending: str | None = None  # a continuation's head, checked for repetition
+        self._earlier: Usage | None = None  # what the attempts before this one were charged
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self
@@ -128,6 +131,8 @@ class ResumingStream:
         if isinstance(event, StreamStart) and self._skip_start:
             self._skip_start = False  # the client already has its stream's start
             return None
+        if isinstance(event, UsageUpdate) and self._earlier is not None:
+            event = UsageUpdate(_plus(self._earlier, event.usage))  # usage shows every attempt
         if isinstance(event, TextDelta):
             if self._pending is not None:
                 self._pending += event.text
@@ -190,6 +195,7 @@ class ResumingStream:
             stage.stats["failed"] += 1
             raise err
         self._resumes += 1
+        self._earlier = dataclasses.replace(ctx.usage)  # settled: every attempt so far
         stage.stats["continued" if partial else "restarted"] += 1
         self._inner = result
         self._skip_start = True
@@ -234,6 +240,15 @@ def _continuation(req: ChatRequest, partial: str) -> Callable[[str], ChatRequest
         return dataclasses.replace(req, messages=messages, max_tokens=left, stream=True)
 
     return for_kind
+
+
+def _plus(a: Usage, b: Usage) -> Usage:
+    return Usage(
+        a.input_tokens + b.input_tokens,
+        a.output_tokens + b.output_tokens,
+        a.cache_read_tokens + b.cache_read_tokens,
+        a.cache_write_tokens + b.cache_write_tokens,
+    )
 
 
 def _all_text(msg: Message) -> bool:
