@@ -63,7 +63,7 @@ class Upstream:
 async def run(
     streams: list[tuple[list[StreamEvent], bool]], plans: dict[str, ModelPlanConfig] | None = None
 ) -> tuple[list[StreamEvent], Upstream, MidstreamFailoverStage]:
-    stage = MidstreamFailoverStage(plans or {}, lambda ctx: True)
+    stage = MidstreamFailoverStage(plans or {}, lambda ctx, exclude: True)
     upstream = Upstream(streams)
     ctx = CallContext(ChatRequest("m", [Message("user", [TextPart("hi")])], stream=True))
     result = await stage(ctx, upstream)

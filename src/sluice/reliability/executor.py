@@ -132,14 +132,14 @@ class PlanExecutor:
         plan = self._plans.get(model)
         return [model, *(plan.fallbacks if plan else [])]
 
-    def has_alternative(self, ctx: CallContext) -> bool:
-        """Is there a deployment in the plan not yet excluded (for mid-stream failover)?"""
+    def has_alternative(self, ctx: CallContext, exclude: set[str]) -> bool:
+        """Has the plan a deployment outside `exclude` (for mid-stream failover)?"""
         for model in self.chain(ctx.request.model)[ctx.skip_models :]:
             try:
                 states = self._deployments(model)
             except SluiceError:
                 continue
-            if any(s.id not in ctx.exclude_deployments for s in states):
+            if any(s.id not in exclude for s in states):
                 return True
         return False
 
@@ -180,7 +180,8 @@ class PlanExecutor:
                 return await self._serve_model(ctx, model, deadline, need, panic, tried)
             except _ModelFailed as failed:
                 failures.append(failed.error)
-        if not panic and (result := await self._last_resort(ctx, chain, deadline, need, tried)):
+        last_resort = not panic and self._cfg.breaker.panic_threshold > 0
+        if last_resort and (result := await self._last_resort(ctx, chain, deadline, need, tried)):
             return result
         if plan is not None and plan.degrade is not None:
             return self._degraded(ctx, plan.degrade.message)
@@ -196,7 +197,8 @@ class PlanExecutor:
     ) -> Result | None:
         """Every healthy deployment of the plan failed this call: before giving up, try the
         ejected ones too (a breaker opened by a run of bad luck must not turn into a failed
-        call). None when there is none, or they failed as well."""
+        call). None when there is none, or they failed as well. Off with the panic
+        threshold (`panic_threshold: 0`: ejected means skipped)."""
         if deadline is not None and time.monotonic() >= deadline:
             return None
         saved = ctx.exclude_deployments

@@ -57,7 +57,9 @@ _OVERLAP_WINDOW = 80  # characters of a continuation examined for a repeated tai
 
 class MidstreamFailoverStage:
     def __init__(
-        self, plans: dict[str, ModelPlanConfig], has_alternative: Callable[[CallContext], bool]
+        self,
+        plans: dict[str, ModelPlanConfig],
+        has_alternative: Callable[[CallContext, set[str]], bool],
     ) -> None:
         self._plans = plans
         self._has_alternative = has_alternative
@@ -74,12 +76,15 @@ class MidstreamFailoverStage:
         result = await nxt(ctx)
         if isinstance(result, ChatResponse) or not self.enabled_for(ctx.request.model):
             return result
+        serving = {ctx.deployment.id} if ctx.deployment is not None else set()
+        if not self._has_alternative(ctx, serving):
+            return result  # a plan of one deployment: nowhere to continue, no wrapper cost
         return ResumingStream(ctx, nxt, result, self)
 
     def may_resume(self, ctx: CallContext, err: SluiceError) -> bool:
         if not isinstance(err, UpstreamError) or _callers_deadline(ctx, err):
             return False
-        return self._has_alternative(ctx)
+        return self._has_alternative(ctx, ctx.exclude_deployments)
 
 
 class ResumingStream:
