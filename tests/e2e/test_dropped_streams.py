@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -23,10 +24,12 @@ import pytest
 
 from sluice import server
 from sluice.config import SluiceConfig
+from sluice.governance.redis_counters import RedisCounters
 from sluice.observe.records import CallRecord
 from sluice.observe.store import RecordStore
 from sluice.tokens import count_text
 from tests.conftest import gateway_config
+from tests.integration.test_limits_redis import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
@@ -151,11 +154,20 @@ async def test_a_completed_stream_keeps_the_providers_usage(sim_url: str, tmp_pa
     assert record.output_tokens > 0
 
 
-async def test_dropped_streams_cannot_bypass_a_hard_budget(sim_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_dropped_streams_cannot_bypass_a_hard_budget(
+    sim_url: str, tmp_path: Path, backend: str
+) -> None:
     """Each dropped stream costs ~$0.00016; reserving one costs ~$0.00018: a $0.001 total
-    budget admits about five. Before the fix all ten were admitted at $0."""
+    budget admits about five. Before the fix all ten were admitted at $0. With Redis too:
+    the settlement runs in the task the disconnect cancelled."""
     db = f"sqlite:///{tmp_path / 'records.db'}"
-    budget = {"budgets": {"tenants": {"default": [{"period": "total", "usd": 0.001}]}}}
+    budget: dict[str, Any] = {
+        "budgets": {"tenants": {"default": [{"period": "total", "usd": 0.001}]}}
+    }
+    if backend == "redis":
+        prefix = f"sluice-test:dropped:{uuid.uuid4().hex}:"
+        budget.update(backend="redis", redis_url=REDIS_URL, key_prefix=prefix)
     admitted, refused = 0, 0
     async with aiohttp.ClientSession() as http, gateway(sim_url, db, budget) as url:
         for i in range(10):
@@ -176,6 +188,10 @@ async def test_dropped_streams_cannot_bypass_a_hard_budget(sim_url: str, tmp_pat
         assert later.value.code == "budget_exceeded"
         async with http.get(url + "/v1/sluice/usage") as resp:
             spent = Decimal(str((await resp.json())["budgets"][0]["spent"]))
+    if backend == "redis":
+        probe = RedisCounters(REDIS_URL, budget["key_prefix"])
+        await probe.clear()
+        await probe.close()
     assert 3 <= admitted <= 6 and refused == 10 - admitted
     assert spent >= Decimal("0.0007")
 
