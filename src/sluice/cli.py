@@ -308,6 +308,17 @@ def frontends(concurrency: int, count: int, rounds: int) -> None:
     click.echo(run(concurrency, count, rounds))
 
 
+@bench.command("chaos")
+@click.option("--requests", "count", default=2000, show_default=True)
+@click.option("--concurrency", default=24, show_default=True)
+@click.option("--hang-s", default=2.0, show_default=True, help="How long a `hang` fault lasts.")
+def chaos_bench(count: int, concurrency: int, hang_s: float) -> None:
+    """30% upstream faults, default reliability settings: failures, attempts, cut streams."""
+    from sluice.bench.chaos import run
+
+    click.echo(run(count, concurrency, hang_s))
+
+
 @bench.command("routing")
 @click.option("--dataset", type=click.Path(exists=True, dir_okay=False), required=True)
 @click.option(

@@ -113,8 +113,20 @@ class WatchedStream:
         return event
 
     async def aclose(self) -> None:
+        """Settle first, then close the upstream: closing may drain it (or be cut short by
+        a shutdown), and what was delivered must be charged either way."""
         try:
+            await self.end_early()
+        finally:
             await self._events.aclose()
+
+    async def end_early(self) -> None:
+        """Run `on_end` now for a stream being abandoned, innermost wrapper first (so the
+        usage is settled before budgets read it), without touching the upstream."""
+        early = getattr(self._events, "end_early", None)  # a wrapper that settles too
+        try:
+            if early is not None:
+                await early()
         finally:
             await self._end(False)
 

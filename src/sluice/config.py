@@ -144,7 +144,10 @@ class RetryConfig(_Frozen):
     cap_s: float = Field(default=8.0, gt=0)
     # Longest provider retry-after Sluice waits out; longer ones move to the next deployment.
     max_retry_after_s: float = Field(default=20.0, ge=0)
-    budget_ratio: float = Field(default=0.2, ge=0)  # retries ≤ 20% of requests ...
+    # Retries ≤ 50% of requests: at a 30% fault rate recovering every call takes ~0.43
+    # retries per request (0.3 + 0.09 + ...), which 20% starved; a total outage still costs
+    # at most 1.5 calls per request on a deployment.
+    budget_ratio: float = Field(default=0.5, ge=0)  # retries ≤ 50% of requests ...
     budget_window_s: float = Field(default=60.0, gt=0)  # ... over this sliding window
     budget_min_retries: int = Field(default=10, ge=0)  # always allowed per window
 
@@ -157,6 +160,12 @@ class BreakerConfig(_Frozen):
     consecutive_failures: int = Field(default=5, ge=1)
     open_s: float = Field(default=30.0, gt=0)
     half_open_probes: int = Field(default=1, ge=1)
+    # Outlier detection (Envoy): at most this share of a model's deployments ejected at once
+    # (one may always be) ...
+    max_ejection_share: float = Field(default=0.5, ge=0, le=1)
+    # ... and when less than this share of a plan's deployments is healthy, ejected ones are
+    # tried anyway (after the healthy ones) instead of failing fast with 503. 0: never.
+    panic_threshold: float = Field(default=0.5, ge=0, le=1)
 
 
 class QueueConfig(_Frozen):
@@ -205,6 +214,8 @@ class ModelPlanConfig(_Frozen):
     load_balancing: LoadBalancing | None = None
     degrade: DegradeConfig | None = None
     policy: TokenPolicy = TokenPolicy()  # output caps, context strategy, sessions
+    # A stream cut after its first byte continues on the next deployment of the plan.
+    midstream_failover: bool = True
 
 
 class RecordsConfig(_Frozen):

@@ -8,6 +8,7 @@ SSE) in the same wire format. Every answer carries `x-sluice-request-id`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -242,6 +243,7 @@ async def _stream_out(
     pending: list[bytes] = []
     ttft_ms: float | None = None
     status, error_type = 200, None
+    delivered = False  # the whole answer and its end marker were written
 
     async def write(data: bytes) -> None:
         nonlocal ttft_ms
@@ -262,19 +264,31 @@ async def _stream_out(
                 pending.append(chunk)
         pending.append(encoder.close())
         await write(b"".join(pending))
+        pending.clear()
+        delivered = True
+        await resp.write_eof()
+    except ConnectionResetError:
+        # The client closed the connection, perhaps right at the end (at `write_eof`): an
+        # answer delivered in full is a 200, one cut short a 499. No traceback either way.
+        if not delivered:
+            log.info("request %s: client went away mid-stream; upstream closed", request_id)
+            status, error_type = CLIENT_CLOSED, "client_disconnected"
     except SluiceError as err:
         log.warning("request %s: stream failed after start: %s", request_id, err.message)
         status, error_type = err.http_status, err.code
-        await write(b"".join(pending) + encoder.error(err))
-    except (ConnectionResetError, asyncio.CancelledError):
-        log.info("request %s: client went away mid-stream; upstream closed", request_id)
-        status, error_type = CLIENT_CLOSED, "client_disconnected"
+        with contextlib.suppress(ConnectionResetError):  # the client may be gone too
+            await write(b"".join(pending) + encoder.error(err))
+    except asyncio.CancelledError:
+        if not delivered:
+            log.info("request %s: client went away mid-stream; upstream closed", request_id)
+            status, error_type = CLIENT_CLOSED, "client_disconnected"
         raise
     except Exception:
         log.exception("request %s: unexpected error mid-stream", request_id)
         internal = InternalError(f"internal error; request id {request_id}")
         status, error_type = 500, internal.code
-        await resp.write(b"".join(pending) + encoder.error(internal))
+        with contextlib.suppress(ConnectionResetError):
+            await resp.write(b"".join(pending) + encoder.error(internal))
     finally:
         await events.aclose()  # settles usage and cost
         request.app[GATEWAY].recorder.finish(
@@ -286,7 +300,8 @@ async def _stream_out(
             error_type=error_type,
             ttft_ms=ttft_ms,
         )
-    await resp.write_eof()
+    with contextlib.suppress(ConnectionResetError):  # a no-op when already written
+        await resp.write_eof()
     return resp
 
 

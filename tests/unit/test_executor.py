@@ -237,7 +237,12 @@ async def test_nothing_fits_is_a_clear_400() -> None:
 
 
 async def test_breakers_open_and_then_fail_fast_with_503() -> None:
-    ex, fake = executor({"b1": [fail(500)]})
+    """With the panic threshold off, an ejected plan fails fast; `retry-after` is the
+    breaker's remaining open time (60 s here), not 1."""
+    ex, fake = executor(
+        {"b1": [fail(500)]},
+        "\n  breaker: {consecutive_failures: 3, open_s: 60, panic_threshold: 0}\n",
+    )
     ex._cfg = ex._cfg.model_copy(
         update={"retry": ex._cfg.retry.model_copy(update={"max_retries": 0})}
     )
@@ -248,7 +253,39 @@ async def test_breakers_open_and_then_fail_fast_with_503() -> None:
     with pytest.raises(ServiceUnavailableError) as info:
         await ex(ctx("backup"))
     assert len(fake.calls) == calls  # refused without calling upstream
-    assert int(info.value.headers["retry-after"]) >= 1
+    assert 55 <= int(info.value.headers["retry-after"]) <= 60
+
+
+async def test_panic_tries_an_ejected_plan_instead_of_failing_fast() -> None:
+    ex, _ = executor({"b1": [fail(500), fail(500), fail(500), ok("back")]})
+    ex._cfg = ex._cfg.model_copy(
+        update={"retry": ex._cfg.retry.model_copy(update={"max_retries": 0})}
+    )
+    for _ in range(3):
+        with pytest.raises(UpstreamError):
+            await ex(ctx("backup"))
+    assert ex.breaker_states()["b1"] == "open"
+    resp = await ex(ctx("backup"))  # the whole plan is ejected: panic, try it anyway
+    assert isinstance(resp, ChatResponse) and resp.parts == [TextPart("back")]
+
+
+async def test_ejection_share_keeps_half_of_a_models_deployments_serving() -> None:
+    ex, _ = executor({"a1": [fail(500)], "a2": [fail(500)]})
+    for dep in ("a1", "a2"):
+        for _ in range(3):
+            ex._record_failure(ex.states[dep], UpstreamStatusError("x", upstream_status=500))
+    states = ex.breaker_states()
+    assert sorted([states["a1"], states["a2"]]) == ["closed", "open"]  # 1 of 2 at most
+
+
+async def test_the_callers_deadline_never_counts_against_a_deployment() -> None:
+    ex, fake = executor({"b1": [ok()]}, sleep=asyncio.sleep)
+    fake.delay_s = 0.2
+    for _ in range(6):  # a tenant with a 10 ms deadline on a healthy, slower upstream
+        with pytest.raises(UpstreamTimeoutError):
+            await ex(ctx("backup", headers={"x-sluice-timeout-ms": "10"}))
+    assert ex.breaker_states()["b1"] == "closed"
+    assert isinstance(await ex(ctx("backup")), ChatResponse)  # another caller is served
 
 
 async def test_degrade_answer_when_the_plan_fails() -> None:

@@ -15,7 +15,8 @@ EXPECTED_FIELDS = [
     *("route", "model_requested", "deployment", "provider", "upstream_model"),
     *("attempts", "fallback_triggered", "cache_status", "cache_similarity", "stream"),
     *("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"),
-    *("cost_usd", "cost_saved_usd", "latency_ms", "ttft_ms", "finish_reason", "status"),
+    *("cost_usd", "cost_saved_usd", "usage_source", "latency_ms", "ttft_ms", "finish_reason"),
+    "status",
     *("error_type", "system_prompt_hash", "input_preview", "output_preview"),
     *("route_decision", "routing_saved_usd"),
 ]

@@ -61,6 +61,7 @@ def test_the_stage_order_with_every_stage_on() -> None:
         "SemanticCacheStage",
         "RouterStage",
         "StructuredOutputStage",
+        "MidstreamFailoverStage",
         "SettleStage",
     ]
 
@@ -80,6 +81,7 @@ def test_stages_switched_off_are_not_in_the_pipeline() -> None:
         "AuthStage",
         "TokenPolicyStage",
         "StructuredOutputStage",
+        "MidstreamFailoverStage",
         "SettleStage",
     ]
     assert gateway.limits is None and gateway.router is None and gateway.caches == []

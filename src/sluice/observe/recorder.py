@@ -163,6 +163,7 @@ class Recorder:
             cache_read_tokens=usage.cache_read_tokens,
             cache_write_tokens=usage.cache_write_tokens,
             cost_usd=cost,
+            usage_source=ctx.usage_source,
             cache_status=ctx.cache_status,  # type: ignore[arg-type]
             cache_similarity=ctx.cache_similarity,
             cost_saved_usd=saved,

@@ -151,6 +151,7 @@ def _columns() -> list[Column[Any]]:
         Column("output_preview", Text(), nullable=True),
         Column("route_decision", Text(), nullable=True),
         Column("routing_saved_usd", _Money(), nullable=True),
+        s("usage_source", 16),
     ]
 
 

@@ -75,6 +75,10 @@ class CallContext:
     fallback: bool = False  # served (or tried) by a model other than the one asked for
     degraded: bool = False  # the plan failed and the configured degrade answer was given
     skip_models: int = 0  # start the plan at this model (structured output escalates)
+    # Mid-stream failover (sluice.reliability.midstream): deployments that cut this call's
+    # stream, and the continuation request shaped for a provider kind ("openai"|"anthropic").
+    exclude_deployments: set[str] = field(default_factory=set)
+    rewrite_for: Callable[[str], ChatRequest] | None = None
     cache_status: str | None = None  # "miss" | "exact" | "semantic" | "stale" | "bypass"
     cache_similarity: float | None = None  # cosine of a semantic cache hit
     response_headers: dict[str, str] = field(default_factory=dict)
@@ -86,6 +90,7 @@ class CallContext:
     usage: Usage = field(default_factory=Usage)  # summed over repairs and escalations
     cost_usd: Decimal | None = None  # None while any part of it has no known price
     cost_known: bool = True
+    usage_source: str | None = None  # "provider" | "estimated" (a dropped or cut stream)
     last_response: ChatResponse | None = None  # the last settled answer (streams: collected)
     attempt_log: list[Attempt] = field(default_factory=list)
     # Called with each settled upstream answer's cost (None: unknown price).

@@ -1,11 +1,17 @@
-"""A circuit breaker per deployment.
+"""A circuit breaker per deployment: outlier detection in the spirit of Envoy's.
 
 closed    → calls flow; outcomes go into a rolling window.
-open      → calls are refused (the deployment is skipped) for `open_s`; entered when the
-            window's error rate reaches the threshold over enough calls, or after N
-            consecutive failures.
+open      → the deployment is ejected (skipped) for `open_s`; entered when the window's
+            error rate reaches the threshold over enough calls, or after N consecutive
+            gateway failures (5xx, timeouts, refused connections, malformed answers) — but
+            only while `may_eject` agrees (the executor caps the share of a model's
+            deployments ejected at once, as Envoy's `max_ejection_percent` does).
 half-open → after `open_s`, up to `half_open_probes` calls go through; a success closes the
             breaker (fresh window), a failure opens it again.
+
+Only the deployment's own failures count: a 429 rests it instead, and the caller's errors,
+deadline or cancellation never count (see `PlanExecutor._record_failure`). When too much of
+a plan is ejected the executor tries ejected deployments anyway (the panic threshold).
 """
 
 from __future__ import annotations
@@ -45,7 +51,9 @@ class CircuitBreaker:
         open_s: float,
         half_open_probes: int,
         clock: Callable[[], float] = time.monotonic,
+        may_eject: Callable[[], bool] | None = None,
     ) -> None:
+        self.may_eject = may_eject
         self._min_calls = min_calls
         self._error_rate = error_rate
         self._consecutive_limit = consecutive_failures
@@ -76,6 +84,12 @@ class CircuitBreaker:
             return True
         return False
 
+    def remaining_open_s(self) -> float:
+        """Seconds until an open breaker lets a probe through (0 when not open)."""
+        if self.state is not BreakerState.OPEN:
+            return 0.0
+        return max(self._open_s - (self._clock() - self._opened_at), 0.0)
+
     def available(self) -> bool:
         """Like `allow` but takes nothing: for ordering and readiness."""
         state = self.state
@@ -101,6 +115,9 @@ class CircuitBreaker:
         calls = ok + failed
         tripped = calls >= self._min_calls and failed / calls >= self._error_rate
         if tripped or self._consecutive >= self._consecutive_limit:
+            if self.may_eject is not None and not self.may_eject():
+                self._consecutive = 0  # too many of its peers are out: keep it serving
+                return
             self._open()
 
     def release_probe(self) -> None:

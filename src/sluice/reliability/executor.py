@@ -5,29 +5,31 @@ concurrency-capped), then its fallback models in order, then an optional degrade
 Each deployment gets up to 1 + `max_retries` attempts with full-jitter backoff, within the
 global retry budget and the request's deadline. Caller errors (400/413/422) end the plan at
 once; everything else moves on. Streams are only returned once their first event arrived,
-so any failure before the first byte is retried or falls back transparently.
+so any failure before the first byte is retried or falls back transparently (after it,
+`sluice.reliability.midstream` continues the stream elsewhere).
+
+Outlier detection: a deployment whose breaker is open is skipped — unless less than
+`panic_threshold` of the plan is healthy, when ejected deployments are tried anyway (after
+the healthy ones) rather than failing every call fast. The caller's own deadline,
+cancellation and 4xx never count against a deployment.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sluice.config import ModelPlanConfig, ReliabilityConfig, TimeoutConfig
 from sluice.errors import (
     InvalidRequestError,
-    RateLimitError,
-    ServiceUnavailableError,
     SluiceError,
     UpstreamError,
     UpstreamMalformedError,
     UpstreamStatusError,
-    UpstreamTimeoutError,
 )
 from sluice.observe.tracing import Tracing
 from sluice.pipeline.context import Attempt, CallContext, Result
@@ -35,6 +37,16 @@ from sluice.providers.base import Deployment
 from sluice.reliability.backoff import retry_delay
 from sluice.reliability.breaker import BREAKER_NAMES, BreakerStateName
 from sluice.reliability.budget import RetryBudget
+from sluice.reliability.guarded import GuardedStream, bounded
+from sluice.reliability.outcomes import (
+    all_open_error,
+    context_error,
+    final_error,
+    is_caller_deadline,
+    is_caller_error,
+    is_context_overflow,
+    resting_error,
+)
 from sluice.reliability.slots import SlotPool
 from sluice.reliability.state import DeploymentState, order
 from sluice.replay import events_from_response
@@ -43,24 +55,12 @@ from sluice.tokens import estimate_request_tokens, request_tokens_at_most
 from sluice.types import (
     ChatRequest,
     ChatResponse,
-    EventStream,
-    StreamEvent,
     StreamStart,
     TextPart,
 )
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
-
-_CALLER_STATUSES = frozenset({400, 413, 422})
-_CONTEXT_HINTS = (
-    "context length",
-    "context_length",
-    "context window",
-    "prompt is too long",
-    "maximum context",
-    "too many tokens",
-)
 
 
 class _ModelFailed(Exception):
@@ -69,20 +69,6 @@ class _ModelFailed(Exception):
     def __init__(self, error: SluiceError) -> None:
         super().__init__(error.message)
         self.error = error
-
-
-def is_context_overflow(err: SluiceError) -> bool:
-    if not isinstance(err, UpstreamStatusError) or err.upstream_status not in (400, 413):
-        return False
-    text = err.message.lower()
-    return any(hint in text for hint in _CONTEXT_HINTS)
-
-
-def is_caller_error(err: SluiceError) -> bool:
-    """The request itself is wrong: no other deployment would answer differently."""
-    if isinstance(err, UpstreamStatusError):
-        return err.upstream_status in _CALLER_STATUSES and not is_context_overflow(err)
-    return not isinstance(err, UpstreamError)
 
 
 class PlanExecutor:
@@ -106,6 +92,8 @@ class PlanExecutor:
             dep.id: DeploymentState(dep, config.breaker, self._rng)
             for dep in runtime.deployments.values()
         }
+        for state in self.states.values():
+            state.breaker.may_eject = self._may_eject_fn(state)
         self.budget = RetryBudget(
             config.retry.budget_ratio,
             config.retry.budget_window_s,
@@ -121,27 +109,119 @@ class PlanExecutor:
             return [self.states[d] for d in plan.deployments]
         return [self.states[d.id] for d in self._runtime.deployments_for(model)]
 
+    def _may_eject_fn(self, state: DeploymentState) -> Callable[[], bool]:
+        """Envoy's max ejection percent: at most `max_ejection_share` of each model's
+        deployments out at once — though one may always be."""
+        share = self._cfg.breaker.max_ejection_share
+        pools = [
+            [self.states[d.id] for d in deps]
+            for deps in self._runtime.by_model.values()
+            if any(d.id == state.id for d in deps)
+        ]
+
+        def may_eject() -> bool:
+            for pool in pools:
+                out = sum(1 for s in pool if not s.breaker.available())
+                if out and (out + 1) / len(pool) > share:
+                    return False
+            return True
+
+        return may_eject
+
+    def chain(self, model: str) -> list[str]:
+        plan = self._plans.get(model)
+        return [model, *(plan.fallbacks if plan else [])]
+
+    def has_alternative(self, ctx: CallContext, exclude: set[str]) -> bool:
+        """Has the plan a deployment outside `exclude` (for mid-stream failover)?"""
+        for model in self.chain(ctx.request.model)[ctx.skip_models :]:
+            try:
+                states = self._deployments(model)
+            except SluiceError:
+                continue
+            if any(s.id not in exclude for s in states):
+                return True
+        return False
+
+    def _panicking(self, chain: list[str]) -> bool:
+        """Less than `panic_threshold` of the plan's deployments are healthy."""
+        threshold = self._cfg.breaker.panic_threshold
+        if threshold <= 0:
+            return False
+        states: dict[str, DeploymentState] = {}
+        for model in chain:
+            try:
+                states.update((s.id, s) for s in self._deployments(model))
+            except SluiceError:
+                continue
+        if not states:
+            return False
+        healthy = sum(1 for s in states.values() if s.breaker.available())
+        return healthy / len(states) < threshold
+
     async def __call__(self, ctx: CallContext) -> Result:
         req = ctx.request
         plan = self._plans.get(req.model)
         if plan is None or plan.deployments is None:
             self._runtime.deployments_for(req.model)  # 404 for an unknown model, up front
-        self.budget.record_request()
+        if ctx.rewrite_for is None:  # a mid-stream continuation is not a new request
+            self.budget.record_request()
         deadline = _deadline(req.meta.headers)
         need = _Need(req)
-        chain = [req.model, *(plan.fallbacks if plan else [])]
+        chain = self.chain(req.model)
+        panic = self._panicking(chain)
         failures: list[SluiceError] = []
+        tried: set[str] = set()
         for index, model in enumerate(chain):
             if index < ctx.skip_models:
                 continue
             ctx.fallback = index > 0
             try:
-                return await self._serve_model(ctx, model, deadline, need)
+                return await self._serve_model(ctx, model, deadline, need, panic, tried)
             except _ModelFailed as failed:
                 failures.append(failed.error)
+        last_resort = not panic and self._cfg.breaker.panic_threshold > 0
+        if last_resort and (result := await self._last_resort(ctx, chain, deadline, need, tried)):
+            return result
         if plan is not None and plan.degrade is not None:
             return self._degraded(ctx, plan.degrade.message)
-        raise _final_error(failures)
+        raise final_error(failures)
+
+    async def _last_resort(
+        self,
+        ctx: CallContext,
+        chain: list[str],
+        deadline: float | None,
+        need: _Need,
+        tried: set[str],
+    ) -> Result | None:
+        """Every healthy deployment of the plan failed this call: before giving up, try the
+        ejected ones too (a breaker opened by a run of bad luck must not turn into a failed
+        call). None when there is none, or they failed as well. Off with the panic
+        threshold (`panic_threshold: 0`: ejected means skipped)."""
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        saved = ctx.exclude_deployments
+        ctx.exclude_deployments = saved | tried
+        try:
+            for index, model in enumerate(chain):
+                if index < ctx.skip_models:
+                    continue
+                ejected = [
+                    s
+                    for s in self._deployments(model)
+                    if s.id not in ctx.exclude_deployments and not s.breaker.available()
+                ]
+                if not ejected:
+                    continue
+                ctx.fallback = index > 0
+                try:
+                    return await self._serve_model(ctx, model, deadline, need, True, tried)
+                except _ModelFailed:
+                    continue
+        finally:
+            ctx.exclude_deployments = saved
+        return None
 
     def _degraded(self, ctx: CallContext, message: str) -> Result:
         ctx.degraded = True
@@ -154,42 +234,51 @@ class PlanExecutor:
         return events_from_response(resp) if ctx.request.stream else resp
 
     async def _serve_model(
-        self, ctx: CallContext, model: str, deadline: float | None, need: _Need
+        self,
+        ctx: CallContext,
+        model: str,
+        deadline: float | None,
+        need: _Need,
+        panic: bool,
+        tried_all: set[str],
     ) -> Result:
-        states = self._deployments(model)
+        states = [s for s in self._deployments(model) if s.id not in ctx.exclude_deployments]
+        if not states:
+            raise _ModelFailed(all_open_error(model, self._deployments(model)))
         fitting = [s for s in states if not s.dep.context_window or need.fits(s.dep.context_window)]
         if not fitting:
-            raise _ModelFailed(_context_error(model, need.tokens, states))
+            raise _ModelFailed(context_error(model, need.tokens, states))
         plan = self._plans.get(model)
         strategy = (plan.load_balancing if plan else None) or self._cfg.load_balancing
-        candidates = order(fitting, strategy, self._rng)
+        candidates = order(fitting, strategy, self._rng, panic=panic)
         if not candidates:
-            raise _ModelFailed(_all_open_error(model, fitting))
+            raise _ModelFailed(all_open_error(model, fitting))
         now = time.monotonic()
         awake = [c for c in candidates if not c.resting(now)]
         if not awake:  # the provider asked us to wait: don't send what would be a 429
-            raise _ModelFailed(_resting_error(model, candidates, now))
+            raise _ModelFailed(resting_error(model, candidates, now))
         candidates = awake
         tried: set[str] = set()
         last: SluiceError | None = None
         while remaining := [c for c in candidates if c.id not in tried]:
             state = await self.slots.wait_for_any(remaining, _priority(ctx), _time_left(deadline))
             tried.add(state.id)
-            if not state.breaker.allow():
+            if not state.breaker.allow() and not panic:
                 self.slots.release(state)
                 continue
+            tried_all.add(state.id)
             try:
-                return await self._attempts(ctx, state, deadline)
+                return await self._attempts(ctx, state, deadline, panic)
             except UpstreamError as err:
                 if is_caller_error(err):
                     raise
                 last = err
-        raise _ModelFailed(last or _all_open_error(model, fitting))
+        raise _ModelFailed(last or all_open_error(model, fitting))
 
     # --- attempts on one deployment -----------------------------------------------------
 
     async def _attempts(
-        self, ctx: CallContext, state: DeploymentState, deadline: float | None
+        self, ctx: CallContext, state: DeploymentState, deadline: float | None, panic: bool
     ) -> Result:
         """Holds a slot on entry; every exit path gives it back (streams: when they end)."""
         retry = self._cfg.retry
@@ -204,8 +293,11 @@ class PlanExecutor:
                     Attempt(state.id, wall, _ms_since(started), err.http_status, err.code)
                 )
                 self.slots.release(state)
+                if is_caller_deadline(err, deadline):
+                    state.breaker.release_probe()  # the caller's clock ran out, not the upstream
+                    raise
                 self._record_failure(state, err)
-                if not self._should_retry(err, attempt, state, deadline):
+                if not self._should_retry(err, attempt, state, deadline, panic):
                     raise
                 delay = retry_delay(
                     attempt,
@@ -217,7 +309,7 @@ class PlanExecutor:
                 await self._sleep(delay)
                 attempt += 1
                 await self.slots.wait_for_any([state], _priority(ctx), _time_left(deadline))
-                if not state.breaker.allow():
+                if not state.breaker.allow() and not panic:
                     self.slots.release(state)
                     raise
                 continue
@@ -229,7 +321,12 @@ class PlanExecutor:
             return result
 
     def _should_retry(
-        self, err: UpstreamError, attempt: int, state: DeploymentState, deadline: float | None
+        self,
+        err: UpstreamError,
+        attempt: int,
+        state: DeploymentState,
+        deadline: float | None,
+        panic: bool,
     ) -> bool:
         retry = self._cfg.retry
         if not err.retryable or attempt >= retry.max_retries:
@@ -238,9 +335,13 @@ class PlanExecutor:
             return False  # the provider wants a long rest: another deployment, not a wait
         if deadline is not None and time.monotonic() + (err.retry_after_s or 0) >= deadline:
             return False
-        if not state.breaker.available():
+        if not state.breaker.available() and not panic:
             return False
         return self.budget.try_spend()
+
+    def record_failure(self, state: DeploymentState, err: UpstreamError) -> None:
+        """A failure after the first byte (streams), from `GuardedStream`."""
+        self._record_failure(state, err)
 
     def _record_failure(self, state: DeploymentState, err: UpstreamError) -> None:
         if isinstance(err, UpstreamStatusError) and err.upstream_status == 429:
@@ -281,19 +382,21 @@ class PlanExecutor:
         self, ctx: CallContext, state: DeploymentState, deadline: float | None
     ) -> Result:
         req = ctx.request
+        if ctx.rewrite_for is not None:  # a continuation, shaped for this provider kind
+            req = ctx.rewrite_for(self._runtime.provider_kind(state.dep))
         dep = _within_deadline(state.dep, deadline)
         provider = self._runtime.provider_for(state.dep)
         ctx.deployment = state.dep
         started = time.perf_counter()
         if not req.stream:
-            resp = await _bounded(provider.complete(req, dep), deadline, dep.id)
+            resp = await bounded(provider.complete(req, dep), deadline, dep.id)
             self.slots.release(state)
             self._record_success(state, started)
             state.observe_ratelimit(resp.ratelimit, self._cfg.throttle_headroom)
             return resp
         events = provider.stream(req, dep)
         try:
-            first = await _bounded(anext(events), deadline, dep.id)
+            first = await bounded(anext(events), deadline, dep.id)
         except StopAsyncIteration:
             raise UpstreamMalformedError(
                 f"upstream {dep.id} sent an empty stream", deployment=dep.id
@@ -304,7 +407,7 @@ class PlanExecutor:
         self._record_success(state, started)
         if isinstance(first, StreamStart):
             state.observe_ratelimit(first.ratelimit, self._cfg.throttle_headroom)
-        return _GuardedStream(first, events, self, state, deadline)
+        return GuardedStream(first, events, self, state, deadline)
 
     def plan_length(self, model: str) -> int:
         plan = self._plans.get(model)
@@ -358,24 +461,6 @@ def _within_deadline(dep: Deployment, deadline: float | None) -> Deployment:
     return dataclasses.replace(dep, timeouts=bounded)
 
 
-async def _bounded(awaitable: Awaitable[T], deadline: float | None, dep: str) -> T:
-    if deadline is None:
-        return await awaitable
-    try:
-        async with asyncio.timeout_at(_loop_time(deadline)):
-            return await awaitable
-    except TimeoutError:
-        raise UpstreamTimeoutError(
-            f"upstream {dep} did not answer within the request's x-sluice-timeout-ms",
-            deployment=dep,
-        ) from None
-
-
-def _loop_time(deadline: float) -> float:
-    """monotonic deadline → the running loop's clock."""
-    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
-
-
 _PRIORITIES = {"interactive": 0, "default": 1, "batch": 2}
 
 
@@ -407,88 +492,3 @@ class _Need:
         if self._at_most is None:
             self._at_most = request_tokens_at_most(self._req) + (self._req.max_tokens or 0)
         return self._at_most <= window or self.tokens <= window
-
-
-def _context_error(model: str, need: int, states: list[DeploymentState]) -> SluiceError:
-    largest = max((s.dep.context_window or 0) for s in states)
-    return InvalidRequestError(
-        f"the request needs about {need} tokens (prompt + max_tokens); the largest context "
-        f"window serving {model!r} is {largest}",
-        param="messages",
-        code="context_length_exceeded",
-    )
-
-
-def _all_open_error(model: str, states: list[DeploymentState]) -> SluiceError:
-    now = time.monotonic()
-    wait = min((max(s.cooldown_until - now, 1.0) for s in states), default=1.0)
-    return ServiceUnavailableError(
-        f"every deployment serving {model!r} is unavailable (circuit open)",
-        code="deployments_unavailable",
-        headers={"retry-after": str(max(1, math.ceil(wait)))},
-    )
-
-
-def _resting_error(model: str, states: list[DeploymentState], now: float) -> SluiceError:
-    wait = min(s.cooldown_until for s in states) - now
-    return RateLimitError(
-        f"every deployment serving {model!r} is rate-limited by its provider; retry later",
-        code="upstream_rate_limited",
-        headers={"retry-after": str(max(1, math.ceil(wait)))},
-    )
-
-
-def _final_error(failures: list[SluiceError]) -> SluiceError:
-    """What the caller sees when the whole plan failed: the last upstream failure (a 504
-    when it was a timeout), else why no deployment could be tried."""
-    upstream = [f for f in failures if isinstance(f, UpstreamError)]
-    return upstream[-1] if upstream else failures[-1]
-
-
-class _GuardedStream:
-    """The rest of a stream after its first event. Gives the deployment's slot back exactly
-    once when the stream ends, fails or is closed — even if it was never iterated."""
-
-    __slots__ = ("_closed", "_deadline", "_events", "_executor", "_first", "_state")
-
-    def __init__(
-        self,
-        first: StreamEvent,
-        events: EventStream,
-        executor: PlanExecutor,
-        state: DeploymentState,
-        deadline: float | None,
-    ) -> None:
-        self._first: StreamEvent | None = first
-        self._events = events
-        self._executor = executor
-        self._state = state
-        self._deadline = deadline
-        self._closed = False
-
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self
-
-    async def __anext__(self) -> StreamEvent:
-        if self._first is not None:
-            event, self._first = self._first, None
-            return event
-        if self._closed:
-            raise StopAsyncIteration
-        try:
-            return await _bounded(anext(self._events), self._deadline, self._state.id)
-        except StopAsyncIteration:
-            await self.aclose()
-            raise
-        except UpstreamError as err:
-            self._executor._record_failure(self._state, err)
-            await self.aclose()
-            raise
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._first = None
-        self._executor.slots.release(self._state)
-        await self._events.aclose()

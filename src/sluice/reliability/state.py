@@ -65,11 +65,25 @@ class DeploymentState:
 
 
 def order(
-    states: list[DeploymentState], strategy: LoadBalancing, rng: random.Random
+    states: list[DeploymentState],
+    strategy: LoadBalancing,
+    rng: random.Random,
+    *,
+    panic: bool = False,
 ) -> list[DeploymentState]:
     """Candidates in the order to try them, by strategy. Deployments with an open breaker
-    are left out."""
-    live = [s for s in states if s.breaker.available()]
+    are left out — in panic (too little of the plan healthy) they come last instead."""
+    live = _ranked([s for s in states if s.breaker.available()], strategy, rng)
+    if not panic:
+        return live
+    ejected = [s for s in states if not s.breaker.available()]
+    ejected.sort(key=lambda s: s.breaker.remaining_open_s())  # the soonest back first
+    return live + ejected
+
+
+def _ranked(
+    live: list[DeploymentState], strategy: LoadBalancing, rng: random.Random
+) -> list[DeploymentState]:
     if len(live) <= 1:
         return live
     if strategy == "weighted":

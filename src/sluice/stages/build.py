@@ -1,7 +1,8 @@
 """`build_stages(config, deps)`: the pipeline's stages, in order, decided in one place.
 
     auth → idempotency → limits and budgets → agent guard → token policy → exact cache
-    → semantic cache → router → structured output → settle → (the plan executor)
+    → semantic cache → router → structured output → mid-stream failover → settle → (the plan
+    executor)
 
 - Auth first: everything after it keys on `ctx.identity`.
 - Idempotency before limits: a replay costs nothing and is not a new agent step.
@@ -36,6 +37,7 @@ from sluice.observe.metrics import Metrics
 from sluice.pipeline.context import CallContext, Result, Stage
 from sluice.providers.base import Deployment
 from sluice.reliability.executor import PlanExecutor
+from sluice.reliability.midstream import MidstreamFailoverStage
 from sluice.routing.stage import RouterStage, build_routers
 from sluice.runtime import Runtime
 from sluice.stages.auth import AuthStage
@@ -120,5 +122,7 @@ def build_stages(config: SluiceConfig, deps: StageDeps) -> list[Stage]:
         stages.append(router)
     structured = config.reliability.structured_output
     stages.append(StructuredOutputStage(structured.max_repairs, deps.executor.plan_length))
+    # Mid-stream failover outside settle: each attempt of a resumed stream is charged.
+    stages.append(MidstreamFailoverStage(config.models, deps.executor.has_alternative))
     stages.append(deps.settle)
     return stages

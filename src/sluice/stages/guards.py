@@ -3,7 +3,9 @@ counter and a cost accumulator; past `max_steps` or `max_cost_usd` further steps
 refused (403) — the cost circuit breaker for runaway loops.
 
 State is per gateway process, bounded (least recently used parents are forgotten first)
-and expires `ttl_s` after a parent's last step.
+and expires `ttl_s` after a parent's last step. A parent id is the caller's name for its run,
+so runs are keyed by tenant and id: another tenant's `run-42` is a different run, and a
+refusal never tells one tenant that another's run exists.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ class AgentGuardStage:
             self._runs.popitem(last=False)
         return run
 
-    def snapshot(self, parent: str) -> tuple[int, Decimal] | None:
-        run = self._runs.get(parent)
+    def snapshot(self, parent: str, tenant: str = "default") -> tuple[int, Decimal] | None:
+        run = self._runs.get(_run_key(tenant, parent))
         return (run.steps, run.cost) if run else None
 
     async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
@@ -58,7 +60,8 @@ class AgentGuardStage:
         )
         if not self.enabled or not isinstance(parent, str) or not parent:
             return await nxt(ctx)
-        run = self._run(parent)
+        tenant = ctx.identity.tenant
+        run = self._run(_run_key(tenant, parent))
         limit_steps, limit_cost = self._cfg.max_steps, self._cfg.max_cost_usd
         if limit_steps is not None and run.steps >= limit_steps:
             raise PermissionDeniedError(
@@ -79,3 +82,8 @@ class AgentGuardStage:
 
         ctx.on_settled.append(add_cost)
         return await nxt(ctx)
+
+
+def _run_key(tenant: str, parent: str) -> str:
+    """Runs are the caller's names: scoped by tenant (a NUL cannot occur in a tenant id)."""
+    return f"{tenant}\x00{parent}"

@@ -1,8 +1,9 @@
 """Settle stage: after every upstream answer, add its usage and cost to the call.
 
 It sits right around the executor, so each call the pipeline makes — a structured-output
-repair, an escalation — is counted. A stream is settled when it ends, however it ends, with
-the usage the upstream reported so far.
+repair, an escalation — is counted. A stream is settled when it ends, however it ends: with
+the provider's usage when it arrived, else with what was delivered (`sluice.pipeline.delivered`:
+a dropped or cut stream is charged for its delivered tokens, marked `estimated`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from sluice.collect import WatchedStream
 from sluice.cost.compute import compute_cost
 from sluice.cost.prices import Price, resolve_price
 from sluice.pipeline.context import CallContext, Handler, Result
+from sluice.pipeline.delivered import DeliveredUsage, UsageSource
 from sluice.runtime import Runtime
 from sluice.types import ChatResponse
 
@@ -23,6 +25,7 @@ class SettleStage:
             dep.id: resolve_price(dep.price, runtime.provider_kind(dep), dep.model)
             for dep in runtime.deployments.values()
         }
+        self.delivered = DeliveredUsage()
 
     def price_of(self, deployment_id: str) -> Price | None:
         return self._prices.get(deployment_id)
@@ -34,12 +37,26 @@ class SettleStage:
             return result
 
         async def settle_at_end(resp: ChatResponse, completed: bool) -> None:
-            self.settle(ctx, resp)  # whatever the upstream reported, however it ended
+            self.settle_stream(ctx, resp, completed)
 
         return WatchedStream(result, settle_at_end)
 
-    def settle(self, ctx: CallContext, resp: ChatResponse) -> None:
+    def settle_stream(self, ctx: CallContext, resp: ChatResponse, completed: bool) -> None:
+        """A stream, however it ended: a dropped or cut one is charged what it delivered."""
+        dep = ctx.deployment
+        if dep is None or ctx.degraded:
+            self.settle(ctx, resp)
+            return
+        usage, source = self.delivered.of_stream(ctx.request, resp, completed, dep.model)
+        resp.usage = usage
+        self.settle(ctx, resp, source)
+
+    def settle(
+        self, ctx: CallContext, resp: ChatResponse, source: UsageSource = "provider"
+    ) -> None:
         ctx.last_response = resp
+        if ctx.usage_source != "estimated":
+            ctx.usage_source = source  # one estimated part makes the whole call estimated
         usage = resp.usage
         total = ctx.usage
         total.input_tokens += usage.input_tokens
