@@ -3,7 +3,7 @@ input, calibrated against the provider's own counts; never below what it reporte
 
 from __future__ import annotations
 
-from sluice.pipeline.delivered import DeliveredUsage, counted_output
+from sluice.stages.delivered import DeliveredUsage, counted_output
 from sluice.tokens import count_text, estimate_request_tokens
 from sluice.types import ChatRequest, ChatResponse, Message, TextPart, ToolCallPart, Usage
 

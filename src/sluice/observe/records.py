@@ -63,7 +63,7 @@ class CallRecord:
     cost_usd: Decimal | None = None  # None: no price known, never 0 for "unknown"
     cost_saved_usd: Decimal | None = None
     # "provider": the provider's reported usage; "estimated": a stream that was dropped or
-    # cut before its usage arrived, charged for what it delivered (sluice.pipeline.delivered)
+    # cut before its usage arrived, charged for what it delivered (sluice.stages.delivered)
     usage_source: str | None = None
     # how it went
     latency_ms: float = 0.0

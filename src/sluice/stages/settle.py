@@ -2,7 +2,7 @@
 
 It sits right around the executor, so each call the pipeline makes — a structured-output
 repair, an escalation — is counted. A stream is settled when it ends, however it ends: with
-the provider's usage when it arrived, else with what was delivered (`sluice.pipeline.delivered`:
+the provider's usage when it arrived, else with what was delivered (`sluice.stages.delivered`:
 a dropped or cut stream is charged for its delivered tokens, marked `estimated`).
 """
 
@@ -14,8 +14,8 @@ from sluice.collect import WatchedStream
 from sluice.cost.compute import compute_cost
 from sluice.cost.prices import Price, resolve_price
 from sluice.pipeline.context import CallContext, Handler, Result
-from sluice.pipeline.delivered import DeliveredUsage, UsageSource
 from sluice.runtime import Runtime
+from sluice.stages.delivered import DeliveredUsage, UsageSource
 from sluice.types import ChatResponse
 
 
