@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import orjson
 
@@ -16,6 +17,21 @@ from sluice.types import FLUSH, ChatRequest, ChatResponse, EventStream, Finish, 
 from sluice.wire.openai.request import encode_request
 from sluice.wire.openai.response import decode_response
 from sluice.wire.openai.stream import ChunkDecoder
+
+# Model families that refuse `max_tokens` and want `max_completion_tokens`: o1/o3/o4…,
+# gpt-5…, with or without a vendor prefix (`openai/o3-mini`, Azure deployment names aside).
+_REASONING_FAMILY = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)", re.IGNORECASE)
+
+
+def max_tokens_param(setting: str, model: str, req: ChatRequest) -> str:
+    """The body key for the output cap. An explicit setting wins; `auto` picks
+    `max_completion_tokens` for reasoning families and when an OpenAI caller used that name
+    itself, else `max_tokens` (what most compatible servers know)."""
+    if setting != "auto":
+        return setting
+    if _REASONING_FAMILY.match(model) or req.meta.max_tokens_field == "max_completion_tokens":
+        return "max_completion_tokens"
+    return "max_tokens"
 
 
 class OpenAIProvider:
@@ -34,7 +50,7 @@ class OpenAIProvider:
         body = encode_request(
             req,
             dep.model,
-            max_tokens_param=self._cfg.max_tokens_param,
+            max_tokens_param=max_tokens_param(self._cfg.max_tokens_param, dep.model, req),
             same_wire=req.meta.wire == "openai",
         )
         return orjson.dumps(body)
