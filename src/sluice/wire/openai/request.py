@@ -427,6 +427,7 @@ def encode_request(
     *,
     max_tokens_param: str = "max_tokens",
     same_wire: bool = True,
+    send_stop: bool = True,
 ) -> dict[str, Any]:
     """The upstream body. `same_wire`: the client spoke OpenAI, so its extras pass through."""
     body: dict[str, Any] = {"model": model, "messages": encode_messages(req, model)}
@@ -453,7 +454,7 @@ def encode_request(
         "user": req.meta.user,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
-    if req.stop:
+    if req.stop and send_stop:
         body["stop"] = req.stop
     if req.stream:
         body["stream"] = True
@@ -462,4 +463,6 @@ def encode_request(
     if same_wire and req.extras:
         for key, value in req.extras.items():
             body.setdefault(key, value)
+        if req.extras.get("store") and req.meta.metadata:
+            body["metadata"] = req.meta.metadata  # stored completions carry the caller's tags
     return body
