@@ -142,6 +142,7 @@ def fidelity_config(upstream: str) -> SluiceConfig:
             "model": "gpt-broken",
             "serves": ["gpt-broken"],
         },
+        {"id": "cap-busy", "provider": "cap-openai", "model": "gpt-busy", "serves": ["gpt-busy"]},
     ]
     data["models"] = {"gpt-broken": {"fallbacks": ["claude-sonnet-4-5"]}}
     return type(gateway_config(upstream)).model_validate(data)
