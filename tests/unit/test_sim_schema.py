@@ -127,3 +127,12 @@ def test_schema_in_texts_needs_a_request_for_json() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
     assert schema_in_texts([f"here is data {json.dumps(schema)}"]) is None
     assert schema_in_texts([f"answer in JSON: {json.dumps(schema)}"]) == schema
+
+
+def test_a_json_object_asked_for_in_words_is_an_object() -> None:
+    """Sluice's prompt mode for `json_object` towards an upstream without JSON mode."""
+    base = {"model": "m", "max_tokens": 400, "messages": [{"role": "user", "content": "go"}]}
+    body = {**base, "system": "Respond with a single valid JSON object and nothing else."}
+    assert isinstance(_answer_json(anthropic_wire.parse_request(body)), dict)
+    plain = anthropic_wire.parse_request(base)
+    assert not plan_answer(plain, 10).text.startswith("{")

@@ -193,5 +193,13 @@ def _looks_like_schema(value: Any) -> bool:
     )
 
 
-def mentions_json(texts: list[str]) -> bool:
-    return any(_MENTIONS_JSON.search(t) for t in texts)
+_ASKS_FOR_JSON = re.compile(
+    r"json object|valid json|(?:in|as|with|return|respond\w*|answer\w*|output) (?:only )?json\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_json(texts: list[str]) -> bool:
+    """A prompt that asks in words for a JSON answer ("Respond with a single valid JSON
+    object", "answer in JSON"): what JSON mode becomes for an upstream without it."""
+    return any(_ASKS_FOR_JSON.search(t) for t in texts)

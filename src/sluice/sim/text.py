@@ -17,7 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from sluice.sim.schema import WORDS as FIELD_WORDS
-from sluice.sim.schema import fill_schema, instance, schema_in_texts
+from sluice.sim.schema import asks_for_json, fill_schema, instance, schema_in_texts
 from sluice.tokens import count_text, split_tokens
 
 __all__ = ["FIELD_WORDS", "fill_schema"]
@@ -175,10 +175,11 @@ def plan_answer(
         tokens = sum(count_text(c.name) + count_text(c.arguments) for c in calls)
         return Answer("", [], calls, "tool_calls", tokens)
     cap = prompt.max_tokens
-    schema = prompt.json_schema
+    schema, json_mode = prompt.json_schema, prompt.json_mode
     if schema is None and prompt.tool_result_text is None:
         schema = schema_in_texts(prompt.texts)  # JSON asked for in words, schema in the prompt
-    if invalid_json or schema is not None or prompt.json_mode:
+        json_mode = json_mode or asks_for_json(prompt.texts)
+    if invalid_json or schema is not None or json_mode:
         if invalid_json:
             text = INVALID_JSON_TEXT
         else:
