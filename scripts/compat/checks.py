@@ -32,16 +32,20 @@ def expect(condition: Any, message: str) -> None:
 
 
 def run(library: str, checks: dict[str, Callable[[], Any]]) -> None:
+    # One event loop for the whole run: libraries cache async clients across calls (an
+    # asyncio.run per check would hand them a closed loop).
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     results: dict[str, str] = {}
     for name, check in checks.items():
         started = time.perf_counter()
         try:
             outcome = check()
             if inspect.isawaitable(outcome):
-                asyncio.run(_awaited(outcome))
+                loop.run_until_complete(_awaited(outcome))
             results[name] = "pass"
             status = "PASS"
-        except Exception as exc:  # noqa: BLE001 - every failure is reported, none stops the run
+        except Exception as exc:  # every failure is reported; none stops the run
             results[name] = f"fail: {type(exc).__name__}: {str(exc)[:300]}"
             status = "FAIL"
             if os.environ.get("SLUICE_COMPAT_VERBOSE"):
