@@ -186,3 +186,22 @@ async def test_gpt_streams_to_anthropic_callers_announce_input_tokens(sim_gatewa
             pass
     assert first.type == "message_start"
     assert first.message.usage.input_tokens > 0
+
+
+@pytest.mark.asyncio(loop_scope="function")
+@pytest.mark.parametrize("model", ["claude-haiku", "gpt-4o-mini"])
+async def test_output_config_format_is_validated_and_repaired(sim_gateway: str, model: str) -> None:
+    """Anthropic native structured output is checked like `response_format`: a broken first
+    answer is repaired, on a Claude model (native upstream) and a GPT one (translated)."""
+    schema = {**Weather.model_json_schema(), "additionalProperties": False}
+    async with _anthropic(sim_gateway) as client:
+        raw = await client.messages.with_raw_response.create(
+            model=model,
+            max_tokens=200,
+            messages=[{"role": "user", "content": "Weather in Paris"}],
+            extra_body={"output_config": {"format": {"type": "json_schema", "schema": schema}}},
+            extra_headers={"x-sim-invalid-json": "1", "x-sim-key": f"oc-{model}"},
+        )
+    msg = await raw.parse()
+    assert raw.headers["x-sluice-repairs"] == "1"
+    Weather.model_validate_json(msg.content[0].text)  # type: ignore[union-attr]
