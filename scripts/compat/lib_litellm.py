@@ -12,6 +12,7 @@ import litellm
 from checks import CONCURRENCY, KEY, MODELS, URL, expect, run
 
 litellm.drop_params = False
+litellm.suppress_debug_info = True
 TOOL = {
     "type": "function",
     "function": {

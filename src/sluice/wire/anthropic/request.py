@@ -11,7 +11,6 @@ than this code) are kept verbatim as `OpaquePart`s; documents and search results
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import orjson
@@ -35,6 +34,7 @@ from sluice.types import (
     ToolResultPart,
 )
 from sluice.wire import mapping
+from sluice.wire.anthropic.documents import decode_document, encode_document
 from sluice.wire.fields import (
     as_object,
     invalid,
@@ -94,55 +94,6 @@ def _text(block: dict[str, Any], where: str) -> TextPart:
     )
 
 
-def _content_text(value: Any, path: str) -> str:
-    if isinstance(value, str):
-        return value
-    if not isinstance(value, list):
-        raise invalid(path, "must be a string or an array of text blocks")
-    texts = [as_object(b, f"{path}[{i}]").get("text") for i, b in enumerate(value)]
-    return "\n".join(t for t in texts if isinstance(t, str))
-
-
-def _document(block: dict[str, Any], where: str) -> DocumentPart:
-    """`document` (PDF/text/URL/content/file sources) or `search_result`."""
-    if block.get("type") == "search_result":
-        return DocumentPart(
-            "search_result",
-            media_type="text/plain",
-            data=_content_text(block.get("content"), f"{where}.content"),
-            url=req(block, "source", str, where),
-            title=opt(block, "title", str, where),
-            raw=block,
-            wire="anthropic",
-            cache_control=_cache(block, where),
-        )
-    source = as_object(block.get("source"), f"{where}.source")
-    kind = source.get("type")
-    part = DocumentPart(
-        "document",
-        title=opt(block, "title", str, where),
-        raw=block,
-        wire="anthropic",
-        cache_control=_cache(block, where),
-    )
-    if kind in ("base64", "text"):
-        part.media_type = req(source, "media_type", str, f"{where}.source")
-        part.data = req(source, "data", str, f"{where}.source")
-    elif kind == "url":
-        part.url = req(source, "url", str, f"{where}.source")
-        part.media_type = "application/pdf"
-    elif kind == "content":
-        part.media_type = "text/plain"
-        part.data = _content_text(source.get("content"), f"{where}.source.content")
-    elif kind == "file":
-        part.file_id = req(source, "file_id", str, f"{where}.source")
-    else:
-        raise invalid(
-            f"{where}.source.type", "must be 'base64', 'text', 'url', 'content' or 'file'"
-        )
-    return part
-
-
 def _result_content(
     value: Any, path: str
 ) -> list[TextPart | ImagePart | DocumentPart | OpaquePart]:
@@ -162,7 +113,7 @@ def _result_content(
         elif kind == "image":
             out.append(_image(block, where))
         elif kind in ("document", "search_result"):
-            out.append(_document(block, where))
+            out.append(decode_document(block, where))
         elif kind in mapping.ANTHROPIC_OPAQUE_BLOCKS:
             out.append(OpaquePart("anthropic", block))
         else:
@@ -177,7 +128,7 @@ def _block(block: dict[str, Any], role: str, where: str) -> Part:
     if kind == "image" and role == "user":
         return _image(block, where)
     if kind in ("document", "search_result") and role == "user":
-        return _document(block, where)
+        return decode_document(block, where)
     if kind == "tool_use" and role == "assistant":
         arguments = orjson.dumps(as_object(block.get("input", {}), f"{where}.input")).decode()
         return ToolCallPart(
@@ -379,26 +330,6 @@ class _Target:
         return mapping.refusal(what, req, self.model, "anthropic")
 
 
-def _encode_document(part: DocumentPart, to: _Target) -> dict[str, Any]:
-    if part.wire == "anthropic" and part.raw is not None:
-        return part.raw
-    source: dict[str, Any] | None = None
-    if part.data is not None and part.media_type == "application/pdf":
-        source = {"type": "base64", "media_type": "application/pdf", "data": part.data}
-    elif part.data is not None and part.media_type == "text/plain":
-        try:
-            text = base64.b64decode(part.data, validate=True).decode()
-        except (ValueError, UnicodeDecodeError):
-            text = part.data
-        source = {"type": "text", "media_type": "text/plain", "data": text}
-    if source is None:
-        raise to.refuse(mapping.describe(part))
-    block: dict[str, Any] = {"type": "document", "source": source}
-    if part.filename or part.title:
-        block["title"] = part.title or part.filename
-    return _with_cache(block, part.cache_control)
-
-
 def _encode_text(part: TextPart) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "text", "text": part.text}
     if part.citations:
@@ -433,7 +364,7 @@ def _encode_part(part: Part, to: _Target) -> dict[str, Any] | None:
             block["is_error"] = True
         return _with_cache(block, part.cache_control)
     if isinstance(part, DocumentPart):
-        return _encode_document(part, to)
+        return encode_document(part, to.refuse)
     if isinstance(part, AudioPart):
         raise to.refuse(f"an 'input_audio' part ({part.format})")
     if isinstance(part, OpaquePart):
