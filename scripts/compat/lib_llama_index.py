@@ -5,6 +5,7 @@ end), each for an OpenAI model and a Claude model."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pydantic
 from checks import CONCURRENCY, KEY, MODELS, URL, expect, run
@@ -66,6 +67,8 @@ def structured(front: str, name: str) -> None:
     out = llm(front, name).structured_predict(  # type: ignore[attr-defined]
         Weather, PromptTemplate("Weather of {city}"), city="Paris"
     )
+    if not isinstance(out, Weather) and os.environ.get("SLUICE_COMPAT_VERBOSE"):
+        print(repr(out))
     expect(isinstance(out, Weather), f"got {out!r}")
 
 
@@ -77,9 +80,12 @@ async def concurrent(front: str, name: str) -> None:
     expect(all(o.message.content for o in outs), "an empty answer")
 
 
+# llama-index's Anthropic LLM accepts only Claude names it knows (it looks up the context
+# window before any call), so that LLM is checked with `claude-3-5-haiku-latest`.
+TARGETS = [("openai", m) for m in MODELS] + [("anthropic", "claude-3-5-haiku-latest")]
 checks = {}
-for front in ("openai", "anthropic"):
-    for m in MODELS:
+for front, m in TARGETS:
+    if True:
         tag = f"{front}-llm {m}"
         checks.update(
             {
