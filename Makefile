@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck unit services bench clean
+.PHONY: setup demo test lint typecheck unit services bench clean compat
 
 setup: $(STAMP)
 
@@ -40,6 +40,11 @@ test: setup services lint typecheck
 
 bench: setup
 	$(BIN)/sluice bench overhead
+
+# Client-library compatibility lane (not part of `make test`): one venv per library under
+# $$SLUICE_COMPAT_DIR (default ~/.cache/sluice/compat); `make compat LIBS="openai instructor"`.
+compat: setup
+	$(BIN)/python scripts/compat/run.py $(LIBS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

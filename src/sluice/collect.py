@@ -7,9 +7,12 @@ miss, tests that compare streamed and non-streamed answers.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from sluice.types import (
+    BlockEvent,
     ChatResponse,
+    CitationDelta,
     EventStream,
     Finish,
     Part,
@@ -27,20 +30,36 @@ from sluice.types import (
 
 
 class StreamCollector:
-    __slots__ = ("_calls", "_order", "_response", "_text", "_thinking", "finished")
+    __slots__ = (
+        "_calls",
+        "_citations",
+        "_logprobs",
+        "_opaque",
+        "_order",
+        "_response",
+        "_text",
+        "_thinking",
+        "finished",
+    )
 
     def __init__(self) -> None:
         self._response = ChatResponse(id="", model="", parts=[])
         self._text: list[str] = []
         self._thinking: list[str] = []
         self._calls: dict[int, list[str]] = {}  # index -> [id, name, *argument fragments]
-        self._order: list[str] = []  # "thinking" | "text" | "tool:<index>", first-seen order
+        # "thinking" | "text" | "tool:<index>" | "opaque:<n>", first-seen order
+        self._order: list[str] = []
+        self._opaque: list[BlockEvent] = []
+        self._citations: list[dict[str, Any]] = []
+        self._logprobs: list[dict[str, Any]] = []
         self.finished = False
 
     def add(self, event: StreamEvent) -> None:
         if isinstance(event, TextDelta):
             self._seen("text")
             self._text.append(event.text)
+            if event.logprobs:
+                self._logprobs.extend(event.logprobs)
         elif isinstance(event, ToolCallDelta):
             self._calls.setdefault(event.index, ["", ""]).append(event.arguments)
         elif isinstance(event, ToolCallStart):
@@ -50,9 +69,17 @@ class StreamCollector:
         elif isinstance(event, ThinkingDelta):
             self._seen("thinking")
             self._thinking.append(event.thinking)
+        elif isinstance(event, BlockEvent):
+            self._order.append(f"opaque:{len(self._opaque)}")
+            self._opaque.append(event)
+        elif isinstance(event, CitationDelta):
+            self._seen("text")
+            self._citations.append(event.citation)
         elif isinstance(event, StreamStart):
             self._response.id, self._response.model = event.id, event.model
             self._response.created = event.created
+            self._response.system_fingerprint = event.system_fingerprint
+            self._response.service_tier = event.service_tier
             if event.usage is not None:
                 self._response.usage = event.usage
             self._response.ratelimit = event.ratelimit
@@ -71,13 +98,18 @@ class StreamCollector:
         parts: list[Part] = []
         for key in self._order:
             if key == "text":
-                parts.append(TextPart("".join(self._text)))
+                parts.append(TextPart("".join(self._text), citations=self._citations or None))
+            elif key.startswith("opaque:"):
+                parts.append(self._opaque[int(key[7:])].part)
             elif key == "thinking":
                 parts.append(ThinkingPart("".join(self._thinking)))
             else:
                 call = self._calls[int(key[5:])]
                 parts.append(ToolCallPart(call[0], call[1], "".join(call[2:])))
         self._response.parts = parts
+        if self._logprobs:
+            self._response.logprobs_detail = {"content": self._logprobs, "refusal": None}
+            self._response.logprobs = [float(t.get("logprob", 0.0)) for t in self._logprobs]
         return self._response
 
 

@@ -77,9 +77,10 @@ class _ProviderBase(_Frozen):
 class OpenAIProviderConfig(_ProviderBase):
     kind: Literal["openai"]
     api_base: str = "https://api.openai.com/v1"
-    # api.openai.com's newer models only accept max_completion_tokens; many
-    # OpenAI-compatible servers only know max_tokens.
-    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # api.openai.com's reasoning models (o-series, gpt-5) only accept max_completion_tokens;
+    # many OpenAI-compatible servers only know max_tokens. `auto`: chosen per model family
+    # and by the name the caller used (providers/openai.py `max_tokens_param`).
+    max_tokens_param: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto"
 
 
 class AnthropicProviderConfig(_ProviderBase):

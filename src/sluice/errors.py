@@ -190,6 +190,9 @@ class UpstreamStatusError(UpstreamError):
             code=code or f"upstream_{upstream_status}",
         )
         self.upstream_status = upstream_status
+        if retry_after_s == 0 and "retry-after" not in self.headers:
+            # "Retry now" is an answer too: keep it rather than drop the header.
+            self.headers = {**self.headers, "retry-after": "0"}
 
     @property
     def http_status(self) -> int:

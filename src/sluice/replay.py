@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from sluice.types import (
+    BlockEvent,
     ChatResponse,
+    CitationDelta,
     EventStream,
     Finish,
+    OpaquePart,
     StreamStart,
     TextDelta,
     TextPart,
@@ -19,11 +22,21 @@ from sluice.types import (
 
 
 async def events_from_response(resp: ChatResponse) -> EventStream:
-    yield StreamStart(resp.id, resp.model, resp.created)
+    yield StreamStart(
+        resp.id,
+        resp.model,
+        resp.created,
+        system_fingerprint=resp.system_fingerprint,
+        service_tier=resp.service_tier,
+    )
     tool_index = 0
     for part in resp.parts:
         if isinstance(part, TextPart):
             yield TextDelta(part.text)
+            for citation in part.citations or ():
+                yield CitationDelta(citation)
+        elif isinstance(part, OpaquePart):
+            yield BlockEvent(part)
         elif isinstance(part, ToolCallPart):
             yield ToolCallStart(tool_index, part.id, part.name)
             if part.arguments:

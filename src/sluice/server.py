@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import re
@@ -29,6 +30,7 @@ from sluice.errors import (
     ServiceUnavailableError,
     SluiceError,
 )
+from sluice.frontends import models
 from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
@@ -52,7 +54,7 @@ from sluice.web.ui import install as install_ui
 log = logging.getLogger("sluice")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_CAPTURED_HEADERS = frozenset({"traceparent", "idempotency-key"})
+_CAPTURED_HEADERS = frozenset({"traceparent", "idempotency-key", "anthropic-beta"})
 CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection first"
 _JSON = "application/json"
 
@@ -80,6 +82,7 @@ def _error_response(
     headers = {
         **err.headers,
         "x-sluice-request-id": request_id,
+        frontend.request_id_header: request_id,
         "x-sluice-latency-ms": _elapsed_ms(started),
     }
     if ctx is not None:
@@ -203,16 +206,16 @@ def _chat_handler(
             internal = InternalError(f"internal error; request id {request_id}")
             finish(500, internal.code)
             return _error_response(internal, frontend, request_id, started, ctx)
-        chat = ctx.request
         headers = {
             **ctx.response_headers,
             **_plan_headers(ctx),
             "x-sluice-request-id": request_id,
             "x-request-id": request_id,
+            frontend.request_id_header: request_id,
             "x-sluice-latency-ms": _elapsed_ms(started),
         }
         if isinstance(result, ChatResponse):
-            payload = orjson.dumps(frontend.encode_response(result, chat.model))
+            payload = orjson.dumps(frontend.encode_response(result, answer_model(ctx)))
             finish(200)
             return web.Response(body=payload, content_type=_JSON, headers=headers)
         return await _stream_out(request, result, frontend, ctx, headers, wall_start)
@@ -238,7 +241,11 @@ async def _stream_out(
             "x-accel-buffering": "no",
         }
     )
-    encoder = frontend.stream_encoder(ctx.request)
+    model = answer_model(ctx)
+    chat = ctx.request
+    encoder = frontend.stream_encoder(
+        chat if model == chat.model else dataclasses.replace(chat, model=model)
+    )
     request_id = headers["x-sluice-request-id"]
     pending: list[bytes] = []
     ttft_ms: float | None = None
@@ -305,6 +312,16 @@ async def _stream_out(
     return resp
 
 
+def answer_model(ctx: CallContext) -> str:
+    """The response's `model`. Both APIs define it as the model that produced the answer,
+    so after a fallback it names the fallback (its public name), not the one asked for;
+    otherwise the name the caller used (aliases and routes stay stable for the caller)."""
+    dep = ctx.deployment
+    if not ctx.fallback or dep is None:
+        return ctx.request.model
+    return dep.public_names[0] if dep.public_names else dep.model
+
+
 def _owner(gateway: Gateway, name: str) -> str:
     """Who a listed model belongs to: its first deployment's provider, or `sluice` (a route)."""
     deployments = gateway.runtime.by_model.get(name)
@@ -317,26 +334,11 @@ async def list_models(request: web.Request) -> web.Response:
     names = sorted(
         n for n in {*gateway.runtime.by_model, *gateway.config.routes} if identity.allows(n)
     )
-    if "anthropic-version" in request.headers:
-        data: list[dict[str, Any]] = [
-            {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}
-            for n in names
-        ]
-        first, last = (names[0], names[-1]) if names else (None, None)
-        body: dict[str, Any] = {"data": data, "has_more": False, "first_id": first, "last_id": last}
+    if models.wants_anthropic(request.headers):
+        body = models.anthropic_list(names)
     else:
-        body = {
-            "object": "list",
-            "data": [
-                {
-                    "id": n,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": _owner(gateway, n),
-                }
-                for n in names
-            ],
-        }
+        data = [models.openai_card(n, _owner(gateway, n)) for n in names]
+        body = {"object": "list", "data": data}
     return web.json_response(body, dumps=_dumps)
 
 
@@ -348,7 +350,10 @@ async def get_model(request: web.Request) -> web.Response:
         raise ModelNotFoundError(f"model {name!r} does not exist or this key may not use it")
     if name not in gateway.config.routes:
         gateway.runtime.deployments_for(name)  # 404 for an unknown name
-    body = {"id": name, "object": "model", "created": 0, "owned_by": _owner(gateway, name)}
+    if models.wants_anthropic(request.headers):
+        body = models.anthropic_card(name)
+    else:
+        body = models.openai_card(name, _owner(gateway, name))
     return web.json_response(body, dumps=_dumps)
 
 

@@ -12,6 +12,11 @@ Conventions that keep translation lossless:
 - `Usage.input_tokens` counts *all* prompt tokens, cached ones included (OpenAI's
   convention); `cache_read_tokens` and `cache_write_tokens` are subsets of it.
 - Tool-call arguments are kept as the raw JSON string the model produced.
+- Content with no neutral meaning (Anthropic `redacted_thinking`, server-tool blocks, a
+  future block type) is an `OpaquePart` holding the caller's block verbatim: the same wire
+  gets it back byte for byte; another wire maps it where a form exists (`wire/mapping.py`)
+  or refuses it with a 400 naming the part and the model. Documents, files and audio are
+  neutral (`DocumentPart`, `AudioPart`) and keep their original block for the same reason.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ WireFormat = Literal["openai", "anthropic"]
 class TextPart:
     text: str
     cache_control: CacheControl | None = None
+    # Anthropic `citations` of a text block (response side; request history too).
+    citations: list[dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -54,7 +61,7 @@ class ToolCallPart:
 @dataclass(slots=True)
 class ToolResultPart:
     tool_call_id: str
-    content: list[TextPart | ImagePart]
+    content: list[ResultContent]
     is_error: bool = False
     cache_control: CacheControl | None = None
 
@@ -67,7 +74,57 @@ class ThinkingPart:
     signature: str | None = None
 
 
-Part: TypeAlias = TextPart | ImagePart | ToolCallPart | ToolResultPart | ThinkingPart
+@dataclass(slots=True)
+class DocumentPart:
+    """A document or file: PDF (base64 `data` or `url`), plain text (`data` is the text), a
+    provider file id, or an Anthropic `search_result` (`kind`). `raw` is the caller's block,
+    sent back unchanged when the upstream speaks the caller's wire (`wire`)."""
+
+    kind: Literal["document", "file", "search_result"]
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+    title: str | None = None
+    raw: dict[str, Any] | None = None
+    wire: WireFormat | None = None
+    cache_control: CacheControl | None = None
+
+
+@dataclass(slots=True)
+class AudioPart:
+    """OpenAI `input_audio`: base64 audio and its format (`wav`, `mp3`)."""
+
+    data: str
+    format: str
+    raw: dict[str, Any] | None = None
+    wire: WireFormat | None = None
+
+
+@dataclass(slots=True)
+class OpaquePart:
+    """A content block of one wire with no neutral meaning, kept verbatim (`block`)."""
+
+    wire: WireFormat
+    block: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.block.get("type", ""))
+
+
+ResultContent: TypeAlias = "TextPart | ImagePart | DocumentPart | OpaquePart"
+Part: TypeAlias = (
+    TextPart
+    | ImagePart
+    | ToolCallPart
+    | ToolResultPart
+    | ThinkingPart
+    | DocumentPart
+    | AudioPart
+    | OpaquePart
+)
 
 
 @dataclass(slots=True)
@@ -83,6 +140,7 @@ class Tool:
     description: str | None = None
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     cache_control: CacheControl | None = None
+    strict: bool | None = None  # both APIs: the arguments must follow `parameters` exactly
 
 
 @dataclass(slots=True)
@@ -110,6 +168,8 @@ class CallMeta:
     user: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     include_usage: bool = False  # OpenAI stream_options.include_usage
+    # The name the caller gave its output cap (`max_tokens` / `max_completion_tokens`).
+    max_tokens_field: str | None = None
     headers: dict[str, str] = field(default_factory=dict)  # x-sluice-* request headers
     # Client headers some provider is configured to forward upstream (`forward_headers`).
     forward_headers: dict[str, str] = field(default_factory=dict)
@@ -134,6 +194,9 @@ class ChatRequest:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     stream: bool = False
+    # Tools of the caller's wire with no neutral form (Anthropic server tools such as
+    # `web_search_*` / code execution, OpenAI `custom` tools), kept verbatim.
+    native_tools: list[dict[str, Any]] = field(default_factory=list)
     # Fields of the caller's wire format that have no neutral meaning; forwarded
     # verbatim only when the upstream speaks the same format.
     extras: dict[str, Any] = field(default_factory=dict)
@@ -176,6 +239,12 @@ class ChatResponse:
     created: int = 0
     ratelimit: RateLimitInfo | None = None
     logprobs: list[float] | None = None  # per output token, when the provider returned them
+    # OpenAI `choices[0].logprobs` as the upstream sent it (given back to OpenAI callers).
+    logprobs_detail: dict[str, Any] | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+    served_by: str | None = None  # the upstream's own `model` value
+    annotations: list[dict[str, Any]] | None = None  # OpenAI `message.annotations`
 
 
 # --- stream events -------------------------------------------------------------------
@@ -188,11 +257,29 @@ class StreamStart:
     created: int = 0
     usage: Usage | None = None  # Anthropic announces input usage up front
     ratelimit: RateLimitInfo | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+
+
+@dataclass(slots=True)
+class BlockEvent:
+    """A whole content block with no neutral meaning (an `OpaquePart`), e.g. Anthropic
+    `server_tool_use`, `web_search_tool_result`, `redacted_thinking`."""
+
+    part: OpaquePart
+
+
+@dataclass(slots=True)
+class CitationDelta:
+    """A citation of the text being streamed (Anthropic `citations_delta`)."""
+
+    citation: dict[str, Any]
 
 
 @dataclass(slots=True)
 class TextDelta:
     text: str
+    logprobs: list[dict[str, Any]] | None = None  # OpenAI `logprobs.content` of this chunk
 
 
 @dataclass(slots=True)
@@ -244,6 +331,8 @@ StreamEvent: TypeAlias = (
     | Finish
     | UsageUpdate
     | Flush
+    | BlockEvent
+    | CitationDelta
 )
 
 

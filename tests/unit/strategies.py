@@ -185,7 +185,7 @@ def anthropic_requests(draw: Any) -> ChatRequest:
 def openai_responses() -> st.SearchStrategy[ChatResponse]:
     return st.builds(
         lambda rid, texts, calls, finish, u, created: ChatResponse(
-            rid, "m", texts + calls, finish, u, None, created
+            "chatcmpl-" + rid, "m", texts + calls, finish, u, None, created
         ),
         ident,
         st.lists(st.builds(TextPart, nonempty), max_size=1),
@@ -198,7 +198,9 @@ def openai_responses() -> st.SearchStrategy[ChatResponse]:
 
 def anthropic_responses() -> st.SearchStrategy[ChatResponse]:
     def build(rid: str, parts: list[Any], finish: Any, u: Usage, seq: str) -> ChatResponse:
-        return ChatResponse(rid, "m", parts, finish, u, seq if finish == "stop_sequence" else None)
+        return ChatResponse(
+            "msg_" + rid, "m", parts, finish, u, seq if finish == "stop_sequence" else None
+        )
 
     return st.builds(
         build,

@@ -27,7 +27,9 @@ from sluice.types import (
     ChatResponse,
     FinishReason,
     ImagePart,
+    OpaquePart,
     Part,
+    ResultContent,
     TextPart,
     ThinkingPart,
     ToolCallPart,
@@ -374,7 +376,12 @@ def part_to_json(part: Part) -> dict[str, Any]:
     """A neutral part as stored JSON (cached answers here, session histories in
     `sluice.context.sessions`); `part_from_json` reads it back."""
     if isinstance(part, TextPart):
-        return {"t": "text", "text": part.text, "cc": part.cache_control}
+        doc: dict[str, Any] = {"t": "text", "text": part.text, "cc": part.cache_control}
+        if part.citations:
+            doc["cit"] = part.citations
+        return doc
+    if isinstance(part, OpaquePart):
+        return {"t": "opaque", "wire": part.wire, "block": part.block}
     if isinstance(part, ToolCallPart):
         return {
             "t": "tool_call",
@@ -401,7 +408,9 @@ def part_to_json(part: Part) -> dict[str, Any]:
 def part_from_json(doc: dict[str, Any]) -> Part:
     kind = doc["t"]
     if kind == "text":
-        return TextPart(doc["text"], doc["cc"])
+        return TextPart(doc["text"], doc["cc"], doc.get("cit"))
+    if kind == "opaque":
+        return OpaquePart(doc["wire"], doc["block"])
     if kind == "tool_call":
         return ToolCallPart(doc["id"], doc["name"], doc["args"], doc["cc"])
     if kind == "thinking":
@@ -410,11 +419,11 @@ def part_from_json(doc: dict[str, Any]) -> Part:
         return ImagePart(doc["url"], doc["detail"], doc["cc"])
     if kind == "tool_result":
         content = [part_from_json(p) for p in doc["content"]]
-        if not all(isinstance(p, TextPart | ImagePart) for p in content):
+        if not all(isinstance(p, TextPart | ImagePart | OpaquePart) for p in content):
             raise ValueError("tool result content must be text or images")
         return ToolResultPart(
             doc["id"],
-            cast(list[TextPart | ImagePart], content),
+            cast(list[ResultContent], content),
             bool(doc["err"]),
             doc["cc"],
         )

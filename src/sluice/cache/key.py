@@ -14,6 +14,7 @@ and numbers that mean the same value written the same way (`temperature` 0 and 0
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
@@ -21,9 +22,12 @@ from typing import Any
 import orjson
 
 from sluice.types import (
+    AudioPart,
     ChatRequest,
+    DocumentPart,
     ImagePart,
     Message,
+    OpaquePart,
     Part,
     TextPart,
     ThinkingPart,
@@ -58,6 +62,8 @@ def cache_key(req: ChatRequest, tenant: str, namespace: str) -> str:
         "max_tokens": req.max_tokens,
         "extras": req.extras,
     }
+    if req.native_tools:
+        doc["native_tools"] = req.native_tools
     return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -85,6 +91,12 @@ def _part(part: Part) -> list[Any]:
         ]
     if isinstance(part, ThinkingPart):
         return ["thinking", part.thinking, part.signature]
+    if isinstance(part, OpaquePart):
+        return ["opaque", part.wire, part.block]
+    if isinstance(part, DocumentPart | AudioPart):
+        # The caller's block when there is one (same bytes, same key), else every field.
+        fields = dataclasses.asdict(part)
+        return [type(part).__name__, fields.pop("raw", None) or fields]
     raise TypeError(f"unknown part type {type(part).__name__}")  # pragma: no cover
 
 
@@ -100,4 +112,5 @@ def _arguments(raw: str) -> list[str]:
 
 
 def _tool(tool: Tool) -> list[Any]:
-    return [tool.name, tool.description, tool.parameters]
+    base = [tool.name, tool.description, tool.parameters]
+    return base if tool.strict is None else [*base, tool.strict]

@@ -11,11 +11,13 @@ from sluice.wire.anthropic.stream import EventEncoder
 
 
 def _encoder(req: ChatRequest) -> EventEncoder:
-    return EventEncoder(req.model)
+    return EventEncoder(req.model, req)
 
 
 def _error(err: SluiceError) -> dict[str, object]:
     return err.anthropic_body()
 
 
-ANTHROPIC_FRONTEND = Frontend("anthropic", decode_request, encode_response, _encoder, _error)
+ANTHROPIC_FRONTEND = Frontend(
+    "anthropic", decode_request, encode_response, _encoder, _error, request_id_header="request-id"
+)

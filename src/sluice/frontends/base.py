@@ -25,3 +25,5 @@ class Frontend:
     encode_response: Callable[[ChatResponse, str], dict[str, Any]]
     stream_encoder: Callable[[ChatRequest], StreamEncoder]
     error_body: Callable[[SluiceError], dict[str, Any]]
+    # The header this API's SDK reads the request id from (`_request_id`).
+    request_id_header: str = "x-request-id"

@@ -50,6 +50,20 @@ class AnthropicProvider:
             )
         return self._min_cache_tokens[dep.id]
 
+    def _request_headers(self, req: ChatRequest) -> dict[str, str]:
+        """Provider headers + forwarded ones, and the caller's `anthropic-beta` merged with
+        the configured one: beta body fields only work with the header that enables them."""
+        headers = upstream_headers(self._headers, self._forward, req.meta)
+        beta = req.meta.headers.get("anthropic-beta")
+        if not beta:
+            return headers
+        own = [k for k in headers if k.lower() == "anthropic-beta"]
+        names = [*(n for k in own for n in headers[k].split(",")), *beta.split(",")]
+        merged = ",".join(dict.fromkeys(n.strip() for n in names if n.strip()))
+        out = {k: v for k, v in headers.items() if k not in own}
+        out["anthropic-beta"] = merged
+        return out
+
     def _body(self, req: ChatRequest, dep: Deployment) -> bytes:
         default_max = min(dep.max_output_tokens or DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS)
         body = encode_request(
@@ -67,7 +81,7 @@ class AnthropicProvider:
     async def complete(self, req: ChatRequest, dep: Deployment) -> ChatResponse:
         headers, body = await self._client.post(
             self._url,
-            upstream_headers(self._headers, self._forward, req.meta),
+            self._request_headers(req),
             self._body(req, dep),
             dep.timeouts,
             dep.id,
@@ -79,7 +93,7 @@ class AnthropicProvider:
     async def stream(self, req: ChatRequest, dep: Deployment) -> EventStream:
         async with self._client.open_stream(
             self._url,
-            upstream_headers(self._headers, self._forward, req.meta),
+            self._request_headers(req),
             self._body(req, dep),
             dep.timeouts,
             dep.id,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 
 import orjson
 
+from sluice.collect import StreamCollector
 from sluice.config import OpenAIProviderConfig
 from sluice.errors import UpstreamConnectError
 from sluice.providers.base import Deployment
@@ -16,6 +19,27 @@ from sluice.types import FLUSH, ChatRequest, ChatResponse, EventStream, Finish, 
 from sluice.wire.openai.request import encode_request
 from sluice.wire.openai.response import decode_response
 from sluice.wire.openai.stream import ChunkDecoder
+from sluice.wire.stops import cut_at_stops
+
+# Model families that refuse `max_tokens` and want `max_completion_tokens`: o1/o3/o4…,
+# gpt-5…, with or without a vendor prefix (`openai/o3-mini`, Azure deployment names aside).
+_REASONING_FAMILY = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)", re.IGNORECASE)
+
+
+def max_tokens_param(setting: str, model: str, req: ChatRequest) -> str:
+    """The body key for the output cap. An explicit setting wins; `auto` picks
+    `max_completion_tokens` for reasoning families and when an OpenAI caller used that name
+    itself, else `max_tokens` (what most compatible servers know)."""
+    if setting != "auto":
+        return setting
+    if _REASONING_FAMILY.match(model) or req.meta.max_tokens_field == "max_completion_tokens":
+        return "max_completion_tokens"
+    return "max_tokens"
+
+
+def _sluice_stops(req: ChatRequest) -> bool:
+    """An Anthropic caller's stop sequences are applied by Sluice (it must name the match)."""
+    return req.meta.wire == "anthropic" and bool(req.stop)
 
 
 class OpenAIProvider:
@@ -34,12 +58,26 @@ class OpenAIProvider:
         body = encode_request(
             req,
             dep.model,
-            max_tokens_param=self._cfg.max_tokens_param,
+            max_tokens_param=max_tokens_param(self._cfg.max_tokens_param, dep.model, req),
             same_wire=req.meta.wire == "openai",
+            send_stop=not _sluice_stops(req),
         )
         return orjson.dumps(body)
 
     async def complete(self, req: ChatRequest, dep: Deployment) -> ChatResponse:
+        if _sluice_stops(req):  # watch the text as it comes: see wire/stops.py
+            collector = StreamCollector()
+            events = self.stream(dataclasses.replace(req, stream=True), dep)
+            async for event in events:
+                collector.add(event)
+            return collector.response()
+        return await self._complete(req, dep)
+
+    def stream(self, req: ChatRequest, dep: Deployment) -> EventStream:
+        events = self._stream(req, dep)
+        return cut_at_stops(events, req) if _sluice_stops(req) else events
+
+    async def _complete(self, req: ChatRequest, dep: Deployment) -> ChatResponse:
         headers, body = await self._client.post(
             self._url,
             upstream_headers(self._headers, self._forward, req.meta),
@@ -51,7 +89,7 @@ class OpenAIProvider:
         resp.ratelimit = parse_ratelimit(headers)
         return resp
 
-    async def stream(self, req: ChatRequest, dep: Deployment) -> EventStream:
+    async def _stream(self, req: ChatRequest, dep: Deployment) -> EventStream:
         async with self._client.open_stream(
             self._url,
             upstream_headers(self._headers, self._forward, req.meta),

@@ -16,7 +16,11 @@ from typing import Any, Literal
 
 import orjson
 
+from sluice.sim.schema import WORDS as FIELD_WORDS
+from sluice.sim.schema import asks_for_json, fill_schema, instance, schema_in_texts
 from sluice.tokens import count_text, split_tokens
+
+__all__ = ["FIELD_WORDS", "fill_schema"]
 
 PREFIX = "[simulated] "
 INVALID_JSON_TEXT = '```json\n{"broken": \n```'
@@ -34,7 +38,6 @@ VOCAB: tuple[str, ...] = (
 _VOCAB_PIECES = tuple(tuple(split_tokens(" " + w)) for w in VOCAB)
 _SHORT_PIECES = tuple(p for p in _VOCAB_PIECES if len(p) == 1)[:8]
 _PREFIX_PIECES = split_tokens(PREFIX)
-FIELD_WORDS = ("alpha", "bravo", "delta", "echo", "kilo", "lima", "nova", "orbit")
 
 Finish = Literal["stop", "length", "tool_calls", "stop_sequence"]
 
@@ -131,58 +134,6 @@ def _apply_stop(pieces: list[str], stop: list[str]) -> tuple[list[str], str | No
     return split_tokens(text[: best[0]]), best[1]
 
 
-def fill_schema(schema: Any, rng: random.Random, root: Any = None, depth: int = 0) -> Any:
-    """A value valid for a JSON schema: required properties only, first enum value."""
-    root = schema if root is None else root
-    if not isinstance(schema, dict) or depth > 8:
-        return FIELD_WORDS[rng.getrandbits(3)]
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part) if isinstance(target, dict) else None
-        return fill_schema(target, rng, root, depth + 1)
-    if "const" in schema:
-        return schema["const"]
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        return enum[0]
-    for combo in ("anyOf", "oneOf", "allOf"):
-        options = schema.get(combo)
-        if isinstance(options, list) and options:
-            usable = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
-            return fill_schema((usable or options)[0], rng, root, depth + 1)
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind is None:
-        kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
-    if kind == "object":
-        props = schema.get("properties")
-        props = props if isinstance(props, dict) else {}
-        required = schema.get("required")
-        names = required if isinstance(required, list) and required else list(props)[:1]
-        return {str(n): fill_schema(props.get(n, {}), rng, root, depth + 1) for n in names}
-    if kind == "array":
-        count = max(1, int(schema.get("minItems", 1) or 1))
-        return [fill_schema(schema.get("items", {}), rng, root, depth + 1) for _ in range(count)]
-    return _scalar(kind, schema, rng)
-
-
-def _scalar(kind: Any, schema: dict[str, Any], rng: random.Random) -> Any:
-    if kind == "integer":
-        low = int(schema.get("minimum", 1))
-        high = int(schema.get("maximum", max(low, 1) + 99))
-        return rng.randint(low, max(low, high))
-    if kind == "number":
-        return round(rng.uniform(0, 100), 2)
-    if kind == "boolean":
-        return True
-    if kind == "null":
-        return None
-    return FIELD_WORDS[rng.getrandbits(3)]
-
-
 def _tool_calls(prompt: Prompt, key: bytes, rng: random.Random, id_prefix: str) -> list[ToolCall]:
     by_name = {t.name: t for t in prompt.tools}
     if prompt.tool_mode == "tool" and prompt.forced_tool:
@@ -224,13 +175,17 @@ def plan_answer(
         tokens = sum(count_text(c.name) + count_text(c.arguments) for c in calls)
         return Answer("", [], calls, "tool_calls", tokens)
     cap = prompt.max_tokens
-    if invalid_json or prompt.json_schema is not None or prompt.json_mode:
+    schema, json_mode = prompt.json_schema, prompt.json_mode
+    if schema is None and prompt.tool_result_text is None:
+        schema = schema_in_texts(prompt.texts)  # JSON asked for in words, schema in the prompt
+        json_mode = json_mode or asks_for_json(prompt.texts)
+    if invalid_json or schema is not None or json_mode:
         if invalid_json:
             text = INVALID_JSON_TEXT
         else:
             value = (
-                fill_schema(prompt.json_schema, rng)
-                if prompt.json_schema is not None
+                instance(schema, rng)
+                if schema is not None
                 else {"answer": _words(rng, output_tokens)}
             )
             text = orjson.dumps(value).decode()

@@ -10,12 +10,14 @@ from sluice.errors import UpstreamMalformedError
 from sluice.types import (
     ChatResponse,
     FinishReason,
+    OpaquePart,
     Part,
     TextPart,
     ThinkingPart,
     ToolCallPart,
     Usage,
 )
+from sluice.wire import mapping
 from sluice.wire.anthropic.request import arguments_object
 
 STOP_FROM_ANTHROPIC: dict[str, FinishReason] = {
@@ -75,12 +77,15 @@ def decode_response(body: Any) -> ChatResponse:
         for block in body["content"]:
             kind = block.get("type")
             if kind == "text":
-                parts.append(TextPart(block["text"]))
+                citations = block.get("citations")
+                parts.append(TextPart(block["text"], citations=citations or None))
             elif kind == "tool_use":
                 arguments = orjson.dumps(block.get("input") or {}).decode()
                 parts.append(ToolCallPart(block["id"], block["name"], arguments))
             elif kind == "thinking":
                 parts.append(ThinkingPart(block.get("thinking", ""), block.get("signature")))
+            elif isinstance(kind, str):
+                parts.append(OpaquePart("anthropic", block))  # redacted_thinking, server tools
         return ChatResponse(
             id=str(body.get("id") or ""),
             model=str(body.get("model") or ""),
@@ -97,7 +102,12 @@ def encode_response(resp: ChatResponse, model: str) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
     for part in resp.parts:
         if isinstance(part, TextPart):
-            content.append({"type": "text", "text": part.text})
+            text: dict[str, Any] = {"type": "text", "text": part.text}
+            if part.citations:
+                text["citations"] = part.citations
+            content.append(text)
+        elif isinstance(part, OpaquePart) and part.wire == "anthropic":
+            content.append(part.block)
         elif isinstance(part, ToolCallPart):
             content.append(
                 {
@@ -112,7 +122,7 @@ def encode_response(resp: ChatResponse, model: str) -> dict[str, Any]:
                 {"type": "thinking", "thinking": part.thinking, "signature": part.signature or ""}
             )
     return {
-        "id": resp.id,
+        "id": mapping.answer_id(resp.id, "msg_"),
         "type": "message",
         "role": "assistant",
         "model": model,

@@ -13,9 +13,14 @@ from typing import Any
 import orjson
 
 from sluice.errors import SluiceError, UpstreamMalformedError, UpstreamStatusError
+from sluice.tokens import estimate_request_tokens
 from sluice.types import (
+    BlockEvent,
+    ChatRequest,
+    CitationDelta,
     Finish,
     FinishReason,
+    OpaquePart,
     StreamEvent,
     StreamStart,
     TextDelta,
@@ -25,6 +30,7 @@ from sluice.types import (
     Usage,
     UsageUpdate,
 )
+from sluice.wire import mapping
 from sluice.wire.anthropic.response import (
     STOP_FROM_ANTHROPIC,
     STOP_TO_ANTHROPIC,
@@ -45,12 +51,15 @@ _ERROR_STATUS = {
 class EventDecoder:
     """Turns upstream (event name, data) pairs into neutral events."""
 
-    __slots__ = ("_tool_of_block", "_tools", "_usage")
+    __slots__ = ("_opaque", "_tool_of_block", "_tools", "_usage")
 
     def __init__(self) -> None:
         self._usage = Usage()
         self._tool_of_block: dict[int, int] = {}
         self._tools = 0
+        # Blocks with no neutral meaning, by index: the start block + input_json fragments,
+        # passed on whole at content_block_stop.
+        self._opaque: dict[int, tuple[dict[str, Any], list[str]]] = {}
 
     def feed(self, data: Any) -> list[StreamEvent]:
         if not isinstance(data, dict):
@@ -82,11 +91,29 @@ class EventDecoder:
                 f"upstream stream error ({err_type}): {err.get('message', '')}",
                 upstream_status=_ERROR_STATUS.get(err_type, 500),
             )
-        return []  # ping, content_block_stop, message_stop, unknown future events
+        if kind == "content_block_stop":
+            return self._block_stop(data)
+        return []  # ping, message_stop, unknown future events
+
+    def _block_stop(self, data: dict[str, Any]) -> list[StreamEvent]:
+        held = self._opaque.pop(int(data.get("index", 0)), None)
+        if held is None:
+            return []
+        block, fragments = held
+        if fragments:
+            try:
+                block = {**block, "input": orjson.loads("".join(fragments))}
+            except orjson.JSONDecodeError as exc:
+                raise UpstreamMalformedError("a server tool's input is not JSON") from exc
+        return [BlockEvent(OpaquePart("anthropic", block))]
 
     def _block_start(self, data: dict[str, Any]) -> list[StreamEvent]:
         block = data.get("content_block") or {}
-        if block.get("type") == "tool_use":
+        kind = block.get("type")
+        if kind not in ("tool_use", "text", "thinking") and isinstance(kind, str):
+            self._opaque[int(data.get("index", 0))] = (block, [])
+            return []
+        if kind == "tool_use":
             tool = self._tools
             self._tools += 1
             self._tool_of_block[int(data.get("index", 0))] = tool
@@ -100,8 +127,14 @@ class EventDecoder:
         kind = delta.get("type")
         if kind == "text_delta":
             return [TextDelta(delta.get("text", ""))]
+        if kind == "citations_delta" and isinstance(delta.get("citation"), dict):
+            return [CitationDelta(delta["citation"])]
         if kind == "input_json_delta":
             fragment = delta.get("partial_json", "")
+            held = self._opaque.get(int(data.get("index", 0)))
+            if held is not None:
+                held[1].append(fragment)
+                return []
             tool = self._tool_of_block.get(int(data.get("index", 0)))
             if fragment and tool is not None:
                 return [ToolCallDelta(tool, fragment)]
@@ -120,8 +153,9 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 class EventEncoder:
     """Turns neutral events into the client's Anthropic SSE bytes."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, req: ChatRequest | None = None) -> None:
         self._model = model
+        self._req = req  # to announce input tokens when the upstream did not (OpenAI)
         self._index = -1  # index of the open block; -1 when none is open
         self._open: str | None = None  # "text" | "thinking" | "tool"
         self._live_tool: int | None = None
@@ -171,7 +205,28 @@ class EventEncoder:
                 self._open = None
         return out
 
+    def _whole_block(self, part: OpaquePart) -> bytes:
+        """A server-tool block as the API streams it: start (input empty), the input as one
+        input_json_delta, stop."""
+        block = part.block
+        has_input = "input" in block and block["input"] != {}
+        start = {**block, "input": {}} if has_input else block
+        out = self._start_block("opaque", start)
+        if has_input:
+            fragment = orjson.dumps(block["input"]).decode()
+            out += self._block_delta({"type": "input_json_delta", "partial_json": fragment})
+        return out + self._close_block()
+
     def encode(self, event: StreamEvent) -> bytes:
+        if isinstance(event, BlockEvent):
+            return self._whole_block(event.part) if event.part.wire == "anthropic" else b""
+        if isinstance(event, CitationDelta):
+            out = (
+                b""
+                if self._open == "text"
+                else self._start_block("text", {"type": "text", "text": "", "citations": []})
+            )
+            return out + self._block_delta({"type": "citations_delta", "citation": event.citation})
         if isinstance(event, TextDelta):
             out = (
                 b""
@@ -207,8 +262,10 @@ class EventEncoder:
         if isinstance(event, StreamStart):
             if event.usage is not None:
                 self._usage = event.usage
+            elif self._req is not None:  # the count is known before the call: announce it
+                self._usage = Usage(input_tokens=estimate_request_tokens(self._req))
             message: dict[str, Any] = {
-                "id": event.id,
+                "id": mapping.answer_id(event.id, "msg_"),
                 "type": "message",
                 "role": "assistant",
                 "model": self._model,

@@ -14,6 +14,7 @@ from sluice.types import (
     ToolCallPart,
     Usage,
 )
+from sluice.wire import mapping
 
 FINISH_FROM_OPENAI: dict[str, FinishReason] = {
     "stop": "stop",
@@ -80,6 +81,8 @@ def decode_response(body: Any) -> ChatResponse:
         finish = FINISH_FROM_OPENAI.get(choice.get("finish_reason") or "stop", "stop")
         if refusal and finish == "stop":
             finish = "content_filter"
+        detail = choice.get("logprobs")
+        annotations = message.get("annotations")
         return ChatResponse(
             id=str(body.get("id") or ""),
             model=str(body.get("model") or ""),
@@ -87,10 +90,18 @@ def decode_response(body: Any) -> ChatResponse:
             finish_reason=finish,
             usage=decode_usage(body.get("usage")),
             created=int(body.get("created") or 0),
-            logprobs=_logprobs(choice.get("logprobs")),
+            logprobs=_logprobs(detail),
+            logprobs_detail=detail if isinstance(detail, dict) else None,
+            system_fingerprint=_str_or_none(body.get("system_fingerprint")),
+            service_tier=_str_or_none(body.get("service_tier")),
+            annotations=annotations if isinstance(annotations, list) and annotations else None,
         )
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise UpstreamMalformedError(f"unexpected OpenAI response shape: {exc!r}") from exc
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _logprobs(raw: Any) -> list[float] | None:
@@ -114,8 +125,13 @@ def encode_response(resp: ChatResponse, model: str) -> dict[str, Any]:
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
             for c in calls
         ]
-    return {
-        "id": resp.id,
+    annotations = resp.annotations or mapping.url_annotations(
+        [(p.text, p.citations) for p in resp.parts if isinstance(p, TextPart)]
+    )
+    if annotations:
+        message["annotations"] = annotations
+    out: dict[str, Any] = {
+        "id": mapping.answer_id(resp.id, "chatcmpl-"),
         "object": "chat.completion",
         "created": resp.created or int(time.time()),
         "model": model,
@@ -123,9 +139,14 @@ def encode_response(resp: ChatResponse, model: str) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": message,
-                "logprobs": None,
+                "logprobs": resp.logprobs_detail,
                 "finish_reason": FINISH_TO_OPENAI[resp.finish_reason],
             }
         ],
         "usage": encode_usage(resp.usage),
     }
+    if resp.system_fingerprint is not None:
+        out["system_fingerprint"] = resp.system_fingerprint
+    if resp.service_tier is not None:
+        out["service_tier"] = resp.service_tier
+    return out

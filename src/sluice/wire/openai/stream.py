@@ -19,6 +19,7 @@ from sluice.types import (
     Usage,
     UsageUpdate,
 )
+from sluice.wire import mapping
 from sluice.wire.openai.response import (
     FINISH_FROM_OPENAI,
     FINISH_TO_OPENAI,
@@ -43,11 +44,14 @@ class ChunkDecoder:
         events: list[StreamEvent] = []
         if not self._started:
             self._started = True
+            fingerprint, tier = chunk.get("system_fingerprint"), chunk.get("service_tier")
             events.append(
                 StreamStart(
                     id=str(chunk.get("id") or ""),
                     model=str(chunk.get("model") or ""),
                     created=int(chunk.get("created") or 0),
+                    system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+                    service_tier=tier if isinstance(tier, str) else None,
                 )
             )
         if "error" in chunk and not chunk.get("choices"):
@@ -56,7 +60,9 @@ class ChunkDecoder:
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue
-            self._decode_delta(choice.get("delta") or {}, events)
+            logprobs = choice.get("logprobs")
+            content = logprobs.get("content") if isinstance(logprobs, dict) else None
+            self._decode_delta(choice.get("delta") or {}, events, content or None)
             reason = choice.get("finish_reason")
             if reason:
                 events.append(Finish(FINISH_FROM_OPENAI.get(reason, "stop")))
@@ -65,13 +71,15 @@ class ChunkDecoder:
         return events
 
     @staticmethod
-    def _decode_delta(delta: dict[str, Any], events: list[StreamEvent]) -> None:
+    def _decode_delta(
+        delta: dict[str, Any], events: list[StreamEvent], logprobs: list[Any] | None
+    ) -> None:
         reasoning = delta.get("reasoning_content")
         if reasoning:
             events.append(ThinkingDelta(reasoning))
         content = delta.get("content")
         if content:
-            events.append(TextDelta(content))
+            events.append(TextDelta(content, logprobs))
         refusal = delta.get("refusal")
         if refusal:
             events.append(TextDelta(refusal))
@@ -87,7 +95,7 @@ class ChunkDecoder:
 class ChunkEncoder:
     """Turns neutral events into the client's SSE bytes."""
 
-    __slots__ = ("_created", "_id", "_include_usage", "_model", "_usage")
+    __slots__ = ("_created", "_extra", "_id", "_include_usage", "_model", "_usage")
 
     def __init__(self, model: str, include_usage: bool) -> None:
         self._model = model
@@ -95,6 +103,7 @@ class ChunkEncoder:
         self._id = ""
         self._created = 0
         self._usage: Usage | None = None
+        self._extra: dict[str, str] = {}  # system_fingerprint, service_tier: on every chunk
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         body = {
@@ -102,26 +111,35 @@ class ChunkEncoder:
             "object": "chat.completion.chunk",
             "created": self._created,
             "model": self._model,
+            **self._extra,
             "choices": choices,
             **extra,
         }
         return b"data: " + orjson.dumps(body) + b"\n\n"
 
-    def _delta(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return self._chunk(
-            [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-        )
+    def _delta(
+        self,
+        delta: dict[str, Any],
+        finish: str | None = None,
+        logprobs: list[dict[str, Any]] | None = None,
+    ) -> bytes:
+        lp = None if logprobs is None else {"content": logprobs, "refusal": None}
+        return self._chunk([{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}])
 
     def encode(self, event: StreamEvent) -> bytes:
         if isinstance(event, TextDelta):
-            return self._delta({"content": event.text})
+            return self._delta({"content": event.text}, logprobs=event.logprobs)
         if isinstance(event, ToolCallDelta):
             return self._delta(
                 {"tool_calls": [{"index": event.index, "function": {"arguments": event.arguments}}]}
             )
         if isinstance(event, StreamStart):
-            self._id = event.id
+            self._id = mapping.answer_id(event.id, "chatcmpl-")
             self._created = event.created or int(time.time())
+            if event.system_fingerprint is not None:
+                self._extra["system_fingerprint"] = event.system_fingerprint
+            if event.service_tier is not None:
+                self._extra["service_tier"] = event.service_tier
             return self._delta({"role": "assistant", "content": ""})
         if isinstance(event, ToolCallStart):
             call = {

@@ -24,6 +24,7 @@ from sluice.types import (
     ImagePart,
     Message,
     Part,
+    ResultContent,
     TextPart,
     Tool,
     ToolCallPart,
@@ -93,7 +94,7 @@ def _content_parts(content: Any, role: str, path: str) -> list[Part]:
     return parts
 
 
-def _output_text(output: Any, path: str) -> list[TextPart | ImagePart]:
+def _output_text(output: Any, path: str) -> list[ResultContent]:
     """A `function_call_output.output`: a string, or input_text/input_image parts."""
     if isinstance(output, str):
         return [TextPart(output)]
@@ -189,8 +190,11 @@ def _tools(value: Any) -> tuple[list[Tool], list[dict[str, Any]]]:
             name=req(item, "name", str, where),
             description=opt(item, "description", str, where),
             parameters=schema if schema is not None else {"type": "object", "properties": {}},
+            # What the caller said explicitly goes upstream; the Responses default (true) is
+            # echoed but not forced on a Chat Completions or Messages upstream.
+            strict=opt(item, "strict", bool, where),
         )
-        strict = opt(item, "strict", bool, where)
+        strict = tool.strict
         tools.append(tool)
         echo.append(
             {
