@@ -9,7 +9,6 @@ import os
 import sys
 
 import click
-from aiohttp import web
 
 from sluice import __version__
 from sluice.config import ConfigError, SluiceConfig, default_config, load_config
@@ -96,13 +95,15 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
         click.echo("  models: " + ", ".join(models), err=True)
         click.echo(auth_banner(config), err=True)
 
-    web.run_app(
+    from sluice.edge import serve
+
+    serve.run(  # web.run_app with the edge's connection handling (sluice.edge.protocol)
         app,
         host=host,
         port=port,
-        print=banner,
+        edge=config.server.edge,
+        announce=banner,
         loop=_new_loop(),
-        handler_cancellation=True,
         access_log=logging.getLogger("sluice.access") if config.server.access_log else None,
         shutdown_timeout=config.server.drain_timeout_s,
     )

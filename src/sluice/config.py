@@ -23,6 +23,7 @@ from sluice.cache.config import ExactRouteConfig, PromptCaching
 from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
+from sluice.edge.config import EdgeConfig
 from sluice.embed.config import EmbedConfig
 from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
@@ -52,6 +53,7 @@ class ServerConfig(_Frozen):
     # Serve the admin API (/admin/keys) on its own port instead of the data-plane one.
     admin_port: int | None = Field(default=None, ge=0, le=65535)
     admin_host: str = "127.0.0.1"
+    edge: EdgeConfig = EdgeConfig()  # read timeouts, connection cap, JSON depth (sluice.edge)
 
 
 _NEVER_FORWARDED = ("authorization", "x-api-key", "cookie", "proxy-authorization")

@@ -117,8 +117,13 @@ class Gateway:
             self.executor,
         )
         self.recorder = Recorder(config.observability, self.settle.price_of, self._model_price)
+        names = frozenset({*self.runtime.by_model, *config.models, *config.routes})
+        deployments = frozenset(d.id for d in config.deployments)
+        self.recorder.metrics.allow_values(route=names, model=names, deployment=deployments)
         if self.limits is not None:
             self.limits.metrics = self.recorder.metrics
+            if self.limits.ledger is not None:  # rows the ledger table refused (parked)
+                self.limits.ledger.on_dead_letter = self.recorder.metrics.dead_lettered("ledger")
         self.forwarded = HeaderFilter(
             p for cfg in config.providers.values() for p in cfg.forward_headers
         )

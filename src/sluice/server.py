@@ -20,12 +20,12 @@ from aiohttp import web
 
 from sluice.cache import admin as cache_admin
 from sluice.config import SluiceConfig
+from sluice.edge.body import read_json
+from sluice.edge.protocol import EdgeRunner
 from sluice.errors import (
     InternalError,
-    InvalidRequestError,
     ModelNotFoundError,
     NotFoundError,
-    RequestTooLargeError,
     ServiceUnavailableError,
     SluiceError,
 )
@@ -108,25 +108,6 @@ def _elapsed_ms(started: float) -> str:
     return f"{(time.perf_counter() - started) * 1000:.2f}"
 
 
-async def _read_json(request: web.Request, limit: int) -> dict[str, Any]:
-    length = request.content_length
-    if length is not None and length > limit:
-        raise RequestTooLargeError(f"request body is {length} bytes; the limit is {limit}")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestTooLargeError(f"request body is over the limit of {limit} bytes") from None
-    if not raw:
-        raise InvalidRequestError("request body is empty; expected a JSON object")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidRequestError("request body must be a JSON object")
-    return body
-
-
 def _call_meta(
     request: web.Request, request_id: str, frontend: Frontend, forwarded: HeaderFilter
 ) -> CallMeta:
@@ -180,7 +161,8 @@ def _chat_handler(
 
         try:
             identity = await gateway.governance.auth.identify(request.headers)
-            body = await _read_json(request, gateway.config.server.max_body_bytes)
+            cfg = gateway.config.server
+            body = await read_json(request, cfg.max_body_bytes, cfg.edge)
             meta = _call_meta(request, request_id, frontend, gateway.forwarded)
             ctx = CallContext(frontend.decode_request(body, meta), started)
             gateway.governance.auth.admit(identity, ctx.request)
@@ -467,7 +449,8 @@ async def start_app(
     app: web.Application, host: str = "127.0.0.1", port: int = 0
 ) -> tuple[web.AppRunner, int]:
     """Serve an app built by `create_app` (and perhaps extended) in the running loop."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    edge = app[GATEWAY].config.server.edge
+    runner = EdgeRunner(app, edge, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

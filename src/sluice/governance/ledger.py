@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
 from operator import attrgetter
@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from sluice.governance.limits_config import LedgerConfig
+from sluice.observe.rows import bounded, write_splitting
+from sluice.observe.store import dead_letter_table, park_row
 from sluice.pgcopy import copy_rows, is_postgresql
 
 if TYPE_CHECKING:
@@ -70,18 +72,22 @@ class LedgerRow:
         ident = meta.identity
         return cls(
             ts=now,
-            request_id=meta.request_id,
-            tenant=ident.tenant if ident else meta.tenant,
+            request_id=bounded(meta.request_id, 128),
+            tenant=bounded(ident.tenant if ident else meta.tenant),
             key_id=ident.key_id if ident else meta.key_id,
-            team=(ident.team if ident else None) or meta.team,
-            user_id=meta.user or (ident.user if ident else None),
-            feature=meta.feature,
-            model=ctx.request.model,
+            team=_bounded((ident.team if ident else None) or meta.team),
+            user_id=_bounded(meta.user or (ident.user if ident else None)),
+            feature=_bounded(meta.feature),
+            model=bounded(ctx.request.model),
             deployment=ctx.deployment.id if ctx.deployment else None,
             input_tokens=ctx.usage.input_tokens,
             output_tokens=ctx.usage.output_tokens,
             cost_usd=ctx.cost_usd,
         )
+
+
+def _bounded(text: str | None) -> str | None:
+    return None if text is None else bounded(text)
 
 
 _ROW_FIELDS = tuple(f.name for f in fields(LedgerRow))
@@ -99,6 +105,9 @@ class Ledger:
         self._ready = False
         self.written = 0
         self.dropped = 0
+        self.dead_lettered = 0  # rows the table refused, parked in sluice_dead_letters
+        self.on_dead_letter: Callable[[int], None] | None = None
+        self._dead_letters = dead_letter_table(sa.MetaData())
 
     def add(self, row: LedgerRow) -> None:
         """Queue a row (never blocks); the writer starts on first use."""
@@ -113,7 +122,32 @@ class Ledger:
         """Write everything queued so far (tests, shutdown)."""
         rows = [r for r in self._drain(self._queue.qsize()) if r is not None]
         if rows:
-            await asyncio.to_thread(self._insert, rows)
+            await self._write(rows)
+
+    async def _write(self, batch: list[LedgerRow]) -> None:
+        """Write a batch; rows the table refuses are parked, never the whole batch lost."""
+        try:
+            _, parked, lost = await asyncio.to_thread(
+                write_splitting, batch, self._insert, self._park
+            )
+        except Exception as exc:  # the database is unreachable: counted, logged
+            log.error("spend ledger: %d rows not written: %s", len(batch), type(exc).__name__)
+            self.dropped += len(batch)
+            return
+        if parked or lost:
+            log.warning("spend ledger: %d rows refused, %d parked", parked + lost, parked)
+            self.dead_lettered += parked
+            self.dropped += lost
+            if self.on_dead_letter is not None and parked:
+                self.on_dead_letter(parked)
+
+    def _park(self, row: LedgerRow, exc: BaseException) -> bool:
+        values = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(row).items()}
+        try:
+            park_row(self.engine, self._dead_letters, TABLE_NAME, values, exc)
+        except Exception:  # the caller counts the row as lost
+            return False
+        return True
 
     async def close(self) -> None:
         """Stop the writer after it has written every row queued so far."""
@@ -132,11 +166,7 @@ class Ledger:
             rows = [first, *self._drain(self.config.batch_size - 1)]
             batch = [r for r in rows if r is not None]
             if batch:
-                try:
-                    await asyncio.to_thread(self._insert, batch)
-                except Exception:
-                    log.exception("spend ledger: %d rows not written", len(batch))
-                    self.dropped += len(batch)
+                await self._write(batch)
             if len(batch) < len(rows):
                 return  # close() asked to stop
 

@@ -15,6 +15,7 @@ from sluice.cost.prices import Price
 from sluice.observe.metrics import Metrics
 from sluice.observe.records import CACHE_HITS, CallRecord, prompt_hash
 from sluice.observe.redact import preview
+from sluice.observe.rows import storable
 from sluice.observe.sink import RecordSink
 from sluice.observe.store import RecordStore
 from sluice.pipeline.context import CallContext
@@ -52,6 +53,7 @@ class Recorder:
                 max_buffer=self._cfg.buffer,
                 log_records=self._cfg.log_json,
                 on_drop=self.metrics.record_dropped,
+                on_dead_letter=self.metrics.dead_lettered("call_records"),
             )
         await self.sink.start()
 
@@ -75,7 +77,10 @@ class Recorder:
             return
         latency_ms = (time.perf_counter() - started) * 1000
         ts = wall_start if wall_start is not None else time.time() - latency_ms / 1000
-        record = self._record(ctx, request_id, ts, latency_ms, status, error_type, ttft_ms)
+        # Bounded to the table's columns here, whatever the client sent (sluice.observe.rows).
+        record = storable(
+            self._record(ctx, request_id, ts, latency_ms, status, error_type, ttft_ms)
+        )
         self.metrics.observe(record)
         for observer in self.observers:
             observer(record)
@@ -83,21 +88,23 @@ class Recorder:
         if ctx is not None and len(ctx.attempt_log) > 1:
             for attempt in ctx.attempt_log:
                 self.sink.emit(
-                    CallRecord(
-                        request_id=f"{request_id}:{attempt.deployment}:{attempt.started:.6f}",
-                        attempt_of=request_id,
-                        kind="attempt",
-                        ts=attempt.started,
-                        route=ctx.route or ctx.request.model,
-                        model_requested=ctx.request.model,
-                        deployment=attempt.deployment,
-                        input_tokens=attempt.input_tokens,
-                        output_tokens=attempt.output_tokens,
-                        cost_usd=attempt.cost_usd,
-                        latency_ms=attempt.latency_ms,
-                        status=attempt.status,
-                        error_type=attempt.error_type,
-                        stream=ctx.request.stream,
+                    storable(
+                        CallRecord(
+                            request_id=f"{request_id}:{attempt.deployment}:{attempt.started:.6f}",
+                            attempt_of=request_id,
+                            kind="attempt",
+                            ts=attempt.started,
+                            route=ctx.route or ctx.request.model,
+                            model_requested=ctx.request.model,
+                            deployment=attempt.deployment,
+                            input_tokens=attempt.input_tokens,
+                            output_tokens=attempt.output_tokens,
+                            cost_usd=attempt.cost_usd,
+                            latency_ms=attempt.latency_ms,
+                            status=attempt.status,
+                            error_type=attempt.error_type,
+                            stream=ctx.request.stream,
+                        )
                     )
                 )
 
@@ -140,7 +147,7 @@ class Recorder:
             or _str(meta.metadata.get("parent_request_id")),
             trace_id=_trace_id(meta.headers.get("traceparent")),
             ts=ts,
-            user_id=meta.headers.get("x-sluice-user") or meta.user,
+            user_id=meta.user or meta.headers.get("x-sluice-user"),
             tenant=meta.tenant,
             key_id=meta.key_id,
             feature=meta.feature

@@ -11,7 +11,12 @@ thread (`asyncio.to_thread`) that writes it to the store in one transaction and,
 Call `emit` from the event loop's thread only (the buffer and the wake-up event belong to
 that loop). Records emitted before `start()` wait in the buffer.
 
-Accounting: emitted = written + dropped + failed_records + buffered (+ those in flight).
+A batch the database refuses for its content is split down to the refused records, which
+are parked in the store's dead-letter table (`RecordStore.park`) and counted: one bad
+record never costs the others (`sluice.observe.rows.write_splitting`).
+
+Accounting: emitted = written + dead_lettered + dropped + failed_records + buffered
+(+ those in flight).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Protocol
 import orjson
 
 from sluice.observe.records import CallRecord
+from sluice.observe.rows import write_splitting
 
 log = logging.getLogger("sluice.observe")
 calls_log = logging.getLogger("sluice.calls")
@@ -38,6 +44,10 @@ class RecordWriter(Protocol):
     def write_batch(self, records: Sequence[CallRecord]) -> None: ...
 
 
+def _no_park(record: CallRecord, exc: BaseException) -> bool:
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class SinkStats:
     emitted: int  # emit() calls
@@ -46,6 +56,7 @@ class SinkStats:
     write_errors: int  # failed batch writes
     failed_records: int  # records lost in failed batch writes
     buffered: int  # waiting to be written
+    dead_lettered: int = 0  # records the table refused, parked in the dead-letter table
 
 
 class RecordSink:
@@ -58,6 +69,7 @@ class RecordSink:
         flush_interval_s: float = 0.5,
         log_records: bool = False,
         on_drop: Callable[[], None] | None = None,
+        on_dead_letter: Callable[[int], None] | None = None,
     ) -> None:
         if max_buffer < 1 or batch_size < 1 or flush_interval_s <= 0:
             raise ValueError("max_buffer and batch_size must be >= 1, flush_interval_s > 0")
@@ -67,6 +79,8 @@ class RecordSink:
         self._interval = flush_interval_s
         self._log_records = log_records
         self._on_drop = on_drop
+        self._on_dead_letter = on_dead_letter
+        self._dead = 0
         self._buf: deque[CallRecord] = deque()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -127,6 +141,7 @@ class RecordSink:
             write_errors=self._write_errors,
             failed_records=self._failed,
             buffered=len(self._buf),
+            dead_lettered=self._dead,
         )
 
     # --- writer --------------------------------------------------------------------------
@@ -159,12 +174,26 @@ class RecordSink:
         if self._log_records and calls_log.isEnabledFor(logging.INFO):
             for record in batch:
                 calls_log.info(orjson.dumps(record.to_json()).decode())
-        if self._store is not None:
-            try:
-                self._store.write_batch(batch)
-            except Exception:
-                self._write_errors += 1
-                self._failed += len(batch)
-                log.exception("could not write %d call records", len(batch))
-                return
-        self._written += len(batch)
+        if self._store is None:
+            self._written += len(batch)
+            return
+        park = getattr(self._store, "park", _no_park)
+        try:
+            written, parked, lost = write_splitting(batch, self._store.write_batch, park)
+        except Exception as exc:  # the store is unreachable: counted, logged
+            self._write_errors += 1
+            self._failed += len(batch)
+            log.error("could not write %d call records: %s", len(batch), type(exc).__name__)
+            return
+        self._written += written
+        if parked or lost:
+            log.warning(
+                "call records: %d refused by the table, %d parked, %d lost",
+                parked + lost,
+                parked,
+                lost,
+            )
+            self._dead += parked
+            self._failed += lost
+            if self._on_dead_letter is not None and parked:
+                self._on_dead_letter(parked)

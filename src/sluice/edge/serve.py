@@ -1,0 +1,65 @@
+"""`sluice serve`'s main loop: `aiohttp.web.run_app` with the `EdgeRunner` (which run_app
+cannot be given). Same contract: serve until SIGINT/SIGTERM, then drain for
+`shutdown_timeout` seconds and clean up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.web_runner import GracefulExit
+
+from sluice.edge.config import EdgeConfig
+from sluice.edge.protocol import EdgeRunner
+
+
+async def _serve(runner: EdgeRunner, host: str, port: int, announce: Callable[[str], None]) -> None:
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        announce(str(site.name))
+        await asyncio.Event().wait()  # until a signal cancels the task
+    finally:
+        await runner.cleanup()
+
+
+def run(
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    edge: EdgeConfig,
+    announce: Callable[[str], None],
+    loop: asyncio.AbstractEventLoop,
+    access_log: logging.Logger | None,
+    shutdown_timeout: float,
+) -> None:
+    runner = EdgeRunner(
+        app,
+        edge,
+        handle_signals=True,
+        handler_cancellation=True,
+        access_log=access_log,
+        shutdown_timeout=shutdown_timeout,
+    )
+    asyncio.set_event_loop(loop)
+    main = loop.create_task(_serve(runner, host, port, announce))
+    try:
+        loop.run_until_complete(main)
+    except (GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        if not main.done():
+            main.cancel()
+            with contextlib.suppress(asyncio.CancelledError, GracefulExit):
+                loop.run_until_complete(main)
+        rest = asyncio.all_tasks(loop)
+        for task in rest:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
