@@ -37,7 +37,7 @@ def _error_bytes(err: SluiceError, anthropic: bool) -> bytes:
 class EdgeRequestHandler(RequestHandler):
     """One connection. Counted per peer address by its `EdgeServer`."""
 
-    __slots__ = ("_armed_at", "_edge", "_header_timer", "_peer")
+    __slots__ = ("_armed_at", "_edge", "_header_timer", "_peer", "_start")
 
     def __init__(self, manager: EdgeServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -45,6 +45,7 @@ class EdgeRequestHandler(RequestHandler):
         self._peer: str | None = None
         self._armed_at = -1
         self._header_timer: asyncio.TimerHandle | None = None
+        self._start = b""  # the first bytes of the current request: its line, for errors
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
@@ -75,14 +76,18 @@ class EdgeRequestHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         count = self._request_count
-        if self._header_timer is None and not self._request_in_progress and not self._messages:
-            self._arm()  # the first byte of a new request: its headers must follow in time
+        if not self._request_in_progress and not self._messages:
+            if self._header_timer is None:
+                self._arm()  # the first byte of a new request: its headers must follow in time
+            if not self._start:
+                self._start = data[:48]
         super().data_received(data)
         if self._request_count != count:
             self._disarm()
 
     def _arm(self) -> None:
         self._disarm()
+        self._start = b""
         self._armed_at = self._request_count
         self._header_timer = self._loop.call_later(
             self._edge.config.header_timeout_s, self._header_deadline
@@ -117,10 +122,8 @@ class EdgeRequestHandler(RequestHandler):
             err = InvalidRequestError(_MALFORMED, code="malformed_http_request")
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send the error")
-        try:
-            anthropic = request.path.startswith("/v1/messages")
-        except Exception:
-            anthropic = False
+        # The request line as received: a request that failed to parse has no path.
+        anthropic = b" /v1/messages" in self._start
         resp = web.Response(
             status=status,
             body=_error_bytes(err, anthropic),
