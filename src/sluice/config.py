@@ -296,8 +296,10 @@ class ObservabilityConfig(_Frozen):
     alerts: AlertsConfig = AlertsConfig()
     metrics: bool = True  # GET /metrics in Prometheus format
     # /metrics and /v1/sluice/alerts need the admin key (Bearer), like /ui; without
-    # SLUICE_ADMIN_KEY they answer loopback clients only.
-    metrics_auth: bool = False
+    # SLUICE_ADMIN_KEY they answer loopback clients only. On by default: metrics name
+    # routes, deployments and spend, which are not for anyone who can reach the port.
+    # Prometheus sends the key with `authorization: {credentials: ...}` in its scrape config.
+    metrics_auth: bool = True
 
 
 class SluiceConfig(_Frozen):

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from sluice.secrets import scrub
+
 # Anthropic's error type for a given status (https://docs.anthropic.com errors page).
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error",
@@ -179,7 +181,8 @@ class UpstreamError(SluiceError):
         headers: dict[str, str] | None = None,
         code: str | None = None,
     ) -> None:
-        super().__init__(message, headers=headers, code=code)
+        # Upstream text may echo our provider key: scrubbed before a caller or log sees it.
+        super().__init__(scrub(message), headers=headers, code=code)
         self.deployment = deployment
         self.retry_after_s = retry_after_s
 

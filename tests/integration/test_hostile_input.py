@@ -20,7 +20,7 @@ from sluice.governance.limits_config import LedgerConfig
 from sluice.observe.records import CallRecord
 from sluice.observe.sink import RecordSink
 from sluice.observe.store import RecordStore
-from tests.governance_rig import postgres_schema
+from tests.governance_rig import ADMIN, postgres_schema
 from tests.hostile_rig import Rig, hostile_gateway
 
 pytestmark = pytest.mark.integration
@@ -94,14 +94,14 @@ async def test_unknown_models_do_not_grow_metrics(
     sim_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with hostile_gateway(sim_url, monkeypatch) as rig:
-        async with rig.http.get(rig.url + "/metrics") as resp:
+        async with rig.http.get(rig.url + "/metrics", headers=ADMIN) as resp:
             before = len(await resp.read())
         for i in range(40):
             name = f"{i}-" + "m" * 20_000
             status, parsed = await post(rig, OPENAI, orjson.dumps(body(OPENAI, model=name)))
             assert status in (403, 404), parsed
             assert len(assert_wire_error(OPENAI, parsed)) < 400  # the name is not echoed whole
-        async with rig.http.get(rig.url + "/metrics") as resp:
+        async with rig.http.get(rig.url + "/metrics", headers=ADMIN) as resp:
             metrics = (await resp.read()).decode()
         assert "m" * 200 not in metrics
         assert len(metrics) < before + 20_000, len(metrics) - before

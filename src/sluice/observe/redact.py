@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import re
 
+from sluice.secrets import SECRET_SHAPES
+
 SECRET = "[secret]"
 EMAIL = "[email]"
 CARD = "[card]"
@@ -37,13 +39,9 @@ ELLIPSIS = "…"
 _PLACEHOLDERS = (SECRET, EMAIL, CARD, PHONE)
 
 _PATTERN = re.compile(
-    r"""
-    (?P<secret>
-        \bsk-[A-Za-z0-9][A-Za-z0-9_-]{15,}            # sk-…, sk-proj-…, sk-ant-…, sk-sluice-…
-      | \b(?:AKIA|ASIA)[0-9A-Z]{16}\b                 # AWS access key id
-      | \bgh[pousr]_[A-Za-z0-9]{30,}                  # GitHub tokens
-      | \bxox[abprs]-[A-Za-z0-9-]{10,}                # Slack tokens
-      | \beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*)?   # JWT
+    r"(?P<secret>"
+    + SECRET_SHAPES  # the credential shapes errors from upstream are scrubbed of, too
+    + r"""
     )
   | (?P<bearer>
         (?P<bearer_keep>(?i:\bbearer)\s{1,4})
