@@ -264,7 +264,10 @@ class IdempotencyConfig(_Frozen):
 
     enabled: bool = True
     ttl_s: float = Field(default=86400, gt=0)  # how long a finished answer is replayed
-    # How long a claim outlives a first call that never finishes (a crashed process).
+    # A first call's claim is a lease of `lease_s`, renewed every lease_s/3 while the call
+    # runs (at most `pending_ttl_s` in all): when its process dies, a retry on another
+    # replica takes the key over within `lease_s` instead of waiting and getting a 409.
+    lease_s: float = Field(default=6, gt=0)
     pending_ttl_s: float = Field(default=600, gt=0)
     max_wait_s: float = Field(default=60, ge=0)  # a duplicate waits this long for the first
     poll_interval_s: float = Field(default=0.05, gt=0)  # the longest pause between looks

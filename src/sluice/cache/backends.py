@@ -134,6 +134,14 @@ class MemoryBackend:
         self._put(key, value, ttl_s)
         return True
 
+    async def renew(self, key: str, value: bytes, ttl_s: float) -> bool:
+        """Extend the entry's life to `ttl_s` from now only while it still holds `value`."""
+        entry = self._live(key)
+        if entry is None or entry[0] != value:
+            return False
+        self._put(key, value, ttl_s)
+        return True
+
     async def delete(self, key: str) -> None:
         self._drop(key)
 
@@ -213,6 +221,14 @@ class MemoryBackend:
 # --- redis ---------------------------------------------------------------------------
 
 
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
 class RedisBackend:
     """One `redis.asyncio` client (with its connection pool); every key under `prefix`."""
 
@@ -243,6 +259,12 @@ class RedisBackend:
     async def add(self, key: str, value: bytes, ttl_s: float) -> bool:
         # SET NX PX: atomic set-if-absent with expiry.
         return bool(await self._client.set(self.prefix + key, value, px=_ms(ttl_s), nx=True))
+
+    async def renew(self, key: str, value: bytes, ttl_s: float) -> bool:
+        """Extend the entry's life to `ttl_s` from now only while it still holds `value`
+        (one script: a renewal never outlives, or shortens, an answer stored meanwhile)."""
+        done = await self._client.eval(_RENEW, 1, self.prefix + key, value, _ms(ttl_s))
+        return bool(done)
 
     async def delete(self, key: str) -> None:
         await self._client.delete(self.prefix + key)

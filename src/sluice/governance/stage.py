@@ -367,7 +367,10 @@ def build_governance(
         from sluice.governance.redis_counters import RedisCounters
 
         backend = RedisCounters(
-            config.redis_url, config.key_prefix, timeout_s=config.backend_timeout_s
+            config.redis_url,
+            config.key_prefix,
+            timeout_s=config.backend_timeout_s,
+            lease_s=config.budgets.reservation_lease_s,
         )
     else:
         from sluice.governance.counters import MemoryCounters
