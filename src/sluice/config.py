@@ -218,6 +218,9 @@ class RecordsConfig(_Frozen):
     preview_chars: int = Field(default=200, ge=0)
     log_json: bool = False  # also one JSON line per call on the `sluice.calls` logger
     buffer: int = Field(default=10_000, ge=1)  # records waiting to be written; more are dropped
+    # Local append-only spool (sluice.observe.spool): every record is in a file before its
+    # answer goes out, replayed into the store after a crash. null: no spool.
+    spool_dir: str | None = "sluice-spool"
 
 
 class WebhookConfig(_Frozen):

@@ -17,6 +17,7 @@ from sluice.observe.records import CACHE_HITS, CallRecord, prompt_hash
 from sluice.observe.redact import preview
 from sluice.observe.rows import storable
 from sluice.observe.sink import RecordSink
+from sluice.observe.spool import Spool
 from sluice.observe.store import RecordStore
 from sluice.pipeline.context import CallContext
 from sluice.types import ChatRequest, ChatResponse, TextPart, ToolResultPart
@@ -48,12 +49,14 @@ class Recorder:
     async def start(self) -> None:
         if self._cfg.enabled and self._cfg.store_url:
             self.store = await asyncio.to_thread(RecordStore.open, self._cfg.store_url)
+            spool_dir = self._cfg.spool_dir
             self.sink = RecordSink(
                 self.store,
                 max_buffer=self._cfg.buffer,
                 log_records=self._cfg.log_json,
                 on_drop=self.metrics.record_dropped,
                 on_dead_letter=self.metrics.dead_lettered("call_records"),
+                spool=Spool(spool_dir) if spool_dir else None,
             )
         await self.sink.start()
 

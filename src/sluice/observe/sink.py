@@ -27,12 +27,14 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import orjson
 
 from sluice.observe.records import CallRecord
 from sluice.observe.rows import write_splitting
+from sluice.observe.spool import ORPHAN_SCAN_S, Spool, claim_orphan, orphan_paths
 
 log = logging.getLogger("sluice.observe")
 calls_log = logging.getLogger("sluice.calls")
@@ -70,6 +72,7 @@ class RecordSink:
         log_records: bool = False,
         on_drop: Callable[[], None] | None = None,
         on_dead_letter: Callable[[int], None] | None = None,
+        spool: Spool | None = None,
     ) -> None:
         if max_buffer < 1 or batch_size < 1 or flush_interval_s <= 0:
             raise ValueError("max_buffer and batch_size must be >= 1, flush_interval_s > 0")
@@ -80,6 +83,9 @@ class RecordSink:
         self._log_records = log_records
         self._on_drop = on_drop
         self._on_dead_letter = on_dead_letter
+        self._spool = spool
+        self._next_scan = 0.0
+        self.replayed = 0  # records written from orphaned spool segments
         self._dead = 0
         self._buf: deque[CallRecord] = deque()
         self._wake: asyncio.Event | None = None
@@ -94,7 +100,10 @@ class RecordSink:
         """Queue a record for writing; drop (and count) it if the buffer is full."""
         self._emitted += 1
         buf = self._buf
-        if len(buf) >= self._max:
+        full = len(buf) >= self._max
+        if self._spool is not None:
+            self._spool_record(record, queued=not full)
+        if full:
             self._dropped += 1
             if self._on_drop is not None:
                 self._on_drop()
@@ -102,6 +111,19 @@ class RecordSink:
         buf.append(record)
         if len(buf) == self._batch_size and self._wake is not None:
             self._wake.set()
+
+    def _spool_record(self, record: CallRecord, *, queued: bool) -> None:
+        spool = self._spool
+        assert spool is not None
+        line = orjson.dumps(record.to_json(), option=orjson.OPT_APPEND_NEWLINE)
+        try:
+            if queued:
+                spool.append(line)
+            else:
+                spool.append_unqueued(line)
+        except OSError as exc:  # disk full, directory gone: records still go to the store
+            log.error("record spool disabled: %s", exc)
+            self._spool = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -125,6 +147,8 @@ class RecordSink:
         finally:
             self._task = None
             self._wake = None
+            if self._spool is not None:
+                self._spool.close()
 
     async def __aenter__(self) -> RecordSink:
         await self.start()
@@ -155,10 +179,15 @@ class RecordSink:
                     async with asyncio.timeout(self._interval):
                         await wake.wait()
             wake.clear()
+            if self._spool is not None:
+                self._spool.rotate()
+                await self._replay_orphans()
             # On a tick or at close, write everything; otherwise only full batches.
             while self._buf:
                 batch = self._take()
-                await asyncio.to_thread(self._write, batch)
+                failed = await asyncio.to_thread(self._write, batch)
+                if self._spool is not None:
+                    self._spool.handled(len(batch), failed=failed)
                 if len(self._buf) < self._batch_size and not self._closing:
                     break
             if self._closing and not self._buf:
@@ -168,15 +197,26 @@ class RecordSink:
         buf = self._buf
         return [buf.popleft() for _ in range(min(len(buf), self._batch_size))]
 
-    def _write(self, batch: list[CallRecord]) -> None:
-        """Runs in a worker thread. The log lines do not depend on the store: when the
-        database is down they are the only trace left."""
+    async def _replay_orphans(self) -> None:
+        """Every ORPHAN_SCAN_S (and at start): segments of dead processes into the store."""
+        now = asyncio.get_running_loop().time()
+        if self._store is None or self._spool is None or now < self._next_scan:
+            return
+        self._next_scan = now + ORPHAN_SCAN_S
+        try:
+            self.replayed += await asyncio.to_thread(replay_orphans, self._spool.dir, self._store)
+        except Exception as exc:  # the store is down: the segments stay for the next scan
+            log.warning("record spool replay deferred: %s", type(exc).__name__)
+
+    def _write(self, batch: list[CallRecord]) -> bool:
+        """Runs in a worker thread; True when some record was lost here. The log lines do
+        not depend on the store: when the database is down they are the only trace left."""
         if self._log_records and calls_log.isEnabledFor(logging.INFO):
             for record in batch:
                 calls_log.info(orjson.dumps(record.to_json()).decode())
         if self._store is None:
             self._written += len(batch)
-            return
+            return False
         park = getattr(self._store, "park", _no_park)
         try:
             written, parked, lost = write_splitting(batch, self._store.write_batch, park)
@@ -184,7 +224,7 @@ class RecordSink:
             self._write_errors += 1
             self._failed += len(batch)
             log.error("could not write %d call records: %s", len(batch), type(exc).__name__)
-            return
+            return True
         self._written += written
         if parked or lost:
             log.warning(
@@ -197,3 +237,28 @@ class RecordSink:
             self._failed += lost
             if self._on_dead_letter is not None and parked:
                 self._on_dead_letter(parked)
+        return lost > 0
+
+
+def replay_orphans(directory: Path, store: RecordWriter) -> int:
+    """Write the records of orphaned spool segments the store does not have yet; how many
+    were written. Blocking (a worker thread). Raises when the store is unreachable."""
+    missing = getattr(store, "missing", None)
+    park = getattr(store, "park", _no_park)
+    total = 0
+    for path in orphan_paths(directory):
+        with claim_orphan(path) as data:
+            if not data:
+                continue
+            records = []
+            for line in data.splitlines():
+                try:  # a process killed mid-write leaves a partial last line
+                    records.append(CallRecord.from_json(orjson.loads(line)))
+                except (orjson.JSONDecodeError, TypeError, ValueError):
+                    continue
+            todo = missing(records) if missing is not None and records else records
+            if todo:
+                written, _, _ = write_splitting(todo, store.write_batch, park)
+                total += written
+                log.info("replayed %d call records from %s", written, path.name)
+    return total

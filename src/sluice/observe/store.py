@@ -265,6 +265,19 @@ class RecordStore:
                     f"ADD COLUMN {quote.quote(column.name)} {kind}"
                 )
 
+    def missing(self, records: Sequence[CallRecord]) -> list[CallRecord]:
+        """The records the table does not have yet (by request id and timestamp): what a
+        spool replay still has to write."""
+        t = self.table
+        have: set[tuple[str, float]] = set()
+        ids = sorted({r.request_id for r in records})
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                stmt = select(t.c.request_id, t.c.ts).where(t.c.request_id.in_(part))
+                have.update((row[0], row[1]) for row in conn.execute(stmt))
+        return [r for r in records if (r.request_id, r.ts) not in have]
+
     def park(self, record: CallRecord, exc: BaseException) -> bool:
         """Park one record the table refused in `sluice_dead_letters`; False if that failed
         too. Runs in the writer's thread, like `write_batch`."""
