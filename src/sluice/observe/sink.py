@@ -180,7 +180,11 @@ class RecordSink:
                         await wake.wait()
             wake.clear()
             if self._spool is not None:
-                self._spool.rotate()
+                try:
+                    self._spool.rotate()
+                except OSError as exc:  # the writer goes on without the spool
+                    log.error("record spool disabled: %s", exc)
+                    self._spool = None
                 await self._replay_orphans()
             # On a tick or at close, write everything; otherwise only full batches.
             while self._buf:

@@ -49,7 +49,7 @@ class Spool:
     """Segments of one process in `directory` (created if missing)."""
 
     def __init__(self, directory: str | Path) -> None:
-        self.dir = Path(directory)
+        self.dir = Path(directory).resolve()  # not moved by a later chdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self._numbers = itertools.count()
         self.pending: list[Segment] = []  # oldest first; the last one is being appended to
