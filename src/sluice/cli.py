@@ -73,7 +73,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
 
     try:
         app = create_app(config)
-    except GovernanceError as exc:
+    except (GovernanceError, ConfigError) as exc:  # e.g. a webhook's secret_env unset
         raise click.ClickException(str(exc)) from None
     # Everything built so far lives for the whole run: keep it out of the collector's scans,
     # and collect the young generation less often (a request allocates many small objects).
