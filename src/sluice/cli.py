@@ -61,7 +61,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
     # search cost ~15 ms instead of ~2 ms, BENCHMARKS.md). Must happen before numpy loads.
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    from sluice.server import create_app
+    from sluice.server import create_app, drain
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -106,6 +106,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
         loop=_new_loop(),
         access_log=logging.getLogger("sluice.access") if config.server.access_log else None,
         shutdown_timeout=config.server.drain_timeout_s,
+        drain=lambda: drain(app, config.server.drain_timeout_s),
     )
 
 

@@ -128,6 +128,8 @@ class Gateway:
             p for cfg in config.providers.values() for p in cfg.forward_headers
         )
         self.ready = True
+        self.active_calls = 0  # chat calls being answered (server.drain waits for them)
+        self.streaming: set[asyncio.Task[object]] = set()  # streams a drain timeout may cut
 
     async def _helper_call(self, child: CallContext) -> Result:
         """A model call made on behalf of the call being served (a routing classifier, the

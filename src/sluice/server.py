@@ -8,6 +8,7 @@ SSE) in the same wire format. Every answer carries `x-sluice-request-id`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -128,14 +129,19 @@ def chat_endpoint(frontend: Frontend) -> Callable[[web.Request], Awaitable[web.S
     serve = _chat_handler(frontend)
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        tracing = request.app[GATEWAY].tracing
-        if not tracing.enabled:
-            return await serve(request)
-        with tracing.request_span(f"{request.method} {request.path}", request.headers) as span:
-            response = await serve(request)
-            if span is not None:
-                span.set_attribute("http.response.status_code", response.status)
-            return response
+        gateway = request.app[GATEWAY]
+        gateway.active_calls += 1  # what a drain waits for (`drain`)
+        try:
+            tracing = gateway.tracing
+            if not tracing.enabled:
+                return await serve(request)
+            with tracing.request_span(f"{request.method} {request.path}", request.headers) as span:
+                response = await serve(request)
+                if span is not None:
+                    span.set_attribute("http.response.status_code", response.status)
+                return response
+        finally:
+            gateway.active_calls -= 1
 
     return handle
 
@@ -160,6 +166,12 @@ def _chat_handler(
             )
 
         try:
+            if not gateway.ready:  # draining: load balancers see /readyz 503 meanwhile
+                raise ServiceUnavailableError(
+                    "this gateway is shutting down; retry on another replica",
+                    code="shutting_down",
+                    headers={"retry-after": "1", "connection": "close"},
+                )
             identity = await gateway.governance.auth.identify(request.headers)
             cfg = gateway.config.server
             body = await read_json(request, cfg.max_body_bytes, cfg.edge)
@@ -222,6 +234,7 @@ async def _stream_out(
     pending: list[bytes] = []
     ttft_ms: float | None = None
     status, error_type = 200, None
+    finished = False  # the drain cut the stream and ended it already
 
     async def write(data: bytes) -> None:
         nonlocal ttft_ms
@@ -229,6 +242,10 @@ async def _stream_out(
         if ttft_ms is None:  # time to the first byte of the answer the client received
             ttft_ms = (time.perf_counter() - ctx.started) * 1000
 
+    streaming = request.app[GATEWAY].streaming
+    task = asyncio.current_task()
+    if task is not None:
+        streaming.add(task)  # a drain that times out cancels it (see `drain`)
     try:
         await resp.prepare(request)
         async for event in events:
@@ -246,7 +263,22 @@ async def _stream_out(
         log.warning("request %s: stream failed after start: %s", request_id, err.message)
         status, error_type = err.http_status, err.code
         await write(b"".join(pending) + encoder.error(err))
-    except (ConnectionResetError, asyncio.CancelledError):
+    except asyncio.CancelledError:
+        if request.app[GATEWAY].ready:
+            log.info("request %s: client went away mid-stream; upstream closed", request_id)
+            status, error_type = CLIENT_CLOSED, "client_disconnected"
+            raise
+        # The drain timeout cut the stream: end it with the API's error event, not a drop.
+        cut = ServiceUnavailableError(
+            "the gateway shut down before this answer was complete", code="shutting_down"
+        )
+        status, error_type = cut.http_status, cut.code
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1):
+                await resp.write(b"".join(pending) + encoder.error(cut))
+                await resp.write_eof()
+                finished = True
+    except ConnectionResetError:
         log.info("request %s: client went away mid-stream; upstream closed", request_id)
         status, error_type = CLIENT_CLOSED, "client_disconnected"
         raise
@@ -256,6 +288,7 @@ async def _stream_out(
         status, error_type = 500, internal.code
         await resp.write(b"".join(pending) + encoder.error(internal))
     finally:
+        streaming.discard(task)
         await events.aclose()  # settles usage and cost
         request.app[GATEWAY].recorder.finish(
             ctx,
@@ -266,7 +299,8 @@ async def _stream_out(
             error_type=error_type,
             ttft_ms=ttft_ms,
         )
-    await resp.write_eof()
+    if not finished:
+        await resp.write_eof()
     return resp
 
 
@@ -352,6 +386,22 @@ async def readyz(request: web.Request) -> web.Response:
         "models": sorted(gateway.runtime.by_model),
     }
     return web.json_response(body, status=200 if gateway.ready else 503, dumps=_dumps)
+
+
+async def drain(app: web.Application, timeout_s: float) -> None:
+    """Before the listener closes: refuse new chat calls (503 `shutting_down`; /readyz 503,
+    /healthz 200) while the calls in flight finish, for at most `timeout_s`. Calls still
+    running after that are cut; their streams end with the API's error event."""
+    gateway = app[GATEWAY]
+    gateway.ready = False
+    deadline = time.monotonic() + timeout_s
+    while gateway.active_calls and time.monotonic() < deadline:  # noqa: ASYNC110 - a poll
+        await asyncio.sleep(0.05)
+    for task in list(gateway.streaming):  # each writes the error event as it stops
+        task.cancel()
+    deadline = time.monotonic() + 1.0
+    while gateway.streaming and time.monotonic() < deadline:  # noqa: ASYNC110 - a poll
+        await asyncio.sleep(0.02)
 
 
 def _dumps(value: Any) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.web_runner import GracefulExit
@@ -16,7 +16,13 @@ from sluice.edge.config import EdgeConfig
 from sluice.edge.protocol import EdgeRunner
 
 
-async def _serve(runner: EdgeRunner, host: str, port: int, announce: Callable[[str], None]) -> None:
+async def _serve(
+    runner: EdgeRunner,
+    host: str,
+    port: int,
+    announce: Callable[[str], None],
+    drain: Callable[[], Awaitable[None]] | None,
+) -> None:
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -24,6 +30,8 @@ async def _serve(runner: EdgeRunner, host: str, port: int, announce: Callable[[s
         announce(str(site.name))
         await asyncio.Event().wait()  # until a signal cancels the task
     finally:
+        if drain is not None:  # with the listener still open: health checks are answered
+            await drain()
         await runner.cleanup()
 
 
@@ -37,17 +45,20 @@ def run(
     loop: asyncio.AbstractEventLoop,
     access_log: logging.Logger | None,
     shutdown_timeout: float,
+    drain: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
+    """`drain` runs on SIGTERM/SIGINT before the listener closes (it waits for in-flight
+    calls); whatever still runs after it gets one more second, then is cancelled."""
     runner = EdgeRunner(
         app,
         edge,
         handle_signals=True,
         handler_cancellation=True,
         access_log=access_log,
-        shutdown_timeout=shutdown_timeout,
+        shutdown_timeout=1.0 if drain is not None else shutdown_timeout,
     )
     asyncio.set_event_loop(loop)
-    main = loop.create_task(_serve(runner, host, port, announce))
+    main = loop.create_task(_serve(runner, host, port, announce, drain))
     try:
         loop.run_until_complete(main)
     except (GracefulExit, KeyboardInterrupt):
