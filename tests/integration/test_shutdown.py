@@ -74,9 +74,10 @@ async def test_the_drain_timeout_ends_streams_with_the_error_event(tmp_path: Pat
             "messages": [{"role": "user", "content": "a very slow answer"}],
         }
         headers = {"x-sim-tps": "10", "x-sim-output-tokens": "200"}  # ~20 s of streaming
-        async with aiohttp.ClientSession() as http, http.post(
-            gateway.url + "/v1/chat/completions", json=body, headers=headers
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(gateway.url + "/v1/chat/completions", json=body, headers=headers) as resp,
+        ):
             first = await resp.content.readany()
             gateway.process.send_signal(signal.SIGTERM)
             rest = await resp.read()  # the stream ends, not the connection mid-event
