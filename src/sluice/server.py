@@ -14,6 +14,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -40,6 +41,8 @@ from sluice.governance.keys import allows_model
 from sluice.observe.alerts import ENDPOINT as ALERTS_ENDPOINT
 from sluice.observe.alerts import install as install_alerts
 from sluice.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from sluice.observe.recorder import call_cost
+from sluice.observe.records import CACHE_HITS
 from sluice.pipeline.context import (
     CallContext,
 )
@@ -98,8 +101,14 @@ def _plan_headers(ctx: CallContext) -> dict[str, str]:
         "x-sluice-attempts": str(ctx.attempts),
         "x-sluice-fallback": "true" if ctx.fallback else "false",
     }
-    if ctx.deployment is not None:
+    hit = ctx.cache_status in CACHE_HITS
+    if hit:
+        headers["x-sluice-deployment"] = "cache"
+    elif ctx.deployment is not None:
         headers["x-sluice-deployment"] = ctx.deployment.id
+    if not ctx.request.stream:  # a stream's cost is known only at its end (the record)
+        cost = Decimal(0) if hit else call_cost(ctx)
+        headers["x-sluice-cost-usd"] = "unknown" if cost is None else f"{cost:f}"
     if ctx.degraded:
         headers["x-sluice-degraded"] = "true"
     return headers

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import orjson
@@ -351,8 +352,14 @@ def _glob_escape(text: str) -> str:
 # --- the stored answer ---------------------------------------------------------------
 
 
-def encode_response_blob(resp: ChatResponse, stored_at: float) -> bytes:
-    return orjson.dumps({"v": BLOB_VERSION, "at": stored_at, "r": response_to_json(resp)})
+def encode_response_blob(
+    resp: ChatResponse, stored_at: float, cost_usd: Decimal | None = None
+) -> bytes:
+    """`cost_usd`: what producing the answer cost, so a hit can say what it saved."""
+    doc: dict[str, Any] = {"v": BLOB_VERSION, "at": stored_at, "r": response_to_json(resp)}
+    if cost_usd is not None:
+        doc["c"] = str(cost_usd)
+    return orjson.dumps(doc)
 
 
 def decode_response_blob(blob: bytes) -> tuple[ChatResponse, float]:
@@ -361,6 +368,15 @@ def decode_response_blob(blob: bytes) -> tuple[ChatResponse, float]:
     if not isinstance(doc, dict) or doc.get("v") != BLOB_VERSION:
         raise ValueError("not a cache blob of this version")
     return response_from_json(doc["r"]), float(doc["at"])
+
+
+def decode_blob_cost(blob: bytes) -> Decimal | None:
+    """The first call's cost stored with an answer (None: not stored, entries from before)."""
+    try:
+        doc = orjson.loads(blob)
+        return Decimal(doc["c"]) if isinstance(doc, dict) and "c" in doc else None
+    except (orjson.JSONDecodeError, ArithmeticError, TypeError, ValueError):
+        return None
 
 
 def response_to_json(resp: ChatResponse) -> dict[str, Any]:

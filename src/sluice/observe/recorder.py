@@ -133,12 +133,15 @@ class Recorder:
         meta = req.meta
         resp = ctx.last_response
         saved: Decimal | None = None
-        cost = ctx.cost_usd if ctx.cost_known else None
+        cost = call_cost(ctx)
         hit = ctx.cache_status in CACHE_HITS
         if hit and resp is not None:
-            # Answered by Sluice's cache: nothing was spent; what the call would have cost
-            # at the requested model's price was saved.
-            cost, saved = Decimal(0), compute_cost(resp.usage, self._price_of_model(req.model))
+            # Answered by Sluice's cache: nothing was spent; what the answer cost the first
+            # time was saved (older entries: its usage at the requested model's price).
+            saved = ctx.cache_saved_usd
+            if saved is None:
+                saved = compute_cost(resp.usage, self._price_of_model(req.model))
+            cost = Decimal(0)
         elif ctx.attempts == 0:
             cost = Decimal(0)  # no upstream call (an idempotent replay, a degrade answer)
         elif dep is not None and usage.cache_read_tokens:
@@ -201,6 +204,16 @@ class Recorder:
         if not self._cfg.previews or not text:
             return None
         return preview(text, self._cfg.preview_chars)
+
+
+def call_cost(ctx: CallContext) -> Decimal | None:
+    """What the call cost: None only when some part of it used tokens at an unknown price.
+    A call that settled nothing (it failed before any answer, used no tokens) cost $0."""
+    if not ctx.cost_known:
+        return None
+    if ctx.cost_usd is None:
+        return Decimal(0)
+    return ctx.cost_usd
 
 
 def _str(value: object) -> str | None:
