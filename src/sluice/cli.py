@@ -230,6 +230,18 @@ def limits(count: int, redis_url: str | None) -> None:
 
 
 @bench.command()
+@click.option("--store", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+@click.option("--redis", "redis_url", default="redis://127.0.0.1:6379/0")
+@click.option("--seconds", default=20.0, show_default=True)
+@click.option("--concurrency", default=16, show_default=True)
+def crash(store: str, redis_url: str, seconds: float, concurrency: int) -> None:
+    """Two replicas on Redis + PostgreSQL, one SIGKILLed under load: what survived."""
+    from sluice.bench.crash import run
+
+    click.echo(run(store, redis_url, seconds, concurrency))
+
+
+@bench.command()
 @click.option("--requests", "count", default=20000, show_default=True)
 def pipeline(count: int) -> None:
     """Sluice's own per-request cost, without HTTP."""
