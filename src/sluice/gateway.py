@@ -67,7 +67,7 @@ class Gateway:
             config.reliability.structured_output.max_repairs, self.executor.plan_length
         )
         self.settle = SettleStage(self.runtime)
-        guard = AgentGuardStage(config.reliability.agent)
+        guard = AgentGuardStage(config.reliability.agent, self._model_price)
         self.cache_backend = cache_backend(config.cache)
         cache = config.cache
         self.cache_mirror: SqliteMirror | None = None
