@@ -8,7 +8,7 @@ cache once `write()` returns). It does not survive the machine losing power — 
 telemetry, and the spend that matters for limits is settled in Redis/the ledger.
 
 How: `RecordSink.emit` appends the record as one JSON line to the current *segment*
-(`<dir>/<pid>-<n>.jsonl`) before queuing it, under an exclusive `flock` the process holds
+(`<dir>/<pid>-<random>-<n>.jsonl`) before queuing it, under an exclusive `flock` the process holds
 for as long as the segment is pending. The writer rotates the segment when it takes a
 batch; a segment whose records were all handled (written or dead-lettered) is deleted. A
 segment whose process died — its lock is free — is an *orphan*: replayed into the store at
@@ -25,6 +25,7 @@ import fcntl
 import itertools
 import logging
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,11 +53,12 @@ class Spool:
         self.dir = Path(directory).resolve()  # not moved by a later chdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self._numbers = itertools.count()
+        self._name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # one process may run two sinks
         self.pending: list[Segment] = []  # oldest first; the last one is being appended to
         self.current = self._open()
 
     def _open(self) -> Segment:
-        path = self.dir / f"{os.getpid()}-{next(self._numbers)}{_SUFFIX}"
+        path = self.dir / f"{self._name}-{next(self._numbers)}{_SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         segment = Segment(path, fd)
