@@ -198,7 +198,8 @@ def _guarded(handler: Handler) -> Handler:
 
 
 _LOGIN_FORM = b"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sluice - log in</title></head>
+<html lang="en"><head><meta charset="utf-8"><title>Sluice - log in</title>
+<link rel="icon" href="data:,"></head>
 <body><form method="post" action="/ui/login">
 <label>Admin key <input type="password" name="key" autocomplete="current-password"
 autofocus></label> <button type="submit">Log in</button></form></body></html>
