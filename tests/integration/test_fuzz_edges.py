@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from sluice import server
 from sluice.sim.config import SimConfig
 from sluice.sim.server import start as start_sim
-from tests.governance_rig import ADMIN, create_key, postgres_schema
+from tests.governance_rig import ADMIN, create_key, postgres_schema, set_env
 from tests.hostile_rig import hostile_config
 
 pytestmark = pytest.mark.integration
@@ -55,10 +55,12 @@ class Target:
 
 @pytest.fixture(scope="module")
 def target() -> Iterator[Target]:
-    os.environ.setdefault("SLUICE_KEY_PEPPER", "test-pepper-" + "x" * 20)
-    from tests.governance_rig import ADMIN_KEY
+    with pytest.MonkeyPatch.context() as env:  # undone after the module: no leak to others
+        set_env(env)
+        yield from _target()
 
-    os.environ["SLUICE_ADMIN_KEY"] = ADMIN_KEY
+
+def _target() -> Iterator[Target]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

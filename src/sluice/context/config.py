@@ -23,8 +23,14 @@ class ContextPolicy(Frozen):
 
     @model_validator(mode="after")
     def _summary_fits(self) -> ContextPolicy:
-        """A summary larger than the whole input budget would refuse every call."""
-        if self.max_input_tokens is not None and self.summary_max_tokens >= self.max_input_tokens:
+        """With `summarize`, a summary as large as the whole input budget would refuse every
+        call."""
+        budget = self.max_input_tokens
+        if (
+            self.strategy == "summarize"
+            and budget is not None
+            and self.summary_max_tokens >= budget
+        ):
             raise ValueError(
                 f"summary_max_tokens ({self.summary_max_tokens}) must be smaller than "
                 f"max_input_tokens ({self.max_input_tokens})"
