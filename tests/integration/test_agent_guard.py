@@ -70,7 +70,8 @@ async def test_cost_limit_per_parent(sim_url: str, http: aiohttp.ClientSession) 
     gateway = runner.app[server.GATEWAY]
     guard = next(s for s in _stages(gateway) if type(s).__name__ == "AgentGuardStage")
     try:
-        statuses = []
+        statuses: list[int] = []
+        status, body = 0, {}
         for _ in range(40):
             status, body = await call(http, url, "spender")
             statuses.append(status)
