@@ -71,7 +71,7 @@ async def test_cost_limit_per_parent(sim_url: str, http: aiohttp.ClientSession) 
     guard = next(s for s in _stages(gateway) if type(s).__name__ == "AgentGuardStage")
     try:
         statuses: list[int] = []
-        status, body = 0, {}
+        status, body = 0, dict[str, Any]()
         for _ in range(40):
             status, body = await call(http, url, "spender")
             statuses.append(status)
