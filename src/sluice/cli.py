@@ -9,7 +9,6 @@ import os
 import sys
 
 import click
-from aiohttp import web
 
 from sluice import __version__
 from sluice.config import ConfigError, SluiceConfig, default_config, load_config
@@ -112,11 +111,11 @@ def _serve_one(
 ) -> None:
     """One gateway process in the foreground until SIGTERM/SIGINT (then drain)."""
     from sluice.governance.runtime import GovernanceError
-    from sluice.server import create_app
+    from sluice.server import create_app, drain
 
     try:
         app = create_app(config)
-    except GovernanceError as exc:
+    except (GovernanceError, ConfigError) as exc:  # e.g. a webhook's secret_env unset
         raise click.ClickException(str(exc)) from None
     # Everything built so far lives for the whole run: keep it out of the collector's scans,
     # and collect the young generation less often (a request allocates many small objects).
@@ -141,15 +140,18 @@ def _serve_one(
         click.echo("  models: " + ", ".join(models), err=True)
         click.echo(auth_banner(config), err=True)
 
-    web.run_app(
+    from sluice.edge import serve
+
+    serve.run(  # web.run_app with the edge's connection handling (sluice.edge.protocol)
         app,
         host=host,
         port=port,
-        print=banner,
+        edge=config.server.edge,
+        announce=banner,
         loop=_new_loop(),
-        handler_cancellation=True,
         access_log=logging.getLogger("sluice.access") if config.server.access_log else None,
         shutdown_timeout=config.server.drain_timeout_s,
+        drain=lambda: drain(app, config.server.drain_timeout_s),
         reuse_port=reuse_port,
     )
 
@@ -276,6 +278,18 @@ def limits(count: int, redis_url: str | None) -> None:
     from sluice.bench.limits import run
 
     click.echo(run(count, redis_url))
+
+
+@bench.command()
+@click.option("--store", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+@click.option("--redis", "redis_url", default="redis://127.0.0.1:6379/0")
+@click.option("--seconds", default=20.0, show_default=True)
+@click.option("--concurrency", default=16, show_default=True)
+def crash(store: str, redis_url: str, seconds: float, concurrency: int) -> None:
+    """Two replicas on Redis + PostgreSQL, one SIGKILLed under load: what survived."""
+    from sluice.bench.crash import run
+
+    click.echo(run(store, redis_url, seconds, concurrency))
 
 
 @bench.command()

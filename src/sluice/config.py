@@ -23,6 +23,7 @@ from sluice.cache.config import ExactRouteConfig, PromptCaching
 from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
+from sluice.edge.config import EdgeConfig
 from sluice.embed.config import EmbedConfig
 from sluice.frontends.config import EndpointsConfig
 from sluice.governance.config import GovernanceConfig
@@ -53,6 +54,7 @@ class ServerConfig(_Frozen):
     # Serve the admin API (/admin/keys) on its own port instead of the data-plane one.
     admin_port: int | None = Field(default=None, ge=0, le=65535)
     admin_host: str = "127.0.0.1"
+    edge: EdgeConfig = EdgeConfig()  # read timeouts, connection cap, JSON depth (sluice.edge)
 
 
 _NEVER_FORWARDED = ("authorization", "x-api-key", "cookie", "proxy-authorization")
@@ -230,6 +232,9 @@ class RecordsConfig(_Frozen):
     preview_chars: int = Field(default=200, ge=0)
     log_json: bool = False  # also one JSON line per call on the `sluice.calls` logger
     buffer: int = Field(default=10_000, ge=1)  # records waiting to be written; more are dropped
+    # Local append-only spool (sluice.observe.spool): every record is in a file before its
+    # answer goes out, replayed into the store after a crash. null: no spool.
+    spool_dir: str | None = "sluice-spool"
 
 
 class WebhookConfig(_Frozen):
@@ -276,7 +281,10 @@ class IdempotencyConfig(_Frozen):
 
     enabled: bool = True
     ttl_s: float = Field(default=86400, gt=0)  # how long a finished answer is replayed
-    # How long a claim outlives a first call that never finishes (a crashed process).
+    # A first call's claim is a lease of `lease_s`, renewed every lease_s/3 while the call
+    # runs (at most `pending_ttl_s` in all): when its process dies, a retry on another
+    # replica takes the key over within `lease_s` instead of waiting and getting a 409.
+    lease_s: float = Field(default=6, gt=0)
     pending_ttl_s: float = Field(default=600, gt=0)
     max_wait_s: float = Field(default=60, ge=0)  # a duplicate waits this long for the first
     poll_interval_s: float = Field(default=0.05, gt=0)  # the longest pause between looks
@@ -308,8 +316,10 @@ class ObservabilityConfig(_Frozen):
     alerts: AlertsConfig = AlertsConfig()
     metrics: bool = True  # GET /metrics in Prometheus format
     # /metrics and /v1/sluice/alerts need the admin key (Bearer), like /ui; without
-    # SLUICE_ADMIN_KEY they answer loopback clients only.
-    metrics_auth: bool = False
+    # SLUICE_ADMIN_KEY they answer loopback clients only. On by default: metrics name
+    # routes, deployments and spend, which are not for anyone who can reach the port.
+    # Prometheus sends the key with `authorization: {credentials: ...}` in its scrape config.
+    metrics_auth: bool = True
 
 
 class SluiceConfig(_Frozen):

@@ -5,7 +5,9 @@
     ├── AuthenticationError        401
     ├── PermissionDeniedError      403
     ├── NotFoundError              404  unknown model, unknown path
+    ├── RequestTimeoutError        408  the request body did not arrive in time
     ├── RequestTooLargeError       413  body over the configured limit
+    ├── UnsupportedMediaTypeError  415  a Content-Encoding other than gzip/deflate
     ├── UnprocessableError         422
     ├── RateLimitError             429  carries retry-after
     ├── ServiceUnavailableError    503  every deployment of a plan is unavailable (breakers)
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from sluice.secrets import scrub
+
 # Anthropic's error type for a given status (https://docs.anthropic.com errors page).
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error",
@@ -30,8 +34,10 @@ _ANTHROPIC_TYPES = {
     403: "permission_error",
     402: "billing_error",
     404: "not_found_error",
+    408: "timeout_error",
     409: "conflict_error",
     413: "request_too_large",
+    415: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
     500: "api_error",
@@ -49,6 +55,7 @@ _OPENAI_TYPES = {
     404: "invalid_request_error",
     409: "invalid_request_error",
     413: "invalid_request_error",
+    415: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
@@ -124,9 +131,19 @@ class ModelNotFoundError(NotFoundError):
     default_code = "model_not_found"
 
 
+class RequestTimeoutError(SluiceError):
+    status = 408
+    default_code = "request_timeout"
+
+
 class RequestTooLargeError(SluiceError):
     status = 413
     default_code = "request_too_large"
+
+
+class UnsupportedMediaTypeError(SluiceError):
+    status = 415
+    default_code = "unsupported_content_encoding"
 
 
 class UnprocessableError(SluiceError):
@@ -164,7 +181,8 @@ class UpstreamError(SluiceError):
         headers: dict[str, str] | None = None,
         code: str | None = None,
     ) -> None:
-        super().__init__(message, headers=headers, code=code)
+        # Upstream text may echo our provider key: scrubbed before a caller or log sees it.
+        super().__init__(scrub(message), headers=headers, code=code)
         self.deployment = deployment
         self.retry_after_s = retry_after_s
 

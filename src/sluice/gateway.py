@@ -87,6 +87,10 @@ class Gateway:
         self.recorder = Recorder(
             config.observability, self.prices.of_deployment, self.prices.of_model
         )
+        # Metric labels take only values the config names (anything else counts as `other`).
+        names = frozenset({*self.runtime.by_model, *config.models, *config.routes})
+        deployments = frozenset(d.id for d in config.deployments)
+        self.recorder.metrics.allow_values(route=names, model=names, deployment=deployments)
         self.cache_backend = cache_backend(config.cache)
         self.cache_mirror: SqliteMirror | None = None
         if config.cache.persist_path and isinstance(self.cache_backend, MemoryBackend):
@@ -123,6 +127,8 @@ class Gateway:
         )
         self.supervisor = self._supervise()
         self.ready = True
+        self.active_calls = 0  # chat calls being answered (server.drain waits for them)
+        self.streaming: set[asyncio.Task[object]] = set()  # streams a drain timeout may cut
 
     def _supervise(self) -> Supervisor:
         """Every long-lived part, in start order (they stop in reverse)."""

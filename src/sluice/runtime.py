@@ -31,7 +31,7 @@ class Runtime:
         found = self.by_model.get(model)
         if not found:
             raise ModelNotFoundError(
-                f"The model '{model}' does not exist or is not served by this gateway",
+                f"The model '{_shown(model)}' does not exist or is not served by this gateway",
                 param="model",
             )
         return found
@@ -45,3 +45,8 @@ class Runtime:
     async def close(self) -> None:
         for provider in self.providers.values():
             await provider.close()
+
+
+def _shown(name: str) -> str:
+    """A caller's model name as an error message quotes it: at most 100 characters."""
+    return name if len(name) <= 100 else name[:100] + "..."

@@ -15,18 +15,19 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from sluice.config import SluiceConfig
+from sluice.edge.body import read_json
+from sluice.edge.protocol import EdgeRunner
 from sluice.errors import (
     InternalError,
-    InvalidRequestError,
     ModelNotFoundError,
     NotFoundError,
-    RequestTooLargeError,
     ServiceUnavailableError,
     SluiceError,
 )
@@ -38,6 +39,8 @@ from sluice.gateway import Gateway
 from sluice.governance.counters import CounterBackendError
 from sluice.identity import Credentials
 from sluice.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from sluice.observe.recorder import call_cost
+from sluice.observe.records import CACHE_HITS
 from sluice.pipeline.context import (
     CallContext,
 )
@@ -101,8 +104,14 @@ def _plan_headers(ctx: CallContext) -> dict[str, str]:
         "x-sluice-attempts": str(ctx.attempts),
         "x-sluice-fallback": "true" if ctx.fallback else "false",
     }
-    if ctx.deployment is not None:
+    hit = ctx.cache_status in CACHE_HITS
+    if hit:
+        headers["x-sluice-deployment"] = "cache"
+    elif ctx.deployment is not None:
         headers["x-sluice-deployment"] = ctx.deployment.id
+    if not ctx.request.stream:  # a stream's cost is known only at its end (the record)
+        cost = Decimal(0) if hit else call_cost(ctx)
+        headers["x-sluice-cost-usd"] = "unknown" if cost is None else f"{cost:f}"
     if ctx.degraded:
         headers["x-sluice-degraded"] = "true"
     return headers
@@ -110,25 +119,6 @@ def _plan_headers(ctx: CallContext) -> dict[str, str]:
 
 def _elapsed_ms(started: float) -> str:
     return f"{(time.perf_counter() - started) * 1000:.2f}"
-
-
-async def _read_json(request: web.Request, limit: int) -> dict[str, Any]:
-    length = request.content_length
-    if length is not None and length > limit:
-        raise RequestTooLargeError(f"request body is {length} bytes; the limit is {limit}")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestTooLargeError(f"request body is over the limit of {limit} bytes") from None
-    if not raw:
-        raise InvalidRequestError("request body is empty; expected a JSON object")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidRequestError("request body must be a JSON object")
-    return body
 
 
 def _call_meta(
@@ -151,14 +141,19 @@ def chat_endpoint(frontend: Frontend) -> Callable[[web.Request], Awaitable[web.S
     serve = _chat_handler(frontend)
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        tracing = request.app[GATEWAY].tracing
-        if not tracing.enabled:
-            return await serve(request)
-        with tracing.request_span(f"{request.method} {request.path}", request.headers) as span:
-            response = await serve(request)
-            if span is not None:
-                span.set_attribute("http.response.status_code", response.status)
-            return response
+        gateway = request.app[GATEWAY]
+        gateway.active_calls += 1  # what a drain waits for (`drain`)
+        try:
+            tracing = gateway.tracing
+            if not tracing.enabled:
+                return await serve(request)
+            with tracing.request_span(f"{request.method} {request.path}", request.headers) as span:
+                response = await serve(request)
+                if span is not None:
+                    span.set_attribute("http.response.status_code", response.status)
+                return response
+        finally:
+            gateway.active_calls -= 1
 
     return handle
 
@@ -183,10 +178,17 @@ def _chat_handler(
             )
 
         try:
+            if not gateway.ready:  # draining: load balancers see /readyz 503 meanwhile
+                raise ServiceUnavailableError(
+                    "this gateway is shutting down; retry on another replica",
+                    code="shutting_down",
+                    headers={"retry-after": "1", "connection": "close"},
+                )
             # Authenticated before the body is read (a caller without a valid key learns
             # nothing about its body); the auth stage takes the result as it is.
             identity = await gateway.authenticate(request.headers)
-            body = await _read_json(request, gateway.config.server.max_body_bytes)
+            cfg = gateway.config.server
+            body = await read_json(request, cfg.max_body_bytes, cfg.edge)
             meta = _call_meta(request, request_id, frontend, gateway.forwarded)
             request_ = frontend.decode_request(body, meta)
             ctx = CallContext(request_, started, credentials=Credentials(resolved=identity))
@@ -251,6 +253,7 @@ async def _stream_out(
     ttft_ms: float | None = None
     status, error_type = 200, None
     delivered = False  # the whole answer and its end marker were written
+    finished = False  # the drain cut the stream and ended it already
 
     async def write(data: bytes) -> None:
         nonlocal ttft_ms
@@ -258,6 +261,10 @@ async def _stream_out(
         if ttft_ms is None:  # time to the first byte of the answer the client received
             ttft_ms = (time.perf_counter() - ctx.started) * 1000
 
+    streaming = request.app[GATEWAY].streaming
+    task = asyncio.current_task()
+    if task is not None:
+        streaming.add(task)  # a drain that times out cancels it (see `drain`)
     try:
         await resp.prepare(request)
         async for event in events:
@@ -277,19 +284,19 @@ async def _stream_out(
     except ConnectionResetError:
         # The client closed the connection, perhaps right at the end (at `write_eof`): an
         # answer delivered in full is a 200, one cut short a 499. No traceback either way.
-        if not delivered:
-            log.info("request %s: client went away mid-stream; upstream closed", request_id)
-            status, error_type = CLIENT_CLOSED, "client_disconnected"
+        status, error_type = _client_gone(request_id, delivered, status, error_type)
     except SluiceError as err:
         log.warning("request %s: stream failed after start: %s", request_id, err.message)
         status, error_type = err.http_status, err.code
         with contextlib.suppress(ConnectionResetError):  # the client may be gone too
             await write(b"".join(pending) + encoder.error(err))
     except asyncio.CancelledError:
-        if not delivered:
-            log.info("request %s: client went away mid-stream; upstream closed", request_id)
-            status, error_type = CLIENT_CLOSED, "client_disconnected"
-        raise
+        if request.app[GATEWAY].ready:
+            status, error_type = _client_gone(request_id, delivered, status, error_type)
+            raise
+        # The drain timeout cut the stream: end it with the API's error event, not a drop.
+        status, error_type = _DRAIN_CUT.http_status, _DRAIN_CUT.code
+        finished = await _end_cut_stream(resp, b"".join(pending) + encoder.error(_DRAIN_CUT))
     except Exception:
         log.exception("request %s: unexpected error mid-stream", request_id)
         internal = InternalError(f"internal error; request id {request_id}")
@@ -297,6 +304,7 @@ async def _stream_out(
         with contextlib.suppress(ConnectionResetError):
             await resp.write(b"".join(pending) + encoder.error(internal))
     finally:
+        streaming.discard(task)
         await events.aclose()  # settles usage and cost
         request.app[GATEWAY].recorder.finish(
             ctx,
@@ -307,9 +315,35 @@ async def _stream_out(
             error_type=error_type,
             ttft_ms=ttft_ms,
         )
-    with contextlib.suppress(ConnectionResetError):  # a no-op when already written
-        await resp.write_eof()
+    if not finished:  # else the drain already ended the stream
+        with contextlib.suppress(ConnectionResetError):  # a no-op when already written
+            await resp.write_eof()
     return resp
+
+
+def _client_gone(
+    request_id: str, delivered: bool, status: int, error_type: str | None
+) -> tuple[int, str | None]:
+    """The status of a stream whose client left: unchanged if it had everything, else 499."""
+    if delivered:
+        return status, error_type
+    log.info("request %s: client went away mid-stream; upstream closed", request_id)
+    return CLIENT_CLOSED, "client_disconnected"
+
+
+_DRAIN_CUT = ServiceUnavailableError(
+    "the gateway shut down before this answer was complete", code="shutting_down"
+)
+
+
+async def _end_cut_stream(resp: web.StreamResponse, last: bytes) -> bool:
+    """Write the stream's last bytes (its error event) within a second; True when done."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1):
+            await resp.write(last)
+            await resp.write_eof()
+            return True
+    return False
 
 
 def answer_model(ctx: CallContext) -> str:
@@ -392,6 +426,22 @@ async def readyz(request: web.Request) -> web.Response:
         "parts": {k: v.split(":", 1)[0] for k, v in gateway.supervisor.health().items()},
     }
     return web.json_response(body, status=200 if gateway.ready else 503, dumps=_dumps)
+
+
+async def drain(app: web.Application, timeout_s: float) -> None:
+    """Before the listener closes: refuse new chat calls (503 `shutting_down`; /readyz 503,
+    /healthz 200) while the calls in flight finish, for at most `timeout_s`. Calls still
+    running after that are cut; their streams end with the API's error event."""
+    gateway = app[GATEWAY]
+    gateway.ready = False
+    deadline = time.monotonic() + timeout_s
+    while gateway.active_calls and time.monotonic() < deadline:  # noqa: ASYNC110 - a poll
+        await asyncio.sleep(0.05)
+    for task in list(gateway.streaming):  # each writes the error event as it stops
+        task.cancel()
+    deadline = time.monotonic() + 1.0
+    while gateway.streaming and time.monotonic() < deadline:  # noqa: ASYNC110 - a poll
+        await asyncio.sleep(0.02)
 
 
 def _dumps(value: Any) -> str:
@@ -492,7 +542,8 @@ async def start_app(
     app: web.Application, host: str = "127.0.0.1", port: int = 0
 ) -> tuple[web.AppRunner, int]:
     """Serve an app built by `create_app` (and perhaps extended) in the running loop."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    edge = app[GATEWAY].config.server.edge
+    runner = EdgeRunner(app, edge, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

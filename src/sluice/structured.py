@@ -110,7 +110,7 @@ def check(resp: ChatResponse, spec: OutputSpec) -> tuple[str | None, list[str]]:
     """(the clean JSON text, []) when the answer satisfies the spec, else (None, errors)."""
     raw = _answer_text(resp, spec)
     if raw is None:
-        what = f"a call to the tool {spec.name!r}" if spec.kind == "tool" else "text"
+        what = f"call to the tool {spec.name!r}" if spec.kind == "tool" else "text"
         return None, [f"the answer contains no {what}"]
     clean = strip_fences(raw)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,23 @@ def test_serve_with_a_bad_config_names_the_key_and_line(tmp_path: Path) -> None:
     assert out.returncode != 0
     assert "server.port (line 2)" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_serve_with_an_unset_webhook_secret_is_one_error_line(tmp_path: Path) -> None:
+    config = tmp_path / "alerts.yaml"
+    config.write_text(
+        "governance:\n  auth:\n    enabled: false\n"
+        "observability:\n  alerts:\n    enabled: true\n    webhooks:\n"
+        "      - url: http://127.0.0.1:9/hook\n        secret_env: SLUICE_TEST_UNSET_SECRET\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "sluice.cli", "serve", "--config", str(config), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "SLUICE_TEST_UNSET_SECRET"},
+    )
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "SLUICE_TEST_UNSET_SECRET is not set" in errors[0]

@@ -199,8 +199,9 @@ async def test_cascade_escalates_when_structured_output_stays_invalid(routed: Ro
                 },
             },
         },
-        # The first two answers (the cheap model's try and its repair) are invalid JSON.
-        extra_headers={"x-sim-invalid-json": "2", "x-sim-key": uuid.uuid4().hex},
+        # The first three answers (the cheap model's try and its max_repairs=2 repairs, all
+        # used even though it repeats itself) are invalid JSON.
+        extra_headers={"x-sim-invalid-json": "3", "x-sim-key": uuid.uuid4().hex},
     )
     assert "city" in json.loads(raw.parse().choices[0].message.content or "")
     assert raw.headers["x-sluice-deployment"] == "sim-gpt-4o"

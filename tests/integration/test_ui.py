@@ -273,9 +273,14 @@ async def test_admin_key_bearer_and_login_cookie(dashboard: Dashboard) -> None:
         async with http.get(url + path, headers=dashboard.auth) as r:
             assert r.status == 200, path
 
-    async with http.get(url + "/ui/login", params={"key": "wrong"}, allow_redirects=False) as r:
+    async with http.post(url + "/ui/login", data={"key": "wrong"}, allow_redirects=False) as r:
         assert r.status == 401 and COOKIE not in r.cookies
+    # never the key in an address (proxy logs, history): GET shows the form only
     async with http.get(url + "/ui/login", params={"key": ADMIN_KEY}, allow_redirects=False) as r:
+        assert r.status == 401 and COOKIE not in r.cookies
+    async with http.get(url + "/ui/login") as r:
+        assert r.status == 200 and 'method="post"' in await r.text()
+    async with http.post(url + "/ui/login", data={"key": ADMIN_KEY}, allow_redirects=False) as r:
         assert r.status == 303 and r.headers["location"] == "/ui"
         set_cookie = r.headers["set-cookie"]
         cookie = r.cookies[COOKIE]

@@ -89,3 +89,12 @@ def test_invalid_yaml_is_a_config_error() -> None:
         parse_config("server: [unclosed")
     with pytest.raises(ConfigError, match="mapping"):
         parse_config("- a\n- b\n")
+
+
+def test_a_summary_larger_than_the_input_budget_is_a_config_error() -> None:
+    text = (
+        "models:\n  gpt-4o-mini:\n    policy:\n      context:\n        strategy: summarize\n"
+        "        max_input_tokens: 400\n        summary_max_tokens: 512\n"
+    )
+    with pytest.raises(ConfigError, match="summary_max_tokens"):
+        parse_config(text, "inline")

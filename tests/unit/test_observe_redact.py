@@ -11,6 +11,12 @@ from sluice.observe.redact import ELLIPSIS, preview, redact
 
 # (input, expected)
 REDACTED = [
+    # social security numbers, IBANs, IP addresses
+    ("my ssn is 123-45-6789.", "my ssn is [ssn]."),
+    ("IBAN DE89 3704 0044 0532 0130 00 please", "IBAN [iban] please"),
+    ("GB82WEST12345698765432", "[iban]"),
+    ("from 192.168.1.20, to 10.0.0.1", "from [ip], to [ip]"),
+    ("host 2001:db8::8a2e:370:7334 down", "host [ip] down"),
     # e-mail
     ("write to john.doe+news@example.co.uk today", "write to [email] today"),
     ("a@b.io", "[email]"),
@@ -75,7 +81,9 @@ KEPT = [
     "epoch ms 1700000000123",
     "4111111111111112 fails Luhn",
     "8111 1111 1111 1116 is no card network",  # Luhn-valid, but 8 is no network
-    "version 1.2.3, ip 192.168.1.1, price $1,234.56",
+    "version 1.2.3, price $1,234.56",
+    "DE12 3456 7890 1234 5678 90 fails its check digits",
+    "at 12:30:45 and 000-12-3456 (no such SSN area)",
     "score +100, tz +05:30, delta +3.5%",
     "ISBN 978-3-16-148410-0",
     "123-456-7890 has no valid area code",
@@ -172,6 +180,12 @@ FRAGMENTS = [
     "x" * 120,
 ]
 EXTRA = [
+    "123-45-6789 ",
+    "DE89 3704 0044 0532 0130 00 ",
+    "DE12 3456 7890 1234 5678 90 ",
+    "192.168.1.20 ",
+    "2001:db8::1 ",
+    "12:30:45 ",
     ".john@x.io ",
     "a.b@c.d.example.org",
     "(415) 555-0100",

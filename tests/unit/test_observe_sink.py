@@ -33,7 +33,7 @@ class FakeStore:
         self.release.wait(5)
         if self.fail_first > 0:
             self.fail_first -= 1
-            raise RuntimeError("database is down")
+            raise ConnectionRefusedError("database is down")  # transient: not split
         self.batches.append(list(records))
 
     @property
@@ -183,3 +183,42 @@ def test_emit_is_cheap() -> None:
     full.emit(record)
     per_drop = min(timeit.repeat(lambda: full.emit(record), number=n, repeat=3)) / n
     assert per_drop < 20e-6, f"a dropping emit() took {per_drop * 1e6:.2f} µs"
+
+
+class PickyStore(FakeStore):
+    """Refuses any batch holding a record whose user is "bad" (as PostgreSQL refuses a
+    value too long for its column); parks what it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parked: list[str] = []
+        self.calls = 0
+
+    def write_batch(self, records: Sequence[CallRecord]) -> None:
+        self.calls += 1
+        if any(r.user_id == "bad" for r in records):
+            raise ValueError("value too long for type character varying(255)")
+        self.batches.append(list(records))
+
+    def park(self, record: CallRecord, exc: BaseException) -> bool:
+        self.parked.append(f"{record.request_id}: {exc}")
+        return True
+
+
+async def test_one_bad_record_never_costs_the_batch() -> None:
+    store = PickyStore()
+    dead: list[int] = []
+    async with RecordSink(store, batch_size=64, on_dead_letter=dead.append) as sink:
+        for i in range(64):
+            r = rec(i)
+            if i in (5, 40):
+                r.user_id = "bad"
+            sink.emit(r)
+    stats = sink.stats()
+    assert sorted(r.request_id for r in store.records) == sorted(
+        f"r{i}" for i in range(64) if i not in (5, 40)
+    )
+    assert [p.split(":")[0] for p in store.parked] == ["r5", "r40"]
+    assert (stats.written, stats.dead_lettered, stats.failed_records) == (62, 2, 0)
+    assert sum(dead) == 2
+    assert store.calls <= 1 + 2 * 2 * 6  # bisection, not one write per row

@@ -112,3 +112,13 @@ def test_repair_turns_for_text_and_tools() -> None:
     )
     fixed = with_clean_answer(bad, tool_spec, '{"name": "x", "age": 1}')
     assert fixed.parts[0].arguments == '{"name": "x", "age": 1}'  # type: ignore[union-attr]
+
+
+def test_a_missing_tool_call_is_named_in_plain_words() -> None:
+    from sluice.structured import OutputSpec, check
+    from sluice.types import ChatResponse, TextPart, Usage
+
+    spec = OutputSpec(kind="tool", name="record_city", schema={"type": "object"})
+    resp = ChatResponse(id="r", model="m", parts=[TextPart("no tool")], usage=Usage(1, 1))
+    _, errors = check(resp, spec)
+    assert errors == ["the answer contains no call to the tool 'record_city'"]

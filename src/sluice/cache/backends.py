@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import orjson
@@ -136,6 +137,14 @@ class MemoryBackend:
         self._put(key, value, ttl_s)
         return True
 
+    async def renew(self, key: str, value: bytes, ttl_s: float) -> bool:
+        """Extend the entry's life to `ttl_s` from now only while it still holds `value`."""
+        entry = self._live(key)
+        if entry is None or entry[0] != value:
+            return False
+        self._put(key, value, ttl_s)
+        return True
+
     async def delete(self, key: str) -> None:
         self._drop(key)
 
@@ -215,6 +224,14 @@ class MemoryBackend:
 # --- redis ---------------------------------------------------------------------------
 
 
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
 class RedisBackend:
     """One `redis.asyncio` client (with its connection pool); every key under `prefix`."""
 
@@ -245,6 +262,12 @@ class RedisBackend:
     async def add(self, key: str, value: bytes, ttl_s: float) -> bool:
         # SET NX PX: atomic set-if-absent with expiry.
         return bool(await self._client.set(self.prefix + key, value, px=_ms(ttl_s), nx=True))
+
+    async def renew(self, key: str, value: bytes, ttl_s: float) -> bool:
+        """Extend the entry's life to `ttl_s` from now only while it still holds `value`
+        (one script: a renewal never outlives, or shortens, an answer stored meanwhile)."""
+        done = await self._client.eval(_RENEW, 1, self.prefix + key, value, _ms(ttl_s))
+        return bool(done)
 
     async def delete(self, key: str) -> None:
         await self._client.delete(self.prefix + key)
@@ -331,8 +354,14 @@ def _glob_escape(text: str) -> str:
 # --- the stored answer ---------------------------------------------------------------
 
 
-def encode_response_blob(resp: ChatResponse, stored_at: float) -> bytes:
-    return orjson.dumps({"v": BLOB_VERSION, "at": stored_at, "r": response_to_json(resp)})
+def encode_response_blob(
+    resp: ChatResponse, stored_at: float, cost_usd: Decimal | None = None
+) -> bytes:
+    """`cost_usd`: what producing the answer cost, so a hit can say what it saved."""
+    doc: dict[str, Any] = {"v": BLOB_VERSION, "at": stored_at, "r": response_to_json(resp)}
+    if cost_usd is not None:
+        doc["c"] = str(cost_usd)
+    return orjson.dumps(doc)
 
 
 def decode_response_blob(blob: bytes) -> tuple[ChatResponse, float]:
@@ -341,6 +370,15 @@ def decode_response_blob(blob: bytes) -> tuple[ChatResponse, float]:
     if not isinstance(doc, dict) or doc.get("v") != BLOB_VERSION:
         raise ValueError("not a cache blob of this version")
     return response_from_json(doc["r"]), float(doc["at"])
+
+
+def decode_blob_cost(blob: bytes) -> Decimal | None:
+    """The first call's cost stored with an answer (None: not stored, entries from before)."""
+    try:
+        doc = orjson.loads(blob)
+        return Decimal(doc["c"]) if isinstance(doc, dict) and "c" in doc else None
+    except (orjson.JSONDecodeError, ArithmeticError, TypeError, ValueError):
+        return None
 
 
 def response_to_json(resp: ChatResponse) -> dict[str, Any]:

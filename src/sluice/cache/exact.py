@@ -34,6 +34,7 @@ from typing import Any
 from sluice.cache.backends import (
     CacheBackend,
     TaggedBackend,
+    decode_blob_cost,
     decode_response_blob,
     encode_response_blob,
 )
@@ -168,7 +169,7 @@ class ExactCacheStage:
             set_cache_status(ctx, "bypass")
             return await nxt(ctx)
         ctx.response_headers[KEY_HEADER] = key.removeprefix(KEY_PREFIX)
-        stale: tuple[ChatResponse, float] | None = None
+        stale: tuple[ChatResponse, float, Decimal | None] | None = None
         if directive is None:
             found = await self._lookup(key, req)
             if found is not None:
@@ -192,33 +193,46 @@ class ExactCacheStage:
                 self.stats.misses -= 1
                 return self._serve(ctx, "stale", *stale)
             if _storable(ctx, result):
-                await self.store(key, result, policy, tags)
+                await self.store(key, result, policy, tags, _cost(ctx))
             return result
 
         async def store_if_whole(resp: ChatResponse, completed: bool) -> None:
             if completed and _storable(ctx, resp):  # never a cut or failed stream
-                await self.store(key, resp, policy, tags)
+                await self.store(key, resp, policy, tags, _cost(ctx))
 
         return WatchedStream(result, store_if_whole)
 
-    def _serve(self, ctx: CallContext, status: str, resp: ChatResponse, stored_at: float) -> Result:
+    def _serve(
+        self,
+        ctx: CallContext,
+        status: str,
+        resp: ChatResponse,
+        stored_at: float,
+        first_cost: Decimal | None = None,
+    ) -> Result:
         if status == "stale":
             self.stats.stale += 1
         else:
             self.stats.hits += 1
         self.stats.saved_input_tokens += resp.usage.input_tokens
         self.stats.saved_output_tokens += resp.usage.output_tokens
-        price = self.price_of_model(ctx.request.model)
-        saved = compute_cost(resp.usage, price)
+        # Saved: what the answer cost the first time (stored with it); entries stored
+        # before that was kept are priced at the requested model's price.
+        saved = first_cost
+        if saved is None:
+            saved = compute_cost(resp.usage, self.price_of_model(ctx.request.model))
         if saved is not None:
             self.saved_usd += saved
+        ctx.cache_saved_usd = saved
         ctx.response_headers[HEADER] = status
         ctx.response_headers[AGE_HEADER] = str(int(max(0.0, self._clock() - stored_at)))
         set_cache_status(ctx, status)
         ctx.last_response = resp
         return events_from_response(resp) if ctx.request.stream else resp
 
-    async def _lookup(self, key: str, req: ChatRequest) -> tuple[ChatResponse, float] | None:
+    async def _lookup(
+        self, key: str, req: ChatRequest
+    ) -> tuple[ChatResponse, float, Decimal | None] | None:
         try:
             blob = await self.backend.get(key)
         except Exception as exc:
@@ -228,11 +242,12 @@ class ExactCacheStage:
         if blob is None:
             return None
         try:
-            return decode_response_blob(blob)
+            resp, stored_at = decode_response_blob(blob)
         except ValueError as exc:
             self.stats.errors += 1
             log.warning("cache entry %s unreadable, ignored: %s", key, exc)
             return None
+        return resp, stored_at, decode_blob_cost(blob)
 
     async def store(
         self,
@@ -240,9 +255,10 @@ class ExactCacheStage:
         resp: ChatResponse,
         policy: RoutePolicy | None = None,
         tags: tuple[str, ...] = (TAG,),
+        cost_usd: Decimal | None = None,
     ) -> None:
         policy = policy or self._default
-        blob = encode_response_blob(resp, self._clock())
+        blob = encode_response_blob(resp, self._clock(), cost_usd)
         keep_s = policy.ttl_s + self.config.stale_if_error_s
         try:
             if isinstance(self.backend, TaggedBackend):
@@ -297,6 +313,10 @@ class ExactCacheStage:
         if not isinstance(self.backend, TaggedBackend):
             raise TypeError(f"{type(self.backend).__name__} cannot purge or count entries")
         return self.backend
+
+
+def _cost(ctx: CallContext) -> Decimal | None:
+    return ctx.cost_usd if ctx.cost_known else None
 
 
 def route_of(ctx: CallContext) -> str:

@@ -11,6 +11,11 @@ it then runs and stores its final answer under the key for `ttl_s`. Later calls 
   still running after that → 409 `idempotency_key_in_progress`;
 - another body → 422 `idempotency_key_reused`.
 
+The pending claim is a lease: it lives `lease_s` and is renewed every `lease_s / 3` while
+the first call runs (compare-and-extend, so a renewal never touches a stored answer). A
+process killed mid-call stops renewing: a retry on another replica takes the key over
+within `lease_s` (before: it waited `max_wait_s` and got a 409).
+
 If the first call fails (or its stream is cut), the pending record is deleted so that a retry
 runs again. Keys are per tenant. If the backend itself fails, the call goes on without
 idempotency (logged and counted) rather than failing.
@@ -19,6 +24,7 @@ idempotency (logged and counted) rather than failing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -117,7 +123,7 @@ class IdempotencyStage:
         waited = False
         while True:
             try:
-                claimed = await self.backend.add(key, pending, self.config.pending_ttl_s)
+                claimed = await self.backend.add(key, pending, self._lease_s())
                 blob = None if claimed else await self.backend.get(key)
             except Exception as exc:
                 self.stats.errors += 1
@@ -125,7 +131,7 @@ class IdempotencyStage:
                 return await nxt(ctx)
             if claimed:
                 self.stats.first += 1
-                return await self._first(ctx, nxt, key, fingerprint)
+                return await self._first(ctx, nxt, key, fingerprint, pending)
             if blob is not None:
                 try:
                     record = _decode(blob)
@@ -159,17 +165,50 @@ class IdempotencyStage:
             await asyncio.sleep(pause)
             pause = min(pause * 2, self.config.poll_interval_s)
 
-    async def _first(self, ctx: CallContext, nxt: Handler, key: str, fingerprint: str) -> Result:
+    def _lease_s(self) -> float:
+        renewable = getattr(self.backend, "renew", None) is not None
+        cfg = self.config
+        return min(cfg.lease_s, cfg.pending_ttl_s) if renewable else cfg.pending_ttl_s
+
+    async def _renew_while_running(self, key: str, pending: bytes) -> None:
+        """Keep the claim alive while this process runs the call (see the module doc)."""
+        renew = getattr(self.backend, "renew", None)
+        if renew is None:
+            return
+        lease = self._lease_s()
+        until = self._clock() + self.config.pending_ttl_s
+        while self._clock() + lease / 3 < until:
+            await asyncio.sleep(lease / 3)
+            try:
+                if not await renew(key, pending, lease):
+                    return  # answered, released, or taken over: nothing left to keep
+            except Exception as exc:
+                self.stats.errors += 1
+                log.warning("idempotency lease not renewed: %r", exc)
+
+    async def _first(
+        self, ctx: CallContext, nxt: Handler, key: str, fingerprint: str, pending: bytes
+    ) -> Result:
+        renewer = asyncio.get_running_loop().create_task(self._renew_while_running(key, pending))
+
+        async def stop_renewing() -> None:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
         try:
             result = await nxt(ctx)
         except BaseException:
+            await stop_renewing()
             await self.release(key)
             raise
         if isinstance(result, ChatResponse):
+            await stop_renewing()
             await self.complete(key, fingerprint, result)
             return result
 
         async def record_or_release(resp: ChatResponse, completed: bool) -> None:
+            await stop_renewing()
             if completed:
                 await self.complete(key, fingerprint, resp)
             else:  # failed, cut or closed early: a retry may run it again

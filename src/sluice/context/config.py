@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sluice.config_base import Frozen
 
@@ -20,6 +20,22 @@ class ContextPolicy(Frozen):
     max_input_tokens: int | None = Field(default=None, ge=1)
     summary_model: str | None = None  # a cheap public model for `summarize`; None: the request's
     summary_max_tokens: int = Field(default=512, ge=16)  # room kept for the summary
+
+    @model_validator(mode="after")
+    def _summary_fits(self) -> ContextPolicy:
+        """With `summarize`, a summary as large as the whole input budget would refuse every
+        call."""
+        budget = self.max_input_tokens
+        if (
+            self.strategy == "summarize"
+            and budget is not None
+            and self.summary_max_tokens >= budget
+        ):
+            raise ValueError(
+                f"summary_max_tokens ({self.summary_max_tokens}) must be smaller than "
+                f"max_input_tokens ({self.max_input_tokens})"
+            )
+        return self
 
 
 class SessionPolicy(Frozen):

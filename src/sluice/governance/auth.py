@@ -30,14 +30,22 @@ from sluice.errors import (
     ServiceUnavailableError,
 )
 from sluice.governance.config import AuthConfig
-from sluice.governance.keys import KEY_PREFIX, MAX_KEY_CHARS, KeyRecord, same_hash
+from sluice.governance.keys import (
+    KEY_PREFIX,
+    MAX_KEY_CHARS,
+    KeyRecord,
+    clean_label,
+    same_hash,
+)
 from sluice.governance.spec import Identity
 from sluice.governance.store import KeyStore
 from sluice.types import ChatRequest
 
 log = logging.getLogger("sluice.auth")
 
-MAX_LABEL_CHARS = 256  # end user, feature and session labels
+# End user, feature and session labels: the width of their columns in the records and the
+# spend ledger (VARCHAR(255)); printable, no NUL (PostgreSQL text refuses it).
+MAX_LABEL_CHARS = 255
 _MISSING = (
     "missing API key: send 'Authorization: Bearer sk-sluice-…' (OpenAI clients) "
     "or 'x-api-key: sk-sluice-…' (Anthropic clients)"
@@ -186,8 +194,9 @@ def _text(value: object) -> str | None:
 
 
 def _label(value: str | None, what: str) -> str | None:
-    if value is not None and len(value) > MAX_LABEL_CHARS:
+    if value and not clean_label(value):
         raise InvalidRequestError(
-            f"the {what} label is longer than {MAX_LABEL_CHARS} characters", param=what
+            f"the {what} label must be 1 to {MAX_LABEL_CHARS} printable characters",
+            param=what,
         )
     return value or None

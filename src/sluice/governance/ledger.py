@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
 from operator import attrgetter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import sqlalchemy as sa
 
 from sluice.governance.limits_config import LedgerConfig
+from sluice.observe.rows import bounded, write_splitting
+from sluice.observe.spool import ORPHAN_SCAN_S, Spool, claim_orphan, orphan_paths
+from sluice.observe.store import dead_letter_table, park_row
 from sluice.pgcopy import copy_rows, is_postgresql
 
 if TYPE_CHECKING:
@@ -70,13 +75,13 @@ class LedgerRow:
         ident = ctx.identity
         return cls(
             ts=now,
-            request_id=meta.request_id,
-            tenant=ident.tenant,
+            request_id=bounded(meta.request_id, 128),
+            tenant=bounded(ident.tenant),
             key_id=ident.key_id,
-            team=ident.team,
-            user_id=ctx.end_user,
-            feature=meta.feature,
-            model=ctx.request.model,
+            team=_bounded(ident.team),
+            user_id=_bounded(ctx.end_user),
+            feature=_bounded(meta.feature),
+            model=bounded(ctx.request.model),
             deployment=ctx.deployment.id if ctx.deployment else None,
             input_tokens=ctx.usage.input_tokens,
             output_tokens=ctx.usage.output_tokens,
@@ -84,12 +89,27 @@ class LedgerRow:
         )
 
 
+def _bounded(text: str | None) -> str | None:
+    return None if text is None else bounded(text)
+
+
+def _row_json(row: LedgerRow) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(row).items()}
+
+
+def _row_of(doc: dict[str, Any]) -> LedgerRow:
+    cost = doc.get("cost_usd")
+    return LedgerRow(**{**doc, "cost_usd": None if cost is None else Decimal(cost)})
+
+
 _ROW_FIELDS = tuple(f.name for f in fields(LedgerRow))
 _row_values = attrgetter(*_ROW_FIELDS)
 
 
 class Ledger:
-    def __init__(self, config: LedgerConfig) -> None:
+    def __init__(
+        self, config: LedgerConfig, on_dead_letter: Callable[[int], None] | None = None
+    ) -> None:
         if not config.store_url:
             raise ValueError("the spend ledger needs limits.ledger.store_url")
         self.config = config
@@ -99,6 +119,14 @@ class Ledger:
         self._ready = False
         self.written = 0
         self.dropped = 0
+        self.dead_lettered = 0  # rows the table refused, parked in sluice_dead_letters
+        self.on_dead_letter = on_dead_letter  # rows the table refused, parked (a metric)
+        self._dead_letters = dead_letter_table(sa.MetaData())
+        # Rows are in a local spool before their call's answer goes out (see
+        # sluice.observe.spool): a replica killed mid-batch loses none.
+        self._spool = Spool(config.spool_dir) if config.spool_dir else None
+        self._next_scan = 0.0
+        self.replayed = 0
 
     def add(self, row: LedgerRow) -> None:
         """Queue a row (never blocks); the writer starts on first use."""
@@ -108,12 +136,100 @@ class Ledger:
             self._queue.put_nowait(row)
         except asyncio.QueueFull:
             self.dropped += 1
+            self._spooled(row, queued=False)
+        else:
+            self._spooled(row, queued=True)
+
+    def _spooled(self, row: LedgerRow, *, queued: bool) -> None:
+        if self._spool is None:
+            return
+        line = orjson.dumps(_row_json(row), option=orjson.OPT_APPEND_NEWLINE)
+        try:
+            if queued:
+                self._spool.append(line)
+            else:
+                self._spool.append_unqueued(line)
+        except OSError as exc:
+            log.error("spend ledger spool disabled: %s", exc)
+            self._spool = None
 
     async def flush(self) -> None:
         """Write everything queued so far (tests, shutdown)."""
         rows = [r for r in self._drain(self._queue.qsize()) if r is not None]
         if rows:
-            await asyncio.to_thread(self._insert, rows)
+            await self._write(rows)
+
+    async def _write(self, batch: list[LedgerRow]) -> None:
+        """Write a batch; rows the table refuses are parked, never the whole batch lost."""
+        spool = self._spool
+        if spool is not None:
+            spool.rotate()
+        try:
+            _, parked, lost = await asyncio.to_thread(
+                write_splitting, batch, self._insert, self._park
+            )
+        except Exception as exc:  # the database is unreachable: counted, logged
+            log.error("spend ledger: %d rows not written: %s", len(batch), type(exc).__name__)
+            self.dropped += len(batch)
+            if spool is not None:
+                spool.handled(len(batch), failed=True)  # kept for a replay
+            return
+        if spool is not None:
+            spool.handled(len(batch), failed=lost > 0)
+            await self._replay_orphans(spool)
+        if parked or lost:
+            log.warning("spend ledger: %d rows refused, %d parked", parked + lost, parked)
+            self.dead_lettered += parked
+            self.dropped += lost
+            if self.on_dead_letter is not None and parked:
+                self.on_dead_letter(parked)
+
+    async def _replay_orphans(self, spool: Spool) -> None:
+        now = asyncio.get_running_loop().time()
+        if now < self._next_scan:
+            return
+        self._next_scan = now + ORPHAN_SCAN_S
+        try:
+            self.replayed += await asyncio.to_thread(self._replay, spool.dir)
+        except Exception as exc:  # the database is down: the segments wait for the next scan
+            log.warning("spend ledger spool replay deferred: %s", type(exc).__name__)
+
+    def _replay(self, directory: Path) -> int:
+        """Rows of dead processes' spool segments the ledger does not have yet."""
+        total = 0
+        for path in orphan_paths(directory):
+            with claim_orphan(path) as data:
+                if not data:
+                    continue
+                rows = []
+                for line in data.splitlines():
+                    try:  # a process killed mid-write leaves a partial last line
+                        rows.append(_row_of(orjson.loads(line)))
+                    except (orjson.JSONDecodeError, TypeError, ValueError, ArithmeticError):
+                        continue
+                todo = self._missing(rows)
+                if todo:
+                    written, _, _ = write_splitting(todo, self._insert, self._park)
+                    total += written
+        return total
+
+    def _missing(self, rows: list[LedgerRow]) -> list[LedgerRow]:
+        have: set[str] = set()
+        ids = sorted({r.request_id for r in rows})
+        col = spend_ledger.c.request_id
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                stmt = sa.select(col).where(col.in_(ids[start : start + 500]))
+                have.update(row[0] for row in conn.execute(stmt))
+        return [r for r in rows if r.request_id not in have]
+
+    def _park(self, row: LedgerRow, exc: BaseException) -> bool:
+        values = _row_json(row)
+        try:
+            park_row(self.engine, self._dead_letters, TABLE_NAME, values, exc)
+        except Exception:  # the caller counts the row as lost
+            return False
+        return True
 
     async def close(self) -> None:
         """Stop the writer after it has written every row queued so far."""
@@ -122,21 +238,24 @@ class Ledger:
             await self._task
             self._task = None
         await self.flush()
+        if self._spool is not None:
+            self._spool.close()
         await asyncio.to_thread(self.engine.dispose)
 
     async def _write_forever(self) -> None:
         while True:
-            first = await self._queue.get()
+            try:
+                first = await asyncio.wait_for(self._queue.get(), ORPHAN_SCAN_S / 3)
+            except TimeoutError:  # idle: still replay dead processes' spool segments
+                if self._spool is not None:
+                    await self._replay_orphans(self._spool)
+                continue
             if first is not None:
                 await asyncio.sleep(self.config.flush_interval_s)  # let a batch gather
             rows = [first, *self._drain(self.config.batch_size - 1)]
             batch = [r for r in rows if r is not None]
             if batch:
-                try:
-                    await asyncio.to_thread(self._insert, batch)
-                except Exception:
-                    log.exception("spend ledger: %d rows not written", len(batch))
-                    self.dropped += len(batch)
+                await self._write(batch)
             if len(batch) < len(rows):
                 return  # close() asked to stop
 

@@ -29,8 +29,11 @@ class BudgetsConfig(Frozen):
     # Counter backend unreachable: "closed" refuses calls a hard budget applies to (503),
     # "open" lets them through unmetered.
     on_backend_error: Literal["open", "closed"] = "closed"
-    # A reservation not settled by then (the gateway crashed mid-call) is dropped.
+    # The longest a call may hold its reservation.
     reservation_ttl_s: float = Field(default=900.0, gt=0)
+    # Reservations in Redis are leases renewed while the call runs: a replica that dies
+    # mid-call has its reservations released within this many seconds.
+    reservation_lease_s: float = Field(default=20.0, gt=0)
 
 
 class LedgerConfig(Frozen):
@@ -41,6 +44,9 @@ class LedgerConfig(Frozen):
     flush_interval_s: float = Field(default=0.5, gt=0)
     max_pending: int = Field(default=100_000, ge=1)  # rows buffered before new ones drop
     migrate: bool = True  # run the governance Alembic migrations (0002_spend_ledger) first
+    # Local append-only spool of rows not yet written (sluice.observe.spool): replayed after
+    # a crash, so a killed replica loses no ledger row. null: no spool.
+    spool_dir: str | None = "sluice-spool/ledger"
 
 
 class LimitsConfig(Frozen):

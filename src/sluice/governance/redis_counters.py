@@ -10,11 +10,20 @@ amount), `B:rt` (sum of live reservations). Expired reservations are pruned insi
 scripts; every key expires on its own (window + 1 s, or the budget period's end + 1 day).
 The scripts take their keys as arguments, which is fine for one Redis server or a
 replicated one (not a Redis Cluster).
+
+Reservations are leases (`lease_s`): a reservation's deadline is `lease_s` ahead, and the
+replica holding it moves the deadline on every `lease_s / 3` while the call runs (one
+`_RENEW` script for all of its tickets), for at most `reservation_ttl_s` in all. A replica
+killed mid-call stops renewing, so its reservations are released within `lease_s` (they
+used to be held for the whole `reservation_ttl_s`, 900 s by default).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +39,8 @@ from sluice.governance.counters import (
     RateState,
     Settlement,
 )
+
+log = logging.getLogger("sluice.limits")
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -167,6 +178,18 @@ return cjson.encode(spent)
 """
 )
 
+# ARGV: lease ms, JSON [[budget key, ticket], ...]: move live reservations' deadlines on.
+_RENEW = (
+    _COMMON
+    + """
+local deadline = now_ms() + tonumber(ARGV[1])
+for _, c in ipairs(cjson.decode(ARGV[2])) do
+  redis.call('ZADD', c[1] .. ':r', 'XX', int(deadline), c[2])
+end
+return 1
+"""
+)
+
 # ARGV: window ms, JSON {r: [key], b: [key]}. Returns JSON {r: [[used, reset]], b: [[s, r]]}.
 _READ = (
     _COMMON
@@ -207,6 +230,7 @@ class RedisCounters:
         timeout_s: float = 0.25,
         max_connections: int = 16,
         client: Redis | None = None,
+        lease_s: float | None = None,
     ) -> None:
         if client is None:
             from redis.asyncio import BlockingConnectionPool, Redis
@@ -228,6 +252,11 @@ class RedisCounters:
         self._admit: AsyncScript = client.register_script(_ADMIT)
         self._settle: AsyncScript = client.register_script(_SETTLE)
         self._read: AsyncScript = client.register_script(_READ)
+        self._renew: AsyncScript = client.register_script(_RENEW)
+        self._lease_s = lease_s
+        # ticket -> (renew until, monotonic; the budget keys it holds a reservation in)
+        self._held: dict[str, tuple[float, list[str]]] = {}
+        self._renewer: asyncio.Task[None] | None = None
 
     async def admit(
         self,
@@ -243,8 +272,17 @@ class RedisCounters:
                 for c in budgets
             ],
         }
-        args = [ticket, int(reservation_ttl_s * 1000), _WINDOW_MS, orjson.dumps(spec)]
+        lease = (
+            reservation_ttl_s if self._lease_s is None else min(self._lease_s, reservation_ttl_s)
+        )
+        args = [ticket, int(lease * 1000), _WINDOW_MS, orjson.dumps(spec)]
         out = orjson.loads(await self._run(self._admit, args))
+        if out["ok"] == 1 and budgets and lease < reservation_ttl_s:
+            until = time.monotonic() + reservation_ttl_s
+            self._held[ticket] = (until, [self.prefix + c.key for c in budgets])
+            if self._renewer is None or self._renewer.done():
+                loop = asyncio.get_running_loop()
+                self._renewer = loop.create_task(self._renew_forever(lease))
         result = Admission(
             admitted=out["ok"] == 1,
             rates=[RateState(int(u), r / 1000) for u, r in _list(out["r"])],
@@ -256,6 +294,7 @@ class RedisCounters:
         return result
 
     async def settle(self, ticket: str, settlement: Settlement) -> list[int]:
+        self._held.pop(ticket, None)
         spec = {
             "r": [[self.prefix + k, cost] for k, cost in settlement.rate_costs],
             "b": [[self.prefix + k, amt, _ms(at)] for k, amt, at in settlement.budget_amounts],
@@ -283,7 +322,27 @@ class RedisCounters:
         return count
 
     async def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
         await self._client.aclose()
+
+    async def _renew_forever(self, lease_s: float) -> None:
+        """Move the deadlines of this replica's live reservations on, every lease/3."""
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            now = time.monotonic()
+            for ticket in [t for t, (until, _) in self._held.items() if until <= now]:
+                del self._held[ticket]  # never settled: let it lapse like before
+            pairs = [[k, t] for t, (_, keys) in self._held.items() for k in keys]
+            if not pairs:
+                continue
+            try:
+                await self._run(self._renew, [int(lease_s * 1000), orjson.dumps(pairs)])
+            except CounterBackendError as exc:
+                log.warning("reservation leases not renewed: %s", exc)
 
     async def _run(self, script: AsyncScript, args: list[Any]) -> bytes:
         from redis.exceptions import RedisError

@@ -362,13 +362,17 @@ def build_governance(
         from sluice.governance.redis_counters import RedisCounters
 
         backend = RedisCounters(
-            config.redis_url, config.key_prefix, timeout_s=config.backend_timeout_s
+            config.redis_url,
+            config.key_prefix,
+            timeout_s=config.backend_timeout_s,
+            lease_s=config.budgets.reservation_lease_s,
         )
     else:
         from sluice.governance.counters import MemoryCounters
 
         backend = MemoryCounters()
-    ledger = Ledger(config.ledger) if config.ledger.store_url else None
+    parked = metrics.dead_lettered("ledger") if metrics is not None else None
+    ledger = Ledger(config.ledger, on_dead_letter=parked) if config.ledger.store_url else None
     return GovernanceStage(
         config, backend, price_of_model, models=models, ledger=ledger, metrics=metrics
     )

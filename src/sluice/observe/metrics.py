@@ -6,12 +6,16 @@ record; attempt records are ignored); the setters cover state that is not a call
 breakers, in-flight requests, queue depth, budgets, dropped records and routing savings.
 
 Labels stay bounded: no user, key, session or model-requested labels (those are client
-input); route and deployment come from config, and each label keeps at most
-`max_label_values` distinct values — later ones are counted under `_other`.
+input). Route, deployment and model values come only from config (`allow_values`): a name
+the config does not know — an unknown model a caller asked for — is counted as `other`
+(200 requests with 100 kB model names once made /metrics 388 MB). Every other label keeps
+at most `max_label_values` distinct values of at most 128 characters; later or longer
+ones are counted under `_other`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
@@ -33,6 +37,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Seconds; LLM calls take from tens of milliseconds (cache hits) to minutes (long outputs).
 LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 OTHER = "_other"
+UNKNOWN = "other"  # a route/deployment/model name the config does not have
+_MAX_VALUE_CHARS = 128
 
 _BREAKER_VALUES: dict[BreakerState, int] = {"closed": 0, "half_open": 1, "open": 2}
 SavingReason = Literal["cache", "routing", "prompt_cache"]
@@ -43,6 +49,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._max_values = max_label_values
         self._seen: dict[str, set[str]] = {}
+        self._allowed: dict[str, frozenset[str]] = {}
         r = self.registry
         # Per-call counters and histograms: plain numbers until scraped (call_metrics.py).
         self.calls = CallTotals(LLM_BUCKETS)
@@ -78,6 +85,13 @@ class Metrics:
             "Call records dropped because the buffer was full.",
             registry=r,
         )
+        self.dead_letters = Counter(
+            "sluice_dead_letters",
+            "Rows a table refused (too long, a byte the database rejects), parked in "
+            "sluice_dead_letters instead of costing their batch, by table.",
+            ["table"],
+            registry=r,
+        )
         self.prompt_cache_hit_ratio = Gauge(
             "sluice_prompt_cache_hit_ratio",
             "Provider prompt cache: read tokens / (read + write tokens), since start.",
@@ -106,12 +120,20 @@ class Metrics:
         for reason in ("cache", "routing", "prompt_cache"):
             self.cost_saved.labels(reason)
 
+    def allow_values(self, **names: frozenset[str]) -> None:
+        """The only values the given labels take (e.g. `route=...` from config); anything
+        else is counted as `other`."""
+        self._allowed.update(names)
+
     def _label(self, name: str, value: str | None) -> str:
         value = value or ""
+        allowed = self._allowed.get(name)
+        if allowed is not None:
+            return value if value in allowed or not value else UNKNOWN
         seen = self._seen.setdefault(name, set())
         if value in seen:
             return value
-        if len(seen) >= self._max_values:
+        if len(seen) >= self._max_values or len(value) > _MAX_VALUE_CHARS:
             return OTHER
         seen.add(value)
         return value
@@ -158,6 +180,11 @@ class Metrics:
 
     def set_token_estimate_ratio(self, model: str, ratio: float) -> None:
         self.token_estimate_ratio.labels(self._label("model", model)).set(ratio)
+
+    def dead_lettered(self, table: str) -> Callable[[int], None]:
+        """A callback counting rows parked for `table` (a name from code, not input)."""
+        child = self.dead_letters.labels(table)
+        return lambda n: child.inc(n)
 
     def record_dropped(self) -> None:
         """Fits `RecordSink(on_drop=...)`."""

@@ -15,7 +15,9 @@ from sluice.cost.prices import Price
 from sluice.observe.metrics import Metrics
 from sluice.observe.records import CACHE_HITS, CallRecord, prompt_hash
 from sluice.observe.redact import preview
+from sluice.observe.rows import storable
 from sluice.observe.sink import RecordSink
+from sluice.observe.spool import Spool
 from sluice.observe.store import RecordStore
 from sluice.pipeline.context import CallContext
 from sluice.types import ChatRequest, ChatResponse, TextPart, ToolResultPart
@@ -47,11 +49,14 @@ class Recorder:
     async def start(self) -> None:
         if self._cfg.enabled and self._cfg.store_url:
             self.store = await asyncio.to_thread(RecordStore.open, self._cfg.store_url)
+            spool_dir = self._cfg.spool_dir
             self.sink = RecordSink(
                 self.store,
                 max_buffer=self._cfg.buffer,
                 log_records=self._cfg.log_json,
                 on_drop=self.metrics.record_dropped,
+                on_dead_letter=self.metrics.dead_lettered("call_records"),
+                spool=Spool(spool_dir) if spool_dir else None,
             )
         await self.sink.start()
 
@@ -75,7 +80,10 @@ class Recorder:
             return
         latency_ms = (time.perf_counter() - started) * 1000
         ts = wall_start if wall_start is not None else time.time() - latency_ms / 1000
-        record = self._record(ctx, request_id, ts, latency_ms, status, error_type, ttft_ms)
+        # Bounded to the table's columns here, whatever the client sent (sluice.observe.rows).
+        record = storable(
+            self._record(ctx, request_id, ts, latency_ms, status, error_type, ttft_ms)
+        )
         self.metrics.observe(record)
         for observer in self.observers:
             observer(record)
@@ -83,21 +91,23 @@ class Recorder:
         if ctx is not None and len(ctx.attempt_log) > 1:
             for attempt in ctx.attempt_log:
                 self.sink.emit(
-                    CallRecord(
-                        request_id=f"{request_id}:{attempt.deployment}:{attempt.started:.6f}",
-                        attempt_of=request_id,
-                        kind="attempt",
-                        ts=attempt.started,
-                        route=ctx.route or ctx.request.model,
-                        model_requested=ctx.request.model,
-                        deployment=attempt.deployment,
-                        input_tokens=attempt.input_tokens,
-                        output_tokens=attempt.output_tokens,
-                        cost_usd=attempt.cost_usd,
-                        latency_ms=attempt.latency_ms,
-                        status=attempt.status,
-                        error_type=attempt.error_type,
-                        stream=ctx.request.stream,
+                    storable(
+                        CallRecord(
+                            request_id=f"{request_id}:{attempt.deployment}:{attempt.started:.6f}",
+                            attempt_of=request_id,
+                            kind="attempt",
+                            ts=attempt.started,
+                            route=ctx.route or ctx.request.model,
+                            model_requested=ctx.request.model,
+                            deployment=attempt.deployment,
+                            input_tokens=attempt.input_tokens,
+                            output_tokens=attempt.output_tokens,
+                            cost_usd=attempt.cost_usd,
+                            latency_ms=attempt.latency_ms,
+                            status=attempt.status,
+                            error_type=attempt.error_type,
+                            stream=ctx.request.stream,
+                        )
                     )
                 )
 
@@ -123,12 +133,15 @@ class Recorder:
         meta = req.meta
         resp = ctx.last_response
         saved: Decimal | None = None
-        cost = ctx.cost_usd if ctx.cost_known else None
+        cost = call_cost(ctx)
         hit = ctx.cache_status in CACHE_HITS
         if hit and resp is not None:
-            # Answered by Sluice's cache: nothing was spent; what the call would have cost
-            # at the requested model's price was saved.
-            cost, saved = Decimal(0), compute_cost(resp.usage, self._price_of_model(req.model))
+            # Answered by Sluice's cache: nothing was spent; what the answer cost the first
+            # time was saved (older entries: its usage at the requested model's price).
+            saved = ctx.cache_saved_usd
+            if saved is None:
+                saved = compute_cost(resp.usage, self._price_of_model(req.model))
+            cost = Decimal(0)
         elif ctx.attempts == 0:
             cost = Decimal(0)  # no upstream call (an idempotent replay, a degrade answer)
         elif dep is not None and usage.cache_read_tokens:
@@ -192,6 +205,16 @@ class Recorder:
         if not self._cfg.previews or not text:
             return None
         return preview(text, self._cfg.preview_chars)
+
+
+def call_cost(ctx: CallContext) -> Decimal | None:
+    """What the call cost: None only when some part of it used tokens at an unknown price.
+    A call that settled nothing (it failed before any answer, used no tokens) cost $0."""
+    if not ctx.cost_known:
+        return None
+    if ctx.cost_usd is None:
+        return Decimal(0)
+    return ctx.cost_usd
 
 
 def _str(value: object) -> str | None:

@@ -10,6 +10,9 @@
 - payment card numbers: 13-19 digits, optionally grouped by single spaces or dashes, with a
   card-network prefix and a valid Luhn checksum, so order numbers, timestamps and other long
   numbers stay → `[card]`
+- US social security numbers (`123-45-6789`, not the impossible 000/666/9xx areas) → `[ssn]`
+- IBANs (checked with their mod-97 digits, grouped by spaces or not) → `[iban]`
+- IP addresses: IPv4, and IPv6 written from a digit (validated) → `[ip]`
 - phone numbers: `+` international numbers with 8-15 digits, and US/NANP numbers written
   with separators (`(415) 555-0100`, `415.555.0100`, `1-415-555-0100`); dates, times,
   versions and bare digit runs stay → `[phone]`
@@ -27,23 +30,25 @@ short one.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+
+from sluice.secrets import SECRET_SHAPES
 
 SECRET = "[secret]"
 EMAIL = "[email]"
 CARD = "[card]"
 PHONE = "[phone]"
+SSN = "[ssn]"
+IBAN = "[iban]"
+IP = "[ip]"
 ELLIPSIS = "…"
-_PLACEHOLDERS = (SECRET, EMAIL, CARD, PHONE)
+_PLACEHOLDERS = (SECRET, EMAIL, CARD, PHONE, SSN, IBAN, IP)
 
 _PATTERN = re.compile(
-    r"""
-    (?P<secret>
-        \bsk-[A-Za-z0-9][A-Za-z0-9_-]{15,}            # sk-…, sk-proj-…, sk-ant-…, sk-sluice-…
-      | \b(?:AKIA|ASIA)[0-9A-Z]{16}\b                 # AWS access key id
-      | \bgh[pousr]_[A-Za-z0-9]{30,}                  # GitHub tokens
-      | \bxox[abprs]-[A-Za-z0-9-]{10,}                # Slack tokens
-      | \beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*)?   # JWT
+    r"(?P<secret>"
+    + SECRET_SHAPES  # the credential shapes errors from upstream are scrubbed of, too
+    + r"""
     )
   | (?P<bearer>
         (?P<bearer_keep>(?i:\bbearer)\s{1,4})
@@ -62,6 +67,19 @@ _PATTERN = re.compile(
     )
   | (?P<email>
         \b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}\b
+    )
+  | (?P<ssn>                                         # US social security number
+        (?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])
+    )
+  | (?P<iban>                                        # checked with its mod-97 digits
+        (?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:\ ?[A-Z0-9]{4}){2,7}(?:\ ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])
+    )
+  | (?P<ipv4>
+        (?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)
+        (?!\d|\.\d)
+    )
+  | (?P<ipv6>                                        # starting with a digit; checked
+        (?<![0-9A-Fa-f:])[0-9][0-9A-Fa-f]{0,3}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Fa-f:])
     )
   | (?P<intl>                                        # + country code and groups
         (?<![\w+])\+
@@ -84,7 +102,7 @@ _PATTERN = re.compile(
 
 # Where a match can start: `+`, `(`, the first digit of a run, an `@` (from which the start
 # of an e-mail address's local part is found by walking back) ...
-_CHAR_STARTS = re.compile(r"[+(@0-9](?<![0-9][0-9])")
+_CHAR_STARTS = re.compile(r"[+(@0-9](?<![0-9][0-9])|(?<![A-Za-z0-9])[A-Z]{2}(?=\d\d)")
 # ... or one of these words, looked for in the lowercased text. Both patterns begin with
 # plain characters, which lets `re` skip ahead to candidates in C instead of trying every
 # position. A word matched whole hides one inside it (`key` in `apikey`); that one could
@@ -131,6 +149,16 @@ def _may_hold_keyword(text: str) -> bool:
     )
 
 
+def _iban_ok(text: str) -> bool:
+    """ISO 13616: 15-34 characters whose rearranged digits are 1 modulo 97."""
+    compact = text.replace(" ", "")
+    if not 15 <= len(compact) <= 34:
+        return False
+    moved = compact[4:] + compact[:4]
+    digits = "".join(str(int(ch, 36)) for ch in moved)
+    return int(digits) % 97 == 1
+
+
 def _luhn_ok(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -175,6 +203,18 @@ def _replacement(match: re.Match[str]) -> str | None:
         return match.group("password_keep") + SECRET
     if kind == "email":
         return EMAIL
+    if kind == "ssn":
+        return SSN
+    if kind == "iban":
+        return IBAN if _iban_ok(match.group(0)) else None
+    if kind == "ipv4":
+        return IP
+    if kind == "ipv6":
+        try:
+            ipaddress.IPv6Address(match.group(0))
+        except ValueError:
+            return None
+        return IP
     return SECRET if kind == "secret" else PHONE
 
 

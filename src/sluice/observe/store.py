@@ -15,12 +15,14 @@ on both databases, and fine for the volumes one gateway's database holds.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from functools import cached_property
 from operator import attrgetter
 from typing import Any, Literal, TypedDict, get_args
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -155,6 +157,47 @@ def _columns() -> list[Column[Any]]:
     ]
 
 
+DEAD_LETTERS = "sluice_dead_letters"
+
+
+def dead_letter_table(metadata: MetaData) -> Table:
+    """Rows a writer's table refused (too long for a column, a byte the database rejects),
+    parked as JSON with the database's reason, so one bad row never costs its batch.
+    Shared by the call records and the spend ledger (`source` says whose row it was)."""
+    return Table(
+        DEAD_LETTERS,
+        metadata,
+        Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+        Column("ts", Double(), nullable=False),
+        Column("source", String(64), nullable=False),
+        Column("request_id", String(255), nullable=True),
+        Column("error", Text(), nullable=False),
+        Column("payload", Text(), nullable=False),
+        keep_existing=True,
+    )
+
+
+def park_row(
+    engine: Engine, table: Table, source: str, row: dict[str, Any], exc: BaseException
+) -> None:
+    """Insert one refused row into the dead-letter table (made if missing)."""
+    table.create(engine, checkfirst=True)
+    payload = orjson.dumps(row, default=str).decode()  # JSON escapes NUL: the text is storable
+    error = f"{type(exc).__name__}: {exc}".replace("\x00", "")[:2000]
+    request_id = row.get("request_id")
+    with engine.begin() as conn:
+        conn.execute(
+            table.insert(),
+            {
+                "ts": time.time(),
+                "source": source,
+                "request_id": str(request_id).replace("\x00", "")[:255] if request_id else None,
+                "error": error,
+                "payload": payload,
+            },
+        )
+
+
 def _make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
@@ -194,6 +237,7 @@ class RecordStore:
             *_columns(),
             *(Index(f"ix_{table_name}_{name}", name) for name in _INDEXED),
         )
+        self.dead_letters = dead_letter_table(self.metadata)
 
     @classmethod
     def open(cls, url: str = DEFAULT_URL, *, table_name: str = "call_records") -> RecordStore:
@@ -221,6 +265,28 @@ class RecordStore:
                     f"ALTER TABLE {quote.format_table(self.table)} "
                     f"ADD COLUMN {quote.quote(column.name)} {kind}"
                 )
+
+    def missing(self, records: Sequence[CallRecord]) -> list[CallRecord]:
+        """The records the table does not have yet (by request id and timestamp): what a
+        spool replay still has to write."""
+        t = self.table
+        have: set[tuple[str, float]] = set()
+        ids = sorted({r.request_id for r in records})
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                stmt = select(t.c.request_id, t.c.ts).where(t.c.request_id.in_(part))
+                have.update((row[0], row[1]) for row in conn.execute(stmt))
+        return [r for r in records if (r.request_id, r.ts) not in have]
+
+    def park(self, record: CallRecord, exc: BaseException) -> bool:
+        """Park one record the table refused in `sluice_dead_letters`; False if that failed
+        too. Runs in the writer's thread, like `write_batch`."""
+        try:
+            park_row(self.engine, self.dead_letters, self.table.name, record.to_json(), exc)
+        except Exception:  # the caller counts the row as lost and logs
+            return False
+        return True
 
     def drop_schema(self) -> None:
         self.metadata.drop_all(self.engine)

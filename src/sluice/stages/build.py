@@ -100,7 +100,7 @@ def build_stages(config: SluiceConfig, deps: StageDeps) -> list[Stage]:
         stages.append(
             build_governance(config.limits, deps.prices.of_model, models, metrics=deps.metrics)
         )
-    guard = AgentGuardStage(config.reliability.agent)
+    guard = AgentGuardStage(config.reliability.agent, deps.prices.of_model)
     if guard.enabled:
         stages.append(guard)
     policies = {

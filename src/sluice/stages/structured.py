@@ -2,8 +2,9 @@
 
 The upstream call is made without streaming (a stream would have to be taken back when the
 JSON turns out invalid); a streaming caller gets the validated answer replayed as SSE. On an
-invalid answer the model is asked again with the validation errors (up to `max_repairs`);
-if it repeats the same invalid answer, the next model of the plan gets the original request.
+invalid answer the model is asked again with the validation errors (`max_repairs` times, even
+when it repeats itself); if it repeats the same invalid answer and the plan has another model,
+that model gets the original request instead (an escalation, counted apart from repairs).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class StructuredOutputStage:
         original = dataclasses.replace(ctx.request, stream=False)
         ctx.rewrite(original, "structured output: validated whole")
         seen: set[str] = set()
-        repairs = 0
+        repairs = escalations = 0
         models = self._plan_length(original.model)
         while True:
             result = await nxt(ctx)
@@ -53,20 +54,28 @@ class StructuredOutputStage:
             if repeated and ctx.skip_models + 1 < models:
                 ctx.skip_models += 1  # the model repeats itself: the next model, fresh
                 ctx.rewrite(original, "structured output: next model")
-            elif repairs < self._max_repairs and not repeated:
+                escalations += 1
+            elif repairs < self._max_repairs:  # every repair allowed is used, repeat or not
                 repair = ctx.request.messages + repair_turns(result, spec, errors)
                 ctx.rewrite(
                     dataclasses.replace(ctx.request, messages=repair), "structured output: repair"
                 )
+                repairs += 1
             else:
-                ctx.response_headers["x-sluice-repairs"] = str(repairs)
+                _count(ctx, repairs, escalations)
                 raise UnprocessableError(
                     f"the model's answer did not satisfy the requested "
                     f"{'tool input schema' if spec.kind == 'tool' else 'JSON format'} after "
                     f"{repairs} repair(s): " + "; ".join(errors),
                     code="structured_output_invalid",
                 )
-            repairs += 1
-        ctx.response_headers["x-sluice-repairs"] = str(repairs)
+        _count(ctx, repairs, escalations)
         answer = with_clean_answer(result, spec, clean)
         return events_from_response(answer) if wants_stream else answer
+
+
+def _count(ctx: CallContext, repairs: int, escalations: int) -> None:
+    """`x-sluice-repairs`: repair turns only; moves to the next model are escalations."""
+    ctx.response_headers["x-sluice-repairs"] = str(repairs)
+    if escalations:
+        ctx.response_headers["x-sluice-escalations"] = str(escalations)

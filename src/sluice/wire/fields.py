@@ -66,11 +66,16 @@ def opt_number(obj: dict[str, Any], key: str, path: str, lo: float, hi: float) -
     return value
 
 
+# Counts (max_tokens, n, top_k, ...): a 20-digit max_tokens once reached the budget
+# arithmetic and Redis as a number past 64 bits (a 500).
+MAX_COUNT = 2**31 - 1
+
+
 def opt_positive_int(obj: dict[str, Any], key: str, path: str) -> int | None:
     value = opt(obj, key, int, path)
-    if value is not None and value < 1:
+    if value is not None and not 1 <= value <= MAX_COUNT:
         where = f"{path}.{key}" if path else key
-        raise invalid(where, "must be at least 1")
+        raise invalid(where, f"must be between 1 and {MAX_COUNT}")
     return value
 
 

@@ -5,7 +5,9 @@ starts):
 
     GET /ui                      the page (index.html)
     GET /ui/static/{file}        app.js, style.css
-    GET|POST /ui/login           ?key=… (or a form field `key`): sets the admin cookie
+    GET /ui/login                a login form; POST /ui/login (form field `key`) sets the
+                                 admin cookie. Never a key in the query string: addresses
+                                 end up in proxy logs and browser history
     GET /ui/logout               clears it
     GET /ui/api/info             whether auth is on, whether there is a record store
     GET /ui/api/summary          ?period=1h|24h|7d[&until=epoch]: totals over the period
@@ -104,7 +106,7 @@ def install(app: web.Application) -> None:
     add("/ui", _guarded(page))
     add("/ui/", _to_page)
     add("/ui/static/{file}", _guarded(static_file))
-    add("/ui/login", login)
+    add("/ui/login", login_form)
     app.router.add_post("/ui/login", login)
     add("/ui/logout", logout)
     add("/ui/api/info", _guarded(api_info))
@@ -151,18 +153,37 @@ def _guarded(handler: Handler) -> Handler:
     return guarded
 
 
+_LOGIN_FORM = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sluice - log in</title>
+<link rel="icon" href="data:,"></head>
+<body><form method="post" action="/ui/login">
+<label>Admin key <input type="password" name="key" autocomplete="current-password"
+autofocus></label> <button type="submit">Log in</button></form></body></html>
+"""
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    """`GET /ui/login`: the form that POSTs the key. A `?key=` is not accepted: a key in an
+    address ends up in proxy logs and browser history."""
+    if "key" in request.query:
+        return unauthorized("send the admin key in a POST form to /ui/login, not in the URL")
+    return web.Response(
+        body=_LOGIN_FORM,
+        content_type="text/html",
+        headers={**_SECURITY_HEADERS, "content-security-policy": _PAGE_CSP},
+    )
+
+
 async def login(request: web.Request) -> web.StreamResponse:
-    """`GET /ui/login?key=…` (or a POSTed form with `key`): on the right key, set the
-    cookie and go to the page (the redirect also takes the key out of the address bar)."""
+    """`POST /ui/login` with the form field `key`: on the right key, set the cookie and go
+    to the page."""
     settings = request.app[ACCESS]
     if settings.admin_key is None or settings.session_token is None:
         refusal = check_access(request)
         return refusal if refusal is not None else _to_page_response()
-    given = request.query.get("key")
-    if given is None and request.method == "POST":
-        form = await request.post()
-        value = form.get("key")
-        given = value if isinstance(value, str) else None
+    form = await request.post()
+    value = form.get("key")
+    given = value if isinstance(value, str) else None
     if not given or not same_secret(given, settings.admin_key):
         return unauthorized("wrong or missing admin key")
     resp = _to_page_response()
