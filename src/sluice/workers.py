@@ -115,7 +115,8 @@ class _Supervisor:
         slot, forked = self.children.pop(pid)
         if self.stopping:
             return
-        if status != 0 and time.monotonic() - forked < 5:
+        failed_itself = os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0
+        if failed_itself and time.monotonic() - forked < 5:
             # Dead at start-up (a port in use, a bad key store...): restarting cannot help.
             _say(f"worker {slot} failed at start-up (status {status}); stopping")
             self.failed = True
