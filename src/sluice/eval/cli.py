@@ -1,0 +1,167 @@
+"""`sluice eval`: run datasets against a gateway, and export / summarise user feedback."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import click
+import orjson
+
+DEFAULT_STORE = "sqlite:///sluice.db"
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Offline eval runs and user feedback (issue 17)."""
+
+
+@eval_group.command("run")
+@click.option("--dataset", "dataset_path", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    required=True,
+    help="A public model or route; the first is the baseline. Repeatable.",
+)
+@click.option("--url", required=True, help="The running gateway, e.g. http://127.0.0.1:8080")
+@click.option(
+    "--api-key",
+    envvar="SLUICE_API_KEY",
+    default="sluice",
+    show_default=False,
+    help="A virtual key when auth is on (default: $SLUICE_API_KEY).",
+)
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 256))
+@click.option("--no-cache", is_flag=True, help="Bypass Sluice's caches (x-sluice-cache: no-store).")
+@click.option(
+    "--store",
+    default=None,
+    help="The records store URL, to take each item's cost from its call record.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Results JSONL (default: <dataset>.results.jsonl).",
+)
+@click.option("--fail-under", type=float, default=None, help="Exit 1 if a target's mean is lower.")
+@click.option(
+    "--max-regression",
+    type=float,
+    default=None,
+    help="Exit 1 if the 2nd target's mean is this much below the 1st's.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def run_cmd(
+    dataset_path: Path,
+    targets: tuple[str, ...],
+    url: str,
+    api_key: str,
+    concurrency: int,
+    no_cache: bool,
+    store: str | None,
+    out: Path | None,
+    fail_under: float | None,
+    max_regression: float | None,
+    as_json: bool,
+) -> None:
+    """Call every target with every item through the gateway, score, report, gate."""
+    from sluice.eval.dataset import DatasetError, load_dataset
+    from sluice.eval.results import (
+        fill_costs_from_records,
+        format_summary,
+        gate,
+        regressions,
+        summarize,
+        write_results,
+    )
+    from sluice.eval.runner import RunOptions, run_targets
+
+    try:
+        items = load_dataset(dataset_path)
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
+    if len(set(targets)) != len(targets):
+        raise click.ClickException("each --target may be given once")
+    run_id = f"{int(time.time()):x}{secrets.token_hex(3)}"
+    options = RunOptions(url, api_key, concurrency, no_cache, run_id=run_id)
+    total = len(items) * len(targets)
+    with click.progressbar(length=total, label="eval", file=sys.stderr) as bar:
+        results = asyncio.run(run_targets(items, targets, options, progress=bar.update))
+    if store is not None:
+        results = fill_costs_from_records(results, store)
+    path = out or dataset_path.with_name(dataset_path.stem + ".results.jsonl")
+    write_results(path, results)
+    summaries = summarize(results, targets)
+    worse = regressions(results, targets[0], targets[1]) if len(targets) > 1 else []
+    failures = gate(summaries, fail_under=fail_under, max_regression=max_regression)
+    if as_json:
+        doc = {
+            "run_id": run_id,
+            "results_file": str(path),
+            "targets": [s.to_json() for s in summaries],
+            "regressions": [w.to_json() for w in worse],
+            "failures": failures,
+        }
+        click.echo(orjson.dumps(doc).decode())
+    else:
+        click.echo(format_summary(summaries, worse, failures))
+        click.echo(f"results: {path}")
+    if failures:
+        sys.exit(1)
+
+
+@eval_group.command("export")
+@click.option("--store", default=DEFAULT_STORE, show_default=True, help="The records store URL.")
+@click.option("--since", default="24h", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="JSONL file (default: standard output).",
+)
+def export_cmd(store: str, since: str, out: Path | None) -> None:
+    """Feedback joined to its calls, as a labelled JSONL dataset."""
+    rows = _feedback_rows(store, since)
+    data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
+    if out is None:
+        click.echo(data.decode(), nl=False)
+    else:
+        out.write_bytes(data)
+        click.echo(f"{len(rows)} labelled rows -> {out}", err=True)
+
+
+@eval_group.command("feedback")
+@click.option("--store", default=DEFAULT_STORE, show_default=True, help="The records store URL.")
+@click.option("--since", default="24h", show_default=True)
+@click.option(
+    "--by",
+    default="route",
+    show_default=True,
+    type=click.Choice(["route", "model", "tenant", "deployment"]),
+)
+@click.option("--json", "as_json", is_flag=True)
+def feedback_cmd(store: str, since: str, by: str, as_json: bool) -> None:
+    """Feedback count, mean score and thumbs per route / model / tenant / deployment."""
+    from sluice.eval.export import feedback_summary, format_summary
+
+    groups = feedback_summary(_feedback_rows(store, since), by)
+    if as_json:
+        click.echo(orjson.dumps({"by": by, "groups": [g.to_json() for g in groups]}).decode())
+    else:
+        click.echo(format_summary(groups, by))
+
+
+def _feedback_rows(store: str, since: str) -> list[dict[str, object]]:
+    from sluice.eval.export import export_rows
+    from sluice.observe.report import ReportError, parse_since
+
+    try:
+        return export_rows(store, parse_since(since, time.time()))
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
