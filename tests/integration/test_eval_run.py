@@ -1,0 +1,143 @@
+"""`sluice eval run` end to end: the simulator behind a real gateway, the CLI calling it with
+the official openai SDK, records in SQLite, and a CI gate that fails on a regression."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import orjson
+import pytest
+from click.testing import CliRunner, Result
+
+from sluice import server
+from sluice.cli import main
+from tests.conftest import gateway_config
+
+pytestmark = pytest.mark.integration
+QUESTIONS = [f"eval question number {i}" for i in range(6)]
+
+
+@pytest.fixture
+async def gateway_url(sim_url: str) -> AsyncIterator[str]:
+    runner, port = await server.start(gateway_config(sim_url))
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def _answers(base: str, model: str) -> list[str]:
+    """What `model` answers (the simulator is deterministic per model and prompt)."""
+    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="x", max_retries=0)
+    try:
+        out = []
+        for q in QUESTIONS:
+            chat = await client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": q}],
+            )
+            out.append(chat.choices[0].message.content or "")
+        return out
+    finally:
+        await client.close()
+
+
+def _dataset(path: Path, answers: list[str]) -> None:
+    lines: list[dict[str, Any]] = [
+        {"id": f"q{i}", "input": q, "expected": a, "tags": ["golden"]}
+        for i, (q, a) in enumerate(zip(QUESTIONS, answers, strict=True))
+    ]
+    lines.append(
+        {
+            "id": "shape",
+            "messages": [{"role": "user", "content": "say something"}],
+            "system": "be brief",
+            "scorers": [
+                {"type": "regex", "pattern": r"^\[simulated\] "},
+                {"type": "contains", "value": "SIMULATED", "ignore_case": True},
+            ],
+        }
+    )
+    path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+
+
+async def _cli(*args: str) -> Result:
+    # The CLI runs its own event loop (asyncio.run): give it a thread.
+    return await asyncio.to_thread(CliRunner().invoke, main, list(args))
+
+
+async def test_two_targets_gate_fails_on_the_injected_regression(
+    gateway_url: str, tmp_path: Path
+) -> None:
+    dataset = tmp_path / "golden.jsonl"
+    _dataset(dataset, await _answers(gateway_url, "gpt-4o-mini"))
+    result = await _cli(
+        "eval", "run", "--dataset", str(dataset), "--url", gateway_url,
+        "--target", "gpt-4o-mini", "--target", "gpt-4o",  # gpt-4o's answers differ
+        "--no-cache", "--concurrency", "3", "--store", "sqlite:///sluice.db",
+        "--max-regression", "0.1", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    doc = orjson.loads(result.stdout.strip().splitlines()[-1])
+    base, cand = doc["targets"]
+    assert base["target"] == "gpt-4o-mini" and base["mean_score"] == 1.0
+    assert base["pass_rate"] == 1.0 and base["ci95"] == [1.0, 1.0]
+    # The candidate passes only the shape item: 1 of 7.
+    assert cand["pass_rate"] == pytest.approx(1 / 7) and cand["mean_score"] == pytest.approx(1 / 7)
+    assert cand["ci95"][0] < cand["mean_score"] < cand["ci95"][1]
+    assert sorted(r["item_id"] for r in doc["regressions"]) == [f"q{i}" for i in range(6)]
+    assert len(doc["failures"]) == 1 and "max-regression" in doc["failures"][0]
+    # Costs come from the call records (the gateway sends no cost header), per item.
+    for summary in (base, cand):
+        assert summary["cost_sources"] == {"record": 7}, summary
+        assert float(summary["cost_per_item_usd"]) > 0
+        assert (
+            summary["latency_ms_p50"] > 0 and summary["latency_ms_p95"] >= summary["latency_ms_p50"]
+        )
+
+    rows = [orjson.loads(x) for x in (tmp_path / "golden.results.jsonl").read_text().splitlines()]
+    assert len(rows) == 14
+    shape = next(r for r in rows if r["item_id"] == "shape" and r["target"] == "gpt-4o")
+    assert shape["scores"] == {"regex": 1.0, "contains": 1.0} and shape["passed"]
+    assert all(r["request_id"].startswith("eval-") and r["error"] is None for r in rows)
+
+    # --no-cache: every item reached the simulator (no cache hits in the records).
+    report = await _cli("report", "--by", "feature", "--json", "--since", "1h")
+    groups = {g["group"]: g for g in orjson.loads(report.output)["groups"]}
+    assert groups["sluice-eval"]["calls"] == 14 and groups["sluice-eval"]["cache_hits"] == 0
+
+    # The baseline alone passes its gate: exit 0, and the table names it.
+    ok = await _cli(
+        "eval", "run", "--dataset", str(dataset), "--url", gateway_url,
+        "--target", "gpt-4o-mini", "--fail-under", "0.9", "--out", str(tmp_path / "b.jsonl"),
+    )  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert "gates: pass" in ok.stdout and "unknown" in ok.stdout  # no --store: cost unknown
+
+
+async def test_fail_under_and_errors(gateway_url: str, tmp_path: Path) -> None:
+    dataset = tmp_path / "d.jsonl"
+    dataset.write_text(
+        orjson.dumps({"input": "hi", "scorers": [{"type": "json_valid"}]}).decode() + "\n"
+    )
+    result = await _cli(
+        "eval", "run", "--dataset", str(dataset), "--url", gateway_url,
+        "--target", "gpt-4o-mini", "--target", "no-such-model", "--fail-under", "0.5",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "FAIL: gpt-4o-mini: mean score 0.000" in result.stdout
+    rows = [orjson.loads(x) for x in (tmp_path / "d.results.jsonl").read_text().splitlines()]
+    missing = next(r for r in rows if r["target"] == "no-such-model")
+    assert missing["error"].startswith("404") and missing["score"] == 0.0
+
+
+async def test_bad_dataset_is_a_clear_error(tmp_path: Path) -> None:
+    dataset = tmp_path / "bad.jsonl"
+    dataset.write_text('{"input": "x", "expected": "y"}\n{"input": "no scorer"}\n')
+    result = await _cli(
+        "eval", "run", "--dataset", str(dataset), "--url", "http://127.0.0.1:9", "--target", "m"
+    )
+    assert result.exit_code == 1
+    assert "bad.jsonl:2" in result.output and "expected" in result.output

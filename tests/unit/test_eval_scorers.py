@@ -1,0 +1,125 @@
+"""The deterministic scorers, the bootstrap CI, gates and dataset parsing, table-tested."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from sluice.eval.dataset import DatasetError, load_dataset
+from sluice.eval.results import gate, regressions, summarize
+from sluice.eval.runner import ItemResult
+from sluice.eval.scorers import ScorerSpec, normalize, score, score_item
+from sluice.eval.stats import bootstrap_ci
+
+SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected", "spec", "want"),
+    [
+        ("Paris", "Paris", {"type": "exact"}, 1.0),
+        ("Paris.", "Paris", {"type": "exact"}, 0.0),
+        ("  paris.\n", "Paris", {"type": "normalized"}, 1.0),
+        ("Lyon", "Paris", {"type": "normalized"}, 0.0),
+        ("It is Paris, France", "Paris", {"type": "contains"}, 1.0),
+        ("it is paris", "Paris", {"type": "contains"}, 0.0),
+        ("it is paris", None, {"type": "contains", "value": "PARIS", "ignore_case": True}, 1.0),
+        ("order 12345", None, {"type": "regex", "pattern": r"\d{5}"}, 1.0),
+        ("order 1234", None, {"type": "regex", "pattern": r"\d{5}"}, 0.0),
+        ('{"n": 1}', None, {"type": "json_valid"}, 1.0),
+        ('```json\n{"n": 1}\n```', None, {"type": "json_valid"}, 1.0),
+        ('{"n": ', None, {"type": "json_valid"}, 0.0),
+        ('{"n": 1}', None, {"type": "json_schema", "schema": SCHEMA}, 1.0),
+        ('{"n": "1"}', None, {"type": "json_schema", "schema": SCHEMA}, 0.0),
+        ("about 3.14159", "3.14", {"type": "numeric", "tolerance": 0.01}, 1.0),
+        ("about 3.2", "3.14", {"type": "numeric", "tolerance": 0.01}, 0.0),
+        ("1,050 units", "1000", {"type": "numeric", "relative": 0.05}, 1.0),
+        ("no number", "4", {"type": "numeric"}, 0.0),
+        ("4", None, {"type": "exact"}, 0.0),  # needs an expected value
+    ],
+)
+def test_scorers(answer: str, expected: str | None, spec: dict[str, Any], want: float) -> None:
+    assert score(answer, expected, ScorerSpec.model_validate(spec)) == want
+
+
+def test_item_scores_name_repeated_types_and_default_to_normalized() -> None:
+    specs = (ScorerSpec(type="contains", value="a"), ScorerSpec(type="contains", value="z"))
+    assert score_item("abc", None, specs) == {"contains": 1.0, "contains#2": 0.0}
+    assert score_item("ABC ", "abc", ()) == {"normalized": 1.0}
+    assert normalize("  Hello   World! ") == "hello world"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"type": "regex"},
+        {"type": "regex", "pattern": "("},
+        {"type": "json_schema"},
+        {"type": "json_schema", "schema": {"type": 7}},
+        {"type": "numeric", "tolerance": -1},
+        {"type": "nope"},
+    ],
+)
+def test_bad_scorer_specs_are_refused(spec: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        ScorerSpec.model_validate(spec)
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_mean() -> None:
+    values = [1.0] * 30 + [0.0] * 10
+    low, high = bootstrap_ci(values) or (0, 0)
+    assert low < 0.75 < high and low > 0.55 and high < 0.9
+    assert bootstrap_ci(values) == (low, high)
+    assert bootstrap_ci([]) is None and bootstrap_ci([0.5]) == (0.5, 0.5)
+
+
+def _r(target: str, item: str, s: float, cost: str | None = None) -> ItemResult:
+    from decimal import Decimal
+
+    return ItemResult(
+        item, target, "x", {"x": s}, s, s >= 1.0, f"r-{target}-{item}", 10.0,
+        cost_usd=None if cost is None else Decimal(cost), cost_source="header" if cost else "none",
+    )  # fmt: skip
+
+
+def test_summaries_regressions_and_gates() -> None:
+    results = [
+        _r("a", "1", 1.0, "0.002"),
+        _r("a", "2", 1.0, "0.004"),
+        _r("b", "1", 1.0),
+        _r("b", "2", 0.0),
+    ]
+    a, b = summarize(results, ["a", "b"])
+    assert a.mean_score == 1.0 and str(a.cost_per_item_usd) == "0.003" and a.cost_known == 2
+    assert b.mean_score == 0.5 and b.pass_rate == 0.5 and b.cost_per_item_usd is None
+    assert b.cost_sources == {"none": 2}
+    (worse,) = regressions(results, "a", "b")
+    assert (worse.item_id, worse.baseline, worse.candidate) == ("2", 1.0, 0.0)
+    assert gate([a, b], fail_under=None, max_regression=0.5) == []
+    assert len(gate([a, b], fail_under=None, max_regression=0.4)) == 1
+    assert len(gate([a, b], fail_under=0.6, max_regression=None)) == 1
+
+
+def test_dataset_errors_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    cases = {
+        '{"input": "x", "expected": "y"}\n[1]\n': "d.jsonl:2: each line must be a JSON object",
+        '{"input": "x"}\n': "d.jsonl:1: ",
+        '{"input": "x", "messages": [], "expected": 1}\n': "exactly one of",
+        '{"id": "a", "input": "x", "expected": 1}\n{"id": "a", "input": "y", "expected": 1}\n': (
+            "duplicate id"
+        ),
+        "{oops\n": "not valid JSON",
+        "\n": "no items",
+    }
+    for text, message in cases.items():
+        path.write_text(text)
+        with pytest.raises(DatasetError, match=message.replace("[", r"\[")):
+            load_dataset(path)
+    path.write_text('{"input": "2+2?", "system": "be terse", "expected": 4}\n')
+    (item,) = load_dataset(path)
+    assert item.id == "1" and item.expected_text() == "4"
+    assert item.chat_messages()[0] == {"role": "system", "content": "be terse"}
