@@ -141,3 +141,47 @@ async def test_bad_dataset_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "bad.jsonl:2" in result.output and "expected" in result.output
+
+
+async def test_judge_scorer_through_the_gateway(gateway_url: str, tmp_path: Path) -> None:
+    """The simulator as a deterministic judge: a schema-valid verdict through Sluice's
+    structured-output path, recorded as a helper call of the judged call."""
+    from sluice.observe.store import RecordStore
+
+    dataset = tmp_path / "judged.jsonl"
+    items = [
+        {
+            "id": f"j{i}",
+            "input": f"write a greeting {i}",
+            "scorers": [{"type": "judge", "rubric": "Is it a friendly greeting?", "pass_at": 1}],
+        }
+        for i in range(3)
+    ]
+    dataset.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in items))
+    args = ["eval", "run", "--dataset", str(dataset), "--url", gateway_url, "--json"]
+    missing = await _cli(*args, "--target", "gpt-4o-mini")
+    assert missing.exit_code == 1 and "--judge-model" in missing.output
+    result = await _cli(*args, "--target", "gpt-4o-mini", "--judge-model", "gpt-4o")
+    assert result.exit_code == 0, result.output
+    rows = [orjson.loads(x) for x in (tmp_path / "judged.results.jsonl").read_text().splitlines()]
+    assert len(rows) == 3
+    for row in rows:
+        verdict = row["judgements"]["judge"]
+        assert 1 <= verdict["score"] <= 5 and isinstance(verdict["reason"], str)
+        assert row["scores"]["judge"] == (verdict["score"] - 1) / 4 and row["passed"]
+    again = await _cli(*args, "--target", "gpt-4o-mini", "--judge-model", "gpt-4o", "--no-cache")
+    rows2 = [orjson.loads(x) for x in (tmp_path / "judged.results.jsonl").read_text().splitlines()]
+    assert again.exit_code == 0
+    assert [r["judgements"]["judge"]["score"] for r in rows2] == [
+        r["judgements"]["judge"]["score"] for r in rows
+    ]
+    await asyncio.sleep(1.5)  # records are written in batches
+    store = RecordStore("sqlite:///sluice.db")
+    try:
+        records = store.query()
+    finally:
+        store.close()
+    judged = {r["request_id"] for r in rows}
+    judge_calls = [r for r in records if r.feature == "sluice-eval-judge"]
+    assert {r.parent_request_id for r in judge_calls} >= judged
+    assert all(r.model_requested == "gpt-4o" and r.status == 200 for r in judge_calls)

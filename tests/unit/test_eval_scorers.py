@@ -123,3 +123,42 @@ def test_dataset_errors_name_the_line(tmp_path: Path) -> None:
     (item,) = load_dataset(path)
     assert item.id == "1" and item.expected_text() == "4"
     assert item.chat_messages()[0] == {"role": "system", "content": "be terse"}
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('{"score": 4, "reason": "good"}', None),
+        ('  {"score": 1, "reason": ""}\n', None),
+        ('{"score": 0, "reason": "x"}', "at score"),
+        ('{"score": 6, "reason": "x"}', "at score"),
+        ('{"score": 3.5, "reason": "x"}', "at score"),
+        ('{"score": 3}', "verdict"),
+        ('{"score": 3, "reason": "x", "extra": 1}', "verdict"),
+        ('{"score": 3, "reason": "' + "x" * 501 + '"}', "at reason"),
+        ("Score: 4", "not JSON"),
+        ("[4]", "verdict"),
+    ],
+)
+def test_judge_verdicts_are_validated(text: str, error: str | None) -> None:
+    from sluice.eval.judge import JudgeError, parse_verdict
+
+    if error is None:
+        verdict = parse_verdict(text)
+        assert 1 <= verdict.score <= 5 and verdict.normalized == (verdict.score - 1) / 4
+        return
+    with pytest.raises(JudgeError, match=error):
+        parse_verdict(text)
+
+
+def test_judge_prompt_and_spec() -> None:
+    from sluice.eval.judge import judge_messages
+
+    system, user = judge_messages("is it polite?", "hi", "hello there", "hello")
+    assert "1" in system["content"] and "5" in system["content"]
+    assert user["content"].index("RUBRIC") < user["content"].index("REFERENCE ANSWER")
+    assert "REFERENCE" not in judge_messages("r", "q", "a", None)[1]["content"]
+    with pytest.raises(ValidationError, match="rubric"):
+        ScorerSpec.model_validate({"type": "judge"})
+    spec = ScorerSpec.model_validate({"type": "judge", "rubric": "r", "pass_at": 3})
+    assert score_item("x", None, (spec,)) == {}  # judges are the runner's

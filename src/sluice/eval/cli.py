@@ -56,6 +56,7 @@ def eval_group() -> None:
     default=None,
     help="Exit 1 if the 2nd target's mean is this much below the 1st's.",
 )
+@click.option("--judge-model", default=None, help="The judge for judge scorers naming none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run_cmd(
     dataset_path: Path,
@@ -68,6 +69,7 @@ def run_cmd(
     out: Path | None,
     fail_under: float | None,
     max_regression: float | None,
+    judge_model: str | None,
     as_json: bool,
 ) -> None:
     """Call every target with every item through the gateway, score, report, gate."""
@@ -89,7 +91,18 @@ def run_cmd(
     if len(set(targets)) != len(targets):
         raise click.ClickException("each --target may be given once")
     run_id = f"{int(time.time()):x}{secrets.token_hex(3)}"
-    options = RunOptions(url, api_key, concurrency, no_cache, run_id=run_id)
+    unjudged = [
+        item.id
+        for item in items
+        if any(s.type == "judge" and s.model is None for s in item.scorers)
+    ]
+    if unjudged and judge_model is None:
+        raise click.ClickException(
+            f"item {unjudged[0]!r} has a judge scorer without 'model': give --judge-model"
+        )
+    options = RunOptions(
+        url, api_key, concurrency, no_cache, run_id=run_id, judge_model=judge_model
+    )
     total = len(items) * len(targets)
     with click.progressbar(length=total, label="eval", file=sys.stderr) as bar:
         results = asyncio.run(run_targets(items, targets, options, progress=bar.update))

@@ -59,6 +59,14 @@ class EvalItem(Frozen):
             turns.insert(0, {"role": "system", "content": self.system})
         return turns
 
+    def question_text(self) -> str:
+        """The last user turn's text (what a judge is shown as the question)."""
+        for turn in reversed(self.chat_messages()):
+            if turn.get("role") == "user":
+                content = turn.get("content")
+                return content if isinstance(content, str) else orjson.dumps(content).decode()
+        return ""
+
     def expected_text(self) -> str | None:
         return None if self.expected is None else str(self.expected)
 

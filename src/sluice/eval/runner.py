@@ -23,7 +23,8 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from sluice.eval.dataset import EvalItem
-from sluice.eval.scorers import score_item
+from sluice.eval.judge import JudgeError, judge, judge_messages
+from sluice.eval.scorers import named, score_item
 
 if TYPE_CHECKING:
     import openai
@@ -40,6 +41,7 @@ class RunOptions:
     no_cache: bool = False
     timeout_s: float = 120.0
     run_id: str = ""
+    judge_model: str | None = None  # for judge scorers that name no model
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class ItemResult:
     error: str | None = None
     model: str | None = None  # the model that answered, as the response names it
     tags: tuple[str, ...] = field(default=())
+    judgements: dict[str, dict[str, Any]] = field(default_factory=dict)  # judge name -> verdict
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +76,7 @@ class ItemResult:
             "cost_source": self.cost_source,
             "error": self.error,
             "tags": list(self.tags),
+            "judgements": self.judgements,
         }
 
 
@@ -147,19 +151,55 @@ async def _call(
     ms = (time.perf_counter() - started) * 1000
     answer = _answer_text(completion)
     scores = score_item(answer, item.expected_text(), item.scorers)
+    passes = {name: value >= 1.0 for name, value in scores.items()}
+    rid = raw.headers.get("x-sluice-request-id", rid)
+    judgements = await _judge_all(client, item, answer, rid, options, scores, passes)
     cost = _header_cost(raw.headers.get(COST_HEADER))
     return replace(
         base,
         output=answer[:MAX_OUTPUT_CHARS],
         scores=scores,
         score=sum(scores.values()) / len(scores),
-        passed=all(v >= 1.0 for v in scores.values()),
-        request_id=raw.headers.get("x-sluice-request-id", rid),
+        passed=all(passes.values()),
+        judgements=judgements,
+        request_id=rid,
         latency_ms=ms,
         cost_usd=cost,
         cost_source="header" if cost is not None else "none",
         model=completion.model,
     )
+
+
+async def _judge_all(
+    client: openai.AsyncOpenAI,
+    item: EvalItem,
+    answer: str,
+    parent_id: str,
+    options: RunOptions,
+    scores: dict[str, float],
+    passes: dict[str, bool],
+) -> dict[str, dict[str, Any]]:
+    """Run the item's judge scorers (in order); fill `scores` and `passes` in place. A judge
+    that fails scores 0 and keeps its error."""
+    out: dict[str, dict[str, Any]] = {}
+    question = item.question_text()
+    headers = {"x-sluice-feature": "sluice-eval-judge", "x-sluice-parent-request-id": parent_id}
+    for name, spec in named(item.scorers):
+        if spec.type != "judge":
+            continue
+        model = spec.model or options.judge_model
+        messages = judge_messages(spec.rubric or "", question, answer, item.expected_text())
+        try:
+            if model is None:
+                raise JudgeError("a judge scorer needs 'model' or --judge-model")
+            verdict = await judge(client, model, messages, headers)
+        except JudgeError as exc:
+            scores[name], passes[name] = 0.0, False
+            out[name] = {"error": str(exc)}
+            continue
+        scores[name], passes[name] = verdict.normalized, verdict.score >= spec.pass_at
+        out[name] = verdict.to_json()
+    return out
 
 
 def _answer_text(completion: Any) -> str:

@@ -11,9 +11,12 @@
 | `json_schema` | it parses and validates against `schema` (Draft 2020-12)         |
 | `numeric`     | the first number in the answer is within `tolerance` (absolute)  |
 |               | or `relative` of `expected`                                      |
+| `judge`       | an LLM judge's verdict (1-5) on `rubric` is at least `pass_at`;  |
+|               | scored (verdict - 1) / 4 (async: `sluice.eval.judge`, run by the |
+|               | runner, not here)                                                |
 
-Each is all-or-nothing (1.0 or 0.0); an item's score is the mean of its scorers', and it
-passes when every scorer does.
+The deterministic ones are all-or-nothing (1.0 or 0.0); an item's score is the mean of its
+scorers', and it passes when every scorer does.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pydantic import Field, model_validator
 from sluice.config_base import Frozen
 
 ScorerType = Literal[
-    "exact", "normalized", "contains", "regex", "json_valid", "json_schema", "numeric"
+    "exact", "normalized", "contains", "regex", "json_valid", "json_schema", "numeric", "judge"
 ]
 _SPACE = re.compile(r"\s+")
 _NUMBER = re.compile(r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -44,6 +47,11 @@ class ScorerSpec(Frozen):
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     tolerance: float = Field(default=0.0, ge=0)
     relative: float = Field(default=0.0, ge=0)
+    # judge (sluice.eval.judge): the rubric, the judge model (default: --judge-model), and
+    # the lowest verdict (1-5) that passes.
+    rubric: str | None = Field(default=None, max_length=8000)
+    model: str | None = None
+    pass_at: int = Field(default=4, ge=1, le=5)
 
     @model_validator(mode="after")
     def _complete(self) -> ScorerSpec:
@@ -54,6 +62,8 @@ class ScorerSpec(Frozen):
                 re.compile(self.pattern)
             except re.error as exc:
                 raise ValueError(f"bad regex pattern: {exc}") from None
+        if self.type == "judge" and not self.rubric:
+            raise ValueError("a judge scorer needs 'rubric'")
         if self.type == "json_schema":
             if self.schema_ is None:
                 raise ValueError("a json_schema scorer needs 'schema'")
@@ -130,13 +140,23 @@ def _passes(answer: str, expected: str | None, spec: ScorerSpec) -> bool:
 def score_item(
     answer: str, expected: str | None, specs: tuple[ScorerSpec, ...]
 ) -> dict[str, float]:
-    """Each scorer's score by type (a repeated type gets `#2`, `#3`...)."""
-    out: dict[str, float] = {}
+    """Each deterministic scorer's score by name (judges are left to the runner)."""
+    return {
+        name: score(answer, expected, spec) for name, spec in named(specs) if spec.type != "judge"
+    }
+
+
+def named(specs: tuple[ScorerSpec, ...]) -> list[tuple[str, ScorerSpec]]:
+    """Scorers with unique names: their type, and `#2`, `#3`... for repeats (none given:
+    normalized match)."""
+    out: list[tuple[str, ScorerSpec]] = []
+    seen: set[str] = set()
     for spec in specs or (DEFAULT,):
         name: str = spec.type
         n = 2
-        while name in out:
+        while name in seen:
             name = f"{spec.type}#{n}"
             n += 1
-        out[name] = score(answer, expected, spec)
+        seen.add(name)
+        out.append((name, spec))
     return out
