@@ -185,3 +185,77 @@ async def test_judge_scorer_through_the_gateway(gateway_url: str, tmp_path: Path
     judge_calls = [r for r in records if r.feature == "sluice-eval-judge"]
     assert {r.parent_request_id for r in judge_calls} >= judged
     assert all(r.model_requested == "gpt-4o" and r.status == 200 for r in judge_calls)
+
+
+def share_of_words(answer: str, expected: str | None) -> float:
+    """A custom scorer (named by import path in the dataset below)."""
+    return min(1.0, len(answer.split()) / 20)
+
+
+def broken_scorer(answer: str, expected: str | None) -> float:
+    raise RuntimeError("scorer bug")
+
+
+async def test_custom_scorer_markdown_and_resume(gateway_url: str, tmp_path: Path) -> None:
+    from sluice.observe.store import RecordStore
+
+    here = "tests.integration.test_eval_run"
+    dataset = tmp_path / "custom.jsonl"
+    items: list[dict[str, Any]] = [
+        {
+            "id": f"c{i}",
+            "input": f"custom scorer question {i}",
+            "scorers": [{"type": "python", "callable": f"{here}:share_of_words", "threshold": 0.2}],
+        }
+        for i in range(3)
+    ]
+    items.append(
+        {
+            "id": "bug",
+            "input": "x",
+            "scorers": [{"type": "python", "callable": f"{here}:broken_scorer"}],
+        }
+    )
+    dataset.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in items))
+    markdown = tmp_path / "report.md"
+    args = [
+        "eval",
+        "run",
+        "--dataset",
+        str(dataset),
+        "--url",
+        gateway_url,
+        "--target",
+        "gpt-4o-mini",
+    ]
+    first = await _cli(*args, "--markdown", str(markdown))
+    assert first.exit_code == 0, first.output
+    results = tmp_path / "custom.results.jsonl"
+    rows = [orjson.loads(x) for x in results.read_text().splitlines()]
+    assert [r["item_id"] for r in rows] == ["c0", "c1", "c2", "bug"]
+    for row in rows[:3]:
+        words = len(row["output"].split())
+        assert row["scores"] == {"python": min(1.0, words / 20)} and row["passed"]
+    assert (
+        rows[3]["error"]
+        == "scorer tests.integration.test_eval_run:broken_scorer: RuntimeError: scorer bug"
+    )
+    report = markdown.read_text()
+    assert "| `gpt-4o-mini` | 4 | 1 |" in report and "## Gates" in report
+
+    # An interrupted run: one good line and one cut short. --resume calls only the rest.
+    lines = results.read_text().splitlines()
+    results.write_text(lines[0] + "\n" + lines[1][:40] + "\n")
+    again = await _cli(*args, "--resume")
+    assert again.exit_code == 0, again.output
+    rows2 = [orjson.loads(x) for x in results.read_text().splitlines()]
+    assert [r["item_id"] for r in rows2] == ["c0", "c1", "c2", "bug"]
+    assert rows2[0]["request_id"] == rows[0]["request_id"]  # kept, not called again
+    assert rows2[1]["request_id"] != rows[1]["request_id"]  # a new run id
+    await asyncio.sleep(1.5)  # records are written in batches
+    store = RecordStore("sqlite:///sluice.db")
+    try:
+        calls = [r for r in store.query() if r.feature == "sluice-eval" and r.kind == "call"]
+    finally:
+        store.close()
+    assert len(calls) == 4 + 3  # the first run, then all but the kept item

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sluice.eval.dataset import DatasetError, load_dataset
 from sluice.eval.results import gate, regressions, summarize
 from sluice.eval.runner import ItemResult
-from sluice.eval.scorers import ScorerSpec, normalize, score, score_item
+from sluice.eval.scorers import ScorerError, ScorerSpec, normalize, score, score_item
 from sluice.eval.stats import bootstrap_ci
 
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
@@ -162,3 +162,22 @@ def test_judge_prompt_and_spec() -> None:
         ScorerSpec.model_validate({"type": "judge"})
     spec = ScorerSpec.model_validate({"type": "judge", "rubric": "r", "pass_at": 3})
     assert score_item("x", None, (spec,)) == {}  # judges are the runner's
+
+
+def test_python_scorer_specs() -> None:
+    with pytest.raises(ValidationError, match="callable"):
+        ScorerSpec.model_validate({"type": "python"})
+    with pytest.raises(ValidationError, match="cannot import"):
+        ScorerSpec.model_validate({"type": "python", "callable": "no_such_mod_x:f"})
+    with pytest.raises(ValidationError, match="not a callable"):
+        ScorerSpec.model_validate({"type": "python", "callable": "math:pi"})
+    with pytest.raises(ValidationError):
+        ScorerSpec.model_validate({"type": "python", "callable": "os.system"})  # no function
+    spec = ScorerSpec.model_validate({"type": "python", "callable": "math:isfinite"})
+    with pytest.raises(ScorerError, match="TypeError"):
+        score("1", None, spec)  # isfinite("1") raises
+    spec = ScorerSpec.model_validate({"type": "python", "callable": "builtins:max"})
+    with pytest.raises(ScorerError, match="not a score"):
+        score("9", "8", spec)  # max("9", "8") == "9"
+    spec = ScorerSpec.model_validate({"type": "python", "callable": "operator:eq"})
+    assert score("a", "a", spec) == 1.0 and score("a", "b", spec) == 0.0

@@ -56,6 +56,17 @@ def eval_group() -> None:
     default=None,
     help="Exit 1 if the 2nd target's mean is this much below the 1st's.",
 )
+@click.option(
+    "--markdown",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the report as Markdown to this file.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Keep the successful results already in the results file; call only the rest.",
+)
 @click.option("--judge-model", default=None, help="The judge for judge scorers naming none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run_cmd(
@@ -69,6 +80,8 @@ def run_cmd(
     out: Path | None,
     fail_under: float | None,
     max_regression: float | None,
+    markdown: Path | None,
+    resume: bool,
     judge_model: str | None,
     as_json: bool,
 ) -> None:
@@ -78,11 +91,13 @@ def run_cmd(
         fill_costs_from_records,
         format_summary,
         gate,
+        markdown_report,
+        read_results,
         regressions,
         summarize,
         write_results,
     )
-    from sluice.eval.runner import RunOptions, run_targets
+    from sluice.eval.runner import ItemResult, RunOptions, run_targets
 
     try:
         items = load_dataset(dataset_path)
@@ -104,15 +119,31 @@ def run_cmd(
         url, api_key, concurrency, no_cache, run_id=run_id, judge_model=judge_model
     )
     total = len(items) * len(targets)
-    with click.progressbar(length=total, label="eval", file=sys.stderr) as bar:
-        results = asyncio.run(run_targets(items, targets, options, progress=bar.update))
+    path = out or dataset_path.with_name(dataset_path.stem + ".results.jsonl")
+    done = read_results(path) if resume else {}
+    with (
+        path.open("ab" if resume else "wb") as journal,
+        click.progressbar(length=total, label="eval", file=sys.stderr) as bar,
+    ):
+
+        def keep(result: ItemResult) -> None:  # appended as they come: resumable
+            journal.write(orjson.dumps(result.to_json()) + b"\n")
+            journal.flush()
+
+        results = asyncio.run(
+            run_targets(items, targets, options, progress=bar.update, done=done, on_result=keep)
+        )
     if store is not None:
         results = fill_costs_from_records(results, store)
-    path = out or dataset_path.with_name(dataset_path.stem + ".results.jsonl")
-    write_results(path, results)
+    write_results(path, results)  # the final file: in order, one line per (target, item)
     summaries = summarize(results, targets)
     worse = regressions(results, targets[0], targets[1]) if len(targets) > 1 else []
     failures = gate(summaries, fail_under=fail_under, max_regression=max_regression)
+    if markdown is not None:
+        report = markdown_report(
+            summaries, worse, failures, dataset=dataset_path.name, run_id=run_id
+        )
+        markdown.write_text(report, encoding="utf-8")
     if as_json:
         doc = {
             "run_id": run_id,

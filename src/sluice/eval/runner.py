@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from sluice.eval.dataset import EvalItem
 from sluice.eval.judge import JudgeError, judge, judge_messages
-from sluice.eval.scorers import named, score_item
+from sluice.eval.scorers import ScorerError, named, score_item
 
 if TYPE_CHECKING:
     import openai
@@ -79,6 +79,27 @@ class ItemResult:
             "judgements": self.judgements,
         }
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> ItemResult:
+        """A result as `to_json` wrote it (a results file line)."""
+        cost = doc.get("cost_usd")
+        return cls(
+            item_id=str(doc["item_id"]),
+            target=str(doc["target"]),
+            output=doc.get("output"),
+            scores={str(k): float(v) for k, v in (doc.get("scores") or {}).items()},
+            score=float(doc["score"]),
+            passed=bool(doc["passed"]),
+            request_id=str(doc["request_id"]),
+            latency_ms=float(doc["latency_ms"]),
+            cost_usd=None if cost is None else Decimal(str(cost)),
+            cost_source=str(doc.get("cost_source") or "none"),
+            error=doc.get("error"),
+            model=doc.get("model"),
+            tags=tuple(doc.get("tags") or ()),
+            judgements=dict(doc.get("judgements") or {}),
+        )
+
 
 def request_id(run_id: str, target: str, item_id: str) -> str:
     """A request id in the gateway's alphabet that names the run, target and item."""
@@ -92,8 +113,13 @@ async def run_targets(
     options: RunOptions,
     *,
     progress: Callable[[int], None] | None = None,
+    done: Mapping[tuple[str, str], ItemResult] | None = None,
+    on_result: Callable[[ItemResult], None] | None = None,
 ) -> list[ItemResult]:
-    """Every (target, item) result, in target then dataset order."""
+    """Every (target, item) result, in target then dataset order. Pairs in `done` (a resumed
+    run's earlier results) are not called again; `on_result` sees each new result as it
+    completes (to append it to the results file, so an interrupted run can resume)."""
+    done = done or {}
     import openai  # the `eval` extra
 
     client = openai.AsyncOpenAI(
@@ -105,8 +131,14 @@ async def run_targets(
     gate = asyncio.Semaphore(options.concurrency)
 
     async def one(target: str, item: EvalItem) -> ItemResult:
-        async with gate:
-            result = await _call(client, target, item, options)
+        earlier = done.get((target, item.id))
+        if earlier is not None:
+            result = earlier
+        else:
+            async with gate:
+                result = await _call(client, target, item, options)
+            if on_result is not None:
+                on_result(result)
         if progress is not None:
             progress(1)
         return result
@@ -150,8 +182,12 @@ async def _call(
         return replace(base, latency_ms=ms, error=f"{type(exc).__name__}: {exc}"[:500])
     ms = (time.perf_counter() - started) * 1000
     answer = _answer_text(completion)
-    scores = score_item(answer, item.expected_text(), item.scorers)
-    passes = {name: value >= 1.0 for name, value in scores.items()}
+    try:
+        scores = score_item(answer, item.expected_text(), item.scorers)
+    except ScorerError as exc:
+        return replace(base, output=answer[:MAX_OUTPUT_CHARS], latency_ms=ms, error=str(exc))
+    thresholds = {name: spec.threshold for name, spec in named(item.scorers)}
+    passes = {name: value >= thresholds[name] for name, value in scores.items()}
     rid = raw.headers.get("x-sluice-request-id", rid)
     judgements = await _judge_all(client, item, answer, rid, options, scores, passes)
     cost = _header_cost(raw.headers.get(COST_HEADER))

@@ -11,6 +11,9 @@
 | `json_schema` | it parses and validates against `schema` (Draft 2020-12)         |
 | `numeric`     | the first number in the answer is within `tolerance` (absolute)  |
 |               | or `relative` of `expected`                                      |
+| `python`      | `callable` ("pkg.module:function", called with the answer and    |
+|               | the expected text, returning a bool or a number in [0, 1])       |
+|               | scores at least `threshold` (1.0 by default)                     |
 | `judge`       | an LLM judge's verdict (1-5) on `rubric` is at least `pass_at`;  |
 |               | scored (verdict - 1) / 4 (async: `sluice.eval.judge`, run by the |
 |               | runner, not here)                                                |
@@ -21,9 +24,12 @@ scorers', and it passes when every scorer does.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 import re
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, cast
 
 import orjson
 from jsonschema import Draft202012Validator, SchemaError
@@ -32,7 +38,15 @@ from pydantic import Field, model_validator
 from sluice.config_base import Frozen
 
 ScorerType = Literal[
-    "exact", "normalized", "contains", "regex", "json_valid", "json_schema", "numeric", "judge"
+    "exact",
+    "normalized",
+    "contains",
+    "regex",
+    "json_valid",
+    "json_schema",
+    "numeric",
+    "judge",
+    "python",
 ]
 _SPACE = re.compile(r"\s+")
 _NUMBER = re.compile(r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -52,6 +66,9 @@ class ScorerSpec(Frozen):
     rubric: str | None = Field(default=None, max_length=8000)
     model: str | None = None
     pass_at: int = Field(default=4, ge=1, le=5)
+    # python: a custom scorer by import path, and the score at which it passes.
+    callable: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    threshold: float = Field(default=1.0, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _complete(self) -> ScorerSpec:
@@ -62,6 +79,10 @@ class ScorerSpec(Frozen):
                 re.compile(self.pattern)
             except re.error as exc:
                 raise ValueError(f"bad regex pattern: {exc}") from None
+        if self.type == "python":
+            if self.callable is None:
+                raise ValueError("a python scorer needs 'callable' (module:function)")
+            resolve(self.callable)  # fails now, naming the line, not mid-run
         if self.type == "judge" and not self.rubric:
             raise ValueError("a judge scorer needs 'rubric'")
         if self.type == "json_schema":
@@ -75,6 +96,39 @@ class ScorerSpec(Frozen):
 
 
 DEFAULT = ScorerSpec(type="normalized")
+CustomScorer = Callable[[str, str | None], Any]
+
+
+class ScorerError(Exception):
+    """A custom scorer raised or returned something that is not a score."""
+
+
+@functools.lru_cache(maxsize=64)
+def resolve(path: str) -> CustomScorer:
+    """The function at `module:function` (imported once). Datasets name code to run, like a
+    pytest file: run only datasets you trust."""
+    module_name, _, name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name!r}: {exc}") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ValueError(f"{path!r} is not a callable")
+    return cast(CustomScorer, fn)
+
+
+def _custom(answer: str, expected: str | None, spec: ScorerSpec) -> float:
+    fn = resolve(spec.callable or "")
+    try:
+        value = fn(answer, expected)
+    except Exception as exc:
+        raise ScorerError(f"scorer {spec.callable}: {type(exc).__name__}: {exc}"[:300]) from None
+    if isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+        raise ScorerError(f"scorer {spec.callable} returned {value!r}, not a score in [0, 1]")
+    return float(value)
 
 
 def normalize(text: str) -> str:
@@ -105,7 +159,10 @@ def _first_number(text: str) -> float | None:
 
 def score(answer: str, expected: str | None, spec: ScorerSpec) -> float:
     """1.0 when `answer` passes `spec`, else 0.0; a scorer that needs `expected` and has
-    none scores 0.0."""
+    none scores 0.0. A custom (`python`) scorer returns its own score (or raises
+    `ScorerError`)."""
+    if spec.type == "python":
+        return _custom(answer, expected, spec)
     return 1.0 if _passes(answer, expected, spec) else 0.0
 
 
