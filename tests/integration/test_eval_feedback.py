@@ -89,6 +89,13 @@ async def test_feedback_is_scoped_to_the_tenant_and_joined_to_records(
     status, _ = await _feedback(http, base, globex, {"request_id": globex_call, "score": 0.5})
     assert status == 201
 
+    # Metrics count submissions per served model (both of globex's, replaced or not).
+    async with http.get(base + "/metrics") as resp:
+        text = await resp.text()
+    assert 'sluice_feedback_total{kind="up",model="gpt-4o-mini"} 1.0' in text
+    assert 'sluice_feedback_total{kind="score",model="gpt-4o"} 2.0' in text
+    assert 'sluice_feedback_score_sum_total{model="gpt-4o"} 0.75' in text
+
     store = records.removeprefix("sqlite:///")
     runner = CliRunner()
     out = Path(store).with_name("labelled.jsonl")

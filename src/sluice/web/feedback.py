@@ -17,6 +17,7 @@ import time
 
 import orjson
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
 from sluice.errors import InvalidRequestError, NotFoundError, RequestTooLargeError
@@ -33,10 +34,41 @@ RECORD_WAIT_S = 2.0  # how long to wait for a just-made call's record to be writ
 _POLL_S = 0.1
 
 STORE: web.AppKey[FeedbackStore] = web.AppKey("feedback_store", FeedbackStore)
+OTHER = "_other"
+
+
+class FeedbackMetrics:
+    """`sluice_feedback_total{model,kind}` (kind: up, down, score) and
+    `sluice_feedback_score_sum{model}` on the gateway's registry: the feedback rate and mean
+    score per model or route. The label is the name the caller asked for, kept only when
+    this gateway serves it (else `_other`), so callers cannot grow the series."""
+
+    def __init__(self, registry: CollectorRegistry, known: frozenset[str]) -> None:
+        self._known = known
+        self.count = Counter(
+            "sluice_feedback", "User feedback received.", ["model", "kind"], registry=registry
+        )
+        self.score = Counter(
+            "sluice_feedback_score_sum",
+            "Sum of feedback scores (0-1; thumbs up 1, down 0).",
+            ["model"],
+            registry=registry,
+        )
+
+    def observe(self, model: str, feedback: Feedback) -> None:
+        label = model if model in self._known else OTHER
+        self.count.labels(label, feedback.thumbs or "score").inc()
+        self.score.labels(label).inc(feedback.score)
+
+
+METRICS: web.AppKey[FeedbackMetrics] = web.AppKey("feedback_metrics", FeedbackMetrics)
 
 
 def install(app: web.Application, store_url: str | None) -> None:
     """Add the route; the store opens (and creates its table) at startup."""
+    gateway = app[GATEWAY]
+    known = frozenset((*gateway.runtime.by_model, *gateway.config.routes))
+    app[METRICS] = FeedbackMetrics(gateway.recorder.metrics.registry, known)
     app.router.add_post(PATH, submit)
     if store_url is None:
         return
@@ -73,6 +105,7 @@ async def submit(request: web.Request) -> web.Response:
         ts=time.time(),
     )
     await asyncio.to_thread(store.put, feedback)
+    request.app[METRICS].observe(record.model_requested, feedback)
     answer = {
         "object": "sluice.feedback",
         "request_id": feedback.request_id,
