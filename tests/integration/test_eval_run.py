@@ -259,3 +259,22 @@ async def test_custom_scorer_markdown_and_resume(gateway_url: str, tmp_path: Pat
     finally:
         store.close()
     assert len(calls) == 4 + 3  # the first run, then all but the kept item
+
+
+async def test_pairwise_judging_cancels_position_bias(gateway_url: str, tmp_path: Path) -> None:
+    """The simulated judge always picks the first enum value ("A"): judged in both orders,
+    that bias never makes a winner; every item is a tie by order disagreement."""
+    dataset = tmp_path / "pairs.jsonl"
+    items = [{"id": f"p{i}", "input": f"pairwise {i}", "scorers": [{"type": "json_valid"}]}
+             for i in range(3)]  # fmt: skip
+    dataset.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in items))
+    args = ["eval", "run", "--dataset", str(dataset), "--url", gateway_url, "--json",
+            "--target", "gpt-4o-mini", "--target", "gpt-4o"]  # fmt: skip
+    refused = await _cli(*args, "--pairwise", "Which is more helpful?")
+    assert refused.exit_code == 1 and "--judge-model" in refused.output
+    result = await _cli(*args, "--pairwise", "Which is more helpful?", "--judge-model", "gpt-4o")
+    assert result.exit_code == 0, result.output
+    pairwise = orjson.loads(result.stdout.strip().splitlines()[-1])["pairwise"]
+    assert pairwise["baseline_wins"] == pairwise["candidate_wins"] == 0
+    assert pairwise["ties"] == pairwise["inconsistent"] == 3 and pairwise["errors"] == 0
+    assert all(item["verdicts"] == ["A", "A"] for item in pairwise["items"])

@@ -181,3 +181,32 @@ def test_python_scorer_specs() -> None:
         score("9", "8", spec)  # max("9", "8") == "9"
     spec = ScorerSpec.model_validate({"type": "python", "callable": "operator:eq"})
     assert score("a", "a", spec) == 1.0 and score("a", "b", spec) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("first", "swapped", "outcome", "inconsistent"),
+    [
+        ("A", "B", "baseline", False),
+        ("B", "A", "candidate", False),
+        ("tie", "tie", "tie", False),
+        ("A", "A", "tie", True),  # position bias: the first answer always wins
+        ("B", "B", "tie", True),
+        ("A", "tie", "tie", True),
+    ],
+)
+def test_pairwise_outcome_needs_both_orders(
+    first: str, swapped: str, outcome: str, inconsistent: bool
+) -> None:
+    from sluice.eval.pairwise import combine
+
+    assert combine(first, swapped) == (outcome, inconsistent)  # type: ignore[arg-type]
+
+
+def test_pairwise_verdicts_are_validated() -> None:
+    from sluice.eval.judge import JudgeError
+    from sluice.eval.pairwise import parse_winner
+
+    assert parse_winner('{"winner": "B", "reason": "clearer"}') == "B"
+    for bad in ('{"winner": "C", "reason": ""}', '{"winner": "A"}', "A"):
+        with pytest.raises(JudgeError):
+            parse_winner(bad)

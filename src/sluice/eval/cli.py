@@ -6,10 +6,17 @@ import asyncio
 import secrets
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import orjson
+
+if TYPE_CHECKING:
+    from sluice.eval.dataset import EvalItem
+    from sluice.eval.pairwise import PairwiseReport
+    from sluice.eval.runner import ItemResult, RunOptions
 
 DEFAULT_STORE = "sqlite:///sluice.db"
 
@@ -57,6 +64,13 @@ def eval_group() -> None:
     help="Exit 1 if the 2nd target's mean is this much below the 1st's.",
 )
 @click.option(
+    "--pairwise",
+    "pairwise_rubric",
+    default=None,
+    help="Also judge the first two targets' answers against each other on this rubric "
+    "(both orders; needs --judge-model).",
+)
+@click.option(
     "--markdown",
     type=click.Path(path_type=Path),
     default=None,
@@ -80,6 +94,7 @@ def run_cmd(
     out: Path | None,
     fail_under: float | None,
     max_regression: float | None,
+    pairwise_rubric: str | None,
     markdown: Path | None,
     resume: bool,
     judge_model: str | None,
@@ -97,7 +112,7 @@ def run_cmd(
         summarize,
         write_results,
     )
-    from sluice.eval.runner import ItemResult, RunOptions, run_targets
+    from sluice.eval.runner import RunOptions, run_targets
 
     try:
         items = load_dataset(dataset_path)
@@ -111,6 +126,8 @@ def run_cmd(
         for item in items
         if any(s.type == "judge" and s.model is None for s in item.scorers)
     ]
+    if pairwise_rubric is not None and (len(targets) < 2 or judge_model is None):
+        raise click.ClickException("--pairwise needs two --target and a --judge-model")
     if unjudged and judge_model is None:
         raise click.ClickException(
             f"item {unjudged[0]!r} has a judge scorer without 'model': give --judge-model"
@@ -139,6 +156,11 @@ def run_cmd(
     summaries = summarize(results, targets)
     worse = regressions(results, targets[0], targets[1]) if len(targets) > 1 else []
     failures = gate(summaries, fail_under=fail_under, max_regression=max_regression)
+    pairwise = None
+    if pairwise_rubric is not None and judge_model is not None:
+        pairwise = asyncio.run(
+            _pairwise(options, judge_model, pairwise_rubric, items, results, targets)
+        )
     if markdown is not None:
         report = markdown_report(
             summaries, worse, failures, dataset=dataset_path.name, run_id=run_id
@@ -151,13 +173,43 @@ def run_cmd(
             "targets": [s.to_json() for s in summaries],
             "regressions": [w.to_json() for w in worse],
             "failures": failures,
+            "pairwise": None if pairwise is None else pairwise.to_json(),
         }
         click.echo(orjson.dumps(doc).decode())
     else:
         click.echo(format_summary(summaries, worse, failures))
+        if pairwise is not None:
+            click.echo(pairwise.line())
         click.echo(f"results: {path}")
     if failures:
         sys.exit(1)
+
+
+async def _pairwise(
+    options: RunOptions,
+    judge_model: str,
+    rubric: str,
+    items: Sequence[EvalItem],
+    results: Sequence[ItemResult],
+    targets: Sequence[str],
+) -> PairwiseReport:
+    from sluice.eval.pairwise import compare
+    from sluice.eval.runner import make_client
+
+    client = make_client(options)
+    try:
+        return await compare(
+            client,
+            judge_model,
+            rubric,
+            items,
+            results,
+            targets[0],
+            targets[1],
+            options.concurrency,
+        )
+    finally:
+        await client.close()
 
 
 @eval_group.command("export")

@@ -107,6 +107,18 @@ def request_id(run_id: str, target: str, item_id: str) -> str:
     return f"eval-{run_id}-{digest}"
 
 
+def make_client(options: RunOptions) -> openai.AsyncOpenAI:
+    """The SDK client every eval call goes through."""
+    import openai  # the `eval` extra
+
+    return openai.AsyncOpenAI(
+        base_url=options.url.rstrip("/") + "/v1",
+        api_key=options.api_key,
+        max_retries=0,  # the gateway retries; a second layer would hide its behaviour
+        timeout=options.timeout_s,
+    )
+
+
 async def run_targets(
     items: Sequence[EvalItem],
     targets: Sequence[str],
@@ -120,14 +132,7 @@ async def run_targets(
     run's earlier results) are not called again; `on_result` sees each new result as it
     completes (to append it to the results file, so an interrupted run can resume)."""
     done = done or {}
-    import openai  # the `eval` extra
-
-    client = openai.AsyncOpenAI(
-        base_url=options.url.rstrip("/") + "/v1",
-        api_key=options.api_key,
-        max_retries=0,  # the gateway retries; a second layer would hide its behaviour
-        timeout=options.timeout_s,
-    )
+    client = make_client(options)
     gate = asyncio.Semaphore(options.concurrency)
 
     async def one(target: str, item: EvalItem) -> ItemResult:
