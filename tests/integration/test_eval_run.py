@@ -108,6 +108,15 @@ async def test_two_targets_gate_fails_on_the_injected_regression(
     groups = {g["group"]: g for g in orjson.loads(report.output)["groups"]}
     assert groups["sluice-eval"]["calls"] == 14 and groups["sluice-eval"]["cache_hits"] == 0
 
+    # The run is saved in the store: `sluice eval runs` lists it per target.
+    runs = await _cli("eval", "runs", "--json")
+    assert runs.exit_code == 0, runs.output
+    listed = {r["target"]: r for r in orjson.loads(runs.output)}
+    assert listed["gpt-4o-mini"]["run_id"] == doc["run_id"] == listed["gpt-4o"]["run_id"]
+    assert (
+        listed["gpt-4o-mini"]["items"] == 7 and listed["gpt-4o"]["mean_score"] == cand["mean_score"]
+    )
+
     # The baseline alone passes its gate: exit 0, and the table names it.
     ok = await _cli(
         "eval", "run", "--dataset", str(dataset), "--url", gateway_url,
@@ -278,3 +287,26 @@ async def test_pairwise_judging_cancels_position_bias(gateway_url: str, tmp_path
     assert pairwise["baseline_wins"] == pairwise["candidate_wins"] == 0
     assert pairwise["ties"] == pairwise["inconsistent"] == 3 and pairwise["errors"] == 0
     assert all(item["verdicts"] == ["A", "A"] for item in pairwise["items"])
+
+
+def test_results_store_in_postgresql() -> None:
+    from decimal import Decimal
+
+    from sluice.eval.result_store import EvalResultStore
+    from sluice.eval.runner import ItemResult
+    from tests.governance_rig import postgres_schema
+
+    with postgres_schema() as url:
+        store = EvalResultStore.open(url)
+        try:
+            results = [
+                ItemResult("a", "m1", "out", {"exact": 1.0}, 1.0, True, "r1", 5.0,
+                           cost_usd=Decimal("0.0000010000"), cost_source="record"),
+                ItemResult("b", "m1", None, {}, 0.0, False, "r2", 6.0, error="500: boom"),
+            ]  # fmt: skip
+            store.save("run1", "d.jsonl", results)
+            (summary,) = store.runs()
+            assert (summary.run_id, summary.target, summary.items) == ("run1", "m1", 2)
+            assert summary.mean_score == 0.5 and summary.pass_rate == 0.5
+        finally:
+            store.close()

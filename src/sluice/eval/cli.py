@@ -152,6 +152,7 @@ def run_cmd(
         )
     if store is not None:
         results = fill_costs_from_records(results, store)
+        _save(store, run_id, str(dataset_path), results)
     write_results(path, results)  # the final file: in order, one line per (target, item)
     summaries = summarize(results, targets)
     worse = regressions(results, targets[0], targets[1]) if len(targets) > 1 else []
@@ -183,6 +184,51 @@ def run_cmd(
         click.echo(f"results: {path}")
     if failures:
         sys.exit(1)
+
+
+def _save(store: str, run_id: str, dataset: str, results: Sequence[ItemResult]) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sluice.eval.result_store import EvalResultStore
+
+    try:
+        saved = EvalResultStore.open(store)
+        try:
+            saved.save(run_id, dataset, results)
+        finally:
+            saved.close()
+    except SQLAlchemyError as exc:
+        click.echo(f"warning: results not saved to the store: {type(exc).__name__}", err=True)
+
+
+@eval_group.command("runs")
+@click.option("--store", default=DEFAULT_STORE, show_default=True, help="The records store URL.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True)
+def runs_cmd(store: str, limit: int, as_json: bool) -> None:
+    """Eval runs saved with `sluice eval run --store`, newest first: mean and pass rate."""
+    from sluice.eval.export import check_exists
+    from sluice.eval.result_store import EvalResultStore
+    from sluice.observe.report import ReportError
+
+    try:
+        check_exists(store)
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
+    saved = EvalResultStore.open(store)
+    try:
+        summaries = saved.runs(limit)
+    finally:
+        saved.close()
+    if as_json:
+        click.echo(orjson.dumps([s.to_json() for s in summaries]).decode())
+        return
+    click.echo(f"{'run':<20} {'target':<28} {'items':>5} {'mean':>6} {'pass':>7}  dataset")
+    for s in summaries:
+        click.echo(
+            f"{s.run_id:<20} {s.target[:28]:<28} {s.items:>5} {s.mean_score:>6.3f} "
+            f"{s.pass_rate:>7.1%}  {s.dataset}"
+        )
 
 
 async def _pairwise(

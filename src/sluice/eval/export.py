@@ -38,7 +38,7 @@ _JOINED = (
 _IN_CHUNK = 500
 
 
-def _check_exists(url: str) -> None:
+def check_exists(url: str) -> None:
     """A missing SQLite file is an error, not a new empty database."""
     try:
         parsed = make_url(url)
@@ -56,7 +56,7 @@ def _check_exists(url: str) -> None:
 
 def export_rows(url: str, since: float) -> list[dict[str, Any]]:
     """One labelled row per piece of feedback given at or after `since`, oldest first."""
-    _check_exists(url)
+    check_exists(url)
     feedback = FeedbackStore(url)
     records = RecordStore(url)
     try:
