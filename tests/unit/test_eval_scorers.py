@@ -210,3 +210,14 @@ def test_pairwise_verdicts_are_validated() -> None:
     for bad in ('{"winner": "C", "reason": ""}', '{"winner": "A"}', "A"):
         with pytest.raises(JudgeError):
             parse_winner(bad)
+
+
+def test_similarity_scorer_uses_the_local_minilm() -> None:
+    pytest.importorskip("onnxruntime")
+    spec = ScorerSpec.model_validate({"type": "similarity", "threshold": 0.8})
+    near = score("Paris is the capital of France.", "The capital of France is Paris.", spec)
+    far = score("I like turtles.", "The capital of France is Paris.", spec)
+    assert near > 0.8 > 0.3 > far >= 0.0
+    assert score("anything", None, spec) == 0.0
+    scores = score_item("Paris is the capital of France.", "France's capital is Paris", (spec,))
+    assert scores["similarity"] >= spec.threshold  # the runner's pass test

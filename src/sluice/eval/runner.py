@@ -188,7 +188,8 @@ async def _call(
     ms = (time.perf_counter() - started) * 1000
     answer = _answer_text(completion)
     try:
-        scores = score_item(answer, item.expected_text(), item.scorers)
+        # In a thread: similarity scorers run a model, custom ones run anything.
+        scores = await asyncio.to_thread(score_item, answer, item.expected_text(), item.scorers)
     except ScorerError as exc:
         return replace(base, output=answer[:MAX_OUTPUT_CHARS], latency_ms=ms, error=str(exc))
     thresholds = {name: spec.threshold for name, spec in named(item.scorers)}

@@ -11,6 +11,9 @@
 | `json_schema` | it parses and validates against `schema` (Draft 2020-12)         |
 | `numeric`     | the first number in the answer is within `tolerance` (absolute)  |
 |               | or `relative` of `expected`                                      |
+| `similarity`  | the cosine similarity of MiniLM embeddings (all-MiniLM-L6-v2,    |
+|               | local, `semantic` extra) of answer and expected is at least      |
+|               | `threshold` (default 1.0: give one, e.g. 0.8); scores the cosine |
 | `python`      | `callable` ("pkg.module:function", called with the answer and    |
 |               | the expected text, returning a bool or a number in [0, 1])       |
 |               | scores at least `threshold` (1.0 by default)                     |
@@ -47,6 +50,7 @@ ScorerType = Literal[
     "numeric",
     "judge",
     "python",
+    "similarity",
 ]
 _SPACE = re.compile(r"\s+")
 _NUMBER = re.compile(r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -157,12 +161,28 @@ def _first_number(text: str) -> float | None:
         return None
 
 
+def _similarity(answer: str, expected: str | None) -> float:
+    """Cosine similarity of the two texts' MiniLM embeddings, clipped to [0, 1]. Blocking
+    (model inference): the runner calls scorers in a worker thread."""
+    if expected is None:
+        return 0.0
+    from sluice.embed import EmbedderUnavailableError, get_embedder
+
+    try:
+        vectors = get_embedder().embed_sync([answer, expected])
+    except EmbedderUnavailableError as exc:
+        raise ScorerError(f"similarity scorer: {exc}") from None
+    return min(1.0, max(0.0, float(vectors[0] @ vectors[1])))
+
+
 def score(answer: str, expected: str | None, spec: ScorerSpec) -> float:
     """1.0 when `answer` passes `spec`, else 0.0; a scorer that needs `expected` and has
     none scores 0.0. A custom (`python`) scorer returns its own score (or raises
     `ScorerError`)."""
     if spec.type == "python":
         return _custom(answer, expected, spec)
+    if spec.type == "similarity":
+        return _similarity(answer, spec.value if spec.value is not None else expected)
     return 1.0 if _passes(answer, expected, spec) else 0.0
 
 
