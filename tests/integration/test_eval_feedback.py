@@ -168,3 +168,23 @@ async def test_feedback_in_postgresql(
         assert result.exit_code == 0, result.output
         (row,) = [orjson.loads(line) for line in result.output.splitlines()]
         assert row["request_id"] == call and row["score"] == 0.75 and row["tenant"] == "acme"
+
+
+async def test_feedback_body_sent_in_pieces(rig: tuple[str, aiohttp.ClientSession, str]) -> None:
+    """A chunked body (no content-length) of many small pieces is read whole, and an
+    oversized one is refused as it streams in."""
+    base, http, _ = rig
+    key = (await create_key(http, base, tenant="acme"))["key"]
+    call = await _call(base, key)
+    body = orjson.dumps({"request_id": call, "score": 0.5, "comment": "x" * 1900})
+
+    async def pieces(data: bytes) -> Any:
+        for i in range(0, len(data), 100):
+            yield data[i : i + 100]
+
+    headers = {"authorization": f"Bearer {key}"}
+    async with http.post(base + "/v1/sluice/feedback", data=pieces(body), headers=headers) as r:
+        assert r.status == 201, await r.text()
+    big = b'{"request_id": "x", "comment": "' + b"y" * 20_000 + b'"}'
+    async with http.post(base + "/v1/sluice/feedback", data=pieces(big), headers=headers) as r:
+        assert r.status == 413

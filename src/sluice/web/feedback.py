@@ -121,10 +121,14 @@ async def submit(request: web.Request) -> web.Response:
 async def _read(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise RequestTooLargeError(f"feedback body is over {MAX_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise RequestTooLargeError(f"feedback body is over {MAX_BODY_BYTES} bytes")
-    return raw
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(MAX_BODY_BYTES + 1 - size):  # may be partial
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise RequestTooLargeError(f"feedback body is over {MAX_BODY_BYTES} bytes")
+    return b"".join(chunks)
 
 
 def _parse(raw: bytes) -> FeedbackIn:
