@@ -115,6 +115,12 @@ def run_cmd(
     from sluice.eval.runner import RunOptions, run_targets
 
     try:
+        import openai  # noqa: F401  (the `eval` extra)
+    except ImportError:
+        raise click.ClickException(
+            "sluice eval run calls the gateway with the openai SDK: pip install 'sluice[eval]'"
+        ) from None
+    try:
         items = load_dataset(dataset_path)
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
