@@ -221,3 +221,19 @@ def test_similarity_scorer_uses_the_local_minilm() -> None:
     assert score("anything", None, spec) == 0.0
     scores = score_item("Paris is the capital of France.", "France's capital is Paris", (spec,))
     assert scores["similarity"] >= spec.threshold  # the runner's pass test
+
+
+async def test_pacer_spaces_call_starts() -> None:
+    import asyncio
+    import time
+
+    from sluice.eval.runner import Pacer
+
+    pace = Pacer(600)  # one start per 0.1 s
+    started = time.monotonic()
+    await asyncio.gather(*(pace.wait() for _ in range(5)))
+    assert time.monotonic() - started >= 0.39  # the 5th start waits 4 intervals
+    unpaced = Pacer(None)
+    started = time.monotonic()
+    await asyncio.gather(*(unpaced.wait() for _ in range(100)))
+    assert time.monotonic() - started < 5  # generous: no sleeping at all

@@ -44,6 +44,12 @@ def eval_group() -> None:
     help="A virtual key when auth is on (default: $SLUICE_API_KEY).",
 )
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--rpm",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Start at most this many calls per minute.",
+)
 @click.option("--no-cache", is_flag=True, help="Bypass Sluice's caches (x-sluice-cache: no-store).")
 @click.option(
     "--store",
@@ -89,6 +95,7 @@ def run_cmd(
     url: str,
     api_key: str,
     concurrency: int,
+    rpm: float | None,
     no_cache: bool,
     store: str | None,
     out: Path | None,
@@ -139,7 +146,7 @@ def run_cmd(
             f"item {unjudged[0]!r} has a judge scorer without 'model': give --judge-model"
         )
     options = RunOptions(
-        url, api_key, concurrency, no_cache, run_id=run_id, judge_model=judge_model
+        url, api_key, concurrency, no_cache, run_id=run_id, judge_model=judge_model, rpm=rpm
     )
     total = len(items) * len(targets)
     path = out or dataset_path.with_name(dataset_path.stem + ".results.jsonl")

@@ -42,6 +42,7 @@ class RunOptions:
     timeout_s: float = 120.0
     run_id: str = ""
     judge_model: str | None = None  # for judge scorers that name no model
+    rpm: float | None = None  # at most this many item calls started per minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,25 @@ def request_id(run_id: str, target: str, item_id: str) -> str:
     return f"eval-{run_id}-{digest}"
 
 
+class Pacer:
+    """Spaces call starts evenly: at most `rpm` per minute (None: no limit). The gateway's
+    own limits still apply to the key; this keeps a large run from tripping them."""
+
+    def __init__(self, rpm: float | None) -> None:
+        self._interval = 60.0 / rpm if rpm else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self._interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self._interval
+        await asyncio.sleep(start - now)
+
+
 def make_client(options: RunOptions) -> openai.AsyncOpenAI:
     """The SDK client every eval call goes through."""
     import openai  # the `eval` extra
@@ -134,6 +154,7 @@ async def run_targets(
     done = done or {}
     client = make_client(options)
     gate = asyncio.Semaphore(options.concurrency)
+    pace = Pacer(options.rpm)
 
     async def one(target: str, item: EvalItem) -> ItemResult:
         earlier = done.get((target, item.id))
@@ -141,6 +162,7 @@ async def run_targets(
             result = earlier
         else:
             async with gate:
+                await pace.wait()
                 result = await _call(client, target, item, options)
             if on_result is not None:
                 on_result(result)
