@@ -237,3 +237,20 @@ async def test_pacer_spaces_call_starts() -> None:
     started = time.monotonic()
     await asyncio.gather(*(unpaced.wait() for _ in range(100)))
     assert time.monotonic() - started < 5  # generous: no sleeping at all
+
+
+def test_export_errors_are_messages(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sluice.eval.export import export_rows
+    from sluice.observe.report import ReportError
+
+    with pytest.raises(ReportError, match="does not exist"):
+        export_rows(f"sqlite:///{tmp_path / 'missing.db'}", 0)
+    assert not (tmp_path / "missing.db").exists()
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(ReportError, match="no sluice_feedback table"):
+        export_rows(f"sqlite:///{empty}", 0)
+    with pytest.raises(ReportError, match="not a database URL"):
+        export_rows("nonsense", 0)

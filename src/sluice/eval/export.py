@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from sluice.eval.feedback_store import TABLE, FeedbackStore
 from sluice.observe.report import ReportError, safe_url
@@ -57,14 +57,19 @@ def check_exists(url: str) -> None:
 def export_rows(url: str, since: float) -> list[dict[str, Any]]:
     """One labelled row per piece of feedback given at or after `since`, oldest first."""
     check_exists(url)
-    feedback = FeedbackStore(url)
-    records = RecordStore(url)
+    try:
+        feedback = FeedbackStore(url)
+        records = RecordStore(url)
+    except (SQLAlchemyError, ImportError) as exc:  # unknown dialect, driver not installed
+        raise ReportError(f"cannot open {safe_url(url)}: {type(exc).__name__}") from None
     try:
         tables = set(inspect(feedback.engine).get_table_names())
         if TABLE not in tables:
             raise ReportError(f"no feedback in {safe_url(url)}: it has no {TABLE} table")
         given = feedback.since(since)
-        joined = _records_by_id(records, [f.request_id for f in given])
+        joined = _records_by_id(records, [f.request_id for f in given]) if given else {}
+    except SQLAlchemyError as exc:
+        raise ReportError(f"cannot read {safe_url(url)}: {type(exc).__name__}") from None
     finally:
         feedback.close()
         records.close()
