@@ -569,6 +569,10 @@ from sluice.localmodel.cli import local_model  # noqa: E402  (optional extra: sl
 
 main.add_command(local_model)
 
+from sluice.eval.cli import eval_group  # noqa: E402  (issue 17: sluice eval run/export/feedback)
+
+main.add_command(eval_group)
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -47,6 +47,7 @@ from sluice.pipeline.context import (
 from sluice.providers.forwarding import HeaderFilter
 from sluice.types import FLUSH, CallMeta, ChatResponse, EventStream
 from sluice.web import cache_admin, keys_admin
+from sluice.web import feedback as feedback_api
 from sluice.web.access import check_access, install_access
 from sluice.web.alerts import ENDPOINT as ALERTS_ENDPOINT
 from sluice.web.alerts import install as install_alerts
@@ -500,6 +501,8 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     app.router.add_get("/v1/models/{model}", get_model)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/sluice/usage", usage)
+    records = config.observability.records
+    feedback_api.install(app, records.store_url if records.enabled else None)  # issue 17
     if config.observability.metrics:
         app.router.add_get("/metrics", metrics)
     app.router.add_get("/readyz", readyz)

@@ -1,0 +1,164 @@
+"""Feedback joined to call records: `sluice eval export` and `sluice eval feedback`.
+
+`export_rows` reads the feedback given since a time and joins each to its call record (same
+database: the feedback table lives beside `call_records`), giving one labelled example per
+call: the request id, tenant, route, model, deployment, the records' PII-redacted input and
+output previews, and the score — the dataset the router and the semantic cache can learn
+from. `feedback_summary` groups the same rows by route / model / tenant / deployment with
+the count, mean score and thumbs-up / thumbs-down counts.
+
+Read only: neither creates a database or a table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from sluice.eval.feedback_store import TABLE, FeedbackStore
+from sluice.observe.report import ReportError, safe_url
+from sluice.observe.store import RecordStore
+
+GROUPS = {"route": "route", "model": "model", "tenant": "tenant", "deployment": "deployment"}
+_JOINED = (
+    "request_id",
+    "route",
+    "model_requested",
+    "deployment",
+    "input_preview",
+    "output_preview",
+    "status",
+)
+_IN_CHUNK = 500
+
+
+def check_exists(url: str) -> None:
+    """A missing SQLite file is an error, not a new empty database."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ReportError(f"--store {url!r} is not a database URL") from None
+    database = parsed.database
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and database
+        and database != ":memory:"
+        and not Path(database).is_file()
+    ):
+        raise ReportError(f"no record store at {safe_url(url)}: {database} does not exist")
+
+
+def export_rows(url: str, since: float) -> list[dict[str, Any]]:
+    """One labelled row per piece of feedback given at or after `since`, oldest first."""
+    check_exists(url)
+    try:
+        feedback = FeedbackStore(url)
+        records = RecordStore(url)
+    except (SQLAlchemyError, ImportError) as exc:  # unknown dialect, driver not installed
+        raise ReportError(f"cannot open {safe_url(url)}: {type(exc).__name__}") from None
+    try:
+        tables = set(inspect(feedback.engine).get_table_names())
+        if TABLE not in tables:
+            raise ReportError(f"no feedback in {safe_url(url)}: it has no {TABLE} table")
+        given = feedback.since(since)
+        joined = _records_by_id(records, [f.request_id for f in given]) if given else {}
+    except SQLAlchemyError as exc:
+        raise ReportError(f"cannot read {safe_url(url)}: {type(exc).__name__}") from None
+    finally:
+        feedback.close()
+        records.close()
+    rows = []
+    for fb in given:
+        call = joined.get(fb.request_id, {})
+        rows.append(
+            {
+                "request_id": fb.request_id,
+                "tenant": fb.tenant,
+                "route": call.get("route"),
+                "model": call.get("model_requested"),
+                "deployment": call.get("deployment"),
+                "status": call.get("status"),
+                "input_preview": call.get("input_preview"),
+                "output_preview": call.get("output_preview"),
+                "score": fb.score,
+                "thumbs": fb.thumbs,
+                "tags": list(fb.tags),
+                "comment": fb.comment,
+                "ts": fb.ts,
+            }
+        )
+    return rows
+
+
+def _records_by_id(store: RecordStore, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    t = store.table
+    out: dict[str, dict[str, Any]] = {}
+    with store.engine.connect() as conn:
+        for start in range(0, len(ids), _IN_CHUNK):
+            part = list(set(ids[start : start + _IN_CHUNK]))
+            stmt = (
+                select(*(t.c[c] for c in _JOINED), t.c.ts)
+                .where(t.c.request_id.in_(part), t.c.kind == "call")
+                .order_by(t.c.ts)
+            )
+            for row in conn.execute(stmt):
+                out[row.request_id] = row._asdict()  # the newest wins
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackGroup:
+    group: str | None
+    count: int
+    mean_score: float
+    thumbs_up: int
+    thumbs_down: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "feedback": self.count,
+            "mean_score": self.mean_score,
+            "thumbs_up": self.thumbs_up,
+            "thumbs_down": self.thumbs_down,
+        }
+
+
+def feedback_summary(rows: Iterable[dict[str, Any]], by: str) -> list[FeedbackGroup]:
+    """Count, mean score and thumbs per group, most feedback first."""
+    if by not in GROUPS:
+        raise ReportError(f"cannot group feedback by {by!r}; one of {', '.join(GROUPS)}")
+    acc: dict[str | None, list[dict[str, Any]]] = {}
+    for row in rows:
+        acc.setdefault(row[GROUPS[by]], []).append(row)
+    groups = [
+        FeedbackGroup(
+            group=key,
+            count=len(items),
+            mean_score=sum(float(r["score"]) for r in items) / len(items),
+            thumbs_up=sum(r["thumbs"] == "up" for r in items),
+            thumbs_down=sum(r["thumbs"] == "down" for r in items),
+        )
+        for key, items in acc.items()
+    ]
+    groups.sort(key=lambda g: (-g.count, g.group is None, g.group or ""))
+    return groups
+
+
+def format_summary(groups: Sequence[FeedbackGroup], by: str) -> str:
+    header = f"{by:<24} {'feedback':>8} {'mean':>6} {'up':>5} {'down':>5}"
+    lines = [header, "-" * len(header)]
+    for g in groups:
+        name = "(none)" if g.group is None else g.group[:24]
+        lines.append(
+            f"{name:<24} {g.count:>8} {g.mean_score:>6.3f} {g.thumbs_up:>5} {g.thumbs_down:>5}"
+        )
+    if not groups:
+        lines.append("(no feedback in this period)")
+    return "\n".join(lines)

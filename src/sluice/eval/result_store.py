@@ -1,0 +1,133 @@
+"""Eval results in SQLite or PostgreSQL: table `sluice_eval_results`, one row per (run,
+target, item), in the records store's database (`sluice eval run --store URL`), so runs can
+be listed and compared later (`sluice eval runs`) and joined to the call records by request
+id. Synchronous (SQLAlchemy Core); the CLI calls it outside any event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Boolean, Column, Double, Index, MetaData, String, Table, Text, select
+
+from sluice.eval.feedback_store import make_engine
+from sluice.eval.runner import ItemResult
+
+TABLE = "sluice_eval_results"
+_ROWS_PER_INSERT = 500
+
+
+def _table(metadata: MetaData, name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("run_id", String(64), primary_key=True),
+        Column("target", String(255), primary_key=True),
+        Column("item_id", String(255), primary_key=True),
+        Column("dataset", String(512), nullable=False),
+        Column("ts", Double(), nullable=False),
+        Column("score", Double(), nullable=False),
+        Column("passed", Boolean(), nullable=False),
+        Column("scores", Text(), nullable=False),  # JSON object
+        Column("request_id", String(128), nullable=False),
+        Column("latency_ms", Double(), nullable=False),
+        Column("cost_usd", String(40), nullable=True),  # exact decimal text
+        Column("cost_source", String(16), nullable=False),
+        Column("error", Text(), nullable=True),
+        Column("output", Text(), nullable=True),
+        Index(f"ix_{name}_ts", "ts"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    run_id: str
+    dataset: str
+    target: str
+    ts: float
+    items: int
+    mean_score: float
+    pass_rate: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "dataset": self.dataset,
+            "target": self.target,
+            "ts": self.ts,
+            "items": self.items,
+            "mean_score": self.mean_score,
+            "pass_rate": self.pass_rate,
+        }
+
+
+class EvalResultStore:
+    def __init__(self, url: str, *, table_name: str = TABLE) -> None:
+        self.engine = make_engine(url)
+        self.metadata = MetaData()
+        self.table = _table(self.metadata, table_name)
+
+    @classmethod
+    def open(cls, url: str, *, table_name: str = TABLE) -> EvalResultStore:
+        store = cls(url, table_name=table_name)
+        store.metadata.create_all(store.engine)
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def save(self, run_id: str, dataset: str, results: Sequence[ItemResult]) -> None:
+        """Every result of one run, in one transaction."""
+        now = time.time()
+        rows = [
+            {
+                "run_id": run_id,
+                "target": r.target,
+                "item_id": r.item_id,
+                "dataset": dataset[:512],
+                "ts": now,
+                "score": r.score,
+                "passed": r.passed,
+                "scores": orjson.dumps(r.scores).decode(),
+                "request_id": r.request_id,
+                "latency_ms": r.latency_ms,
+                "cost_usd": None if r.cost_usd is None else format(r.cost_usd, "f"),
+                "cost_source": r.cost_source,
+                "error": r.error,
+                "output": r.output,
+            }
+            for r in results
+        ]
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), _ROWS_PER_INSERT):
+                conn.execute(self.table.insert(), rows[start : start + _ROWS_PER_INSERT])
+
+    def runs(self, limit: int = 20) -> list[RunSummary]:
+        """The newest runs' per-target summaries, newest first."""
+        t = self.table
+        stmt = select(t.c.run_id, t.c.dataset, t.c.target, t.c.ts, t.c.score, t.c.passed)
+        groups: dict[tuple[str, str], list[Any]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(stmt.order_by(t.c.ts.desc())):
+                groups.setdefault((row.run_id, row.target), []).append(row)
+        out = []
+        for (run_id, target), rows in groups.items():
+            out.append(
+                RunSummary(
+                    run_id=run_id,
+                    dataset=rows[0].dataset,
+                    target=target,
+                    ts=rows[0].ts,
+                    items=len(rows),
+                    mean_score=sum(r.score for r in rows) / len(rows),
+                    pass_rate=sum(bool(r.passed) for r in rows) / len(rows),
+                )
+            )
+        out.sort(key=lambda s: (-s.ts, s.run_id, s.target))
+        run_ids = list(dict.fromkeys(s.run_id for s in out))[:limit]
+        keep = set(run_ids)
+        return [s for s in out if s.run_id in keep]
