@@ -30,6 +30,7 @@ from sluice.governance.counters import (
     RateState,
     Settlement,
 )
+from sluice.state import redis as redis_pools
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -205,23 +206,13 @@ class RedisCounters:
         prefix: str = "sluice:gov:",
         *,
         timeout_s: float = 0.25,
-        max_connections: int = 16,
         client: Redis | None = None,
     ) -> None:
+        # The process's shared pool for `url` (sluice.state.redis): calls beyond its size wait
+        # for a free connection instead of failing; `_run` bounds each whole call.
+        self._shared = client is None
         if client is None:
-            from redis.asyncio import BlockingConnectionPool, Redis
-
-            # Calls beyond `max_connections` wait for a free connection instead of failing
-            # (each script takes well under a millisecond); a burst of new connections on a
-            # busy machine needs longer to connect than a warm script needs to run.
-            pool = BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=max(timeout_s * 4, 1.0),
-                socket_timeout=timeout_s,
-                socket_connect_timeout=max(timeout_s, 1.0),
-            )
-            client = Redis.from_pool(pool)  # closing the client closes the pool
+            client = redis_pools.client(url)
         self._client = client
         self.prefix = prefix
         self._timeout_s = timeout_s
@@ -283,7 +274,10 @@ class RedisCounters:
         return count
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._shared:
+            await redis_pools.release(self._client)
+        else:
+            await self._client.aclose()
 
     async def _run(self, script: AsyncScript, args: list[Any]) -> bytes:
         from redis.exceptions import RedisError
