@@ -191,6 +191,12 @@ def bench() -> None:
     help="Gateway config to measure (its models must include gpt-4o-mini, served "
     "by a provider at ${SLUICE_SIM_URL}); default: the built-in config.",
 )
+@click.option(
+    "--transport",
+    type=click.Choice(["aiohttp", "lean"]),
+    default=None,
+    help="Upstream transport of the built-in config's providers (default: aiohttp).",
+)
 def overhead(
     concurrency: str,
     count: int,
@@ -199,13 +205,14 @@ def overhead(
     loadgen: str,
     records: str,
     config_path: str | None,
+    transport: str | None,
 ) -> None:
     """Added latency and throughput: direct to the simulator vs through the gateway."""
     from sluice.bench.overhead import run
 
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
     modes = {"both": [False, True], "json": [False], "stream": [True]}[mode]
-    click.echo(run(levels, count, seconds, modes, loadgen, records == "on", config_path))
+    click.echo(run(levels, count, seconds, modes, loadgen, records == "on", config_path, transport))
 
 
 @bench.command()
