@@ -141,8 +141,13 @@ def sim(ctx: click.Context) -> None:
 @main.command()
 def demo() -> None:
     """Start the simulator and gateway, run a scripted SDK workload, print a summary."""
-    from sluice.demo import run_demo
+    from sluice.demo import missing_sdks, run_demo
 
+    if missing := missing_sdks():
+        raise click.ClickException(
+            f"the demo drives the official SDKs ({', '.join(missing)} not installed): "
+            "pip install 'sluice[demo]'"
+        )
     run_demo(click.echo)
 
 
