@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 	@echo "sluice installed at $(BIN)/sluice"
 
 demo: setup
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[demo]'
 	$(BIN)/sluice demo $(if $(REAL),--real,)
 
 services:

@@ -301,7 +301,10 @@ async def _client_run(
 
         closer = pool.close
     else:
-        import httpx
+        try:
+            import httpx
+        except ImportError:  # the same library under its newer name (pydantic/httpx2)
+            import httpx2 as httpx  # type: ignore[no-redef]
 
         client = httpx.AsyncClient(
             http1=True,
@@ -348,7 +351,7 @@ def bench_client(children: Children, tmp: Path, total: int, warmup: int) -> None
         say("   SKIPPED: uvloop is not installed")
         return
     libs = ["aiohttp", "sluice"]
-    if have("httpx"):
+    if have("httpx") and have("httpx2"):
         say(
             "   httpx not installed: skipping the httpx comparison "
             "(pip install httpx to include it)"

@@ -37,12 +37,14 @@ def gateway_config(sim_url: str, **server: object) -> SluiceConfig:
 
 
 @pytest.fixture(autouse=True)
-def _own_working_directory(
+def _own_working_and_state_directory(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each test runs in its own directory, so the embedded SQLite record store
-    (`sqlite:///sluice.db`, relative) of the gateways it starts never leaks between tests."""
+    """Each test runs in its own directory with its own state_dir, so the embedded SQLite
+    stores (`sqlite:///sluice.db`, relative to state_dir) of the gateways it starts never
+    leak between tests, nor into the user's ~/.local/share/sluice."""
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    monkeypatch.setenv("SLUICE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
 
 
 @pytest.fixture

@@ -194,8 +194,13 @@ def sim(ctx: click.Context) -> None:
 )
 def demo(real: bool) -> None:
     """Start the simulator and gateway, run a scripted SDK workload, print a summary."""
-    from sluice.demo import run_demo, run_real_demo
+    from sluice.demo import missing_sdks, run_demo, run_real_demo
 
+    if missing := missing_sdks():
+        raise click.ClickException(
+            f"the demo drives the official SDKs ({', '.join(missing)} not installed): "
+            "pip install 'sluice[demo]'"
+        )
     (run_real_demo if real else run_demo)(click.echo)
 
 
@@ -244,6 +249,12 @@ def bench() -> None:
     help="Gateway config to measure (its models must include gpt-4o-mini, served "
     "by a provider at ${SLUICE_SIM_URL}); default: the built-in config.",
 )
+@click.option(
+    "--transport",
+    type=click.Choice(["aiohttp", "lean"]),
+    default=None,
+    help="Upstream transport of the built-in config's providers (default: aiohttp).",
+)
 def overhead(
     concurrency: str,
     count: int,
@@ -252,13 +263,14 @@ def overhead(
     loadgen: str,
     records: str,
     config_path: str | None,
+    transport: str | None,
 ) -> None:
     """Added latency and throughput: direct to the simulator vs through the gateway."""
     from sluice.bench.overhead import run
 
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
     modes = {"both": [False, True], "json": [False], "stream": [True]}[mode]
-    click.echo(run(levels, count, seconds, modes, loadgen, records == "on", config_path))
+    click.echo(run(levels, count, seconds, modes, loadgen, records == "on", config_path, transport))
 
 
 @bench.command()

@@ -31,6 +31,7 @@ from sluice.governance.limits_config import LimitsConfig
 from sluice.observe.alert_config import RulesConfig
 from sluice.observe.tracing import TracingConfig
 from sluice.routing.config import RouteConfig
+from sluice.state.paths import default_state_dir, resolve_file, resolve_url
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -64,6 +65,9 @@ class _ProviderBase(_Frozen):
     api_key_env: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     max_connections: int = Field(default=256, gt=0)
+    # aiohttp: the library client (proxies from HTTP(S)_PROXY/NO_PROXY); lean: Sluice's own
+    # HTTP/1.1 pool, less CPU per call, no proxies (sluice.providers.http).
+    transport: Literal["aiohttp", "lean"] = "aiohttp"
     # Client request headers passed on upstream: exact names or `prefix*` (case-insensitive).
     forward_headers: list[str] = Field(default_factory=list)
 
@@ -337,6 +341,9 @@ class SluiceConfig(_Frozen):
     routes: dict[str, RouteConfig] = Field(default_factory=dict)  # see sluice.routing
     # /v1/responses (stored answers), /v1/embeddings (see sluice.frontends.config).
     endpoints: EndpointsConfig = EndpointsConfig()
+    # Where relative SQLite paths (store URLs, persist_path) live; None: $SLUICE_STATE_DIR,
+    # else $XDG_DATA_HOME/sluice, else ~/.local/share/sluice (see sluice.state.paths).
+    state_dir: str | None = None
 
     @model_validator(mode="after")
     def _check_routes(self) -> SluiceConfig:
@@ -456,9 +463,38 @@ def parse_config(
         raise ConfigError(f"invalid config {source}: the top level must be a mapping")
     data = expand_env(data, os.environ if env is None else env)
     try:
-        return SluiceConfig.model_validate(data)
+        config = SluiceConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, root, source)) from None
+    return with_state_dir(config)
+
+
+# Settings holding a SQLite URL or file path that is taken relative to `state_dir`.
+_STATE_URLS = (
+    ("observability", "records", "store_url"),
+    ("governance", "store_url"),
+    ("limits", "ledger", "store_url"),
+)
+_STATE_FILES = (("cache", "persist_path"), ("cache", "semantic", "persist_path"))
+
+
+def with_state_dir(config: SluiceConfig) -> SluiceConfig:
+    """The config with every relative SQLite path made absolute inside `state_dir`, so the
+    server writes to the same place whatever directory it starts in."""
+    base = Path(config.state_dir).expanduser() if config.state_dir else default_state_dir()
+    out: Any = config
+    for path in _STATE_URLS:
+        out = _replace(out, path, lambda url: resolve_url(url, base) if url else url)
+    for path in _STATE_FILES:
+        out = _replace(out, path, lambda file: resolve_file(file, base) if file else file)
+    return out  # type: ignore[no-any-return]
+
+
+def _replace(model: Any, path: tuple[str, ...], fn: Any) -> Any:
+    head, rest = path[0], path[1:]
+    value = getattr(model, head)
+    new = _replace(value, rest, fn) if rest else fn(value)
+    return model if new == value else model.model_copy(update={head: new})
 
 
 def load_config(path: str | Path) -> SluiceConfig:

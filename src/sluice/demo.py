@@ -1,9 +1,11 @@
 """`sluice demo`: simulator + gateway on loopback, a scripted workload through the official
 `openai` and `anthropic` SDKs (plain, streaming, tool call; both SDKs x both provider kinds),
-then a summary. Everything it starts, it stops."""
+then a summary. Everything it starts, it stops. The SDKs are the `demo` extra
+(`pip install 'sluice[demo]'`, which `make demo` does); without them `sluice demo` says so."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import tempfile
 import time
@@ -354,6 +356,11 @@ def run_real_demo(echo: Any) -> None:
             model.stop()
         echo("\nWhat the gateway recorded (`sluice report --by model`):\n")
         echo(run_report(store, "1h", "model"))
+
+
+def missing_sdks() -> list[str]:
+    """The official SDKs the demo drives that are not installed (the `demo` extra)."""
+    return [name for name in ("openai", "anthropic") if importlib.util.find_spec(name) is None]
 
 
 def run_demo(echo: Any) -> None:

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from sluice.bench.processes import start_gateway, start_sim
 from sluice.cli import main
-from sluice.governance import migrations
 from sluice.governance.store import KeyStore
+from sluice.state import migrations
 
 pytestmark = pytest.mark.integration
 PEPPER = "cli-test-pepper-0123456789"

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, select
 
-from sluice.governance import migrations
 from sluice.governance.keys import KeyCreate, KeyUpdate
-from sluice.governance.schema import keys
 from sluice.governance.spec import Budget, RateLimits
 from sluice.governance.store import KeyStore
+from sluice.state import migrations
+from sluice.state.tables import keys
 from tests.governance_rig import postgres_schema
 
 pytestmark = pytest.mark.integration
@@ -99,7 +99,7 @@ def test_keys_round_trip_and_the_key_is_never_stored(store_url: str) -> None:
 def test_replicas_migrating_at_once_on_postgresql() -> None:
     """Three processes upgrade one empty store together: the advisory lock serializes them."""
     with postgres_schema() as url:
-        code = f"from sluice.governance import migrations; migrations.upgrade({url!r})"
+        code = f"from sluice.state import migrations; migrations.upgrade({url!r})"
         procs = [
             subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
             for _ in range(3)

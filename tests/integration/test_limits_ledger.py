@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from sluice.governance import migrations
 from sluice.governance.ledger import Ledger, LedgerRow, spend_since
 from sluice.governance.limits_config import LedgerConfig
+from sluice.state import migrations
 from tests.governance_rig import postgres_schema
 
 pytestmark = pytest.mark.integration

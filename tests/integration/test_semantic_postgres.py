@@ -22,6 +22,7 @@ from sluice.cache.semantic.stage import SemanticCacheStage
 from sluice.cache.semantic.store import PostgresStore, psycopg_url
 from sluice.identity import Identity
 from sluice.pipeline.context import CallContext
+from sluice.state.migrations import version_table
 from sluice.types import CallMeta, ChatRequest, Message, TextPart
 from tests.integration.semantic_support import (
     PARAPHRASE,
@@ -47,6 +48,7 @@ async def table() -> AsyncIterator[str]:
         pytest.skip(f"PostgreSQL at {PG_URL} is unreachable: {exc!r}")
     yield name
     await conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+    await conn.execute(f'DROP TABLE IF EXISTS "{version_table("semantic", name)}"')
     await conn.close()
 
 

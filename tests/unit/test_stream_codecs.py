@@ -152,7 +152,7 @@ def test_openai_usage_chunk_only_when_asked() -> None:
 
 async def test_sse_reader_handles_any_split_and_line_endings() -> None:
     """Events split at every byte boundary, with CRLF endings, parse the same."""
-    from sluice.providers.http import READ_BOUNDARY, _events
+    from sluice.providers.http import READ_BOUNDARY, sse_events
 
     wire = (
         b'event: a\r\ndata: {"x": 1}\r\n\r\n: comment\r\n\r\n'
@@ -166,7 +166,7 @@ async def test_sse_reader_handles_any_split_and_line_endings() -> None:
     expected = [("a", '{"x": 1}'), (None, "line1\nline2"), (None, "[DONE]")]
     for size in range(1, len(wire) + 1):
         pieces = [wire[i : i + size] for i in range(0, len(wire), size)]
-        events = [e async for e in _events(reads(pieces), "d")]
+        events = [e async for e in sse_events(reads(pieces), "d")]
         got = [(e.event, e.data) for e in events if e is not READ_BOUNDARY]
         assert got == expected, size
         assert sum(e is READ_BOUNDARY for e in events) == len(pieces)  # one per network read

@@ -1,5 +1,7 @@
-"""The upstream HTTP/1.1 client against scripted servers on loopback: framing (length, chunked,
-end of connection), compression, keep-alive reuse, the connection limit, failures."""
+"""The lean HTTP/1.1 pool (`sluice.providers.transport`) against scripted servers on loopback:
+framing (length, chunked, end of connection), compression, keep-alive reuse, the connection
+limit, failures. What both transports must do is tested on both in
+test_upstream_transports.py; this file keeps what is particular to the pool."""
 
 from __future__ import annotations
 
@@ -10,69 +12,12 @@ import socket
 import ssl
 import struct
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from sluice.providers.transport import BadResponse, ConnectFailed, Disconnected, Pool, Target
-
-Reply = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]  # -> keep the connection?
-
-
-class Server:
-    def __init__(self) -> None:
-        self.connections = 0
-        self.requests: list[bytes] = []
-
-
-@asynccontextmanager
-async def serve(
-    reply: Reply, tls: ssl.SSLContext | None = None
-) -> AsyncIterator[tuple[str, Server]]:
-    """A server that reads each request (head + content-length body) and lets `reply` answer."""
-    state = Server()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        state.connections += 1
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                request = head + await reader.readexactly(length)
-                state.requests.append(request)
-                if not await reply(request, writer):
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}/v1/x?y=1", state
-    finally:
-        server.close()
-
-
-def send(raw: bytes, keep: bool = True) -> Reply:
-    """Answer every request with these bytes; then keep the connection open or close it."""
-
-    async def reply(_: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(raw)
-        await writer.drain()
-        return keep
-
-    return reply
-
-
-def ok(body: bytes, extra: bytes = b"") -> Reply:
-    return send(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n" % (len(body), extra) + body)
+from tests.unit.scripted_http import ok, send, serve
 
 
 async def post(pool: Pool, url: str, body: bytes = b"{}") -> tuple[int, bytes]:
@@ -144,10 +89,11 @@ async def test_stream_chunks_arrive_as_sent() -> None:
         await pool.close()
 
 
-async def test_stale_idle_connection_is_replaced_once() -> None:
+async def test_a_connection_dropped_as_a_request_goes_out_is_not_resent() -> None:
     """The upstream drops a kept-alive connection just as a request goes out on it (its idle
-    timeout raced ours): the call is sent once more on a new connection instead of failing.
-    A connection that is closed while it sits idle is never picked at all."""
+    timeout raced ours): the call fails once, and is not silently sent a second time (the
+    executor's retry does that, counted in x-sluice-attempts). The next call opens a new
+    connection. A connection that is closed while it sits idle is never picked at all."""
     answered: set[int] = set()
 
     async def first_only(_: bytes, writer: asyncio.StreamWriter) -> bool:
@@ -161,6 +107,9 @@ async def test_stale_idle_connection_is_replaced_once() -> None:
     async with serve(first_only) as (url, server):
         pool = Pool(2)
         assert await post(pool, url) == (200, b"ok")
+        with pytest.raises(Disconnected):
+            await post(pool, url)
+        assert len(server.requests) == 2  # the dropped request went out once
         assert await post(pool, url) == (200, b"ok")
         assert server.connections == 2
         await pool.close()
@@ -272,49 +221,6 @@ async def test_an_extra_answer_makes_the_connection_unusable() -> None:
 def test_ipv6_hosts_are_bracketed_in_the_host_header() -> None:
     assert Target.parse("http://[::1]:8080/v1/x").host_header == "[::1]:8080"
     assert Target.parse("https://api.example.com/v1").host_header == "api.example.com"
-
-
-async def test_stream_read_to_its_last_event_keeps_its_connection() -> None:
-    """The adapter stops at `[DONE]`; the chunked body's end comes a moment later. The
-    connection is reused once it does, not dropped; an abandoned stream is dropped."""
-    from sluice.config import TimeoutConfig
-    from sluice.errors import UpstreamError
-    from sluice.providers.http import UpstreamClient
-
-    async def sse(_: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-        for data in (b"data: 1\n\n", b"data: [DONE]\n\n"):
-            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
-        await writer.drain()
-        await asyncio.sleep(0.05)
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
-        return True
-
-    async def read_until_done(client: UpstreamClient, url: str, stop_at: str) -> list[str]:
-        got = []
-        async with client.open_stream(url, {}, b"{}", TimeoutConfig(), "d") as (_, events):
-            async for event in events:
-                if event.data:
-                    got.append(event.data)
-                if event.data == stop_at:
-                    break
-        return got
-
-    async with serve(sse) as (url, server):
-        client = UpstreamClient("d", 4)
-        for _ in range(3):
-            assert await read_until_done(client, url, "[DONE]") == ["1", "[DONE]"]
-            await asyncio.sleep(0.1)
-        assert server.connections == 1
-        assert await read_until_done(client, url, "never") == ["1", "[DONE]"]
-        with pytest.raises(UpstreamError):  # the reader fails mid-stream: connection dropped
-            async with client.open_stream(url, {}, b"{}", TimeoutConfig(), "d") as (_, events):
-                async for _event in events:
-                    raise RuntimeError("reader gave up")
-        assert await read_until_done(client, url, "[DONE]") == ["1", "[DONE]"]
-        assert server.connections == 2
-        await client.close()
 
 
 async def test_large_bodies_whole_and_streamed() -> None:
@@ -444,30 +350,3 @@ async def test_a_request_the_upstream_drops_late_is_not_sent_twice() -> None:
             await post(pool, url)
         assert len(server.requests) == 2  # the dropped one went out once
         await pool.close()
-
-
-async def test_stream_timeouts_first_chunk_by_ttft_then_idle() -> None:
-    from sluice.config import TimeoutConfig
-    from sluice.errors import UpstreamTimeoutError
-    from sluice.providers.http import UpstreamClient
-
-    async def slow_first(_: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(0.5)  # headers at once, the first event late
-        writer.write(b"9\r\ndata: 1\n\n\r\n0\r\n\r\n")
-        await writer.drain()
-        return True
-
-    client = UpstreamClient("d", 2)
-    async with serve(slow_first) as (url, _):
-        strict = TimeoutConfig(ttft_s=0.2, idle_s=5)
-        with pytest.raises(UpstreamTimeoutError):
-            async with client.open_stream(url, {}, b"{}", strict, "d") as (_, events):
-                async for _event in events:
-                    pass
-        patient = TimeoutConfig(ttft_s=2, idle_s=0.1)  # idle does not apply to the first
-        async with client.open_stream(url, {}, b"{}", patient, "d") as (_, events):
-            got = [e.data async for e in events if e.data]
-        assert got == ["1"]
-    await client.close()

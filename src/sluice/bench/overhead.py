@@ -112,6 +112,7 @@ def run(
     loadgen: str,
     records: bool = True,
     config: str | None = None,
+    transport: str | None = None,
 ) -> str:
     use_wrk = loadgen == "wrk" or (loadgen == "auto" and shutil.which("wrk") is not None)
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
@@ -119,6 +120,8 @@ def run(
             "SLUICE_RECORDS": "true" if records else "false",
             "SLUICE_RECORDS_URL": f"sqlite:///{Path(tmp) / 'records.db'}",
         }
+        if transport:  # the built-in config's providers read it (default: aiohttp)
+            env["SLUICE_UPSTREAM_TRANSPORT"] = transport
         with sim_and_gateway(Path(tmp), env=env, config=config) as (sim, gateway):
             idle_rss = gateway.rss_mb()
             rows = asyncio.run(
@@ -136,5 +139,8 @@ def run(
             rss = gateway.rss_mb()
     loader = "wrk (C, 1 thread)" if use_wrk else "Python aiohttp (same 2 cores)"
     state = "on (SQLite, previews)" if records else "off"
-    header = f"load generator: {loader}; simulator and gateway: one process each; records {state}\n"
+    header = (
+        f"load generator: {loader}; simulator and gateway: one process each; records {state}; "
+        f"upstream transport: {transport or 'the config default'}\n"
+    )
     return header + _format(rows, idle_rss, rss)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import orjson
 
+from sluice.state import redis as redis_pools
 from sluice.types import (
     ChatResponse,
     FinishReason,
@@ -233,7 +234,8 @@ return 0
 
 
 class RedisBackend:
-    """One `redis.asyncio` client (with its connection pool); every key under `prefix`."""
+    """A `redis.asyncio` client on the process's shared pool for the URL
+    (`sluice.state.redis`); every key under `prefix`."""
 
     def __init__(
         self,
@@ -241,12 +243,10 @@ class RedisBackend:
         prefix: str = "sluice:",
         *,
         client: Redis | None = None,
-        timeout_s: float = 1.0,
     ) -> None:
+        self._shared = client is None  # on the process's pool for `url` (sluice.state.redis)
         if client is None:
-            from redis.asyncio import Redis  # imported only when Redis is used
-
-            client = Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+            client = redis_pools.client(url)
         self._client = client
         self.prefix = prefix
 
@@ -336,7 +336,10 @@ class RedisBackend:
         return removed
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._shared:
+            await redis_pools.release(self._client)
+        else:
+            await self._client.aclose()
 
 
 def _text(value: Any) -> str:

@@ -7,6 +7,10 @@ expiry seen, purge) to `SqliteMirror.changed`, which only records the latest cha
 a background task writes the batch to the file once per `flush_interval_s`, in a thread, off
 the request path. A crash loses at most the last interval's changes, which is fine for a
 cache. Idempotency records are untagged and never written.
+
+The file's table (`entries`, defined in `sluice.state.tables`) is made by the `cache` branch
+of the one Alembic environment when the mirror starts; reads and writes are plain sqlite3
+statements (one short transaction per flush, no engine needed).
 """
 
 from __future__ import annotations
@@ -22,17 +26,10 @@ from pathlib import Path
 import orjson
 
 from sluice.cache.backends import MemoryBackend
+from sluice.state import migrations
 
 log = logging.getLogger("sluice.cache")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    key TEXT PRIMARY KEY,
-    value BLOB NOT NULL,
-    expires_at REAL NOT NULL,
-    tags TEXT NOT NULL
-)
-"""
 # (value, wall-clock expiry, tags) to upsert, or None to delete.
 _Change = tuple[bytes, float, tuple[str, ...]] | None
 
@@ -98,12 +95,11 @@ class SqliteMirror:
                 log.warning("cache: writing %s failed: %r", self.path, exc)
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path)
-        db.execute(_SCHEMA)
-        return db
+        return sqlite3.connect(self.path)
 
     def _read(self) -> list[tuple[str, bytes, float, list[str]]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        migrations.upgrade(f"sqlite:///{self.path.absolute()}", "cache")
         with contextlib.closing(self._connect()) as db:
             db.execute("DELETE FROM entries WHERE expires_at <= ?", (self._wall(),))
             db.commit()

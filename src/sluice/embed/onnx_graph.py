@@ -1,8 +1,9 @@
-"""Build the MiniLM (BERT encoder + mean pooling + L2 norm) ONNX graph at run time.
+"""Build the MiniLM (BERT encoder + mean pooling + L2 norm) ONNX graph (dev time only).
 
-The graph is a few dozen nodes written with `onnx.helper`; its weights are the package's
-safetensors tensors, attached as initializers, so no exported model file is committed or
-downloaded. onnxruntime's own optimiser fuses LayerNorm, GELU and attention patterns at load.
+The graph is a few dozen nodes written with `onnx.helper`. scripts/build_minilm_graph.py
+turns it into the weightless `minilm.onnx` shipped as package data (`graph_weights`); the
+running gateway never imports this module nor `onnx`. onnxruntime's own optimiser fuses
+LayerNorm, GELU and attention patterns at load.
 Inputs: `input_ids`, `attention_mask` (int64, [batch, seq]); output `embedding` [batch, hidden].
 """
 

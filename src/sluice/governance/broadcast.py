@@ -14,8 +14,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError
+
+from sluice.state import redis as redis_pools
 
 log = logging.getLogger("sluice.governance")
 
@@ -27,7 +28,7 @@ class KeyChanges:
     def __init__(
         self, redis_url: str, forget: Callable[[str], None], forget_all: Callable[[], None]
     ) -> None:
-        self._client = redis.Redis.from_url(redis_url)
+        self._client = redis_pools.client(redis_url)  # the process's pool for the URL
         self._forget = forget
         self._forget_all = forget_all
         self._task: asyncio.Task[None] | None = None
@@ -52,7 +53,7 @@ class KeyChanges:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._client.aclose()
+        await redis_pools.release(self._client)
 
     async def _run(self) -> None:
         while True:

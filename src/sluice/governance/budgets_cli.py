@@ -15,13 +15,13 @@ from typing import Any
 
 import click
 import orjson
-import sqlalchemy as sa
 
 from sluice.governance.counters import NANO, BudgetCheck, CounterBackendError
 from sluice.governance.ledger import spend_since
 from sluice.governance.limits_config import EACH, LimitsConfig
 from sluice.governance.scopes import Who, budget_checks, period_start
 from sluice.governance.spec import Budget
+from sluice.state import engines
 
 _LEDGER_COLUMNS = {"tenant": "tenant", "team": "team", "user": "user_id", "feature": "feature"}
 
@@ -60,7 +60,7 @@ async def _live(config: LimitsConfig, checks: list[BudgetCheck]) -> list[tuple[i
 
 
 def _from_ledger(url: str, rows: list[tuple[str, str, BudgetCheck]], now: float) -> list[int]:
-    engine = sa.create_engine(url)
+    engine = engines.acquire(url)
     try:
         out: list[int] = []
         for kind, name, check in rows:
@@ -73,7 +73,7 @@ def _from_ledger(url: str, rows: list[tuple[str, str, BudgetCheck]], now: float)
                 out.append(int(spend.get("tokens", 0)))
         return out
     finally:
-        engine.dispose()
+        engines.release(engine)
 
 
 def budget_report(config: LimitsConfig, tenant: str, use_ledger: bool) -> list[dict[str, Any]]:

@@ -17,10 +17,10 @@ import orjson
 from pydantic import ValidationError
 
 from sluice.config import ConfigError, SluiceConfig, default_config, load_config
-from sluice.governance import migrations
 from sluice.governance.keys import KeyCreate, KeyUpdate
 from sluice.governance.runtime import GovernanceError, resolve_pepper
 from sluice.governance.store import KeyStore
+from sluice.state import migrations
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -195,7 +195,14 @@ def db() -> None:
 @db.command()
 @_store_options
 def upgrade(config_path: str | None, store_url: str | None) -> None:
-    """Run the Alembic migrations up to the newest revision."""
+    """Run the Alembic migrations up to the newest revision: the governance tables in the key
+    store and, without --store, the call-record table in the record store."""
     url = store_url or _config(config_path).governance.store_url
-    migrations.upgrade(url)
-    click.echo(f"{url}: at revision {migrations.current(url)}", err=True)
+    migrations.upgrade(url, "governance")
+    click.echo(f"{url}: governance at revision {migrations.current(url)}", err=True)
+    if store_url is None:
+        records = _config(config_path).observability.records.store_url
+        if records:
+            migrations.upgrade(records, "records")
+            at = migrations.current(records, "records")
+            click.echo(f"{records}: records at revision {at}", err=True)

@@ -25,33 +25,15 @@ from sluice.observe.rows import bounded, write_splitting
 from sluice.observe.spool import ORPHAN_SCAN_S, Spool, claim_orphan, orphan_paths
 from sluice.observe.store import dead_letter_table, park_row
 from sluice.pgcopy import copy_rows, is_postgresql
+from sluice.state import engines, migrations
+from sluice.state.tables import spend_ledger
 
 if TYPE_CHECKING:
     from sluice.pipeline.context import CallContext
 
 log = logging.getLogger("sluice.limits")
 
-TABLE_NAME = "sluice_spend_ledger"
-metadata = sa.MetaData()
-spend_ledger = sa.Table(
-    TABLE_NAME,
-    metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-    sa.Column("ts", sa.Double, nullable=False),  # epoch seconds, UTC
-    sa.Column("request_id", sa.String(128), nullable=False),
-    sa.Column("tenant", sa.String(255), nullable=False),
-    sa.Column("key_id", sa.String(64), nullable=True),
-    sa.Column("team", sa.String(255), nullable=True),
-    sa.Column("user_id", sa.String(255), nullable=True),
-    sa.Column("feature", sa.String(255), nullable=True),
-    sa.Column("model", sa.String(255), nullable=False),
-    sa.Column("deployment", sa.String(255), nullable=True),
-    sa.Column("input_tokens", sa.Integer, nullable=False),
-    sa.Column("output_tokens", sa.Integer, nullable=False),
-    sa.Column("cost_usd", sa.Numeric(20, 10), nullable=True),  # NULL: unknown price
-    sa.Index("ix_sluice_spend_ledger_ts", "ts"),
-    sa.Index("ix_sluice_spend_ledger_tenant_ts", "tenant", "ts"),
-)
+TABLE_NAME = spend_ledger.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +95,7 @@ class Ledger:
         if not config.store_url:
             raise ValueError("the spend ledger needs limits.ledger.store_url")
         self.config = config
-        self.engine = sa.create_engine(config.store_url, pool_pre_ping=True)
+        self.engine = engines.acquire(config.store_url)  # shared with every store on the URL
         self._queue: asyncio.Queue[LedgerRow | None] = asyncio.Queue(config.max_pending)
         self._task: asyncio.Task[None] | None = None
         self._ready = False
@@ -240,7 +222,7 @@ class Ledger:
         await self.flush()
         if self._spool is not None:
             self._spool.close()
-        await asyncio.to_thread(self.engine.dispose)
+        await asyncio.to_thread(engines.release, self.engine)
 
     async def _write_forever(self) -> None:
         while True:
@@ -268,9 +250,7 @@ class Ledger:
     def _insert(self, rows: Sequence[LedgerRow]) -> None:
         if not self._ready:
             if self.config.migrate:
-                from sluice.governance import migrations
-
-                migrations.upgrade(self.config.store_url or "")  # 0002_spend_ledger
+                migrations.upgrade(self.config.store_url or "", "governance")
             self._ready = True
         with self.engine.begin() as conn:
             if is_postgresql(self.engine):

@@ -39,6 +39,7 @@ from sluice.governance.counters import (
     RateState,
     Settlement,
 )
+from sluice.state import redis as redis_pools
 
 log = logging.getLogger("sluice.limits")
 
@@ -228,24 +229,14 @@ class RedisCounters:
         prefix: str = "sluice:gov:",
         *,
         timeout_s: float = 0.25,
-        max_connections: int = 16,
         client: Redis | None = None,
         lease_s: float | None = None,
     ) -> None:
+        # The process's shared pool for `url` (sluice.state.redis): calls beyond its size wait
+        # for a free connection instead of failing; `_run` bounds each whole call.
+        self._shared = client is None
         if client is None:
-            from redis.asyncio import BlockingConnectionPool, Redis
-
-            # Calls beyond `max_connections` wait for a free connection instead of failing
-            # (each script takes well under a millisecond); a burst of new connections on a
-            # busy machine needs longer to connect than a warm script needs to run.
-            pool = BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=max(timeout_s * 4, 1.0),
-                socket_timeout=timeout_s,
-                socket_connect_timeout=max(timeout_s, 1.0),
-            )
-            client = Redis.from_pool(pool)  # closing the client closes the pool
+            client = redis_pools.client(url)
         self._client = client
         self.prefix = prefix
         self._timeout_s = timeout_s
@@ -327,7 +318,10 @@ class RedisCounters:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
             self._renewer = None
-        await self._client.aclose()
+        if self._shared:
+            await redis_pools.release(self._client)
+        else:
+            await self._client.aclose()
 
     async def _renew_forever(self, lease_s: float) -> None:
         """Move the deadlines of this replica's live reservations on, every lease/3."""

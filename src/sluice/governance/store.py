@@ -1,8 +1,9 @@
 """`KeyStore`: virtual keys in SQLite or PostgreSQL (SQLAlchemy Core, table `sluice_keys`).
 
 Every method is synchronous and does blocking I/O: from the event loop call them through
-`asyncio.to_thread`. The schema comes from the Alembic migrations (`migrate()`), never
-from `create_all`, so SQLite and PostgreSQL stores evolve the same way.
+`asyncio.to_thread`. The table is defined in `sluice.state.tables` and made by the
+`governance` branch of the one Alembic environment (`migrate()`), never by `create_all`, so
+SQLite and PostgreSQL stores evolve the same way.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from sluice.governance import migrations
 from sluice.governance.keys import (
     KeyCreate,
     KeyRecord,
@@ -24,8 +24,9 @@ from sluice.governance.keys import (
     new_key_id,
     shown_prefix,
 )
-from sluice.governance.schema import keys
 from sluice.governance.spec import Budget, RateLimits
+from sluice.state import engines, migrations
+from sluice.state.tables import keys
 
 # Request-body field -> column, for the fields a create or update may set.
 _COLUMN_OF = {
@@ -46,15 +47,14 @@ class KeyStore:
     def __init__(self, url: str, pepper: bytes) -> None:
         self.url = url
         self._pepper = pepper
-        connect_args: dict[str, Any] = {"timeout": 30} if url.startswith("sqlite") else {}
-        self.engine: Engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        self.engine: Engine = engines.acquire(url)  # shared with every store on this URL
 
     def migrate(self) -> None:
         """Create or upgrade the governance tables (idempotent)."""
-        migrations.upgrade(self.url)
+        migrations.upgrade(self.url, "governance")
 
     def close(self) -> None:
-        self.engine.dispose()
+        engines.release(self.engine)
 
     def hash(self, key: str) -> str:
         return hash_key(key, self._pepper)

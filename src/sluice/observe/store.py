@@ -1,8 +1,9 @@
 """`RecordStore`: call records in SQLite or PostgreSQL, on SQLAlchemy Core.
 
 One table (`call_records` unless told otherwise) with a column per `CallRecord` field plus
-a surrogate `id`, indexed on ts, tenant, user_id, feature, route, deployment and request_id.
-The schema is made with `create_schema()` (`metadata.create_all`) until migrations exist.
+a surrogate `id`, indexed on ts and request_id. The table is defined in
+`sluice.state.tables` and made or upgraded by the `records` branch of the one Alembic
+environment (`sluice.state.migrations`); the engine is the process's one for the URL.
 
 Every method is synchronous and does blocking I/O: from the event loop, call them through
 `asyncio.to_thread` (the `RecordSink` does this for writes).
@@ -25,36 +26,26 @@ from typing import Any, Literal, TypedDict, get_args
 import orjson
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     Column,
     Double,
     Engine,
-    Index,
     Integer,
     MetaData,
-    Numeric,
     String,
     Table,
     Text,
-    create_engine,
-    event,
-    inspect,
     select,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.pool import StaticPool
-from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from sluice.observe.records import CACHE_HITS, FIELD_NAMES, CallRecord
 from sluice.pgcopy import copy_rows, is_postgresql
+from sluice.state import engines, migrations
+from sluice.state.tables import RECORDS_TABLE, records_table
 
 DEFAULT_URL = "sqlite:///sluice.db"
 
 GroupBy = Literal["user_id", "feature", "model_requested", "route", "tenant", "deployment"]
 GROUP_BY_COLUMNS: tuple[str, ...] = get_args(GroupBy)
-# Every query filters on the time range and groups in Python; each extra index would cost
-# every insert (measured: 13 -> 10 µs per row on SQLite with 7 indexes -> 2).
-_INDEXED = ("ts", "request_id")
 # Rows per INSERT statement: 36 columns x 200 rows stays far below the parameter limits
 # of SQLite (32,766) and PostgreSQL (65,535).
 _ROWS_PER_STATEMENT = 200
@@ -84,77 +75,7 @@ class GroupStats(Percentiles):
     cache_hit_rate: float  # share of calls answered from Sluice's cache (exact or semantic)
 
 
-class _Money(TypeDecorator[Decimal]):
-    """NUMERIC(20, 10) where the database has it; exact decimal text on SQLite, which would
-    otherwise round money through floats."""
-
-    impl = Numeric(20, 10, asdecimal=True)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(40))
-        return dialect.type_descriptor(Numeric(20, 10, asdecimal=True))
-
-    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        return str(value) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        return value if isinstance(value, Decimal) else Decimal(str(value))
-
-
 _MONEY_FIELDS = ("cost_usd", "cost_saved_usd", "routing_saved_usd")
-
-
-def _columns() -> list[Column[Any]]:
-    def s(name: str, length: int = 255) -> Column[Any]:
-        return Column(name, String(length), nullable=True)
-
-    return [
-        Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
-        Column("request_id", String(255), nullable=False),
-        s("parent_request_id"),
-        s("attempt_of"),
-        Column("kind", String(16), nullable=False),
-        s("trace_id"),
-        Column("ts", Double(), nullable=False),
-        s("tenant"),
-        s("key_id"),
-        s("user_id"),
-        s("feature"),
-        s("session"),
-        s("route"),
-        Column("model_requested", String(255), nullable=False),
-        s("deployment"),
-        s("provider"),
-        s("upstream_model"),
-        Column("attempts", Integer(), nullable=False),
-        Column("fallback_triggered", Boolean(), nullable=False),
-        s("cache_status", 16),
-        Column("cache_similarity", Double(), nullable=True),
-        Column("stream", Boolean(), nullable=False),
-        Column("input_tokens", BigInteger(), nullable=False),
-        Column("output_tokens", BigInteger(), nullable=False),
-        Column("cache_read_tokens", BigInteger(), nullable=False),
-        Column("cache_write_tokens", BigInteger(), nullable=False),
-        Column("cost_usd", _Money(), nullable=True),
-        Column("cost_saved_usd", _Money(), nullable=True),
-        Column("latency_ms", Double(), nullable=False),
-        Column("ttft_ms", Double(), nullable=True),
-        s("finish_reason", 32),
-        Column("status", Integer(), nullable=False),
-        s("error_type", 64),
-        s("system_prompt_hash", 64),
-        Column("input_preview", Text(), nullable=True),
-        Column("output_preview", Text(), nullable=True),
-        Column("route_decision", Text(), nullable=True),
-        Column("routing_saved_usd", _Money(), nullable=True),
-        s("usage_source", 16),
-    ]
 
 
 DEAD_LETTERS = "sluice_dead_letters"
@@ -198,24 +119,6 @@ def park_row(
         )
 
 
-def _make_engine(url: str) -> Engine:
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    if url in ("sqlite://", "sqlite:///:memory:", "sqlite+pysqlite:///:memory:"):
-        # One shared connection, so every thread sees the same in-memory database.
-        return create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-    engine = create_engine(url)
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    return engine
-
-
 def percentile(ordered: Sequence[float], q: float) -> float | None:
     """The q-th percentile (0-100) of sorted values, interpolating between ranks."""
     if not ordered:
@@ -227,44 +130,29 @@ def percentile(ordered: Sequence[float], q: float) -> float | None:
 
 
 class RecordStore:
-    def __init__(self, url: str = DEFAULT_URL, *, table_name: str = "call_records") -> None:
-        self.engine = _make_engine(url)
+    def __init__(self, url: str = DEFAULT_URL, *, table_name: str = RECORDS_TABLE) -> None:
+        self.url = url
+        self.engine = engines.acquire(url)  # shared with every store on this URL
         self._statements: dict[int, str] = {}
-        self.metadata = MetaData()
-        self.table = Table(
-            table_name,
-            self.metadata,
-            *_columns(),
-            *(Index(f"ix_{table_name}_{name}", name) for name in _INDEXED),
-        )
+        self.table = records_table(table_name)
+        self.metadata = self.table.metadata
         self.dead_letters = dead_letter_table(self.metadata)
 
     @classmethod
-    def open(cls, url: str = DEFAULT_URL, *, table_name: str = "call_records") -> RecordStore:
-        """A store whose table exists (created if missing)."""
+    def open(cls, url: str = DEFAULT_URL, *, table_name: str = RECORDS_TABLE) -> RecordStore:
+        """A store whose table exists (created or upgraded by the migrations)."""
         store = cls(url, table_name=table_name)
-        store.create_schema()
+        try:
+            store.create_schema()
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def create_schema(self) -> None:
-        self.metadata.create_all(self.engine)
-        self._add_missing_columns()
-
-    def _add_missing_columns(self) -> None:
-        """A table made by an older Sluice gets the nullable columns added since (additive
-        only; until migrations exist)."""
-        have = {c["name"] for c in inspect(self.engine).get_columns(self.table.name)}
-        missing = [c for c in self.table.columns if c.name not in have and c.nullable]
-        if not missing:
-            return
-        quote = self.engine.dialect.identifier_preparer
-        with self.engine.begin() as conn:
-            for column in missing:
-                kind = column.type.compile(dialect=self.engine.dialect)
-                conn.exec_driver_sql(
-                    f"ALTER TABLE {quote.format_table(self.table)} "
-                    f"ADD COLUMN {quote.quote(column.name)} {kind}"
-                )
+        """Create or upgrade the table: the `records` branch of `sluice.state.migrations`
+        (adopts a table made by an older Sluice and adds the columns it lacks)."""
+        migrations.upgrade(self.url, "records", table=self.table.name)
 
     def missing(self, records: Sequence[CallRecord]) -> list[CallRecord]:
         """The records the table does not have yet (by request id and timestamp): what a
@@ -289,10 +177,11 @@ class RecordStore:
         return True
 
     def drop_schema(self) -> None:
-        self.metadata.drop_all(self.engine)
+        """Drop the table and forget its revision (tests)."""
+        migrations.drop(self.url, "records", table=self.table.name)
 
     def close(self) -> None:
-        self.engine.dispose()
+        engines.release(self.engine)
 
     def write_batch(self, records: Iterable[CallRecord]) -> None:
         """Insert records in one transaction (all or none): COPY on PostgreSQL (`pgcopy`),

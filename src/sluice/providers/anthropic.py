@@ -11,7 +11,7 @@ from sluice.cost.prices import default_price_table
 from sluice.errors import UpstreamConnectError
 from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter, upstream_headers
-from sluice.providers.http import READ_BOUNDARY, UpstreamClient, parse_event_json
+from sluice.providers.http import READ_BOUNDARY, make_transport, parse_event_json
 from sluice.providers.prompt_cache import DEFAULT_MIN_TOKENS, PrefixMemory, add_breakpoints
 from sluice.providers.ratelimit import parse_ratelimit
 from sluice.types import FLUSH, ChatRequest, ChatResponse, EventStream, StreamStart
@@ -33,7 +33,7 @@ class AnthropicProvider:
         key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
         if key:
             self._headers["x-api-key"] = key
-        self._client = UpstreamClient(name, cfg.max_connections)
+        self._client = make_transport(cfg.transport, name, cfg.max_connections)
         self._forward = HeaderFilter(cfg.forward_headers)
         self._prompt_caching = cfg.prompt_caching
         self._prefixes = PrefixMemory()  # prompt prefixes seen lately (repeat detection)

@@ -1,17 +1,22 @@
-"""One pooled client per upstream (`sluice.providers.transport`), and mapping of transport
-failures to typed errors.
+"""The seam under the provider adapters: the `UpstreamTransport` Protocol, what every
+transport shares (SSE parsing, stream deadlines, failures mapped to typed errors), and
+`make_transport` choosing one by the provider's `transport:` setting.
 
-Adapters call `post` (whole body) or `open_stream` (SSE events); both raise only
-`UpstreamError` subclasses, so stages above never see transport exceptions.
+Two transports satisfy it:
+- `aiohttp` (default, `sluice.providers.aiohttp_client`): aiohttp's client, a well-kept
+  library; honours HTTP(S)_PROXY / NO_PROXY (`trust_env`).
+- `lean` (opt-in, `sluice.providers.lean`): Sluice's own HTTP/1.1 pool on httptools
+  (`sluice.providers.transport`); less CPU per call (BENCHMARKS.md), no proxy support.
+Both run the same test suite (tests/unit/test_upstream_transports.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -24,7 +29,7 @@ from sluice.errors import (
     UpstreamTimeoutError,
 )
 from sluice.providers.ratelimit import parse_retry_after
-from sluice.providers.transport import BadResponse, ConnectFailed, Headers, Pool
+from sluice.providers.transport import BadResponse, ConnectFailed, ConnectTimeout, Headers
 from sluice.providers.upstream_codes import upstream_code
 
 
@@ -36,84 +41,55 @@ class SSEEvent:
 
 # How long a stream read to its last event may take to end its HTTP body, in the background,
 # before its connection is closed instead of reused.
-_TRAILING_END_S = 2.0
+TRAILING_END_S = 2.0
 
 # Yielded after the events of each network read (see `sluice.types.Flush`).
 READ_BOUNDARY = SSEEvent("sluice.read-boundary", "")
 
 
-class UpstreamClient:
-    """A keep-alive connection pool to one upstream, created lazily inside the event loop."""
+class UpstreamTransport(Protocol):
+    """How a provider adapter reaches its upstream: one pooled client per provider.
 
-    def __init__(self, name: str, max_connections: int) -> None:
-        self.name = name
-        self._max_connections = max_connections
-        self._pool: Pool | None = None
-
-    def pool(self) -> Pool:
-        if self._pool is None or self._pool.closed:
-            self._pool = Pool(self._max_connections, keepalive_s=30.0)
-        return self._pool
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+    `post` returns (headers, parsed JSON body); `open_stream` yields (headers, SSE events)
+    with a READ_BOUNDARY after each network read. Both raise only `UpstreamError`
+    subclasses: error statuses as `UpstreamStatusError`, timeouts (connect included) as
+    `UpstreamTimeoutError`, no connection or a dropped one as `UpstreamConnectError`, bytes
+    that are not HTTP/JSON as `UpstreamMalformedError`. A transport sends each request at
+    most once: a retry is the executor's decision, counted in `x-sluice-attempts`."""
 
     async def post(
         self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig, dep: str
-    ) -> tuple[Headers, Any]:
-        """POST and return (headers, parsed JSON body); error statuses raise."""
-        try:
-            async with asyncio.timeout(timeouts.total_s):
-                resp = await self.pool().post(url, headers, body, timeouts.connect_s)
-                try:
-                    raw = await resp.read()
-                finally:
-                    resp.release()
-        except UpstreamError:
-            raise
-        except Exception as exc:
-            raise transport_error(exc, dep) from exc
-        if resp.status >= 400:
-            raise status_error(resp.status, resp.headers, raw, dep)
-        return resp.headers, _parse_json(raw, dep)
+    ) -> tuple[Headers, Any]: ...
 
-    @asynccontextmanager
-    async def open_stream(
+    def open_stream(
         self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig, dep: str
-    ) -> AsyncIterator[tuple[Headers, AsyncIterator[SSEEvent]]]:
-        """POST and yield (headers, SSE events). The first event must come within ttft_s,
-        later ones within idle_s of each other; the whole stream within total_s."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        deadline = started + timeouts.total_s
-        first_by = min(started + timeouts.ttft_s, deadline)
-        try:
-            async with asyncio.timeout_at(first_by):
-                resp = await self.pool().post(url, headers, body, timeouts.connect_s)
-        except Exception as exc:
-            raise transport_error(exc, dep) from exc
-        read_to_the_end = False
-        try:
-            if resp.status >= 400:
-                async with asyncio.timeout_at(min(loop.time() + timeouts.idle_s, deadline)):
-                    raw = await resp.read()
-                raise status_error(resp.status, resp.headers, raw, dep)
-            chunks = _timed(resp.chunks(), first_by, timeouts.idle_s, deadline)
-            yield resp.headers, _events(chunks, dep)
-            read_to_the_end = True  # the adapter saw the stream's last event
-        except UpstreamError:
-            raise
-        except Exception as exc:
-            raise transport_error(exc, dep) from exc
-        finally:
-            if read_to_the_end:  # keep the connection once the body's end trails in
-                resp.release_when_done(_TRAILING_END_S)
-            else:  # abandoned or failed: close it, so the upstream stops generating
-                resp.release()
+    ) -> AbstractAsyncContextManager[tuple[Headers, AsyncIterator[SSEEvent]]]: ...
+
+    async def close(self) -> None: ...
 
 
-async def _timed(
+TransportKind = Literal["aiohttp", "lean"]
+
+
+def make_transport(kind: TransportKind, name: str, max_connections: int) -> UpstreamTransport:
+    """The transport a provider's config names (`transport:`; aiohttp unless told)."""
+    if kind == "lean":
+        from sluice.providers.lean import LeanTransport
+
+        return LeanTransport(name, max_connections)
+    from sluice.providers.aiohttp_client import AiohttpTransport
+
+    return AiohttpTransport(name, max_connections)
+
+
+def stream_deadlines(timeouts: TimeoutConfig) -> tuple[float, float]:
+    """(first_by, deadline) in loop time: the first event within ttft_s, all within total_s."""
+    started = asyncio.get_running_loop().time()
+    deadline = started + timeouts.total_s
+    return min(started + timeouts.ttft_s, deadline), deadline
+
+
+async def timed(
     chunks: AsyncIterator[bytes], first_by: float, idle_s: float, deadline: float
 ) -> AsyncIterator[bytes]:
     """`chunks`: the first by `first_by` (loop time), each later one within idle_s of the one
@@ -129,7 +105,7 @@ async def _timed(
         by = min(loop.time() + idle_s, deadline)
 
 
-async def _events(chunks: AsyncIterator[bytes], dep: str) -> AsyncIterator[SSEEvent]:
+async def sse_events(chunks: AsyncIterator[bytes], dep: str) -> AsyncIterator[SSEEvent]:
     """SSE events from the body, read in whatever blocks the network delivers (one await
     per read, not per line)."""
     buffer = b""
@@ -170,7 +146,7 @@ def _parse_block(block: bytes) -> SSEEvent | None:
     return SSEEvent(event, "\n".join(data)) if data else None
 
 
-def _parse_json(raw: bytes, dep: str) -> Any:
+def parse_json(raw: bytes, dep: str) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -216,6 +192,8 @@ def status_error(status: int, headers: Headers, raw: bytes, dep: str) -> Upstrea
 
 
 def transport_error(exc: BaseException, dep: str) -> UpstreamError:
+    if isinstance(exc, ConnectTimeout):
+        return UpstreamTimeoutError(f"upstream {dep} timed out connecting", deployment=dep)
     if isinstance(exc, TimeoutError):
         return UpstreamTimeoutError(f"upstream {dep} timed out", deployment=dep)
     if isinstance(exc, ConnectFailed):

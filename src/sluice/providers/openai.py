@@ -13,7 +13,7 @@ from sluice.config import OpenAIProviderConfig
 from sluice.errors import UpstreamConnectError
 from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter, upstream_headers
-from sluice.providers.http import READ_BOUNDARY, UpstreamClient, parse_event_json
+from sluice.providers.http import READ_BOUNDARY, make_transport, parse_event_json
 from sluice.providers.ratelimit import parse_ratelimit
 from sluice.types import FLUSH, ChatRequest, ChatResponse, EventStream, Finish, StreamStart
 from sluice.wire.openai.request import encode_request
@@ -51,7 +51,7 @@ class OpenAIProvider:
         key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
         if key:
             self._headers["authorization"] = f"Bearer {key}"
-        self._client = UpstreamClient(name, cfg.max_connections)
+        self._client = make_transport(cfg.transport, name, cfg.max_connections)
         self._forward = HeaderFilter(cfg.forward_headers)
 
     def _body(self, req: ChatRequest, dep: Deployment) -> bytes:

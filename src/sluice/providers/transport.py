@@ -1,17 +1,17 @@
-"""A lean HTTP/1.1 keep-alive client for upstream calls: asyncio protocols and httptools'
-C parser, nothing else.
+"""The lean HTTP/1.1 keep-alive pool under the opt-in `lean` transport
+(`sluice.providers.lean`): asyncio protocols and httptools' C parser, nothing else.
 
-Why not aiohttp's client here: a proxied request's upstream call is the largest piece of the
-gateway's CPU per request, and aiohttp's client spends ~125 µs of it (request and response
-objects, header merging, tracing hooks, cookie handling) where this one spends ~55 µs against
-the same simulator (BENCHMARKS.md, "Server, HTTP client and JSON library"). Upstream calls
-need little of what aiohttp offers: POST a JSON body, read a JSON body or a byte stream,
-reuse connections, time out, fail with a clear type. aiohttp still serves the gateway's own
-HTTP and sends webhooks.
+Why it exists: a proxied request's upstream call is the largest piece of the gateway's CPU
+per request, and aiohttp's client spends more of it (request and response objects, header
+merging, tracing hooks, cookie handling) than this pool does against the same simulator
+(BENCHMARKS.md, "Upstream transport"). It is no longer the default: the library client is
+(`sluice.providers.aiohttp_client`), with proxies from the environment. This pool knows no
+proxies and no HTTP/2.
 
-Failures raise `ConnectFailed` (no connection), `Disconnected` (the peer went away before
-the response ended) or `BadResponse` (not HTTP/1.x); timeouts are the caller's
-`asyncio.timeout`, and a cancelled or abandoned response closes its connection.
+Failures raise `ConnectFailed` (no connection), `ConnectTimeout` (none within the connect
+timeout), `Disconnected` (the peer went away before the response ended) or `BadResponse`
+(not HTTP/1.x); other timeouts are the caller's `asyncio.timeout`, and a cancelled or
+abandoned response closes its connection. A request is sent at most once.
 """
 
 from __future__ import annotations
@@ -37,14 +37,15 @@ _SET_BY_US = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "accept-encoding"}
 )
 _DRAINING: set[asyncio.Task[None]] = set()  # strong references to background drains
-# A reused connection that the upstream drops, without a byte of answer, within this long
-# of the request going out was being closed as idle while we sent: the request goes out once
-# more on a new connection. Later, the upstream may have started on it: no second copy.
-_STALE_RACE_S = 0.25
 
 
 class ConnectFailed(OSError):
     """No connection could be opened (refused, unresolvable, TLS handshake failed)."""
+
+
+class ConnectTimeout(TimeoutError, ConnectFailed):
+    """No connection within the connect timeout: a timeout (`UpstreamTimeoutError`), not a
+    refusal."""
 
 
 class Disconnected(ConnectionError):
@@ -86,7 +87,6 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
-        self.got_bytes = False  # since the last request went out
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpResponseParser(self)
         self._raw_headers: list[tuple[bytes, bytes]] = []
@@ -98,7 +98,6 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
-        self.got_bytes = True
         if self._head is None:  # bytes nobody asked for: the connection can't be trusted
             self._fail(BadResponse("the upstream sent data with no request outstanding"))
             return
@@ -160,7 +159,6 @@ class _Connection(asyncio.Protocol):
             raise Disconnected("the connection is not open")
         self._head = self._loop.create_future()
         self._response = None
-        self.got_bytes = False
         self.transport.write(head + body)
         return self._head
 
@@ -358,22 +356,17 @@ class Pool:
             target = self._targets[url] = Target.parse(url)
         head = _request_head(target, headers, len(body))
         key = (target.host, target.port, target.secure)
-        for _ in range(2):
-            conn, reused = await self._acquire(key, target, connect_timeout)
-            sent_at = time.monotonic()
-            try:
-                response = await conn.send(head, body)
-            except Disconnected:
-                self._give_back(key, conn, reusable=False)
-                if reused and not conn.got_bytes and time.monotonic() - sent_at < _STALE_RACE_S:
-                    continue  # the upstream was closing this idle connection as we sent
-                raise
-            except BaseException:
-                self._give_back(key, conn, reusable=False)
-                raise
-            response._release = lambda c, reusable: self._give_back(key, c, reusable)
-            return response
-        raise Disconnected("the upstream closed the connection")
+        conn = await self._acquire(key, target, connect_timeout)
+        try:
+            response = await conn.send(head, body)
+        except BaseException:
+            # Sent at most once, even when a reused connection was being closed as idle as
+            # we sent: a second copy would be an upstream call nobody counts. The caller's
+            # retry policy decides, and its retry shows in x-sluice-attempts and records.
+            self._give_back(key, conn, reusable=False)
+            raise
+        response._release = lambda c, reusable: self._give_back(key, c, reusable)
+        return response
 
     async def close(self) -> None:
         self.closed = True
@@ -388,16 +381,14 @@ class Pool:
                     waiter.set_exception(Disconnected("the connection pool is closed"))
         self._waiters.clear()
 
-    async def _acquire(
-        self, key: Key, target: Target, connect_s: float
-    ) -> tuple[_Connection, bool]:
-        """A connection to the target and whether it was reused."""
+    async def _acquire(self, key: Key, target: Target, connect_s: float) -> _Connection:
+        """A connection to the target: an idle one, a handed-over one, or a new one."""
         idle = self._idle.get(key)
         now = time.monotonic()
         while idle:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < self._keepalive_s:
-                return conn, True
+                return conn
             conn.abort()
             self._open[key] -= 1
         if self._open.get(key, 0) < self._limit:
@@ -405,10 +396,10 @@ class Pool:
         else:
             handed = await self._wait_turn(key)
             if handed is not None and not handed.closed:
-                return handed, True
+                return handed
             # A free slot (or a connection that died on the way): ours to open anew.
         try:
-            return await self._connect(target, connect_s), False
+            return await self._connect(target, connect_s)
         except BaseException:
             self._free_slot(key)
             raise
@@ -441,7 +432,9 @@ class Pool:
                     ssl=context,
                     server_hostname=target.host if context else None,
                 )
-        except OSError as exc:  # TimeoutError included
+        except TimeoutError as exc:
+            raise ConnectTimeout(f"no connection to {target.host}:{target.port} in time") from exc
+        except OSError as exc:
             raise ConnectFailed(f"cannot connect to {target.host}:{target.port}: {exc}") from exc
         return conn
 

@@ -41,7 +41,7 @@ from sluice.frontends.config import EmbeddingsConfig
 from sluice.pipeline.context import CallContext
 from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter, upstream_headers
-from sluice.providers.http import UpstreamClient
+from sluice.providers.http import UpstreamTransport, make_transport
 from sluice.tokens import count_text
 from sluice.types import CallMeta, ChatRequest, Usage
 from sluice.web.body import read_json
@@ -112,7 +112,7 @@ class EmbeddingsAPI:
     def __init__(self, gateway: Gateway, config: EmbeddingsConfig) -> None:
         self.gateway = gateway
         self.config = config
-        self._clients: dict[str, UpstreamClient] = {}
+        self._clients: dict[str, UpstreamTransport] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
         started, wall_start = time.perf_counter(), time.time()
@@ -235,7 +235,8 @@ class EmbeddingsAPI:
     ) -> tuple[Any, Any]:
         client = self._clients.get(dep.provider)
         if client is None:
-            client = self._clients[dep.provider] = UpstreamClient(dep.provider, cfg.max_connections)
+            client = make_transport(cfg.transport, dep.provider, cfg.max_connections)
+            self._clients[dep.provider] = client
         base = {"content-type": "application/json", **cfg.headers}
         key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
         if key:
@@ -243,7 +244,8 @@ class EmbeddingsAPI:
         headers = upstream_headers(base, HeaderFilter(cfg.forward_headers), meta)
         body = orjson.dumps({**emb.body, "model": dep.model})
         url = cfg.api_base.rstrip("/") + "/embeddings"
-        return await client.post(url, headers, body, dep.timeouts, dep.id)
+        answer: tuple[Any, Any] = await client.post(url, headers, body, dep.timeouts, dep.id)
+        return answer
 
     async def close(self) -> None:
         for client in self._clients.values():

@@ -26,22 +26,12 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import orjson
 import psycopg
-from sqlalchemy import (
-    Column,
-    Double,
-    Index,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    delete,
-    select,
-)
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from sluice.cache.semantic.catalog import SemanticCatalog, SemanticEntry
+from sluice.state import engines, migrations
+from sluice.state.tables import semantic_table
 
 log = logging.getLogger("sluice.cache.semantic")
 
@@ -85,35 +75,12 @@ class MemoryStore:
         return None
 
 
-def semantic_table(name: str) -> Table:
-    return Table(
-        name,
-        MetaData(),
-        Column("id", String(64), primary_key=True),
-        Column("tenant", String(255), nullable=False),
-        Column("route", String(255), nullable=False),
-        Column("scope", String(96), nullable=False),
-        Column("question", Text(), nullable=False),
-        Column("vector", LargeBinary(), nullable=False),  # float32, little-endian
-        Column("response", LargeBinary(), nullable=False),  # encode_response_blob
-        Column("created_at", Double(), nullable=False),
-        Column("expires_at", Double(), nullable=False),
-        Index(f"ix_{name}_expires_at", "expires_at"),
-    )
-
-
-def sqlalchemy_url(url: str) -> str:
-    """`postgresql://` means psycopg 3 here (SQLAlchemy would pick psycopg2)."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
-
-
 class SqlStore:
     """Entries written through to a table; loaded back at `open`."""
 
     def __init__(self, url: str, table: str) -> None:
-        self.engine: Engine = create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+        self.url = url
+        self.engine: Engine = engines.acquire(url)  # shared with every store on this URL
         self.table = semantic_table(table)
         self._clock: Callable[[], float] = time.time
         self.catalog: SemanticCatalog | None = None
@@ -129,8 +96,13 @@ class SqlStore:
 
     async def open(self, catalog: SemanticCatalog) -> None:
         self.catalog, self._clock = catalog, catalog.clock
-        await self._run(self.table.metadata.create_all, self.engine)
+        await self._run(self._migrate)
         await self.reload()
+
+    def _migrate(self) -> None:
+        """Create the table (or adopt one made before migrations): the `semantic` branch of
+        `sluice.state.migrations`, under its replica lock."""
+        migrations.upgrade(self.url, "semantic", table=self.table.name)
 
     async def reload(self) -> int:
         """Replace the catalog's content with the live rows (newest `max_entries`)."""
@@ -221,7 +193,7 @@ class SqlStore:
     async def close(self) -> None:
         if self._pending:
             await asyncio.wait(set(self._pending))
-        await self._run(self.engine.dispose)
+        await self._run(engines.release, self.engine)
 
 
 def channel_name(table: str) -> str:
@@ -229,7 +201,7 @@ def channel_name(table: str) -> str:
 
 
 def psycopg_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+    return engines.database_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 class PostgresStore(SqlStore):
@@ -246,7 +218,7 @@ class PostgresStore(SqlStore):
 
     async def open(self, catalog: SemanticCatalog) -> None:
         self.catalog, self._clock = catalog, catalog.clock
-        await self._run(self.table.metadata.create_all, self.engine)
+        await self._run(self._migrate)
         self._ready = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._listen_forever(), name="sluice-semantic-listen")

@@ -11,7 +11,7 @@ from alembic import op
 
 revision = "0001_keys"
 down_revision: str | None = None
-branch_labels = None
+branch_labels = ("governance",)
 depends_on = None
 
 

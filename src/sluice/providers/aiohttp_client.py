@@ -1,0 +1,190 @@
+"""The default transport: aiohttp's client (a well-kept library) behind the
+`UpstreamTransport` seam.
+
+- Proxies from the environment (`trust_env=True`): HTTP_PROXY / HTTPS_PROXY / NO_PROXY,
+  as users of LiteLLM, Portkey and the vendors' SDKs expect.
+- One `ClientSession` per provider, made lazily inside the event loop (a closed one is
+  replaced on next use); at most `max_connections` connections per host, kept alive 30 s.
+- Timeouts: `connect_s` bounds the TCP/TLS connect (`sock_connect`), the rest is ours
+  (`total_s` for a whole answer; `ttft_s`, `idle_s`, `total_s` for a stream).
+- A POST is sent at most once: aiohttp retries only idempotent methods on a dropped
+  keep-alive connection, so a retry is always the executor's, and counted.
+- Failures are mapped at this boundary to the typed `UpstreamError`s of `sluice.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+from sluice.config import TimeoutConfig
+from sluice.errors import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamMalformedError,
+    UpstreamTimeoutError,
+)
+from sluice.providers.http import (
+    TRAILING_END_S,
+    SSEEvent,
+    parse_json,
+    sse_events,
+    status_error,
+    stream_deadlines,
+    timed,
+    transport_error,
+)
+from sluice.providers.transport import Headers
+
+
+class AiohttpTransport:
+    def __init__(self, name: str, max_connections: int) -> None:
+        self.name = name
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._draining: set[asyncio.Task[None]] = set()  # see _release_when_done
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=self._max_connections, keepalive_timeout=30.0
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                trust_env=True,  # HTTP(S)_PROXY, NO_PROXY
+                timeout=aiohttp.ClientTimeout(total=None),  # ours: see post / open_stream
+                cookie_jar=aiohttp.DummyCookieJar(),  # no state between tenants' calls
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Stop the background drains (their connections close), then the session."""
+        drains = list(self._draining)
+        for task in drains:
+            task.cancel()
+        await asyncio.gather(*drains, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def _send(self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig) -> Any:
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise ValueError(f"header {name!r} holds a line break")
+        return self.session().post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s),
+            allow_redirects=False,
+        )
+
+    async def post(
+        self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig, dep: str
+    ) -> tuple[Headers, Any]:
+        """POST and return (headers, parsed JSON body); error statuses raise."""
+        try:
+            async with (
+                asyncio.timeout(timeouts.total_s),
+                self._send(url, headers, body, timeouts) as resp,
+            ):
+                raw = await resp.read()
+        except Exception as exc:
+            raise _error(exc, dep) from exc
+        if resp.status >= 400:
+            raise status_error(resp.status, resp.headers, raw, dep)
+        return resp.headers, parse_json(raw, dep)
+
+    @asynccontextmanager
+    async def open_stream(
+        self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig, dep: str
+    ) -> AsyncIterator[tuple[Headers, AsyncIterator[SSEEvent]]]:
+        """POST and yield (headers, SSE events). The first event must come within ttft_s,
+        later ones within idle_s of each other; the whole stream within total_s."""
+        loop = asyncio.get_running_loop()
+        first_by, deadline = stream_deadlines(timeouts)
+        try:
+            async with asyncio.timeout_at(first_by):
+                resp = await self._send(url, headers, body, timeouts)
+        except Exception as exc:
+            raise _error(exc, dep) from exc
+        read_to_the_end = False
+        try:
+            if resp.status >= 400:
+                async with asyncio.timeout_at(min(loop.time() + timeouts.idle_s, deadline)):
+                    raw = await resp.read()
+                raise status_error(resp.status, resp.headers, raw, dep)
+            chunks = timed(_chunks(resp, dep), first_by, timeouts.idle_s, deadline)
+            yield resp.headers, sse_events(chunks, dep)
+            read_to_the_end = True  # the adapter saw the stream's last event
+        except UpstreamError:
+            raise
+        except Exception as exc:
+            raise _error(exc, dep) from exc
+        finally:
+            if read_to_the_end:  # keep the connection once the body's end trails in
+                self._release_when_done(resp)
+            else:  # abandoned or failed: close it, so the upstream stops generating
+                resp.close()
+
+    def _release_when_done(self, resp: aiohttp.ClientResponse) -> None:
+        """Return the connection once the body's end has arrived (waiting at most
+        TRAILING_END_S in the background): a reader stops at the last event it needs, and
+        the end of a chunked body often comes a moment later. Unended, it is closed."""
+        if resp.content.at_eof():
+            resp.release()
+            return
+
+        async def drain() -> None:
+            ended = False
+            try:
+                async with asyncio.timeout(TRAILING_END_S):
+                    while await resp.content.readany():
+                        pass
+                ended = True
+            except Exception:  # timed out or failed: not reusable
+                pass
+            finally:
+                if ended:
+                    resp.release()
+                else:
+                    resp.close()
+
+        task = asyncio.get_running_loop().create_task(drain())
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+
+async def _chunks(resp: aiohttp.ClientResponse, dep: str) -> AsyncIterator[bytes]:
+    """The body in the pieces the network delivered (decompressed by aiohttp)."""
+    try:
+        async for chunk in resp.content.iter_any():
+            yield chunk
+    except Exception as exc:
+        raise _error(exc, dep) from exc
+
+
+def _error(exc: BaseException, dep: str) -> UpstreamError:
+    """aiohttp's failures as Sluice's typed upstream errors."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return UpstreamTimeoutError(f"upstream {dep} timed out connecting", deployment=dep)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamConnectError(f"cannot connect to upstream {dep}", deployment=dep)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        cause = exc.__cause__ or exc.__context__
+        if "encoding" in str(exc).lower() or "encoding" in type(cause).__name__.lower():
+            return UpstreamMalformedError(
+                f"upstream {dep} sent an invalid compressed body", deployment=dep
+            )
+        return UpstreamConnectError(f"upstream {dep} closed the connection", deployment=dep)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return UpstreamConnectError(f"upstream {dep} closed the connection", deployment=dep)
+    if isinstance(exc, aiohttp.ClientResponseError):  # not a valid HTTP response
+        return UpstreamMalformedError(f"upstream {dep} sent an invalid response", deployment=dep)
+    return transport_error(exc, dep)

@@ -1,0 +1,273 @@
+"""What every `UpstreamTransport` must do, run against both: `aiohttp` (the default) and
+`lean` (Sluice's own pool). Scripted HTTP/1.1 servers on loopback; outcomes are the typed
+errors the executor sees."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import shutil
+import socket
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sluice.config import TimeoutConfig
+from sluice.errors import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamMalformedError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
+from sluice.providers.http import READ_BOUNDARY, UpstreamTransport, make_transport
+from tests.unit.scripted_http import Reply, ok, send, serve
+
+JSON = {"content-type": "application/json"}
+FAST = TimeoutConfig(connect_s=2, ttft_s=5, idle_s=5, total_s=10)
+
+
+@pytest.fixture(params=["aiohttp", "lean"])
+async def transport(request: pytest.FixtureRequest) -> AsyncIterator[UpstreamTransport]:
+    client = make_transport(request.param, "d", 2)
+    yield client
+    await client.close()
+
+
+async def events(client: UpstreamTransport, url: str, stop_at: str | None = None) -> list[str]:
+    got = []
+    async with client.open_stream(url, JSON, b"{}", FAST, "d") as (_, stream):
+        async for event in stream:
+            if event is READ_BOUNDARY:
+                continue
+            got.append(event.data)
+            if event.data == stop_at:
+                break
+    return got
+
+
+async def test_post_reuses_its_connection_and_sends_the_body(
+    transport: UpstreamTransport,
+) -> None:
+    async with serve(ok(b'{"a":1}', b"x-one: 1\r\n")) as (url, server):
+        for _ in range(3):
+            headers, body = await transport.post(url, JSON, b'{"q":2}', FAST, "d")
+            assert body == {"a": 1} and headers["x-one"] == "1"
+        assert server.connections == 1
+        head = server.requests[0].split(b"\r\n")
+        assert head[0] == b"POST /v1/x?y=1 HTTP/1.1"
+        assert b"content-type: application/json" in [h.lower() for h in head]
+        assert server.requests[0].endswith(b'{"q":2}')
+
+
+async def test_chunked_gzip_and_until_close_bodies(transport: UpstreamTransport) -> None:
+    packed = gzip.compress(b'{"hello":"world"}')
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (packed[:7], packed[7:]))
+    reply = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-encoding: gzip\r\n\r\n"
+    async with serve(send(reply + chunked + b"0\r\n\r\n")) as (url, _):
+        assert (await transport.post(url, JSON, b"{}", FAST, "d"))[1] == {"hello": "world"}
+    async with serve(send(b'HTTP/1.1 200 OK\r\n\r\n{"all":1}', keep=False)) as (url, server):
+        for _ in range(2):
+            assert (await transport.post(url, JSON, b"{}", FAST, "d"))[1] == {"all": 1}
+        assert server.connections == 2  # the body ended with the connection
+
+
+async def test_error_status_carries_retry_after(transport: UpstreamTransport) -> None:
+    body = b'{"error":{"message":"slow down"}}'
+    async with serve(_status(429, body)) as (url, _):
+        with pytest.raises(UpstreamStatusError) as caught:
+            await transport.post(url, JSON, b"{}", FAST, "d")
+    assert caught.value.upstream_status == 429 and caught.value.retry_after_s == 3
+    assert "slow down" in str(caught.value)
+
+
+def _status(status: int, body: bytes) -> Reply:
+    return send(
+        b"HTTP/1.1 %d X\r\nretry-after: 3\r\ncontent-length: %d\r\n\r\n%s"
+        % (status, len(body), body)
+    )
+
+
+async def test_stream_to_its_last_event_keeps_the_connection(
+    transport: UpstreamTransport,
+) -> None:
+    async def sse(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for data in (b"data: 1\n\n", b"data: [DONE]\n\n"):
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the end of the body trails the last event
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async with serve(sse) as (url, server):
+        for _ in range(3):
+            assert await events(transport, url, "[DONE]") == ["1", "[DONE]"]
+            await asyncio.sleep(0.1)
+        assert server.connections == 1
+        with pytest.raises(UpstreamError):  # the reader fails mid-stream: connection dropped
+            async with transport.open_stream(url, JSON, b"{}", FAST, "d") as (_, stream):
+                async for _event in stream:
+                    raise RuntimeError("reader gave up")
+        assert await events(transport, url, "[DONE]") == ["1", "[DONE]"]
+        assert server.connections == 2
+
+
+async def test_stream_timeouts_first_event_by_ttft_then_idle(
+    transport: UpstreamTransport,
+) -> None:
+    async def slow_first(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.5)  # headers at once, the first event late
+        writer.write(b"9\r\ndata: 1\n\n\r\n0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async with serve(slow_first) as (url, _):
+        strict = TimeoutConfig(ttft_s=0.2, idle_s=5)
+        with pytest.raises(UpstreamTimeoutError):
+            async with transport.open_stream(url, JSON, b"{}", strict, "d") as (_, stream):
+                async for _event in stream:
+                    pass
+        patient = TimeoutConfig(ttft_s=2, idle_s=0.1)  # idle does not apply to the first
+        async with transport.open_stream(url, JSON, b"{}", patient, "d") as (_, stream):
+            got = [e.data async for e in stream if e is not READ_BOUNDARY]
+        assert got == ["1"]
+
+
+async def test_at_most_max_connections_per_host(transport: UpstreamTransport) -> None:
+    release = asyncio.Event()
+
+    async def slow(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        await release.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+        return True
+
+    async with serve(slow) as (url, server):
+        calls = [asyncio.create_task(transport.post(url, JSON, b"{}", FAST, "d")) for _ in range(5)]
+        await asyncio.sleep(0.2)
+        assert server.connections == 2 and len(server.requests) == 2
+        release.set()
+        assert [body for _, body in await asyncio.gather(*calls)] == [{}] * 5
+        assert server.connections == 2
+
+
+async def test_failures_are_typed(transport: UpstreamTransport) -> None:
+    async with serve(ok(b"")) as (url, _):
+        pass  # closed: nothing listens on that port any more
+    with pytest.raises(UpstreamConnectError, match="cannot connect"):
+        await transport.post(url, JSON, b"{}", FAST, "d")
+    async with serve(send(b"SMTP ready\r\n\r\n")) as (url, _):
+        with pytest.raises(UpstreamMalformedError):
+            await transport.post(url, JSON, b"{}", FAST, "d")
+    cut = send(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part", keep=False)
+    async with serve(cut) as (url, _):
+        with pytest.raises(UpstreamConnectError, match="closed the connection"):
+            await transport.post(url, JSON, b"{}", FAST, "d")
+    half = gzip.compress(b"x" * 5000)[:40]
+    async with serve(ok(half, b"content-encoding: gzip\r\n")) as (url, _):
+        with pytest.raises(UpstreamError):  # never an answer
+            await transport.post(url, JSON, b"{}", FAST, "d")
+    async with serve(ok(b"not json")) as (url, _):
+        with pytest.raises(UpstreamMalformedError, match="not JSON"):
+            await transport.post(url, JSON, b"{}", FAST, "d")
+
+
+async def test_a_connect_timeout_is_a_timeout(transport: UpstreamTransport) -> None:
+    """A host that never completes the handshake: a listener whose accept queue is full
+    drops further SYNs, so connecting hangs until connect_s."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue (never accepted)
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        await asyncio.sleep(0.1)
+        slow = TimeoutConfig(connect_s=0.3, ttft_s=10, total_s=10)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(UpstreamTimeoutError, match="connecting"):
+            await transport.post(f"http://127.0.0.1:{port}/v1/x", JSON, b"{}", slow, "d")
+        assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+async def test_a_dropped_keep_alive_request_is_sent_once(transport: UpstreamTransport) -> None:
+    """The upstream hangs up on the second request of a kept-alive connection without a
+    word: the call fails (the executor decides to retry, and counts it) instead of being
+    sent again unseen."""
+    answered: list[asyncio.StreamWriter] = []  # kept alive: ids never reused
+
+    async def first_only(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        if any(w is writer for w in answered):
+            return False
+        answered.append(writer)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+        return True
+
+    async with serve(first_only) as (url, server):
+        await transport.post(url, JSON, b"{}", FAST, "d")
+        with pytest.raises(UpstreamConnectError):
+            await transport.post(url, JSON, b"{}", FAST, "d")
+        assert len(server.requests) == 2
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    command = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+    command += f" -addext subjectAltName=IP:127.0.0.1 -keyout {key} -out {cert}"
+    subprocess.run(command.split(), check=True, capture_output=True)
+    return cert, key
+
+
+async def test_an_untrusted_certificate_is_refused(
+    transport: UpstreamTransport, self_signed: tuple[Path, Path]
+) -> None:
+    cert, key = self_signed
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    async with serve(ok(b"{}"), tls=tls) as (url, server):
+        with pytest.raises(UpstreamConnectError):
+            await transport.post(url, JSON, b"{}", FAST, "d")
+        assert server.requests == []
+
+
+async def test_the_default_transport_goes_through_the_environments_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY sends the call to the proxy (absolute-form request line); NO_PROXY
+    exempts a host. Only the aiohttp transport knows proxies."""
+    async with serve(ok(b'{"via":"proxy"}')) as (proxy_url, proxy):
+        proxy_base = proxy_url.split("/v1/")[0]
+        monkeypatch.setenv("HTTP_PROXY", proxy_base)
+        monkeypatch.setenv("NO_PROXY", "")
+        client = make_transport("aiohttp", "d", 2)
+        try:
+            upstream = "http://upstream.invalid:8080/v1/chat/completions"
+            assert (await client.post(upstream, JSON, b"{}", FAST, "d"))[1] == {"via": "proxy"}
+            assert proxy.requests[0].startswith(b"POST " + upstream.encode())
+            async with serve(ok(b'{"via":"direct"}')) as (direct_url, direct):
+                monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+                await client.close()  # the environment is read per session
+                client = make_transport("aiohttp", "d", 2)
+                body = (await client.post(direct_url, JSON, b"{}", FAST, "d"))[1]
+                assert body == {"via": "direct"} and len(direct.requests) == 1
+        finally:
+            await client.close()
