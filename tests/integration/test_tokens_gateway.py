@@ -28,7 +28,7 @@ from sluice.context.summarize import INSTRUCTIONS, SUMMARY_HEADING
 from sluice.governance.keys import KeyCreate
 from sluice.sim.config import SimConfig
 from sluice.sim.server import create_app as create_sim
-from tests.governance_rig import keyed_config, set_env
+from tests.governance_rig import ADMIN, keyed_config, set_env
 from tests.integration.test_cache_redis import redis_backend_or_skip
 
 pytestmark = pytest.mark.integration
@@ -262,7 +262,10 @@ async def test_default_max_tokens_and_ceiling_reach_the_upstream(rig: Rig) -> No
 async def test_the_estimate_ratio_is_exported(rig: Rig) -> None:
     await _ask(rig, 0, "metrics")
     await _ask(rig, 1, "metrics")
-    async with aiohttp.ClientSession() as http, http.get(rig.url + "/metrics") as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(rig.url + "/metrics", headers=ADMIN) as resp,  # metrics_auth is on by default
+    ):
         text = await resp.text()
     line = next(x for x in text.splitlines() if x.startswith("sluice_token_estimate_ratio{"))
     assert 'model="gpt-4o-mini"' in line
