@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
+from aiohttp.http_exceptions import ContentEncodingError
 from yarl import URL
 
 from sluice.config import TimeoutConfig
@@ -199,8 +200,11 @@ def _error(exc: BaseException, dep: str) -> UpstreamError:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamConnectError(f"cannot connect to upstream {dep}", deployment=dep)
     if isinstance(exc, aiohttp.ClientPayloadError):
+        # A bad compressed body (Content-Encoding) is malformed; a body cut short (its
+        # chunked Transfer-Encoding or Content-Length not satisfied) is a closed connection.
         cause = exc.__cause__ or exc.__context__
-        if "encoding" in str(exc).lower() or "encoding" in type(cause).__name__.lower():
+        text = f"{exc} {cause}".lower()
+        if isinstance(cause, ContentEncodingError) or "content-encoding" in text:
             return UpstreamMalformedError(
                 f"upstream {dep} sent an invalid compressed body", deployment=dep
             )
