@@ -16,7 +16,14 @@ from click.testing import CliRunner
 from sluice.cli import main
 from sluice.config import SluiceConfig
 from sluice.eval.feedback import MAX_COMMENT_CHARS, MAX_TAGS
-from tests.governance_rig import create_key, gateway, keyed_config, postgres_schema, set_env
+from tests.governance_rig import (
+    ADMIN,
+    create_key,
+    gateway,
+    keyed_config,
+    postgres_schema,
+    set_env,
+)
 
 pytestmark = pytest.mark.integration
 HELLO = [{"role": "user", "content": "hello feedback"}]
@@ -90,7 +97,7 @@ async def test_feedback_is_scoped_to_the_tenant_and_joined_to_records(
     assert status == 201
 
     # Metrics count submissions per served model (both of globex's, replaced or not).
-    async with http.get(base + "/metrics") as resp:
+    async with http.get(base + "/metrics", headers=ADMIN) as resp:  # metrics_auth is on
         text = await resp.text()
     assert 'sluice_feedback_total{kind="up",model="gpt-4o-mini"} 1.0' in text
     assert 'sluice_feedback_total{kind="score",model="gpt-4o"} 2.0' in text

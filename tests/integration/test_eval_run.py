@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 
 from sluice import server
 from sluice.cli import main
+from sluice.config import default_config
 from tests.conftest import gateway_config
 
 pytestmark = pytest.mark.integration
@@ -91,7 +92,9 @@ async def test_two_targets_gate_fails_on_the_injected_regression(
     assert len(doc["failures"]) == 1 and "max-regression" in doc["failures"][0]
     # Costs come from the call records (the gateway sends no cost header), per item.
     for summary in (base, cand):
-        assert summary["cost_sources"] == {"record": 7}, summary
+        assert summary["cost_sources"] == {
+            "header": 7
+        }  # x-sluice-cost-usd on every answer, summary
         assert float(summary["cost_per_item_usd"]) > 0
         assert (
             summary["latency_ms_p50"] > 0 and summary["latency_ms_p95"] >= summary["latency_ms_p50"]
@@ -185,7 +188,7 @@ async def test_judge_scorer_through_the_gateway(gateway_url: str, tmp_path: Path
         r["judgements"]["judge"]["score"] for r in rows
     ]
     await asyncio.sleep(1.5)  # records are written in batches
-    store = RecordStore("sqlite:///sluice.db")
+    store = RecordStore(default_config().observability.records.store_url or "")
     try:
         records = store.query()
     finally:
@@ -262,7 +265,7 @@ async def test_custom_scorer_markdown_and_resume(gateway_url: str, tmp_path: Pat
     assert rows2[0]["request_id"] == rows[0]["request_id"]  # kept, not called again
     assert rows2[1]["request_id"] != rows[1]["request_id"]  # a new run id
     await asyncio.sleep(1.5)  # records are written in batches
-    store = RecordStore("sqlite:///sluice.db")
+    store = RecordStore(default_config().observability.records.store_url or "")
     try:
         calls = [r for r in store.query() if r.feature == "sluice-eval" and r.kind == "call"]
     finally:

@@ -21,22 +21,20 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     delete,
     select,
 )
-from sqlalchemy.pool import StaticPool
 
 from sluice.eval.feedback import Feedback
+from sluice.state import engines
 
 TABLE = "sluice_feedback"
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url`; in-memory SQLite shares one connection across threads."""
-    if url in ("sqlite://", "sqlite:///:memory:"):
-        return create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-    return create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    """The process's shared engine for `url` (sluice.state: one per database; pair with
+    `engines.release`)."""
+    return engines.acquire(url)
 
 
 class FeedbackStore:
@@ -65,7 +63,7 @@ class FeedbackStore:
         return store
 
     def close(self) -> None:
-        self.engine.dispose()
+        engines.release(self.engine)
 
     def put(self, fb: Feedback) -> None:
         """Store `fb`, replacing earlier feedback of the same tenant on the same call."""

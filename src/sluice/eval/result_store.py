@@ -16,6 +16,7 @@ from sqlalchemy import Boolean, Column, Double, Index, MetaData, String, Table, 
 
 from sluice.eval.feedback_store import make_engine
 from sluice.eval.runner import ItemResult
+from sluice.state import engines
 
 TABLE = "sluice_eval_results"
 _ROWS_PER_INSERT = 500
@@ -78,7 +79,7 @@ class EvalResultStore:
         return store
 
     def close(self) -> None:
-        self.engine.dispose()
+        engines.release(self.engine)
 
     def save(self, run_id: str, dataset: str, results: Sequence[ItemResult]) -> None:
         """Every result of one run, in one transaction."""

@@ -18,9 +18,13 @@ _MEMORY = ("", ":memory:")
 def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
     """`$SLUICE_STATE_DIR`, else `$XDG_DATA_HOME/sluice`, else `~/.local/share/sluice`."""
     env = os.environ if env is None else env
-    if env.get("SLUICE_STATE_DIR"):
-        return Path(env["SLUICE_STATE_DIR"]).expanduser()
-    base = env.get("XDG_DATA_HOME") or str(Path("~/.local/share").expanduser())
+
+    def var(name: str) -> str | None:  # a config's own mapping first, then the process's
+        return env.get(name) or os.environ.get(name)
+
+    if state := var("SLUICE_STATE_DIR"):
+        return Path(state).expanduser()
+    base = var("XDG_DATA_HOME") or str(Path("~/.local/share").expanduser())
     return Path(base).expanduser() / "sluice"
 
 

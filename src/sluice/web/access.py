@@ -98,5 +98,5 @@ def check_access(request: web.Request) -> web.Response | None:
     if cookie and same_secret(cookie, settings.session_token):
         return None
     return unauthorized(
-        "admin key required: send 'Authorization: Bearer <key>' or log in at /ui/login?key=<key>"
+        "admin key required: send 'Authorization: Bearer <key>' or log in at /ui/login"
     )

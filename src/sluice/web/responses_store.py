@@ -32,13 +32,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     delete,
-    event,
     select,
 )
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import StaticPool
+
+from sluice.state import engines
 
 log = logging.getLogger("sluice.responses")
 
@@ -82,21 +81,9 @@ class ResponseStore(Protocol):
 
 
 def _engine(url: str) -> Engine:
-    if url in ("sqlite://", "sqlite:///:memory:"):
-        return create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url)
-
-    @event.listens_for(engine, "connect")
-    def _wal(dbapi_conn: Any, _record: Any) -> None:
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
-        cursor.execute("PRAGMA synchronous=NORMAL")  # in WAL: no fsync per commit
-        cursor.execute("PRAGMA busy_timeout=5000")
-        cursor.close()
-
-    return engine
+    """The process's shared engine for `url` (sluice.state: one per database, SQLite files
+    in WAL mode, their directory made on first use)."""
+    return engines.acquire(url)
 
 
 class SqlResponseStore:
@@ -213,4 +200,4 @@ class SqlResponseStore:
         return bool(done.rowcount)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.engine.dispose)
+        await asyncio.to_thread(engines.release, self.engine)
