@@ -13,6 +13,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from sluice import server
+from sluice.config import default_config
 from sluice.observe.store import RecordStore
 from tests.conftest import gateway_config
 
@@ -55,7 +56,7 @@ async def test_cost_header_cache_deployment_and_saved_cost(sim_url: str) -> None
     finally:
         await oai.close()
         await runner.cleanup()
-    store = RecordStore.open("sqlite:///sluice.db")
+    store = RecordStore.open(default_config().observability.records.store_url or "")  # state_dir
     records = [r for r in store.query() if r.kind == "call"]
     store.close()
     assert len(records) == 3
