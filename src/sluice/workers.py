@@ -65,9 +65,21 @@ def per_worker_problems(config: SluiceConfig) -> list[str]:
             "would get N times its step or cost limit; run one worker per process"
         )
     for url in (config.observability.records.store_url, config.governance.store_url):
-        if url and url.startswith("sqlite") and url.endswith(":memory:"):
+        if url and _in_memory_sqlite(url):
             problems.append(f"{url}: an in-memory SQLite store is per worker")
     return problems
+
+
+def _in_memory_sqlite(url: str) -> bool:
+    """`sqlite://` (no path) is SQLAlchemy's in-memory database too, not only `:memory:`."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
 
 
 def check_port_free(host: str, port: int) -> None:
