@@ -76,12 +76,16 @@ def serve(
     config, source = _load(config_path)
     host = host or config.server.host
     port = config.server.port if port is None else port
-    from sluice.workers import per_worker_problems, resolve_workers, run_workers
+    from sluice.workers import check_port_free, per_worker_problems, resolve_workers, run_workers
 
     try:
         count = resolve_workers(workers)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--workers") from None
+    try:
+        check_port_free(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
     if count > 1:
         problems = per_worker_problems(config)
         if problems:

@@ -18,8 +18,10 @@ compose file) for exact totals, or sum `rate()` over scrapes; the records store 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -63,15 +65,55 @@ def per_worker_problems(config: SluiceConfig) -> list[str]:
             "would get N times its step or cost limit; run one worker per process"
         )
     for url in (config.observability.records.store_url, config.governance.store_url):
-        if url and url.startswith("sqlite") and url.endswith(":memory:"):
+        if url and _in_memory_sqlite(url):
             problems.append(f"{url}: an in-memory SQLite store is per worker")
     return problems
 
 
-def _run_in_fork(worker: Callable[[], None]) -> None:
+def _in_memory_sqlite(url: str) -> bool:
+    """`sqlite://` (no path) is SQLAlchemy's in-memory database too, not only `:memory:`."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise OSError if `host:port` cannot be listened on. Bound once without SO_REUSEPORT:
+    the workers' own bind would otherwise silently share the port with another
+    `sluice serve --workers` (the kernel allows it), and fail with a worker's traceback
+    (restarted forever if start-up took > 5 s) when another program holds it."""
+    if port == 0:
+        return
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+            probe.bind(address)
+
+
+def _detach_from_parent(parent: int) -> None:
+    """Own process group: a terminal's Ctrl-C (sent to the whole group) reaches the workers
+    once, forwarded by the parent, not twice (a second signal cuts the drain short). And a
+    SIGTERM when the parent dies, even by SIGKILL: no orphan keeps serving the port."""
+    os.setpgid(0, 0)
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl
+            os._exit(0)
+
+
+def _run_in_fork(worker: Callable[[], None], parent: int) -> None:
     """The worker's side of the fork: run, report a crash, and never return."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _detach_from_parent(parent)
     code = 0
     try:
         worker()
@@ -99,9 +141,10 @@ class _Supervisor:
         self.last_restart = 0.0
 
     def spawn(self, slot: int) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _run_in_fork(self.worker)
+            _run_in_fork(self.worker, parent)
         self.children[pid] = (slot, time.monotonic())
 
     def stop(self, signum: int, _frame: object = None) -> None:

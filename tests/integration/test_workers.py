@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -70,6 +71,7 @@ def serve(config: Path, workers: str, port: int) -> subprocess.Popen[bytes]:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a shell job would be
         )
     finally:
         log.close()
@@ -182,3 +184,79 @@ def test_sigterm_drains_in_flight_calls_on_every_worker(tmp_path: Path, sim: Chi
         assert status == 200 and body.rstrip().endswith(b"data: [DONE]")
     proc.wait(timeout=60)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("reuse_port", [False, True])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_refused_in_one_line(
+    tmp_path: Path, sim: Child, workers: str, reuse_port: bool
+) -> None:
+    """Held by another program, or by another `sluice serve --workers` (SO_REUSEPORT), which
+    the kernel would otherwise let this one share silently."""
+    with socket.socket() as held:
+        if reuse_port:
+            held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        proc = serve(write_config(tmp_path / "c.yaml", sim.url), workers, held.getsockname()[1])
+        proc.wait(timeout=60)
+    out = (tmp_path / "gateway.log").read_bytes()
+    assert proc.returncode == 1
+    assert b"in use" in out and b"Traceback" not in out
+
+
+def test_ctrl_c_to_the_process_group_still_drains(tmp_path: Path, sim: Child) -> None:
+    """A terminal's Ctrl-C signals the whole group: each worker must see it once (from the
+    parent), not twice, or the second one cuts its in-flight streams."""
+    config = write_config(tmp_path / "c.yaml", sim.url, server={"drain_timeout_s": 20})
+    port = free_port()
+    proc = serve(config, "2", port)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url + "/readyz", Child("gateway", url, proc, tmp_path / "none"), timeout=60)
+    time.sleep(1.0)
+    stream = {
+        "model": "gpt-4o-mini",
+        "stream": True,
+        "max_tokens": 30,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    pace = {"x-sim-tps": "10", "x-sim-output-tokens": "30"}
+    before = open_streams(sim)
+    with ThreadPoolExecutor(2) as pool:
+        calls = [pool.submit(post, url, stream, pace) for _ in range(2)]
+        deadline = time.monotonic() + 30
+        while open_streams(sim) < before + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        results = [c.result() for c in calls]
+    for status, body in results:
+        assert status == 200 and body.rstrip().endswith(b"data: [DONE]")
+    proc.wait(timeout=60)
+    assert proc.returncode == 0
+
+
+def test_workers_do_not_outlive_a_killed_parent(tmp_path: Path, sim: Child) -> None:
+    port = free_port()
+    proc = serve(write_config(tmp_path / "c.yaml", sim.url), "2", port)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url + "/readyz", Child("gateway", url, proc, tmp_path / "none"), timeout=60)
+    time.sleep(1.0)
+    pids = worker_pids(proc.pid)
+    assert len(pids) == 2
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = {p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)}
+        time.sleep(0.2)
+    for pid in alive:  # clean up before failing
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "orphaned workers kept serving the port"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True

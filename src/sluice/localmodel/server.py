@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 import urllib.error
@@ -55,7 +56,24 @@ def _params(cfg: LocalServerConfig) -> Any:
     params.model_alias = {cfg.alias or cfg.model.name}
     params.endpoint_slots = True  # /slots shows busy slots (tests check a dropped call frees one)
     params.endpoint_metrics = True
-    return xllamacpp.Server(params)
+    _check_port_free(cfg.host, cfg.port)
+    try:
+        return xllamacpp.Server(params)
+    except RuntimeError as exc:  # llama.cpp says only "please check the input params"
+        raise LocalModelError(
+            f"llama.cpp could not load {cfg.model.path} (not a GGUF model llama.cpp can run?): "
+            f"{exc}"
+        ) from None
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """llama.cpp fails on a port in use with the same opaque error as on a bad model."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise LocalModelError(f"cannot listen on {host}:{port}: {exc}") from None
 
 
 def wait_healthy(base: str, timeout_s: float) -> None:
