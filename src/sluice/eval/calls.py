@@ -8,9 +8,7 @@ from sluice.observe.records import FIELD_NAMES, CallRecord
 from sluice.observe.store import RecordStore
 
 
-def find_call(
-    store: RecordStore, request_id: str, tenant: str | None = None
-) -> CallRecord | None:
+def find_call(store: RecordStore, request_id: str, tenant: str | None = None) -> CallRecord | None:
     """The `kind="call"` record with this request id (the newest, should ids repeat: a caller
     may send its own `x-sluice-request-id`), or None. Blocking: run in a thread.
     With `tenant`, only that tenant's records count: another tenant reusing the id can
@@ -20,10 +18,7 @@ def find_call(
     if tenant is not None:
         where.append(t.c.tenant == tenant)
     stmt = (
-        select(*(t.c[name] for name in FIELD_NAMES))
-        .where(*where)
-        .order_by(t.c.ts.desc())
-        .limit(1)
+        select(*(t.c[name] for name in FIELD_NAMES)).where(*where).order_by(t.c.ts.desc()).limit(1)
     )
     with store.engine.connect() as conn:
         row = conn.execute(stmt).first()
