@@ -30,6 +30,7 @@ from aiohttp import web
 
 from sluice.config import OpenAIProviderConfig
 from sluice.cost.compute import compute_cost
+from sluice.edge.body import read_json
 from sluice.embed import EmbedderUnavailableError, get_embedder
 from sluice.errors import (
     InternalError,
@@ -45,7 +46,6 @@ from sluice.providers.forwarding import HeaderFilter, upstream_headers
 from sluice.providers.http import UpstreamTransport, make_transport
 from sluice.tokens import count_text
 from sluice.types import CallMeta, ChatRequest, ChatResponse, Message, TextPart, Usage
-from sluice.web.body import read_json
 from sluice.wire.fields import invalid, opt, req
 
 if TYPE_CHECKING:
@@ -123,7 +123,8 @@ class EmbeddingsAPI:
         status, error_type = 200, None
         try:
             identity = await gateway.authenticate(request.headers)
-            body = await read_json(request, gateway.config.server.max_body_bytes)
+            server = gateway.config.server
+            body = await read_json(request, server.max_body_bytes, server.edge)
             emb = decode(body, self.config.max_inputs)
             headers = {k.lower(): v for k, v in request.headers.items()}
             meta = CallMeta(
