@@ -3,6 +3,7 @@ the calls, `POST /v1/sluice/feedback` over HTTP, then `sluice eval export` / `fe
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 from sluice.cli import main
 from sluice.config import SluiceConfig
 from sluice.eval.feedback import MAX_COMMENT_CHARS, MAX_TAGS
+from sluice.web.feedback import RECORD_WAIT_S
 from tests.governance_rig import (
     ADMIN,
     create_key,
@@ -195,3 +197,40 @@ async def test_feedback_body_sent_in_pieces(rig: tuple[str, aiohttp.ClientSessio
     big = b'{"request_id": "x", "comment": "' + b"y" * 20_000 + b'"}'
     async with http.post(base + "/v1/sluice/feedback", data=pieces(big), headers=headers) as r:
         assert r.status == 413
+
+
+async def test_another_tenant_reusing_a_request_id_cannot_hide_or_probe_a_call(
+    rig: tuple[str, aiohttp.ClientSession, str],
+) -> None:
+    """A caller may choose its own `x-sluice-request-id`: a second tenant that sends a call
+    under the first tenant's id must not take the first tenant's feedback away, and probing
+    another tenant's id answers exactly like an unknown id (same 404, no faster)."""
+    base, http, records = rig
+    acme = (await create_key(http, base, tenant="acme"))["key"]
+    globex = (await create_key(http, base, tenant="globex"))["key"]
+    acme_call = await _call(base, acme)
+    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key=globex, max_retries=0)
+    try:
+        await client.chat.completions.create(
+            model="gpt-4o",
+            messages=HELLO,  # type: ignore[arg-type]
+            extra_headers={"x-sluice-request-id": acme_call},
+        )
+    finally:
+        await client.close()
+    await _feedback(http, base, globex, {"request_id": "warm-up", "score": 1})  # records flushed
+    status, body = await _feedback(http, base, acme, {"request_id": acme_call, "score": 1})
+    assert status == 201, body
+    assert body["model"] == "gpt-4o-mini"
+    # The labelled export joins acme's feedback to acme's call, not globex's look-alike.
+    result = CliRunner().invoke(main, ["eval", "export", "--store", records, "--since", "1h"])
+    assert result.exit_code == 0, result.output
+    (row,) = [orjson.loads(line) for line in result.output.splitlines()]
+    assert row["tenant"] == "acme" and row["model"] == "gpt-4o-mini"
+
+    other = await _call(base, acme, model="gpt-4o")
+    await _feedback(http, base, acme, {"request_id": other, "score": 1})  # written by now
+    started = time.monotonic()
+    status, body = await _feedback(http, base, globex, {"request_id": other, "score": 0})
+    assert status == 404 and body["error"]["message"].startswith("no call")
+    assert time.monotonic() - started >= RECORD_WAIT_S * 0.9  # not told apart by timing

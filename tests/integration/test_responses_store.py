@@ -149,6 +149,7 @@ async def test_a_call_that_dies_after_finishing_never_leaves_readers_waiting(
     from aiohttp import web
     from aiohttp.test_utils import make_mocked_request
 
+    from sluice.edge.config import EdgeConfig
     from sluice.identity import Identity
     from sluice.web.responses import _CALL, ResponsesAPI
 
@@ -167,7 +168,8 @@ async def test_a_call_that_dies_after_finishing_never_leaves_readers_waiting(
     async def authenticate(headers: Any) -> Identity:
         return Identity.anonymous()
 
-    gateway: Any = SimpleNamespace(authenticate=authenticate)
+    server = SimpleNamespace(max_body_bytes=1 << 20, edge=EdgeConfig())
+    gateway: Any = SimpleNamespace(authenticate=authenticate, config=SimpleNamespace(server=server))
     api = ResponsesAPI(gateway, store, serve)
     request = make_mocked_request("POST", "/v1/responses")
     request._read_bytes = b'{"model": "m", "input": "hi"}'

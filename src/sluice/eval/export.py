@@ -75,7 +75,7 @@ def export_rows(url: str, since: float) -> list[dict[str, Any]]:
         records.close()
     rows = []
     for fb in given:
-        call = joined.get(fb.request_id, {})
+        call = joined.get((fb.tenant, fb.request_id), {})
         rows.append(
             {
                 "request_id": fb.request_id,
@@ -96,19 +96,23 @@ def export_rows(url: str, since: float) -> list[dict[str, Any]]:
     return rows
 
 
-def _records_by_id(store: RecordStore, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+def _records_by_id(
+    store: RecordStore, ids: Sequence[str]
+) -> dict[tuple[str | None, str], dict[str, Any]]:
+    """The call records by (tenant, request id): a caller may choose its own request id, so
+    another tenant's call under the same id must not label this tenant's feedback."""
     t = store.table
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[tuple[str | None, str], dict[str, Any]] = {}
     with store.engine.connect() as conn:
         for start in range(0, len(ids), _IN_CHUNK):
             part = list(set(ids[start : start + _IN_CHUNK]))
             stmt = (
-                select(*(t.c[c] for c in _JOINED), t.c.ts)
+                select(*(t.c[c] for c in _JOINED), t.c.tenant, t.c.ts)
                 .where(t.c.request_id.in_(part), t.c.kind == "call")
                 .order_by(t.c.ts)
             )
             for row in conn.execute(stmt):
-                out[row.request_id] = row._asdict()  # the newest wins
+                out[(row.tenant, row.request_id)] = row._asdict()  # the newest wins
     return out
 
 

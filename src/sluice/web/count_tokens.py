@@ -17,8 +17,8 @@ import orjson
 from aiohttp import web
 
 from sluice.context.tokens import count_request, prepare
+from sluice.edge.body import read_json
 from sluice.types import CallMeta
-from sluice.web.body import read_json
 from sluice.wire.anthropic.request import decode_request
 
 if TYPE_CHECKING:
@@ -40,7 +40,8 @@ class CountTokensAPI:
     async def handle(self, request: web.Request) -> web.Response:
         gateway = self.gateway
         identity = await gateway.authenticate(request.headers)
-        body: dict[str, Any] = await read_json(request, gateway.config.server.max_body_bytes)
+        server = gateway.config.server
+        body: dict[str, Any] = await read_json(request, server.max_body_bytes, server.edge)
         body = {**body, "max_tokens": 1}  # the one field counting does not need
         body.pop("stream", None)
         chat = decode_request(body, CallMeta(wire="anthropic"))

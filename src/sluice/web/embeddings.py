@@ -6,9 +6,10 @@
   order (a retryable failure tries the next), with the deployment's upstream model name.
   Anthropic has no embeddings API: a model served only there is a 400.
 
-Embeddings are not chat calls, so they skip the chat stages (caches, routing, limits and
-budgets); they are authenticated (the key's model allow-list holds), priced at the
-deployment's input price, and leave one call record like every other call.
+Embeddings are not chat calls, so they skip the chat stages (caches, routing); they are
+authenticated (the key's model allow-list holds), forwarded ones pass the limits stage (rate
+limits, hard budgets: admitted, then settled at the deployment's input price), and every
+call leaves one call record like every other call.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from aiohttp import web
 
 from sluice.config import OpenAIProviderConfig
 from sluice.cost.compute import compute_cost
+from sluice.edge.body import read_json
 from sluice.embed import EmbedderUnavailableError, get_embedder
 from sluice.errors import (
     InternalError,
@@ -43,8 +45,7 @@ from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter, upstream_headers
 from sluice.providers.http import UpstreamTransport, make_transport
 from sluice.tokens import count_text
-from sluice.types import CallMeta, ChatRequest, Usage
-from sluice.web.body import read_json
+from sluice.types import CallMeta, ChatRequest, ChatResponse, Message, TextPart, Usage
 from sluice.wire.fields import invalid, opt, req
 
 if TYPE_CHECKING:
@@ -122,7 +123,8 @@ class EmbeddingsAPI:
         status, error_type = 200, None
         try:
             identity = await gateway.authenticate(request.headers)
-            body = await read_json(request, gateway.config.server.max_body_bytes)
+            server = gateway.config.server
+            body = await read_json(request, server.max_body_bytes, server.edge)
             emb = decode(body, self.config.max_inputs)
             headers = {k.lower(): v for k, v in request.headers.items()}
             meta = CallMeta(
@@ -131,14 +133,17 @@ class EmbeddingsAPI:
                 forward_headers=gateway.forwarded.select(headers) if gateway.forwarded else {},
             )
             meta.user = opt(body, "user", str, "")
-            ctx = CallContext(
-                ChatRequest(model=emb.model, messages=[], meta=meta), started, identity=identity
-            )
+            # The texts as one user turn, so limits estimate the input like a chat call's;
+            # one output token reserved (embeddings have none).
+            texts = [TextPart(t) for t in emb.inputs if isinstance(t, str)]
+            messages = [Message("user", list(texts))] if texts else []
+            chat = ChatRequest(model=emb.model, messages=messages, max_tokens=1, meta=meta)
+            ctx = CallContext(chat, started, identity=identity)
             gateway.governance.auth.admit(identity, ctx.request)
             if emb.model == self.config.local_model:
                 out = await self._local(emb, ctx)
             else:
-                out = await self._forward(emb, ctx)
+                out = await self._metered(emb, ctx)
         except SluiceError as err:
             status, error_type = err.http_status, err.code
             return _error(err, request_id)
@@ -188,6 +193,22 @@ class EmbeddingsAPI:
         ctx.usage = Usage(input_tokens=tokens)
         ctx.cost_usd = Decimal(0)
         return _listing(data, emb.model, tokens)
+
+    async def _metered(self, emb: EmbeddingsRequest, ctx: CallContext) -> dict[str, Any]:
+        """The forward under the limits stage, as a chat call runs: admitted against the
+        key's rate limits and hard budgets, then settled with the upstream's usage and cost
+        (a priced call must not bypass a budget)."""
+        limits = self.gateway.limits
+        if limits is None:
+            return await self._forward(emb, ctx)
+        out: dict[str, Any] = {}
+
+        async def forward(call: CallContext) -> ChatResponse:
+            out.update(await self._forward(emb, call))
+            return ChatResponse(call.request.meta.request_id, emb.model, [], usage=call.usage)
+
+        await limits(ctx, forward)
+        return out
 
     def _deployments(self, model: str) -> list[tuple[Deployment, OpenAIProviderConfig]]:
         runtime = self.gateway.runtime

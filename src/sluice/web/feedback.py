@@ -150,9 +150,9 @@ async def _own_call(records: RecordStore, request_id: str, tenant: str) -> CallR
     """The caller's call record, waiting up to `RECORD_WAIT_S` for it to be written."""
     deadline = time.monotonic() + RECORD_WAIT_S
     while True:
-        record = await asyncio.to_thread(find_call, records, request_id)
-        if record is not None and record.tenant == tenant:
+        record = await asyncio.to_thread(find_call, records, request_id, tenant)
+        if record is not None:
             return record
-        if record is not None or time.monotonic() >= deadline:
+        if time.monotonic() >= deadline:  # unknown and another tenant's: the same wait
             raise NotFoundError(f"no call with request id {request_id!r} for this key")
         await asyncio.sleep(_POLL_S)

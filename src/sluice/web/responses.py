@@ -30,9 +30,11 @@ import orjson
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from sluice.edge.body import read_json
 from sluice.errors import (
     InvalidRequestError,
     NotFoundError,
+    RequestTimeoutError,
     RequestTooLargeError,
     ServiceUnavailableError,
     SluiceError,
@@ -143,18 +145,22 @@ class ResponsesAPI:
         Whatever fails here (a bad key, bad JSON) fails again, recorded, in the handler."""
         try:
             call.tenant = await self._tenant(request)
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise RequestTooLargeError("request body is over the size limit") from None
+        except SluiceError:
+            return
+        cfg = self.gateway.config.server
+        try:
+            # The edge's reader (Content-Encoding, body timeout, depth), as the handler's:
+            # a raw read missed gzip continuations and let a slow body hang here.
+            body = await read_json(request, cfg.max_body_bytes, cfg.edge)
+        except (RequestTooLargeError, RequestTimeoutError):
+            raise  # the body was cut short: the handler cannot read it again
         except SluiceError:
             return
         try:
-            body = orjson.loads(raw)
-            if isinstance(body, dict):
-                call.params = decode_params(body)
-        except (orjson.JSONDecodeError, SluiceError):
+            call.params = decode_params(body)
+        except SluiceError:
             return
-        previous = call.params.previous_response_id if call.params else None
+        previous = call.params.previous_response_id
         if previous is not None:
             try:
                 stored = await self.store.get(call.tenant, previous)
