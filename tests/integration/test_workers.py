@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -159,7 +159,11 @@ def test_two_workers_share_the_port_and_limits_stay_exact(tmp_path: Path, sim: C
     assert proc.returncode == 0
 
 
-def test_sigterm_drains_in_flight_calls_on_every_worker(tmp_path: Path, sim: Child) -> None:
+def drain_with_streams_in_flight(
+    tmp_path: Path, sim: Child, streams: int, stop: Callable[[subprocess.Popen[bytes]], None]
+) -> None:
+    """Two workers; `streams` paced streams in flight (~3-4 s each); `stop` signals; every
+    stream must still end with [DONE] and the parent exit 0."""
     config = write_config(tmp_path / "c.yaml", sim.url, server={"drain_timeout_s": 20})
     port = free_port()
     proc = serve(config, "2", port)
@@ -173,17 +177,22 @@ def test_sigterm_drains_in_flight_calls_on_every_worker(tmp_path: Path, sim: Chi
         "messages": [{"role": "user", "content": "hi"}],
     }
     pace = {"x-sim-tps": "10", "x-sim-output-tokens": "40"}  # ~4 s per answer
-    with ThreadPoolExecutor(4) as pool:
-        calls = [pool.submit(post, url, stream, pace) for _ in range(4)]
+    before = open_streams(sim)
+    with ThreadPoolExecutor(streams) as pool:
+        calls = [pool.submit(post, url, stream, pace) for _ in range(streams)]
         deadline = time.monotonic() + 30
-        while open_streams(sim) < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)  # until all four are streaming from the simulator
-        proc.send_signal(signal.SIGTERM)
+        while open_streams(sim) < before + streams and time.monotonic() < deadline:
+            time.sleep(0.05)  # until all of them are streaming from the simulator
+        stop(proc)
         results = [c.result() for c in calls]
     for status, body in results:
         assert status == 200 and body.rstrip().endswith(b"data: [DONE]")
     proc.wait(timeout=60)
     assert proc.returncode == 0
+
+
+def test_sigterm_drains_in_flight_calls_on_every_worker(tmp_path: Path, sim: Child) -> None:
+    drain_with_streams_in_flight(tmp_path, sim, 4, lambda proc: proc.send_signal(signal.SIGTERM))
 
 
 @pytest.mark.parametrize("reuse_port", [False, True])
@@ -208,31 +217,7 @@ def test_a_port_in_use_is_refused_in_one_line(
 def test_ctrl_c_to_the_process_group_still_drains(tmp_path: Path, sim: Child) -> None:
     """A terminal's Ctrl-C signals the whole group: each worker must see it once (from the
     parent), not twice, or the second one cuts its in-flight streams."""
-    config = write_config(tmp_path / "c.yaml", sim.url, server={"drain_timeout_s": 20})
-    port = free_port()
-    proc = serve(config, "2", port)
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url + "/readyz", Child("gateway", url, proc, tmp_path / "none"), timeout=60)
-    time.sleep(1.0)
-    stream = {
-        "model": "gpt-4o-mini",
-        "stream": True,
-        "max_tokens": 30,
-        "messages": [{"role": "user", "content": "hi"}],
-    }
-    pace = {"x-sim-tps": "10", "x-sim-output-tokens": "30"}
-    before = open_streams(sim)
-    with ThreadPoolExecutor(2) as pool:
-        calls = [pool.submit(post, url, stream, pace) for _ in range(2)]
-        deadline = time.monotonic() + 30
-        while open_streams(sim) < before + 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGINT)
-        results = [c.result() for c in calls]
-    for status, body in results:
-        assert status == 200 and body.rstrip().endswith(b"data: [DONE]")
-    proc.wait(timeout=60)
-    assert proc.returncode == 0
+    drain_with_streams_in_flight(tmp_path, sim, 2, lambda proc: os.killpg(proc.pid, signal.SIGINT))
 
 
 def test_workers_do_not_outlive_a_killed_parent(tmp_path: Path, sim: Child) -> None:
