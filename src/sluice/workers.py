@@ -71,15 +71,16 @@ def per_worker_problems(config: SluiceConfig) -> list[str]:
 
 
 def _in_memory_sqlite(url: str) -> bool:
-    """`sqlite://` (no path) is SQLAlchemy's in-memory database too, not only `:memory:`."""
-    from sqlalchemy.engine import make_url
+    """`sqlite://` (no path) is SQLAlchemy's in-memory database too, not only `:memory:`
+    (`sluice.state.engines.is_memory_sqlite`); a string that is no URL is not one."""
     from sqlalchemy.exc import ArgumentError
 
+    from sluice.state.engines import is_memory_sqlite
+
     try:
-        parsed = make_url(url)
+        return is_memory_sqlite(url)
     except ArgumentError:
         return False
-    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
 
 
 def check_port_free(host: str, port: int) -> None:
