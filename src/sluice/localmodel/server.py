@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 import urllib.error
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sluice.localmodel.models import LocalModelError, ModelFile, verify
+from sluice.workers import check_port_free
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +68,10 @@ def _params(cfg: LocalServerConfig) -> Any:
 
 def _check_port_free(host: str, port: int) -> None:
     """llama.cpp fails on a port in use with the same opaque error as on a bad model."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise LocalModelError(f"cannot listen on {host}:{port}: {exc}") from None
+    try:
+        check_port_free(host, port)
+    except OSError as exc:
+        raise LocalModelError(f"cannot listen on {host}:{port}: {exc}") from None
 
 
 def wait_healthy(base: str, timeout_s: float) -> None:
