@@ -14,15 +14,27 @@ import orjson
 
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 
-# Lower-cased fragments of the error type, code or message of each server.
+# Lower-cased fragments of the error type, code or message of each server. One list for
+# the code a caller sees and for the executor's "try a bigger window" decision
+# (`sluice.reliability.outcomes.is_context_overflow`).
 _CONTEXT_SIGNS = (
     "context_length_exceeded",  # OpenAI code
     "exceed_context_size_error",  # llama.cpp server type
     "exceeds the available context size",  # llama.cpp server message
-    "maximum context length",  # OpenAI / vLLM message
+    "context length",  # OpenAI / vLLM: "maximum context length"
+    "context_length",
+    "context window",
+    "maximum context",
     "prompt is too long",  # Anthropic message
+    "too many tokens",
     "input length exceeds",  # TGI-style
 )
+
+
+def says_context_exceeded(text: str) -> bool:
+    """Whether an upstream's error text says the prompt did not fit the context window."""
+    lowered = text.lower()
+    return any(sign in lowered for sign in _CONTEXT_SIGNS)
 
 
 def _fields(body: Any) -> list[str]:
@@ -46,7 +58,6 @@ def upstream_code(status: int, raw: bytes) -> str | None:
         texts = [raw[:500].decode("utf-8", "replace")]
     else:
         texts = _fields(body)
-    joined = " ".join(texts).lower()
-    if any(sign in joined for sign in _CONTEXT_SIGNS):
+    if says_context_exceeded(" ".join(texts)):
         return CONTEXT_LENGTH_EXCEEDED
     return None

@@ -18,24 +18,16 @@ from sluice.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from sluice.providers.upstream_codes import CONTEXT_LENGTH_EXCEEDED, says_context_exceeded
 from sluice.reliability.state import DeploymentState
 
 _CALLER_STATUSES = frozenset({400, 413, 422})
-_CONTEXT_HINTS = (
-    "context length",
-    "context_length",
-    "context window",
-    "prompt is too long",
-    "maximum context",
-    "too many tokens",
-)
 
 
 def is_context_overflow(err: SluiceError) -> bool:
     if not isinstance(err, UpstreamStatusError) or err.upstream_status not in (400, 413):
         return False
-    text = err.message.lower()
-    return any(hint in text for hint in _CONTEXT_HINTS)
+    return err.code == CONTEXT_LENGTH_EXCEEDED or says_context_exceeded(err.message)
 
 
 def is_caller_error(err: SluiceError) -> bool:
