@@ -1,0 +1,1 @@
+"""Batches: OpenAI Batches and Anthropic Message Batches, run through Sluice or forwarded."""

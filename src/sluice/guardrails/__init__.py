@@ -1,0 +1,1 @@
+"""Input limits, prompt-injection detection, PII masking that restores, output checks."""

@@ -1,0 +1,1 @@
+"""Async jobs (`/v1/sluice/jobs`) and signed webhook delivery."""

@@ -1,0 +1,1 @@
+"""Retrieval: knowledge collections behind the OpenAI Vector Stores API."""
