@@ -213,3 +213,16 @@ async def test_anthropic_clients_get_429_in_their_wire_format(gateway: Gateway) 
             assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
             assert "rate limit reached for gateway" in body["error"]["message"]
             assert int(resp.headers["retry-after"]) >= 59
+
+
+async def test_local_embeddings_count_against_rate_limits(
+    gateway: Gateway, backend: dict[str, Any]
+) -> None:
+    """The local MiniLM model is free but not costless to serve: a key's request rate limit
+    holds for it as for chat (it was unlimited, so one caller could pin the gateway's CPU)."""
+    limits = {**backend, "gateway": {"rpm": 2, "tpm": 100_000}}
+    async with gateway(limits) as url, client(url) as oai:
+        for _ in range(2):
+            await oai.embeddings.create(model="local-minilm", input="how do rivers form?")
+        with pytest.raises(openai.RateLimitError):
+            await oai.embeddings.create(model="local-minilm", input="how do rivers form?")

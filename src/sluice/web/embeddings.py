@@ -7,8 +7,8 @@
   Anthropic has no embeddings API: a model served only there is a 400.
 
 Embeddings are not chat calls, so they skip the chat stages (caches, routing); they are
-authenticated (the key's model allow-list holds), forwarded ones pass the limits stage (rate
-limits, hard budgets: admitted, then settled at the deployment's input price), and every
+authenticated (the key's model allow-list holds), pass the limits stage (rate limits, hard
+budgets: admitted, then settled at the deployment's input price; local ones at $0), and every
 call leaves one call record like every other call.
 """
 
@@ -21,6 +21,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -140,10 +141,8 @@ class EmbeddingsAPI:
             chat = ChatRequest(model=emb.model, messages=messages, max_tokens=1, meta=meta)
             ctx = CallContext(chat, started, identity=identity)
             gateway.governance.auth.admit(identity, ctx.request)
-            if emb.model == self.config.local_model:
-                out = await self._local(emb, ctx)
-            else:
-                out = await self._metered(emb, ctx)
+            serve = self._local if emb.model == self.config.local_model else self._forward
+            out = await self._metered(emb, ctx, serve)
         except SluiceError as err:
             status, error_type = err.http_status, err.code
             return _error(err, request_id)
@@ -194,17 +193,23 @@ class EmbeddingsAPI:
         ctx.cost_usd = Decimal(0)
         return _listing(data, emb.model, tokens)
 
-    async def _metered(self, emb: EmbeddingsRequest, ctx: CallContext) -> dict[str, Any]:
-        """The forward under the limits stage, as a chat call runs: admitted against the
-        key's rate limits and hard budgets, then settled with the upstream's usage and cost
-        (a priced call must not bypass a budget)."""
+    async def _metered(
+        self,
+        emb: EmbeddingsRequest,
+        ctx: CallContext,
+        serve: Callable[[EmbeddingsRequest, CallContext], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """Serve under the limits stage, as a chat call runs: admitted against the key's rate
+        limits and hard budgets, then settled with the usage and cost (a priced call must not
+        bypass a budget; a free local one must not bypass the request rate, or one caller
+        could pin the gateway's CPU with MiniLM work)."""
         limits = self.gateway.limits
         if limits is None:
-            return await self._forward(emb, ctx)
+            return await serve(emb, ctx)
         out: dict[str, Any] = {}
 
         async def forward(call: CallContext) -> ChatResponse:
-            out.update(await self._forward(emb, call))
+            out.update(await serve(emb, call))
             return ChatResponse(call.request.meta.request_id, emb.model, [], usage=call.usage)
 
         await limits(ctx, forward)
