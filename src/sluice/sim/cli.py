@@ -80,7 +80,12 @@ def build_config(
 @click.option("--hang-s", type=float, default=None, help="How long a `hang` fault waits.")
 def sim_command(**options: Any) -> None:
     """Run the Sluice upstream SIMULATOR: fake OpenAI + Anthropic APIs, not a real model."""
-    run(build_config(**options))
+    config = build_config(**options)
+    try:
+        run(config)
+    except OSError as exc:  # the bind: a port another program holds, an unknown host
+        where = f"{config.host}:{config.port}"
+        raise click.ClickException(f"cannot listen on {where}: {exc.strerror or exc}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
