@@ -272,3 +272,28 @@ async def test_routes_pick_the_model_for_responses_calls_too(
     assert hard.headers["x-sluice-deployment"] == "sim-gpt-4o"  # the route's keyword rule
     assert "hard-words" in hard.headers["x-sluice-route-decision"]
     assert hard.parse().model == "gpt-4o"  # as chat completions: the model that answered
+
+
+async def test_a_body_over_the_limit_is_413_and_recorded(sim_url: str, tmp_path: Path) -> None:
+    """The Responses API reads the body before the chat handler; a 413 there was answered
+    but left no call record (every call leaves one)."""
+    db = f"sqlite:///{tmp_path / 'sluice.db'}"
+    data = gateway_config(sim_url).model_dump()
+    data["observability"]["records"]["store_url"] = db
+    data["server"]["max_body_bytes"] = 4_096
+    runner, port = await server.start(type(gateway_config(sim_url)).model_validate(data))
+    oai = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
+    try:
+        with pytest.raises(openai.APIStatusError) as caught:
+            await oai.responses.create(model="gpt-4o-mini", input="river " * 2_000)
+        assert caught.value.status_code == 413
+        request_id = caught.value.response.headers["x-sluice-request-id"]
+    finally:
+        await oai.close()
+        await runner.cleanup()
+    store = RecordStore.open(db)
+    try:
+        found = [r for r in store.query() if r.request_id == request_id]
+    finally:
+        store.close()
+    assert [(r.status, r.error_type) for r in found] == [(413, "request_too_large")]

@@ -21,6 +21,7 @@ from sluice.errors import (
     InvalidRequestError,
     RequestTimeoutError,
     RequestTooLargeError,
+    SluiceError,
     UnsupportedMediaTypeError,
 )
 
@@ -29,19 +30,25 @@ _INT64 = 2**63
 _WBITS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
 
 
+# Why a request's body could not be read (too large, too slow), kept for a second read.
+_CUT_SHORT = web.RequestKey("sluice_body_cut_short", SluiceError)
+
+
 async def read_json(request: web.Request, limit: int, cfg: EdgeConfig) -> dict[str, Any]:
-    length = request.content_length
-    if length is not None and length > limit:
-        raise RequestTooLargeError(f"request body is {length} bytes; the limit is {limit}")
+    """The request's JSON object, bounded (size, arrival time, encoding, depth).
+
+    May be called twice for one request (the Responses API reads the body before the chat
+    handler does): a body that was too large or too slow cannot be read again, so the second
+    call raises the first one's error instead of waiting for bytes that are gone — and the
+    chat handler records the call like any other failure."""
+    cut_short = request.get(_CUT_SHORT)
+    if cut_short is not None:
+        raise cut_short
     try:
-        async with asyncio.timeout(cfg.body_timeout_s):
-            raw = await request.read()
-    except TimeoutError:
-        raise RequestTimeoutError(
-            f"the request body did not arrive within {cfg.body_timeout_s:g} s"
-        ) from None
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestTooLargeError(f"request body is over the limit of {limit} bytes") from None
+        raw = await _read_raw(request, limit, cfg)
+    except (RequestTooLargeError, RequestTimeoutError) as exc:
+        request[_CUT_SHORT] = exc
+        raise
     raw = decode_content(raw, request.headers.get("content-encoding", ""), limit)
     if not raw:
         raise InvalidRequestError("request body is empty; expected a JSON object")
@@ -53,6 +60,21 @@ async def read_json(request: web.Request, limit: int, cfg: EdgeConfig) -> dict[s
         raise InvalidRequestError("request body must be a JSON object")
     check_shape(body, cfg.max_json_depth)
     return body
+
+
+async def _read_raw(request: web.Request, limit: int, cfg: EdgeConfig) -> bytes:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise RequestTooLargeError(f"request body is {length} bytes; the limit is {limit}")
+    try:
+        async with asyncio.timeout(cfg.body_timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"the request body did not arrive within {cfg.body_timeout_s:g} s"
+        ) from None
+    except web.HTTPRequestEntityTooLarge:
+        raise RequestTooLargeError(f"request body is over the limit of {limit} bytes") from None
 
 
 def decode_content(raw: bytes, encoding: str, limit: int) -> bytes:

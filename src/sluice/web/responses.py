@@ -34,8 +34,6 @@ from sluice.edge.body import read_json
 from sluice.errors import (
     InvalidRequestError,
     NotFoundError,
-    RequestTimeoutError,
-    RequestTooLargeError,
     ServiceUnavailableError,
     SluiceError,
 )
@@ -150,10 +148,9 @@ class ResponsesAPI:
         cfg = self.gateway.config.server
         try:
             # The edge's reader (Content-Encoding, body timeout, depth), as the handler's:
-            # a raw read missed gzip continuations and let a slow body hang here.
+            # a raw read missed gzip continuations and let a slow body hang here. A body cut
+            # short (413, 408) the handler's read raises again, and records.
             body = await read_json(request, cfg.max_body_bytes, cfg.edge)
-        except (RequestTooLargeError, RequestTimeoutError):
-            raise  # the body was cut short: the handler cannot read it again
         except SluiceError:
             return
         try:
