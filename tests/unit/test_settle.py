@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from sluice.config import parse_config
 from sluice.pipeline.context import CallContext
 from sluice.runtime import Runtime
 from sluice.stages.settle import SettleStage
-from sluice.types import ChatRequest, ChatResponse, Message, TextPart, Usage
+from sluice.types import (
+    ChatRequest,
+    ChatResponse,
+    Finish,
+    Message,
+    TextDelta,
+    TextPart,
+    Usage,
+    UsageUpdate,
+)
 
 CONFIG = """
 providers: {p: {kind: anthropic}}
@@ -43,3 +53,46 @@ def test_unknown_price_is_none_not_zero() -> None:
     ctx = settle_twice("mystery")
     assert ctx.cost_usd is None and not ctx.cost_known
     assert ctx.usage.output_tokens == 240
+
+
+class _Stream:
+    """An upstream stream that ran to its end with the provider's usage."""
+
+    def __init__(self, events: list[object]) -> None:
+        self._events = iter(events)
+
+    def __aiter__(self) -> _Stream:
+        return self
+
+    async def __anext__(self) -> object:
+        try:
+            return next(self._events)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_continuation_does_not_teach_the_cut_stream_estimate() -> None:
+    """A mid-stream continuation is billed by its provider for the original prompt *plus*
+    the prefilled partial answer; learning the input ratio from it against the original
+    request's estimate made later cut streams overcharge (788 vs 680 tokens over 10 cuts)."""
+    runtime = Runtime.build(parse_config(CONFIG))
+    stage = SettleStage(runtime)
+    request = ChatRequest("m", [Message("user", [TextPart("tell me about rivers " * 20)])])
+    ctx = CallContext(request)
+    ctx.deployment = runtime.deployments["priced"]
+    ctx.rewrite_for = lambda kind: request  # the executor sends a continuation
+    usage = Usage(input_tokens=5_000, output_tokens=40)  # prompt + a long prefill
+
+    async def continuation(call: CallContext) -> Any:
+        return _Stream([TextDelta("and then the sea. " * 10), Finish("stop"), UsageUpdate(usage)])
+
+    stream = await stage(ctx, continuation)
+    assert not isinstance(stream, ChatResponse)
+    async for _ in stream:
+        pass
+    assert ctx.usage.input_tokens == 5_000  # charged as reported
+    assert stage.delivered.inputs.samples(ctx.deployment.model) == 0
+    assert stage.delivered.outputs.samples(ctx.deployment.model) == 0

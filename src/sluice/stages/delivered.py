@@ -64,12 +64,21 @@ class DeliveredUsage:
         )
 
     def of_stream(
-        self, req: ChatRequest, resp: ChatResponse, completed: bool, upstream_model: str
+        self,
+        req: ChatRequest,
+        resp: ChatResponse,
+        completed: bool,
+        upstream_model: str,
+        *,
+        learn: bool = True,
     ) -> tuple[Usage, UsageSource]:
-        """The usage to charge for a stream that ended (`completed`: with its finish)."""
+        """The usage to charge for a stream that ended (`completed`: with its finish).
+        `learn=False`: `req` is not what the provider was sent (a continuation), so the
+        stream is no sample for the calibration."""
         reported = resp.usage
         if completed and reported.output_tokens > 0 and reported.input_tokens > 0:
-            self.observe(req, resp, upstream_model)
+            if learn:
+                self.observe(req, resp, upstream_model)
             return reported, "provider"
         output = math.ceil(counted_output(resp) * self.outputs.ratio(upstream_model))
         inputs = reported.input_tokens

@@ -36,18 +36,27 @@ class SettleStage:
             self.settle(ctx, result)
             return result
 
+        # A mid-stream continuation (`ctx.rewrite_for`, cleared once the stream is open) is
+        # billed for the prompt plus the prefilled partial answer, which `ctx.request` does
+        # not hold: charged as reported, but no sample for the cut-stream estimate.
+        learn = ctx.rewrite_for is None
+
         async def settle_at_end(resp: ChatResponse, completed: bool) -> None:
-            self.settle_stream(ctx, resp, completed)
+            self.settle_stream(ctx, resp, completed, learn=learn)
 
         return WatchedStream(result, settle_at_end)
 
-    def settle_stream(self, ctx: CallContext, resp: ChatResponse, completed: bool) -> None:
+    def settle_stream(
+        self, ctx: CallContext, resp: ChatResponse, completed: bool, *, learn: bool = True
+    ) -> None:
         """A stream, however it ended: a dropped or cut one is charged what it delivered."""
         dep = ctx.deployment
         if dep is None or ctx.degraded:
             self.settle(ctx, resp)
             return
-        usage, source = self.delivered.of_stream(ctx.request, resp, completed, dep.model)
+        usage, source = self.delivered.of_stream(
+            ctx.request, resp, completed, dep.model, learn=learn
+        )
         resp.usage = usage
         self.settle(ctx, resp, source)
 
