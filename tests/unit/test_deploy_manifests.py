@@ -155,3 +155,37 @@ def test_dockerfile_is_multi_stage_non_root_and_every_step_is_a_tested_script() 
         assert scripts, f"RUN step without a script: {run!r}"
         for script in scripts:
             assert (DEPLOY / "scripts" / script).stat().st_mode & 0o111
+
+
+def test_systemd_unit_drains_instead_of_cutting_streams() -> None:
+    """The default KillMode=control-group signals every worker at once and cuts streams;
+    the unit stops the supervisor only (`mixed`) and waits longer than the drain."""
+    import configparser
+    import shutil
+    import subprocess
+
+    from sluice.cli import main as cli_main
+    from sluice.config import ServerConfig
+
+    path = DEPLOY / "systemd" / "sluice.service"
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(path)
+    service = unit["Service"]
+    assert service["KillMode"] == "mixed"
+    assert float(service["TimeoutStopSec"]) > ServerConfig().drain_timeout_s
+    argv = service["ExecStart"].split()
+    serve = cli_main.get_command(None, "serve")  # type: ignore[arg-type]
+    assert serve is not None and argv[1] == "serve"
+    known = {opt for param in serve.params for opt in getattr(param, "opts", [])}
+    assert {a for a in argv[2:] if a.startswith("--")} <= known
+    if shutil.which("systemd-analyze"):
+        out = subprocess.run(
+            ["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60
+        )
+        problems = [
+            line
+            for line in (out.stdout + out.stderr).splitlines()
+            if line.strip() and "is not executable" not in line  # not installed here
+        ]
+        assert problems == []
