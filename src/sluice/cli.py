@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import sys
+import time
 
 import click
 
@@ -501,7 +502,12 @@ def report(
                 "pass --store URL"
             )
     try:
-        click.echo(run_report(store_url, since, by, as_json=as_json))
+        text = run_report(store_url, since, by, as_json=as_json)
+        from sluice.eval.export import with_feedback  # feedback rates per route / model
+        from sluice.observe.report import parse_since
+
+        text = with_feedback(text, store_url, parse_since(since, time.time()), by, as_json)
+        click.echo(text)
     except ReportError as exc:
         raise click.ClickException(str(exc)) from None
 

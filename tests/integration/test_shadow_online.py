@@ -88,7 +88,9 @@ def _live(app: web.Application) -> LiveEval:
     return live
 
 
-async def _calls(base: str, n: int, *, stream: bool = False, text: str = "hello") -> list[str]:
+async def _calls(
+    base: str, n: int, *, stream: bool = False, text: str = "hello", **kw: Any
+) -> list[str]:
     client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="sk-test", max_retries=0)
     ids = []
     try:
@@ -96,13 +98,13 @@ async def _calls(base: str, n: int, *, stream: bool = False, text: str = "hello"
             messages: Any = [{"role": "user", "content": f"{text} {i}"}]
             if stream:
                 raw = await client.chat.completions.with_raw_response.create(
-                    model="support", messages=messages, stream=True
+                    model="support", messages=messages, stream=True, **kw
                 )
                 async for _ in raw.parse():
                     pass
             else:
                 raw = await client.chat.completions.with_raw_response.create(
-                    model="support", messages=messages
+                    model="support", messages=messages, **kw
                 )
             ids.append(raw.headers["x-sluice-request-id"])
     finally:
@@ -154,3 +156,99 @@ async def test_shadow_mirrors_after_the_answer_with_its_own_record_and_pairs(
         store.close()
     assert {p.request_id for p in pairs} == set(ids)
     assert all(p.production and p.candidate_output and p.error is None for p in pairs)
+
+
+async def test_a_failing_candidate_never_fails_the_caller(sim_url: str, tmp_path: Path) -> None:
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    async with candidate_sim(faults=["500"]) as cand:
+        config = live_config(sim_url, records, cand, shadow={"candidate": "cand", "sample": 1.0})
+        async with gateway(config) as (base, app):
+            ids = await _calls(base, 3) + await _calls(base, 2, stream=True)  # all answered
+            await _live(app).join()
+            stats = dict(_live(app).stats.shadow["support"])
+            rows = await _wait_records(records, 10)
+    assert stats == {"failed": 5}
+    callers = [r for r in rows if r.request_id in ids]
+    assert len(callers) == 5 and all(r.status == 200 for r in callers)
+    shadows = [r for r in rows if r.feature == SHADOW_FEATURE]
+    assert len(shadows) == 5 and all(r.status >= 500 for r in shadows)
+    store = LiveStore.open(records)
+    try:
+        pairs = store.pairs_since(0)
+    finally:
+        store.close()
+    assert len(pairs) == 5 and all(p.error and p.candidate_output is None for p in pairs)
+
+
+async def test_a_hanging_candidate_never_delays_the_caller_and_a_full_queue_drops(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """The candidate never answers (it hangs 300 s): every caller call, plain and streamed,
+    is answered while the first mirror is still waiting; one more waits in the queue (size
+    1) and the rest are dropped and counted, never queued without bound."""
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    async with candidate_sim(faults=["hang"]) as cand:
+        shadow = {"candidate": "cand", "sample": 1.0, "queue": 1, "concurrency": 1}
+        config = live_config(sim_url, records, cand, shadow=shadow)
+        async with gateway(config) as (base, app):
+            ids = await _calls(base, 4) + await _calls(base, 2, stream=True)
+            live = _live(app)
+            stats = dict(live.stats.shadow["support"])
+            lane = live._lanes[("shadow", "support")]
+            waiting = lane.waiting
+            rows = await _wait_records(records, 6)
+            metrics = app[GATEWAY].render_metrics().decode()
+    assert len(ids) == 6
+    assert {r.status for r in rows if r.request_id in ids} == {200}
+    assert stats == {"dropped": 4}  # one in flight (hanging), one queued, four dropped
+    assert waiting == 1
+    assert not [r for r in rows if r.feature == SHADOW_FEATURE]  # none finished yet
+    assert 'sluice_shadow_calls_total{outcome="dropped",route="support"} 4.0' in metrics
+
+
+async def test_shadow_calls_spend_their_own_budget_line(sim_url: str, tmp_path: Path) -> None:
+    """The shadow tenant's tiny hard budget refuses the mirrors (429): the caller's calls are
+    answered, its tenant's spend is exactly its own calls' cost, the mirrors' cost is not in it."""
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    limits = {
+        "enabled": True,
+        "budgets": {
+            "tenants": {
+                "default": [{"period": "daily", "usd": 10.0}],
+                "sluice-shadow": [{"period": "daily", "usd": 0.0006}],
+            }
+        },
+    }
+    config = live_config(
+        sim_url, records, shadow={"candidate": "gpt-4o", "sample": 1.0}, limits=limits
+    )
+    async with gateway(config) as (base, app):
+        ids = await _calls(base, 6, max_tokens=50)  # worst case of a mirror: ~$0.0005
+        await _live(app).join()
+        stats = dict(_live(app).stats.shadow["support"])
+        rows = await _wait_records(records, 12)
+        limits_stage = app[GATEWAY].limits
+        assert limits_stage is not None
+        from sluice.identity import Identity
+
+        caller = await limits_stage.usage(Identity())
+        shadow = await limits_stage.usage(Identity(key_id="x", tenant="sluice-shadow"))
+    callers = [r for r in rows if r.request_id in ids]
+    assert {r.status for r in callers} == {200}
+    shadows = [r for r in rows if r.feature == SHADOW_FEATURE]
+    assert len(shadows) == 6
+    assert {r.status for r in shadows} == {200, 429}  # the shadow line ran out, not the caller's
+    assert stats.get("failed", 0) >= 1
+    caller_cost = sum(Decimal(str(r.cost_usd)) for r in callers)
+    spent = _spent(caller, "tenant")
+    assert caller["tenant"] == "default", caller
+    assert spent is not None and abs(spent - caller_cost) < Decimal("1e-9")
+    shadow_spent = _spent(shadow, "tenant")
+    assert shadow_spent is not None and shadow_spent > 0
+
+
+def _spent(usage: Any, scope: str) -> Decimal | None:
+    for budget in usage.get("budgets", []):
+        if str(budget.get("scope")).startswith(scope) and budget.get("unit") == "usd":
+            return Decimal(str(budget["spent"]))
+    return None
