@@ -252,3 +252,83 @@ def _spent(usage: Any, scope: str) -> Decimal | None:
         if str(budget.get("scope")).startswith(scope) and budget.get("unit") == "usd":
             return Decimal(str(budget["spent"]))
     return None
+
+
+async def test_online_judge_scores_metrics_store_and_quality_alert(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """Every call judged (sample 1.0) by the simulator as judge: the `sim-judge-score=2`
+    written in the question makes each verdict 2 (0.25); the header `x-sim-judge-score: 5`
+    (forwarded to the judge call like the caller's other x-sim-* headers) makes it 5."""
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    online = {
+        "sample": 1.0,
+        "judge_model": "gpt-4o-mini",
+        "alert_below": 0.5,
+        "min_scores": 4,
+    }
+    config = live_config(sim_url, records, online=online)
+    async with gateway(config) as (base, app):
+        bad = await _calls(base, 3, text="sim-judge-score=2 why") + await _calls(
+            base, 1, stream=True, text="sim-judge-score=2 why"
+        )
+        good = await _calls(base, 1, extra_headers={"x-sim-judge-score": "5"})
+        live = _live(app)
+        await live.join()
+        metrics = app[GATEWAY].render_metrics().decode()
+        from sluice.web.alerts import ALERTS
+
+        engine = app[ALERTS]
+        assert live.quality_rule in engine.rules
+        engine.evaluate()
+        firing = [(a.name, a.labels) for a in engine.active]
+        rows = await _wait_records(records, 10)
+        store = LiveStore.open(records)
+        try:
+            quality = store.quality(0)
+        finally:
+            store.close()
+    assert live.stats.online["support"] == {"judged": 5}
+    assert 'sluice_quality_score_count{model="gpt-4o-mini",route="support"} 5.0' in metrics
+    assert 'sluice_quality_score_sum{model="gpt-4o-mini",route="support"} 2.0' in metrics
+    assert 'sluice_online_eval_total{outcome="judged",route="support"} 5.0' in metrics
+    assert ("quality_drop", (("route", "support"),)) in firing  # mean 0.4 < 0.5, 5 scores
+    judges = {r.parent_request_id: r for r in rows if r.feature == JUDGE_FEATURE}
+    assert set(judges) == set(bad + good)
+    assert {r.tenant for r in judges.values()} == {"sluice-eval"}
+    assert all(r.status == 200 and r.cost_usd is not None for r in judges.values())
+    assert quality == [
+        {
+            "route": "support",
+            "model": "gpt-4o-mini",
+            "judged": 5,
+            "mean_score": pytest.approx(0.4),
+            "good_rate": 0.2,
+        }
+    ]
+
+
+async def test_sampled_calls_are_exactly_the_hash_sampled_request_ids(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """Which calls are mirrored and judged is `sampled(request id)`, nothing else: the
+    gateway's choice over 120 calls equals the sampler's, call for call (the sampler's own
+    rate is within 2% of the share: tests/unit/test_online_sampling.py)."""
+    from sluice.eval.live import sampled
+
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    config = live_config(
+        sim_url,
+        records,
+        shadow={"candidate": "gpt-4o", "sample": 0.2, "queue": 1000},
+        online={"sample": 0.3, "judge_model": "gpt-4o-mini", "queue": 1000},
+    )
+    async with gateway(config) as (base, app):
+        ids = await _calls(base, 120)
+        await _live(app).join()
+        rows = await _wait_records(records, 120 + 24 + 36, timeout_s=15)
+    mirrored = {r.parent_request_id for r in rows if r.feature == SHADOW_FEATURE}
+    judged = {r.parent_request_id for r in rows if r.feature == JUDGE_FEATURE}
+    assert mirrored == {i for i in ids if sampled(i, 0.2, "shadow")}
+    assert judged == {i for i in ids if sampled(i, 0.3, "online")}
+    assert 0 < len(mirrored) < 120 and 0 < len(judged) < 120

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -209,24 +209,32 @@ def feedback_rates(url: str, since: float, by: str) -> list[FeedbackRate]:
             return []
         t = records.table
         own = ("sluice-shadow", "sluice-online-judge", "sluice-eval-judge")
-        stmt = select(t.c[column], t.c.tenant, t.c.request_id).where(
-            t.c.ts >= since, t.c.kind == "call", t.c.feature.is_(None) | t.c.feature.notin_(own)
+        stmt = (
+            select(t.c[column], func.count())
+            .where(
+                t.c.ts >= since,
+                t.c.kind == "call",
+                t.c.feature.is_(None) | t.c.feature.notin_(own),
+            )
+            .group_by(t.c[column])
         )
-        calls: dict[str | None, int] = {}
-        owner: dict[tuple[str | None, str], str | None] = {}
         with records.engine.connect() as conn:
-            for group, tenant, request_id in conn.execute(stmt):
-                calls[group] = calls.get(group, 0) + 1
-                owner[(tenant, request_id)] = group
+            calls: dict[str | None, int] = {g: int(n) for g, n in conn.execute(stmt)}
         feedback = FeedbackStore(url)
         try:
             given = feedback.since(since)
         finally:
             feedback.close()
+        joined = _records_by_id(records, [f.request_id for f in given]) if given else {}
     except SQLAlchemyError as exc:
         raise ReportError(f"cannot read {safe_url(url)}: {type(exc).__name__}") from None
     finally:
         records.close()
+    owner = {
+        key: row["route" if by == "route" else "model_requested"]
+        for key, row in joined.items()
+        if row["ts"] >= since
+    }
     acc: dict[str | None, list[Any]] = {}
     for fb in given:
         key = (fb.tenant, fb.request_id)
