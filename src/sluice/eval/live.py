@@ -35,8 +35,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from sluice.collect import WatchedStream
 from sluice.errors import SluiceError
 from sluice.eval.config import OnlineEvalConfig, ShadowConfig
-from sluice.eval.live_store import LiveStore
 from sluice.eval.judge import RESPONSE_FORMAT, JudgeError, judge_messages, parse_verdict
+from sluice.eval.live_store import LiveStore
 from sluice.identity import Credentials, Identity
 from sluice.observe.alert_rules import SLOTS, Labels, Reading, Ring, Rule, span_text
 from sluice.observe.records import CallRecord
@@ -89,7 +89,9 @@ class LiveMetrics:
     `sluice_online_eval_total{route,outcome}` (judged, failed, dropped) and the histogram
     `sluice_quality_score{route,model}` (0-1). Labels are config names only (else `_other`)."""
 
-    def __init__(self, registry: CollectorRegistry, routes: Collection[str], models: Collection[str]):
+    def __init__(
+        self, registry: CollectorRegistry, routes: Collection[str], models: Collection[str]
+    ):
         self._routes, self._models = frozenset(routes), frozenset(models)
         self.shadow = Counter(
             "sluice_shadow_calls",
@@ -297,7 +299,9 @@ class LiveEval:
             self.store = None
 
     # called by the stage once the caller's answer is complete
-    def completed(self, route: str, original: ChatRequest, ctx: CallContext, resp: ChatResponse) -> None:
+    def completed(
+        self, route: str, original: ChatRequest, ctx: CallContext, resp: ChatResponse
+    ) -> None:
         request_id = original.meta.request_id
         shadow = self.shadow.get(route)
         if shadow is not None and sampled(request_id, shadow.sample, "shadow"):
@@ -396,9 +400,9 @@ class LiveEval:
             now = time.time()
             score = verdict.normalized
             self._count("online", route, "judged")
-            self.metrics.quality.labels(self.metrics.route(route), self.metrics.model(model)).observe(
-                score
-            )
+            self.metrics.quality.labels(
+                self.metrics.route(route), self.metrics.model(model)
+            ).observe(score)
             self.quality_rule.add(route, score, now)
             if self.store is not None:
                 await asyncio.to_thread(

@@ -105,7 +105,9 @@ class LiveStore:
             conn.execute(table.delete().where(*(table.c[k] == row[k] for k in key)))
             conn.execute(table.insert().values(**row))
 
-    def pairs_since(self, since: float, route: str | None = None, limit: int = 1000) -> list[ShadowPair]:
+    def pairs_since(
+        self, since: float, route: str | None = None, limit: int = 1000
+    ) -> list[ShadowPair]:
         t = self.pairs
         stmt = select(t).where(t.c.ts >= since).order_by(t.c.ts).limit(limit)
         if route is not None:
