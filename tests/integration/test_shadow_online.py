@@ -332,3 +332,49 @@ async def test_sampled_calls_are_exactly_the_hash_sampled_request_ids(
     assert mirrored == {i for i in ids if sampled(i, 0.2, "shadow")}
     assert judged == {i for i in ids if sampled(i, 0.3, "online")}
     assert 0 < len(mirrored) < 120 and 0 < len(judged) < 120
+
+
+async def test_shadow_report_judges_stored_pairs_pairwise(sim_url: str, tmp_path: Path) -> None:
+    """`sluice eval shadow report` judges each stored pair in both orders through the
+    gateway (the simulator's content rule: position-independent, so never inconsistent);
+    pairs whose candidate failed are counted as candidate errors, not judged."""
+    from click.testing import CliRunner
+
+    from sluice.cli import main
+
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    config = live_config(sim_url, records, shadow={"candidate": "gpt-4o", "sample": 1.0})
+    async with gateway(config) as (base, app):
+        await _calls(base, 4)
+        await _live(app).join()
+        store = LiveStore.open(records)
+        try:  # one more pair whose candidate failed
+            store.put_pair(
+                {
+                    "request_id": "req_failed", "route": "support", "tenant": "default",
+                    "production_model": "gpt-4o-mini", "candidate": "gpt-4o",
+                    "candidate_request_id": "shd_x", "ts": time.time(), "question": "q",
+                    "production": "p", "candidate_output": None, "production_ms": 1.0,
+                    "candidate_ms": 2.0, "error": "server_error: boom",
+                }
+            )  # fmt: skip
+        finally:
+            store.close()
+        args = ["eval", "shadow", "report", "--store", records, "--url", base,
+                "--judge-model", "gpt-4o-mini", "--json"]  # fmt: skip
+        result = await asyncio.to_thread(CliRunner().invoke, main, args)
+        rows = await _wait_records(records, 4 + 4 + 8)
+    assert result.exit_code == 0, result.output
+    (group,) = orjson_loads(result.output)["groups"]
+    assert group["route"] == "support" and group["candidate"] == "gpt-4o"
+    assert group["pairs"] == 5 and group["candidate_errors"] == 1 and group["judged"] == 4
+    assert group["inconsistent"] == 0 and group["judge_errors"] == 0
+    assert group["candidate_wins"] + group["production_wins"] + group["ties"] == 4
+    judge_calls = [r for r in rows if r.feature == "sluice-shadow-judge"]
+    assert len(judge_calls) == 8  # two orders per judged pair, recorded as helper calls
+
+
+def orjson_loads(text: str) -> Any:
+    import orjson
+
+    return orjson.loads(text.strip().splitlines()[-1])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -90,7 +91,7 @@ class EvalResultStore:
                 "target": r.target,
                 "item_id": r.item_id,
                 "dataset": dataset[:512],
-                "ts": now,
+                "ts": now + i * 1e-6,  # keeps the run's order (the first target: baseline)
                 "score": r.score,
                 "passed": r.passed,
                 "scores": orjson.dumps(r.scores).decode(),
@@ -101,7 +102,7 @@ class EvalResultStore:
                 "error": r.error,
                 "output": r.output,
             }
-            for r in results
+            for i, r in enumerate(results)
         ]
         with self.engine.begin() as conn:
             for start in range(0, len(rows), _ROWS_PER_INSERT):
@@ -132,3 +133,29 @@ class EvalResultStore:
         run_ids = list(dict.fromkeys(s.run_id for s in out))[:limit]
         keep = set(run_ids)
         return [s for s in out if s.run_id in keep]
+
+    def load(self, run_id: str) -> tuple[str, list[ItemResult]] | None:
+        """A saved run's dataset and results, in the order they were saved; None if unknown."""
+        t = self.table
+        stmt = select(t).where(t.c.run_id == run_id).order_by(t.c.ts)
+        with self.engine.connect() as conn:
+            rows = [r._asdict() for r in conn.execute(stmt)]
+        if not rows:
+            return None
+        results = [
+            ItemResult(
+                item_id=r["item_id"],
+                target=r["target"],
+                output=r["output"],
+                scores={str(k): float(v) for k, v in orjson.loads(r["scores"]).items()},
+                score=float(r["score"]),
+                passed=bool(r["passed"]),
+                request_id=r["request_id"],
+                latency_ms=float(r["latency_ms"]),
+                cost_usd=None if r["cost_usd"] is None else Decimal(r["cost_usd"]),
+                cost_source=r["cost_source"],
+                error=r["error"],
+            )
+            for r in rows
+        ]
+        return str(rows[0]["dataset"]), results
