@@ -378,3 +378,43 @@ def orjson_loads(text: str) -> Any:
     import orjson
 
     return orjson.loads(text.strip().splitlines()[-1])
+
+
+async def test_dashboard_lists_shadow_quality_and_feedback_rates(
+    sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aiohttp
+
+    monkeypatch.delenv("SLUICE_ADMIN_KEY", raising=False)  # the dashboard: loopback only
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    config = live_config(
+        sim_url,
+        records,
+        shadow={"candidate": "gpt-4o", "sample": 1.0},
+        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+    )
+    async with gateway(config) as (base, app), aiohttp.ClientSession() as http:
+        ids = await _calls(base, 2, text="sim-judge-score=5 q")
+        await _live(app).join()
+        fb = {"request_id": ids[0], "thumbs": "up"}
+        async with http.post(base + "/v1/sluice/feedback", json=fb) as resp:
+            assert resp.status == 201, await resp.text()
+        async with http.get(base + "/ui/api/eval?period=1h") as resp:
+            assert resp.status == 200, await resp.text()
+            body = await resp.json()
+        async with http.get(base + "/ui/api/eval?period=forever") as resp:
+            assert resp.status == 400
+        async with http.get(base + "/ui") as resp:
+            page = await resp.text()
+    assert 'id="eval-panel"' in page
+    assert body["records"] is True
+    assert body["shadow_live"] == {"support": {"mirrored": 2}}
+    assert body["online_live"] == {"support": {"judged": 2}}
+    (shadow,) = body["shadow"]
+    assert shadow["route"] == "support" and shadow["pairs"] == 2 and shadow["errors"] == 0
+    (quality,) = body["quality"]
+    assert quality["judged"] == 2 and quality["mean_score"] == 1.0 and quality["good_rate"] == 1.0
+    routes = {r["group"]: r for r in body["feedback"]["route"]}
+    assert routes["support"]["calls"] == 2 and routes["support"]["feedback_rate"] == 0.5
+    models = {r["group"]: r for r in body["feedback"]["model"]}
+    assert models["gpt-4o-mini"]["feedback"] == 1  # what served the route's calls
