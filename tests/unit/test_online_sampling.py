@@ -42,3 +42,20 @@ def test_quality_drop_fires_only_with_enough_scores_under_the_threshold() -> Non
     assert not rule.check(now + 2_000, [])[(("route", "support"),)].firing  # window slid
     rule.add("unknown-route", 0.0, now)  # not configured: ignored
     assert set(rule.check(now, [])) == {(("route", "support"),)}
+
+
+def test_unknown_candidate_or_judge_is_a_config_error() -> None:
+    from sluice.config import SluiceConfig, default_config
+
+    data = default_config({"SLUICE_SIM_URL": "http://127.0.0.1:1"}).model_dump()
+    route = {"targets": ["gpt-4o-mini"], "default": "gpt-4o-mini"}
+    for extra, message in (
+        ({"shadow": {"candidate": "nope"}}, "shadow: candidate 'nope'"),
+        ({"online_eval": {"judge_model": "nope"}}, "online_eval: judge_model 'nope'"),
+        ({"shadow": {"candidate": "gpt-4o", "sample": 1.5}}, "less than or equal to 1"),
+    ):
+        data["routes"] = {"support": {**route, **extra}}
+        with pytest.raises(ValueError, match=message):
+            SluiceConfig.model_validate(data)
+    data["routes"] = {"support": {**route, "shadow": {"candidate": "gpt-4o"}}}
+    assert SluiceConfig.model_validate(data).routes["support"].shadow is not None
