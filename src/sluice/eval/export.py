@@ -208,7 +208,12 @@ def feedback_rates(url: str, since: float, by: str) -> list[FeedbackRate]:
         if TABLE not in tables:
             return []
         t = records.table
-        own = ("sluice-shadow", "sluice-online-judge", "sluice-eval-judge")
+        own = (
+            "sluice-shadow",
+            "sluice-online-judge",
+            "sluice-shadow-judge",
+            "sluice-eval-judge",
+        )
         stmt = (
             select(t.c[column], func.count())
             .where(

@@ -108,7 +108,7 @@ class Bar:
 
 def bar_chart(title: str, bars: Sequence[Bar], *, unit: str = "", top: float | None = None) -> str:
     """A horizontal bar chart as standalone SVG; a missing value is drawn as `n/a`."""
-    row, left, width, chart = 26, 190, 560, 330
+    row, left, width, chart = 26, 190, 620, 330
     height = 34 + row * max(len(bars), 1) + 8
     known = [b.high if b.high is not None else b.value for b in bars]
     peak = top or max((v for v in known if v is not None), default=0.0) or 1.0
@@ -129,16 +129,18 @@ def bar_chart(title: str, bars: Sequence[Bar], *, unit: str = "", top: float | N
         parts.append(
             f'<rect x="{left}" y="{y + 2}" width="{w:.1f}" height="{row - 8}" fill="{color}"/>'
         )
+        end = left + w
         if b.low is not None and b.high is not None:
             x1 = left + chart * min(b.low / peak, 1.0)
             x2 = left + chart * min(b.high / peak, 1.0)
+            end = max(end, x2)
             mid = y + 2 + (row - 8) / 2
             parts.append(
                 f'<path d="M{x1:.1f} {mid:.1f}H{x2:.1f}M{x1:.1f} {mid - 5:.1f}V{mid + 5:.1f}'
                 f'M{x2:.1f} {mid - 5:.1f}V{mid + 5:.1f}" stroke="#222" stroke-width="1.5"/>'
             )
         text = _number(b.value) + unit
-        parts.append(f'<text x="{left + w + 6:.1f}" y="{y + 14}">{_e(text)}</text>')
+        parts.append(f'<text x="{end + 6:.1f}" y="{y + 14}">{_e(text)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
