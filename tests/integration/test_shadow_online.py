@@ -418,3 +418,101 @@ async def test_dashboard_lists_shadow_quality_and_feedback_rates(
     assert routes["support"]["calls"] == 2 and routes["support"]["feedback_rate"] == 0.5
     models = {r["group"]: r for r in body["feedback"]["model"]}
     assert models["gpt-4o-mini"]["feedback"] == 1  # what served the route's calls
+
+
+def test_live_store_and_saved_run_order_in_postgresql() -> None:
+    """Pairs, scores and their aggregates, and a saved run read back in its order, in
+    PostgreSQL (a fresh schema)."""
+    from sluice.eval.result_store import EvalResultStore
+    from sluice.eval.runner import ItemResult
+    from tests.governance_rig import postgres_schema
+
+    with postgres_schema() as url:
+        store = LiveStore.open(url)
+        try:
+            for i, error in enumerate((None, None, "server_error: x")):
+                store.put_pair(
+                    {
+                        "request_id": f"r{i}", "route": "support", "tenant": "t",
+                        "production_model": "m", "candidate": "c",
+                        "candidate_request_id": f"s{i}", "ts": time.time(), "question": "q",
+                        "production": "p", "candidate_output": None if error else "c",
+                        "production_ms": 10.0, "candidate_ms": 30.0, "error": error,
+                    }
+                )  # fmt: skip
+            for i, verdict in enumerate((5, 4, 1, 1)):
+                store.put_score(
+                    {
+                        "request_id": f"r{i}", "route": "support", "model": "m",
+                        "ts": time.time(), "score": (verdict - 1) / 4, "verdict": verdict,
+                        "reason": "ok", "judge_request_id": f"j{i}",
+                    }
+                )  # fmt: skip
+            store.put_score(  # the same call judged again: replaced, not added
+                {
+                    "request_id": "r3", "route": "support", "model": "m", "ts": time.time(),
+                    "score": 1.0, "verdict": 5, "reason": "again", "judge_request_id": "j9",
+                }
+            )  # fmt: skip
+            (stats,) = store.shadow_stats(0)
+            assert (stats["pairs"], stats["errors"]) == (3, 1)
+            assert float(stats["candidate_ms"]) == 30.0
+            (quality,) = store.quality(0)
+            assert quality["judged"] == 4 and quality["good_rate"] == 0.75
+            assert quality["mean_score"] == pytest.approx((1 + 0.75 + 0 + 1) / 4)
+            assert len(store.pairs_since(0, "support")) == 3
+            assert store.pairs_since(0, "other") == []
+        finally:
+            store.close()
+        saved = EvalResultStore.open(url)
+        try:
+            results = [
+                ItemResult(f"i{i}", target, "o", {}, 1.0, True, f"r{i}{target}", 1.0)
+                for target in ("zeta-baseline", "alpha-candidate")
+                for i in range(3)
+            ]
+            saved.save("run9", "d.jsonl", results)
+            loaded = saved.load("run9")
+            assert loaded is not None and loaded[0] == "d.jsonl"
+            assert [r.target for r in loaded[1]][:1] == ["zeta-baseline"]
+            assert saved.load("nope") is None
+        finally:
+            saved.close()
+
+
+async def test_a_stream_the_client_abandons_is_neither_mirrored_nor_judged(
+    sim_url: str, tmp_path: Path
+) -> None:
+    import aiohttp
+
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    config = live_config(
+        sim_url,
+        records,
+        shadow={"candidate": "gpt-4o", "sample": 1.0},
+        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+    )
+    body = {
+        "model": "support",
+        "stream": True,
+        "max_tokens": 200,
+        "messages": [{"role": "user", "content": "a long answer please"}],
+    }
+    async with gateway(config) as (base, app), aiohttp.ClientSession() as http:
+        # 200 tokens at 20 tokens/s: the client leaves after the first event
+        resp = await http.post(
+            base + "/v1/chat/completions",
+            json=body,
+            headers={"x-sim-tps": "20", "x-sim-output-tokens": "200"},
+        )
+        abandoned = resp.headers["x-sluice-request-id"]
+        await resp.content.readline()
+        resp.close()
+        (done,) = await _calls(base, 1, stream=True)
+        rows = await _wait_records(records, 4)  # abandoned, done, its mirror and judge
+        await _live(app).join()
+        rows = await _wait_records(records, 4)
+    parents = {r.parent_request_id for r in rows if r.feature in (SHADOW_FEATURE, JUDGE_FEATURE)}
+    assert parents == {done}
+    cut = next(r for r in rows if r.request_id == abandoned)
+    assert cut.status == 499
