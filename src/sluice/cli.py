@@ -309,6 +309,15 @@ def crash(store: str, redis_url: str, seconds: float, concurrency: int) -> None:
     click.echo(run(store, redis_url, seconds, concurrency))
 
 
+@bench.command("shadow")
+@click.option("--requests", "count", default=20000, show_default=True)
+def shadow_bench(count: int) -> None:
+    """Caller-side cost of shadow traffic and online sampling (sluice.eval.live)."""
+    from sluice.bench.shadow import run
+
+    click.echo(run(count))
+
+
 @bench.command()
 @click.option("--requests", "count", default=20000, show_default=True)
 def pipeline(count: int) -> None:

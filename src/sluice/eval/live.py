@@ -274,6 +274,7 @@ class LiveEval:
         self.quality_rule = QualityDrop(self.online)
         self.stats = LiveStats()
         self._lanes: dict[tuple[str, str], Lane] = {}
+        self._children: dict[tuple[str, str, str], Any] = {}
         for route, s in self.shadow.items():
             self._lanes[("shadow", route)] = Lane(s.queue, s.concurrency)
         for route, o in self.online.items():
@@ -316,10 +317,15 @@ class LiveEval:
             self._count(kind, route, "dropped")
 
     def _count(self, kind: str, route: str, outcome: str) -> None:
-        table = self.stats.shadow if kind == "shadow" else self.stats.online
-        LiveStats.bump(table, route, outcome)
-        counter = self.metrics.shadow if kind == "shadow" else self.metrics.online
-        counter.labels(self.metrics.route(route), outcome).inc()
+        """One outcome, in the stats and the metrics (the labelled child is looked up once:
+        a drop is counted on the caller's path)."""
+        key = (kind, route, outcome)
+        child = self._children.get(key)
+        if child is None:
+            counter = self.metrics.shadow if kind == "shadow" else self.metrics.online
+            child = self._children[key] = counter.labels(self.metrics.route(route), outcome)
+        child.inc()
+        LiveStats.bump(self.stats.shadow if kind == "shadow" else self.stats.online, route, outcome)
 
     def _mirror_job(
         self,
@@ -329,12 +335,12 @@ class LiveEval:
         ctx: CallContext,
         resp: ChatResponse,
     ) -> Job:
-        production = answer_text(resp)
         production_model = ctx.request.model
         production_ms = (time.perf_counter() - ctx.started) * 1000
         caller_tenant = ctx.identity.tenant
 
         async def run() -> None:
+            production = answer_text(resp)
             request = _copy(original, cfg.candidate, SHADOW_FEATURE, "shd")
             call = await self._own_call(request, cfg.tenant, forward={})
             outcome = "mirrored" if call.error is None else "failed"
@@ -369,11 +375,11 @@ class LiveEval:
         ctx: CallContext,
         resp: ChatResponse,
     ) -> Job:
-        answer = answer_text(resp)
         model = ctx.request.model  # what served it (a route's pick)
         forward = dict(original.meta.forward_headers)
 
         async def run() -> None:
+            answer = answer_text(resp)
             messages = judge_messages(cfg.rubric, question_text(original), answer, None)
             request = ChatRequest(
                 model=cfg.judge_model,
