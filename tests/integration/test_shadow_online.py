@@ -425,10 +425,12 @@ def test_live_store_and_saved_run_order_in_postgresql() -> None:
     PostgreSQL (a fresh schema)."""
     from sluice.eval.result_store import EvalResultStore
     from sluice.eval.runner import ItemResult
+    from sluice.state import migrations
     from tests.governance_rig import postgres_schema
 
     with postgres_schema() as url:
         store = LiveStore.open(url)
+        assert migrations.current(url, "eval") == "e0001_eval"
         try:
             for i, error in enumerate((None, None, "server_error: x")):
                 store.put_pair(
@@ -516,3 +518,38 @@ async def test_a_stream_the_client_abandons_is_neither_mirrored_nor_judged(
     assert parents == {done}
     cut = next(r for r in rows if r.request_id == abandoned)
     assert cut.status == 499
+
+
+def test_eval_tables_made_by_the_old_create_all_are_adopted(tmp_path: Path) -> None:
+    """A database whose feedback and results tables were made before the `eval` migration
+    branch keeps them (and their rows); the two new tables are created beside them."""
+    from sqlalchemy import MetaData, create_engine, inspect
+
+    from sluice.eval.feedback import Feedback
+    from sluice.eval.feedback_store import FeedbackStore
+    from sluice.state import migrations, tables
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    old = MetaData()
+    for table in (tables.feedback, tables.eval_results):
+        table.to_metadata(old)
+    old.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            tables.feedback.insert().values(
+                tenant="t", request_id="r", key_id=None, score=1.0, thumbs="up",
+                comment=None, tags="[]", ts=1.0,
+            )
+        )  # fmt: skip
+    engine.dispose()
+    store = FeedbackStore.open(url)
+    try:
+        assert store.get("t", "r") == Feedback("r", "t", None, 1.0, "up", None, (), 1.0)
+    finally:
+        store.close()
+    assert migrations.current(url, "eval") == "e0001_eval"
+    engine = create_engine(url)
+    names = set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert {tables.SHADOW_PAIRS_TABLE, tables.ONLINE_SCORES_TABLE} <= names

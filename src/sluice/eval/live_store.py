@@ -16,24 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Double,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    func,
-    select,
-)
+from sqlalchemy import Integer, Table, func, select
 
 from sluice.eval.feedback_store import make_engine
-from sluice.state import engines
+from sluice.state import engines, migrations, tables
 
-PAIRS = "sluice_shadow_pairs"
-SCORES = "sluice_online_scores"
+PAIRS = tables.SHADOW_PAIRS_TABLE
+SCORES = tables.ONLINE_SCORES_TABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,44 +41,14 @@ class ShadowPair:
 class LiveStore:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
-        self.metadata = MetaData()
-        self.pairs = Table(
-            PAIRS,
-            self.metadata,
-            Column("request_id", String(128), primary_key=True),
-            Column("candidate", String(255), primary_key=True),
-            Column("route", String(255), nullable=False),
-            Column("tenant", String(255), nullable=True),  # the caller's
-            Column("production_model", String(255), nullable=True),
-            Column("candidate_request_id", String(128), nullable=False),
-            Column("ts", Double(), nullable=False),
-            Column("question", Text(), nullable=False),
-            Column("production", Text(), nullable=False),
-            Column("candidate_output", Text(), nullable=True),
-            Column("production_ms", Double(), nullable=False),
-            Column("candidate_ms", Double(), nullable=False),
-            Column("error", Text(), nullable=True),
-            Index(f"ix_{PAIRS}_ts", "ts"),
-        )
-        self.scores = Table(
-            SCORES,
-            self.metadata,
-            Column("request_id", String(128), primary_key=True),
-            Column("route", String(255), nullable=False),
-            Column("model", String(255), nullable=False),
-            Column("ts", Double(), nullable=False),
-            Column("score", Double(), nullable=False),
-            Column("verdict", Integer(), nullable=False),
-            Column("reason", Text(), nullable=False),
-            Column("judge_request_id", String(128), nullable=False),
-            Index(f"ix_{SCORES}_ts", "ts"),
-        )
+        self.pairs = tables.shadow_pairs
+        self.scores = tables.online_scores
 
     @classmethod
     def open(cls, url: str) -> LiveStore:
-        store = cls(url)
-        store.metadata.create_all(store.engine)
-        return store
+        """A store whose tables exist (Alembic branch `eval`, sluice.state.migrations)."""
+        migrations.upgrade(url, "eval")
+        return cls(url)
 
     def close(self) -> None:
         engines.release(self.engine)

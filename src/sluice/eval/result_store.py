@@ -13,36 +13,14 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Boolean, Column, Double, Index, MetaData, String, Table, Text, select
+from sqlalchemy import select
 
 from sluice.eval.feedback_store import make_engine
 from sluice.eval.runner import ItemResult
-from sluice.state import engines
+from sluice.state import engines, migrations, tables
 
-TABLE = "sluice_eval_results"
+TABLE = tables.EVAL_RESULTS_TABLE
 _ROWS_PER_INSERT = 500
-
-
-def _table(metadata: MetaData, name: str) -> Table:
-    return Table(
-        name,
-        metadata,
-        Column("run_id", String(64), primary_key=True),
-        Column("target", String(255), primary_key=True),
-        Column("item_id", String(255), primary_key=True),
-        Column("dataset", String(512), nullable=False),
-        Column("ts", Double(), nullable=False),
-        Column("score", Double(), nullable=False),
-        Column("passed", Boolean(), nullable=False),
-        Column("scores", Text(), nullable=False),  # JSON object
-        Column("request_id", String(128), nullable=False),
-        Column("latency_ms", Double(), nullable=False),
-        Column("cost_usd", String(40), nullable=True),  # exact decimal text
-        Column("cost_source", String(16), nullable=False),
-        Column("error", Text(), nullable=True),
-        Column("output", Text(), nullable=True),
-        Index(f"ix_{name}_ts", "ts"),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +46,15 @@ class RunSummary:
 
 
 class EvalResultStore:
-    def __init__(self, url: str, *, table_name: str = TABLE) -> None:
+    def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
-        self.metadata = MetaData()
-        self.table = _table(self.metadata, table_name)
+        self.table = tables.eval_results
 
     @classmethod
-    def open(cls, url: str, *, table_name: str = TABLE) -> EvalResultStore:
-        store = cls(url, table_name=table_name)
-        store.metadata.create_all(store.engine)
-        return store
+    def open(cls, url: str) -> EvalResultStore:
+        """A store whose table exists (Alembic branch `eval`, sluice.state.migrations)."""
+        migrations.upgrade(url, "eval")
+        return cls(url)
 
     def close(self) -> None:
         engines.release(self.engine)
