@@ -553,3 +553,52 @@ def test_eval_tables_made_by_the_old_create_all_are_adopted(tmp_path: Path) -> N
     names = set(inspect(engine).get_table_names())
     engine.dispose()
     assert {tables.SHADOW_PAIRS_TABLE, tables.ONLINE_SCORES_TABLE} <= names
+
+
+async def test_with_auth_on_mirrors_run_as_their_own_tenant_and_stay_hidden(
+    sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Auth on, a real virtual key: the mirror and the judge call pass auth as their own
+    tenants; the caller can give feedback on its own call but gets the same 404 as an
+    unknown id for the mirror's request id (not its tenant's)."""
+    import aiohttp
+
+    from tests.governance_rig import create_key, keyed_config, set_env
+
+    set_env(monkeypatch)
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    data = keyed_config(sim_url, f"sqlite:///{tmp_path / 'keys.db'}").model_dump()
+    live = live_config(
+        sim_url,
+        records,
+        shadow={"candidate": "gpt-4o", "sample": 1.0},
+        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+    ).model_dump()
+    data["routes"] = live["routes"]
+    data["observability"]["records"].update({"enabled": True, "store_url": records})
+    config = SluiceConfig.model_validate(data)
+    async with gateway(config) as (base, app), aiohttp.ClientSession() as http:
+        key = (await create_key(http, base, tenant="acme"))["key"]
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+        try:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="support", messages=[{"role": "user", "content": "hi"}]
+            )
+        finally:
+            await client.close()
+        call = raw.headers["x-sluice-request-id"]
+        await _live(app).join()
+        rows = await _wait_records(records, 3)
+        mirror = next(r for r in rows if r.feature == SHADOW_FEATURE)
+        auth = {"authorization": f"Bearer {key}"}
+        url = base + "/v1/sluice/feedback"
+        async with http.post(url, json={"request_id": call, "score": 1}, headers=auth) as r:
+            assert r.status == 201
+        body = {"request_id": mirror.request_id, "score": 0}
+        async with http.post(url, json=body, headers=auth) as r:
+            assert r.status == 404
+    assert mirror.status == 200 and mirror.tenant == "sluice-shadow"
+    assert mirror.parent_request_id == call
+    judge = next(r for r in rows if r.feature == JUDGE_FEATURE)
+    assert judge.status == 200 and judge.tenant == "sluice-eval"
+    assert next(r for r in rows if r.request_id == call).tenant == "acme"
