@@ -258,7 +258,8 @@ async def test_custom_scorer_markdown_and_resume(gateway_url: str, tmp_path: Pat
         == "scorer tests.integration.test_eval_run:broken_scorer: RuntimeError: scorer bug"
     )
     report = markdown.read_text()
-    assert "| `gpt-4o-mini` | 4 | 1 |" in report and "## Gates" in report
+    assert "| gpt-4o-mini | 4 | 1 |" in report and "## Gates" in report
+    assert report.count("data:image/svg+xml;base64,") == 4  # the charts
 
     # An interrupted run: one good line and one cut short. --resume calls only the rest.
     lines = results.read_text().splitlines()

@@ -82,7 +82,7 @@ def eval_group() -> None:
     "--markdown",
     type=click.Path(path_type=Path),
     default=None,
-    help="Also write the report as Markdown to this file.",
+    help="Also write the report as Markdown (with charts) to this file.",
 )
 @click.option(
     "--resume",
@@ -115,7 +115,6 @@ def run_cmd(
         fill_costs_from_records,
         format_summary,
         gate,
-        markdown_report,
         read_results,
         regressions,
         summarize,
@@ -178,9 +177,11 @@ def run_cmd(
             _pairwise(options, judge_model, pairwise_rubric, items, results, targets)
         )
     if markdown is not None:
-        report = markdown_report(
-            summaries, worse, failures, dataset=dataset_path.name, run_id=run_id
-        )
+        from sluice.eval.report import RunReport, render
+
+        worse_by = {t: regressions(results, targets[0], t) for t in targets[1:]}
+        run = RunReport(run_id, dataset_path.name, list(targets), summaries, worse_by, failures)
+        report = render(run, "md")  # the same Markdown as `sluice eval report`, charts included
         markdown.write_text(report, encoding="utf-8")
     if as_json:
         doc = {
