@@ -86,8 +86,8 @@ def _read(url: str, since: float) -> dict[str, Any]:
             out["runs"] = [s.to_json() for s in saved.runs(RUNS_LIMIT)]
         finally:
             saved.close()
-    if PAIRS in tables or SCORES in tables:
-        live = LiveStore.open(url)
+    if PAIRS in tables and SCORES in tables:
+        live = LiveStore(url)  # read only: the gateway's own LiveStore migrated it
         try:
             out["shadow"] = _floats(live.shadow_stats(since))
             out["quality"] = live.quality(since)
