@@ -602,3 +602,17 @@ async def test_with_auth_on_mirrors_run_as_their_own_tenant_and_stay_hidden(
     judge = next(r for r in rows if r.feature == JUDGE_FEATURE)
     assert judge.status == 200 and judge.tenant == "sluice-eval"
     assert next(r for r in rows if r.request_id == call).tenant == "acme"
+
+
+async def test_tool_call_answers_are_not_judged(sim_url: str, tmp_path: Path) -> None:
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    config = live_config(sim_url, records, online={"sample": 1.0, "judge_model": "gpt-4o-mini"})
+    tool = {
+        "type": "function",
+        "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}},
+    }
+    async with gateway(config) as (base, app):
+        await _calls(base, 1, tools=[tool])
+        await _calls(base, 1)
+        await _live(app).join()
+    assert _live(app).stats.online["support"] == {"skipped": 1, "judged": 1}

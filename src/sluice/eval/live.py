@@ -86,7 +86,8 @@ def question_text(req: ChatRequest) -> str:
 
 class LiveMetrics:
     """`sluice_shadow_calls_total{route,outcome}` (mirrored, failed, dropped),
-    `sluice_online_eval_total{route,outcome}` (judged, failed, dropped) and the histogram
+    `sluice_online_eval_total{route,outcome}` (judged, failed, dropped, skipped: an answer
+    with no text) and the histogram
     `sluice_quality_score{route,model}` (0-1). Labels are config names only (else `_other`)."""
 
     def __init__(
@@ -380,6 +381,9 @@ class LiveEval:
 
         async def run() -> None:
             answer = answer_text(resp)
+            if not answer.strip():  # tool calls only: nothing a text rubric can grade
+                self._count("online", route, "skipped")
+                return
             messages = judge_messages(cfg.rubric, question_text(original), answer, None)
             request = ChatRequest(
                 model=cfg.judge_model,
