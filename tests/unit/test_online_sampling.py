@@ -59,3 +59,16 @@ def test_unknown_candidate_or_judge_is_a_config_error() -> None:
             SluiceConfig.model_validate(data)
     data["routes"] = {"support": {**route, "shadow": {"candidate": "gpt-4o"}}}
     assert SluiceConfig.model_validate(data).routes["support"].shadow is not None
+
+
+def test_texts_kept_for_judging_are_bounded_and_hold_no_nul() -> None:
+    from sluice.eval.live import MAX_TEXT_CHARS, answer_text, question_text
+    from sluice.types import ChatRequest, ChatResponse, Message, TextPart
+
+    resp = ChatResponse("r", "m", [TextPart("a\x00b" * MAX_TEXT_CHARS)])
+    text = answer_text(resp)
+    assert "\x00" not in text and len(text) == MAX_TEXT_CHARS
+    req = ChatRequest("m", [Message("user", [TextPart("q\x00" * MAX_TEXT_CHARS)])])
+    question = question_text(req)
+    assert "\x00" not in question and len(question) == MAX_TEXT_CHARS
+    assert answer_text(None) == ""

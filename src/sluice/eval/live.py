@@ -68,7 +68,8 @@ def sampled(request_id: str, share: float, salt: str) -> bool:
 def answer_text(resp: ChatResponse | None) -> str:
     if resp is None:
         return ""
-    return "".join(p.text for p in resp.parts if isinstance(p, TextPart))[:MAX_TEXT_CHARS]
+    text = "".join(p.text for p in resp.parts if isinstance(p, TextPart))
+    return text.replace("\x00", "")[:MAX_TEXT_CHARS]  # PostgreSQL text holds no NUL
 
 
 def question_text(req: ChatRequest) -> str:
@@ -78,7 +79,7 @@ def question_text(req: ChatRequest) -> str:
         text = " ".join(p.text for p in msg.parts if isinstance(p, TextPart))
         if text:
             lines.append(f"{msg.role}: {text}")
-    return "\n".join(lines)[-MAX_TEXT_CHARS:]
+    return "\n".join(lines).replace("\x00", "")[-MAX_TEXT_CHARS:]
 
 
 # --- metrics ---------------------------------------------------------------------------

@@ -60,6 +60,8 @@ class LiveStore:
         self._put(self.scores, row, ("request_id",))
 
     def _put(self, table: Table, row: Mapping[str, Any], key: tuple[str, ...]) -> None:
+        # Any text may come from a caller or a model: PostgreSQL text holds no NUL.
+        row = {k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in row.items()}
         with self.engine.begin() as conn:
             conn.execute(table.delete().where(*(table.c[k] == row[k] for k in key)))
             conn.execute(table.insert().values(**row))
