@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import sys
+import time
 
 import click
 
@@ -308,6 +309,15 @@ def crash(store: str, redis_url: str, seconds: float, concurrency: int) -> None:
     click.echo(run(store, redis_url, seconds, concurrency))
 
 
+@bench.command("shadow")
+@click.option("--requests", "count", default=20000, show_default=True)
+def shadow_bench(count: int) -> None:
+    """Caller-side cost of shadow traffic and online sampling (sluice.eval.live)."""
+    from sluice.bench.shadow import run
+
+    click.echo(run(count))
+
+
 @bench.command()
 @click.option("--requests", "count", default=20000, show_default=True)
 def pipeline(count: int) -> None:
@@ -501,7 +511,12 @@ def report(
                 "pass --store URL"
             )
     try:
-        click.echo(run_report(store_url, since, by, as_json=as_json))
+        text = run_report(store_url, since, by, as_json=as_json)
+        from sluice.eval.export import with_feedback  # feedback rates per route / model
+        from sluice.observe.report import parse_since
+
+        text = with_feedback(text, store_url, parse_since(since, time.time()), by, as_json)
+        click.echo(text)
     except ReportError as exc:
         raise click.ClickException(str(exc)) from None
 

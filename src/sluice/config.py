@@ -358,6 +358,18 @@ class SluiceConfig(_Frozen):
                 raise ValueError(
                     f"routes.{name}: classifier model {route.classifier.model!r} is not served"
                 )
+            # Live evaluation (sluice.eval.live): a candidate may be a model or another route.
+            if route.shadow is not None and route.shadow.candidate not in served | set(self.routes):
+                raise ValueError(
+                    f"routes.{name}.shadow: candidate {route.shadow.candidate!r} is not a "
+                    "served model or route"
+                )
+            judge = route.online_eval.judge_model if route.online_eval is not None else None
+            if judge is not None and judge not in served | set(self.routes):
+                raise ValueError(
+                    f"routes.{name}.online_eval: judge_model {judge!r} is not a served model "
+                    "or route"
+                )
         return self
 
     @model_validator(mode="after")

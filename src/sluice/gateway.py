@@ -20,6 +20,7 @@ from sluice.cache.purgeable import Purgeable
 from sluice.cache.semantic.stage import SemanticCacheStage
 from sluice.config import CacheConfig, SluiceConfig
 from sluice.context.stage import TokenPolicyStage
+from sluice.eval.live import LiveEvalStage
 from sluice.governance.runtime import Governance
 from sluice.governance.stage import GovernanceStage
 from sluice.identity import Identity
@@ -107,6 +108,8 @@ class Gateway:
             helper_call=self._helper_call,
             classifier_call=self._route_classifier_call,
             deployments_behind=self._deployments_behind,
+            pipeline_call=self._pipeline_call,
+            finish_call=self.recorder.finish,
         )
         self.stages: list[Stage] = build_stages(config, deps)
         self.handler: Handler = compose(
@@ -118,6 +121,8 @@ class Gateway:
         self.tokens = _find(self.stages, TokenPolicyStage)
         self.semantic = _find(self.stages, SemanticCacheStage)
         self.router = _find(self.stages, RouterStage)
+        live = _find(self.stages, LiveEvalStage)
+        self.live_eval = live.live if live is not None else None  # shadow + online eval
         # Caches the admin API purges and reports on (`sluice.cache.purgeable.Purgeable`).
         self.caches: list[Purgeable] = [
             s for s in self.stages if isinstance(s, ExactCacheStage | SemanticCacheStage)
@@ -147,6 +152,8 @@ class Gateway:
             sup.add("semantic_cache", self.semantic.start, self.semantic.close)
         if self.router is not None:  # routes' embedding model, off the request path
             sup.add("router", self.router.prepare)
+        if self.live_eval is not None:  # shadow / online-eval store and workers
+            sup.add("live_eval", self.live_eval.start, self.live_eval.close)
         return sup
 
     async def authenticate(self, headers: Mapping[str, str]) -> Identity:
@@ -166,6 +173,11 @@ class Gateway:
         if parent is not None:
             add_child_cost(parent, child)
         return result
+
+    async def _pipeline_call(self, ctx: CallContext) -> Result:
+        """A call Sluice makes on its own (a shadow mirror, an online judge): the whole
+        pipeline, as the identity already on `ctx.credentials` (sluice.eval.live)."""
+        return await self.handler(ctx)
 
     async def _route_classifier_call(self, req: ChatRequest) -> ChatResponse:
         """A routing classifier's model call (not streamed)."""

@@ -53,6 +53,7 @@ from sluice.web.alerts import ENDPOINT as ALERTS_ENDPOINT
 from sluice.web.alerts import install as install_alerts
 from sluice.web.appkeys import GATEWAY
 from sluice.web.endpoints import install as install_endpoints
+from sluice.web.eval_ui import install as install_eval_ui
 from sluice.web.ui import install as install_ui
 
 log = logging.getLogger("sluice")
@@ -519,6 +520,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     if config.observability.alerts.enabled:
         install_alerts(app, config.observability.alerts)
     install_ui(app)  # /ui, behind SLUICE_ADMIN_KEY (loopback only when it is unset)
+    install_eval_ui(app)  # the quality_drop alert rule, /ui/api/eval (issue 17)
     cache_admin.install(app, app[GATEWAY].caches)  # /admin/cache/*, the same access check
     app.on_startup.append(_starting)
     # /admin/keys behind SLUICE_ADMIN_KEY, after the migrations: here or on server.admin_port.

@@ -101,9 +101,9 @@ async def test_feedback_is_scoped_to_the_tenant_and_joined_to_records(
     # Metrics count submissions per served model (both of globex's, replaced or not).
     async with http.get(base + "/metrics", headers=ADMIN) as resp:  # metrics_auth is on
         text = await resp.text()
-    assert 'sluice_feedback_total{kind="up",model="gpt-4o-mini"} 1.0' in text
-    assert 'sluice_feedback_total{kind="score",model="gpt-4o"} 2.0' in text
-    assert 'sluice_feedback_score_sum_total{model="gpt-4o"} 0.75' in text
+    assert 'sluice_feedback_total{kind="up",model="gpt-4o-mini",route="gpt-4o-mini"} 1.0' in text
+    assert 'sluice_feedback_total{kind="score",model="gpt-4o",route="gpt-4o"} 2.0' in text
+    assert 'sluice_feedback_score_sum_total{model="gpt-4o",route="gpt-4o"} 0.75' in text
 
     store = records.removeprefix("sqlite:///")
     runner = CliRunner()
@@ -126,6 +126,16 @@ async def test_feedback_is_scoped_to_the_tenant_and_joined_to_records(
     groups = {g["group"]: g for g in orjson.loads(result.output)["groups"]}
     assert groups["gpt-4o-mini"]["mean_score"] == 1.0 and groups["gpt-4o-mini"]["thumbs_up"] == 1
     assert groups["gpt-4o"]["feedback"] == 1 and groups["gpt-4o"]["mean_score"] == 0.5
+
+    # `sluice report --by model` adds the feedback rate of each model: feedback / calls.
+    result = runner.invoke(main, ["report", "--store", records, "--by", "model", "--json"])
+    assert result.exit_code == 0, result.output
+    rates = {r["group"]: r for r in orjson.loads(result.output)["feedback"]}
+    assert rates["gpt-4o-mini"]["calls"] == 1 and rates["gpt-4o-mini"]["feedback_rate"] == 1.0
+    assert rates["gpt-4o"]["feedback"] == 1 and rates["gpt-4o"]["mean_score"] == 0.5
+    result = runner.invoke(main, ["report", "--store", records, "--by", "route"])
+    assert result.exit_code == 0, result.output
+    assert "User feedback" in result.output and "100.0%" in result.output
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,10 @@ import orjson
 
 if TYPE_CHECKING:
     from sluice.eval.dataset import EvalItem
+    from sluice.eval.live_store import ShadowPair
     from sluice.eval.pairwise import PairwiseReport
     from sluice.eval.runner import ItemResult, RunOptions
+    from sluice.eval.shadow_report import ShadowGroup
 
 DEFAULT_STORE = "sqlite:///sluice.db"
 
@@ -80,7 +82,7 @@ def eval_group() -> None:
     "--markdown",
     type=click.Path(path_type=Path),
     default=None,
-    help="Also write the report as Markdown to this file.",
+    help="Also write the report as Markdown (with charts) to this file.",
 )
 @click.option(
     "--resume",
@@ -113,7 +115,6 @@ def run_cmd(
         fill_costs_from_records,
         format_summary,
         gate,
-        markdown_report,
         read_results,
         regressions,
         summarize,
@@ -176,9 +177,11 @@ def run_cmd(
             _pairwise(options, judge_model, pairwise_rubric, items, results, targets)
         )
     if markdown is not None:
-        report = markdown_report(
-            summaries, worse, failures, dataset=dataset_path.name, run_id=run_id
-        )
+        from sluice.eval.report import RunReport, render
+
+        worse_by = {t: regressions(results, targets[0], t) for t in targets[1:]}
+        run = RunReport(run_id, dataset_path.name, list(targets), summaries, worse_by, failures)
+        report = render(run, "md")  # the same Markdown as `sluice eval report`, charts included
         markdown.write_text(report, encoding="utf-8")
     if as_json:
         doc = {
@@ -320,3 +323,157 @@ def _feedback_rows(store: str, since: str) -> list[dict[str, object]]:
         return export_rows(store, parse_since(since, time.time()))
     except ReportError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@eval_group.command("report")
+@click.argument("run")
+@click.option(
+    "--store",
+    default=None,
+    help="The store the run was saved in (sluice eval run --store); else RUN is a results file.",
+)
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: stdout.")
+@click.option("--fail-under", type=float, default=None, help="Exit 1 if a target's mean is lower.")
+@click.option(
+    "--max-regression",
+    type=float,
+    default=None,
+    help="Exit 1 if the 2nd target's mean is this much below the 1st's.",
+)
+def report_cmd(
+    run: str,
+    store: str | None,
+    fmt: str,
+    out: Path | None,
+    fail_under: float | None,
+    max_regression: float | None,
+) -> None:
+    """One run as Markdown, HTML (inline SVG charts) or JSON: per-target table, charts, the
+    items each candidate got worse on. RUN: a run id (with --store) or a results file."""
+    from sluice.eval.report import build, load_file, render
+
+    if store is None:
+        path = Path(run)
+        if not path.is_file():
+            raise click.ClickException(f"no results file {run!r} (give --store for a run id)")
+        try:
+            results = load_file(path)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ArithmeticError):
+            raise click.ClickException(f"{run} is not a results file") from None
+        run_id, dataset = path.stem.removesuffix(".results"), path.name
+    else:
+        loaded = _load_run(store, run)
+        if loaded is None:
+            raise click.ClickException(f"no eval run {run!r} in the store")
+        run_id, (dataset, results) = run, loaded
+    if not results:
+        raise click.ClickException(f"run {run!r} has no results")
+    report = build(run_id, dataset, results, fail_under=fail_under, max_regression=max_regression)
+    text = render(report, fmt)
+    if out is None:
+        click.echo(text, nl=not text.endswith("\n"))
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"report -> {out}", err=True)
+    if report.failures:
+        sys.exit(1)
+
+
+def _load_run(store: str, run_id: str) -> tuple[str, list[ItemResult]] | None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sluice.eval.export import check_exists
+    from sluice.eval.result_store import EvalResultStore
+    from sluice.observe.report import ReportError, safe_url
+
+    try:
+        check_exists(store)
+        saved = EvalResultStore.open(store)
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"cannot open {safe_url(store)}: {type(exc).__name__}") from None
+    try:
+        return saved.load(run_id[:64])
+    finally:
+        saved.close()
+
+
+@eval_group.group("shadow")
+def shadow_group() -> None:
+    """Shadow traffic: candidate vs production answers kept from live calls."""
+
+
+@shadow_group.command("report")
+@click.option("--store", default=DEFAULT_STORE, show_default=True, help="The records store URL.")
+@click.option("--since", default="24h", show_default=True)
+@click.option("--route", default=None, help="Only this route's pairs.")
+@click.option("--url", required=True, help="The running gateway, for the judge calls.")
+@click.option("--api-key", envvar="SLUICE_API_KEY", default="sluice", show_default=False)
+@click.option("--judge-model", required=True, help="The pairwise judge (a model or route).")
+@click.option(
+    "--rubric",
+    default=None,
+    help="What a better answer is (default: correct, relevant, complete, no unsupported claims).",
+)
+@click.option("--limit", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 256))
+@click.option("--json", "as_json", is_flag=True)
+def shadow_report_cmd(
+    store: str,
+    since: str,
+    route: str | None,
+    url: str,
+    api_key: str,
+    judge_model: str,
+    rubric: str | None,
+    limit: int,
+    concurrency: int,
+    as_json: bool,
+) -> None:
+    """Judge the stored shadow pairs pairwise (both orders) through the gateway: per route
+    and candidate, wins / losses / ties, the candidate's error rate and latencies."""
+    from sluice.eval.config import DEFAULT_RUBRIC
+    from sluice.eval.export import check_exists
+    from sluice.eval.live_store import LiveStore
+    from sluice.observe.report import ReportError, parse_since
+
+    try:
+        check_exists(store)
+        start = parse_since(since, time.time())
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
+    live = LiveStore.open(store)
+    try:
+        pairs = live.pairs_since(start, route, limit)
+    finally:
+        live.close()
+    groups = asyncio.run(
+        _judge_pairs(url, api_key, judge_model, rubric or DEFAULT_RUBRIC, pairs, concurrency)
+    )
+    if as_json:
+        click.echo(orjson.dumps({"groups": [g.to_json() for g in groups]}).decode())
+        return
+    if not groups:
+        click.echo("(no shadow pairs in this period)")
+    for g in groups:
+        click.echo(g.line())
+
+
+async def _judge_pairs(
+    url: str,
+    api_key: str,
+    judge_model: str,
+    rubric: str,
+    pairs: Sequence[ShadowPair],
+    concurrency: int,
+) -> list[ShadowGroup]:
+    from sluice.eval.runner import RunOptions, make_client
+    from sluice.eval.shadow_report import judge_pairs
+
+    client = make_client(RunOptions(url, api_key, concurrency, False))
+    try:
+        return await judge_pairs(client, judge_model, rubric, pairs, concurrency)
+    finally:
+        await client.close()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -166,3 +166,128 @@ def format_summary(groups: Sequence[FeedbackGroup], by: str) -> str:
     if not groups:
         lines.append("(no feedback in this period)")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRate:
+    """Feedback on one route (or model): how many of its calls got any, and how it went."""
+
+    group: str | None
+    calls: int
+    feedback: int
+    mean_score: float | None
+    thumbs_up: int
+    thumbs_down: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.feedback / self.calls if self.calls else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "calls": self.calls,
+            "feedback": self.feedback,
+            "feedback_rate": self.rate,
+            "mean_score": self.mean_score,
+            "thumbs_up": self.thumbs_up,
+            "thumbs_down": self.thumbs_down,
+        }
+
+
+def feedback_rates(url: str, since: float, by: str) -> list[FeedbackRate]:
+    """Per route or model (`by`): calls since `since` (Sluice's own shadow and judge calls
+    left out), and the feedback given on them. Empty when the store has no feedback table."""
+    if by not in ("route", "model"):
+        raise ReportError(f"feedback rates are per route or model, not {by!r}")
+    check_exists(url)
+    column = "route" if by == "route" else "model_requested"
+    records = RecordStore(url)
+    try:
+        tables = set(inspect(records.engine).get_table_names())
+        if TABLE not in tables:
+            return []
+        t = records.table
+        own = (
+            "sluice-shadow",
+            "sluice-online-judge",
+            "sluice-shadow-judge",
+            "sluice-eval-judge",
+        )
+        stmt = (
+            select(t.c[column], func.count())
+            .where(
+                t.c.ts >= since,
+                t.c.kind == "call",
+                t.c.feature.is_(None) | t.c.feature.notin_(own),
+            )
+            .group_by(t.c[column])
+        )
+        with records.engine.connect() as conn:
+            calls: dict[str | None, int] = {g: int(n) for g, n in conn.execute(stmt)}
+        feedback = FeedbackStore(url)
+        try:
+            given = feedback.since(since)
+        finally:
+            feedback.close()
+        joined = _records_by_id(records, [f.request_id for f in given]) if given else {}
+    except SQLAlchemyError as exc:
+        raise ReportError(f"cannot read {safe_url(url)}: {type(exc).__name__}") from None
+    finally:
+        records.close()
+    owner = {
+        key: row["route" if by == "route" else "model_requested"]
+        for key, row in joined.items()
+        if row["ts"] >= since
+    }
+    acc: dict[str | None, list[Any]] = {}
+    for fb in given:
+        key = (fb.tenant, fb.request_id)
+        if key in owner:  # feedback on a call of this period
+            acc.setdefault(owner[key], []).append(fb)
+    out = []
+    for group, n in calls.items():
+        items = acc.get(group, [])
+        out.append(
+            FeedbackRate(
+                group=group,
+                calls=n,
+                feedback=len(items),
+                mean_score=sum(f.score for f in items) / len(items) if items else None,
+                thumbs_up=sum(f.thumbs == "up" for f in items),
+                thumbs_down=sum(f.thumbs == "down" for f in items),
+            )
+        )
+    out.sort(key=lambda r: (-r.calls, r.group is None, r.group or ""))
+    return out
+
+
+def format_rates(rates: Sequence[FeedbackRate], by: str) -> str:
+    header = f"{by:<24} {'calls':>7} {'feedback':>8} {'rate':>7} {'mean':>6} {'up':>5} {'down':>5}"
+    lines = ["User feedback (POST /v1/sluice/feedback)", header, "-" * len(header)]
+    for r in rates:
+        name = "(none)" if r.group is None else r.group[:24]
+        rate = "-" if r.rate is None else f"{r.rate:.1%}"
+        mean = "-" if r.mean_score is None else f"{r.mean_score:.3f}"
+        lines.append(
+            f"{name:<24} {r.calls:>7} {r.feedback:>8} {rate:>7} {mean:>6} "
+            f"{r.thumbs_up:>5} {r.thumbs_down:>5}"
+        )
+    return "\n".join(lines)
+
+
+def with_feedback(report: str, url: str, since: float, by: str, as_json: bool) -> str:
+    """`sluice report --by route|model`, with the feedback rates of the same groups added
+    (a table below the report, or a `feedback` key in its JSON) when there is feedback."""
+    if by not in ("route", "model"):
+        return report
+    rates = feedback_rates(url, since, by)
+    if not rates:
+        return report
+    if as_json:
+        import json
+
+        doc = json.loads(report)
+        doc["feedback"] = [r.to_json() for r in rates]
+        return json.dumps(doc)
+    return report + "\n\n" + format_rates(rates, by)

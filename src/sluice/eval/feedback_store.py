@@ -12,23 +12,12 @@ Synchronous, blocking I/O (SQLAlchemy Core): call it through `asyncio.to_thread`
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import (
-    Column,
-    Double,
-    Engine,
-    Index,
-    MetaData,
-    String,
-    Table,
-    Text,
-    delete,
-    select,
-)
+from sqlalchemy import Engine, delete, select
 
 from sluice.eval.feedback import Feedback
-from sluice.state import engines
+from sluice.state import engines, migrations, tables
 
-TABLE = "sluice_feedback"
+TABLE = tables.FEEDBACK_TABLE
 
 
 def make_engine(url: str) -> Engine:
@@ -38,29 +27,15 @@ def make_engine(url: str) -> Engine:
 
 
 class FeedbackStore:
-    def __init__(self, url: str, *, table_name: str = TABLE) -> None:
+    def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
-        self.metadata = MetaData()
-        self.table = Table(
-            table_name,
-            self.metadata,
-            Column("tenant", String(255), primary_key=True),
-            Column("request_id", String(128), primary_key=True),
-            Column("key_id", String(255), nullable=True),
-            Column("score", Double(), nullable=False),
-            Column("thumbs", String(8), nullable=True),
-            Column("comment", Text(), nullable=True),  # <= MAX_COMMENT_CHARS (FeedbackIn)
-            Column("tags", Text(), nullable=False),  # a JSON array, bounded by FeedbackIn
-            Column("ts", Double(), nullable=False),
-            Index(f"ix_{table_name}_ts", "ts"),
-        )
+        self.table = tables.feedback
 
     @classmethod
-    def open(cls, url: str, *, table_name: str = TABLE) -> FeedbackStore:
-        """A store whose table exists (created if missing)."""
-        store = cls(url, table_name=table_name)
-        store.metadata.create_all(store.engine)
-        return store
+    def open(cls, url: str) -> FeedbackStore:
+        """A store whose table exists (Alembic branch `eval`, sluice.state.migrations)."""
+        migrations.upgrade(url, "eval")
+        return cls(url)
 
     def close(self) -> None:
         engines.release(self.engine)

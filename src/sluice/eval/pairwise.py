@@ -131,8 +131,10 @@ async def compare(
         question = item.question_text()
         try:
             async with gate:
-                first = await _verdict(client, model, rubric, question, a.output, b.output, headers)
-                swapped = await _verdict(
+                first = await pairwise_verdict(
+                    client, model, rubric, question, a.output, b.output, headers
+                )
+                swapped = await pairwise_verdict(
                     client, model, rubric, question, b.output, a.output, headers
                 )
         except JudgeError as exc:
@@ -159,7 +161,7 @@ async def compare(
     )
 
 
-async def _verdict(
+async def pairwise_verdict(
     client: openai.AsyncOpenAI,
     model: str,
     rubric: str,

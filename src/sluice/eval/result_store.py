@@ -9,39 +9,18 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Boolean, Column, Double, Index, MetaData, String, Table, Text, select
+from sqlalchemy import select
 
 from sluice.eval.feedback_store import make_engine
 from sluice.eval.runner import ItemResult
-from sluice.state import engines
+from sluice.state import engines, migrations, tables
 
-TABLE = "sluice_eval_results"
+TABLE = tables.EVAL_RESULTS_TABLE
 _ROWS_PER_INSERT = 500
-
-
-def _table(metadata: MetaData, name: str) -> Table:
-    return Table(
-        name,
-        metadata,
-        Column("run_id", String(64), primary_key=True),
-        Column("target", String(255), primary_key=True),
-        Column("item_id", String(255), primary_key=True),
-        Column("dataset", String(512), nullable=False),
-        Column("ts", Double(), nullable=False),
-        Column("score", Double(), nullable=False),
-        Column("passed", Boolean(), nullable=False),
-        Column("scores", Text(), nullable=False),  # JSON object
-        Column("request_id", String(128), nullable=False),
-        Column("latency_ms", Double(), nullable=False),
-        Column("cost_usd", String(40), nullable=True),  # exact decimal text
-        Column("cost_source", String(16), nullable=False),
-        Column("error", Text(), nullable=True),
-        Column("output", Text(), nullable=True),
-        Index(f"ix_{name}_ts", "ts"),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,16 +46,15 @@ class RunSummary:
 
 
 class EvalResultStore:
-    def __init__(self, url: str, *, table_name: str = TABLE) -> None:
+    def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
-        self.metadata = MetaData()
-        self.table = _table(self.metadata, table_name)
+        self.table = tables.eval_results
 
     @classmethod
-    def open(cls, url: str, *, table_name: str = TABLE) -> EvalResultStore:
-        store = cls(url, table_name=table_name)
-        store.metadata.create_all(store.engine)
-        return store
+    def open(cls, url: str) -> EvalResultStore:
+        """A store whose table exists (Alembic branch `eval`, sluice.state.migrations)."""
+        migrations.upgrade(url, "eval")
+        return cls(url)
 
     def close(self) -> None:
         engines.release(self.engine)
@@ -90,7 +68,7 @@ class EvalResultStore:
                 "target": r.target,
                 "item_id": r.item_id,
                 "dataset": dataset[:512],
-                "ts": now,
+                "ts": now + i * 1e-6,  # keeps the run's order (the first target: baseline)
                 "score": r.score,
                 "passed": r.passed,
                 "scores": orjson.dumps(r.scores).decode(),
@@ -101,7 +79,7 @@ class EvalResultStore:
                 "error": r.error,
                 "output": r.output,
             }
-            for r in results
+            for i, r in enumerate(results)
         ]
         with self.engine.begin() as conn:
             for start in range(0, len(rows), _ROWS_PER_INSERT):
@@ -132,3 +110,29 @@ class EvalResultStore:
         run_ids = list(dict.fromkeys(s.run_id for s in out))[:limit]
         keep = set(run_ids)
         return [s for s in out if s.run_id in keep]
+
+    def load(self, run_id: str) -> tuple[str, list[ItemResult]] | None:
+        """A saved run's dataset and results, in the order they were saved; None if unknown."""
+        t = self.table
+        stmt = select(t).where(t.c.run_id == run_id).order_by(t.c.ts)
+        with self.engine.connect() as conn:
+            rows = [r._asdict() for r in conn.execute(stmt)]
+        if not rows:
+            return None
+        results = [
+            ItemResult(
+                item_id=r["item_id"],
+                target=r["target"],
+                output=r["output"],
+                scores={str(k): float(v) for k, v in orjson.loads(r["scores"]).items()},
+                score=float(r["score"]),
+                passed=bool(r["passed"]),
+                request_id=r["request_id"],
+                latency_ms=float(r["latency_ms"]),
+                cost_usd=None if r["cost_usd"] is None else Decimal(r["cost_usd"]),
+                cost_source=r["cost_source"],
+                error=r["error"],
+            )
+            for r in rows
+        ]
+        return str(rows[0]["dataset"]), results

@@ -221,37 +221,3 @@ def format_summary(
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
-
-
-def markdown_report(
-    summaries: Sequence[TargetSummary],
-    worse: Sequence[Regression],
-    failures: Sequence[str],
-    *,
-    dataset: str,
-    run_id: str,
-) -> str:
-    """The run as Markdown (for a CI job summary or a pull-request comment)."""
-    lines = [
-        f"# Eval run `{run_id}` on `{dataset}`",
-        "",
-        "| target | items | errors | mean score | 95% CI | pass rate | $/item | $/quality point "
-        "| p50 ms | p95 ms |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for s in summaries:
-        ci = "-" if s.ci95 is None else f"{s.ci95[0]:.3f} to {s.ci95[1]:.3f}"
-        item = "unknown" if s.cost_per_item_usd is None else f"{s.cost_per_item_usd:.8f}"
-        point = "-" if s.cost_per_point_usd is None else f"{s.cost_per_point_usd:.8f}"
-        lines.append(
-            f"| `{s.target}` | {s.items} | {s.errors} | {s.mean_score:.3f} | {ci} | "
-            f"{s.pass_rate:.1%} | {item} | {point} | {_ms(s.latency_ms_p50)} | "
-            f"{_ms(s.latency_ms_p95)} |"
-        )
-    if len(summaries) >= 2:
-        lines += ["", f"## Items worse on `{summaries[1].target}` than on `{summaries[0].target}`"]
-        lines += [""] + (
-            [f"- `{w.item_id}`: {w.baseline:.3f} → {w.candidate:.3f}" for w in worse] or ["(none)"]
-        )
-    lines += ["", "## Gates", ""] + ([f"- FAIL: {f}" for f in failures] or ["- pass"])
-    return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
+from sluice.eval.config import OnlineEvalConfig, ShadowConfig
 
 
 class RuleConfig(Frozen):
@@ -149,6 +150,9 @@ class RouteConfig(Frozen):
     budget_aware: bool = True  # over a soft budget → the cheapest target that fits
     context_aware: bool = True  # too long for the pick → a target whose window fits
     policy: TokenPolicy = TokenPolicy()
+    # Live evaluation (sluice.eval.live): mirror to a candidate, judge a sample of answers.
+    shadow: ShadowConfig | None = None
+    online_eval: OnlineEvalConfig | None = None
 
     @model_validator(mode="after")
     def _targets_known(self) -> RouteConfig:

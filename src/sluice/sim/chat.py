@@ -21,6 +21,7 @@ from aiohttp import web
 
 from sluice.sim import anthropic_wire, openai_wire
 from sluice.sim.config import SimModel
+from sluice.sim.judge import judged
 from sluice.sim.openai_wire import WireError
 from sluice.sim.state import SimState, anthropic_limit_headers, openai_limit_headers
 from sluice.sim.text import Answer, plan_answer, with_prefix
@@ -176,6 +177,7 @@ async def _chat(request: web.Request, wire: Wire) -> web.StreamResponse:
         invalid,
     )
     answer = _unsure(answer, name, headers.get("x-sim-uncertain"))
+    answer = judged(answer, prompt, headers)  # a judge's verdict follows fixed rules
     extra: dict[str, str] = {SIM_HEADER: "true"}
     if model.limited:
         info = state.limiter.check(model, prompt_tokens + answer.output_tokens, time.monotonic())

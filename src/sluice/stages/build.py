@@ -1,6 +1,6 @@
 """`build_stages(config, deps)`: the pipeline's stages, in order, decided in one place.
 
-    auth → idempotency → limits and budgets → agent guard → token policy → exact cache
+    auth → live eval → idempotency → limits and budgets → agent guard → token policy → exact cache
     → semantic cache → router → structured output → mid-stream failover → settle → (the plan
     executor)
 
@@ -31,6 +31,7 @@ from sluice.config import SluiceConfig
 from sluice.context.sessions import SessionStore
 from sluice.context.stage import TokenPolicyStage
 from sluice.cost.prices import Price
+from sluice.eval.live import build_live_stage
 from sluice.governance.auth import Authenticator
 from sluice.governance.stage import build_governance
 from sluice.observe.metrics import Metrics
@@ -87,12 +88,30 @@ class StageDeps:
     classifier_call: Callable[[ChatRequest], Awaitable[ChatResponse]]
     # A model's deployments; for a route, those of all its targets.
     deployments_behind: Callable[[str], list[Deployment]]
+    # A call Sluice makes on its own (shadow mirror, online judge) through the whole
+    # pipeline, and the recorder's `finish` that gives it its own call record (sluice.eval).
+    pipeline_call: Callable[[CallContext], Awaitable[Result]] | None = None
+    finish_call: Callable[..., None] | None = None
 
 
 def build_stages(config: SluiceConfig, deps: StageDeps) -> list[Stage]:
     """The stages in the order the module docstring gives; those switched off left out."""
     cache = config.cache
     stages: list[Stage] = [AuthStage(deps.auth)]
+    # Live evaluation right after auth: it sees the caller's request as sent, and acts only
+    # once the answer is complete (sluice.eval.live).
+    if deps.pipeline_call is not None and deps.finish_call is not None:
+        records = config.observability.records
+        live = build_live_stage(
+            config.routes,
+            deps.metrics.registry,
+            {*deps.runtime.by_model, *config.models, *config.routes},
+            deps.pipeline_call,
+            deps.finish_call,
+            records.store_url if records.enabled else None,
+        )
+        if live is not None:
+            stages.append(live)
     if cache.idempotency.enabled:
         stages.append(IdempotencyStage(cache.idempotency, deps.cache_backend))
     if config.limits.enabled:

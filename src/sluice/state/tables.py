@@ -211,3 +211,80 @@ cache_entries = Table(
     Column("expires_at", Double(), nullable=False),  # wall-clock epoch seconds
     Column("tags", Text(), nullable=False),  # JSON list
 )
+
+
+# --- evaluation (sluice.eval; Alembic branch `eval`) --------------------------------------
+# All in the records store's database. Answer texts are cut before they are stored.
+
+FEEDBACK_TABLE = "sluice_feedback"
+EVAL_RESULTS_TABLE = "sluice_eval_results"
+SHADOW_PAIRS_TABLE = "sluice_shadow_pairs"
+ONLINE_SCORES_TABLE = "sluice_online_scores"
+eval_metadata = MetaData()
+
+feedback = Table(  # one row per (tenant, call): sending again replaces it
+    FEEDBACK_TABLE,
+    eval_metadata,
+    Column("tenant", String(255), primary_key=True),
+    Column("request_id", String(128), primary_key=True),
+    Column("key_id", String(255), nullable=True),
+    Column("score", Double(), nullable=False),
+    Column("thumbs", String(8), nullable=True),
+    Column("comment", Text(), nullable=True),
+    Column("tags", Text(), nullable=False),  # a JSON array
+    Column("ts", Double(), nullable=False),
+    Index(f"ix_{FEEDBACK_TABLE}_ts", "ts"),
+)
+
+eval_results = Table(  # one row per (run, target, item) of `sluice eval run --store`
+    EVAL_RESULTS_TABLE,
+    eval_metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("target", String(255), primary_key=True),
+    Column("item_id", String(255), primary_key=True),
+    Column("dataset", String(512), nullable=False),
+    Column("ts", Double(), nullable=False),
+    Column("score", Double(), nullable=False),
+    Column("passed", Boolean(), nullable=False),
+    Column("scores", Text(), nullable=False),  # JSON object
+    Column("request_id", String(128), nullable=False),
+    Column("latency_ms", Double(), nullable=False),
+    Column("cost_usd", String(40), nullable=True),  # exact decimal text
+    Column("cost_source", String(16), nullable=False),
+    Column("error", Text(), nullable=True),
+    Column("output", Text(), nullable=True),
+    Index(f"ix_{EVAL_RESULTS_TABLE}_ts", "ts"),
+)
+
+shadow_pairs = Table(  # production vs candidate answer of one mirrored call
+    SHADOW_PAIRS_TABLE,
+    eval_metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("candidate", String(255), primary_key=True),
+    Column("route", String(255), nullable=False),
+    Column("tenant", String(255), nullable=True),  # the caller's
+    Column("production_model", String(255), nullable=True),
+    Column("candidate_request_id", String(128), nullable=False),
+    Column("ts", Double(), nullable=False),
+    Column("question", Text(), nullable=False),
+    Column("production", Text(), nullable=False),
+    Column("candidate_output", Text(), nullable=True),
+    Column("production_ms", Double(), nullable=False),
+    Column("candidate_ms", Double(), nullable=False),
+    Column("error", Text(), nullable=True),
+    Index(f"ix_{SHADOW_PAIRS_TABLE}_ts", "ts"),
+)
+
+online_scores = Table(  # one online judgement of a live call
+    ONLINE_SCORES_TABLE,
+    eval_metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("route", String(255), nullable=False),
+    Column("model", String(255), nullable=False),
+    Column("ts", Double(), nullable=False),
+    Column("score", Double(), nullable=False),  # 0-1
+    Column("verdict", Integer(), nullable=False),  # 1-5
+    Column("reason", Text(), nullable=False),
+    Column("judge_request_id", String(128), nullable=False),
+    Index(f"ix_{ONLINE_SCORES_TABLE}_ts", "ts"),
+)

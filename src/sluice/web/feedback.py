@@ -38,27 +38,34 @@ OTHER = "_other"
 
 
 class FeedbackMetrics:
-    """`sluice_feedback_total{model,kind}` (kind: up, down, score) and
-    `sluice_feedback_score_sum{model}` on the gateway's registry: the feedback rate and mean
-    score per model or route. The label is the name the caller asked for, kept only when
-    this gateway serves it (else `_other`), so callers cannot grow the series."""
+    """`sluice_feedback_total{route,model,kind}` (kind: up, down, score) and
+    `sluice_feedback_score_sum{route,model}` on the gateway's registry: divided by the calls
+    of the same route (`sluice_requests_total`), the feedback rate and mean score per route
+    and model. `route` is the name the caller asked for, `model` what served it (a route's
+    pick); each kept only when this gateway serves it (else `_other`), so callers cannot
+    grow the series."""
 
     def __init__(self, registry: CollectorRegistry, known: frozenset[str]) -> None:
         self._known = known
         self.count = Counter(
-            "sluice_feedback", "User feedback received.", ["model", "kind"], registry=registry
+            "sluice_feedback",
+            "User feedback received.",
+            ["route", "model", "kind"],
+            registry=registry,
         )
         self.score = Counter(
             "sluice_feedback_score_sum",
             "Sum of feedback scores (0-1; thumbs up 1, down 0).",
-            ["model"],
+            ["route", "model"],
             registry=registry,
         )
 
-    def observe(self, model: str, feedback: Feedback) -> None:
-        label = model if model in self._known else OTHER
-        self.count.labels(label, feedback.thumbs or "score").inc()
-        self.score.labels(label).inc(feedback.score)
+    def observe(self, route: str | None, model: str, feedback: Feedback) -> None:
+        known = self._known
+        model_label = model if model in known else OTHER
+        route_label = (route if route in known else OTHER) if route else model_label
+        self.count.labels(route_label, model_label, feedback.thumbs or "score").inc()
+        self.score.labels(route_label, model_label).inc(feedback.score)
 
 
 METRICS: web.AppKey[FeedbackMetrics] = web.AppKey("feedback_metrics", FeedbackMetrics)
@@ -105,7 +112,7 @@ async def submit(request: web.Request) -> web.Response:
         ts=time.time(),
     )
     await asyncio.to_thread(store.put, feedback)
-    request.app[METRICS].observe(record.model_requested, feedback)
+    request.app[METRICS].observe(record.route, record.model_requested, feedback)
     answer = {
         "object": "sluice.feedback",
         "request_id": feedback.request_id,

@@ -483,6 +483,7 @@
         clearRecordViews();
         showMessage(err.message);
         main.dataset.state = "no-store";
+        loadEval();
         return;
       }
       const q = `period=${state.period}&until=${summary.until}`;
@@ -504,10 +505,70 @@
       main.dataset.until = String(summary.until);
       $("updated").textContent = `Updated ${fmtTime(Date.now() / 1000, false)}`;
       main.dataset.state = "ready";
+      loadEval();
     } catch (err) {
       if (stale()) return;
       showMessage(err.message || String(err));
       main.dataset.state = "error";
+    }
+  }
+
+  // --- evaluation (issue 17): runs, shadow traffic, online quality, feedback rates ---------
+
+  function fmtScore(v) {
+    return v === null || v === undefined ? "–" : Number(v).toFixed(3);
+  }
+
+  function fillTable(id, rows, columns, emptyText, toCells) {
+    const table = $(id);
+    const tbody = table.tBodies[0];
+    clear(tbody);
+    for (const r of rows) {
+      const row = el("tr");
+      for (const [text, cls] of toCells(r)) cell(row, text, cls);
+      tbody.appendChild(row);
+    }
+    if (rows.length === 0) emptyRow(tbody, columns, emptyText);
+    table.dataset.rows = String(rows.length);
+  }
+
+  function renderEval(ev) {
+    $("eval-note").textContent = ev.records ? "" : "(no record store: live counts only)";
+    fillTable("eval-runs", ev.runs, 5, "No saved runs", (r) => [
+      [r.run_id, ""], [r.target, ""], [fmtInt(r.items), "num"],
+      [fmtScore(r.mean_score), "num"], [fmtPct(r.pass_rate), "num"],
+    ]);
+    const dropped = (route) => ((ev.shadow_live[route] || {}).dropped || 0);
+    const shadow = ev.shadow.slice();
+    for (const route of Object.keys(ev.shadow_live)) {
+      if (!shadow.some((s) => s.route === route)) {
+        shadow.push({ route, candidate: "–", pairs: 0, errors: 0, production_ms: null, candidate_ms: null });
+      }
+    }
+    fillTable("eval-shadow", shadow, 7, "No shadow traffic", (r) => [
+      [r.route, ""], [r.candidate, ""], [fmtInt(r.pairs), "num"], [fmtInt(r.errors), "num"],
+      [r.production_ms === null ? "–" : fmtMs(r.production_ms), "num"],
+      [r.candidate_ms === null ? "–" : fmtMs(r.candidate_ms), "num"],
+      [fmtInt(dropped(r.route)), "num"],
+    ]);
+    fillTable("eval-quality", ev.quality, 5, "No online judgements", (r) => [
+      [r.route, ""], [r.model, ""], [fmtInt(r.judged), "num"],
+      [fmtScore(r.mean_score), "num"], [fmtPct(r.good_rate), "num"],
+    ]);
+    const fb = ev.feedback.route.map((r) => ({ ...r, kind: "route" }))
+      .concat(ev.feedback.model.map((r) => ({ ...r, kind: "model" })));
+    fillTable("eval-feedback", fb, 6, "No feedback", (r) => [
+      [`${r.kind}: ${r.group === null ? "(none)" : r.group}`, ""], [fmtInt(r.calls), "num"],
+      [fmtInt(r.feedback), "num"], [fmtPct(r.feedback_rate), "num"],
+      [fmtScore(r.mean_score), "num"], [`${r.thumbs_up} / ${r.thumbs_down}`, "num"],
+    ]);
+  }
+
+  async function loadEval() {
+    try {
+      renderEval(await api(`/ui/api/eval?period=${state.period}`));
+    } catch (err) {
+      $("eval-note").textContent = `(${err.message || String(err)})`;
     }
   }
 

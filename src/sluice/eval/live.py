@@ -1,0 +1,560 @@
+"""Live evaluation: shadow traffic and online quality sampling, off the caller's path.
+
+`LiveEvalStage` runs right after auth. For a route with `shadow` or `online_eval` set, it
+decides by a hash of the request id (`sampled`: deterministic, so a share of 0.1 is 10% of
+calls within sampling noise, and a retried request id is sampled the same way) whether the
+call is mirrored and/or judged. Nothing happens until the caller's answer is complete: a
+plain answer once the rest of the pipeline returned it, a stream once it ended in full (a
+failed or cut call is neither mirrored nor judged). Then a job is put on a bounded queue
+(`Lane`): when the queue is full the job is dropped and counted, never waited for, so a slow
+or failing candidate or judge can never delay or fail the caller.
+
+Each job is a call of its own through the whole pipeline (`pipeline_call`, injected by the
+gateway), with its own identity (`ShadowConfig.tenant` / `OnlineEvalConfig.tenant`: its
+own budget line, never the caller's), its own request id and its own call record, linked to
+the caller's call by `parent_request_id` and marked by `feature` (`sluice-shadow`,
+`sluice-online-judge`). Shadow pairs (production vs candidate answer) and online scores are
+kept in the records store's database (`sluice.eval.live_store`) for `sluice eval shadow
+report` and the dashboard; scores also go to `sluice_quality_score{route,model}` and the
+`quality_drop` alert rule (`QualityDrop`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from sluice.collect import WatchedStream
+from sluice.errors import SluiceError
+from sluice.eval.config import OnlineEvalConfig, ShadowConfig
+from sluice.eval.judge import RESPONSE_FORMAT, JudgeError, judge_messages, parse_verdict
+from sluice.eval.live_store import LiveStore
+from sluice.identity import Credentials, Identity
+from sluice.observe.alert_rules import SLOTS, Labels, Reading, Ring, Rule, span_text
+from sluice.observe.records import CallRecord
+from sluice.pipeline.context import CallContext, Handler, Result
+from sluice.types import CallMeta, ChatRequest, ChatResponse, Message, TextPart
+
+log = logging.getLogger("sluice.eval")
+
+SHADOW_FEATURE = "sluice-shadow"
+JUDGE_FEATURE = "sluice-online-judge"
+MAX_TEXT_CHARS = 16_000  # each answer kept for judging
+OTHER = "_other"
+
+PipelineCall = Callable[[CallContext], Awaitable[Result]]
+Finish = Callable[..., None]  # Recorder.finish
+
+
+def sampled(request_id: str, share: float, salt: str) -> bool:
+    """Whether a call is in the sampled `share`: a hash of its request id, uniform in [0, 1),
+    under `share`. Deterministic; `salt` keeps shadow and online samples independent."""
+    if share <= 0:
+        return False
+    if share >= 1:
+        return True
+    digest = hashlib.blake2b(f"{salt}\x00{request_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < share
+
+
+def answer_text(resp: ChatResponse | None) -> str:
+    if resp is None:
+        return ""
+    text = "".join(p.text for p in resp.parts if isinstance(p, TextPart))
+    return text.replace("\x00", "")[:MAX_TEXT_CHARS]  # PostgreSQL text holds no NUL
+
+
+def question_text(req: ChatRequest) -> str:
+    """The conversation as the judge reads it: system prompt, then each turn's text."""
+    lines = [f"system: {' '.join(p.text for p in req.system)}"] if req.system else []
+    for msg in req.messages:
+        text = " ".join(p.text for p in msg.parts if isinstance(p, TextPart))
+        if text:
+            lines.append(f"{msg.role}: {text}")
+    return "\n".join(lines).replace("\x00", "")[-MAX_TEXT_CHARS:]
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+
+class LiveMetrics:
+    """`sluice_shadow_calls_total{route,outcome}` (mirrored, failed, dropped),
+    `sluice_online_eval_total{route,outcome}` (judged, failed, dropped, skipped: an answer
+    with no text) and the histogram
+    `sluice_quality_score{route,model}` (0-1). Labels are config names only (else `_other`)."""
+
+    def __init__(
+        self, registry: CollectorRegistry, routes: Collection[str], models: Collection[str]
+    ):
+        self._routes, self._models = frozenset(routes), frozenset(models)
+        self.shadow = Counter(
+            "sluice_shadow_calls",
+            "Shadow mirrors of live calls, by outcome.",
+            ["route", "outcome"],
+            registry=registry,
+        )
+        self.online = Counter(
+            "sluice_online_eval",
+            "Online quality judgements of live calls, by outcome.",
+            ["route", "outcome"],
+            registry=registry,
+        )
+        self.quality = Histogram(
+            "sluice_quality_score",
+            "Online judge scores of live answers, normalized to 0-1 ((verdict - 1) / 4).",
+            ["route", "model"],
+            buckets=(0.0, 0.25, 0.5, 0.75, 1.0),
+            registry=registry,
+        )
+
+    def route(self, name: str) -> str:
+        return name if name in self._routes else OTHER
+
+    def model(self, name: str) -> str:
+        return name if name in self._models else OTHER
+
+
+# --- the alert rule --------------------------------------------------------------------
+
+
+class QualityDrop(Rule):
+    """`quality_drop`: per route with `online_eval.alert_below` set, the mean online score
+    (0-1) over the route's `window_s` is under `alert_below`, with at least `min_scores`
+    scores. Fed by the online judge (`add`), not by call records: a judged score arrives
+    after its call. Evaluated by the gateway's alert engine like every other rule."""
+
+    name = "quality_drop"
+
+    def __init__(self, routes: Mapping[str, OnlineEvalConfig]) -> None:
+        self._cfg = {r: c for r, c in routes.items() if c.alert_below is not None}
+        self.window_s = max((c.window_s for c in self._cfg.values()), default=3600.0)
+        self._rings: dict[str, Ring[list[float]]] = {
+            r: Ring(c.window_s / SLOTS, SLOTS, _sum_count) for r, c in self._cfg.items()
+        }
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._cfg)
+
+    def observe(self, record: CallRecord, cost: float | None) -> None:
+        return None  # scores come through `add`
+
+    def add(self, route: str, score: float, ts: float) -> None:
+        ring = self._rings.get(route)
+        if ring is None:
+            return
+        pos = ring.at(ts)
+        if pos >= 0:
+            acc = ring.vals[pos]
+            acc[0] += score
+            acc[1] += 1
+
+    def check(self, now: float, active: Collection[Labels]) -> dict[Labels, Reading]:
+        out: dict[Labels, Reading] = {}
+        for route, ring in self._rings.items():
+            cfg = self._cfg[route]
+            total = n = 0.0
+            for s, c in ring.window(now):
+                total += s
+                n += c
+            mean = total / n if n else 0.0
+            threshold = float(cfg.alert_below or 0.0)
+            firing = n >= cfg.min_scores and mean < threshold
+            summary = (
+                f"online quality {mean:.3f} (mean of {int(n)} judged calls) on route {route} "
+                f"over {span_text(cfg.window_s)}; threshold {threshold:.3f} "
+                f"with at least {cfg.min_scores} scores"
+            )
+            out[(("route", route),)] = Reading(mean, threshold, firing, summary)
+        return out
+
+
+def _sum_count() -> list[float]:
+    return [0.0, 0.0]
+
+
+# --- the queues ------------------------------------------------------------------------
+
+
+Job = Callable[[], Awaitable[None]]
+
+
+class Lane:
+    """A bounded queue of jobs and its workers (started with the first job): `offer` never
+    waits; a full queue drops the job and says so."""
+
+    def __init__(self, size: int, workers: int) -> None:
+        self._size, self._workers = size, workers
+        self._queue: asyncio.Queue[Job] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def offer(self, job: Job) -> bool:
+        if self._queue is None:
+            self._queue = asyncio.Queue(self._size)
+            self._tasks = [asyncio.create_task(self._work()) for _ in range(self._workers)]
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    @property
+    def waiting(self) -> int:
+        return 0 if self._queue is None else self._queue.qsize()
+
+    async def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            job = await self._queue.get()
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a job logs its own failures; this is the last guard
+                log.exception("live eval: a job failed")
+            finally:
+                self._queue.task_done()
+
+    async def join(self) -> None:
+        """Wait until every queued job is done (tests, orderly shutdown)."""
+        if self._queue is not None:
+            await self._queue.join()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._queue = None
+
+
+# --- the stage -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class LiveStats:
+    """Counts since start, per route (the dashboard's shadow and online panels)."""
+
+    shadow: dict[str, dict[str, int]] = field(default_factory=dict)
+    online: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @staticmethod
+    def bump(table: dict[str, dict[str, int]], route: str, outcome: str) -> None:
+        row = table.setdefault(route, {})
+        row[outcome] = row.get(outcome, 0) + 1
+
+
+class LiveEval:
+    """Shadow mirrors and online judgements for the routes that configure them.
+
+    `pipeline_call` runs a call through the gateway's whole pipeline (injected: the gateway
+    sits above this package); `finish` writes its call record (`Recorder.finish`); `store`
+    (optional) keeps pairs and scores; `metrics` is where the counters live."""
+
+    def __init__(
+        self,
+        shadow: Mapping[str, ShadowConfig],
+        online: Mapping[str, OnlineEvalConfig],
+        pipeline_call: PipelineCall,
+        finish: Finish,
+        metrics: LiveMetrics,
+        store_url: str | None = None,  # the records store's database, opened at start
+    ) -> None:
+        self.shadow, self.online = dict(shadow), dict(online)
+        self._call, self._finish = pipeline_call, finish
+        self.metrics = metrics
+        self._store_url = store_url
+        self.store: LiveStore | None = None
+        self.quality_rule = QualityDrop(self.online)
+        self.stats = LiveStats()
+        self._lanes: dict[tuple[str, str], Lane] = {}
+        self._children: dict[tuple[str, str, str], Any] = {}
+        for route, s in self.shadow.items():
+            self._lanes[("shadow", route)] = Lane(s.queue, s.concurrency)
+        for route, o in self.online.items():
+            self._lanes[("online", route)] = Lane(o.queue, o.concurrency)
+
+    @property
+    def routes(self) -> frozenset[str]:
+        return frozenset((*self.shadow, *self.online))
+
+    async def start(self) -> None:
+        if self._store_url is not None:
+            self.store = await asyncio.to_thread(LiveStore.open, self._store_url)
+
+    async def join(self) -> None:
+        for lane in self._lanes.values():
+            await lane.join()
+
+    async def close(self) -> None:
+        for lane in self._lanes.values():
+            await lane.close()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    # called by the stage once the caller's answer is complete
+    def completed(
+        self, route: str, original: ChatRequest, ctx: CallContext, resp: ChatResponse
+    ) -> None:
+        request_id = original.meta.request_id
+        shadow = self.shadow.get(route)
+        if shadow is not None and sampled(request_id, shadow.sample, "shadow"):
+            self._offer("shadow", route, self._mirror_job(route, shadow, original, ctx, resp))
+        online = self.online.get(route)
+        if online is not None and sampled(request_id, online.sample, "online"):
+            self._offer("online", route, self._judge_job(route, online, original, ctx, resp))
+
+    def _offer(self, kind: str, route: str, job: Job) -> None:
+        accepted = self._lanes[(kind, route)].offer(job)
+        if not accepted:
+            self._count(kind, route, "dropped")
+
+    def _count(self, kind: str, route: str, outcome: str) -> None:
+        """One outcome, in the stats and the metrics (the labelled child is looked up once:
+        a drop is counted on the caller's path)."""
+        key = (kind, route, outcome)
+        child = self._children.get(key)
+        if child is None:
+            counter = self.metrics.shadow if kind == "shadow" else self.metrics.online
+            child = self._children[key] = counter.labels(self.metrics.route(route), outcome)
+        child.inc()
+        LiveStats.bump(self.stats.shadow if kind == "shadow" else self.stats.online, route, outcome)
+
+    def _mirror_job(
+        self,
+        route: str,
+        cfg: ShadowConfig,
+        original: ChatRequest,
+        ctx: CallContext,
+        resp: ChatResponse,
+    ) -> Job:
+        production_model = ctx.request.model
+        production_ms = (time.perf_counter() - ctx.started) * 1000
+        caller_tenant = ctx.identity.tenant
+
+        async def run() -> None:
+            production = answer_text(resp)
+            request = _copy(original, cfg.candidate, SHADOW_FEATURE, "shd")
+            call = await self._own_call(request, cfg.tenant, forward={})
+            outcome = "mirrored" if call.error is None else "failed"
+            self._count("shadow", route, outcome)
+            if self.store is not None:
+                await asyncio.to_thread(
+                    self.store.put_pair,
+                    {
+                        "request_id": original.meta.request_id,
+                        "route": route,
+                        "tenant": caller_tenant,
+                        "production_model": production_model,
+                        "candidate": cfg.candidate,
+                        "candidate_request_id": request.meta.request_id,
+                        "ts": time.time(),
+                        "question": question_text(original),
+                        "production": production,
+                        "candidate_output": None if call.error else answer_text(call.response),
+                        "production_ms": production_ms,
+                        "candidate_ms": call.latency_ms,
+                        "error": call.error,
+                    },
+                )
+
+        return run
+
+    def _judge_job(
+        self,
+        route: str,
+        cfg: OnlineEvalConfig,
+        original: ChatRequest,
+        ctx: CallContext,
+        resp: ChatResponse,
+    ) -> Job:
+        model = ctx.request.model  # what served it (a route's pick)
+        forward = dict(original.meta.forward_headers)
+
+        async def run() -> None:
+            answer = answer_text(resp)
+            if not answer.strip():  # tool calls only: nothing a text rubric can grade
+                self._count("online", route, "skipped")
+                return
+            messages = judge_messages(cfg.rubric, question_text(original), answer, None)
+            request = ChatRequest(
+                model=cfg.judge_model,
+                messages=[
+                    Message(role="user", parts=[TextPart(m["content"])])
+                    for m in messages
+                    if m["role"] == "user"
+                ],
+                system=[TextPart(m["content"]) for m in messages if m["role"] == "system"],
+                response_format=RESPONSE_FORMAT,
+                temperature=0,
+                meta=_meta(original.meta.request_id, JUDGE_FEATURE, "jdg"),
+            )
+            call = await self._own_call(request, cfg.tenant, forward=forward)
+            if call.error is not None:
+                self._count("online", route, "failed")
+                return
+            try:
+                verdict = parse_verdict(answer_text(call.response), request.meta.request_id)
+            except JudgeError as exc:
+                log.info("online judge for %s: %s", original.meta.request_id, exc)
+                self._count("online", route, "failed")
+                return
+            now = time.time()
+            score = verdict.normalized
+            self._count("online", route, "judged")
+            self.metrics.quality.labels(
+                self.metrics.route(route), self.metrics.model(model)
+            ).observe(score)
+            self.quality_rule.add(route, score, now)
+            if self.store is not None:
+                await asyncio.to_thread(
+                    self.store.put_score,
+                    {
+                        "request_id": original.meta.request_id,
+                        "route": route,
+                        "model": model,
+                        "ts": now,
+                        "score": score,
+                        "verdict": verdict.score,
+                        "reason": verdict.reason,
+                        "judge_request_id": request.meta.request_id,
+                    },
+                )
+
+        return run
+
+    async def _own_call(
+        self, request: ChatRequest, tenant: str, forward: dict[str, str]
+    ) -> OwnCall:
+        """One call through the pipeline as `tenant`, with its own call record."""
+        request.meta.forward_headers = forward
+        identity = Identity(key_id=f"{tenant}:internal", tenant=tenant, user=tenant)
+        ctx = CallContext(request, credentials=Credentials(resolved=identity))
+        started, wall = ctx.started, time.time()
+        status, error_type, error = 200, None, None
+        response: ChatResponse | None = None
+        try:
+            result = await self._call(ctx)
+            if isinstance(result, ChatResponse):
+                response = result
+            else:  # not asked for, but a stage may stream: drain it (it settles at its end)
+                try:
+                    async for _ in result:
+                        pass
+                finally:
+                    await result.aclose()
+                response = ctx.last_response
+        except SluiceError as err:
+            status, error_type, error = err.http_status, err.code, f"{err.code}: {err.message}"
+        except asyncio.CancelledError:
+            status, error_type = 499, "cancelled"
+            raise
+        except Exception as exc:  # never let a candidate's failure escape the worker
+            log.exception("live eval call %s failed", request.meta.request_id)
+            status, error_type, error = 500, "internal_error", type(exc).__name__
+        finally:
+            self._finish(
+                ctx,
+                request_id=request.meta.request_id,
+                started=started,
+                wall_start=wall,
+                status=status,
+                error_type=error_type,
+            )
+        latency_ms = (time.perf_counter() - started) * 1000
+        return OwnCall(response, latency_ms, error[:500] if error else None)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnCall:
+    response: ChatResponse | None
+    latency_ms: float
+    error: str | None
+
+
+def _meta(parent: str, feature: str, prefix: str) -> CallMeta:
+    request_id = f"{prefix}_{secrets.token_hex(12)}"
+    return CallMeta(
+        request_id=request_id,
+        feature=feature,
+        headers={"x-sluice-parent-request-id": parent, "x-sluice-feature": feature},
+    )
+
+
+def _copy(original: ChatRequest, model: str, feature: str, prefix: str) -> ChatRequest:
+    """The caller's request for another model, not streamed, as a call of its own."""
+    meta = _meta(original.meta.request_id, feature, prefix)
+    meta.wire = original.meta.wire
+    meta.max_tokens_field = original.meta.max_tokens_field
+    return ChatRequest(
+        model=model,
+        messages=list(original.messages),
+        system=list(original.system),
+        tools=list(original.tools),
+        tool_choice=original.tool_choice,
+        parallel_tool_calls=original.parallel_tool_calls,
+        response_format=original.response_format,
+        max_tokens=original.max_tokens,
+        temperature=original.temperature,
+        top_p=original.top_p,
+        top_k=original.top_k,
+        stop=list(original.stop),
+        seed=original.seed,
+        stream=False,
+        native_tools=list(original.native_tools),
+        extras=dict(original.extras),
+        meta=meta,
+    )
+
+
+class LiveEvalStage:
+    """See the module docstring. In the pipeline only when some route configures shadow
+    traffic or online evaluation."""
+
+    def __init__(self, live: LiveEval) -> None:
+        self.live = live
+        self._routes = live.routes
+
+    async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
+        route = ctx.request.model
+        if route not in self._routes or ctx.request.meta.feature in (SHADOW_FEATURE, JUDGE_FEATURE):
+            return await nxt(ctx)
+        original = ctx.request
+        result = await nxt(ctx)
+        if isinstance(result, ChatResponse):
+            self.live.completed(route, original, ctx, result)
+            return result
+
+        async def at_end(resp: ChatResponse, completed: bool) -> None:
+            if completed:
+                self.live.completed(route, original, ctx, resp)
+
+        return WatchedStream(result, at_end)
+
+
+def build_live_stage(
+    routes: Mapping[str, Any],
+    registry: CollectorRegistry,
+    models: Collection[str],
+    pipeline_call: PipelineCall,
+    finish: Finish,
+    store_url: str | None,
+) -> LiveEvalStage | None:
+    """The stage for the routes (`RouteConfig`s) with `shadow` or `online_eval` set; None
+    when no route has either (the stage is then not in the pipeline)."""
+    shadow = {name: r.shadow for name, r in routes.items() if r.shadow is not None}
+    online = {name: r.online_eval for name, r in routes.items() if r.online_eval is not None}
+    if not shadow and not online:
+        return None
+    metrics = LiveMetrics(registry, routes=[*shadow, *online], models=models)
+    live = LiveEval(shadow, online, pipeline_call, finish, metrics, store_url)
+    return LiveEvalStage(live)
