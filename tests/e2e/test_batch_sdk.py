@@ -1,0 +1,295 @@
+"""Batches end to end with the official SDKs against the simulator, in run mode:
+OpenAI Batches (`client.files` + `client.batches`) and Anthropic Message Batches
+(`client.messages.batches`), per-line validation errors, tenant isolation, cancellation
+mid-batch (completed items kept), and a call record per item linked to its batch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import anthropic
+import openai
+import orjson
+import pytest
+
+from sluice.config import SluiceConfig
+from sluice.sim.config import SimConfig, SimModel
+from sluice.sim.server import start as start_sim
+from tests.conftest import gateway_config
+from tests.governance_rig import create_key, gateway, keyed_config, set_env
+
+_OPEN: list[openai.AsyncOpenAI | anthropic.AsyncAnthropic] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    yield
+    while _OPEN:
+        await _OPEN.pop().close()
+
+
+def oai(base: str, key: str = "sk-none") -> openai.AsyncOpenAI:
+    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+    _OPEN.append(client)
+    return client
+
+
+def ant(base: str, key: str = "sk-none") -> anthropic.AsyncAnthropic:
+    client = anthropic.AsyncAnthropic(base_url=base, api_key=key, max_retries=0)
+    _OPEN.append(client)
+    return client
+
+
+def batch_config(config: SluiceConfig, **batch: Any) -> SluiceConfig:
+    data = config.model_dump()
+    data["cache"]["semantic"]["enabled"] = False
+    data["cache"]["exact"]["enabled"] = False
+    data["batch"].update({"poll_s": 0.05, **batch})
+    return SluiceConfig.model_validate(data)
+
+
+def line(custom_id: str, model: str = "gpt-4o-mini", text: str = "hello") -> dict[str, Any]:
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 20},
+    }
+
+
+def jsonl(lines: list[Any]) -> bytes:
+    return b"\n".join(orjson.dumps(x) for x in lines) + b"\n"
+
+
+async def until(check: Callable[[], Awaitable[Any]], what: str, limit_s: float = 60) -> Any:
+    """Poll `check` until it returns something truthy (a correctness wait, not a timing)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while loop.time() < deadline:
+        got = await check()
+        if got:
+            return got
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def finished(client: openai.AsyncOpenAI, batch_id: str) -> Any:
+    async def done() -> Any:
+        b = await client.batches.retrieve(batch_id)
+        return b if b.status in ("completed", "failed", "expired", "cancelled") else None
+
+    return await until(done, f"batch {batch_id} to end")
+
+
+async def test_openai_batch_run_mode(sim_url: str) -> None:
+    async with gateway(batch_config(gateway_config(sim_url))) as (base, _app):
+        client = oai(base)
+        lines = [line(f"req-{n}", text=f"question {n}") for n in range(6)]
+        lines.append(line("bad-model", model="no-such-model"))
+        upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
+        made = await client.batches.create(
+            input_file_id=upload.id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            metadata={"job": "nightly"},
+        )
+        assert made.id.startswith("batch_") and made.status == "in_progress"
+        assert made.request_counts is not None and made.request_counts.total == 7
+        done = await finished(client, made.id)
+        assert done.status == "completed", done
+        assert done.request_counts.completed == 6 and done.request_counts.failed == 1
+        assert done.metadata == {"job": "nightly"} and done.completed_at is not None
+        out = [
+            orjson.loads(x)
+            for x in (await client.files.content(done.output_file_id)).content.splitlines()
+        ]
+        assert [o["custom_id"] for o in out] == [f"req-{n}" for n in range(6)]
+        for o in out:
+            assert o["response"]["status_code"] == 200 and o["error"] is None
+            body = o["response"]["body"]
+            assert body["object"] == "chat.completion"
+            assert body["choices"][0]["message"]["content"].startswith("[simulated]")
+            line_no = 1 + [x["custom_id"] for x in lines].index(o["custom_id"])
+            assert o["response"]["request_id"] == f"{made.id}-{line_no}"  # its call record
+        errors = (await client.files.content(done.error_file_id)).content.splitlines()
+        assert len(errors) == 1
+        err = orjson.loads(errors[0])
+        assert err["custom_id"] == "bad-model" and err["response"]["status_code"] == 404
+        assert (await client.files.retrieve(done.output_file_id)).purpose == "batch_output"
+        assert [b.id async for b in client.batches.list()] == [made.id]
+
+
+async def test_bad_lines_fail_the_batch_with_line_numbers(sim_url: str) -> None:
+    async with gateway(batch_config(gateway_config(sim_url))) as (base, _app):
+        client = oai(base)
+        raw = jsonl([line("a")]) + b"{not json\n" + jsonl([line("a"), {"custom_id": "c"}])
+        upload = await client.files.create(file=("in.jsonl", raw), purpose="batch")
+        made = await client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        assert made.status == "failed"
+        assert made.errors is not None and made.errors.data is not None
+        by_line = {e.line: e.code for e in made.errors.data}
+        assert by_line == {2: "invalid_json_line", 3: "duplicate_custom_id", 4: "invalid_value"}
+        with pytest.raises(openai.NotFoundError):
+            await client.batches.create(
+                input_file_id="file-nope",
+                endpoint="/v1/chat/completions",
+                completion_window="24h",
+            )
+        with pytest.raises(openai.BadRequestError):
+            await client.batches.create(
+                input_file_id=upload.id, endpoint="/v1/embeddings", completion_window="24h"
+            )
+        with pytest.raises(openai.BadRequestError):
+            await client.batches.create(
+                input_file_id=upload.id,
+                endpoint="/v1/chat/completions",
+                completion_window="7d",  # type: ignore[arg-type]
+            )
+
+
+async def test_anthropic_message_batches(sim_url: str) -> None:
+    async with gateway(batch_config(gateway_config(sim_url))) as (base, _app):
+        client = ant(base)
+        requests: list[Any] = [
+            {
+                "custom_id": f"q{n}",
+                "params": {
+                    "model": "claude-haiku",
+                    "max_tokens": 20,
+                    "messages": [{"role": "user", "content": f"hi {n}"}],
+                },
+            }
+            for n in range(4)
+        ]
+        requests.append(
+            {
+                "custom_id": "broken",
+                "params": {"model": "claude-haiku", "max_tokens": 20, "messages": "not a list"},
+            }
+        )
+        made = await client.messages.batches.create(requests=requests)
+        assert made.id.startswith("msgbatch_") and made.processing_status == "in_progress"
+
+        async def ended() -> Any:
+            b = await client.messages.batches.retrieve(made.id)
+            return b if b.processing_status == "ended" else None
+
+        done = await until(ended, "the message batch to end")
+        assert done.request_counts.succeeded == 4 and done.request_counts.errored == 1
+        assert done.results_url and done.ended_at is not None
+        results = {
+            r.custom_id: r.result async for r in await client.messages.batches.results(made.id)
+        }
+        assert set(results) == {"q0", "q1", "q2", "q3", "broken"}
+        for n in range(4):
+            ok = results[f"q{n}"]
+            assert ok.type == "succeeded"
+            assert ok.message.content[0].text.startswith("[simulated]")  # type: ignore[union-attr]
+        assert results["broken"].type == "errored"
+        listed = [b.id async for b in client.messages.batches.list()]
+        assert listed == [made.id]
+        with pytest.raises(anthropic.BadRequestError):
+            await client.messages.batches.create(requests=[])
+
+
+async def test_batches_belong_to_their_tenant(
+    sim_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_env(monkeypatch)
+    config = batch_config(keyed_config(sim_url, "sqlite:///keys.db"))
+    async with gateway(config) as (base, _app), aiohttp.ClientSession() as http:
+        acme = (await create_key(http, base, tenant="acme"))["key"]
+        other = (await create_key(http, base, tenant="globex"))["key"]
+        mine = oai(base, acme)
+        upload = await mine.files.create(file=("in.jsonl", jsonl([line("a")])), purpose="batch")
+        theirs = oai(base, other)
+        with pytest.raises(openai.NotFoundError):  # not even with my file id
+            await theirs.batches.create(
+                input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+        made = await mine.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        for call in (theirs.batches.retrieve, theirs.batches.cancel):
+            with pytest.raises(openai.NotFoundError):
+                await call(made.id)
+        assert [b.id async for b in theirs.batches.list()] == []
+        done = await finished(mine, made.id)
+        assert done.status == "completed"
+        with pytest.raises(openai.NotFoundError):
+            await theirs.files.content(done.output_file_id or "")
+        a_mine, a_theirs = ant(base, acme), ant(base, other)
+        amade = await a_mine.messages.batches.create(
+            requests=[
+                {
+                    "custom_id": "x",
+                    "params": {
+                        "model": "claude-haiku",
+                        "max_tokens": 5,
+                        "messages": [{"role": "user", "content": "hi"}],
+                    },
+                }
+            ]
+        )
+        for acall in (a_theirs.messages.batches.retrieve, a_theirs.messages.batches.cancel):
+            with pytest.raises(anthropic.NotFoundError):
+                await acall(amade.id)
+        with pytest.raises(openai.NotFoundError):  # an Anthropic batch is not an OpenAI one
+            await mine.batches.retrieve(amade.id)
+
+
+@pytest.fixture
+async def slow_sim() -> AsyncIterator[str]:
+    models = {"gpt-4o-mini": SimModel(name="gpt-4o-mini", ttft_ms=150)}
+    runner, port = await start_sim(SimConfig(port=0, models=models))
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_cancel_stops_new_items_and_keeps_finished_ones(slow_sim: str) -> None:
+    config = batch_config(gateway_config(slow_sim), max_concurrency=2)
+    async with gateway(config) as (base, _app):
+        client = oai(base)
+        lines = [line(f"r{n}", text=f"slow {n}") for n in range(40)]
+        upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
+        made = await client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+
+        async def some_done() -> Any:
+            b = await client.batches.retrieve(made.id)
+            return b.request_counts is not None and b.request_counts.completed >= 2
+
+        await until(some_done, "two items to finish")
+        cancelling = await client.batches.cancel(made.id)
+        assert cancelling.status == "cancelling"
+        assert cancelling.request_counts is not None
+        at_cancel = cancelling.request_counts.completed
+        done = await finished(client, made.id)
+        assert done.status == "cancelled" and done.cancelled_at is not None
+        counts = done.request_counts
+        assert counts.total == 40 and 2 <= counts.completed < 40
+        # No new item starts after the cancel: only the (at most 2) in flight may finish.
+        assert counts.completed <= at_cancel + 2
+        assert counts.completed + counts.failed == 40
+        out = (await client.files.content(done.output_file_id)).content.splitlines()
+        assert len(out) == counts.completed  # every finished item kept, once
+        errors = [
+            orjson.loads(x)
+            for x in (await client.files.content(done.error_file_id)).content.splitlines()
+        ]
+        assert {e["error"]["code"] for e in errors} == {"batch_cancelled"}
+        with pytest.raises(openai.BadRequestError):  # a completed batch cannot be cancelled
+            upload2 = await client.files.create(
+                file=("b.jsonl", jsonl([line("z")])), purpose="batch"
+            )
+            b2 = await client.batches.create(
+                input_file_id=upload2.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            await finished(client, b2.id)
+            await client.batches.cancel(b2.id)
