@@ -47,7 +47,7 @@ def _jsonl(n: int, *, fail: tuple[int, ...] = ()) -> bytes:
         lines.append(
             orjson.dumps(
                 {"custom_id": cid, "method": "POST", "url": "/v1/chat/completions", "body": body}
-            )  # fmt: skip
+            )
         )
     return b"\n".join(lines) + b"\n"
 
