@@ -317,6 +317,23 @@ def pipeline(count: int) -> None:
     click.echo(run(count))
 
 
+@bench.command("queue")
+@click.option("--items", "count", default=2000, show_default=True)
+@click.option("--concurrency", default=16, show_default=True, help="Worker concurrency.")
+@click.option(
+    "--postgres",
+    "postgres_url",
+    default="postgresql://postgres@127.0.0.1:5432/test",
+    show_default=True,
+    help="Also measure pgqueuer here (a scratch schema, dropped after); '' to skip.",
+)
+def queue_bench(count: int, concurrency: int, postgres_url: str) -> None:
+    """The durable queue's own cost: enqueue and dequeue items/s, µs per item."""
+    from sluice.bench.queue import run
+
+    click.echo(run(count, concurrency, postgres_url or None))
+
+
 @bench.command("real")
 @click.option("--requests", "count", default=20, show_default=True, help="Each way.")
 @click.option("--max-tokens", default=64, show_default=True)

@@ -32,6 +32,7 @@ from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
 from sluice.observe.alert_config import RulesConfig
 from sluice.observe.tracing import TracingConfig
+from sluice.queue.config import QueueSettings
 from sluice.routing.config import RouteConfig
 from sluice.state.paths import default_state_dir, resolve_file, resolve_url
 
@@ -348,6 +349,8 @@ class SluiceConfig(_Frozen):
     # Where relative SQLite paths (store URLs, persist_path) live; None: $SLUICE_STATE_DIR,
     # else $XDG_DATA_HOME/sluice, else ~/.local/share/sluice (see sluice.state.paths).
     state_dir: str | None = None
+    # The durable work queue of batches and async jobs (see sluice.queue).
+    queue: QueueSettings = QueueSettings()
 
     @model_validator(mode="after")
     def _check_routes(self) -> SluiceConfig:
@@ -478,6 +481,7 @@ _STATE_URLS = (
     ("observability", "records", "store_url"),
     ("governance", "store_url"),
     ("limits", "ledger", "store_url"),
+    ("queue", "url"),
     ("files", "store_url"),
     ("batch", "store_url"),
 )

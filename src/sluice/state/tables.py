@@ -7,6 +7,8 @@
 | `call_records` (name configurable) | `observe.store.RecordStore` | `records` |
 | `sluice_semantic_cache` (name configurable) | `cache.semantic.store.SqlStore` | `semantic` |
 | `entries` (its own SQLite file) | `cache.persist.SqliteMirror` | `cache` |
+| `sluice_queue` | `queue.sqlite.SqlQueue` (embedded queue) | `queue` |
+| `sluice_jobs`, `sluice_job_deliveries` | `jobs.store.JobStore` | `jobs` |
 
 The running code queries these definitions; the Alembic environment in
 `sluice.state.migrations` creates and evolves them (never `create_all`). Times are epoch
@@ -279,4 +281,60 @@ batch_items = Table(
     Column("finished_at", Double(), nullable=True),
     Index("ux_sluice_batch_items_custom", "batch_id", "custom_id", unique=True),
     Index("ix_sluice_batch_items_state", "state", "batch_id"),
+)
+
+
+# --- embedded work queue (sluice.queue.sqlite; the shared queue is pgqueuer's own tables) -
+
+queue_items = Table(
+    "sluice_queue",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(64), nullable=False),
+    Column("payload", Text(), nullable=False),  # JSON object
+    Column("priority", Integer(), nullable=False),
+    Column("dedupe_key", String(200), nullable=True, unique=True),
+    Column("group_id", String(100), nullable=True),
+    Column("status", String(8), nullable=False),  # queued | picked
+    Column("worker", String(32), nullable=True),
+    Column("lease_until", Double(), nullable=False),  # picked: taken back after this
+    Column("attempts", Integer(), nullable=False),
+    Column("enqueued_at", Double(), nullable=False),
+    Index("ix_sluice_queue_pick", "status", "priority", "enqueued_at"),
+    Index("ix_sluice_queue_group", "group_id"),
+)
+
+
+# --- async jobs (sluice.jobs) -----------------------------------------------------------
+
+jobs = Table(
+    "sluice_jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # queued|running|succeeded|failed|cancelled
+    Column("format", String(16), nullable=False),  # openai | anthropic
+    Column("request", Text(), nullable=False),  # the chat body (JSON)
+    Column("metadata", Text(), nullable=True),  # caller's JSON object
+    Column("webhook_url", Text(), nullable=True),
+    Column("http_status", Integer(), nullable=True),
+    Column("result", Text(), nullable=True),  # the answer body (or error body) as JSON
+    Column("created_at", Double(), nullable=False),
+    Column("started_at", Double(), nullable=True),
+    Column("finished_at", Double(), nullable=True),
+    Column("attempts", Integer(), nullable=False),
+    Index("ix_sluice_jobs_tenant_created", "tenant", "created_at"),
+)
+
+job_deliveries = Table(
+    "sluice_job_deliveries",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("job_id", String(40), nullable=False),
+    Column("attempt", Integer(), nullable=False),
+    Column("at", Double(), nullable=False),
+    Column("status_code", Integer(), nullable=True),
+    Column("error", String(300), nullable=True),
+    Column("duration_ms", Double(), nullable=False),
+    Index("ix_sluice_job_deliveries_job", "job_id"),
 )
