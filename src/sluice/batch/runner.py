@@ -1,14 +1,19 @@
 """`BatchRunner`: the background workers of run-mode batches, and their housekeeping.
 
-Each gateway process runs one. It claims items from the store's queue (`BatchStore.claim`,
-leases), runs each through the item runner it was given — the gateway's whole pipeline,
+Each gateway process runs one. A batch's items go into the durable work queue
+(`sluice.queue`: SQLite embedded, pgqueuer on PostgreSQL) at the lowest priority, one
+queue group per batch, deduplicated by (batch, line). The queue delivers each at least
+once; the runner marks it running (`BatchStore.take`), runs it through the item runner it
+was given — the gateway's whole pipeline,
 injected from `sluice.web.batches`, since this package sits below the gateway — and writes
 each item's one result (`BatchStore.finish`). Throughput is capped twice: at most
-`batch.max_concurrency` items in flight per process, and per model at most `share(model)`
-(a share of its deployments' concurrency), so interactive calls keep their headroom.
+`batch.max_concurrency` items in flight per process (the queue's worker concurrency), and
+per model at most `share(model)` (a share of its deployments' concurrency), so interactive
+calls keep their headroom.
 
-Housekeeping (every `_HOUSEKEEP_S`) moves batches along: a cancelled batch stops claiming
-at once (its status is checked by every claim), its unstarted items become `cancelled`
+Housekeeping (every `_HOUSEKEEP_S`) moves batches along: a cancelled batch's queue group
+is dropped at once and its claimed items not started yet go back; its unstarted items
+become `cancelled`
 and it ends when its running items finish; a batch past its completion window has its
 unfinished items `expired`; a batch with no work left is finalized — its output and error
 files are built from the item rows (one line per custom_id) and stored in the `FileStore`.
@@ -31,11 +36,15 @@ import orjson
 from sluice.batch.config import BatchConfig
 from sluice.batch.model import Batch, Claim, Outcome, Status
 from sluice.batch.store import BatchStore
+from sluice.queue import Job, Priority, Queue
 
 log = logging.getLogger("sluice.batch")
 
 ItemRunner = Callable[[Claim], Awaitable[Outcome]]
 _HOUSEKEEP_S = 0.5
+_ENQUEUE_CHUNK = 1000
+ITEM_KIND = "batch.item"
+_RESUBMIT_S = 30.0
 
 
 class OutputFiles(Protocol):
@@ -54,6 +63,7 @@ class BatchRunner:
     def __init__(
         self,
         store: BatchStore,
+        queue: Queue,
         files: OutputFiles | None,
         run_item: ItemRunner,
         config: BatchConfig,
@@ -61,79 +71,88 @@ class BatchRunner:
         observer: ItemObserver | None = None,
     ) -> None:
         self.store = store
+        self.queue = queue
         self.files = files
         self.run_item = run_item
         self.config = config
         self.share = share
         self.observer = observer
-        self._inflight: set[asyncio.Task[None]] = set()
         self._per_model: dict[str, asyncio.Semaphore] = {}
-        self._stopped: set[str] = set()  # batches cancelled or ended: their claims go back
+        self._stopped: set[str] = set()  # batches cancelled or ended: their items go back
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._last_housekeeping = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = 0
+        self._resubmitted = time.monotonic()
 
     async def start(self) -> None:
+        """The queue's workers and the housekeeping loop. Items of batches still in
+        progress are enqueued again first (deduplicated by batch and line), so a batch
+        whose process died between saving and enqueuing still runs."""
+        await self.queue.start()
+        for batch in await self.store.active():
+            if batch.status == "in_progress":
+                await self.submit(batch.id, await self.store.unfinished(batch.id))
         loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._run_forever(), name="sluice-batch-runner")
+        handlers = {ITEM_KIND: self._handle}
+        work = self.queue.run(handlers, concurrency=self.config.max_concurrency)
+        self._tasks = [
+            loop.create_task(work, name="sluice-batch-workers"),
+            loop.create_task(self._housekeep_forever(), name="sluice-batch-housekeeping"),
+        ]
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for task in list(self._inflight):  # each gives its item back (see `_item`)
+        for task in self._tasks:  # the workers give their items back (see `_item`)
             task.cancel()
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.queue.close()
 
-    def wake(self) -> None:
-        """New work or a cancellation: look now rather than at the next poll."""
-        self._last_housekeeping = 0.0
-        self._wake.set()
+    async def submit(self, batch_id: str, items: list[int]) -> None:
+        """Queue a batch's items at the lowest priority, one queue group per batch."""
+        for start in range(0, len(items), _ENQUEUE_CHUNK):
+            chunk = items[start : start + _ENQUEUE_CHUNK]
+            await self.queue.enqueue_many(
+                ITEM_KIND,
+                [({"batch": batch_id, "idx": idx}, f"{batch_id}:{idx}") for idx in chunk],
+                Priority.BATCH,
+                group=batch_id,
+            )
 
-    def stop_batch(self, batch_id: str) -> None:
-        """Claimed items of this batch not started yet go back unrun (cancel)."""
+    async def cancel(self, batch_id: str) -> None:
+        """No item of the batch starts from now on: waiting ones leave the queue, claimed
+        ones not started yet go back; running ones finish (their results are kept)."""
         self._stopped.add(batch_id)
-        self.wake()
+        await self.queue.cancel_group(batch_id)
+        self._wake.set()
 
     @property
     def in_flight(self) -> int:
-        return len(self._inflight)
+        return self._running
 
-    async def _run_forever(self) -> None:
+    async def _handle(self, job: Job) -> None:
+        batch_id, idx = str(job.payload.get("batch", "")), int(job.payload.get("idx", -1))
+        if batch_id in self._stopped:
+            return
+        claim = await self.store.take(batch_id, idx, self.config.lease_s)
+        if claim is not None:
+            self._running += 1
+            try:
+                await self._item(claim)
+            finally:
+                self._running -= 1
+
+    async def _housekeep_forever(self) -> None:
         while True:
             try:
-                busy = await self._step()
+                await self.housekeep()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # fail open: a store hiccup must not end the runner
-                log.exception("batch runner step failed; retrying")
-                busy = False
-            if not busy:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.config.poll_s)
-
-    async def _step(self) -> bool:
-        now = time.monotonic()
-        if now - self._last_housekeeping >= _HOUSEKEEP_S:
-            self._last_housekeeping = now
-            await self.housekeep()
-        free = self.config.max_concurrency - len(self._inflight)
-        if free <= 0:
-            return False
-        claims = await self.store.claim(free, self.config.lease_s)
-        loop = asyncio.get_running_loop()
-        for claim in claims:
-            task = loop.create_task(self._item(claim))
-            self._inflight.add(task)
-            task.add_done_callback(self._done)
-        return len(claims) == free
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        self._wake.set()
+            except Exception:  # fail open: a store hiccup must not end the housekeeping
+                log.exception("batch housekeeping failed; retrying")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _HOUSEKEEP_S)
 
     def _semaphore(self, model: str) -> asyncio.Semaphore:
         sem = self._per_model.get(model)
@@ -161,7 +180,7 @@ class BatchRunner:
             if written and self.observer is not None:
                 self.observer.item_done(state)
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):  # shutting down: another worker runs it
+            with contextlib.suppress(Exception):  # shutting down: the queue redelivers it
                 await asyncio.shield(self.store.release(claim.batch_id, claim.idx))
             raise
         except Exception:  # one item's failure is that item's error line
@@ -190,17 +209,23 @@ class BatchRunner:
         now = time.time()
         if self.observer is not None:
             self.observer.queue(*await self.store.queue_stats())
+        resubmit = time.monotonic() - self._resubmitted >= _RESUBMIT_S
+        if resubmit:  # an item the queue dropped (its handler failed) is queued again
+            self._resubmitted = time.monotonic()
         for batch in await self.store.active():
             if batch.status == "cancelling":
-                self._stopped.add(batch.id)
+                if batch.id not in self._stopped:  # cancelled through another replica
+                    await self.cancel(batch.id)
                 await self._cancelling(batch, now)
             elif batch.status == "in_progress":
                 if now >= batch.expires_at:
-                    self._stopped.add(batch.id)
+                    await self.cancel(batch.id)
                     await self.store.settle_unfinished(batch.id, "expired", running_too=True)
                     await self.finalize(batch, "expired")
                 elif batch.counts.pending + batch.counts.running == 0:
                     await self.finalize(batch, "completed")
+                elif resubmit:
+                    await self.submit(batch.id, await self.store.unfinished(batch.id))
             elif batch.status == "finalizing":
                 started = batch.times.get("finalizing_at", 0.0)
                 if now - started > self.config.lease_s:  # its finalizer died: take over

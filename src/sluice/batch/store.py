@@ -1,16 +1,12 @@
 """`BatchStore`: batches and their items in SQL (SQLite embedded, PostgreSQL shared).
 
-The items table is also the batch work queue (the "minimal table worker" of issue 16):
-`claim` moves items `pending` → `running` with a lease; a worker that dies leaves its items
-`running` with a lease in the past, and the next `claim` takes them again (at-least-once
-execution). A result is written by the one conditional UPDATE that moves an item from
-`running` to a final state (`finish`): a second execution of the same item finds it final
-and its result is dropped, so each (batch, custom_id) has exactly one result — the output
-files are built from these rows, never appended to as items finish.
-
-Claims are optimistic (a conditional UPDATE per row, no `SKIP LOCKED`), so several
-processes or replicas on one database never hand out one lease twice. Blocking SQL runs in
-worker threads.
+Delivery is the work queue's (`sluice.queue`: at least once, leases, priorities); this
+store keeps each item's state and its one result. `take` marks an item `running` when the
+queue hands it to a worker (None if it already has a result or its batch stopped); its
+result is written by the one conditional UPDATE that moves it from `running` to a final
+state (`finish`): a second delivery of the same item finds it final and its result is
+dropped, so each (batch, custom_id) has exactly one result — the output files are built
+from these rows, never appended to as items finish. Blocking SQL runs in worker threads.
 """
 
 from __future__ import annotations
@@ -194,49 +190,52 @@ class BatchStore:
 
     # --- items: the queue ---------------------------------------------------------------
 
-    async def claim(self, limit: int, lease_s: float) -> list[Claim]:
-        return await asyncio.to_thread(self._claim, limit, lease_s)
+    async def take(self, batch_id: str, idx: int, lease_s: float) -> Claim | None:
+        """Mark one item running for the worker the queue gave it to; None when it has its
+        result already (a redelivery) or its batch no longer runs (cancelled, expired)."""
+        return await asyncio.to_thread(self._take, batch_id, idx, lease_s)
 
-    def _claim(self, limit: int, lease_s: float) -> list[Claim]:
-        now = time.time()
+    def _take(self, batch_id: str, idx: int, lease_s: float) -> Claim | None:
         i, b = items_t, batches_t
-        claimable = or_(i.c.state == "pending", and_(i.c.state == "running", i.c.lease_until < now))
-        stmt = (
-            select(
-                i.c.batch_id, i.c.idx, i.c.custom_id, i.c.body, i.c.attempts, b.c.wire, b.c.identity
-            )
-            .join(b, b.c.id == i.c.batch_id)
-            .where(b.c.status == "in_progress", b.c.mode == "run", claimable)
-            .order_by(b.c.created_at, i.c.idx)
-            .limit(limit)
-        )
-        claims: list[Claim] = []
+        now = time.time()
         with self.engine.begin() as conn:
-            for row in conn.execute(stmt).all():
-                batch_id, idx, custom_id, body, attempts, wire, identity = row
-                took = conn.execute(
-                    update(i)
-                    .where(
-                        i.c.batch_id == batch_id,
-                        i.c.idx == idx,
-                        i.c.attempts == attempts,
-                        claimable,
-                    )
-                    .values(state="running", lease_until=now + lease_s, attempts=attempts + 1)
+            row = conn.execute(
+                select(i.c.custom_id, i.c.body, i.c.attempts, b.c.wire, b.c.identity)
+                .join(b, b.c.id == i.c.batch_id)
+                .where(
+                    i.c.batch_id == batch_id,
+                    i.c.idx == idx,
+                    i.c.state.in_(("pending", "running")),
+                    b.c.status == "in_progress",
                 )
-                if took.rowcount:
-                    claims.append(
-                        Claim(
-                            batch_id,
-                            idx,
-                            custom_id,
-                            body,
-                            attempts + 1,
-                            wire,
-                            identity_from_json(identity),
-                        )
-                    )
-        return claims
+            ).first()
+            if row is None:
+                return None
+            custom_id, body, attempts, wire, identity = row
+            took = conn.execute(
+                update(i)
+                .where(i.c.batch_id == batch_id, i.c.idx == idx, i.c.attempts == attempts)
+                .values(state="running", lease_until=now + lease_s, attempts=attempts + 1)
+            )
+            if not took.rowcount:
+                return None
+        return Claim(
+            batch_id, idx, custom_id, body, attempts + 1, wire, identity_from_json(identity)
+        )
+
+    async def unfinished(self, batch_id: str) -> list[int]:
+        """The items of a batch without a result (re-enqueued at start, deduplicated)."""
+        return await asyncio.to_thread(self._unfinished, batch_id)
+
+    def _unfinished(self, batch_id: str) -> list[int]:
+        i = items_t
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(i.c.idx)
+                .where(i.c.batch_id == batch_id, i.c.state.in_(("pending", "running")))
+                .order_by(i.c.idx)
+            ).all()
+        return [int(r[0]) for r in rows]
 
     async def finish(self, batch_id: str, idx: int, state: str, result: dict[str, Any]) -> bool:
         """Write an item's one result; False when it already has one."""

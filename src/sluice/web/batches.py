@@ -39,6 +39,7 @@ from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.identity import Credentials, Identity
 from sluice.pipeline.context import CallContext
+from sluice.queue import build_queue
 from sluice.types import CallMeta, ChatResponse
 from sluice.web.appkeys import GATEWAY
 from sluice.web.files import not_found as file_not_found
@@ -171,7 +172,8 @@ async def _create(
     )
     store = request.app[STORE]
     await store.create(batch, identity_to_json(identity), [] if failed else parsed.items)
-    request.app[RUNNER].wake()
+    if not failed:
+        await request.app[RUNNER].submit(batch.id, [item.idx for item in parsed.items])
     made = await store.get(identity.tenant, batch.id, wire)
     assert made is not None
     return made
@@ -191,7 +193,7 @@ async def _cancel(request: web.Request, batch: Batch) -> Batch:
     store = request.app[STORE]
     if batch.status in ("in_progress", "validating"):
         await store.transition(batch.id, (batch.status,), "cancelling")
-        request.app[RUNNER].stop_batch(batch.id)
+        await request.app[RUNNER].cancel(batch.id)
     elif batch.status in ENDED and batch.status != "cancelled":
         raise InvalidRequestError(f"cannot cancel a batch that is {batch.status}")
     again = await store.get(batch.tenant, batch.id, batch.wire)
@@ -351,6 +353,7 @@ def install(app: web.Application) -> None:
     store = BatchStore(cfg.store_url)
     runner = BatchRunner(
         store,
+        build_queue(gateway.config.queue),
         gateway.files,
         item_runner(gateway),
         cfg,
