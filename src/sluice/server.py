@@ -46,8 +46,8 @@ from sluice.pipeline.context import (
 )
 from sluice.providers.forwarding import HeaderFilter
 from sluice.types import FLUSH, CallMeta, ChatResponse, EventStream
-from sluice.web import cache_admin, keys_admin
 from sluice.web import batches as batches_api
+from sluice.web import cache_admin, keys_admin
 from sluice.web import feedback as feedback_api
 from sluice.web import files as files_api
 from sluice.web.access import check_access, install_access
