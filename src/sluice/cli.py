@@ -499,7 +499,7 @@ def semantic_cache(
 )
 @click.option(
     "--by",
-    type=click.Choice(["user", "feature", "model", "route", "tenant", "deployment"]),
+    type=click.Choice(["user", "feature", "model", "route", "tenant", "deployment", "batch"]),
     default="model",
     show_default=True,
 )

@@ -16,8 +16,10 @@ import orjson
 import pytest
 
 from sluice.config import SluiceConfig
+from sluice.observe.report import run_report
 from sluice.sim.config import SimConfig, SimModel
 from sluice.sim.server import start as start_sim
+from sluice.web.appkeys import GATEWAY
 from tests.conftest import gateway_config
 from tests.governance_rig import create_key, gateway, keyed_config, set_env
 
@@ -120,6 +122,13 @@ async def test_openai_batch_run_mode(sim_url: str) -> None:
         assert err["custom_id"] == "bad-model" and err["response"]["status_code"] == 404
         assert (await client.files.retrieve(done.output_file_id)).purpose == "batch_output"
         assert [b.id async for b in client.batches.list()] == [made.id]
+
+    # Every item left a call record linked to its batch: `sluice report --by batch`.
+    url = _app[GATEWAY].config.observability.records.store_url
+    assert url is not None
+    report = orjson.loads(run_report(url, "1h", "batch", as_json=True))
+    row = next(g for g in report["groups"] if g["group"] == made.id)
+    assert row["calls"] == 7 and row["errors"] == 1 and row["output_tokens"] > 0
 
 
 async def test_bad_lines_fail_the_batch_with_line_numbers(sim_url: str) -> None:
