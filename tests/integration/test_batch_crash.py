@@ -145,11 +145,12 @@ async def test_kill_9_mid_batch_every_item_exactly_once(sim_url: str, tmp_path: 
 
         proc = _serve(config, port)
         await _ready(client)
+        got = await client.batches.retrieve(batch.id)
         for _ in range(3000):
-            got = await client.batches.retrieve(batch.id)
             if got.status not in ("in_progress", "finalizing"):
                 break
             await asyncio.sleep(0.1)
+            got = await client.batches.retrieve(batch.id)
         assert got.status == "completed", got
         assert got.request_counts is not None
         assert (got.request_counts.completed, got.request_counts.failed) == (ITEMS, 0)
