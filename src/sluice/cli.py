@@ -11,6 +11,7 @@ import sys
 import click
 
 from sluice import __version__
+from sluice.batch.cli import batch_group
 from sluice.config import ConfigError, SluiceConfig, default_config, load_config
 from sluice.governance.budgets_cli import budgets
 from sluice.governance.cli import db, keys
@@ -526,6 +527,7 @@ def report(
 main.add_command(keys)
 main.add_command(db)
 main.add_command(budgets)
+main.add_command(batch_group)  # sluice batch watch
 
 
 @main.group("cache")

@@ -14,7 +14,9 @@ import anthropic
 import openai
 import orjson
 import pytest
+from click.testing import CliRunner
 
+from sluice.cli import main
 from sluice.config import SluiceConfig
 from sluice.observe.report import run_report
 from sluice.sim.config import SimConfig, SimModel
@@ -302,3 +304,54 @@ async def test_cancel_stops_new_items_and_keeps_finished_ones(slow_sim: str) -> 
             )
             await finished(client, b2.id)
             await client.batches.cancel(b2.id)
+
+
+async def test_items_over_budget_fail_with_budget_exceeded(
+    sim_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_env(monkeypatch)
+    config = keyed_config(sim_url, "sqlite:///keys.db")
+    data = batch_config(config, max_concurrency=1).model_dump()
+    data["limits"]["enabled"] = True
+    config = SluiceConfig.model_validate(data)
+    async with gateway(config) as (base, _app), aiohttp.ClientSession() as http:
+        key = (await create_key(http, base, budgets=[{"period": "total", "tokens": 150}]))["key"]
+        client = oai(base, key)
+        lines = [line(f"b{n}", text=f"budget question {n}") for n in range(12)]
+        upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
+        made = await client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        done = await finished(client, made.id)
+        assert done.status == "completed" and done.request_counts is not None
+        assert 1 <= done.request_counts.completed < 12  # reserved as it ran, not up front
+        assert done.error_file_id is not None
+        errors = [
+            orjson.loads(x)
+            for x in (await client.files.content(done.error_file_id)).content.splitlines()
+        ]
+        assert len(errors) == 12 - done.request_counts.completed
+        for e in errors:
+            assert e["response"]["status_code"] == 429
+            assert e["response"]["body"]["error"]["code"] == "budget_exceeded"
+
+
+async def test_watch_shows_the_finished_batch(sim_url: str) -> None:
+    async with gateway(batch_config(gateway_config(sim_url))) as (base, _app):
+        client = oai(base)
+        upload = await client.files.create(file=("in.jsonl", jsonl([line("w")])), purpose="batch")
+        made = await client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        await finished(client, made.id)
+        result = await asyncio.to_thread(
+            CliRunner().invoke,
+            main,
+            ["batch", "watch", made.id, "--url", base, "--interval", "0.1"],
+        )
+        assert result.exit_code == 0, result.output
+        assert "100.0%" in result.output and "1/1" in result.output
+        missing = await asyncio.to_thread(
+            CliRunner().invoke, main, ["batch", "watch", "batch_nope", "--url", base]
+        )
+        assert missing.exit_code == 1 and "404" in missing.output
