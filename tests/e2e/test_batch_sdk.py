@@ -15,13 +15,16 @@ import openai
 import orjson
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import update
 
 from sluice.cli import main
 from sluice.config import SluiceConfig
 from sluice.observe.report import run_report
 from sluice.sim.config import SimConfig, SimModel
 from sluice.sim.server import start as start_sim
+from sluice.state.tables import batches as batches_table
 from sluice.web.appkeys import GATEWAY
+from sluice.web.batches import STORE
 from tests.conftest import gateway_config
 from tests.governance_rig import create_key, gateway, keyed_config, set_env
 
@@ -355,3 +358,37 @@ async def test_watch_shows_the_finished_batch(sim_url: str) -> None:
             CliRunner().invoke, main, ["batch", "watch", "batch_nope", "--url", base]
         )
         assert missing.exit_code == 1 and "404" in missing.output
+
+
+async def test_past_its_completion_window_a_batch_expires(slow_sim: str) -> None:
+    config = batch_config(gateway_config(slow_sim), max_concurrency=1)
+    async with gateway(config) as (base, app):
+        client = oai(base)
+        lines = [line(f"e{n}", text=f"expiring {n}") for n in range(30)]
+        upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
+        made = await client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+
+        async def one_done() -> Any:
+            b = await client.batches.retrieve(made.id)
+            return b.request_counts is not None and b.request_counts.completed >= 1
+
+        await until(one_done, "an item to finish")
+        store = app[STORE]  # the window ends now (as if 24 hours had passed)
+        with store.engine.begin() as conn:
+            conn.execute(
+                update(batches_table).where(batches_table.c.id == made.id).values(expires_at=0)
+            )
+        done = await finished(client, made.id)
+        assert done.status == "expired" and done.expired_at is not None
+        assert done.request_counts is not None
+        kept = done.request_counts.completed
+        assert 1 <= kept < 30 and kept + done.request_counts.failed == 30
+        assert done.error_file_id is not None and done.output_file_id is not None
+        errors = [
+            orjson.loads(x)
+            for x in (await client.files.content(done.error_file_id)).content.splitlines()
+        ]
+        assert {e["error"]["code"] for e in errors} == {"batch_expired"}
+        assert len(errors) == 30 - kept
