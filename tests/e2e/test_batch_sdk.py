@@ -127,6 +127,11 @@ async def test_openai_batch_run_mode(sim_url: str) -> None:
         assert err["custom_id"] == "bad-model" and err["response"]["status_code"] == 404
         assert (await client.files.retrieve(done.output_file_id)).purpose == "batch_output"
         assert [b.id async for b in client.batches.list()] == [made.id]
+        async with aiohttp.ClientSession() as http, http.get(base + "/ui/api/batches") as r:
+            shown = (await r.json())["batches"]  # the dashboard's listing (loopback admin)
+        assert [(b["id"], b["status"], b["done"], b["total"]) for b in shown] == [
+            (made.id, "completed", 7, 7)
+        ]
 
     # Every item left a call record linked to its batch: `sluice report --by batch`.
     url = _app[GATEWAY].config.observability.records.store_url
