@@ -30,6 +30,7 @@ from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
 from sluice.observe.alert_config import RulesConfig
 from sluice.observe.tracing import TracingConfig
+from sluice.jobs.config import JobsConfig
 from sluice.queue.config import QueueSettings
 from sluice.routing.config import RouteConfig
 from sluice.state.paths import default_state_dir, resolve_file, resolve_url
@@ -347,6 +348,8 @@ class SluiceConfig(_Frozen):
     state_dir: str | None = None
     # The durable work queue of batches and async jobs (see sluice.queue).
     queue: QueueSettings = QueueSettings()
+    # Async jobs (`/v1/sluice/jobs`) and their signed webhooks (see sluice.jobs).
+    jobs: JobsConfig = JobsConfig()
 
     @model_validator(mode="after")
     def _check_routes(self) -> SluiceConfig:
@@ -478,6 +481,7 @@ _STATE_URLS = (
     ("governance", "store_url"),
     ("limits", "ledger", "store_url"),
     ("queue", "url"),
+    ("jobs", "store_url"),
 )
 _STATE_FILES = (("cache", "persist_path"), ("cache", "semantic", "persist_path"))
 

@@ -48,6 +48,7 @@ from sluice.providers.forwarding import HeaderFilter
 from sluice.types import FLUSH, CallMeta, ChatResponse, EventStream
 from sluice.web import cache_admin, keys_admin
 from sluice.web import feedback as feedback_api
+from sluice.web import jobs as jobs_api
 from sluice.web.access import check_access, install_access
 from sluice.web.alerts import ENDPOINT as ALERTS_ENDPOINT
 from sluice.web.alerts import install as install_alerts
@@ -503,6 +504,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     app.router.add_get("/v1/sluice/usage", usage)
     records = config.observability.records
     feedback_api.install(app, records.store_url if records.enabled else None)  # issue 17
+    jobs_api.install(app, app[GATEWAY])  # the durable queue's worker + /v1/sluice/jobs (#16)
     if config.observability.metrics:
         app.router.add_get("/metrics", metrics)
     app.router.add_get("/readyz", readyz)
