@@ -28,9 +28,9 @@ from sluice.embed.config import EmbedConfig
 from sluice.frontends.config import EndpointsConfig
 from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
+from sluice.jobs.config import JobsConfig
 from sluice.observe.alert_config import RulesConfig
 from sluice.observe.tracing import TracingConfig
-from sluice.jobs.config import JobsConfig
 from sluice.queue.config import QueueSettings
 from sluice.routing.config import RouteConfig
 from sluice.state.paths import default_state_dir, resolve_file, resolve_url
