@@ -30,6 +30,7 @@ from sluice.files.config import FilesConfig
 from sluice.frontends.config import EndpointsConfig
 from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
+from sluice.jobs.config import JobsConfig
 from sluice.observe.alert_config import RulesConfig
 from sluice.observe.tracing import TracingConfig
 from sluice.queue.config import QueueSettings
@@ -351,6 +352,8 @@ class SluiceConfig(_Frozen):
     state_dir: str | None = None
     # The durable work queue of batches and async jobs (see sluice.queue).
     queue: QueueSettings = QueueSettings()
+    # Async jobs (`/v1/sluice/jobs`) and their signed webhooks (see sluice.jobs).
+    jobs: JobsConfig = JobsConfig()
 
     @model_validator(mode="after")
     def _check_routes(self) -> SluiceConfig:
@@ -482,6 +485,7 @@ _STATE_URLS = (
     ("governance", "store_url"),
     ("limits", "ledger", "store_url"),
     ("queue", "url"),
+    ("jobs", "store_url"),
     ("files", "store_url"),
     ("batch", "store_url"),
 )

@@ -6,10 +6,10 @@ queue group per batch, deduplicated by (batch, line). The queue delivers each at
 once; the runner marks it running (`BatchStore.take`), runs it through the item runner it
 was given — the gateway's whole pipeline,
 injected from `sluice.web.batches`, since this package sits below the gateway — and writes
-each item's one result (`BatchStore.finish`). Throughput is capped twice: at most
-`batch.max_concurrency` items in flight per process (the queue's worker concurrency), and
-per model at most `share(model)` (a share of its deployments' concurrency), so interactive
-calls keep their headroom.
+each item's one result (`BatchStore.finish`). Throughput is capped twice: by the app's
+queue worker (`queue.concurrency`, shared with async jobs, which it picks first), and per
+model at most `share(model)` items in flight (a share of its deployments' concurrency), so
+interactive calls keep their headroom.
 
 Housekeeping (every `_HOUSEKEEP_S`) moves batches along: a cancelled batch's queue group
 is dropped at once and its claimed items not started yet go back; its unstarted items
@@ -83,30 +83,29 @@ class BatchRunner:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = 0
         self._resubmitted = time.monotonic()
+        self._ready = asyncio.Event()
 
     async def start(self) -> None:
-        """The queue's workers and the housekeeping loop. Items of batches still in
-        progress are enqueued again first (deduplicated by batch and line), so a batch
-        whose process died between saving and enqueuing still runs."""
-        await self.queue.start()
+        """Housekeeping, after the items of batches still in progress are enqueued again
+        (deduplicated by batch and line), so a batch whose process died between saving
+        and enqueuing still runs. The queue's worker belongs to the app (`handle` is this
+        runner's handler for `ITEM_KIND`); items it delivers before this start wait."""
         for batch in await self.store.active():
             if batch.status == "in_progress":
                 await self.submit(batch.id, await self.store.unfinished(batch.id))
+        self._ready.set()
         loop = asyncio.get_running_loop()
-        handlers = {ITEM_KIND: self._handle}
-        work = self.queue.run(handlers, concurrency=self.config.max_concurrency)
         self._tasks = [
-            loop.create_task(work, name="sluice-batch-workers"),
             loop.create_task(self._housekeep_forever(), name="sluice-batch-housekeeping"),
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:  # the workers give their items back (see `_item`)
+        self._ready.clear()
+        for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.queue.close()
 
     async def submit(self, batch_id: str, items: list[int]) -> None:
         """Queue a batch's items at the lowest priority, one queue group per batch."""
@@ -130,7 +129,9 @@ class BatchRunner:
     def in_flight(self) -> int:
         return self._running
 
-    async def _handle(self, job: Job) -> None:
+    async def handle(self, job: Job) -> None:
+        """The queue's handler for one batch item (at least once; the result once)."""
+        await self._ready.wait()
         batch_id, idx = str(job.payload.get("batch", "")), int(job.payload.get("idx", -1))
         if batch_id in self._stopped:
             return

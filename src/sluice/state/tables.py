@@ -312,6 +312,7 @@ jobs = Table(
     metadata,
     Column("id", String(40), primary_key=True),
     Column("tenant", String(200), nullable=False),
+    Column("key_id", String(64), nullable=True),  # whose key runs it (re-checked at run time)
     Column("status", String(16), nullable=False),  # queued|running|succeeded|failed|cancelled
     Column("format", String(16), nullable=False),  # openai | anthropic
     Column("request", Text(), nullable=False),  # the chat body (JSON)

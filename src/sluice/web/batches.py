@@ -30,7 +30,7 @@ from sluice.batch.model import (
     identity_to_json,
     new_batch_id,
 )
-from sluice.batch.runner import BatchRunner, ItemRunner, anthropic_line
+from sluice.batch.runner import ITEM_KIND, BatchRunner, ItemRunner, anthropic_line
 from sluice.batch.store import BatchStore
 from sluice.batch.validate import ENDPOINTS, Parsed, parse_anthropic, parse_openai
 from sluice.edge.body import read_json
@@ -39,10 +39,10 @@ from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.identity import Credentials, Identity
 from sluice.pipeline.context import CallContext
-from sluice.queue import build_queue
 from sluice.types import CallMeta, ChatResponse
 from sluice.web.appkeys import GATEWAY
 from sluice.web.files import not_found as file_not_found
+from sluice.web.jobs import QUEUE, QUEUE_HANDLERS
 
 if TYPE_CHECKING:
     from sluice.gateway import Gateway
@@ -345,7 +345,8 @@ async def anthropic_results(request: web.Request) -> web.StreamResponse:
 
 
 def install(app: web.Application) -> None:
-    """Routes, the store and the runner (a supervised part of the gateway)."""
+    """Routes, the store and the runner (a supervised part of the gateway); after
+    `sluice.web.jobs.install`, whose queue worker runs the items."""
     gateway = app[GATEWAY]
     cfg = gateway.config.batch
     if not cfg.enabled:
@@ -353,7 +354,7 @@ def install(app: web.Application) -> None:
     store = BatchStore(cfg.store_url)
     runner = BatchRunner(
         store,
-        build_queue(gateway.config.queue),
+        app[QUEUE],  # the app's one queue and worker (sluice.web.jobs)
         gateway.files,
         item_runner(gateway),
         cfg,
@@ -362,6 +363,7 @@ def install(app: web.Application) -> None:
     )
     app[STORE] = store
     app[RUNNER] = runner
+    app[QUEUE_HANDLERS][ITEM_KIND] = runner.handle
 
     async def _start() -> None:
         await store.start()

@@ -20,6 +20,7 @@ def upgrade() -> None:
         "sluice_jobs",
         sa.Column("id", sa.String(40), primary_key=True),
         sa.Column("tenant", sa.String(200), nullable=False),
+        sa.Column("key_id", sa.String(64), nullable=True),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("format", sa.String(16), nullable=False),
         sa.Column("request", sa.Text(), nullable=False),
