@@ -335,6 +335,17 @@ def queue_bench(count: int, concurrency: int, postgres_url: str) -> None:
     click.echo(run(count, concurrency, postgres_url or None))
 
 
+@bench.command("batch")
+@click.option("--items", default=2000, show_default=True, help="Items of the measured batch.")
+@click.option("--big", default=10_000, show_default=True, help="Items of the background batch.")
+@click.option("--probes", default=200, show_default=True, help="Interactive calls per p50.")
+def batch_bench(items: int, big: int, probes: int) -> None:
+    """Run-mode batches: items/s, overhead per item, interactive p50 idle vs busy."""
+    from sluice.bench.batch import run
+
+    click.echo(run(items, big, probes))
+
+
 @bench.command("real")
 @click.option("--requests", "count", default=20, show_default=True, help="Each way.")
 @click.option("--max-tokens", default=64, show_default=True)

@@ -13,6 +13,7 @@ unknown id), and a batch made through one API is not visible through the other.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,7 @@ def item_runner(gateway: Gateway) -> ItemRunner:
     """Runs one batch item as a non-streamed call through the gateway's pipeline."""
 
     async def run(claim: Claim) -> Outcome:
+        await _after_interactive(gateway)
         frontend = OPENAI_FRONTEND if claim.wire == "openai" else ANTHROPIC_FRONTEND
         request_id = f"{claim.batch_id}-{claim.idx}"
         started, wall_start = time.perf_counter(), time.time()
@@ -94,6 +96,21 @@ def item_runner(gateway: Gateway) -> ItemRunner:
         return Outcome(200, payload, request_id)
 
     return run
+
+
+_YIELD_STEP_S = 0.002
+_YIELD_MAX_S = 0.25
+
+
+async def _after_interactive(gateway: Gateway) -> None:
+    """Lowest priority inside the process: an item starts only when no interactive call is
+    being answered (it waits at most `_YIELD_MAX_S`, so a batch still moves under constant
+    traffic). The gateway answers from one event loop: an item running beside a call
+    delays it, whatever the queue's priorities say (see `sluice bench batch`)."""
+    waited = 0.0
+    while gateway.active_calls > 0 and waited < _YIELD_MAX_S:
+        await asyncio.sleep(_YIELD_STEP_S)
+        waited += _YIELD_STEP_S
 
 
 def share_of(gateway: Gateway) -> Any:
