@@ -397,3 +397,76 @@ async def test_past_its_completion_window_a_batch_expires(slow_sim: str) -> None
         ]
         assert {e["error"]["code"] for e in errors} == {"batch_expired"}
         assert len(errors) == 30 - kept
+
+
+def forward_config(sim_url: str) -> SluiceConfig:
+    models = {"gpt-4o-mini": "forward", "claude-haiku": "forward"}
+    return batch_config(gateway_config(sim_url), models=models, forward_poll_s=0.1)
+
+
+async def test_forward_mode_openai(sim_url: str) -> None:
+    async with gateway(forward_config(sim_url)) as (base, app):
+        client = oai(base)
+        lines = [line(f"f{n}", text=f"forwarded {n}") for n in range(5)]
+        upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
+        made = await client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        done = await finished(client, made.id)
+        assert done.status == "completed" and done.request_counts is not None
+        assert done.request_counts.completed == 5 and done.output_file_id is not None
+        out = [
+            orjson.loads(x)
+            for x in (await client.files.content(done.output_file_id)).content.splitlines()
+        ]
+        assert sorted(o["custom_id"] for o in out) == [f"f{n}" for n in range(5)]
+        for o in out:
+            assert o["response"]["status_code"] == 200
+            assert o["response"]["body"]["choices"][0]["message"]["content"]
+        stored = await app[STORE].get_any(made.id)
+        assert stored is not None and stored.mode == "forward"
+        assert stored.provider is not None and stored.provider["id"].startswith("batch_")
+        # Mixed models cannot be forwarded together.
+        mixed = [line("a"), line("b", model="gpt-4o")]
+        upload2 = await client.files.create(file=("m.jsonl", jsonl(mixed)), purpose="batch")
+        with pytest.raises(openai.BadRequestError):
+            await client.batches.create(
+                input_file_id=upload2.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+    url = app[GATEWAY].config.observability.records.store_url
+    assert url is not None
+    report = orjson.loads(run_report(url, "1h", "batch", as_json=True))
+    row = next(g for g in report["groups"] if g["group"] == made.id)
+    assert row["calls"] == 5 and row["output_tokens"] > 0
+    # at the provider's batch price: half of 0.15 / 0.60 per million tokens
+    full = (row["input_tokens"] * 0.15 + row["output_tokens"] * 0.60) / 1e6
+    assert abs(float(row["cost_usd"]) - full / 2) < 1e-9
+
+
+async def test_forward_mode_anthropic(sim_url: str) -> None:
+    async with gateway(forward_config(sim_url)) as (base, _app):
+        client = ant(base)
+        requests: list[Any] = [
+            {
+                "custom_id": f"a{n}",
+                "params": {
+                    "model": "claude-haiku",
+                    "max_tokens": 20,
+                    "messages": [{"role": "user", "content": f"forward {n}"}],
+                },
+            }
+            for n in range(3)
+        ]
+        made = await client.messages.batches.create(requests=requests)
+
+        async def ended() -> Any:
+            b = await client.messages.batches.retrieve(made.id)
+            return b if b.processing_status == "ended" else None
+
+        done = await until(ended, "the forwarded message batch to end")
+        assert done.request_counts.succeeded == 3
+        results = {
+            r.custom_id: r.result async for r in await client.messages.batches.results(made.id)
+        }
+        assert set(results) == {"a0", "a1", "a2"}
+        assert all(r.type == "succeeded" for r in results.values())

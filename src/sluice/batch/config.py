@@ -32,4 +32,5 @@ class BatchConfig(Frozen):
     lease_s: float = Field(default=120.0, gt=0)  # an item running longer is run again
     max_attempts: int = Field(default=3, ge=1)  # claims of one item before it errors
     poll_s: float = Field(default=0.2, gt=0)  # how often an idle worker looks for work
+    forward_poll_s: float = Field(default=30.0, gt=0)  # how often a provider batch is polled
     completion_windows: list[str] = Field(default_factory=lambda: ["24h"])

@@ -96,6 +96,9 @@ class Batch:
     metadata: dict[str, str] | None = None
     errors: list[dict[str, Any]] | None = None
     counts: Counts = Counts()
+    # Forward mode: {"provider", "deployment", "model", "upstream_model"}, then the
+    # provider's batch "id" once submitted and "cancel_sent" once asked to cancel.
+    provider: dict[str, Any] | None = None
 
     def to_openai(self) -> dict[str, Any]:
         t = self.times

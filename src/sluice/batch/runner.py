@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import orjson
 
 from sluice.batch.config import BatchConfig
+from sluice.batch.forward import Forwarder
 from sluice.batch.model import Batch, Claim, Outcome, Status
 from sluice.batch.store import BatchStore
 from sluice.queue import Job, Priority, Queue
@@ -69,7 +70,9 @@ class BatchRunner:
         config: BatchConfig,
         share: Callable[[str], int],
         observer: ItemObserver | None = None,
+        forwarder: Forwarder | None = None,
     ) -> None:
+        self.forwarder = forwarder
         self.store = store
         self.queue = queue
         self.files = files
@@ -91,7 +94,7 @@ class BatchRunner:
         and enqueuing still runs. The queue's worker belongs to the app (`handle` is this
         runner's handler for `ITEM_KIND`); items it delivers before this start wait."""
         for batch in await self.store.active():
-            if batch.status == "in_progress":
+            if batch.status == "in_progress" and batch.mode == "run":
                 await self.submit(batch.id, await self.store.unfinished(batch.id))
         self._ready.set()
         loop = asyncio.get_running_loop()
@@ -214,7 +217,9 @@ class BatchRunner:
         if resubmit:  # an item the queue dropped (its handler failed) is queued again
             self._resubmitted = time.monotonic()
         for batch in await self.store.active():
-            if batch.status == "cancelling":
+            if batch.mode == "forward":
+                await self._forwarded(batch)
+            elif batch.status == "cancelling":
                 if batch.id not in self._stopped:  # cancelled through another replica
                     await self.cancel(batch.id)
                 await self._cancelling(batch, now)
@@ -231,6 +236,18 @@ class BatchRunner:
                 started = batch.times.get("finalizing_at", 0.0)
                 if now - started > self.config.lease_s:  # its finalizer died: take over
                     await self.finalize(batch, _target(batch, now))
+
+    async def _forwarded(self, batch: Batch) -> None:
+        """A batch the provider runs: step it; finalize once every item has its result."""
+        if batch.status in ("in_progress", "cancelling") and self.forwarder is not None:
+            await self.forwarder.step(batch)
+            if batch.counts.pending + batch.counts.running == 0 and batch.total:
+                final: Status = "cancelled" if batch.status == "cancelling" else "completed"
+                await self.finalize(batch, final)
+        elif batch.status == "finalizing":
+            started = batch.times.get("finalizing_at", 0.0)
+            if time.time() - started > self.config.lease_s:
+                await self.finalize(batch, _target(batch, time.time()))
 
     async def _cancelling(self, batch: Batch, now: float) -> None:
         await self.store.settle_unfinished(batch.id, "cancelled", running_too=False)

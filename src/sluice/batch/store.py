@@ -71,7 +71,7 @@ class BatchStore:
             "meta": batch.metadata or {},
             "errors": batch.errors,
             "identity": identity,
-            "provider_batch": None,
+            "provider_batch": batch.provider,
         }
         rows = [
             {
@@ -188,6 +188,55 @@ class BatchStore:
             rows = conn.execute(select(t).where(t.c.status.in_(ACTIVE))).mappings().all()
             return [_batch(r, _counts(conn, r["id"])) for r in rows]
 
+    async def set_provider(
+        self, batch_id: str, value: dict[str, Any], expect: dict[str, Any] | None
+    ) -> bool:
+        """Replace a forwarded batch's provider state if it is still `expect` (so two
+        replicas never both submit it)."""
+        return await asyncio.to_thread(self._set_provider, batch_id, value, expect)
+
+    def _set_provider(
+        self, batch_id: str, value: dict[str, Any], expect: dict[str, Any] | None
+    ) -> bool:
+        t = batches_t
+        with self.engine.begin() as conn:
+            row = conn.execute(select(t.c.provider_batch).where(t.c.id == batch_id)).first()
+            if row is None or row[0] != expect:
+                return False
+            conn.execute(update(t).where(t.c.id == batch_id).values(provider_batch=value))
+        return True
+
+    async def start_all(self, batch_id: str) -> list[tuple[int, str, dict[str, Any]]]:
+        """Every pending item, now `running` (forward mode hands them over at once)."""
+        return await asyncio.to_thread(self._start_all, batch_id)
+
+    def _start_all(self, batch_id: str) -> list[tuple[int, str, dict[str, Any]]]:
+        i = items_t
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(i.c.idx, i.c.custom_id, i.c.body)
+                .where(i.c.batch_id == batch_id, i.c.state.in_(("pending", "running")))
+                .order_by(i.c.idx)
+            ).all()
+            conn.execute(
+                update(i)
+                .where(i.c.batch_id == batch_id, i.c.state == "pending")
+                .values(state="running", attempts=i.c.attempts + 1)
+            )
+        return [(int(idx), cid, orjson.loads(body)) for idx, cid, body in rows]
+
+    async def index_of(self, batch_id: str) -> dict[str, int]:
+        """custom_id -> idx of a batch's items."""
+        return await asyncio.to_thread(self._index_of, batch_id)
+
+    def _index_of(self, batch_id: str) -> dict[str, int]:
+        i = items_t
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(i.c.custom_id, i.c.idx).where(i.c.batch_id == batch_id)
+            ).all()
+        return {cid: int(idx) for cid, idx in rows}
+
     # --- items: the queue ---------------------------------------------------------------
 
     async def take(self, batch_id: str, idx: int, lease_s: float) -> Claim | None:
@@ -237,11 +286,13 @@ class BatchStore:
             ).all()
         return [int(r[0]) for r in rows]
 
-    async def finish(self, batch_id: str, idx: int, state: str, result: dict[str, Any]) -> bool:
+    async def finish(
+        self, batch_id: str, idx: int, state: str, result: dict[str, Any] | None
+    ) -> bool:
         """Write an item's one result; False when it already has one."""
         return await asyncio.to_thread(self._finish, batch_id, idx, state, result)
 
-    def _finish(self, batch_id: str, idx: int, state: str, result: dict[str, Any]) -> bool:
+    def _finish(self, batch_id: str, idx: int, state: str, result: dict[str, Any] | None) -> bool:
         i = items_t
         with self.engine.begin() as conn:
             done = conn.execute(
@@ -347,4 +398,5 @@ def _batch(row: Any, counts: Counts) -> Batch:
         metadata=row["meta"] or None,
         errors=row["errors"],
         counts=counts,
+        provider=row["provider_batch"],
     )

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from sluice.batch.forward import Forwarder
 from sluice.batch.metrics import BatchMetrics
 from sluice.batch.model import (
     ENDED,
@@ -34,13 +35,17 @@ from sluice.batch.model import (
 from sluice.batch.runner import ITEM_KIND, BatchRunner, ItemRunner, anthropic_line
 from sluice.batch.store import BatchStore
 from sluice.batch.validate import ENDPOINTS, Parsed, parse_anthropic, parse_openai
+from sluice.cost.compute import compute_cost
 from sluice.edge.body import read_json
 from sluice.errors import InvalidRequestError, NotFoundError, SluiceError
 from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.identity import Credentials, Identity
+from sluice.observe.records import CallRecord
+from sluice.observe.rows import storable
 from sluice.pipeline.context import CallContext
-from sluice.types import CallMeta, ChatResponse
+from sluice.providers.batch_clients import BatchClient, BatchResult, make_batch_client
+from sluice.types import CallMeta, ChatResponse, Usage
 from sluice.web.appkeys import GATEWAY
 from sluice.web.files import not_found as file_not_found
 from sluice.web.jobs import QUEUE, QUEUE_HANDLERS
@@ -127,6 +132,63 @@ def share_of(gateway: Gateway) -> Any:
     return share
 
 
+def forward_target(gateway: Gateway, wire: Wire, parsed: Parsed) -> dict[str, Any] | None:
+    """Where a batch is forwarded (None: run mode). Forward mode needs one model per batch
+    and a deployment whose provider speaks the batch's API (no translation of items)."""
+    cfg = gateway.config.batch
+    models = {str(item.body.get("model")) for item in parsed.items}
+    modes = {cfg.models.get(m, cfg.mode) for m in models}
+    if modes == {"run"}:
+        return None
+    if len(models) != 1:
+        raise InvalidRequestError("a forwarded batch must use one model (batch.mode: forward)")
+    model = models.pop()
+    deployments = gateway.runtime.by_model.get(model) or []
+    if not deployments:
+        raise InvalidRequestError(f"model {model!r} has no deployment to forward the batch to")
+    dep = deployments[0]
+    kind = gateway.config.providers[dep.provider].kind
+    if kind != wire:
+        raise InvalidRequestError(
+            f"model {model!r} is served by a {kind} provider; forwarding a {wire} batch there "
+            "is not supported (use batch.mode: run for it)"
+        )
+    return {
+        "provider": dep.provider,
+        "deployment": dep.id,
+        "model": model,
+        "upstream_model": dep.model,
+    }
+
+
+def forward_recorder(gateway: Gateway) -> Any:
+    """A forwarded item's call record, at the provider's batch price (`batch_discount`)."""
+
+    def record(batch: Batch, idx: int, result: BatchResult) -> None:
+        state = batch.provider or {}
+        usage = result.usage or Usage()
+        price = gateway.settle.price_of(str(state.get("deployment")))
+        rec = CallRecord(
+            request_id=f"{batch.id}-{idx}",
+            parent_request_id=batch.id,
+            tenant=batch.tenant,
+            model_requested=str(state.get("model", "")),
+            deployment=state.get("deployment"),
+            provider=state.get("provider"),
+            upstream_model=state.get("upstream_model"),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            cost_usd=compute_cost(usage, price, batch=True),
+            usage_source="provider",
+            status=200 if result.ok else result.status_code or 500,
+        )
+        gateway.recorder.sink.emit(storable(rec))
+
+    return record
+
+
 # --- helpers --------------------------------------------------------------------------
 
 
@@ -172,11 +234,13 @@ async def _create(
             },
         ]
     window = fields.pop("completion_window", "24h")
+    provider = None if failed else forward_target(request.app[GATEWAY], wire, parsed)
     batch = Batch(
         id=new_batch_id(wire),
         tenant=identity.tenant,
         wire=wire,
-        mode="run",
+        mode="run" if provider is None else "forward",
+        provider=provider,
         endpoint=fields.pop("endpoint", "/v1/messages"),
         status="failed" if failed else "in_progress",
         completion_window=window,
@@ -189,7 +253,7 @@ async def _create(
     )
     store = request.app[STORE]
     await store.create(batch, identity_to_json(identity), [] if failed else parsed.items)
-    if not failed:
+    if not failed and provider is None:
         await request.app[RUNNER].submit(batch.id, [item.idx for item in parsed.items])
     made = await store.get(identity.tenant, batch.id, wire)
     assert made is not None
@@ -361,6 +425,18 @@ async def anthropic_results(request: web.Request) -> web.StreamResponse:
 # --- wiring ---------------------------------------------------------------------------
 
 
+def _clients(gateway: Gateway, made: dict[str, BatchClient]) -> Any:
+    def client_for(provider: str) -> BatchClient:
+        client = made.get(provider)
+        if client is None:
+            client = made[provider] = make_batch_client(
+                provider, gateway.config.providers[provider]
+            )
+        return client
+
+    return client_for
+
+
 def install(app: web.Application) -> None:
     """Routes, the store and the runner (a supervised part of the gateway); after
     `sluice.web.jobs.install`, whose queue worker runs the items."""
@@ -369,6 +445,7 @@ def install(app: web.Application) -> None:
     if not cfg.enabled:
         return
     store = BatchStore(cfg.store_url)
+    clients: dict[str, BatchClient] = {}
     runner = BatchRunner(
         store,
         app[QUEUE],  # the app's one queue and worker (sluice.web.jobs)
@@ -377,6 +454,7 @@ def install(app: web.Application) -> None:
         cfg,
         share_of(gateway),
         BatchMetrics(gateway.recorder.metrics.registry),
+        Forwarder(store, _clients(gateway, clients), forward_recorder(gateway), cfg.forward_poll_s),
     )
     app[STORE] = store
     app[RUNNER] = runner
@@ -389,6 +467,8 @@ def install(app: web.Application) -> None:
     async def _stop() -> None:
         await runner.close()
         await store.close()
+        for client in clients.values():
+            await client.close()
 
     gateway.supervisor.add("batches", _start, _stop)
     r = app.router
