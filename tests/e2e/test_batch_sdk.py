@@ -26,7 +26,7 @@ from sluice.state.tables import batches as batches_table
 from sluice.web.appkeys import GATEWAY
 from sluice.web.batches import STORE
 from tests.conftest import gateway_config
-from tests.governance_rig import create_key, gateway, keyed_config, set_env
+from tests.governance_rig import create_key, gateway, keyed_config, postgres_schema, set_env
 
 _OPEN: list[openai.AsyncOpenAI | anthropic.AsyncAnthropic] = []
 
@@ -470,3 +470,26 @@ async def test_forward_mode_anthropic(sim_url: str) -> None:
         }
         assert set(results) == {"a0", "a1", "a2"}
         assert all(r.type == "succeeded" for r in results.values())
+
+
+async def test_batches_on_postgres_with_the_pgqueuer_queue(sim_url: str) -> None:
+    with postgres_schema() as url:
+        config = batch_config(gateway_config(sim_url), store_url=url)
+        data = config.model_dump()
+        data["files"]["store_url"] = url
+        data["queue"]["url"] = url
+        config = SluiceConfig.model_validate(data)
+        async with gateway(config) as (base, _app):
+            client = oai(base)
+            lines = [line(f"pg{n}", text=f"shared {n}") for n in range(10)]
+            upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
+            made = await client.batches.create(
+                input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            done = await finished(client, made.id)
+            assert done.status == "completed" and done.request_counts is not None
+            assert done.request_counts.completed == 10 and done.output_file_id is not None
+            out = (await client.files.content(done.output_file_id)).content.splitlines()
+            assert sorted(orjson.loads(x)["custom_id"] for x in out) == sorted(
+                f"pg{n}" for n in range(10)
+            )
