@@ -538,7 +538,32 @@ def report(
 main.add_command(keys)
 main.add_command(db)
 main.add_command(budgets)
-main.add_command(batch_group)  # sluice batch watch
+main.add_command(batch_group)  # sluice batch watch | worker
+
+
+@batch_group.command("worker")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--log-level", default="info", show_default=True)
+def batch_worker(config_path: str | None, log_level: str) -> None:
+    """Run batch items only (beside gateways with `batch.worker: separate`)."""
+    import signal
+
+    from sluice.gateway import Gateway
+    from sluice.web.batches import run_worker
+
+    config, source = _load(config_path)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    click.echo(f"sluice batch worker: config {source}")
+    loop = _new_loop()
+    task = loop.create_task(run_worker(Gateway(config)))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        pass
+    finally:
+        loop.close()
 
 
 @main.group("cache")

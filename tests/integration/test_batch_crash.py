@@ -24,8 +24,11 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
+from sluice import server
+from sluice.config import load_config
 from sluice.sim.config import SimConfig
 from sluice.sim.server import start as start_sim
+from sluice.web.jobs import QUEUE_HANDLERS
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +81,30 @@ def _serve(config: Path, port: int) -> subprocess.Popen[bytes]:
                 str(config),
                 "--port",
                 str(port),
+                "--log-level",
+                "warning",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=config.parent,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+def _worker(config: Path) -> subprocess.Popen[bytes]:
+    log = (config.parent / "worker.log").open("ab")
+    try:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sluice.cli",
+                "batch",
+                "worker",
+                "--config",
+                str(config),
                 "--log-level",
                 "warning",
             ],
@@ -201,3 +228,49 @@ async def test_kill_9_mid_batch_every_item_exactly_once(sim_url: str, tmp_path: 
         sum(u[1] for u in usage.values()),
     )
     print(f"killed at {done_at_kill}/{ITEMS}; items run twice: {reruns}")
+
+
+async def test_a_separate_worker_process_runs_the_items(sim_url: str, tmp_path: Path) -> None:
+    config_file = _config(tmp_path, sim_url)
+    data = yaml.safe_load(config_file.read_text())
+    data["batch"]["worker"] = "separate"
+    config_file.write_text(yaml.safe_dump(data))
+    config = load_config(config_file)
+    app = server.create_app(config)
+    assert "batch.item" not in app[QUEUE_HANDLERS]  # the gateway only takes batches in
+    runner, port = await server.start_app(app)
+    worker = _worker(config_file)
+    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+    try:
+        lines = [
+            {
+                "custom_id": f"w{n}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {
+                    "model": "gpt-4o-mini",
+                    "max_tokens": 8,
+                    "messages": [{"role": "user", "content": f"worker {n}"}],
+                },
+            }
+            for n in range(50)
+        ]
+        data_ = b"\n".join(orjson.dumps(x) for x in lines)
+        upload = await client.files.create(file=("in.jsonl", data_), purpose="batch")
+        batch = await client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        got = await client.batches.retrieve(batch.id)
+        for _ in range(1200):
+            if got.status == "completed":
+                break
+            await asyncio.sleep(0.1)
+            got = await client.batches.retrieve(batch.id)
+        assert got.status == "completed", got
+        assert got.request_counts is not None and got.request_counts.completed == 50
+    finally:
+        await client.close()
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+        await runner.cleanup()
+    assert worker.returncode == 0, (tmp_path / "worker.log").read_text()

@@ -22,6 +22,10 @@ class BatchConfig(Frozen):
     per public model or route."""
 
     enabled: bool = True
+    # inline: the gateway's own queue worker runs batch items; separate: `sluice batch
+    # worker` processes do (the gateway only takes batches in), so interactive calls never
+    # share an event loop with batch items.
+    worker: Literal["inline", "separate"] = "inline"
     store_url: str = "sqlite:///sluice.db"
     mode: BatchMode = "run"
     models: dict[str, BatchMode] = Field(default_factory=dict)

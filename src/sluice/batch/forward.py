@@ -32,15 +32,27 @@ class Forwarder:
     def __init__(
         self,
         store: BatchStore,
-        client_for: Callable[[str], BatchClient],
+        make_client: Callable[[str], BatchClient],
         record: Record,
         poll_s: float,
     ) -> None:
         self.store = store
-        self.client_for = client_for
+        self.make_client = make_client
+        self._clients: dict[str, BatchClient] = {}
         self.record = record
         self.poll_s = poll_s
         self._polled: dict[str, float] = {}
+
+    def client_for(self, provider: str) -> BatchClient:
+        client = self._clients.get(provider)
+        if client is None:
+            client = self._clients[provider] = self.make_client(provider)
+        return client
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
 
     async def step(self, batch: Batch) -> None:
         state = batch.provider or {}

@@ -88,11 +88,14 @@ class BatchRunner:
         self._resubmitted = time.monotonic()
         self._ready = asyncio.Event()
 
-    async def start(self) -> None:
-        """Housekeeping, after the items of batches still in progress are enqueued again
+    async def start(self, work: bool = True) -> None:
+        """(`work=False`: this process only takes batches in; workers elsewhere run them.)
+        Housekeeping, after the items of batches still in progress are enqueued again
         (deduplicated by batch and line), so a batch whose process died between saving
         and enqueuing still runs. The queue's worker belongs to the app (`handle` is this
         runner's handler for `ITEM_KIND`); items it delivers before this start wait."""
+        if not work:
+            return
         for batch in await self.store.active():
             if batch.status == "in_progress" and batch.mode == "run":
                 await self.submit(batch.id, await self.store.unfinished(batch.id))
@@ -109,6 +112,8 @@ class BatchRunner:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.forwarder is not None:
+            await self.forwarder.close()
 
     async def submit(self, batch_id: str, items: list[int]) -> None:
         """Queue a batch's items at the lowest priority, one queue group per batch."""

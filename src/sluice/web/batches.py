@@ -45,6 +45,7 @@ from sluice.observe.records import CallRecord
 from sluice.observe.rows import storable
 from sluice.pipeline.context import CallContext
 from sluice.providers.batch_clients import BatchClient, BatchResult, make_batch_client
+from sluice.queue import Queue, build_queue
 from sluice.types import CallMeta, ChatResponse, Usage
 from sluice.web.appkeys import GATEWAY
 from sluice.web.files import not_found as file_not_found
@@ -425,50 +426,47 @@ async def anthropic_results(request: web.Request) -> web.StreamResponse:
 # --- wiring ---------------------------------------------------------------------------
 
 
-def _clients(gateway: Gateway, made: dict[str, BatchClient]) -> Any:
-    def client_for(provider: str) -> BatchClient:
-        client = made.get(provider)
-        if client is None:
-            client = made[provider] = make_batch_client(
-                provider, gateway.config.providers[provider]
-            )
-        return client
-
-    return client_for
-
-
-def install(app: web.Application) -> None:
-    """Routes, the store and the runner (a supervised part of the gateway); after
-    `sluice.web.jobs.install`, whose queue worker runs the items."""
-    gateway = app[GATEWAY]
+def _runner(gateway: Gateway, store: BatchStore, queue: Queue) -> BatchRunner:
     cfg = gateway.config.batch
-    if not cfg.enabled:
-        return
-    store = BatchStore(cfg.store_url)
-    clients: dict[str, BatchClient] = {}
-    runner = BatchRunner(
+
+    def make_client(provider: str) -> BatchClient:
+        return make_batch_client(provider, gateway.config.providers[provider])
+
+    return BatchRunner(
         store,
-        app[QUEUE],  # the app's one queue and worker (sluice.web.jobs)
+        queue,
         gateway.files,
         item_runner(gateway),
         cfg,
         share_of(gateway),
         BatchMetrics(gateway.recorder.metrics.registry),
-        Forwarder(store, _clients(gateway, clients), forward_recorder(gateway), cfg.forward_poll_s),
+        Forwarder(store, make_client, forward_recorder(gateway), cfg.forward_poll_s),
     )
+
+
+def install(app: web.Application) -> None:
+    """Routes, the store and the runner (a supervised part of the gateway); after
+    `sluice.web.jobs.install`, whose queue worker runs the items (unless
+    `batch.worker: separate`: then `sluice batch worker` processes run them)."""
+    gateway = app[GATEWAY]
+    cfg = gateway.config.batch
+    if not cfg.enabled:
+        return
+    store = BatchStore(cfg.store_url)
+    runner = _runner(gateway, store, app[QUEUE])  # the app's one queue (sluice.web.jobs)
     app[STORE] = store
     app[RUNNER] = runner
-    app[QUEUE_HANDLERS][ITEM_KIND] = runner.handle
+    inline = cfg.worker == "inline"
+    if inline:
+        app[QUEUE_HANDLERS][ITEM_KIND] = runner.handle
 
     async def _start() -> None:
         await store.start()
-        await runner.start()
+        await runner.start(work=inline)
 
     async def _stop() -> None:
         await runner.close()
         await store.close()
-        for client in clients.values():
-            await client.close()
 
     gateway.supervisor.add("batches", _start, _stop)
     r = app.router
@@ -481,3 +479,24 @@ def install(app: web.Application) -> None:
     r.add_get("/v1/messages/batches/{batch_id}", anthropic_retrieve)
     r.add_post("/v1/messages/batches/{batch_id}/cancel", anthropic_cancel)
     r.add_get("/v1/messages/batches/{batch_id}/results", anthropic_results)
+
+
+async def run_worker(gateway: Gateway) -> None:
+    """`sluice batch worker`: a process that only runs batch items (and batches'
+    housekeeping) through its own copy of the pipeline, beside gateways configured with
+    `batch.worker: separate`. Runs until cancelled (SIGTERM/SIGINT)."""
+    config = gateway.config
+    queue = build_queue(config.queue)
+    store = BatchStore(config.batch.store_url)
+    runner = _runner(gateway, store, queue)
+    await gateway.start()
+    await queue.start()
+    await store.start()
+    await runner.start()
+    try:
+        await queue.run({ITEM_KIND: runner.handle}, concurrency=config.queue.concurrency)
+    finally:
+        await runner.close()
+        await store.close()
+        await queue.close()
+        await gateway.close()
