@@ -339,11 +339,12 @@ def queue_bench(count: int, concurrency: int, postgres_url: str) -> None:
 @click.option("--items", default=2000, show_default=True, help="Items of the measured batch.")
 @click.option("--big", default=10_000, show_default=True, help="Items of the background batch.")
 @click.option("--probes", default=200, show_default=True, help="Interactive calls per p50.")
-def batch_bench(items: int, big: int, probes: int) -> None:
+@click.option("--separate", is_flag=True, help="Batch items in a `sluice batch worker` process.")
+def batch_bench(items: int, big: int, probes: int, separate: bool) -> None:
     """Run-mode batches: items/s, overhead per item, interactive p50 idle vs busy."""
     from sluice.bench.batch import run
 
-    click.echo(run(items, big, probes))
+    click.echo(run(items, big, probes, separate))
 
 
 @bench.command("real")

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import yaml
 
 from sluice import server
 from sluice.config import SluiceConfig, default_config
@@ -117,10 +121,39 @@ async def _p50(http: aiohttp.ClientSession, base: str, count: int, tag: str) -> 
     return statistics.median(times)
 
 
-async def _measure(items: int, big: int, probes: int) -> dict[str, Any]:
+def _worker(config: SluiceConfig, state: Path) -> subprocess.Popen[bytes]:
+    """`sluice batch worker` on the same config (batch.worker: separate)."""
+    file = state / "sluice.yaml"
+    file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    with (state / "worker.log").open("ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sluice.cli",
+                "batch",
+                "worker",
+                "--config",
+                str(file),
+                "--log-level",
+                "warning",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+async def _measure(items: int, big: int, probes: int, separate: bool) -> dict[str, Any]:
     sim_runner, sim_port = await start_sim(SimConfig(port=0))
     with tempfile.TemporaryDirectory() as tmp:
         config = _config(f"http://127.0.0.1:{sim_port}", Path(tmp))
+        worker = None
+        if separate:
+            data = config.model_dump()
+            data["batch"]["worker"] = "separate"
+            config = SluiceConfig.model_validate(data)
+            worker = _worker(config, Path(tmp))
         runner, port = await server.start(config)
         base = f"http://127.0.0.1:{port}"
         out: dict[str, Any] = {"concurrency": config.queue.concurrency}
@@ -147,17 +180,21 @@ async def _measure(items: int, big: int, probes: int) -> dict[str, Any]:
                     await resp.read()
         finally:
             await runner.cleanup()
+            if worker is not None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                worker.wait(30)
             await sim_runner.cleanup()
     return out
 
 
-def run(items: int, big: int, probes: int) -> str:
-    m = asyncio.run(_measure(items, big, probes))
+def run(items: int, big: int, probes: int, separate: bool = False) -> str:
+    m = asyncio.run(_measure(items, big, probes, separate))
     load = os.getloadavg()[0]
     ratio = m["p50_busy_ms"] / m["p50_idle_ms"]
     return "\n".join(
         [
-            f"zero-latency simulator, queue concurrency {m['concurrency']}, caches off; "
+            f"zero-latency simulator, queue concurrency {m['concurrency']}, caches off, batch "
+            f"items run {'in a separate `sluice batch worker` process' if separate else 'inline'}; "
             f"load average {load:.1f} on {os.cpu_count()} cores",
             "",
             "| measure | value |",
