@@ -132,6 +132,11 @@ async def test_openai_batch_run_mode(sim_url: str) -> None:
         assert [(b["id"], b["status"], b["done"], b["total"]) for b in shown] == [
             (made.id, "completed", 7, 7)
         ]
+        async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as r:
+            metrics = await r.text()
+        assert 'sluice_batch_items_total{outcome="succeeded"} 6.0' in metrics
+        assert 'sluice_batch_items_total{outcome="errored"} 1.0' in metrics
+        assert "sluice_batch_queue_depth" in metrics
 
     # Every item left a call record linked to its batch: `sluice report --by batch`.
     url = _app[GATEWAY].config.observability.records.store_url
