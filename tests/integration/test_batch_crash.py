@@ -274,3 +274,60 @@ async def test_a_separate_worker_process_runs_the_items(sim_url: str, tmp_path: 
         worker.wait(30)
         await runner.cleanup()
     assert worker.returncode == 0, (tmp_path / "worker.log").read_text()
+
+
+async def test_two_replicas_kill_one_the_other_finishes(sim_url: str, tmp_path: Path) -> None:
+    config = _config(tmp_path, sim_url)
+    ports = (_free_port(), _free_port())
+    doomed, survivor = _serve(config, ports[0]), _serve(config, ports[1])
+    a = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{ports[0]}/v1", api_key="x", max_retries=0)
+    b = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{ports[1]}/v1", api_key="x", max_retries=0)
+    try:
+        await _ready(a)
+        await _ready(b)
+        lines = [
+            {
+                "custom_id": f"r{n}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {
+                    "model": "gpt-4o-mini",
+                    "max_tokens": 8,
+                    "messages": [{"role": "user", "content": f"replica {n}"}],
+                },
+            }
+            for n in range(1000)
+        ]
+        upload = await a.files.create(
+            file=("in.jsonl", b"\n".join(orjson.dumps(x) for x in lines)), purpose="batch"
+        )
+        batch = await a.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        while True:
+            counts = (await b.batches.retrieve(batch.id)).request_counts  # seen by both
+            assert counts is not None
+            if counts.completed >= 200:
+                break
+            await asyncio.sleep(0.05)
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait()
+        got = await b.batches.retrieve(batch.id)
+        for _ in range(3000):
+            if got.status == "completed":
+                break
+            await asyncio.sleep(0.1)
+            got = await b.batches.retrieve(batch.id)
+        assert got.status == "completed", got
+        assert got.output_file_id is not None
+        out = (await b.files.content(got.output_file_id)).content.splitlines()
+        ids = Counter(orjson.loads(x)["custom_id"] for x in out)
+        assert len(out) == 1000 and max(ids.values()) == 1
+        assert set(ids) == {f"r{n}" for n in range(1000)}
+    finally:
+        await a.close()
+        await b.close()
+        for proc in (doomed, survivor):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(30)
