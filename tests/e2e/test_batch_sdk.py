@@ -26,7 +26,14 @@ from sluice.state.tables import batches as batches_table
 from sluice.web.appkeys import GATEWAY
 from sluice.web.batches import STORE
 from tests.conftest import gateway_config
-from tests.governance_rig import create_key, gateway, keyed_config, postgres_schema, set_env
+from tests.governance_rig import (
+    admin,
+    create_key,
+    gateway,
+    keyed_config,
+    postgres_schema,
+    set_env,
+)
 
 _OPEN: list[openai.AsyncOpenAI | anthropic.AsyncAnthropic] = []
 
@@ -498,3 +505,36 @@ async def test_batches_on_postgres_with_the_pgqueuer_queue(sim_url: str) -> None
             assert sorted(orjson.loads(x)["custom_id"] for x in out) == sorted(
                 f"pg{n}" for n in range(10)
             )
+
+
+async def test_a_key_revoked_mid_batch_stops_charging_it(
+    slow_sim: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_env(monkeypatch)
+    config = batch_config(keyed_config(slow_sim, "sqlite:///keys.db"), max_concurrency=1)
+    async with gateway(config) as (base, _app), aiohttp.ClientSession() as http:
+        made_key = await create_key(http, base)
+        client = oai(base, made_key["key"])
+        lines = [line(f"k{n}", text=f"revoked {n}") for n in range(30)]
+        upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
+        made = await client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+
+        async def one_done() -> Any:
+            b = await client.batches.retrieve(made.id)
+            return b.request_counts is not None and b.request_counts.completed >= 1
+
+        await until(one_done, "an item to finish")
+        status, _ = await admin(http, "DELETE", f"{base}/admin/keys/{made_key['key_id']}")
+        assert status == 200
+        owner = await create_key(http, base)  # same tenant, to read the batch afterwards
+        reader = oai(base, owner["key"])
+        done = await finished(reader, made.id)
+        assert done.request_counts is not None and done.error_file_id is not None
+        assert 1 <= done.request_counts.completed < 30
+        errors = [
+            orjson.loads(x)
+            for x in (await reader.files.content(done.error_file_id)).content.splitlines()
+        ]
+        assert {e["response"]["status_code"] for e in errors} == {401}

@@ -49,7 +49,7 @@ from sluice.queue import Queue, build_queue
 from sluice.types import CallMeta, ChatResponse, Usage
 from sluice.web.appkeys import GATEWAY
 from sluice.web.files import not_found as file_not_found
-from sluice.web.jobs import QUEUE, QUEUE_HANDLERS
+from sluice.web.jobs import QUEUE, QUEUE_HANDLERS, identity_of
 
 if TYPE_CHECKING:
     from sluice.gateway import Gateway
@@ -74,13 +74,16 @@ def item_runner(gateway: Gateway) -> ItemRunner:
         )
         ctx: CallContext | None = None
         try:
+            # The creator's key as it is now: revoked or expired meanwhile, the item is a 401
+            # line (the budgets and limits that apply are the key's current ones).
+            identity = await identity_of(gateway, claim.identity.key_id)
             body = orjson.loads(claim.body)
             body["stream"] = False
             body.pop("stream_options", None)
             ctx = CallContext(
                 frontend.decode_request(body, meta),
                 started,
-                credentials=Credentials(resolved=claim.identity),
+                credentials=Credentials(resolved=identity),
             )
             result = await gateway.handler(ctx)
             if not isinstance(result, ChatResponse):  # not streamed: never happens
