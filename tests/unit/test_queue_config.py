@@ -21,7 +21,7 @@ def test_relative_sqlite_urls_live_in_state_dir(tmp_path: Path) -> None:
 def test_backend_by_url() -> None:
     assert build_queue(QueueSettings(url="sqlite:///x.db")).backend == "sqlite"
     assert build_queue(QueueSettings(url="postgresql://u@h/db")).backend == "postgresql"
-    with pytest.raises(ValueError, match="queue.url"):
+    with pytest.raises(ValueError, match=r"queue\.url"):
         build_queue(QueueSettings(url="redis://localhost"))
 
 
