@@ -258,3 +258,26 @@ async def test_metrics_show_queue_and_jobs(gw: tuple[str, aiohttp.ClientSession]
         assert f'sluice_work_queue_depth{{priority="{name}"}}' in text
     assert "sluice_work_queue_oldest_age_seconds" in text
     assert 'sluice_work_queue_items_total{outcome="completed"}' in text
+
+
+async def test_jobs_on_postgresql_queue_and_store(sim_url: str) -> None:
+    """Shared mode: pgqueuer queue and the jobs table on PostgreSQL."""
+    from tests.governance_rig import postgres_schema
+
+    with postgres_schema() as url:
+        data = _config(sim_url).model_dump()
+        data["queue"]["url"] = url
+        data["jobs"]["store_url"] = url
+        config = SluiceConfig.model_validate(data)
+        async with gateway(config) as (base, _), aiohttp.ClientSession() as http:
+            chat = {"model": "gpt-4o-mini", "messages": HELLO}
+            ids = []
+            for _ in range(3):
+                status, created = await _post(http, f"{base}/v1/sluice/jobs", {"request": chat})
+                assert status == 202, created
+                ids.append(created["id"])
+            for job_id in ids:
+                job = await _wait_ended(http, base, job_id)
+                assert job["status"] == "succeeded" and job["result"]["choices"]
+            _, listed = await _get(http, f"{base}/v1/sluice/jobs")
+            assert sorted(j["id"] for j in listed["data"]) == sorted(ids)
