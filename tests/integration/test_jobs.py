@@ -238,3 +238,46 @@ async def test_cancel_stops_a_queued_job(tmp_path: Path) -> None:
         await service.close()
         await store.close()
         await queue.close()
+
+
+async def test_metrics_show_queue_and_jobs(gw: tuple[str, aiohttp.ClientSession]) -> None:
+    base, http = gw
+    chat = {"model": "gpt-4o-mini", "messages": HELLO}
+    _, created = await _post(http, f"{base}/v1/sluice/jobs", {"request": chat})
+    await _wait_ended(http, base, created["id"])
+    text = ""
+    for _ in range(200):  # the snapshot is refreshed every few seconds
+        async with http.get(f"{base}/metrics") as resp:
+            assert resp.status == 200
+            text = await resp.text()
+        if 'sluice_jobs{status="succeeded"} 1.0' in text:
+            break
+        await asyncio.sleep(0.1)
+    assert 'sluice_jobs{status="succeeded"} 1.0' in text
+    for name in ("interactive", "job", "batch"):
+        assert f'sluice_work_queue_depth{{priority="{name}"}}' in text
+    assert "sluice_work_queue_oldest_age_seconds" in text
+    assert 'sluice_work_queue_items_total{outcome="completed"}' in text
+
+
+async def test_jobs_on_postgresql_queue_and_store(sim_url: str) -> None:
+    """Shared mode: pgqueuer queue and the jobs table on PostgreSQL."""
+    from tests.governance_rig import postgres_schema
+
+    with postgres_schema() as url:
+        data = _config(sim_url).model_dump()
+        data["queue"]["url"] = url
+        data["jobs"]["store_url"] = url
+        config = SluiceConfig.model_validate(data)
+        async with gateway(config) as (base, _), aiohttp.ClientSession() as http:
+            chat = {"model": "gpt-4o-mini", "messages": HELLO}
+            ids = []
+            for _ in range(3):
+                status, created = await _post(http, f"{base}/v1/sluice/jobs", {"request": chat})
+                assert status == 202, created
+                ids.append(created["id"])
+            for job_id in ids:
+                job = await _wait_ended(http, base, job_id)
+                assert job["status"] == "succeeded" and job["result"]["choices"]
+            _, listed = await _get(http, f"{base}/v1/sluice/jobs")
+            assert sorted(j["id"] for j in listed["data"]) == sorted(ids)

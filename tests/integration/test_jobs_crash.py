@@ -38,13 +38,17 @@ def _config_file(tmp: Path) -> Path:
     return path
 
 
-async def _serve(config: Path, sim_url: str, port: int) -> subprocess.Popen[bytes]:
+def _spawn(config: Path, sim_url: str, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "SLUICE_SIM_URL": sim_url}
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "sluice.cli", "serve", "--config", str(config), "--port",
          str(port), "--log-level", "warning"],
         env=env,
     )  # fmt: skip
+
+
+async def _serve(config: Path, sim_url: str, port: int) -> subprocess.Popen[bytes]:
+    proc = _spawn(config, sim_url, port)
     async with aiohttp.ClientSession() as http:
         for _ in range(600):
             await asyncio.sleep(0.1)

@@ -47,7 +47,10 @@ class Job:
     payload: dict[str, Any]
     priority: Priority
     group: str | None = None
-    attempts: int = 1  # 1 on the first pick; more when a dead worker's item is picked again
+    # SQLite: 1 on the first pick, +1 each time a dead worker's item is picked again.
+    # PostgreSQL: pgqueuer counts explicit retries only, so a re-pick still says 1; keep
+    # your own count where it matters (the jobs store does).
+    attempts: int = 1
     enqueued_at: float = 0.0
 
 
