@@ -12,6 +12,7 @@ import time
 import click
 
 from sluice import __version__
+from sluice.batch.cli import batch_group
 from sluice.config import ConfigError, SluiceConfig, default_config, load_config
 from sluice.governance.budgets_cli import budgets
 from sluice.governance.cli import db, keys
@@ -327,6 +328,35 @@ def pipeline(count: int) -> None:
     click.echo(run(count))
 
 
+@bench.command("queue")
+@click.option("--items", "count", default=2000, show_default=True)
+@click.option("--concurrency", default=16, show_default=True, help="Worker concurrency.")
+@click.option(
+    "--postgres",
+    "postgres_url",
+    default="postgresql://postgres@127.0.0.1:5432/test",
+    show_default=True,
+    help="Also measure pgqueuer here (a scratch schema, dropped after); '' to skip.",
+)
+def queue_bench(count: int, concurrency: int, postgres_url: str) -> None:
+    """The durable queue's own cost: enqueue and dequeue items/s, µs per item."""
+    from sluice.bench.queue import run
+
+    click.echo(run(count, concurrency, postgres_url or None))
+
+
+@bench.command("batch")
+@click.option("--items", default=2000, show_default=True, help="Items of the measured batch.")
+@click.option("--big", default=10_000, show_default=True, help="Items of the background batch.")
+@click.option("--probes", default=200, show_default=True, help="Interactive calls per p50.")
+@click.option("--separate", is_flag=True, help="Batch items in a `sluice batch worker` process.")
+def batch_bench(items: int, big: int, probes: int, separate: bool) -> None:
+    """Run-mode batches: items/s, overhead per item, interactive p50 idle vs busy."""
+    from sluice.bench.batch import run
+
+    click.echo(run(items, big, probes, separate))
+
+
 @bench.command("real")
 @click.option("--requests", "count", default=20, show_default=True, help="Each way.")
 @click.option("--max-tokens", default=64, show_default=True)
@@ -492,7 +522,7 @@ def semantic_cache(
 )
 @click.option(
     "--by",
-    type=click.Choice(["user", "feature", "model", "route", "tenant", "deployment"]),
+    type=click.Choice(["user", "feature", "model", "route", "tenant", "deployment", "batch"]),
     default="model",
     show_default=True,
 )
@@ -524,6 +554,32 @@ def report(
 main.add_command(keys)
 main.add_command(db)
 main.add_command(budgets)
+main.add_command(batch_group)  # sluice batch watch | worker
+
+
+@batch_group.command("worker")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--log-level", default="info", show_default=True)
+def batch_worker(config_path: str | None, log_level: str) -> None:
+    """Run batch items only (beside gateways with `batch.worker: separate`)."""
+    import signal
+
+    from sluice.gateway import Gateway
+    from sluice.web.batches import run_worker
+
+    config, source = _load(config_path)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    click.echo(f"sluice batch worker: config {source}")
+    loop = _new_loop()
+    task = loop.create_task(run_worker(Gateway(config)))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        pass
+    finally:
+        loop.close()
 
 
 @main.group("cache")

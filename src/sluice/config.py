@@ -19,17 +19,21 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from yarl import URL
 
+from sluice.batch.config import BatchConfig
 from sluice.cache.config import ExactRouteConfig, PromptCaching
 from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
 from sluice.edge.config import EdgeConfig
 from sluice.embed.config import EmbedConfig
+from sluice.files.config import FilesConfig
 from sluice.frontends.config import EndpointsConfig
 from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
+from sluice.jobs.config import JobsConfig
 from sluice.observe.alert_config import RulesConfig
 from sluice.observe.tracing import TracingConfig
+from sluice.queue.config import QueueSettings
 from sluice.routing.config import RouteConfig
 from sluice.state.paths import default_state_dir, resolve_file, resolve_url
 
@@ -341,9 +345,15 @@ class SluiceConfig(_Frozen):
     routes: dict[str, RouteConfig] = Field(default_factory=dict)  # see sluice.routing
     # /v1/responses (stored answers), /v1/embeddings (see sluice.frontends.config).
     endpoints: EndpointsConfig = EndpointsConfig()
+    files: FilesConfig = FilesConfig()  # /v1/files (sluice.files)
+    batch: BatchConfig = BatchConfig()  # /v1/batches, /v1/messages/batches (sluice.batch)
     # Where relative SQLite paths (store URLs, persist_path) live; None: $SLUICE_STATE_DIR,
     # else $XDG_DATA_HOME/sluice, else ~/.local/share/sluice (see sluice.state.paths).
     state_dir: str | None = None
+    # The durable work queue of batches and async jobs (see sluice.queue).
+    queue: QueueSettings = QueueSettings()
+    # Async jobs (`/v1/sluice/jobs`) and their signed webhooks (see sluice.jobs).
+    jobs: JobsConfig = JobsConfig()
 
     @model_validator(mode="after")
     def _check_routes(self) -> SluiceConfig:
@@ -486,8 +496,16 @@ _STATE_URLS = (
     ("observability", "records", "store_url"),
     ("governance", "store_url"),
     ("limits", "ledger", "store_url"),
+    ("queue", "url"),
+    ("jobs", "store_url"),
+    ("files", "store_url"),
+    ("batch", "store_url"),
 )
-_STATE_FILES = (("cache", "persist_path"), ("cache", "semantic", "persist_path"))
+_STATE_FILES = (
+    ("cache", "persist_path"),
+    ("cache", "semantic", "persist_path"),
+    ("files", "blob_dir"),
+)
 
 
 def with_state_dir(config: SluiceConfig) -> SluiceConfig:

@@ -54,6 +54,8 @@ GROUPS: dict[str, GroupBy] = {
     "route": "route",
     "tenant": "tenant",
     "deployment": "deployment",
+    # A batch item's call has its batch as parent (sluice.web.batches): spend per batch.
+    "batch": "parent_request_id",
 }
 DEFAULT_SINCE = "24h"
 NO_GROUP = "(none)"  # how the table shows calls without a value for the grouping field

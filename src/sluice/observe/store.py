@@ -44,7 +44,9 @@ from sluice.state.tables import RECORDS_TABLE, records_table
 
 DEFAULT_URL = "sqlite:///sluice.db"
 
-GroupBy = Literal["user_id", "feature", "model_requested", "route", "tenant", "deployment"]
+GroupBy = Literal[
+    "user_id", "feature", "model_requested", "route", "tenant", "deployment", "parent_request_id"
+]
 GROUP_BY_COLUMNS: tuple[str, ...] = get_args(GroupBy)
 # Rows per INSERT statement: 36 columns x 200 rows stays far below the parameter limits
 # of SQLite (32,766) and PostgreSQL (65,535).

@@ -54,6 +54,18 @@ def _builtin_models() -> dict[str, SimModel]:
     }
 
 
+class SimBatchConfig(BaseModel):
+    """The batch APIs' timing and faults (sluice.sim.batches); headers override per batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    validating_ms: float = Field(default=0.0, ge=0)  # OpenAI `validating` before work starts
+    duration_ms: float = Field(default=0.0, ge=0)  # the whole batch; items finish evenly
+    fail_every: int = Field(default=0, ge=0)  # every N-th item fails (0: none)
+    expire: bool = False  # every batch ends `expired`
+    poll_5xx: int = Field(default=0, ge=0)  # first N polls of each batch answer 500
+
+
 class SimConfig(BaseModel):
     """Whole-simulator settings; `models` keys are the model names clients send."""
 
@@ -67,6 +79,7 @@ class SimConfig(BaseModel):
     faults: list[FaultKind] = Field(default_factory=lambda: list(DEFAULT_FAULTS))
     seed: int = 0
     hang_s: float = Field(default=300.0, ge=0)
+    batch: SimBatchConfig = Field(default_factory=SimBatchConfig)  # provider batch APIs
 
     @field_validator("faults", mode="before")
     @classmethod

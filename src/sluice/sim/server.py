@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from sluice.sim import anthropic_wire, openai_wire
+from sluice.sim import anthropic_wire, batches, openai_wire
 from sluice.sim.chat import (
     JSON,
     STATE,
@@ -111,6 +111,7 @@ def create_app(config: SimConfig | None = None) -> web.Application:
     app.router.add_get("/sim/stats", _stats)
     app.router.add_post("/sim/reset", _reset)
     app.router.add_post("/sim/faults", _set_faults)
+    batches.install(app)  # OpenAI Files + Batches, Anthropic Message Batches
     return app
 
 

@@ -7,6 +7,8 @@
 | `call_records` (name configurable) | `observe.store.RecordStore` | `records` |
 | `sluice_semantic_cache` (name configurable) | `cache.semantic.store.SqlStore` | `semantic` |
 | `entries` (its own SQLite file) | `cache.persist.SqliteMirror` | `cache` |
+| `sluice_queue` | `queue.sqlite.SqlQueue` (embedded queue) | `queue` |
+| `sluice_jobs`, `sluice_job_deliveries` | `jobs.store.JobStore` | `jobs` |
 
 The running code queries these definitions; the Alembic environment in
 `sluice.state.migrations` creates and evolves them (never `create_all`). Times are epoch
@@ -287,4 +289,130 @@ online_scores = Table(  # one online judgement of a live call
     Column("reason", Text(), nullable=False),
     Column("judge_request_id", String(128), nullable=False),
     Index(f"ix_{ONLINE_SCORES_TABLE}_ts", "ts"),
+)
+
+# --- uploaded files (sluice.files) ---------------------------------------------------------
+
+# One row per uploaded file, keyed by (tenant, id): another tenant's id is simply not found.
+# `content` holds the bytes on a shared database (PostgreSQL: every replica reads them); on
+# SQLite it is NULL and the bytes live in a file under `state_dir` (`files.blob_dir`).
+files = Table(
+    "sluice_files",
+    metadata,
+    Column("tenant", String(255), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("filename", String(512), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("bytes", BigInteger(), nullable=False),
+    Column("created_at", Double(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("content", LargeBinary(), nullable=True),
+    Index("ix_sluice_files_tenant_created", "tenant", "created_at"),
+)
+
+# --- batches (sluice.batch) ----------------------------------------------------------------
+
+# One row per batch (OpenAI Batches and Anthropic Message Batches alike; `wire` says which
+# shape the caller sees). `identity` is the creator's resolved identity (JSON) so items run
+# as the caller, with its budgets; counts are recomputed from the items, never incremented.
+batches = Table(
+    "sluice_batches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant", String(255), nullable=False),
+    Column("wire", String(16), nullable=False),  # openai | anthropic
+    Column("mode", String(16), nullable=False),  # run | forward
+    Column("endpoint", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("input_file_id", String(64), nullable=True),
+    Column("output_file_id", String(64), nullable=True),
+    Column("error_file_id", String(64), nullable=True),
+    Column("completion_window", String(16), nullable=False),
+    Column("created_at", Double(), nullable=False),
+    Column("expires_at", Double(), nullable=False),
+    Column("times", JSON, nullable=False),  # {"in_progress_at": ..., "completed_at": ...}
+    Column("total", Integer(), nullable=False),
+    Column("meta", JSON, nullable=False),  # the caller's `metadata`
+    Column("errors", JSON, nullable=True),  # validation errors (OpenAI `errors.data`)
+    Column("identity", JSON, nullable=False),
+    Column("provider_batch", JSON, nullable=True),  # forward mode: the provider's batch
+    Index("ix_sluice_batches_tenant_created", "tenant", "created_at"),
+    Index("ix_sluice_batches_status", "status"),
+)
+
+# One row per batch item. (batch_id, idx) is the key and (batch_id, custom_id) unique: a
+# result is written once, by the UPDATE that moves the item from `running` to a final
+# state (at-least-once execution, exactly-once results). `lease_until` lets a dead
+# worker's items be claimed again.
+batch_items = Table(
+    "sluice_batch_items",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("idx", Integer(), primary_key=True),
+    Column("custom_id", String(512), nullable=False),
+    Column("body", Text(), nullable=False),  # the request body (JSON)
+    Column("state", String(16), nullable=False),  # pending running succeeded errored ...
+    Column("lease_until", Double(), nullable=True),
+    Column("attempts", Integer(), nullable=False),
+    Column("result", Text(), nullable=True),  # the output line's `response` / `result` (JSON)
+    Column("finished_at", Double(), nullable=True),
+    Index("ux_sluice_batch_items_custom", "batch_id", "custom_id", unique=True),
+    Index("ix_sluice_batch_items_state", "state", "batch_id"),
+)
+
+
+# --- embedded work queue (sluice.queue.sqlite; the shared queue is pgqueuer's own tables) -
+
+queue_items = Table(
+    "sluice_queue",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(64), nullable=False),
+    Column("payload", Text(), nullable=False),  # JSON object
+    Column("priority", Integer(), nullable=False),
+    Column("dedupe_key", String(200), nullable=True, unique=True),
+    Column("group_id", String(100), nullable=True),
+    Column("status", String(8), nullable=False),  # queued | picked
+    Column("worker", String(32), nullable=True),
+    Column("lease_until", Double(), nullable=False),  # picked: taken back after this
+    Column("attempts", Integer(), nullable=False),
+    Column("enqueued_at", Double(), nullable=False),
+    Index("ix_sluice_queue_pick", "status", "priority", "enqueued_at"),
+    Index("ix_sluice_queue_group", "group_id"),
+)
+
+
+# --- async jobs (sluice.jobs) -----------------------------------------------------------
+
+jobs = Table(
+    "sluice_jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant", String(200), nullable=False),
+    Column("key_id", String(64), nullable=True),  # whose key runs it (re-checked at run time)
+    Column("status", String(16), nullable=False),  # queued|running|succeeded|failed|cancelled
+    Column("format", String(16), nullable=False),  # openai | anthropic
+    Column("request", Text(), nullable=False),  # the chat body (JSON)
+    Column("metadata", Text(), nullable=True),  # caller's JSON object
+    Column("webhook_url", Text(), nullable=True),
+    Column("http_status", Integer(), nullable=True),
+    Column("result", Text(), nullable=True),  # the answer body (or error body) as JSON
+    Column("created_at", Double(), nullable=False),
+    Column("started_at", Double(), nullable=True),
+    Column("finished_at", Double(), nullable=True),
+    Column("attempts", Integer(), nullable=False),
+    Index("ix_sluice_jobs_tenant_created", "tenant", "created_at"),
+)
+
+job_deliveries = Table(
+    "sluice_job_deliveries",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("job_id", String(40), nullable=False),
+    Column("attempt", Integer(), nullable=False),
+    Column("at", Double(), nullable=False),
+    Column("status_code", Integer(), nullable=True),
+    Column("error", String(300), nullable=True),
+    Column("duration_ms", Double(), nullable=False),
+    Index("ix_sluice_job_deliveries_job", "job_id"),
 )

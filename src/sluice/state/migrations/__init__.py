@@ -1,6 +1,6 @@
 """One Alembic environment for every table Sluice keeps, run in-process.
 
-Five independent branches in `versions/`, so each store creates only its own tables in
+Independent branches in `versions/`, so each store creates only its own tables in
 whatever database it is pointed at (a records-only PostgreSQL gets no key table):
 
 - `governance`: `0001_keys` → `0002_spend_ledger` (keys, spend ledger)
@@ -9,6 +9,10 @@ whatever database it is pointed at (a records-only PostgreSQL gets no key table)
 - `cache`: `c0001_cache_mirror` (the exact-cache mirror file's `entries`)
 - `eval`: `e0001_eval` (feedback, saved eval runs, shadow pairs, online scores; adopts the
   first two when the old `create_all` made them)
+- `queue`: `q0001_queue` (the embedded queue's `sluice_queue`)
+- `jobs`: `j0001_jobs` (async jobs and their webhook delivery log)
+- `files`: `f0001_files` (uploaded files; the bytes too on PostgreSQL)
+- `batch`: `b0001_batches` (batches and their items)
 
 The version table is `sluice_alembic_version` (a database shared with other applications'
 Alembic histories is not confused). Records and semantic tables may be renamed in config;
@@ -38,7 +42,7 @@ from sluice.state.tables import RECORDS_TABLE, SEMANTIC_TABLE
 
 VERSION_TABLE = "sluice_alembic_version"
 LOCK_ID = 0x51_0C_E0_01  # pg_advisory_xact_lock key: any constant unique to Sluice
-BRANCHES = ("governance", "records", "semantic", "cache", "eval")
+BRANCHES = ("governance", "records", "semantic", "cache", "eval", "queue", "jobs", "files", "batch")
 _DEFAULT_TABLES = {"records": RECORDS_TABLE, "semantic": SEMANTIC_TABLE}
 _HERE = Path(__file__).parent
 

@@ -53,6 +53,7 @@ from sluice.web.access import (
     unauthorized,
 )
 from sluice.web.appkeys import GATEWAY
+from sluice.web.batches import STORE as BATCH_STORE
 from sluice.web.ui import data
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ def install(app: web.Application) -> None:
     add("/ui/api/calls", _guarded(api_calls))
     add("/ui/api/alerts", _guarded(api_alerts))
     add("/ui/api/breakers", _guarded(api_breakers))
+    add("/ui/api/batches", _guarded(api_batches))
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -363,6 +365,31 @@ async def api_info(request: web.Request) -> web.StreamResponse:
 async def api_breakers(request: web.Request) -> web.StreamResponse:
     states = _gateway(request).executor.breaker_states()
     return _json({"breakers": [{"deployment": d, "state": s} for d, s in sorted(states.items())]})
+
+
+async def api_batches(request: web.Request) -> web.StreamResponse:
+    """The newest batches of every tenant (run mode and forwarded), with their progress."""
+    store = request.app.get(BATCH_STORE)
+    if store is None:
+        return _json({"batches": []})
+    recent = await store.recent(20)
+    return _json(
+        {
+            "batches": [
+                {
+                    "id": b.id,
+                    "tenant": b.tenant,
+                    "api": b.wire,
+                    "status": b.status,
+                    "total": b.total,
+                    "done": b.counts.finished,
+                    "failed": b.counts.errored + b.counts.cancelled + b.counts.expired,
+                    "created_at": b.created_at,
+                }
+                for b in recent
+            ]
+        }
+    )
 
 
 async def api_alerts(request: web.Request) -> web.StreamResponse:

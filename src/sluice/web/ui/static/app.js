@@ -421,8 +421,22 @@
     if (resp.breakers.length === 0) list.appendChild(el("li", { class: "muted" }, "No deployments."));
   }
 
+  function renderBatches(resp) {
+    const list = $("batches");
+    clear(list);
+    for (const b of resp.batches) {
+      const item = el("li", { "data-batch": b.id, "data-status": b.status });
+      item.appendChild(el("span", { class: "mono" }, `${b.id} (${b.tenant})`));
+      const cls = b.status === "completed" ? "ok" : ["failed", "expired", "cancelled"].includes(b.status) ? "bad" : "warn";
+      item.appendChild(el("span", { class: `badge ${cls}` }, `${b.status} ${b.done}/${b.total}`));
+      list.appendChild(item);
+    }
+    if (resp.batches.length === 0) list.appendChild(el("li", { class: "muted" }, "No batches."));
+  }
+
   function renderSide(results) {
-    const [alerts, breakers] = results;
+    const [alerts, breakers, batches] = results;
+    if (batches && batches.status === "fulfilled") renderBatches(batches.value);
     if (alerts.status === "fulfilled") renderAlerts(alerts.value);
     else {
       clear($("alerts"));
@@ -472,7 +486,7 @@
         state.info = await api("/ui/api/info");
         showAuth(state.info);
       }
-      const side = Promise.allSettled([api("/ui/api/alerts"), api("/ui/api/breakers")]);
+      const side = Promise.allSettled([api("/ui/api/alerts"), api("/ui/api/breakers"), api("/ui/api/batches")]);
       let summary;
       try {
         summary = await api(`/ui/api/summary?period=${state.period}`);
