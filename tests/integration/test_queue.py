@@ -210,7 +210,11 @@ async def test_two_workers_share_one_queue(queue_url: str, tmp_path: Path) -> No
         results = tmp_path / "results.db"
         results_db(str(results)).close()
         workers = [
-            _worker(queue_url, s.name, results, "--drain", "--hold-s", "0.05") for _ in range(2)
+            # a lock timeout far above any stall of this loaded machine: no re-pick
+            _worker(
+                queue_url, s.name, results, "--drain", "--hold-s", "0.05", "--lock-timeout-s", "30"
+            )
+            for _ in range(2)
         ]
         for w in workers:
             assert w.wait(timeout=240) == 0
