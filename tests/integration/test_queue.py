@@ -240,3 +240,20 @@ async def test_enqueue_many_skips_dedupe_twins_and_keeps_order(queue: Queue) -> 
 
     await queue.drain({"k": handle}, concurrency=1)
     assert seen == ["x", "0", "1", "2", "3", "4"]
+
+
+async def test_postgres_producer_reconnects_after_a_lost_connection() -> None:
+    from sluice.queue.pg import PgQueue
+
+    with postgres_schema() as url:
+        q = build_queue(settings(url))
+        assert isinstance(q, PgQueue)
+        await q.start()
+        try:
+            await q.enqueue("k", {"n": 1}, Priority.JOB)
+            assert q._conn is not None
+            await q._conn.close()  # as when PostgreSQL restarts under us
+            await q.enqueue("k", {"n": 2}, Priority.JOB)
+            assert (await q.depth_by_priority())["job"] == 2
+        finally:
+            await q.close()
