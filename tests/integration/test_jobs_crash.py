@@ -32,7 +32,7 @@ def _free_port() -> int:
 
 def _config_file(tmp: Path) -> Path:
     text = (ROOT / "src/sluice/default_config.yaml").read_text()
-    text += "\nqueue:\n  lock_timeout_s: 2\n  poll_interval_s: 0.1\n"
+    text += "\nqueue:\n  lock_timeout_s: 5\n  poll_interval_s: 0.1\n"
     path = tmp / "sluice.yaml"
     path.write_text(text)
     return path

@@ -210,7 +210,11 @@ async def test_two_workers_share_one_queue(queue_url: str, tmp_path: Path) -> No
         results = tmp_path / "results.db"
         results_db(str(results)).close()
         workers = [
-            _worker(queue_url, s.name, results, "--drain", "--hold-s", "0.05") for _ in range(2)
+            # a lock timeout far above any stall of this loaded machine: no re-pick
+            _worker(
+                queue_url, s.name, results, "--drain", "--hold-s", "0.05", "--lock-timeout-s", "30"
+            )
+            for _ in range(2)
         ]
         for w in workers:
             assert w.wait(timeout=240) == 0
@@ -236,3 +240,20 @@ async def test_enqueue_many_skips_dedupe_twins_and_keeps_order(queue: Queue) -> 
 
     await queue.drain({"k": handle}, concurrency=1)
     assert seen == ["x", "0", "1", "2", "3", "4"]
+
+
+async def test_postgres_producer_reconnects_after_a_lost_connection() -> None:
+    from sluice.queue.pg import PgQueue
+
+    with postgres_schema() as url:
+        q = build_queue(settings(url))
+        assert isinstance(q, PgQueue)
+        await q.start()
+        try:
+            await q.enqueue("k", {"n": 1}, Priority.JOB)
+            assert q._conn is not None
+            await q._conn.close()  # as when PostgreSQL restarts under us
+            await q.enqueue("k", {"n": 2}, Priority.JOB)
+            assert (await q.depth_by_priority())["job"] == 2
+        finally:
+            await q.close()

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -103,6 +103,21 @@ class PgQueue:
             if not await self._queries.schema_is_installed():
                 await self._queries.install(create_schema=False)
 
+    @contextlib.asynccontextmanager
+    async def _producer(self) -> AsyncIterator[None]:
+        """The producer connection, one statement at a time; a connection that broke
+        (PostgreSQL restarted) is replaced on the next use instead of failing forever."""
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise RuntimeError("PgQueue.start() was not called")
+            if conn.closed or conn.broken:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+                self._queries = self._make_queries(self._conn)
+            yield
+
     async def close(self) -> None:
         if self._conn is not None:
             conn, self._conn, self._queries = self._conn, None, None
@@ -121,7 +136,7 @@ class PgQueue:
     ) -> str:
         headers = {GROUP_HEADER: group} if group else None
         body = orjson.dumps({"p": payload, "t": time.time()})
-        async with self._lock:
+        async with self._producer():
             ids = await self.queries.enqueue(
                 kind, body, int(priority), None, dedupe_key, headers, on_conflict="skip"
             )
@@ -147,7 +162,7 @@ class PgQueue:
             return 0
         now = time.time()
         headers: dict[str, str] | None = {GROUP_HEADER: group} if group else None
-        async with self._lock:
+        async with self._producer():
             ids = await self.queries.enqueue(
                 [kind] * len(items),
                 [orjson.dumps({"p": payload, "t": now}) for payload, _ in items],
@@ -161,7 +176,7 @@ class PgQueue:
 
     async def cancel_group(self, group: str) -> int:
         table = self.settings.qualified.queue_table
-        async with self._lock:
+        async with self._producer():
             rows = await self.queries.driver.fetch(
                 f"SELECT id FROM {table} WHERE status = 'queued' AND headers->>$1 = $2",
                 GROUP_HEADER,
@@ -176,7 +191,7 @@ class PgQueue:
 
     async def depth_by_priority(self) -> dict[str, int]:
         table = self.settings.qualified.queue_table
-        async with self._lock:
+        async with self._producer():
             rows = await self.queries.driver.fetch(
                 f"SELECT priority, count(*) AS n FROM {table} "
                 "WHERE status IN ('queued', 'picked') GROUP BY priority"
@@ -188,7 +203,7 @@ class PgQueue:
 
     async def oldest_age_s(self) -> float:
         table = self.settings.qualified.queue_table
-        async with self._lock:
+        async with self._producer():
             rows = await self.queries.driver.fetch(
                 f"SELECT EXTRACT(EPOCH FROM now() - min(created))::float8 AS age FROM {table} "
                 "WHERE status IN ('queued', 'picked')"
@@ -221,7 +236,7 @@ class PgQueue:
         table = self.settings.qualified.queue_table
         while True:
             await asyncio.sleep(min(self.poll_interval_s, 0.1))
-            async with self._lock:
+            async with self._producer():
                 rows = await self.queries.driver.fetch(
                     f"SELECT count(*) AS n FROM {table} WHERE entrypoint = ANY($1) "
                     "AND status IN ('queued', 'picked')",

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
@@ -260,16 +260,21 @@ class SqlQueue:
 
     def _pick(self, kinds: list[str], limit: int) -> list[Job]:
         now = time.time()
+        # waiting, or held by another worker whose lease ran out (never our own items:
+        # we are alive, a late renewal here must not run an item twice in one process)
+        claimable = or_(
+            q.c.status == "queued", and_(q.c.lease_until < now, q.c.worker != self.worker_id)
+        )
         candidates = (
             select(q.c.id)
-            .where(q.c.kind.in_(kinds), or_(q.c.status == "queued", q.c.lease_until < now))
+            .where(q.c.kind.in_(kinds), claimable)
             .order_by(q.c.priority.desc(), q.c.enqueued_at)
             .limit(limit)
             .scalar_subquery()
         )
         stmt = (
             update(q)
-            .where(q.c.id.in_(candidates), or_(q.c.status == "queued", q.c.lease_until < now))
+            .where(q.c.id.in_(candidates), claimable)
             .values(
                 status="picked",
                 worker=self.worker_id,

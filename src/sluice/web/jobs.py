@@ -345,9 +345,17 @@ def install(app: web.Application, gateway: Gateway) -> JobService | None:
         store = JobStore(config.jobs.store_url)
 
         async def execute(job: JobRow) -> tuple[int, Any]:
+            started = time.perf_counter()
             try:
                 identity = await identity_of(gateway, job.key_id)
-            except SluiceError as err:
+            except SluiceError as err:  # recorded too: every job run leaves a call record
+                gateway.recorder.finish(
+                    None,
+                    request_id=f"{job.id}.{job.attempts}",
+                    started=started,
+                    status=err.http_status,
+                    error_type=err.code,
+                )
                 return err.http_status, FRONTENDS[job.format].error_body(err)
             return await execute_chat(
                 gateway,
