@@ -4,8 +4,10 @@ the stage, `sluice cache explain`, the calibration and `sluice bench semantic-ca
 Tiers, cheapest first:
 1. normalized — the canonical forms (`normalize.canonical`) are equal: served, no model;
 2. semantic — cosine >= `min_similarity` (the candidate search floor), the contrast guard
-   (numbers, dates, entities, negation, direction, word swaps) finds no difference, and the
-   pair verifier's score >= the threshold calibrated for the route's target false-hit rate.
+   (numbers, dates, entities, negation, direction, word swaps) finds no difference, and
+   either the pair is near-verbatim (`nearverbatim`: a typo or a moved adverbial, accepted
+   without the model; it accepts no negative pair we have) or the pair verifier's score >=
+   the threshold calibrated for the route's target false-hit rate.
 
 The threshold is not a raw knob: `calibration.threshold_for(card, rate)` reads it off the
 verifier's scores on the calibration split's look-alikes, so that at most `rate` of them
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sluice.cache.semantic.nearverbatim import near_verbatim
 from sluice.cache.semantic.normalize import canonical, without_filler
 
 Guard = Callable[[str, str], "str | None"]
@@ -61,6 +64,9 @@ def screen(
     reason = guard(without_filler(question), without_filler(stored)) if guard else None
     if reason is not None:
         return Verdict(False, None, f"guard: {reason}", similarity)
+    shape = near_verbatim(question, stored)
+    if shape is not None:
+        return Verdict(True, "semantic", f"near-verbatim ({shape})", similarity)
     return None
 
 
@@ -87,8 +93,8 @@ def decide_many(
 
 
 def decision_score(v: Verdict) -> float:
-    """The number the calibration ranks: 1 for a normalized match, 0 for a screened-out pair,
-    else the verifier's score."""
-    if v.tier == "normalized":
+    """The number the calibration ranks: 1 for a pair served without the model (normalized or
+    near-verbatim), 0 for a screened-out pair, else the verifier's score."""
+    if v.serve and v.score is None:
         return 1.0
     return v.score if v.score is not None else 0.0

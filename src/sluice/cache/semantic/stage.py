@@ -417,8 +417,8 @@ class SemanticCacheStage:
     def _needs_judge(self, verdict: Verdict, settings: RouteSettings) -> bool:
         if self._judge is None:
             return False
-        if verdict.score is None:  # the v1 cosine rule: the judge reads every hit
-            return True
+        if verdict.score is None:  # the v1 cosine rule: the judge reads every hit; a
+            return settings.threshold_is_cosine  # near-verbatim hit needs no judge
         return verdict.score < settings.threshold + self.config.verify.band
 
     def tighten(self, entry_id: str, score: float | None) -> None:
