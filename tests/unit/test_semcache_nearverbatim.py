@@ -19,10 +19,11 @@ DATA = Path(__file__).parents[1] / "data"
     ("a", "b", "shape"),
     [
         ("When will my claim be processed?", "when will my caim be processed", "typo"),
-        ("Can I open a joint account with my partner?", "can i open a joint acount with my parttner?", "typo"),
+        ("Can I open a joint account?", "can i open a joint acount", "typo"),
+        ("Can I add my partner to it?", "can i add my parttner to it?", "typo"),
         ("How do I reset my password?", "How do I reset my passwrod?", "typo"),
         ("Can I work from home on Fridays?", "On Fridays, can I work from home?", "moved phrase"),
-        ("Can I deposit a cheque in the app?", "in the app can i depposit a cheque", "moved phrase"),
+        ("Can I pay a cheque in the app?", "in the app can i pay a cheque", "moved phrase"),
     ],
 )  # fmt: skip
 def test_typos_and_moved_adverbials_are_near_verbatim(a: str, b: str, shape: str) -> None:
@@ -56,7 +57,7 @@ def test_one_edit() -> None:
 
 
 def _pairs() -> list[dict[str, object]]:
-    files = sorted((DATA / "semcache").glob("*.jsonl")) + [DATA / "semantic_pairs.jsonl"]
+    files = [*sorted((DATA / "semcache").glob("*.jsonl")), DATA / "semantic_pairs.jsonl"]
     return [json.loads(line) for f in files for line in f.read_text().splitlines() if line]
 
 

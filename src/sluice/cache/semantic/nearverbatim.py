@@ -33,12 +33,51 @@ __all__ = ["near_verbatim", "one_edit"]
 MAX_TYPOS = 2
 MIN_TYPO_LEN = 4
 _MOVERS = frozenset(
-    "on in at for during after before by with from within via using through when if "
-    "while without inside outside".split()
+    [
+        "on",
+        "in",
+        "at",
+        "for",
+        "during",
+        "after",
+        "before",
+        "by",
+        "with",
+        "from",
+        "within",
+        "via",
+        "using",
+        "through",
+        "when",
+        "if",
+        "while",
+        "without",
+        "inside",
+        "outside",
+    ]
 )
 # Unit abbreviations one letter apart (mbps/gbps, kwh/mwh): never typos of each other.
 _UNITS = frozenset(
-    "kbps mbps gbps tbps kwh mwh gwh kbit mbit gbit kib mib gib tib khz mhz ghz mmhg".split()
+    [
+        "kbps",
+        "mbps",
+        "gbps",
+        "tbps",
+        "kwh",
+        "mwh",
+        "gwh",
+        "kbit",
+        "mbit",
+        "gbit",
+        "kib",
+        "mib",
+        "gib",
+        "tib",
+        "khz",
+        "mhz",
+        "ghz",
+        "mmhg",
+    ]
 )
 _PROTECTED: frozenset[str] = frozenset(
     set(lx.NEGATIONS)
