@@ -42,12 +42,16 @@ def test_the_model_card_names_the_shipped_file() -> None:
     assert card.raw["decision"]["default_false_hit_rate"] == 0.005
 
 
-def test_identical_questions_pass_and_scores_are_symmetric(verifier: PairVerifier) -> None:
+def test_identical_questions_pass_and_batches_score_like_single_pairs(
+    verifier: PairVerifier,
+) -> None:
     threshold = threshold_for(ModelCard.load(), 0.005)
     for q in ("How do I reset my password?", "Can I bring a laptop in my carry-on bag?"):
         assert verifier.score(q, q) >= threshold
-    a, b = "Do you ship to Canada?", "Is shipping to Canada available?"
-    assert verifier.score(a, b) == pytest.approx(verifier.score(b, a), abs=1e-6)
+    q = "Do you ship to Canada?"
+    candidates = ["Is shipping to Canada available?", "Do you ship to Mexico? Asking for a friend"]
+    batched = verifier.scores(q, candidates)  # padded to the longest pair
+    assert batched == pytest.approx([verifier.score(q, c) for c in candidates], abs=1e-4)
 
 
 @pytest.mark.parametrize(

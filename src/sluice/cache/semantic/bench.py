@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from sluice.cache.semantic.calibration import threshold_for
-from sluice.cache.semantic.config import DEFAULT_MIN_SIMILARITY
+from sluice.cache.semantic.config import DEFAULT_MIN_SIMILARITY, SemanticCacheConfig
 from sluice.cache.semantic.decision import decide_many
 from sluice.cache.semantic.evaluate import Row, cosines, decide_rows, load_rows, summarize
 from sluice.cache.semantic.guard import contrast
@@ -51,10 +51,16 @@ def quality(rows: list[Row], sims: list[float], rate: float) -> dict[str, Any]:
     }
 
 
+def _p(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(len(values) * q))], 2)
+
+
 def latency(
     rows: list[Row], entries: int, lookups: int, rate: float, seed: int = 3
 ) -> dict[str, float]:
-    """Embed + search + screen + verify for `lookups` random questions, one thread each."""
+    """Embed + search + screen + verify for `lookups` random questions, one thread each, with
+    the default candidate count; the parts are timed too (verify: lookups that ran it)."""
     from sluice.embed import get_embedder
 
     embedder = get_embedder()
@@ -75,23 +81,40 @@ def latency(
         index.add("bench", f"s{i}", vector, float("inf"))
     by_id = {f"s{i}": t for i, t in enumerate(texts)}
     verifier.score("warm up", "warm up")
+    candidates = SemanticCacheConfig().candidates
     picks = random.Random(seed).choices(rows, k=lookups)
-    took = []
+    took: list[float] = []
+    parts: dict[str, list[float]] = {"embed": [], "search": [], "verify": []}
+
+    def timed_scores(pairs: list[tuple[str, str]]) -> list[float]:
+        start = time.perf_counter()
+        out = verifier.pair_scores(pairs)
+        parts["verify"].append((time.perf_counter() - start) * 1000)
+        return out
+
     for r in picks:
         start = time.perf_counter()
         vector = embedder.embed_sync([r.b])[0]
-        found = index.search("bench", vector, DEFAULT_MIN_SIMILARITY, 3)
+        embedded = time.perf_counter()
+        found = index.search("bench", vector, DEFAULT_MIN_SIMILARITY, candidates)
+        parts["search"].append((time.perf_counter() - embedded) * 1000)
+        parts["embed"].append((embedded - start) * 1000)
         triples = [(r.b, by_id.get(i, ""), s) for i, s in found if i in by_id]
-        decide_many(triples, verifier.pair_scores, threshold, DEFAULT_MIN_SIMILARITY, contrast)
+        decide_many(triples, timed_scores, threshold, DEFAULT_MIN_SIMILARITY, contrast)
         took.append((time.perf_counter() - start) * 1000)
     verifier.close()
-    took.sort()
-    return {
+    out: dict[str, float] = {
         "entries": entries,
         "lookups": lookups,
-        "p50_ms": round(took[len(took) // 2], 2),
-        "p99_ms": round(took[min(len(took) - 1, int(len(took) * 0.99))], 2),
+        "candidates": candidates,
+        "p50_ms": _p(took, 0.5),
+        "p99_ms": _p(took, 0.99),
     }
+    for name, values in parts.items():
+        if values:
+            out[f"{name}_p50_ms"] = _p(values, 0.5)
+    out["verified_share"] = round(len(parts["verify"]) / max(1, lookups), 3)
+    return out
 
 
 def run(pairs_path: str, rate: float, entries: int, lookups: int, as_json: bool) -> str:
@@ -124,5 +147,10 @@ def table(report: dict[str, Any]) -> str:
         lines.append(
             f"lookup (embed + search {lat['entries']:,} + guard + verify), one core: "
             f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms over {lat['lookups']} lookups"
+        )
+        lines.append(
+            f"  parts p50: embed {lat.get('embed_p50_ms')} ms, search {lat.get('search_p50_ms')}"
+            f" ms, verify {lat.get('verify_p50_ms')} ms (on {lat['verified_share']:.0%} of"
+            f" lookups, {lat['candidates']} candidates at most)"
         )
     return "\n".join(lines)

@@ -15,6 +15,7 @@ counted), never an error for the caller.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -276,7 +277,7 @@ class SemanticCacheStage:
         if directive is None and matches:
             token = CURRENT_CALL.set(ctx)  # a judge's model call is charged to this call
             try:
-                hit = await self._lookup(question, matches, settings)
+                hit = await self._lookup(question, matches, settings, ctx)
             finally:
                 CURRENT_CALL.reset(token)
             if hit is not None:
@@ -333,6 +334,8 @@ class SemanticCacheStage:
         ctx.response_headers[AGE_HEADER] = str(int(max(0.0, self._clock() - stored_at)))
         ctx.cache_status = tier
         ctx.cache_similarity = round(match.similarity, 4)
+        ctx.cache_score = None if verdict.score is None else round(verdict.score, 4)
+        ctx.cache_decision = record_line(verdict)
         ctx.last_response = resp
         assert self.catalog is not None
         self.catalog.touch(match.entry.id)
@@ -354,11 +357,19 @@ class SemanticCacheStage:
             return None
 
     async def _lookup(
-        self, question: str, matches: list[Match], settings: RouteSettings
+        self,
+        question: str,
+        matches: list[Match],
+        settings: RouteSettings,
+        ctx: CallContext | None = None,
     ) -> tuple[Match, ChatResponse, float, Verdict] | None:
-        """The best candidate the decision rule serves (see `decision`), decoded."""
+        """The best candidate the decision rule serves (see `decision`), decoded; on a miss the
+        best refused candidate's score and reason go to `ctx` (the call record)."""
         for match, verdict in await self._judge_candidates(question, matches, settings):
             if not verdict.serve:
+                if ctx is not None and ctx.cache_decision is None:
+                    ctx.cache_score = verdict.score
+                    ctx.cache_decision = record_line(verdict)
                 self.stats.refused += 1
                 log.debug("semantic candidate %s refused: %s", match.entry.id, verdict.reason)
                 continue
@@ -507,3 +518,13 @@ def default_guard() -> Guard:
     from sluice.cache.semantic.guard import contrast
 
     return contrast
+
+
+def record_line(verdict: Verdict, limit: int = 120) -> str:
+    """The decision for the call record: one line, bounded, and free of the question's words
+    (a guard reason keeps its kind only: "guard: entity", never the entity)."""
+    reason = verdict.reason
+    if reason.startswith("guard: "):
+        reason = "guard: " + reason[7:].split(":", 1)[0][:24]
+    line = " ".join(dataclasses.replace(verdict, reason=reason).describe().split())
+    return line if len(line) <= limit else line[: limit - 1] + "\u2026"

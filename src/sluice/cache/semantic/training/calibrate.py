@@ -27,7 +27,7 @@ from sluice.cache.semantic.guard import contrast
 from sluice.cache.semantic.verifier import PairVerifier, file_sha256
 from sluice.embed import get_embedder
 
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 
 
 def scored(path: Path, verifier: PairVerifier) -> tuple[list[Any], list[float]]:
