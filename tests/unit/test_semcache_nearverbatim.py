@@ -68,17 +68,18 @@ def test_no_negative_pair_is_near_verbatim() -> None:
     assert accepted == []
 
 
-def test_near_verbatim_is_served_without_the_verifier_after_the_guard() -> None:
+def test_near_verbatim_is_served_without_the_verifier_and_the_guard_still_vetoes() -> None:
     asked: list[tuple[str, str]] = []
 
     def scorer(pairs: list[tuple[str, str]]) -> list[float]:
         asked.extend(pairs)
         return [0.0] * len(pairs)
 
-    served, vetoed = decide_many(
+    served, vetoed, typo = decide_many(
         [
             ("When will my caim be processed?", "When will my claim be processed?", 0.9),
             ("Can I fly to Paris on Monday?", "On Tuesday can I fly to Paris?", 0.9),
+            ("What is my pyhon version?", "What is my Python version?", 0.9),  # no "entity"
         ],
         scorer,
         0.9,
@@ -88,4 +89,5 @@ def test_near_verbatim_is_served_without_the_verifier_after_the_guard() -> None:
     assert served.serve and served.tier == "semantic" and served.score is None
     assert "near-verbatim" in served.reason
     assert not vetoed.serve and vetoed.reason.startswith("guard")
+    assert typo.serve and typo.reason == "near-verbatim (typo)"
     assert asked == []

@@ -5,9 +5,10 @@ Tiers, cheapest first:
 1. normalized — the canonical forms (`normalize.canonical`) are equal: served, no model;
 2. semantic — cosine >= `min_similarity` (the candidate search floor), the contrast guard
    (numbers, dates, entities, negation, direction, word swaps) finds no difference, and
-   either the pair is near-verbatim (`nearverbatim`: a typo or a moved adverbial, accepted
-   without the model; it accepts no negative pair we have) or the pair verifier's score >=
-   the threshold calibrated for the route's target false-hit rate.
+   the pair verifier's score >= the threshold calibrated for the route's target false-hit
+   rate. Before the guard, a near-verbatim pair (`nearverbatim`: one-edit typos of
+   non-words, a moved adverbial; it accepts no negative pair we have) is served without the
+   guard or the model: the guard would read a misspelt word as an entity or a date.
 
 The threshold is not a raw knob: `calibration.threshold_for(card, rate)` reads it off the
 verifier's scores on the calibration split's look-alikes, so that at most `rate` of them
@@ -61,12 +62,12 @@ def screen(
         return Verdict(True, "normalized", "same canonical form", similarity)
     if similarity < min_similarity:
         return Verdict(False, None, f"cosine below the floor {min_similarity}", similarity)
+    shape = near_verbatim(question, stored)  # before the guard: it reads "pyhon" as an
+    if shape is not None:  # entity and "montly" as a date; near_verbatim protects those itself
+        return Verdict(True, "semantic", f"near-verbatim ({shape})", similarity)
     reason = guard(without_filler(question), without_filler(stored)) if guard else None
     if reason is not None:
         return Verdict(False, None, f"guard: {reason}", similarity)
-    shape = near_verbatim(question, stored)
-    if shape is not None:
-        return Verdict(True, "semantic", f"near-verbatim ({shape})", similarity)
     return None
 
 
