@@ -9,8 +9,8 @@ run time, nothing downloaded. The WordPiece tokenizer is the embedder's (`gt-all
 
 Loads lazily on first use, once, under a lock. `score(question, stored)` runs one order only
 (the model was trained on random orders): measured on the calibration split, one order serves
-as many paraphrases at the same look-alike rate as the average of both orders (57.3% vs
-57.2% at 0.5%), at half the cost (BENCHMARKS.md, "Semantic cache v2").
+as many paraphrases at the same look-alike rate as the average of both orders (57.6% vs
+57.5% at 0.47%), at half the cost (BENCHMARKS.md, "Semantic cache v2").
 """
 
 from __future__ import annotations
