@@ -9,8 +9,10 @@ shapes of difference between the canonical forms, and nothing else:
 - typo: the same words in the same order except at most two, each differing by one edit
   (insert, delete, substitute, or swap two neighbours), where the differing words are
   letters only, at least 4 long, and at least one of the two is *not a word* in the
-  embedder's vocabulary (a misspelling, never "hating"/"heating" or "ties"/"times"), and
-  neither is a negation, number word, date word or one side of an opposite pair;
+  embedder's vocabulary (a misspelling, never "hating"/"heating" or "ties"/"times"); a
+  misspelt negation, number word, date word or side of an opposite pair counts only when it
+  is one edit from that protected word and no other ("atfer" is after; "ater" may be after
+  or later: refused);
 - moved phrase: one question is the other rotated at a word boundary ("X Y" -> "Y X") where
   the moved part starts with a preposition or "if/when" (an adverbial: "on fridays",
   "in the app", "if i cancel"); word order inside each part is unchanged, so role swaps
@@ -133,21 +135,22 @@ def _typo(x: str, y: str) -> bool:
         return False  # a real word for another: "ties"/"times", "three"/"there"
     word, typo = (x, y) if x in vocab else (y, x)
     if word in _PROTECTED or typo in _PROTECTED:
-        # "atfer" may stand for "after" only if it is one edit from no other word ("ater":
-        # after or later?), so a misspelt negation/number/date/opposite stays what it was.
-        return word in vocab and _neighbours(typo) == {word}
+        # "atfer" may stand for "after" only if it is one edit from no other protected word
+        # ("ater": after or later?), so a misspelt negation/number/date/opposite stays what
+        # it was and can never turn into its opposite.
+        return _edits(typo) & _PROTECTED == {word}
     return True
 
 
-def _neighbours(typo: str) -> set[str]:
-    """Vocabulary words one edit away from `typo`."""
+def _edits(typo: str) -> set[str]:
+    """Every string one edit away from `typo`."""
     letters = "abcdefghijklmnopqrstuvwxyz"
     splits = [(typo[:i], typo[i:]) for i in range(len(typo) + 1)]
     edits = {a + b[1:] for a, b in splits if b}
     edits |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
     edits |= {a + c + b[1:] for a, b in splits if b for c in letters}
     edits |= {a + c + b for a, b in splits for c in letters}
-    return edits & _vocabulary()
+    return edits
 
 
 def _typos(a: list[str], b: list[str]) -> bool:
