@@ -172,7 +172,7 @@ def _moved(a: list[str], b: list[str]) -> bool:
     return False
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=2048)  # pairs of questions up to `max_question_chars`: bounded memory
 def near_verbatim(a: str, b: str) -> str | None:
     """ "typo" or "moved phrase" when `a` and `b` are the same question written so, else None."""
     ta, tb = canonical(a).split(), canonical(b).split()
