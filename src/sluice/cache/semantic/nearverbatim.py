@@ -35,6 +35,7 @@ from sluice.cache.semantic.normalize import canonical
 __all__ = ["near_verbatim", "one_edit"]
 
 MAX_TYPOS = 2
+MAX_WORDS = 64  # longer questions go to the verifier (the rotation check is quadratic)
 MIN_TYPO_LEN = 4
 _MOVERS = frozenset(
     [
@@ -176,8 +177,8 @@ def _moved(a: list[str], b: list[str]) -> bool:
 def near_verbatim(a: str, b: str) -> str | None:
     """ "typo" or "moved phrase" when `a` and `b` are the same question written so, else None."""
     ta, tb = canonical(a).split(), canonical(b).split()
-    if ta == tb:
-        return None  # the normalized tier's case
+    if ta == tb or len(ta) > MAX_WORDS:
+        return None  # the normalized tier's case, or too long to check cheaply
     if _typos(ta, tb):
         return "typo"
     if _moved(ta, tb):
