@@ -106,26 +106,27 @@ class PairVerifier:
         """Score `question` against each candidate (the pair read as (question, candidate))."""
         return self.pair_scores([(question, c) for c in candidates])
 
-    def pair_scores(self, pairs: list[tuple[str, str]], batch: int = 64) -> list[float]:
-        """Scores for (question, stored) pairs, in batches, in this thread."""
-        out: list[float] = []
-        for start in range(0, len(pairs), batch):
-            out.extend(self._run(pairs[start : start + batch]))
-        return out
+    def pair_scores(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """Scores for (question, stored) pairs, one model run each, in this thread.
 
-    def _run(self, pairs: list[tuple[str, str]]) -> list[float]:
-        if not pairs:
-            return []
+        One pair a run, never a batch: the int8 model quantises its activations per run
+        (dynamic quantisation), so a pair's score moved by ~0.002 with its batch-mates and
+        padding — enough to cross the threshold. One pair a run makes the score a function of
+        the pair alone, the same in calibration, benchmarks and serving (which reads 1-2
+        candidates, so batching saved little)."""
+        return [self._run(a, b) for a, b in pairs]
+
+    def _run(self, question: str, stored: str) -> float:
         self.load()
         assert self._tokenizer is not None
-        enc = self._tokenizer.encode_batch(pairs)
+        e = self._tokenizer.encode(question, stored)
         feed = {
-            "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+            "input_ids": np.array([e.ids], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask], dtype=np.int64),
         }
         (out,) = self._session.run(["score"], feed)
-        return [float(x) for x in np.asarray(out, dtype=np.float64).reshape(-1)]
+        return float(np.asarray(out, dtype=np.float64).reshape(-1)[0])
 
     def score(self, a: str, b: str) -> float:
         return self.scores(a, [b])[0]
