@@ -34,13 +34,19 @@ def quality(rows: list[Row], sims: list[float], rate: float) -> dict[str, Any]:
     card = ModelCard.load()
     threshold = threshold_for(card, rate)
     verifier = get_verifier()
+    memo: dict[tuple[str, str], float] = {}
+
+    def scorer(pairs: list[tuple[str, str]]) -> list[float]:  # both v2 rows, one model run
+        todo = [p for p in pairs if p not in memo]
+        memo.update(zip(todo, verifier.pair_scores(todo), strict=True))
+        return [memo[p] for p in pairs]
+
     before = [
         s >= V1_THRESHOLD and contrast(r.b, r.a) is None for r, s in zip(rows, sims, strict=True)
     ]
-    verdicts = decide_rows(
-        rows, sims, verifier.pair_scores, threshold, DEFAULT_MIN_SIMILARITY, contrast
-    )
+    verdicts = decide_rows(rows, sims, scorer, threshold, DEFAULT_MIN_SIMILARITY, contrast)
     after = [v.serve for v in verdicts]
+    without = decide_rows(rows, sims, scorer, threshold, DEFAULT_MIN_SIMILARITY, contrast, False)
     normalized = [v.tier == "normalized" for v in verdicts]
     return {
         "target_false_hit_rate": rate,
@@ -49,6 +55,7 @@ def quality(rows: list[Row], sims: list[float], rate: float) -> dict[str, Any]:
         "before_v1_cosine_0.95_guard": summarize(rows, before),
         "after_v2": summarize(rows, after),
         "normalized_tier_only": summarize(rows, normalized),
+        "v2_without_near_verbatim": summarize(rows, [v.serve for v in without]),
     }
 
 
@@ -142,7 +149,8 @@ def table(report: dict[str, Any]) -> str:
         f" -> verifier threshold {report['verifier_threshold']} (model {report['model']})",
         head,
     ]
-    for name in ("before_v1_cosine_0.95_guard", "normalized_tier_only", "after_v2"):
+    names = ("before_v1_cosine_0.95_guard", "normalized_tier_only", "v2_without_near_verbatim")
+    for name in (*names, "after_v2"):
         row = report[name]
         lines.append(f"{name:<34}" + "".join(f"{row[c]:>14.1%}" for c in cols))
     after = report["after_v2"]

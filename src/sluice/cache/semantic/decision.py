@@ -55,14 +55,22 @@ class Screen:
 
 
 def screen(
-    question: str, stored: str, similarity: float, min_similarity: float, guard: Guard | None
+    question: str,
+    stored: str,
+    similarity: float,
+    min_similarity: float,
+    guard: Guard | None,
+    near: bool = True,
 ) -> Verdict | None:
-    """Decide without the verifier where possible: normalized match, floor, guard."""
+    """Decide without the verifier where possible: normalized match, floor, near-verbatim
+    (unless `near` is False: the benchmark's "without" row), guard."""
     if canonical(question) == canonical(stored):
         return Verdict(True, "normalized", "same canonical form", similarity)
     if similarity < min_similarity:
         return Verdict(False, None, f"cosine below the floor {min_similarity}", similarity)
-    shape = near_verbatim(question, stored)  # before the guard: it reads "pyhon" as an
+    shape = (
+        near_verbatim(question, stored) if near else None
+    )  # before the guard: it reads "pyhon" as an
     if shape is not None:  # entity and "montly" as a date; near_verbatim protects those itself
         return Verdict(True, "semantic", f"near-verbatim ({shape})", similarity)
     reason = guard(without_filler(question), without_filler(stored)) if guard else None
@@ -83,9 +91,12 @@ def decide_many(
     threshold: float,
     min_similarity: float,
     guard: Guard | None,
+    near: bool = True,
 ) -> list[Verdict]:
-    """Verdicts for (question, stored, cosine) triples; the verifier runs once, batched."""
-    verdicts: list[Verdict | None] = [screen(q, s, c, min_similarity, guard) for q, s, c in pairs]
+    """Verdicts for (question, stored, cosine) triples; the verifier runs once for all."""
+    verdicts: list[Verdict | None] = [
+        screen(q, s, c, min_similarity, guard, near) for q, s, c in pairs
+    ]
     ask = [i for i, v in enumerate(verdicts) if v is None]
     scores = scorer([(pairs[i][0], pairs[i][1]) for i in ask]) if ask else []
     for i, score in zip(ask, scores, strict=True):
