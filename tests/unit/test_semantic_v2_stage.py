@@ -194,4 +194,5 @@ async def test_a_typo_is_served_without_the_verifier_and_its_miss_reason_is_reco
     miss = await h.ask(LOOK)
     assert miss.response_headers["x-sluice-cache"] == "miss"
     assert miss.cache_score == 0.1
-    assert (miss.cache_decision or "").startswith("MISS") and "PIN" not in miss.cache_decision
+    decision = miss.cache_decision or ""
+    assert decision.startswith("MISS") and "PIN" not in decision
