@@ -139,6 +139,9 @@ async def test_a_reported_entry_is_never_served_by_meaning_again() -> None:
     (entry_id,) = h.stage.catalog.select()
     h.stage.report_wrong(entry_id)
     assert (await h.ask(PARA)).response_headers["x-sluice-cache"] == "miss"
+    typo = "How do I reset my passwrod?"  # near-verbatim: served without the verifier ...
+    h.embedder.alias(typo, Q, 0.9)
+    assert (await h.ask(typo)).response_headers["x-sluice-cache"] == "miss"  # ... but not now
 
 
 async def test_the_judge_reads_only_the_uncertain_band_and_can_only_refuse() -> None:

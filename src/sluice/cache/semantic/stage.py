@@ -389,13 +389,9 @@ class SemanticCacheStage:
         self, question: str, matches: list[Match], settings: RouteSettings
     ) -> list[tuple[Match, Verdict]]:
         """Verdicts for the candidates, best first: screen (no model), then the verifier."""
-        guard = self._guard
         if settings.threshold_is_cosine:  # the v1 rule: cosine threshold plus guard
             return [(m, self._cosine_verdict(question, m, settings.threshold)) for m in matches]
-        screened = [
-            (m, screen(question, m.entry.question, m.similarity, self.config.min_similarity, guard))
-            for m in matches
-        ]
+        screened = [(m, self._screen(question, m)) for m in matches]
         ask = [m for m, v in screened if v is None]
         scores: list[float] = []
         if ask:
@@ -416,6 +412,16 @@ class SemanticCacheStage:
         out.sort(key=lambda mv: (mv[1].serve, mv[1].tier == NORMALIZED, mv[1].score or 0.0))
         out.reverse()
         return out
+
+    def _screen(self, question: str, m: Match) -> Verdict | None:
+        """`decision.screen`, except that an entry reported wrong is never served by meaning
+        again, not even to a near-verbatim question."""
+        v = screen(
+            question, m.entry.question, m.similarity, self.config.min_similarity, self._guard
+        )
+        if v is not None and v.serve and self._entry_floor.get(m.entry.id, 0.0) >= NEVER:
+            return Verdict(False, None, "entry reported wrong", m.similarity)
+        return v
 
     def _cosine_verdict(self, question: str, match: Match, threshold: float) -> Verdict:
         if match.similarity < threshold:
