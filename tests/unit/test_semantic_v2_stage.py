@@ -187,7 +187,7 @@ async def test_a_typo_is_served_without_the_verifier_and_its_miss_reason_is_reco
     h = Harness()
     await h.ask(Q)
     typo = "How do I reset my passwrod?"
-    h.embedder.alias(typo, Q, 0.9)
+    h.embedder.alias(typo, Q, 0.45)  # a typo can cost the embedding much: under the floor
     before = h.verifier.calls
     ctx = await h.ask(typo)
     assert ctx.response_headers["x-sluice-cache"] == "semantic"

@@ -21,7 +21,7 @@ import numpy as np
 
 from sluice.cache.semantic.calibration import threshold_for
 from sluice.cache.semantic.config import DEFAULT_MIN_SIMILARITY, SemanticCacheConfig
-from sluice.cache.semantic.decision import decide_many
+from sluice.cache.semantic.decision import NEAR_FLOOR, decide_many
 from sluice.cache.semantic.evaluate import Row, cosines, decide_rows, load_rows, summarize
 from sluice.cache.semantic.guard import contrast
 from sluice.cache.semantic.index import VectorIndex
@@ -105,7 +105,7 @@ def latency(
         start, start_cpu = time.perf_counter(), time.process_time()
         vector = embedder.embed_sync([r.b])[0]
         embedded = time.perf_counter()
-        found = index.search("bench", vector, DEFAULT_MIN_SIMILARITY, candidates)
+        found = index.search("bench", vector, NEAR_FLOOR, candidates)
         parts["search"].append((time.perf_counter() - embedded) * 1000)
         parts["embed"].append((embedded - start) * 1000)
         triples = [(r.b, by_id.get(i, ""), s) for i, s in found if i in by_id]

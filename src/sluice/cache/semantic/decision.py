@@ -3,12 +3,12 @@ the stage, `sluice cache explain`, the calibration and `sluice bench semantic-ca
 
 Tiers, cheapest first:
 1. normalized — the canonical forms (`normalize.canonical`) are equal: served, no model;
-2. semantic — cosine >= `min_similarity` (the candidate search floor), the contrast guard
+2. semantic — a near-verbatim pair among the nearest candidates (`nearverbatim`, any cosine
+   >= `NEAR_FLOOR`), else cosine >= `min_similarity`, the contrast guard
    (numbers, dates, entities, negation, direction, word swaps) finds no difference, and
    the pair verifier's score >= the threshold calibrated for the route's target false-hit
-   rate. Before the guard, a near-verbatim pair (`nearverbatim`: one-edit typos of
-   non-words, a moved adverbial; it accepts no negative pair we have) is served without the
-   guard or the model: the guard would read a misspelt word as an entity or a date.
+   rate. A near-verbatim pair (one-edit typos of non-words, a moved adverbial; it accepts
+   no negative pair we have) is served without the floor, the guard or the model.
 
 The threshold is not a raw knob: `calibration.threshold_for(card, rate)` reads it off the
 verifier's scores on the calibration split's look-alikes, so that at most `rate` of them
@@ -22,6 +22,11 @@ from dataclasses import dataclass
 
 from sluice.cache.semantic.nearverbatim import near_verbatim
 from sluice.cache.semantic.normalize import canonical, without_filler
+
+# Candidates are searched down to this cosine so that a typo that hurt the embedding
+# ("caim" for "claim": 0.46) still finds its entry for the near-verbatim check; only pairs
+# at or above `min_similarity` ever reach the verifier.
+NEAR_FLOOR = 0.3
 
 Guard = Callable[[str, str], "str | None"]
 Scorer = Callable[[list[tuple[str, str]]], list[float]]  # verifier scores for (a, b) pairs
@@ -62,17 +67,18 @@ def screen(
     guard: Guard | None,
     near: bool = True,
 ) -> Verdict | None:
-    """Decide without the verifier where possible: normalized match, floor, near-verbatim
-    (unless `near` is False: the benchmark's "without" row), guard."""
+    """Decide without the verifier where possible: normalized match, near-verbatim (unless
+    `near` is False: the benchmark's "without" row), floor, guard."""
     if canonical(question) == canonical(stored):
         return Verdict(True, "normalized", "same canonical form", similarity)
+    # Near-verbatim before the floor (a typo can cost the embedding much: "caim"/"claim"
+    # 0.46) and the guard (it reads "pyhon" as an entity, "montly" as a date); the rule
+    # protects numbers, negations, dates and opposites itself.
+    shape = near_verbatim(question, stored) if near else None
+    if shape is not None:
+        return Verdict(True, "semantic", f"near-verbatim ({shape})", similarity)
     if similarity < min_similarity:
         return Verdict(False, None, f"cosine below the floor {min_similarity}", similarity)
-    shape = (
-        near_verbatim(question, stored) if near else None
-    )  # before the guard: it reads "pyhon" as an
-    if shape is not None:  # entity and "montly" as a date; near_verbatim protects those itself
-        return Verdict(True, "semantic", f"near-verbatim ({shape})", similarity)
     reason = guard(without_filler(question), without_filler(stored)) if guard else None
     if reason is not None:
         return Verdict(False, None, f"guard: {reason}", similarity)

@@ -32,7 +32,7 @@ from sluice.cache.exact import AGE_HEADER, HEADER, cache_directive, replay_safe,
 from sluice.cache.semantic.calibration import NEVER, threshold_from_scores
 from sluice.cache.semantic.catalog import Match, SemanticCatalog, SemanticEntry
 from sluice.cache.semantic.config import SemanticCacheConfig
-from sluice.cache.semantic.decision import Verdict, screen, verdict_from_score
+from sluice.cache.semantic.decision import NEAR_FLOOR, Verdict, screen, verdict_from_score
 from sluice.cache.semantic.scope import last_user_text, scope_of
 from sluice.cache.semantic.store import MemoryStore, SemanticStore
 from sluice.collect import WatchedStream
@@ -272,7 +272,11 @@ class SemanticCacheStage:
         if vector is not None and self.catalog is not None:
             # One search serves both the lookup and finding the entry a store replaces.
             cfg = self.config
-            floor = settings.threshold if settings.threshold_is_cosine else cfg.min_similarity
+            floor = (
+                settings.threshold
+                if settings.threshold_is_cosine
+                else min(cfg.min_similarity, NEAR_FLOOR)
+            )
             matches = self.catalog.search(scope, vector, min(floor, _SAME), cfg.candidates)
         if directive is None and matches:
             token = CURRENT_CALL.set(ctx)  # a judge's model call is charged to this call
@@ -370,7 +374,8 @@ class SemanticCacheStage:
                 if ctx is not None and ctx.cache_decision is None:
                     ctx.cache_score = verdict.score
                     ctx.cache_decision = record_line(verdict)
-                self.stats.refused += 1
+                if verdict.similarity is None or verdict.similarity >= self.config.min_similarity:
+                    self.stats.refused += 1  # not the near-verbatim search's extra candidates
                 log.debug("semantic candidate %s refused: %s", match.entry.id, verdict.reason)
                 continue
             if verdict.tier == STATUS and self._needs_judge(verdict, settings):
