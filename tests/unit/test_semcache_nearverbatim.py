@@ -43,6 +43,9 @@ def test_typos_and_moved_adverbials_are_near_verbatim(a: str, b: str, shape: str
         ("Can I return it before the deadline?", "Can I return it after the deadline?"),
         ("Is the cat allowed?", "Is the cat not allowed?"),
         ("How do I reset my password?", "How do I reset my password?"),  # normalized tier's
+        ("我想 退货 可以吗", "我想 退款 可以吗"),  # one character: return goods / refund
+        ("Puedo cambiar el vuelo mañana", "Pudo cambiar el vuelo mañana"),  # can / could
+        ("Kann ich das Paket morgen abholen", "Kann ich das Paket morgen abhohlen"),  # not English
     ],
 )
 def test_look_alikes_are_not_near_verbatim(a: str, b: str) -> None:

@@ -18,6 +18,10 @@ shapes of difference between the canonical forms, and nothing else:
   "in the app", "if i cancel"); word order inside each part is unchanged, so role swaps
   ("A pays B" / "B pays A") are not rotations.
 
+Both need English: ASCII letters in the differing words and at least 60% of the unchanged
+words in the English vocabulary — in another language the vocabulary cannot tell a typo
+from another word ("puedo"/"pudo", "退货"/"退款").
+
 It runs before the contrast guard, which reads a misspelt word as an entity ("pyhon") or a
 date ("montly"); this rule protects numbers, negations, dates and opposites itself. Measured
 on every negative pair we have (train, calibration, held-out and the public set: 14,288
@@ -35,6 +39,7 @@ from sluice.cache.semantic.normalize import canonical
 __all__ = ["near_verbatim", "one_edit"]
 
 MAX_TYPOS = 2
+ENGLISH_SHARE = 0.6  # of the unchanged words, in the English vocabulary
 MAX_WORDS = 64  # longer questions go to the verifier (the rotation check is quadratic)
 MIN_TYPO_LEN = 4
 _MOVERS = frozenset(
@@ -125,7 +130,9 @@ def _vocabulary() -> frozenset[str]:
 
 
 def _typo(x: str, y: str) -> bool:
-    if not (x.isalpha() and y.isalpha()) or min(len(x), len(y)) < MIN_TYPO_LEN:
+    if not (x.isascii() and y.isascii() and x.isalpha() and y.isalpha()):
+        return False  # "我想退货"/"我想退款" differ by one character and mean other things
+    if min(len(x), len(y)) < MIN_TYPO_LEN:
         return False
     if x in _UNITS or y in _UNITS or not one_edit(x, y):
         return False
@@ -158,12 +165,22 @@ def _typos(a: list[str], b: list[str]) -> bool:
     if len(a) != len(b):
         return False
     diff = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
-    return 0 < len(diff) <= MAX_TYPOS and all(_typo(x, y) for x, y in diff)
+    same = [x for x, y in zip(a, b, strict=True) if x == y]
+    return 0 < len(diff) <= MAX_TYPOS and _english(same) and all(_typo(x, y) for x, y in diff)
+
+
+def _english(words: list[str]) -> bool:
+    """Most words are English dictionary words: the vocabulary check that tells a typo from
+    another word means nothing in another language ("puedo"/"pudo": can/could)."""
+    vocab = _vocabulary()
+    letters = [w.strip("'-") for w in words if any(c.isalpha() for c in w)]
+    known = sum(w in vocab or w.replace("'", "") in vocab for w in letters)
+    return bool(letters) and known >= ENGLISH_SHARE * len(letters)
 
 
 def _moved(a: list[str], b: list[str]) -> bool:
     """`b` is `a` rotated at a word boundary, the moved part an adverbial (plus typos)."""
-    if len(a) != len(b) or len(a) < 3:
+    if len(a) != len(b) or len(a) < 3 or not _english(a):
         return False
     for cut in range(1, len(a)):
         if a[cut] in _MOVERS or a[0] in _MOVERS:
