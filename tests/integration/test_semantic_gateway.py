@@ -149,7 +149,40 @@ async def test_a_semantic_hit_is_recorded_free_with_its_similarity(
     assert miss.cache_similarity is None
     assert hit.cache_similarity is not None and 0.95 <= hit.cache_similarity <= 1.0
     assert hit.cost_usd == 0 and hit.cost_saved_usd == miss.cost_usd
+    assert hit.cache_decision is not None and hit.cache_decision.startswith("SERVE (semantic)")
+    assert miss.cache_decision is None  # nothing stored yet: no candidate was refused
     assert 'sluice_cache_hits_total{kind="semantic"} 1.0' in metrics
+
+
+async def test_a_typo_is_a_semantic_hit_without_the_verifier_and_recorded(
+    sim_url: str, tmp_path: Path
+) -> None:
+    await real_embedder_or_skip()
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    data = semantic_config(sim_url).model_dump()
+    data["observability"]["records"]["store_url"] = db
+    runner, port = await server.start(SluiceConfig.model_validate(data))
+    oai = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
+    await oai.chat.completions.create(**ask("When will my insurance claim be processed?"))
+    typo = await oai.chat.completions.with_raw_response.create(
+        **ask("when will my insurance caim be processed")
+    )
+    other = await oai.chat.completions.with_raw_response.create(
+        **ask("When will my insurance claim be paid out in 30 days?")
+    )
+    await oai.close()
+    await runner.cleanup()
+    assert typo.headers["x-sluice-cache"] == "semantic"
+    assert "x-sluice-cache-score" not in typo.headers  # no model was asked
+    assert other.headers["x-sluice-cache"] == "miss"
+    store = RecordStore.open(db)
+    _, hit, miss = store.query()
+    store.close()
+    assert hit.cache_status == "semantic" and hit.cache_score is None
+    assert hit.cache_decision is not None and "near-verbatim (typo)" in hit.cache_decision
+    assert miss.cache_status == "miss"
+    assert miss.cache_decision is not None and miss.cache_decision.startswith("MISS")
+    assert "30" not in miss.cache_decision.split(":", 1)[1]  # no words of the question
 
 
 async def test_never_across_tenants_through_the_gateway(

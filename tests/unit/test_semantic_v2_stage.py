@@ -139,6 +139,9 @@ async def test_a_reported_entry_is_never_served_by_meaning_again() -> None:
     (entry_id,) = h.stage.catalog.select()
     h.stage.report_wrong(entry_id)
     assert (await h.ask(PARA)).response_headers["x-sluice-cache"] == "miss"
+    typo = "How do I reset my passwrod?"  # near-verbatim: served without the verifier ...
+    h.embedder.alias(typo, Q, 0.9)
+    assert (await h.ask(typo)).response_headers["x-sluice-cache"] == "miss"  # ... but not now
 
 
 async def test_the_judge_reads_only_the_uncertain_band_and_can_only_refuse() -> None:
@@ -166,3 +169,33 @@ async def test_verifier_off_keeps_the_v1_cosine_rule() -> None:
     await h.ask(Q)
     assert (await h.ask(LOOK)).response_headers["x-sluice-cache"] == "semantic"  # 0.97
     assert (await h.ask(PARA)).response_headers["x-sluice-cache"] == "miss"  # 0.80
+
+
+async def test_the_decision_and_score_go_to_the_call_record_without_the_question() -> None:
+    h = Harness()
+    await h.ask(Q)
+    h.verifier.scores[(PARA, Q)] = 0.996
+    hit = await h.ask(PARA)
+    assert hit.cache_status == "semantic" and hit.cache_score == 0.996
+    assert hit.cache_decision is not None and hit.cache_decision.startswith("SERVE (semantic)")
+    normalized = await h.ask("  hi, how do I reset my password")
+    assert normalized.cache_decision == "SERVE (normalized): same canonical form"
+    assert normalized.cache_score is None
+
+
+async def test_a_typo_is_served_without_the_verifier_and_its_miss_reason_is_recorded() -> None:
+    h = Harness()
+    await h.ask(Q)
+    typo = "How do I reset my passwrod?"
+    h.embedder.alias(typo, Q, 0.45)  # a typo can cost the embedding much: under the floor
+    before = h.verifier.calls
+    ctx = await h.ask(typo)
+    assert ctx.response_headers["x-sluice-cache"] == "semantic"
+    assert "near-verbatim (typo)" in (ctx.cache_decision or "")
+    assert h.verifier.calls == before
+    h.verifier.scores[(LOOK, Q)] = 0.1
+    miss = await h.ask(LOOK)
+    assert miss.response_headers["x-sluice-cache"] == "miss"
+    assert miss.cache_score == 0.1
+    decision = miss.cache_decision or ""
+    assert decision.startswith("MISS") and "PIN" not in decision

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sluice.cache.semantic.calibration import threshold_for
 from sluice.cache.semantic.explain import explain
 from sluice.cache.semantic.verifier import (
     MODEL_NAME,
@@ -42,12 +41,17 @@ def test_the_model_card_names_the_shipped_file() -> None:
     assert card.raw["decision"]["default_false_hit_rate"] == 0.005
 
 
-def test_identical_questions_pass_and_scores_are_symmetric(verifier: PairVerifier) -> None:
-    threshold = threshold_for(ModelCard.load(), 0.005)
+def test_identical_questions_are_served_and_a_score_is_the_pairs_alone(
+    verifier: PairVerifier,
+) -> None:
     for q in ("How do I reset my password?", "Can I bring a laptop in my carry-on bag?"):
-        assert verifier.score(q, q) >= threshold
-    a, b = "Do you ship to Canada?", "Is shipping to Canada available?"
-    assert verifier.score(a, b) == pytest.approx(verifier.score(b, a), abs=1e-6)
+        verdict, _ = explain(q, q)
+        assert verdict.serve and verdict.tier == "normalized"
+        assert verifier.score(q, q) > 0.9  # the model itself does not fall for the artefact
+    q = "Do you ship to Canada?"
+    candidates = ["Is shipping to Canada available?", "Do you ship to Mexico? Asking for a friend"]
+    together = verifier.scores(q, candidates)  # the same as one at a time, to the bit
+    assert together == [verifier.score(q, c) for c in candidates]
 
 
 @pytest.mark.parametrize(

@@ -179,6 +179,8 @@ class Recorder:
             usage_source=ctx.usage_source,
             cache_status=ctx.cache_status,  # type: ignore[arg-type]
             cache_similarity=ctx.cache_similarity,
+            cache_score=ctx.cache_score,
+            cache_decision=ctx.cache_decision[:120] if ctx.cache_decision else None,
             cost_saved_usd=saved,
             routing_saved_usd=self._routing_saved(ctx, cost, status),
             latency_ms=latency_ms,

@@ -54,6 +54,10 @@ class CallRecord:
     fallback_triggered: bool = False
     cache_status: CacheStatus | None = None
     cache_similarity: float | None = None
+    # semantic cache (r0003): the pair verifier's score and the decision in words, e.g.
+    # "semantic: verifier 0.95 >= 0.93" or "miss: guard: number" (at most 120 characters)
+    cache_score: float | None = None
+    cache_decision: str | None = None
     stream: bool = False
     # what it used and cost
     input_tokens: int = 0  # all prompt tokens, cached ones included (sluice.types.Usage)

@@ -81,6 +81,8 @@ class CallContext:
     rewrite_for: Callable[[str], ChatRequest] | None = None
     cache_status: str | None = None  # "miss" | "exact" | "semantic" | "stale" | "bypass"
     cache_similarity: float | None = None  # cosine of a semantic cache hit
+    cache_score: float | None = None  # the semantic cache's pair-verifier score (hit or not)
+    cache_decision: str | None = None  # the semantic cache's decision, one bounded line
     cache_saved_usd: Decimal | None = None  # a hit: what the answer cost the first time
     response_headers: dict[str, str] = field(default_factory=dict)
     route: str | None = None  # the public route name the caller asked for (routing on)

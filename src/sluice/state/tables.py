@@ -169,6 +169,8 @@ def record_columns() -> list[Column[Any]]:
         Column("route_decision", Text(), nullable=True),
         Column("routing_saved_usd", Money(), nullable=True),
         s("usage_source", 16),  # r0002: "provider" | "estimated" (a stream cut before its usage)
+        Column("cache_score", Double(), nullable=True),  # r0003: semantic cache verifier score
+        s("cache_decision", 120),  # r0003: the semantic cache's decision in words
     ]
 
 

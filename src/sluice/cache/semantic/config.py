@@ -49,7 +49,7 @@ class SemanticCacheConfig(Frozen):
     # paraphrases served on the held-out set, BENCHMARKS.md).
     target_false_hit_rate: float = Field(default=DEFAULT_FALSE_HIT_RATE, gt=0, le=0.5)
     min_similarity: float = Field(default=DEFAULT_MIN_SIMILARITY, ge=0, le=1)
-    candidates: int = Field(default=3, ge=1, le=16)  # nearest entries the verifier reads
+    candidates: int = Field(default=2, ge=1, le=16)  # nearest entries the verifier reads
     normalized: bool = True  # the canonical-form exact tier (no model needed)
     verifier: bool = True  # False: the v1 rule, cosine >= `threshold` plus the guard
     threshold: float = Field(default=0.95, gt=0, le=1)  # cosine; only with verifier: false

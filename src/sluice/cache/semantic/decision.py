@@ -3,9 +3,12 @@ the stage, `sluice cache explain`, the calibration and `sluice bench semantic-ca
 
 Tiers, cheapest first:
 1. normalized — the canonical forms (`normalize.canonical`) are equal: served, no model;
-2. semantic — cosine >= `min_similarity` (the candidate search floor), the contrast guard
-   (numbers, dates, entities, negation, direction, word swaps) finds no difference, and the
-   pair verifier's score >= the threshold calibrated for the route's target false-hit rate.
+2. semantic — a near-verbatim pair among the nearest candidates (`nearverbatim`, any cosine
+   >= `NEAR_FLOOR`), else cosine >= `min_similarity`, the contrast guard
+   (numbers, dates, entities, negation, direction, word swaps) finds no difference, and
+   the pair verifier's score >= the threshold calibrated for the route's target false-hit
+   rate. A near-verbatim pair (one-edit typos of non-words, a moved adverbial; it accepts
+   no negative pair we have) is served without the floor, the guard or the model.
 
 The threshold is not a raw knob: `calibration.threshold_for(card, rate)` reads it off the
 verifier's scores on the calibration split's look-alikes, so that at most `rate` of them
@@ -17,7 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sluice.cache.semantic.nearverbatim import near_verbatim
 from sluice.cache.semantic.normalize import canonical, without_filler
+
+# Candidates are searched down to this cosine so that a typo that hurt the embedding
+# ("caim" for "claim": 0.46) still finds its entry for the near-verbatim check; only pairs
+# at or above `min_similarity` ever reach the verifier.
+NEAR_FLOOR = 0.3
 
 Guard = Callable[[str, str], "str | None"]
 Scorer = Callable[[list[tuple[str, str]]], list[float]]  # verifier scores for (a, b) pairs
@@ -51,11 +60,23 @@ class Screen:
 
 
 def screen(
-    question: str, stored: str, similarity: float, min_similarity: float, guard: Guard | None
+    question: str,
+    stored: str,
+    similarity: float,
+    min_similarity: float,
+    guard: Guard | None,
+    near: bool = True,
 ) -> Verdict | None:
-    """Decide without the verifier where possible: normalized match, floor, guard."""
+    """Decide without the verifier where possible: normalized match, near-verbatim (unless
+    `near` is False: the benchmark's "without" row), floor, guard."""
     if canonical(question) == canonical(stored):
         return Verdict(True, "normalized", "same canonical form", similarity)
+    # Near-verbatim before the floor (a typo can cost the embedding much: "caim"/"claim"
+    # 0.46) and the guard (it reads "pyhon" as an entity, "montly" as a date); the rule
+    # protects numbers, negations, dates and opposites itself.
+    shape = near_verbatim(question, stored) if near else None
+    if shape is not None:
+        return Verdict(True, "semantic", f"near-verbatim ({shape})", similarity)
     if similarity < min_similarity:
         return Verdict(False, None, f"cosine below the floor {min_similarity}", similarity)
     reason = guard(without_filler(question), without_filler(stored)) if guard else None
@@ -76,9 +97,12 @@ def decide_many(
     threshold: float,
     min_similarity: float,
     guard: Guard | None,
+    near: bool = True,
 ) -> list[Verdict]:
-    """Verdicts for (question, stored, cosine) triples; the verifier runs once, batched."""
-    verdicts: list[Verdict | None] = [screen(q, s, c, min_similarity, guard) for q, s, c in pairs]
+    """Verdicts for (question, stored, cosine) triples; the verifier runs once for all."""
+    verdicts: list[Verdict | None] = [
+        screen(q, s, c, min_similarity, guard, near) for q, s, c in pairs
+    ]
     ask = [i for i, v in enumerate(verdicts) if v is None]
     scores = scorer([(pairs[i][0], pairs[i][1]) for i in ask]) if ask else []
     for i, score in zip(ask, scores, strict=True):
@@ -87,8 +111,8 @@ def decide_many(
 
 
 def decision_score(v: Verdict) -> float:
-    """The number the calibration ranks: 1 for a normalized match, 0 for a screened-out pair,
-    else the verifier's score."""
-    if v.tier == "normalized":
+    """The number the calibration ranks: 1 for a pair served without the model (normalized or
+    near-verbatim), 0 for a screened-out pair, else the verifier's score."""
+    if v.serve and v.score is None:
         return 1.0
     return v.score if v.score is not None else 0.0

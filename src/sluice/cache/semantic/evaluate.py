@@ -63,6 +63,7 @@ def decide_rows(
     threshold: float,
     min_similarity: float,
     guard: Guard | None,
+    near: bool = True,
 ) -> list[Verdict]:
     return decide_many(
         [(r.b, r.a, s) for r, s in zip(rows, sims, strict=True)],
@@ -70,6 +71,7 @@ def decide_rows(
         threshold,
         min_similarity,
         guard,
+        near,
     )
 
 

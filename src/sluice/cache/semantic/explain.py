@@ -11,6 +11,7 @@ from sluice.cache.semantic.calibration import threshold_for
 from sluice.cache.semantic.config import DEFAULT_FALSE_HIT_RATE, DEFAULT_MIN_SIMILARITY
 from sluice.cache.semantic.decision import Verdict, decide_many
 from sluice.cache.semantic.guard import contrast
+from sluice.cache.semantic.nearverbatim import near_verbatim
 from sluice.cache.semantic.normalize import canonical
 from sluice.cache.semantic.verifier import ModelCard, get_verifier
 
@@ -38,6 +39,7 @@ def explain(
         f"question:   {question!r}",
         f"canonical:  {canonical(stored)!r} / {canonical(question)!r}",
         f"cosine:     {similarity:.3f} (floor {min_similarity})",
+        f"near-verbatim: {near_verbatim(question, stored) or 'no (not a typo or moved phrase)'}",
         f"guard:      {contrast(question, stored) or 'no difference found'}",
         f"verifier:   {score:.3f} (threshold {threshold:.3f} for a {rate:.2%} false-hit target;"
         f" model {card.version})",

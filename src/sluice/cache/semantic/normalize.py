@@ -42,7 +42,7 @@ _LEAD = re.compile(
 _TAIL = re.compile(
     r"(?:[\s,.;:!?-]+(?:thanks?(?: you)?(?: (?:so|very) much)?(?: in advance)?|thx|ty|tia|"
     r"cheers|please|please help|any help (?:is )?appreciated|many thanks|much appreciated|"
-    r"help please|regards))+\s*[.!?]*$"
+    r"help please|regards))+[\s.!?]*$"
 )
 _PLEASE = re.compile(r"\bplease\b,?\s*")
 _COMMA = re.compile(r"(?<!\d),|,(?!\d)")

@@ -15,6 +15,7 @@ counted), never an error for the caller.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -31,7 +32,7 @@ from sluice.cache.exact import AGE_HEADER, HEADER, cache_directive, replay_safe,
 from sluice.cache.semantic.calibration import NEVER, threshold_from_scores
 from sluice.cache.semantic.catalog import Match, SemanticCatalog, SemanticEntry
 from sluice.cache.semantic.config import SemanticCacheConfig
-from sluice.cache.semantic.decision import Verdict, screen, verdict_from_score
+from sluice.cache.semantic.decision import NEAR_FLOOR, Verdict, screen, verdict_from_score
 from sluice.cache.semantic.scope import last_user_text, scope_of
 from sluice.cache.semantic.store import MemoryStore, SemanticStore
 from sluice.collect import WatchedStream
@@ -271,12 +272,16 @@ class SemanticCacheStage:
         if vector is not None and self.catalog is not None:
             # One search serves both the lookup and finding the entry a store replaces.
             cfg = self.config
-            floor = settings.threshold if settings.threshold_is_cosine else cfg.min_similarity
+            floor = (
+                settings.threshold
+                if settings.threshold_is_cosine
+                else min(cfg.min_similarity, NEAR_FLOOR)
+            )
             matches = self.catalog.search(scope, vector, min(floor, _SAME), cfg.candidates)
         if directive is None and matches:
             token = CURRENT_CALL.set(ctx)  # a judge's model call is charged to this call
             try:
-                hit = await self._lookup(question, matches, settings)
+                hit = await self._lookup(question, matches, settings, ctx)
             finally:
                 CURRENT_CALL.reset(token)
             if hit is not None:
@@ -333,6 +338,8 @@ class SemanticCacheStage:
         ctx.response_headers[AGE_HEADER] = str(int(max(0.0, self._clock() - stored_at)))
         ctx.cache_status = tier
         ctx.cache_similarity = round(match.similarity, 4)
+        ctx.cache_score = None if verdict.score is None else round(verdict.score, 4)
+        ctx.cache_decision = record_line(verdict)
         ctx.last_response = resp
         assert self.catalog is not None
         self.catalog.touch(match.entry.id)
@@ -354,12 +361,21 @@ class SemanticCacheStage:
             return None
 
     async def _lookup(
-        self, question: str, matches: list[Match], settings: RouteSettings
+        self,
+        question: str,
+        matches: list[Match],
+        settings: RouteSettings,
+        ctx: CallContext | None = None,
     ) -> tuple[Match, ChatResponse, float, Verdict] | None:
-        """The best candidate the decision rule serves (see `decision`), decoded."""
+        """The best candidate the decision rule serves (see `decision`), decoded; on a miss the
+        best refused candidate's score and reason go to `ctx` (the call record)."""
         for match, verdict in await self._judge_candidates(question, matches, settings):
             if not verdict.serve:
-                self.stats.refused += 1
+                if ctx is not None and ctx.cache_decision is None:
+                    ctx.cache_score = verdict.score
+                    ctx.cache_decision = record_line(verdict)
+                if verdict.similarity is None or verdict.similarity >= self.config.min_similarity:
+                    self.stats.refused += 1  # not the near-verbatim search's extra candidates
                 log.debug("semantic candidate %s refused: %s", match.entry.id, verdict.reason)
                 continue
             if verdict.tier == STATUS and self._needs_judge(verdict, settings):
@@ -378,13 +394,9 @@ class SemanticCacheStage:
         self, question: str, matches: list[Match], settings: RouteSettings
     ) -> list[tuple[Match, Verdict]]:
         """Verdicts for the candidates, best first: screen (no model), then the verifier."""
-        guard = self._guard
         if settings.threshold_is_cosine:  # the v1 rule: cosine threshold plus guard
             return [(m, self._cosine_verdict(question, m, settings.threshold)) for m in matches]
-        screened = [
-            (m, screen(question, m.entry.question, m.similarity, self.config.min_similarity, guard))
-            for m in matches
-        ]
+        screened = [(m, self._screen(question, m)) for m in matches]
         ask = [m for m, v in screened if v is None]
         scores: list[float] = []
         if ask:
@@ -406,6 +418,16 @@ class SemanticCacheStage:
         out.reverse()
         return out
 
+    def _screen(self, question: str, m: Match) -> Verdict | None:
+        """`decision.screen`, except that an entry reported wrong is never served by meaning
+        again, not even to a near-verbatim question."""
+        v = screen(
+            question, m.entry.question, m.similarity, self.config.min_similarity, self._guard
+        )
+        if v is not None and v.serve and self._entry_floor.get(m.entry.id, 0.0) >= NEVER:
+            return Verdict(False, None, "entry reported wrong", m.similarity)
+        return v
+
     def _cosine_verdict(self, question: str, match: Match, threshold: float) -> Verdict:
         if match.similarity < threshold:
             return Verdict(False, None, "cosine below threshold", match.similarity)
@@ -417,8 +439,8 @@ class SemanticCacheStage:
     def _needs_judge(self, verdict: Verdict, settings: RouteSettings) -> bool:
         if self._judge is None:
             return False
-        if verdict.score is None:  # the v1 cosine rule: the judge reads every hit
-            return True
+        if verdict.score is None:  # the v1 cosine rule: the judge reads every hit; a
+            return settings.threshold_is_cosine  # near-verbatim hit needs no judge
         return verdict.score < settings.threshold + self.config.verify.band
 
     def tighten(self, entry_id: str, score: float | None) -> None:
@@ -507,3 +529,13 @@ def default_guard() -> Guard:
     from sluice.cache.semantic.guard import contrast
 
     return contrast
+
+
+def record_line(verdict: Verdict, limit: int = 120) -> str:
+    """The decision for the call record: one line, bounded, and free of the question's words
+    (a guard reason keeps its kind only: "guard: entity", never the entity)."""
+    reason = verdict.reason
+    if reason.startswith("guard: "):
+        reason = "guard: " + reason[7:].split(":", 1)[0][:24]
+    line = " ".join(dataclasses.replace(verdict, reason=reason).describe().split())
+    return line if len(line) <= limit else line[: limit - 1] + "\u2026"

@@ -77,6 +77,9 @@ def load_user_stats(store: RecordStore, since: float, until: float) -> list[Grou
     return store.aggregate(since, "user_id", until=until)
 
 
+CACHE_TIERS = ("exact", "normalized", "semantic", "stale")
+
+
 # --- payloads -------------------------------------------------------------------------------
 
 
@@ -85,9 +88,12 @@ def summary(calls: Sequence[CallRecord]) -> dict[str, Any]:
     cost = saved = Decimal(0)
     errors = hits = unpriced = 0
     tokens = [0, 0, 0, 0]
+    tiers = dict.fromkeys(CACHE_TIERS, 0)  # hits per cache tier (exact, normalized, semantic)
     for r in calls:
         errors += r.is_error
         hits += r.cache_hit
+        if r.cache_status in tiers:
+            tiers[r.cache_status] += 1
         if r.cost_usd is None:
             unpriced += 1
         else:
@@ -112,6 +118,7 @@ def summary(calls: Sequence[CallRecord]) -> dict[str, Any]:
         "cache_write_tokens": tokens[3],
         "total_tokens": tokens[0] + tokens[1],
         "cache_hits": hits,
+        "cache_hits_by_tier": tiers,
         "cache_hit_rate": _rate(hits, len(calls)),
         "latency_ms_p50": percentile(latencies, 50),
         "latency_ms_p95": percentile(latencies, 95),

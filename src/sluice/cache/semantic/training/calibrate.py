@@ -27,7 +27,7 @@ from sluice.cache.semantic.guard import contrast
 from sluice.cache.semantic.verifier import PairVerifier, file_sha256
 from sluice.embed import get_embedder
 
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 
 
 def scored(path: Path, verifier: PairVerifier) -> tuple[list[Any], list[float]]:
@@ -88,6 +88,9 @@ def main(argv: list[str]) -> None:
         "decision": {
             "min_similarity": DEFAULT_MIN_SIMILARITY,
             "guard": "contrast + word swap",
+            "near_verbatim": "one-edit typos of non-words, moved adverbials; before floor, guard",
+            "verifier_input": "one order (question, stored), one pair a model run",
+            "candidates": 2,
             "default_false_hit_rate": DEFAULT_FALSE_HIT_RATE,
             "thresholds": table,
         },

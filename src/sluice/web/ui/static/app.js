@@ -288,6 +288,10 @@
     setText("output-tokens", fmtInt(s.output_tokens), s.output_tokens);
     setText("cache-hit-rate", fmtPct(s.cache_hit_rate), s.cache_hit_rate);
     setText("cache-hits", fmtInt(s.cache_hits), s.cache_hits);
+    const tiers = s.cache_hits_by_tier || {};
+    const byTier = Object.keys(tiers).filter((k) => tiers[k] > 0)
+      .map((k) => k + " " + fmtInt(tiers[k])).join(" · ");
+    setText("cache-tiers", byTier || "no hits", byTier);
     setText("total-saved", fmtUsd(s.cost_saved_usd), s.cost_saved_usd);
     setText("latency-p50", fmtMs(s.latency_ms_p50), s.latency_ms_p50);
     setText("latency-p95", fmtMs(s.latency_ms_p95), s.latency_ms_p95);
