@@ -28,6 +28,7 @@ from sluice.embed.config import EmbedConfig
 from sluice.frontends.config import EndpointsConfig
 from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
+from sluice.guardrails.config import GuardrailsConfig
 from sluice.observe.alert_config import RulesConfig
 from sluice.observe.tracing import TracingConfig
 from sluice.routing.config import RouteConfig
@@ -344,6 +345,8 @@ class SluiceConfig(_Frozen):
     # Where relative SQLite paths (store URLs, persist_path) live; None: $SLUICE_STATE_DIR,
     # else $XDG_DATA_HOME/sluice, else ~/.local/share/sluice (see sluice.state.paths).
     state_dir: str | None = None
+    # Input limits, PII masking, prompt-injection detection, output checks (sluice.guardrails).
+    guardrails: GuardrailsConfig = GuardrailsConfig()
 
     @model_validator(mode="after")
     def _check_routes(self) -> SluiceConfig:
