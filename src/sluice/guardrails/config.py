@@ -31,6 +31,9 @@ PiiMode = Literal["off", "flag", "mask", "block"]
 PiiEntity = Literal["EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP", "SECRET"]
 ContentKind = Literal["text", "image", "file", "audio"]
 GuardPhase = Literal["input", "output"]
+InjectionSource = Literal["user", "tool", "document", "system"]
+_INDIRECT: tuple[InjectionSource, ...] = ("user", "tool", "document")
+_INPUT: tuple[GuardPhase, ...] = ("input",)
 
 
 class InputLimitsConfig(Frozen):
@@ -65,9 +68,7 @@ class InjectionConfig(Frozen):
     (a helper call, charged to the call)."""
 
     mode: Mode = "off"
-    sources: list[Literal["user", "tool", "document", "system"]] = Field(
-        default_factory=lambda: ["user", "tool", "document"]
-    )
+    sources: list[InjectionSource] = Field(default_factory=lambda: list(_INDIRECT))
     model_check: bool = False
     model: str | None = None  # the model asked by the model check
 
@@ -89,7 +90,7 @@ class CustomGuardConfig(Frozen):
     path: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     mode: Mode = "flag"
     options: dict[str, Any] = Field(default_factory=dict)
-    phases: list[GuardPhase] = Field(default_factory=lambda: ["input"])
+    phases: list[GuardPhase] = Field(default_factory=lambda: list(_INPUT))
 
 
 class WebhookGuardConfig(Frozen):
@@ -102,7 +103,7 @@ class WebhookGuardConfig(Frozen):
     mode: Mode = "flag"
     timeout_s: float = Field(default=2.0, gt=0, le=60)
     fail: Literal["open", "closed"] = "open"
-    phases: list[GuardPhase] = Field(default_factory=lambda: ["input"])
+    phases: list[GuardPhase] = Field(default_factory=lambda: list(_INPUT))
     max_chars: int = Field(default=32_000, gt=0)  # text sent to the service, at most
 
 

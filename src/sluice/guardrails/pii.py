@@ -251,3 +251,29 @@ def find(text: str, entities: frozenset[str] | None = None) -> list[Span]:
         if entities is None or entity in entities:
             spans.append(Span(start + offset, pos, entity))
     return spans
+
+
+OUTPUT_PLACEHOLDER: dict[str, str] = {
+    "EMAIL": "[email]",
+    "PHONE": "[phone]",
+    "CARD": "[card]",
+    "IBAN": "[iban]",
+    "SSN": "[ssn]",
+    "IP": "[ip]",
+    "SECRET": "[secret]",
+}
+
+
+def replace_spans(text: str, spans: list[Span], offset: int = 0) -> str:
+    """`text` with each span (positions relative to `offset`) replaced by `[email]` etc."""
+    if not spans:
+        return text
+    out: list[str] = []
+    pos = 0
+    for span in spans:
+        start, end = span.start - offset, span.end - offset
+        out.append(text[pos:start])
+        out.append(OUTPUT_PLACEHOLDER[span.entity])
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)

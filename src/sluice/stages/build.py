@@ -1,10 +1,12 @@
 """`build_stages(config, deps)`: the pipeline's stages, in order, decided in one place.
 
-    auth → idempotency → limits and budgets → agent guard → token policy → exact cache
+    auth → guardrails → idempotency → limits and budgets → agent guard → token policy → exact cache
     → semantic cache → router → structured output → mid-stream failover → settle → (the plan
     executor)
 
 - Auth first: everything after it keys on `ctx.identity`.
+- Guardrails right after auth: a blocked request costs nothing further, and every later
+  stage (the caches too) sees the masked request (sluice.guardrails.stage).
 - Idempotency before limits: a replay costs nothing and is not a new agent step.
 - Limits and budgets before any work is done.
 - Token policy before the caches: the cache key must cover what is really sent (a
@@ -33,6 +35,7 @@ from sluice.context.stage import TokenPolicyStage
 from sluice.cost.prices import Price
 from sluice.governance.auth import Authenticator
 from sluice.governance.stage import build_governance
+from sluice.guardrails.stage import GuardStage
 from sluice.observe.metrics import Metrics
 from sluice.pipeline.context import CallContext, Result, Stage
 from sluice.providers.base import Deployment
@@ -93,6 +96,12 @@ def build_stages(config: SluiceConfig, deps: StageDeps) -> list[Stage]:
     """The stages in the order the module docstring gives; those switched off left out."""
     cache = config.cache
     stages: list[Stage] = [AuthStage(deps.auth)]
+    if config.guardrails.enabled:
+        stages.append(
+            GuardStage(
+                config.guardrails, ask=deps.classifier_call, count=deps.metrics.guard_verdict
+            )
+        )
     if cache.idempotency.enabled:
         stages.append(IdempotencyStage(cache.idempotency, deps.cache_backend))
     if config.limits.enabled:
