@@ -152,6 +152,7 @@ async def _chat(request: web.Request, wire: Wire) -> web.StreamResponse:
         prompt = (openai_wire if wire == "openai" else anthropic_wire).parse_request(body)
     except WireError as exc:
         return error_response(wire, 400, exc.message, param=exc.param)
+    stats.last_prompt_text = prompt.texts[-1] if prompt.texts else None
     prompt_tokens = count_prompt(prompt.texts, prompt.n_messages)
     if prompt_tokens > model.context_window:
         message = (
@@ -176,6 +177,8 @@ async def _chat(request: web.Request, wire: Wire) -> web.StreamResponse:
         invalid,
     )
     answer = _unsure(answer, name, headers.get("x-sim-uncertain"))
+    if headers.get("x-sim-echo") and prompt.texts:  # repeat the last text (guardrails tests)
+        answer = with_prefix(answer, prompt.texts[-1] + " ")
     extra: dict[str, str] = {SIM_HEADER: "true"}
     if model.limited:
         info = state.limiter.check(model, prompt_tokens + answer.output_tokens, time.monotonic())
