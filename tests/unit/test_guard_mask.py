@@ -60,9 +60,7 @@ def test_restore_inside_json_escapes_the_original() -> None:
     masker = Masker()
     masker.mask('pw "a@x.io"')
     args = json.dumps({"to": "<EMAIL_1>"})
-    assert json.loads(masker.restore(args[1:-1].join("{}"), json_string=True)) == {
-        "to": "a@x.io"
-    }
+    assert json.loads(masker.restore(args[1:-1].join("{}"), json_string=True)) == {"to": "a@x.io"}
 
 
 def _restore_in_pieces(masker: Masker, pieces: list[str], *, json_string: bool = False) -> str:

@@ -43,11 +43,11 @@ MAX_LABEL = 64
 
 
 def bounded(label: str | None, limit: int = MAX_LABEL) -> str | None:
-    """A label cut to `limit` characters, with only [A-Za-z0-9_.:-] kept (safe in a header,
+    """A label cut to `limit` characters, with only [A-Za-z0-9_.:+-] kept (safe in a header,
     a metric label and a record)."""
     if label is None:
         return None
-    kept = "".join(ch if ch.isalnum() or ch in "_.:-" else "_" for ch in label[:limit])
+    kept = "".join(ch if ch.isalnum() or ch in "_.:+-" else "_" for ch in label[:limit])
     return kept or None
 
 

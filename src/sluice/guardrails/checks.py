@@ -212,3 +212,45 @@ def sanitize_html(text: str) -> str:
     import nh3  # imported only when HTML sanitizing is on
 
     return nh3.clean(text)
+
+
+_TAG = re.compile(r"<(/?)([A-Za-z][\w-]*)[^<>]*?(/?)>")
+_VOID = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
+
+
+def html_safe_cut(text: str, cut: int, limit: int) -> int:
+    """Where a streamed piece of HTML may end: before a tag still open at `cut` (`<b` or a
+    `<script>` whose `</script>` has not come yet), so each piece is sanitized whole. An
+    element held longer than `limit` characters is let go (sanitized as it is)."""
+    at = text.rfind("<", 0, cut)
+    if at != -1 and text.find(">", at, cut) == -1:
+        cut = at
+    stack: list[tuple[str, int]] = []
+    for m in _TAG.finditer(text, 0, cut):
+        closing, name, selfclosing = m.group(1), m.group(2).lower(), m.group(3)
+        if closing:
+            for i in range(len(stack) - 1, -1, -1):
+                if stack[i][0] == name:
+                    del stack[i:]
+                    break
+        elif not selfclosing and name not in _VOID:
+            stack.append((name, m.start()))
+    if stack and cut - stack[0][1] <= limit:
+        return stack[0][1]
+    return cut

@@ -44,6 +44,7 @@ from sluice.guardrails.checks import (
     LeakDetector,
     check_limits,
     has_secret,
+    html_safe_cut,
     request_texts,
     sanitize_html,
 )
@@ -70,6 +71,7 @@ from sluice.types import (
 HEADER = "x-sluice-guard"
 MAX_VERDICTS = 16
 CHARS_PER_TOKEN = 4
+HTML_HOLD_CHARS = 4096  # the longest open element a stream holds back to sanitize whole
 
 Count = Callable[[str, str], None]  # (guard, outcome) → the metrics counter
 Ask = Callable[[ChatRequest], Awaitable[ChatResponse]]
@@ -500,6 +502,10 @@ class _GuardedStream:
                     if s.start - base < cut
                 ]
                 self._pii_out.update(s.entity for s in spans)
+        if plan.cfg.output.html == "sanitize" and not final:
+            # An element still open at the cut waits for its end: each piece is sanitized
+            # alone, and half a tag would be escaped, half a <script> let through as text.
+            cut = html_safe_cut(pending, cut, HTML_HOLD_CHARS)
         if cut == 0 and not final:
             return None
         seg, self._pending = pending[:cut], pending[cut:]

@@ -177,8 +177,7 @@ async def _chat(request: web.Request, wire: Wire) -> web.StreamResponse:
         invalid,
     )
     answer = _unsure(answer, name, headers.get("x-sim-uncertain"))
-    if headers.get("x-sim-echo") and prompt.texts:  # repeat the last text (guardrails tests)
-        answer = with_prefix(answer, prompt.texts[-1] + " ")
+    answer = _echo(answer, prompt.texts, headers.get("x-sim-echo"))
     extra: dict[str, str] = {SIM_HEADER: "true"}
     if model.limited:
         info = state.limiter.check(model, prompt_tokens + answer.output_tokens, time.monotonic())
@@ -222,6 +221,12 @@ def _unsure(answer: Answer, model: str, listed: str | None) -> Answer:
     if listed and model in {v.strip() for v in listed.split(",")}:
         return with_prefix(answer, "UNCERTAIN: ")
     return answer
+
+
+def _echo(answer: Answer, texts: list[str], asked: str | None) -> Answer:
+    """`x-sim-echo: 1`: the answer starts with the request's last text (guardrails tests:
+    what the model was sent comes back to the caller)."""
+    return with_prefix(answer, texts[-1] + " ") if asked and texts else answer
 
 
 def _logprob(request: web.Request, turn: _Turn) -> float | None:
