@@ -12,6 +12,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,8 +24,10 @@ from anthropic import AsyncAnthropic
 from openai import AsyncOpenAI
 
 from sluice import server
+from sluice.config import SluiceConfig
 from sluice.guardrails import stage as guard_stage
 from sluice.guardrails.base import GuardCall, Verdict
+from sluice.observe.store import RecordStore
 from tests.conftest import gateway_config
 
 pytestmark = pytest.mark.e2e
@@ -471,3 +474,39 @@ def test_verdict_labels_are_bounded() -> None:
     v = Verdict("x" * 500, "flag", rule="a b,c=d" * 40)
     assert len(v.label) < 140 and "," not in v.label and " " not in v.label
     assert json.dumps(v.label)
+
+
+async def test_records_keep_verdicts_and_never_the_values(
+    sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(guard_stage, "load_injection_detector", FakeDetector)
+    db = f"sqlite:///{tmp_path / 'records.db'}"
+    data = gateway_config(sim_url).model_dump()
+    data["observability"]["records"]["store_url"] = db
+    data["guardrails"] = {
+        "pii": {"mode": "mask"},
+        "injection": {"mode": "block"},
+        "output": {"system_prompt_leak": "flag"},
+    }
+    runner, port = await server.start(SluiceConfig.model_validate(data))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await ask(url, "openai", "gpt-4o-mini", PII_TEXT + " ssn 123-45-6789", stream=False)
+        await ask(url, "anthropic", "claude-haiku", PII_TEXT, stream=True, system="Be brief.")
+        with pytest.raises(openai.BadRequestError):
+            await ask(url, "openai", "gpt-4o-mini", ATTACK, stream=False)
+    finally:
+        await runner.cleanup()  # flushes the record sink
+    store = RecordStore.open(db)
+    try:
+        records = [r for r in store.query() if r.kind == "call"]
+    finally:
+        store.close()
+    guards = sorted(r.guards or "" for r in records)
+    assert guards == [
+        "prompt_injection=block:ignore_previous",
+        "prompt_injection=pass, pii=mask:EMAIL+PHONE",
+        "prompt_injection=pass, pii=mask:EMAIL+PHONE+SSN",  # output checks: only when hit
+    ]
+    dumped = json.dumps([r.to_json() for r in records])
+    assert EMAIL not in dumped and "7946" not in dumped and "123-45-6789" not in dumped

@@ -167,6 +167,7 @@ def record_columns() -> list[Column[Any]]:
         Column("route_decision", Text(), nullable=True),
         Column("routing_saved_usd", Money(), nullable=True),
         s("usage_source", 16),  # r0002: "provider" | "estimated" (a stream cut before its usage)
+        s("guards", 1024),  # r0003: guard verdicts, "name=verdict[:rule], ..." (guardrails)
     ]
 
 
