@@ -83,8 +83,8 @@ PATTERN = re.compile(
         (?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)
         (?!\d|\.\d)
     )
-  | (?P<ipv6>                                        # starting with a digit; checked
-        (?<![0-9A-Fa-f:])[0-9][0-9A-Fa-f]{0,3}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Fa-f:])
+  | (?P<ipv6>                                        # checked with ipaddress
+        (?<![0-9A-Za-z:])[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Za-z:])
     )
   | (?P<intl>                                        # + country code and groups
         (?<![\w+])\+
@@ -107,7 +107,11 @@ PATTERN = re.compile(
 
 # Where a match can start: `+`, `(`, the first digit of a run, an `@` (from which the start
 # of an e-mail address's local part is found by walking back) ...
-CHAR_STARTS = re.compile(r"[+(@0-9](?<![0-9][0-9])|(?<![A-Za-z0-9])[A-Z]{2}(?=\d\d)")
+CHAR_STARTS = re.compile(
+    r"[+(@0-9](?<![0-9][0-9])|(?<![A-Za-z0-9])[A-Z]{2}(?=\d\d)"
+    # an IPv6 address written from a letter (`fe80::1`): hex letters and a colon
+    r"|(?<![0-9A-Za-z:])[a-fA-F][0-9a-fA-F]{0,3}:[0-9a-fA-F:]"
+)
 # ... or one of these words, looked for in the lowercased text. Both patterns begin with
 # plain characters, which lets `re` skip ahead to candidates in C instead of trying every
 # position. A word matched whole hides one inside it (`key` in `apikey`); that one could
