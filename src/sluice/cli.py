@@ -309,6 +309,15 @@ def crash(store: str, redis_url: str, seconds: float, concurrency: int) -> None:
 
 
 @bench.command()
+@click.option("--requests", "count", default=2000, show_default=True)
+def guards(count: int) -> None:
+    """Per-request cost of the default guard set (guardrails), JSON and stream."""
+    from sluice.bench.guards import run
+
+    run(count)
+
+
+@bench.command()
 @click.option("--requests", "count", default=20000, show_default=True)
 def pipeline(count: int) -> None:
     """Sluice's own per-request cost, without HTTP."""

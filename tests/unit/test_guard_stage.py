@@ -312,7 +312,7 @@ async def test_a_custom_guard_that_raises_is_an_error_verdict_not_a_500() -> Non
             raise RuntimeError("bug")
 
     guard = stage({})
-    guard._default.guards.append((Broken(), "block", ("input",)))  # type: ignore[arg-type]
+    guard._default.guards.append((Broken(), "block", ("input",)))
     guard._default = guard._default.__class__(
         GuardrailsConfig.model_validate({"pii": {"mode": "flag"}}),
         guard._default.guards,

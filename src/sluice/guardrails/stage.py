@@ -51,7 +51,7 @@ from sluice.guardrails.checks import (
 from sluice.guardrails.config import GuardrailsConfig, GuardSet
 from sluice.guardrails.custom import GuardLoadError, WebhookGuard, load_custom
 from sluice.guardrails.mask import Masker, StreamRestorer
-from sluice.guardrails.pii import find, replace_spans
+from sluice.guardrails.pii import Span, find, replace_spans
 from sluice.pipeline.context import CURRENT_CALL, CallContext, Handler, Result
 from sluice.types import (
     ChatRequest,
@@ -71,6 +71,8 @@ from sluice.types import (
 HEADER = "x-sluice-guard"
 MAX_VERDICTS = 16
 CHARS_PER_TOKEN = 4
+CONTEXT_CHARS = 128  # sent text kept for checks across the cut (a leak's first words)
+CHECK_STEP_CHARS = 64  # a stream's window is checked each time this much text came
 HTML_HOLD_CHARS = 4096  # the longest open element a stream holds back to sanitize whole
 
 Count = Callable[[str, str], None]  # (guard, outcome) → the metrics counter
@@ -422,6 +424,9 @@ class _GuardedStream:
         self._leak = leak
         self._inner = inner
         self._hold = plan.cfg.output.window_tokens * CHARS_PER_TOKEN if plan.holds_output else 0
+        # Text is let go once this much more than the window is waiting (1: restore only).
+        self._step = max(1, min(CHECK_STEP_CHARS, self._hold // 2))
+        self._scan = plan.cfg.output.secrets != "off" or plan.cfg.pii.output != "off"
         self._pending = ""  # model text not yet sent
         self._context = ""  # the last sent model text, for checks across the cut
         self._answer: list[str] = []  # the whole model text (output guards at the end)
@@ -449,9 +454,11 @@ class _GuardedStream:
                     self._answer.append(event.text)
                     if event.logprobs:
                         self._logprobs.extend(event.logprobs)
-                    out = self._release(final=False)
-                    if out is not None:
-                        yield out
+                    # Checked in steps, not per delta: a window check costs ~0.1 ms.
+                    if len(self._pending) - self._hold >= self._step:
+                        out = self._release(final=False)
+                        if out is not None:
+                            yield out
                     continue
                 if isinstance(event, ToolCallDelta) and self._masker is not None:
                     restorer = self._args.setdefault(
@@ -486,13 +493,14 @@ class _GuardedStream:
         pending = self._pending
         plan = self._plan
         cut = len(pending) if final else max(0, len(pending) - self._hold)
-        spans = []
+        spans: list[Span] = []
         if self._hold:
             window = self._context + pending
             base = len(self._context)
-            self._check(window)
+            found = find(window) if self._scan else []
+            self._check(window, found)
             if plan.cfg.pii.output != "off":
-                spans = [s for s in find(window) if s.end > base]
+                spans = [s for s in found if s.end > base]
                 for s in spans:
                     if s.start - base < cut < s.end - base:
                         cut = max(0, s.start - base)  # never send half of a value
@@ -510,7 +518,7 @@ class _GuardedStream:
             return None
         seg, self._pending = pending[:cut], pending[cut:]
         if self._hold:
-            self._context = (self._context + seg)[-self._hold :]
+            self._context = (self._context + seg)[-CONTEXT_CHARS:]
         if spans and plan.cfg.pii.output == "mask":
             seg = replace_spans(seg, spans)
         if self._text is not None:
@@ -522,9 +530,10 @@ class _GuardedStream:
         logprobs, self._logprobs = (self._logprobs or None), []
         return TextDelta(seg, logprobs=logprobs)
 
-    def _check(self, window: str) -> None:
+    def _check(self, window: str, found: list[Span]) -> None:
         out = self._plan.cfg.output
-        if out.secrets != "off" and "output_secrets" not in self._flagged and has_secret(window):
+        secret = any(s.entity == "SECRET" for s in found)
+        if out.secrets != "off" and "output_secrets" not in self._flagged and secret:
             self._flagged.add("output_secrets")
             self._stage._hit("output_secrets", out.secrets, "secret", self._verdicts)
         if (
