@@ -321,3 +321,17 @@ async def test_a_custom_guard_that_raises_is_an_error_verdict_not_a_500() -> Non
     ctx = CallContext(request("hi"))
     await guard(ctx, lambda c: answer_with("ok", c))
     assert ctx.response_headers[HEADER] == "pii=pass, broken=error:RuntimeError"
+
+
+def test_dashboard_counts_guarded_calls() -> None:
+    from sluice.observe.records import CallRecord
+    from sluice.web.ui.data import summary
+
+    calls = [
+        CallRecord(request_id="a", guards="pii=mask:EMAIL, prompt_injection=pass"),
+        CallRecord(request_id="b", guards="prompt_injection=block:ignore_previous"),
+        CallRecord(request_id="c", guards="pii=flag:IP, output_secrets=flag:secret"),
+        CallRecord(request_id="d"),
+    ]
+    s = summary(calls)
+    assert (s["guard_blocked"], s["guard_flagged"], s["guard_masked"]) == (1, 1, 1)

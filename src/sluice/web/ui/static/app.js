@@ -288,6 +288,9 @@
     setText("output-tokens", fmtInt(s.output_tokens), s.output_tokens);
     setText("cache-hit-rate", fmtPct(s.cache_hit_rate), s.cache_hit_rate);
     setText("cache-hits", fmtInt(s.cache_hits), s.cache_hits);
+    setText("guard-blocked", fmtInt(s.guard_blocked), s.guard_blocked);
+    setText("guard-flagged", fmtInt(s.guard_flagged), s.guard_flagged);
+    setText("guard-masked", fmtInt(s.guard_masked), s.guard_masked);
     setText("total-saved", fmtUsd(s.cost_saved_usd), s.cost_saved_usd);
     setText("latency-p50", fmtMs(s.latency_ms_p50), s.latency_ms_p50);
     setText("latency-p95", fmtMs(s.latency_ms_p95), s.latency_ms_p95);
