@@ -510,3 +510,18 @@ async def test_records_keep_verdicts_and_never_the_values(
     ]
     dumped = json.dumps([r.to_json() for r in records])
     assert EMAIL not in dumped and "7946" not in dumped and "123-45-6789" not in dumped
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_cached_answer_is_restored_with_the_current_calls_values(
+    start: Start, stream: bool
+) -> None:
+    """Both calls send "mine is <EMAIL_1>" upstream: the second is an exact-cache hit whose
+    stored answer holds the placeholder, restored with the second caller's address."""
+    url = await start({"pii": {"mode": "mask"}})
+    first = await ask(url, "openai", "gpt-4o-mini", "mine is first@a.example", stream=stream)
+    second = await ask(url, "openai", "gpt-4o-mini", "mine is second@b.example", stream=stream)
+    assert first.text.startswith("mine is first@a.example")
+    assert second.headers["x-sluice-cache"] == "exact"
+    assert second.text.startswith("mine is second@b.example")
+    assert "first@" not in second.text

@@ -187,8 +187,7 @@ class GuardStage:
         )
         result = await nxt(ctx)
         if isinstance(result, ChatResponse):
-            await self._output(ctx, plan, verdicts, masker, leak, result)
-            return result
+            return await self._output(ctx, plan, verdicts, masker, leak, result)
         return _GuardedStream(self, ctx, plan, verdicts, masker, leak, result)
 
     # --- input ---------------------------------------------------------------------------
@@ -364,7 +363,9 @@ class GuardStage:
         masker: Masker | None,
         leak: LeakDetector | None,
         resp: ChatResponse,
-    ) -> None:
+    ) -> ChatResponse:
+        """The answer as the caller gets it: a copy, so what the caches, idempotency and
+        the record hold (the same object, from settle) keeps the placeholders."""
         text = "".join(p.text for p in resp.parts if isinstance(p, TextPart))
         self._judge(plan, text, leak, verdicts)
         if any("output" in phases for _, _, phases in plan.guards):
@@ -383,6 +384,7 @@ class GuardStage:
                 CURRENT_CALL.reset(token)
         cfg = plan.cfg
         masked_out: set[str] = set()
+        parts: list[Part] = []
         for part in resp.parts:
             if isinstance(part, TextPart):
                 value = part.text
@@ -395,13 +397,16 @@ class GuardStage:
                     value = masker.restore(value)
                 if cfg.output.html == "sanitize":
                     value = sanitize_html(value)
-                part.text = value
+                part = dataclasses.replace(part, text=value)
             elif isinstance(part, ToolCallPart) and masker is not None:
-                part.arguments = masker.restore(part.arguments, json_string=True)
+                arguments = masker.restore(part.arguments, json_string=True)
+                part = dataclasses.replace(part, arguments=arguments)
+            parts.append(part)
         if cfg.pii.output != "off":
             rule = "+".join(sorted(masked_out)) or None
             outcome = "pass" if not masked_out else cfg.pii.output
             verdicts.add(Verdict("pii_output", outcome, rule=rule))
+        return dataclasses.replace(resp, parts=parts)
 
 
 class _GuardedStream:
