@@ -335,3 +335,27 @@ def test_dashboard_counts_guarded_calls() -> None:
     ]
     s = summary(calls)
     assert (s["guard_blocked"], s["guard_flagged"], s["guard_masked"]) == (1, 1, 1)
+
+
+async def test_a_large_request_is_masked_off_the_event_loop() -> None:
+    guard = stage({"pii": {"mode": "mask"}})
+    text = "filler words here. " * 3000 + "mail a@x.io"  # > OFFLOAD_CHARS
+    seen: list[str] = []
+
+    async def upstream(c: CallContext) -> Result:
+        part = c.request.messages[0].parts[0]
+        assert isinstance(part, TextPart)
+        seen.append(part.text)
+        return ChatResponse(id="r", model="m", parts=[TextPart("<EMAIL_1>")])
+
+    result = await guard(CallContext(request(text)), upstream)
+    assert seen[0].endswith("mail <EMAIL_1>")
+    assert isinstance(result, ChatResponse)
+    assert result.parts == [TextPart("a@x.io")]
+
+
+def test_hostile_pem_headers_cost_linear_time() -> None:
+    """30,000 unterminated PEM headers: each candidate's body scan stops at the next dash
+    run (it was quadratic: 28 s for 0.8 MB)."""
+    text = "-----BEGIN PRIVATE KEY-----\n" * 2000
+    assert find(text) == []  # no END: nothing found, and (by construction) no rescans

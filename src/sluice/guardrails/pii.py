@@ -52,8 +52,9 @@ PATTERN = re.compile(
       | \b[sr]k_(?:live|test)_[0-9A-Za-z]{16,}         # Stripe secret / restricted key
       | \bhf_[A-Za-z0-9]{30,}                          # Hugging Face token
       | \bglpat-[A-Za-z0-9_-]{20,}                     # GitLab personal access token
-      | -----BEGIN\ (?:[A-Z0-9]+\ ){0,3}PRIVATE\ KEY-----
-        [\s\S]{0,16384}?-----END\ (?:[A-Z0-9]+\ ){0,3}PRIVATE\ KEY-----   # PEM private key
+      | -----BEGIN\ (?:[A-Z0-9]+\ ){0,3}PRIVATE\ KEY-----        # PEM private key: the
+        (?>(?:[A-Za-z0-9+/=\s:,.]|-(?!----)){0,16384})          # body (atomic, no dash
+        -----END\ (?:[A-Z0-9]+\ ){0,3}PRIVATE\ KEY-----         # run: linear in the text)
     )
   | (?P<bearer>
         (?P<bearer_keep>(?i:\bbearer)\s{1,4})

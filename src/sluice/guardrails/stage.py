@@ -26,6 +26,7 @@ the error response carries it too.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -47,6 +48,7 @@ from sluice.guardrails.checks import (
     html_safe_cut,
     request_texts,
     sanitize_html,
+    text_bytes,
 )
 from sluice.guardrails.config import GuardrailsConfig, GuardSet
 from sluice.guardrails.custom import GuardLoadError, WebhookGuard, load_custom
@@ -71,6 +73,9 @@ from sluice.types import (
 HEADER = "x-sluice-guard"
 MAX_VERDICTS = 16
 CHARS_PER_TOKEN = 4
+# A request with more text than this is scanned for PII in a worker thread: hostile text
+# costs the detector up to ~8 s per MB (BENCHMARKS.md), which must not stall the event loop.
+OFFLOAD_CHARS = 32_768
 CONTEXT_CHARS = 128  # sent text kept for checks across the cut (a leak's first words)
 CHECK_STEP_CHARS = 64  # a stream's window is checked each time this much text came
 HTML_HOLD_CHARS = 4096  # the longest open element a stream holds back to sanitize whole
@@ -214,9 +219,14 @@ class GuardStage:
         pii = cfg.pii
         if pii.mode != "off":
             entities = frozenset(pii.entities) if pii.entities is not None else None
+            big = text_bytes(req) > OFFLOAD_CHARS
             if pii.mode == "mask":
                 masker = Masker(entities)
-                masked = mask_request(req, masker)
+                masked = (
+                    await asyncio.to_thread(mask_request, req, masker)
+                    if big
+                    else mask_request(req, masker)
+                )
                 if len(masker):
                     ctx.rewrite(masked, by="guardrails.pii")
                     verdicts.add(Verdict("pii", "mask", rule="+".join(masker.entities_found)))
@@ -224,12 +234,8 @@ class GuardStage:
                     verdicts.add(Verdict("pii"))
                     masker = None
             else:
-                kinds = sorted(
-                    {
-                        s.entity
-                        for text, _ in request_texts(req, include_system=True)
-                        for s in find(text, entities)
-                    }
+                kinds = (
+                    await asyncio.to_thread(_kinds, req, entities) if big else _kinds(req, entities)
                 )
                 if not kinds:
                     verdicts.add(Verdict("pii"))
@@ -570,6 +576,17 @@ class _GuardedStream:
                 await self._stage._run_guards(self._plan, call, "output", self._verdicts)
             finally:
                 CURRENT_CALL.reset(token)
+
+
+def _kinds(req: ChatRequest, entities: frozenset[str] | None) -> list[str]:
+    """The kinds of personal data and secrets anywhere in the request, sorted."""
+    return sorted(
+        {
+            s.entity
+            for text, _ in request_texts(req, include_system=True)
+            for s in find(text, entities)
+        }
+    )
 
 
 def mask_request(req: ChatRequest, masker: Masker) -> ChatRequest:
