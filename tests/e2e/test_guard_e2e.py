@@ -28,6 +28,7 @@ from sluice.config import SluiceConfig
 from sluice.guardrails import stage as guard_stage
 from sluice.guardrails.base import GuardCall, Verdict
 from sluice.observe.store import RecordStore
+from sluice.types import ChatRequest, Message, TextPart
 from tests.conftest import gateway_config
 
 pytestmark = pytest.mark.e2e
@@ -525,3 +526,27 @@ async def test_a_cached_answer_is_restored_with_the_current_calls_values(
     assert second.headers["x-sluice-cache"] == "exact"
     assert second.text.startswith("mine is second@b.example")
     assert "first@" not in second.text
+
+
+class AskAModel:
+    """A custom guard that asks a model (a helper call, charged to the guarded call)."""
+
+    def __init__(self) -> None:
+        self.name = "ask_model"
+
+    async def check(self, call: GuardCall) -> Verdict:
+        assert call.helper_call is not None
+        question = ChatRequest(
+            model="gpt-4o-mini", messages=[Message("user", [TextPart("is this fine?")])]
+        )
+        await call.helper_call(question)
+        return Verdict(self.name)
+
+
+async def test_a_guards_model_call_is_charged_to_the_call(start: Start) -> None:
+    plain = await start({})
+    guarded = await start({"custom": [{"path": "tests.e2e.test_guard_e2e:AskAModel"}]})
+    base = await ask(plain, "openai", "claude-haiku", "hello there", stream=False)
+    more = await ask(guarded, "openai", "claude-haiku", "hello there", stream=False)
+    assert more.headers["x-sluice-guard"] == "ask_model=pass"
+    assert float(more.headers["x-sluice-cost-usd"]) > float(base.headers["x-sluice-cost-usd"])

@@ -359,3 +359,26 @@ def test_hostile_pem_headers_cost_linear_time() -> None:
     run (it was quadratic: 28 s for 0.8 MB)."""
     text = "-----BEGIN PRIVATE KEY-----\n" * 2000
     assert find(text) == []  # no END: nothing found, and (by construction) no rescans
+
+
+async def test_tool_call_arguments_are_restored_in_streams() -> None:
+    from sluice.types import ToolCallDelta, ToolCallStart
+
+    guard = stage({"pii": {"mode": "mask"}})
+    args = '{"to": "<EMAIL_1>", "cc": "<PHONE_1>"}'
+
+    async def gen() -> AsyncIterator[StreamEvent]:
+        yield StreamStart("r", "m")
+        yield ToolCallStart(0, "c1", "send")
+        for i in range(0, len(args), 3):
+            yield ToolCallDelta(0, args[i : i + 3])
+        yield Finish("tool_calls")
+
+    async def nxt(c: CallContext) -> Result:
+        return gen()  # type: ignore[return-value]
+
+    ctx = CallContext(request('write "a@x.io" or call +44 20 7946 0958'))
+    result = await guard(ctx, nxt)
+    assert not isinstance(result, ChatResponse)
+    out = "".join([e.arguments async for e in result if isinstance(e, ToolCallDelta)])
+    assert out == '{"to": "a@x.io", "cc": "+44 20 7946 0958"}'
