@@ -364,6 +364,16 @@ class SluiceConfig(_Frozen):
         return self
 
     @model_validator(mode="after")
+    def _check_guard_sets(self) -> SluiceConfig:
+        """A guard set for a name nothing serves would never run: a typo must not switch
+        the guards of a model off without a word."""
+        served = {n for d in self.deployments for n in d.public_names} | set(self.models)
+        for name in self.guardrails.models:
+            if name not in served and name not in self.routes:
+                raise ValueError(f"guardrails.models.{name}: no model or route has this name")
+        return self
+
+    @model_validator(mode="after")
     def _check_plans(self) -> SluiceConfig:
         served = {name for d in self.deployments for name in d.public_names}
         ids = {d.id for d in self.deployments}

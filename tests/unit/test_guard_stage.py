@@ -141,7 +141,12 @@ def test_labels_are_bounded() -> None:
 
 
 def test_config_per_model_and_switch() -> None:
-    cfg = SluiceConfig.model_validate({"guardrails": {"models": {"x": {"pii": {"mode": "mask"}}}}})
+    cfg = SluiceConfig.model_validate(
+        {
+            "models": {"x": {"deployments": []}},
+            "guardrails": {"models": {"x": {"pii": {"mode": "mask"}}}},
+        }
+    )
     assert cfg.guardrails.enabled
     assert cfg.guardrails.for_model("x").pii.mode == "mask"
     assert cfg.guardrails.for_model("y").pii.mode == "off"
@@ -382,3 +387,18 @@ async def test_tool_call_arguments_are_restored_in_streams() -> None:
     assert not isinstance(result, ChatResponse)
     out = "".join([e.arguments async for e in result if isinstance(e, ToolCallDelta)])
     assert out == '{"to": "a@x.io", "cc": "+44 20 7946 0958"}'
+
+
+def test_a_guard_set_for_an_unknown_model_is_refused() -> None:
+    with pytest.raises(ValueError, match="no model or route"):
+        SluiceConfig.model_validate({"guardrails": {"models": {"gpt-4o-mnii": {}}}})
+
+
+def test_verdicts_are_counted_in_prometheus() -> None:
+    from sluice.observe.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.guard_verdict("pii", "mask")
+    metrics.guard_verdict("pii", "mask")
+    text = metrics.render().decode()
+    assert 'sluice_guard_verdicts_total{guard="pii",verdict="mask"} 2.0' in text

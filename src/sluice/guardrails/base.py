@@ -127,10 +127,15 @@ class InjectionResult(Protocol):
 
 
 class InjectionDetectorLike(Protocol):
-    """`sluice.guardrails.injection.InjectionDetector`. `check` is synchronous and cheap
-    (rules, then the embedding classifier); `source` tells user text from indirect text (a
-    tool result, a retrieved document, the system prompt). The optional async model check
-    (`acheck`, for scores near the threshold) is looked up with `getattr`."""
+    """`sluice.guardrails.injection.InjectionDetector`, built with no arguments. `check` is
+    synchronous and cheap (rules, then the embedding classifier); `source` tells user text
+    from indirect text (a tool result, a retrieved document, the system prompt).
+
+    The optional model check, used when `guardrails.injection.model_check` is on, is looked
+    up with `getattr`: `async def acheck(text, *, source, ask) -> InjectionVerdict`, where
+    `ask(ChatRequest) -> ChatResponse` is a helper call charged to the guarded call (None
+    when the stage has no model to ask); it should call `check` first and ask only near
+    the threshold."""
 
     def check(self, text: str, *, source: str) -> InjectionResult: ...
 

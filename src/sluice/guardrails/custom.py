@@ -70,18 +70,6 @@ class WebhookGuard:
     def __init__(self, cfg: WebhookGuardConfig) -> None:
         self.name = cfg.name
         self._cfg = cfg
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._cfg.timeout_s)
-            )
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
     async def check(self, call: GuardCall) -> Verdict:
         payload = {
@@ -90,11 +78,16 @@ class WebhookGuard:
             "text": call_text(call)[: self._cfg.max_chars],
         }
         try:
-            async with asyncio.timeout(self._cfg.timeout_s):
-                async with self._client().post(self._cfg.url, json=payload) as resp:
-                    if resp.status >= 300:
-                        return Verdict(self.name, "error", rule=f"http_{resp.status}")
-                    body: Any = await resp.json(content_type=None)
+            # A session per check: nothing to close when the gateway stops (the guard has no
+            # shutdown hook), and a moderation call is a network round trip anyway.
+            async with (
+                asyncio.timeout(self._cfg.timeout_s),
+                aiohttp.ClientSession() as http,
+                http.post(self._cfg.url, json=payload) as resp,
+            ):
+                if resp.status >= 300:
+                    return Verdict(self.name, "error", rule=f"http_{resp.status}")
+                body: Any = await resp.json(content_type=None)
         except TimeoutError:
             return Verdict(self.name, "error", rule="timeout")
         except (aiohttp.ClientError, ValueError, OSError) as err:

@@ -167,12 +167,6 @@ class GuardStage:
         if wants_injection and injection is None:
             self._injection = load_injection_detector()
 
-    async def close(self) -> None:
-        for plan in (self._default, *self._plans.values()):
-            for guard, _, _ in plan.guards:
-                if isinstance(guard, WebhookGuard):
-                    await guard.close()
-
     async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
         plan = self._plans.get(ctx.request.model, self._default)
         if not plan.cfg.active:
