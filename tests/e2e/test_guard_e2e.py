@@ -30,6 +30,8 @@ from sluice.guardrails.base import GuardCall, Verdict
 from sluice.observe.store import RecordStore
 from sluice.types import ChatRequest, Message, TextPart
 from tests.conftest import gateway_config
+from tests.governance_rig import create_key, keyed_config, set_env
+from tests.governance_rig import gateway as keyed_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -108,10 +110,11 @@ async def ask(
     headers: dict[str, str] | None = None,
     system: str | None = None,
     content: Any = None,
+    key: str = "sk-test",
 ) -> Answer:
     extra = {**ECHO, **(headers or {})}
     if sdk == "openai":
-        oai = AsyncOpenAI(base_url=url + "/v1", api_key="sk-test", max_retries=0)
+        oai = AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
         messages: Any = [{"role": "user", "content": content or text}]
         if system:
             messages.insert(0, {"role": "system", "content": system})
@@ -125,7 +128,7 @@ async def ask(
             return Answer("".join(out), raw.headers)
         finally:
             await oai.close()
-    ant = AsyncAnthropic(base_url=url, api_key="sk-test", max_retries=0)
+    ant = AsyncAnthropic(base_url=url, api_key=key, max_retries=0)
     kwargs: Any = {"system": system} if system else {}
     try:
         araw: Any = await ant.messages.with_raw_response.create(
@@ -550,3 +553,31 @@ async def test_a_guards_model_call_is_charged_to_the_call(start: Start) -> None:
     more = await ask(guarded, "openai", "claude-haiku", "hello there", stream=False)
     assert more.headers["x-sluice-guard"] == "ask_model=pass"
     assert float(more.headers["x-sluice-cost-usd"]) > float(base.headers["x-sluice-cost-usd"])
+
+
+async def test_tenants_never_get_each_others_values(
+    sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tenants send the same masked prompt at once, then tenant B asks for A's
+    placeholder by name: each gets only its own values, B gets the literal text back."""
+    set_env(monkeypatch)
+    config = keyed_config(sim_url, f"sqlite:///{tmp_path / 'keys.db'}")
+    config = config.model_validate({**config.model_dump(), "guardrails": {"pii": {"mode": "mask"}}})
+    async with keyed_gateway(config) as (url, _), aiohttp.ClientSession() as http:
+        key_a = (await create_key(http, url, tenant="tenant-a"))["key"]
+        key_b = (await create_key(http, url, tenant="tenant-b"))["key"]
+
+        async def one(i: int) -> None:
+            key, mail = (key_a, "alice@a.example") if i % 2 else (key_b, "bob@b.example")
+            sdk = "openai" if i % 4 < 2 else "anthropic"
+            answer = await ask(
+                url, sdk, "gpt-4o-mini", f"mine is {mail}", stream=i % 3 == 0, key=key
+            )
+            assert answer.text.startswith(f"mine is {mail}")
+            other = "bob@" if i % 2 else "alice@"
+            assert other not in answer.text
+
+        await asyncio.gather(*(one(i) for i in range(16)))
+        probe = await ask(url, "openai", "gpt-4o-mini", "say <EMAIL_1>", stream=False, key=key_b)
+        assert probe.text.startswith("say <EMAIL_1>")
+        assert "alice@" not in probe.text and "bob@" not in probe.text
