@@ -371,6 +371,10 @@ class SluiceConfig(_Frozen):
         for name in self.guardrails.models:
             if name not in served and name not in self.routes:
                 raise ValueError(f"guardrails.models.{name}: no model or route has this name")
+        for guards in (self.guardrails, *self.guardrails.models.values()):
+            model = guards.injection.model
+            if model is not None and model not in served:
+                raise ValueError(f"guardrails injection.model {model!r} is not a served model")
         return self
 
     @model_validator(mode="after")

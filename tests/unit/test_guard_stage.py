@@ -402,3 +402,33 @@ def test_verdicts_are_counted_in_prometheus() -> None:
     metrics.guard_verdict("pii", "mask")
     text = metrics.render().decode()
     assert 'sluice_guard_verdicts_total{guard="pii",verdict="mask"} 2.0' in text
+
+
+async def test_the_model_check_asks_the_configured_model() -> None:
+    asked: list[str] = []
+
+    async def ask(req: ChatRequest) -> ChatResponse:
+        asked.append(req.model)
+        return ChatResponse(id="r", model=req.model, parts=[TextPart("no")])
+
+    class WithModel(FakeDetector):
+        async def acheck(self, text: str, *, source: str, ask: Any) -> FakeVerdict:
+            found = self.check(text, source=source)
+            if not found.flagged:
+                answer = await ask(request(text))
+                assert answer.parts == [TextPart("no")]
+            return found
+
+    guard = stage(
+        {"injection": {"mode": "flag", "model_check": True, "model": "judge"}},
+        injection=WithModel(),
+        ask=ask,
+    )
+    ctx = CallContext(request("hello"))
+    await guard(ctx, lambda c: answer_with("x", c))
+    assert asked == ["judge"]
+    assert ctx.response_headers[HEADER] == "prompt_injection=pass"
+    with pytest.raises(ValueError, match=r"needs injection\.model"):
+        GuardrailsConfig.model_validate({"injection": {"model_check": True}})
+    with pytest.raises(ValueError, match="not a served model"):
+        SluiceConfig.model_validate({"guardrails": {"injection": {"model": "nope"}}})

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from sluice.config_base import Frozen
 
@@ -70,7 +70,13 @@ class InjectionConfig(Frozen):
     mode: Mode = "off"
     sources: list[InjectionSource] = Field(default_factory=lambda: list(_INDIRECT))
     model_check: bool = False
-    model: str | None = None  # the model asked by the model check
+    model: str | None = None  # the model the model check asks (a served model)
+
+    @model_validator(mode="after")
+    def _model_for_check(self) -> InjectionConfig:
+        if self.model_check and not self.model:
+            raise ValueError("injection.model_check needs injection.model (the model to ask)")
+        return self
 
 
 class OutputConfig(Frozen):
