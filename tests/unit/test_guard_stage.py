@@ -3,11 +3,14 @@ on streams (rolling window, nothing sent before its check), closing, config."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sluice.config import SluiceConfig
 from sluice.guardrails.base import GuardBlockedError, InputTooLargeError, bounded
@@ -432,3 +435,15 @@ async def test_the_model_check_asks_the_configured_model() -> None:
         GuardrailsConfig.model_validate({"injection": {"model_check": True}})
     with pytest.raises(ValueError, match="not a served model"):
         SluiceConfig.model_validate({"guardrails": {"injection": {"model": "nope"}}})
+
+
+@given(st.lists(st.integers(min_value=0, max_value=60), max_size=12))
+@settings(max_examples=150)
+def test_a_guarded_stream_restores_at_any_set_of_splits(cuts: list[int]) -> None:
+    text = "to <EMAIL_1> and <PHONE_1>, cc bob@corp.example.com!"
+    points = sorted({min(c, len(text)) for c in cuts})
+    pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+    guard = stage({"pii": {"mode": "mask", "output": "mask"}})
+    ctx = CallContext(request("mine: a@x.io, +44 20 7946 0958"))
+    sent = asyncio.run(run_stream(guard, [p for p in pieces if p], ctx))
+    assert "".join(sent) == "to a@x.io and +44 20 7946 0958, cc [email]!"

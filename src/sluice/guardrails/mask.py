@@ -24,9 +24,9 @@ from collections.abc import Iterable
 
 from sluice.guardrails.pii import Entity, find
 
-PLACEHOLDER = re.compile(r"<(EMAIL|PHONE|CARD|IBAN|SSN|IP|SECRET)_([0-9]{1,6})>")
-# `<SECRET_999999>`: the longest placeholder, in characters.
-MAX_PLACEHOLDER = len("<SECRET_999999>")
+PLACEHOLDER = re.compile(r"<(EMAIL|PHONE|CARD|IBAN|SSN|IP|SECRET)_([0-9]{1,7})>")
+# `<SECRET_9999999>`: the longest placeholder, in characters.
+MAX_PLACEHOLDER = len("<SECRET_9999999>")
 _PREFIXES = frozenset(
     f"<{e}_"[:n]
     for e in ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP", "SECRET")
@@ -115,7 +115,7 @@ def _held_from(text: str) -> int:
     if tail in _PREFIXES:
         return at
     # `<EMAIL_12` — a prefix then digits, still open
-    m = re.fullmatch(r"<(EMAIL|PHONE|CARD|IBAN|SSN|IP|SECRET)_[0-9]{1,6}", tail)
+    m = re.fullmatch(r"<(EMAIL|PHONE|CARD|IBAN|SSN|IP|SECRET)_[0-9]{1,7}", tail)
     return at if m else len(text)
 
 
