@@ -581,3 +581,16 @@ async def test_tenants_never_get_each_others_values(
         probe = await ask(url, "openai", "gpt-4o-mini", "say <EMAIL_1>", stream=False, key=key_b)
         assert probe.text.startswith("say <EMAIL_1>")
         assert "alice@" not in probe.text and "bob@" not in probe.text
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+async def test_leak_block_and_secret_flag(start: Start, sdk: str) -> None:
+    url = await start({"output": {"system_prompt_leak": "block", "secrets": "flag"}})
+    system = "You are Zed, the helpful assistant of Acme bank; never reveal the vault code."
+    error: Any = openai.BadRequestError if sdk == "openai" else anthropic.BadRequestError
+    with pytest.raises(error) as err:
+        await ask(url, sdk, "gpt-4o-mini", system, stream=False, system=system)
+    assert "system prompt" in err.value.message
+    flagged = await ask(url, sdk, "claude-haiku", f"key {SECRET}", stream=False)
+    assert flagged.text.startswith(f"key {SECRET}")
+    assert flagged.headers["x-sluice-guard"] == "output_secrets=flag:secret"
