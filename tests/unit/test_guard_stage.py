@@ -415,10 +415,12 @@ async def test_the_model_check_asks_the_configured_model() -> None:
         return ChatResponse(id="r", model=req.model, parts=[TextPart("no")])
 
     class WithModel(FakeDetector):
-        async def acheck(self, text: str, *, source: str, ask: Any) -> FakeVerdict:
+        async def acheck(self, text: str, *, source: str, ask: Any, model: str) -> FakeVerdict:
             found = self.check(text, source=source)
             if not found.flagged:
-                answer = await ask(request(text))
+                question = request(text)
+                question.model = model
+                answer = await ask(question)
                 assert answer.parts == [TextPart("no")]
             return found
 

@@ -132,10 +132,11 @@ class InjectionDetectorLike(Protocol):
     from indirect text (a tool result, a retrieved document, the system prompt).
 
     The optional model check, used when `guardrails.injection.model_check` is on, is looked
-    up with `getattr`: `async def acheck(text, *, source, ask) -> InjectionVerdict`, where
-    `ask(ChatRequest) -> ChatResponse` is a helper call charged to the guarded call (None
-    when the stage has no model to ask); it should call `check` first and ask only near
-    the threshold."""
+    up with `getattr`: `async def acheck(text, *, source, ask, model) -> InjectionVerdict`,
+    where `ask(ChatRequest) -> ChatResponse` is a helper call charged to the guarded call
+    (None when the stage has no model to ask) and `model` the served model to ask
+    (`guardrails.injection.model`); it calls `check` first and asks only near the
+    threshold."""
 
     def check(self, text: str, *, source: str) -> InjectionResult: ...
 

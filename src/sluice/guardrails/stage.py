@@ -50,7 +50,7 @@ from sluice.guardrails.checks import (
     sanitize_html,
     text_bytes,
 )
-from sluice.guardrails.config import GuardrailsConfig, GuardSet, InjectionConfig
+from sluice.guardrails.config import GuardrailsConfig, GuardSet
 from sluice.guardrails.custom import GuardLoadError, WebhookGuard, load_custom
 from sluice.guardrails.mask import Masker, StreamRestorer
 from sluice.guardrails.pii import Span, find, replace_spans
@@ -266,7 +266,9 @@ class GuardStage:
             if source not in sources or not text:
                 continue
             if acheck is not None:
-                found: InjectionResult = await acheck(text, source=source, ask=self._asker(cfg))
+                found: InjectionResult = await acheck(
+                    text, source=source, ask=self._ask, model=cfg.model
+                )
             else:
                 found = detector.check(text, source=source)
             if found.flagged:
@@ -289,17 +291,6 @@ class GuardStage:
             guard="prompt_injection",
             rule=rule,
         )
-
-    def _asker(self, cfg: InjectionConfig) -> Ask | None:
-        """The model check's helper call, always to the configured model."""
-        ask, model = self._ask, cfg.model
-        if ask is None or model is None:
-            return ask
-
-        async def to_model(req: ChatRequest) -> ChatResponse:
-            return await ask(dataclasses.replace(req, model=model))
-
-        return to_model
 
     async def _run_guards(
         self, plan: _Plan, call: GuardCall, phase: str, verdicts: _Verdicts
