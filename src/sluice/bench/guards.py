@@ -59,11 +59,19 @@ ANSWER = (
 ) * 2
 
 
+_turn = 0
+
+
 def request() -> ChatRequest:
+    """The conversation with a new last turn each time (as in a chat: the history repeats,
+    the last message is new, so the injection detector sees one new text per request)."""
+    global _turn
+    _turn += 1
     roles = ("user", "assistant", "user")
+    texts = [*TURNS[:-1], f"{TURNS[-1]} (message {_turn})"]
     return ChatRequest(
         "bench-model",
-        [Message(role, [TextPart(t)]) for role, t in zip(roles, TURNS, strict=True)],  # type: ignore[arg-type]
+        [Message(role, [TextPart(t)]) for role, t in zip(roles, texts, strict=True)],  # type: ignore[arg-type]
         system=[TextPart(SYSTEM)],
     )
 

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import importlib
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -73,6 +75,7 @@ from sluice.types import (
 HEADER = "x-sluice-guard"
 MAX_VERDICTS = 16
 CHARS_PER_TOKEN = 4
+SEEN_TEXTS = 65_536  # injection verdicts remembered by text digest (~100 bytes each)
 # A request with more text than this is scanned for PII in a worker thread: hostile text
 # costs the detector up to ~8 s per MB (BENCHMARKS.md), which must not stall the event loop.
 OFFLOAD_CHARS = 32_768
@@ -164,6 +167,7 @@ class GuardStage:
             s.injection.mode != "off" for s in config.models.values()
         )
         self._injection = injection
+        self._seen: OrderedDict[bytes, InjectionResult] = OrderedDict()
         if wants_injection and injection is None:
             self._injection = load_injection_detector()
 
@@ -260,17 +264,40 @@ class GuardStage:
         cfg = plan.cfg.injection
         sources = set(cfg.sources)
         acheck = getattr(detector, "acheck", None) if cfg.model_check else None
+        items = [
+            (text, source, _digest(source, text))
+            for text, source in request_texts(req, include_system="system" in sources)
+            if source in sources and text
+        ]
+        # A conversation sends its history again each turn: verdicts of texts already seen
+        # are remembered by digest (never the text), and only new texts are checked — in a
+        # worker thread, as the classifier's embedding costs milliseconds of CPU.
+        cache = self._seen
+        results: dict[bytes, InjectionResult] = {}
+        todo: list[tuple[str, str, bytes]] = []
+        for item in items:
+            hit = cache.get(item[2])
+            if hit is not None:
+                cache.move_to_end(item[2])
+                results[item[2]] = hit
+            else:
+                todo.append(item)
+        if todo and acheck is not None:
+            for text, source, key in todo:
+                results[key] = await acheck(text, source=source, ask=self._ask, model=cfg.model)
+        elif todo:
+            checked = await asyncio.to_thread(
+                lambda: [detector.check(text, source=source) for text, source, _ in todo]
+            )
+            results.update((key, found) for (_, _, key), found in zip(todo, checked, strict=True))
+        for _, _, key in todo:
+            cache[key] = results[key]
+        while len(cache) > SEEN_TEXTS:
+            cache.popitem(last=False)
         worst: InjectionResult | None = None
         where = "user"
-        for text, source in request_texts(req, include_system="system" in sources):
-            if source not in sources or not text:
-                continue
-            if acheck is not None:
-                found: InjectionResult = await acheck(
-                    text, source=source, ask=self._ask, model=cfg.model
-                )
-            else:
-                found = detector.check(text, source=source)
+        for _, source, key in items:
+            found = results[key]
             if found.flagged:
                 worst = found
                 where = source
@@ -572,6 +599,10 @@ class _GuardedStream:
                 await self._stage._run_guards(self._plan, call, "output", self._verdicts)
             finally:
                 CURRENT_CALL.reset(token)
+
+
+def _digest(source: str, text: str) -> bytes:
+    return hashlib.blake2b(f"{source}\x00{text}".encode(), digest_size=16).digest()
 
 
 def _kinds(req: ChatRequest, entities: frozenset[str] | None) -> list[str]:
