@@ -449,3 +449,16 @@ def test_a_guarded_stream_restores_at_any_set_of_splits(cuts: list[int]) -> None
     ctx = CallContext(request("mine: a@x.io, +44 20 7946 0958"))
     sent = asyncio.run(run_stream(guard, [p for p in pieces if p], ctx))
     assert "".join(sent) == "to a@x.io and +44 20 7946 0958, cc [email]!"
+
+
+async def test_history_is_not_rechecked_each_turn() -> None:
+    detector = FakeDetector()
+    guard = stage({"injection": {"mode": "flag"}}, injection=detector)
+    await guard(CallContext(request("first", "second")), lambda c: answer_with("x", c))
+    await guard(CallContext(request("first", "second", "third")), lambda c: answer_with("x", c))
+    assert [t for t, _ in detector.seen] == ["first", "second", "third"]
+    # the same text from another source is another check
+    req = request("x")
+    req.messages.append(Message("tool", [ToolResultPart("c", [TextPart("first")])]))
+    await guard(CallContext(req), lambda c: answer_with("x", c))
+    assert detector.seen[-2:] == [("x", "user"), ("first", "tool")]
