@@ -88,8 +88,8 @@ Ask = Callable[[ChatRequest], Awaitable[ChatResponse]]
 
 
 def load_injection_detector() -> InjectionDetectorLike:
-    """`sluice.guardrails.injection.InjectionDetector()`, imported only when a guard set
-    switches injection detection on."""
+    """`sluice.guardrails.injection.InjectionDetector()`, imported (and its classifier
+    loaded) when the gateway starts with injection detection on in some guard set."""
     try:
         module = importlib.import_module("sluice.guardrails.injection")
         detector: InjectionDetectorLike = module.InjectionDetector()
@@ -97,6 +97,9 @@ def load_injection_detector() -> InjectionDetectorLike:
         raise GuardLoadError(
             f"guardrails.injection is on, but the detector is not available: {err}"
         ) from err
+    load = getattr(detector, "load", None)
+    if callable(load):  # its classifier now, at start, not on the first request
+        load()
     return detector
 
 
