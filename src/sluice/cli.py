@@ -320,6 +320,15 @@ def shadow_bench(count: int) -> None:
 
 
 @bench.command()
+@click.option("--requests", "count", default=2000, show_default=True)
+def guards(count: int) -> None:
+    """Per-request cost of the default guard set (guardrails), JSON and stream."""
+    from sluice.bench.guards import run
+
+    run(count)
+
+
+@bench.command()
 @click.option("--requests", "count", default=20000, show_default=True)
 def pipeline(count: int) -> None:
     """Sluice's own per-request cost, without HTTP."""

@@ -30,6 +30,7 @@ from sluice.files.config import FilesConfig
 from sluice.frontends.config import EndpointsConfig
 from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
+from sluice.guardrails.config import GuardrailsConfig
 from sluice.jobs.config import JobsConfig
 from sluice.observe.alert_config import RulesConfig
 from sluice.observe.tracing import TracingConfig
@@ -354,6 +355,8 @@ class SluiceConfig(_Frozen):
     queue: QueueSettings = QueueSettings()
     # Async jobs (`/v1/sluice/jobs`) and their signed webhooks (see sluice.jobs).
     jobs: JobsConfig = JobsConfig()
+    # Input limits, PII masking, prompt-injection detection, output checks (sluice.guardrails).
+    guardrails: GuardrailsConfig = GuardrailsConfig()
 
     @model_validator(mode="after")
     def _check_routes(self) -> SluiceConfig:
@@ -380,6 +383,20 @@ class SluiceConfig(_Frozen):
                     f"routes.{name}.online_eval: judge_model {judge!r} is not a served model "
                     "or route"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_guard_sets(self) -> SluiceConfig:
+        """A guard set for a name nothing serves would never run: a typo must not switch
+        the guards of a model off without a word."""
+        served = {n for d in self.deployments for n in d.public_names} | set(self.models)
+        for name in self.guardrails.models:
+            if name not in served and name not in self.routes:
+                raise ValueError(f"guardrails.models.{name}: no model or route has this name")
+        for guards in (self.guardrails, *self.guardrails.models.values()):
+            model = guards.injection.model
+            if model is not None and model not in served:
+                raise ValueError(f"guardrails injection.model {model!r} is not a served model")
         return self
 
     @model_validator(mode="after")

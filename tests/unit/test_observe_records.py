@@ -19,7 +19,7 @@ EXPECTED_FIELDS = [
     *("cost_usd", "cost_saved_usd", "usage_source", "latency_ms", "ttft_ms", "finish_reason"),
     "status",
     *("error_type", "system_prompt_hash", "input_preview", "output_preview"),
-    *("route_decision", "routing_saved_usd"),
+    *("route_decision", "routing_saved_usd", "guards"),
 ]
 
 

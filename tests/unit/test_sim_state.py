@@ -155,6 +155,7 @@ def test_stats_json_shape() -> None:
         "open_streams": 0,
         "in_flight": 0,
         "last_traceparent": None,
+        "last_prompt_text": None,
         "requests_cancelled": 0,
         "streams_cancelled": 0,
         "faults_injected": {"429": 1},

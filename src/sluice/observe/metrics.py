@@ -63,6 +63,12 @@ class Metrics:
             "net routing savings = cost_saved{reason=routing} - this.",
             registry=r,
         )
+        self.guard_verdicts = Counter(
+            "sluice_guard_verdicts",
+            "Guard verdicts (pass, flag, mask, block, error), by guard.",
+            ["guard", "verdict"],
+            registry=r,
+        )
         self.cache_hits = Counter(
             "sluice_cache_hits", "Calls answered from Sluice's cache.", ["kind"], registry=r
         )
@@ -119,6 +125,11 @@ class Metrics:
         )
         for reason in ("cache", "routing", "prompt_cache"):
             self.cost_saved.labels(reason)
+
+    def guard_verdict(self, guard: str, verdict: str) -> None:
+        """One guard's verdict on one call (sluice.guardrails); guard names are config
+        names (built-in, custom, webhook), bounded like every other label."""
+        self.guard_verdicts.labels(self._label("guard", guard), verdict).inc()
 
     def allow_values(self, **names: frozenset[str]) -> None:
         """The only values the given labels take (e.g. `route=...` from config); anything

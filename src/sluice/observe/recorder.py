@@ -191,6 +191,7 @@ class Recorder:
             system_prompt_hash=prompt_hash(system) if system else None,
             input_preview=self._preview(_last_user_text(req)),
             output_preview=self._preview(_answer_text(resp)) if status < 400 else None,
+            guards=ctx.response_headers.get("x-sluice-guard"),
         )
 
     def _routing_saved(self, ctx: CallContext, cost: Decimal | None, status: int) -> Decimal | None:

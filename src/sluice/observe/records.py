@@ -83,6 +83,8 @@ class CallRecord:
     # call at the route's reference (strong) model's price minus what it cost
     route_decision: str | None = None
     routing_saved_usd: Decimal | None = None
+    # guardrails (sluice.guardrails): "name=verdict[:rule], ..." as in x-sluice-guard
+    guards: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict: every field, Decimals as strings."""

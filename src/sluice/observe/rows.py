@@ -24,7 +24,13 @@ T = TypeVar("T")
 
 LABEL_CHARS = 255  # every label column (tenant, user, feature, session, model, ...)
 # Columns narrower than LABEL_CHARS; the previews and route_decision are unbounded TEXT.
-_WIDTHS = {"kind": 16, "cache_status": 16, "finish_reason": 32, "error_type": 64}
+_WIDTHS = {
+    "kind": 16,
+    "cache_status": 16,
+    "finish_reason": 32,
+    "error_type": 64,
+    "guards": 1024,
+}
 _TEXT_FIELDS = (
     "request_id",
     "parent_request_id",
@@ -48,6 +54,7 @@ _TEXT_FIELDS = (
     "input_preview",
     "output_preview",
     "route_decision",
+    "guards",
 )
 _UNBOUNDED = frozenset({"input_preview", "output_preview", "route_decision"})
 

@@ -153,6 +153,7 @@ async def _chat(request: web.Request, wire: Wire) -> web.StreamResponse:
         prompt = (openai_wire if wire == "openai" else anthropic_wire).parse_request(body)
     except WireError as exc:
         return error_response(wire, 400, exc.message, param=exc.param)
+    stats.last_prompt_text = prompt.texts[-1] if prompt.texts else None
     prompt_tokens = count_prompt(prompt.texts, prompt.n_messages)
     if prompt_tokens > model.context_window:
         message = (
@@ -178,6 +179,7 @@ async def _chat(request: web.Request, wire: Wire) -> web.StreamResponse:
     )
     answer = _unsure(answer, name, headers.get("x-sim-uncertain"))
     answer = judged(answer, prompt, headers)  # a judge's verdict follows fixed rules
+    answer = _echo(answer, prompt.texts, headers.get("x-sim-echo"))
     extra: dict[str, str] = {SIM_HEADER: "true"}
     if model.limited:
         info = state.limiter.check(model, prompt_tokens + answer.output_tokens, time.monotonic())
@@ -221,6 +223,12 @@ def _unsure(answer: Answer, model: str, listed: str | None) -> Answer:
     if listed and model in {v.strip() for v in listed.split(",")}:
         return with_prefix(answer, "UNCERTAIN: ")
     return answer
+
+
+def _echo(answer: Answer, texts: list[str], asked: str | None) -> Answer:
+    """`x-sim-echo: 1`: the answer starts with the request's last text (guardrails tests:
+    what the model was sent comes back to the caller)."""
+    return with_prefix(answer, texts[-1] + " ") if asked and texts else answer
 
 
 def _logprob(request: web.Request, turn: _Turn) -> float | None:

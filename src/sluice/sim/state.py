@@ -181,6 +181,7 @@ class Stats:
         self.open_streams = 0  # a gauge: never reset, streams still being written
         self.in_flight = 0  # a gauge: chat requests being handled right now
         self.last_traceparent: str | None = None  # W3C trace context of the last request
+        self.last_prompt_text: str | None = None  # the last request's last text (guardrails)
         self.requests_cancelled = 0  # chat requests whose client left before the answer
         self.requests_total = 0
         self.by_model: dict[str, ModelStats] = {}
@@ -209,6 +210,7 @@ class Stats:
             "open_streams": self.open_streams,
             "in_flight": self.in_flight,
             "last_traceparent": self.last_traceparent,
+            "last_prompt_text": self.last_prompt_text,
             "requests_cancelled": self.requests_cancelled,
             "streams_cancelled": self.streams_cancelled,
             "faults_injected": dict(self.faults_injected),

@@ -1,10 +1,13 @@
 """`build_stages(config, deps)`: the pipeline's stages, in order, decided in one place.
 
-    auth → live eval → idempotency → limits and budgets → agent guard → token policy → exact cache
-    → semantic cache → router → structured output → mid-stream failover → settle → (the plan
-    executor)
+    auth → guardrails → live eval → idempotency → limits and budgets → agent guard
+    → token policy → exact cache → semantic cache → router → structured output
+    → mid-stream failover → settle → (the plan executor)
 
 - Auth first: everything after it keys on `ctx.identity`.
+- Guardrails right after auth: a blocked request costs nothing further, and every later
+  stage (live evaluation and the caches too) sees the masked request
+  (sluice.guardrails.stage).
 - Idempotency before limits: a replay costs nothing and is not a new agent step.
 - Limits and budgets before any work is done.
 - Token policy before the caches: the cache key must cover what is really sent (a
@@ -34,6 +37,7 @@ from sluice.cost.prices import Price
 from sluice.eval.live import build_live_stage
 from sluice.governance.auth import Authenticator
 from sluice.governance.stage import build_governance
+from sluice.guardrails.stage import GuardStage
 from sluice.observe.metrics import Metrics
 from sluice.pipeline.context import CallContext, Result, Stage
 from sluice.providers.base import Deployment
@@ -98,8 +102,15 @@ def build_stages(config: SluiceConfig, deps: StageDeps) -> list[Stage]:
     """The stages in the order the module docstring gives; those switched off left out."""
     cache = config.cache
     stages: list[Stage] = [AuthStage(deps.auth)]
-    # Live evaluation right after auth: it sees the caller's request as sent, and acts only
-    # once the answer is complete (sluice.eval.live).
+    if config.guardrails.enabled:
+        stages.append(
+            GuardStage(
+                config.guardrails, ask=deps.classifier_call, count=deps.metrics.guard_verdict
+            )
+        )
+    # Live evaluation after auth and guardrails: it sees the request as sent upstream
+    # (masked, never a blocked one), and acts only once the answer is complete
+    # (sluice.eval.live).
     if deps.pipeline_call is not None and deps.finish_call is not None:
         records = config.observability.records
         live = build_live_stage(

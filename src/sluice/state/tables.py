@@ -171,6 +171,7 @@ def record_columns() -> list[Column[Any]]:
         s("usage_source", 16),  # r0002: "provider" | "estimated" (a stream cut before its usage)
         Column("cache_score", Double(), nullable=True),  # r0003: semantic cache verifier score
         s("cache_decision", 120),  # r0003: the semantic cache's decision in words
+        s("guards", 1024),  # r0004: guard verdicts, "name=verdict[:rule], ..." (guardrails)
     ]
 
 

@@ -87,9 +87,13 @@ def summary(calls: Sequence[CallRecord]) -> dict[str, Any]:
     """Totals over the calls: counts, rates, money, tokens and latency percentiles."""
     cost = saved = Decimal(0)
     errors = hits = unpriced = 0
+    guarded = {"block": 0, "flag": 0, "mask": 0}  # calls with such a guard verdict
     tokens = [0, 0, 0, 0]
     tiers = dict.fromkeys(CACHE_TIERS, 0)  # hits per cache tier (exact, normalized, semantic)
     for r in calls:
+        if r.guards:
+            for outcome in guarded:
+                guarded[outcome] += f"={outcome}" in r.guards
         errors += r.is_error
         hits += r.cache_hit
         if r.cache_status in tiers:
@@ -120,6 +124,9 @@ def summary(calls: Sequence[CallRecord]) -> dict[str, Any]:
         "cache_hits": hits,
         "cache_hits_by_tier": tiers,
         "cache_hit_rate": _rate(hits, len(calls)),
+        "guard_blocked": guarded["block"],
+        "guard_flagged": guarded["flag"],
+        "guard_masked": guarded["mask"],
         "latency_ms_p50": percentile(latencies, 50),
         "latency_ms_p95": percentile(latencies, 95),
         "latency_ms_p99": percentile(latencies, 99),

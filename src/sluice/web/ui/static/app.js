@@ -292,6 +292,9 @@
     const byTier = Object.keys(tiers).filter((k) => tiers[k] > 0)
       .map((k) => k + " " + fmtInt(tiers[k])).join(" · ");
     setText("cache-tiers", byTier || "no hits", byTier);
+    setText("guard-blocked", fmtInt(s.guard_blocked), s.guard_blocked);
+    setText("guard-flagged", fmtInt(s.guard_flagged), s.guard_flagged);
+    setText("guard-masked", fmtInt(s.guard_masked), s.guard_masked);
     setText("total-saved", fmtUsd(s.cost_saved_usd), s.cost_saved_usd);
     setText("latency-p50", fmtMs(s.latency_ms_p50), s.latency_ms_p50);
     setText("latency-p95", fmtMs(s.latency_ms_p95), s.latency_ms_p95);

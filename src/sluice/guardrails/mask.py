@@ -1,0 +1,143 @@
+"""PII masking that restores: placeholders out, originals back in — JSON and streams.
+
+`Masker` belongs to one call (it is built by the guard stage for the call and dropped with
+it): the mapping placeholder → original lives only in this object, never in a log, a record,
+a cache or another process. So another tenant's call — or the same tenant's next call —
+can never restore this call's values.
+
+Placeholders are `<ENTITY_N>`: the same value gets the same placeholder within a call, so the
+model can still tell "the same e-mail address twice" from two addresses. A number already
+used by a placeholder-shaped text in the caller's own input is skipped, so restoring never
+turns the caller's literal `<EMAIL_1>` into someone's address.
+
+`StreamRestorer` restores placeholders in text that arrives in pieces: a placeholder may be
+split at any point between deltas (`<EMA` + `IL_1>`), so text from the last `<` that could
+still begin a placeholder is held back until it is complete or can no longer be one. At
+most `MAX_PLACEHOLDER` characters are ever held.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+from sluice.guardrails.pii import Entity, find
+
+PLACEHOLDER = re.compile(r"<(EMAIL|PHONE|CARD|IBAN|SSN|IP|SECRET)_([0-9]{1,7})>")
+# `<SECRET_9999999>`: the longest placeholder, in characters.
+MAX_PLACEHOLDER = len("<SECRET_9999999>")
+_PREFIXES = frozenset(
+    f"<{e}_"[:n]
+    for e in ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP", "SECRET")
+    for n in range(1, len(e) + 3)
+)
+
+
+class Masker:
+    """One call's placeholders: `mask` text on the way up, `restore` it on the way back."""
+
+    __slots__ = ("_by_value", "_counts", "_entities", "_original", "_taken")
+
+    def __init__(self, entities: Iterable[str] | None = None) -> None:
+        self._entities = frozenset(entities) if entities is not None else None
+        self._by_value: dict[tuple[str, str], str] = {}
+        self._original: dict[str, str] = {}
+        self._counts: dict[str, int] = {}
+        self._taken: set[str] = set()  # placeholder-shaped text the caller wrote itself
+
+    def __len__(self) -> int:
+        return len(self._original)
+
+    @property
+    def entities_found(self) -> list[str]:
+        """The kinds masked so far, sorted (for the verdict's rule)."""
+        return sorted({p[1 : p.rindex("_")] for p in self._original})
+
+    def reserve(self, text: str) -> None:
+        """Note placeholder-shaped strings the caller wrote, so none is handed out again."""
+        if "<" in text:
+            self._taken.update(m.group(0) for m in PLACEHOLDER.finditer(text))
+
+    def mask(self, text: str) -> str:
+        """`text` with each entity replaced by its placeholder."""
+        spans = find(text, self._entities)
+        if not spans:
+            return text
+        out: list[str] = []
+        pos = 0
+        for span in spans:
+            out.append(text[pos : span.start])
+            out.append(self._placeholder(span.entity, text[span.start : span.end]))
+            pos = span.end
+        out.append(text[pos:])
+        return "".join(out)
+
+    def _placeholder(self, entity: Entity, value: str) -> str:
+        key = (entity, value)
+        found = self._by_value.get(key)
+        if found is not None:
+            return found
+        n = self._counts.get(entity, 0)
+        while True:
+            n += 1
+            placeholder = f"<{entity}_{n}>"
+            if placeholder not in self._taken:
+                break
+        self._counts[entity] = n
+        self._by_value[key] = placeholder
+        self._original[placeholder] = value
+        return placeholder
+
+    def restore(self, text: str, *, json_string: bool = False) -> str:
+        """Put the originals back. `json_string`: the text is the inside of JSON (tool-call
+        arguments), so an original is escaped as a JSON string's content."""
+        if not self._original or "<" not in text:
+            return text
+
+        def sub(match: re.Match[str]) -> str:
+            original = self._original.get(match.group(0))
+            if original is None:
+                return match.group(0)
+            return json.dumps(original)[1:-1] if json_string else original
+
+        return PLACEHOLDER.sub(sub, text)
+
+
+def _held_from(text: str) -> int:
+    """Where the tail that could still begin a placeholder starts (len(text): none)."""
+    at = text.rfind("<", max(0, len(text) - MAX_PLACEHOLDER))
+    if at == -1:
+        return len(text)
+    tail = text[at:]
+    if ">" in tail:
+        return len(text)
+    if tail in _PREFIXES:
+        return at
+    # `<EMAIL_12` — a prefix then digits, still open
+    m = re.fullmatch(r"<(EMAIL|PHONE|CARD|IBAN|SSN|IP|SECRET)_[0-9]{1,7}", tail)
+    return at if m else len(text)
+
+
+class StreamRestorer:
+    """Restores placeholders in one stream of text deltas (answer text, or one tool call's
+    argument fragments), holding back only what could be the start of a placeholder."""
+
+    __slots__ = ("_json", "_masker", "_pending")
+
+    def __init__(self, masker: Masker, *, json_string: bool = False) -> None:
+        self._masker = masker
+        self._json = json_string
+        self._pending = ""
+
+    def feed(self, text: str) -> str:
+        """The text that can be sent now, restored."""
+        text = self._pending + text
+        cut = _held_from(text)
+        self._pending = text[cut:]
+        return self._masker.restore(text[:cut], json_string=self._json)
+
+    def flush(self) -> str:
+        """What is held at the end of the stream (an unfinished `<EMA` stays as it is)."""
+        text, self._pending = self._pending, ""
+        return self._masker.restore(text, json_string=self._json)

@@ -1,0 +1,647 @@
+"""The guard stage: runs a model's guard set on the request and on the answer.
+
+Placed right after auth (`sluice.stages.build`): a blocked request costs nothing further
+(no rate-limit slot, no cache lookup), and every later stage — the caches included — sees
+the masked request, so nothing downstream ever holds the caller's personal data.
+
+Input phase, in this order:
+1. input limits (sizes → 413, counts and content types → 400);
+2. prompt injection, on the caller's texts by source (user turns, tool results, documents;
+   the system prompt only when configured), before masking so the detector sees real text;
+3. PII: flag, block (400 `pii_detected`) or mask (the request is rewritten with
+   placeholders; `ctx.rewrite` logs it);
+4. custom guards and webhooks, shown the masked request.
+
+Output phase: secrets and system-prompt leaks in the answer as the model wrote it, PII the
+answer holds (mask → `[email]`), then the caller's own values restored, then HTML
+sanitizing. A stream is checked on a rolling window: at most `output.window_tokens` (4
+characters each) of text is held back, and only while an output check is on; restoring alone
+holds at most one placeholder's length.
+
+Each verdict goes to `ctx.response_headers["x-sluice-guard"]` (`name=outcome[:rule]`, comma
+separated, at most `MAX_VERDICTS`), which the call record keeps, and to the Prometheus
+counter `sluice_guard_verdicts{guard, verdict}`. A block raises before the header is lost:
+the error response carries it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import importlib
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from sluice.guardrails.base import (
+    Guard,
+    GuardBlockedError,
+    GuardCall,
+    InjectionDetectorLike,
+    InjectionResult,
+    InputTooLargeError,
+    Verdict,
+)
+from sluice.guardrails.checks import (
+    LeakDetector,
+    check_limits,
+    has_secret,
+    html_safe_cut,
+    request_texts,
+    sanitize_html,
+    text_bytes,
+)
+from sluice.guardrails.config import GuardrailsConfig, GuardSet
+from sluice.guardrails.custom import GuardLoadError, WebhookGuard, load_custom
+from sluice.guardrails.mask import Masker, StreamRestorer
+from sluice.guardrails.pii import Span, find, replace_spans
+from sluice.pipeline.context import CURRENT_CALL, CallContext, Handler, Result
+from sluice.types import (
+    ChatRequest,
+    ChatResponse,
+    EventStream,
+    Finish,
+    Flush,
+    Part,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCallDelta,
+    ToolCallPart,
+    ToolResultPart,
+)
+
+HEADER = "x-sluice-guard"
+MAX_VERDICTS = 16
+CHARS_PER_TOKEN = 4
+SEEN_TEXTS = 65_536  # injection verdicts remembered by text digest (~100 bytes each)
+# A request with more text than this is scanned for PII in a worker thread: hostile text
+# costs the detector up to ~8 s per MB (BENCHMARKS.md), which must not stall the event loop.
+OFFLOAD_CHARS = 32_768
+CONTEXT_CHARS = 128  # sent text kept for checks across the cut (a leak's first words)
+CHECK_STEP_CHARS = 64  # a stream's window is checked each time this much text came
+HTML_HOLD_CHARS = 4096  # the longest open element a stream holds back to sanitize whole
+
+Count = Callable[[str, str], None]  # (guard, outcome) → the metrics counter
+Ask = Callable[[ChatRequest], Awaitable[ChatResponse]]
+
+
+def load_injection_detector() -> InjectionDetectorLike:
+    """`sluice.guardrails.injection.InjectionDetector()`, imported (and its classifier
+    loaded) when the gateway starts with injection detection on in some guard set."""
+    try:
+        module = importlib.import_module("sluice.guardrails.injection")
+        detector: InjectionDetectorLike = module.InjectionDetector()
+    except (ImportError, AttributeError) as err:
+        raise GuardLoadError(
+            f"guardrails.injection is on, but the detector is not available: {err}"
+        ) from err
+    load = getattr(detector, "load", None)
+    if callable(load):  # its classifier now, at start, not on the first request
+        load()
+    return detector
+
+
+@dataclasses.dataclass(slots=True)
+class _Plan:
+    """A guard set, with its custom guards built."""
+
+    cfg: GuardSet
+    guards: list[tuple[Guard, str, tuple[str, ...]]]  # guard, mode, phases
+    fail_closed: frozenset[str]  # names of webhooks that fail closed
+
+    @property
+    def holds_output(self) -> bool:
+        out = self.cfg.output
+        return (
+            out.secrets != "off" or out.system_prompt_leak != "off" or self.cfg.pii.output != "off"
+        )
+
+
+def _plan(cfg: GuardSet) -> _Plan:
+    guards: list[tuple[Guard, str, tuple[str, ...]]] = []
+    for custom in cfg.custom:
+        if custom.mode != "off":
+            guards.append((load_custom(custom), custom.mode, tuple(custom.phases)))
+    closed: set[str] = set()
+    for hook in cfg.webhooks:
+        if hook.mode != "off":
+            guards.append((WebhookGuard(hook), hook.mode, tuple(hook.phases)))
+            if hook.fail == "closed":
+                closed.add(hook.name)
+    return _Plan(cfg, guards, frozenset(closed))
+
+
+class _Verdicts:
+    """One call's verdicts: the header, and the counter."""
+
+    __slots__ = ("_count", "_ctx", "items")
+
+    def __init__(self, ctx: CallContext, count: Count | None) -> None:
+        self._ctx = ctx
+        self._count = count
+        self.items: list[Verdict] = []
+
+    def add(self, verdict: Verdict) -> None:
+        if self._count is not None:
+            self._count(verdict.guard, verdict.outcome)
+        if len(self.items) < MAX_VERDICTS:
+            self.items.append(verdict)
+        self._ctx.response_headers[HEADER] = ", ".join(v.label for v in self.items)
+
+
+class GuardStage:
+    """Runs each call's guard set (by the public model or route it asked for)."""
+
+    def __init__(
+        self,
+        config: GuardrailsConfig,
+        *,
+        ask: Ask | None = None,
+        count: Count | None = None,
+        injection: InjectionDetectorLike | None = None,
+    ) -> None:
+        self._default = _plan(config)
+        self._plans = {name: _plan(s) for name, s in config.models.items()}
+        self._ask = ask
+        self._count = count
+        wants_injection = config.injection.mode != "off" or any(
+            s.injection.mode != "off" for s in config.models.values()
+        )
+        self._injection = injection
+        self._seen: OrderedDict[bytes, InjectionResult] = OrderedDict()
+        if wants_injection and injection is None:
+            self._injection = load_injection_detector()
+
+    async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
+        plan = self._plans.get(ctx.request.model, self._default)
+        if not plan.cfg.active:
+            return await nxt(ctx)
+        verdicts = _Verdicts(ctx, self._count)
+        token = CURRENT_CALL.set(ctx)  # a guard's model call is charged to this call
+        try:
+            masker = await self._input(ctx, plan, verdicts)
+        finally:
+            CURRENT_CALL.reset(token)
+        system = "\n".join(p.text for p in ctx.request.system)
+        out = plan.cfg.output
+        leak = (
+            LeakDetector(system, out.leak_words)
+            if out.system_prompt_leak != "off" and system
+            else None
+        )
+        result = await nxt(ctx)
+        if isinstance(result, ChatResponse):
+            return await self._output(ctx, plan, verdicts, masker, leak, result)
+        return _GuardedStream(self, ctx, plan, verdicts, masker, leak, result)
+
+    # --- input ---------------------------------------------------------------------------
+
+    async def _input(self, ctx: CallContext, plan: _Plan, verdicts: _Verdicts) -> Masker | None:
+        cfg = plan.cfg
+        req = ctx.request
+        if cfg.input_limits.mode != "off":
+            hit = check_limits(cfg.input_limits, req)
+            if hit is None:
+                verdicts.add(Verdict("input_limits"))
+            elif cfg.input_limits.mode == "flag":
+                verdicts.add(Verdict("input_limits", "flag", rule=hit.rule))
+            else:
+                verdicts.add(Verdict("input_limits", "block", rule=hit.rule))
+                if hit.too_large:
+                    raise InputTooLargeError(hit.message, code="input_too_large", rule=hit.rule)
+                raise GuardBlockedError(
+                    hit.message, code="input_limit_exceeded", guard="input_limits", rule=hit.rule
+                )
+        if cfg.injection.mode != "off":
+            await self._check_injection(plan, req, verdicts)
+        masker = None
+        pii = cfg.pii
+        if pii.mode != "off":
+            entities = frozenset(pii.entities) if pii.entities is not None else None
+            big = text_bytes(req) > OFFLOAD_CHARS
+            if pii.mode == "mask":
+                masker = Masker(entities)
+                masked = (
+                    await asyncio.to_thread(mask_request, req, masker)
+                    if big
+                    else mask_request(req, masker)
+                )
+                if len(masker):
+                    ctx.rewrite(masked, by="guardrails.pii")
+                    verdicts.add(Verdict("pii", "mask", rule="+".join(masker.entities_found)))
+                else:
+                    verdicts.add(Verdict("pii"))
+                    masker = None
+            else:
+                kinds = (
+                    await asyncio.to_thread(_kinds, req, entities) if big else _kinds(req, entities)
+                )
+                if not kinds:
+                    verdicts.add(Verdict("pii"))
+                elif pii.mode == "flag":
+                    verdicts.add(Verdict("pii", "flag", rule="+".join(kinds)))
+                else:
+                    verdicts.add(Verdict("pii", "block", rule="+".join(kinds)))
+                    raise GuardBlockedError(
+                        f"the request contains personal data or secrets ({', '.join(kinds)}); "
+                        "remove them or ask for masking",
+                        code="pii_detected",
+                        guard="pii",
+                        rule="+".join(kinds),
+                    )
+        call = GuardCall(
+            request=ctx.request,
+            tenant=ctx.identity.tenant,
+            model=req.model,
+            system_text="\n".join(p.text for p in ctx.request.system),
+            helper_call=self._ask,
+        )
+        await self._run_guards(plan, call, "input", verdicts)
+        return masker
+
+    async def _check_injection(self, plan: _Plan, req: ChatRequest, verdicts: _Verdicts) -> None:
+        detector = self._injection
+        assert detector is not None  # loaded when any set switches it on
+        cfg = plan.cfg.injection
+        sources = set(cfg.sources)
+        acheck = getattr(detector, "acheck", None) if cfg.model_check else None
+        items = [
+            (text, source, _digest(source, text))
+            for text, source in request_texts(req, include_system="system" in sources)
+            if source in sources and text
+        ]
+        # A conversation sends its history again each turn: verdicts of texts already seen
+        # are remembered by digest (never the text), and only new texts are checked — in a
+        # worker thread, as the classifier's embedding costs milliseconds of CPU.
+        cache = self._seen
+        results: dict[bytes, InjectionResult] = {}
+        todo: list[tuple[str, str, bytes]] = []
+        for item in items:
+            hit = cache.get(item[2])
+            if hit is not None:
+                cache.move_to_end(item[2])
+                results[item[2]] = hit
+            else:
+                todo.append(item)
+        if todo and acheck is not None:
+            for text, source, key in todo:
+                results[key] = await acheck(text, source=source, ask=self._ask, model=cfg.model)
+        elif todo:
+            checked = await asyncio.to_thread(
+                lambda: [detector.check(text, source=source) for text, source, _ in todo]
+            )
+            results.update((key, found) for (_, _, key), found in zip(todo, checked, strict=True))
+        for _, _, key in todo:
+            cache[key] = results[key]
+        while len(cache) > SEEN_TEXTS:
+            cache.popitem(last=False)
+        worst: InjectionResult | None = None
+        where = "user"
+        for _, source, key in items:
+            found = results[key]
+            if found.flagged:
+                worst = found
+                where = source
+                break
+            if worst is None or found.score > worst.score:
+                worst = found
+        if worst is None or not worst.flagged:
+            verdicts.add(Verdict("prompt_injection", score=worst.score if worst else None))
+            return
+        rule = worst.rule or worst.layer
+        if cfg.mode == "flag":
+            verdicts.add(Verdict("prompt_injection", "flag", rule=rule, score=worst.score))
+            return
+        verdicts.add(Verdict("prompt_injection", "block", rule=rule, score=worst.score))
+        raise GuardBlockedError(
+            f"prompt injection detected in {where} text (rule: {rule})",
+            code="prompt_injection_detected",
+            guard="prompt_injection",
+            rule=rule,
+        )
+
+    async def _run_guards(
+        self, plan: _Plan, call: GuardCall, phase: str, verdicts: _Verdicts
+    ) -> None:
+        for guard, mode, phases in plan.guards:
+            if phase not in phases:
+                continue
+            call.phase = "output" if phase == "output" else "input"
+            try:
+                verdict = await guard.check(call)
+            except Exception as err:  # a custom guard's bug: its own `error` verdict
+                verdict = Verdict(guard.name, "error", rule=type(err).__name__)
+            outcome = verdict.outcome
+            if outcome == "error":
+                closed = guard.name in plan.fail_closed
+                verdicts.add(verdict)
+                if closed and mode == "block":
+                    raise GuardBlockedError(
+                        f"guard {guard.name} could not check this call and fails closed",
+                        code="guard_unavailable",
+                        guard=guard.name,
+                        rule=verdict.rule,
+                    )
+                continue
+            if outcome in ("pass", "mask"):
+                verdicts.add(verdict)
+                continue
+            if mode == "flag":
+                verdicts.add(dataclasses.replace(verdict, outcome="flag"))
+                continue
+            verdicts.add(dataclasses.replace(verdict, outcome="block"))
+            raise GuardBlockedError(
+                verdict.message
+                or f"blocked by guard {verdict.guard}"
+                + (f" (rule: {verdict.rule})" if verdict.rule else ""),
+                code="guard_blocked",
+                guard=verdict.guard,
+                rule=verdict.rule,
+            )
+
+    # --- output --------------------------------------------------------------------------
+
+    def _judge(
+        self, plan: _Plan, text: str, leak: LeakDetector | None, verdicts: _Verdicts
+    ) -> None:
+        """Secrets and leaks in the model's own text (before the caller's values are back)."""
+        out = plan.cfg.output
+        if out.secrets != "off" and has_secret(text):
+            self._hit("output_secrets", out.secrets, "secret", verdicts)
+        if leak is not None and leak.leaks(text):
+            self._hit("system_prompt_leak", out.system_prompt_leak, "leak", verdicts)
+
+    @staticmethod
+    def _hit(guard: str, mode: str, rule: str, verdicts: _Verdicts) -> None:
+        if mode == "flag":
+            verdicts.add(Verdict(guard, "flag", rule=rule))
+            return
+        verdicts.add(Verdict(guard, "block", rule=rule))
+        what = "a secret" if guard == "output_secrets" else "the system prompt"
+        raise GuardBlockedError(
+            f"the answer was withheld: it contained {what}",
+            code="output_blocked",
+            guard=guard,
+            rule=rule,
+        )
+
+    async def _output(
+        self,
+        ctx: CallContext,
+        plan: _Plan,
+        verdicts: _Verdicts,
+        masker: Masker | None,
+        leak: LeakDetector | None,
+        resp: ChatResponse,
+    ) -> ChatResponse:
+        """The answer as the caller gets it: a copy, so what the caches, idempotency and
+        the record hold (the same object, from settle) keeps the placeholders."""
+        text = "".join(p.text for p in resp.parts if isinstance(p, TextPart))
+        self._judge(plan, text, leak, verdicts)
+        if any("output" in phases for _, _, phases in plan.guards):
+            call = GuardCall(
+                request=ctx.request,
+                tenant=ctx.identity.tenant,
+                model=ctx.request.model,
+                phase="output",
+                answer=text,
+                helper_call=self._ask,
+            )
+            token = CURRENT_CALL.set(ctx)
+            try:
+                await self._run_guards(plan, call, "output", verdicts)
+            finally:
+                CURRENT_CALL.reset(token)
+        cfg = plan.cfg
+        masked_out: set[str] = set()
+        parts: list[Part] = []
+        for part in resp.parts:
+            if isinstance(part, TextPart):
+                value = part.text
+                if cfg.pii.output != "off":
+                    spans = find(value)
+                    masked_out.update(s.entity for s in spans)
+                    if cfg.pii.output == "mask":
+                        value = replace_spans(value, spans)
+                if masker is not None:
+                    value = masker.restore(value)
+                if cfg.output.html == "sanitize":
+                    value = sanitize_html(value)
+                part = dataclasses.replace(part, text=value)
+            elif isinstance(part, ToolCallPart) and masker is not None:
+                arguments = masker.restore(part.arguments, json_string=True)
+                part = dataclasses.replace(part, arguments=arguments)
+            parts.append(part)
+        if cfg.pii.output != "off":
+            rule = "+".join(sorted(masked_out)) or None
+            outcome = "pass" if not masked_out else cfg.pii.output
+            verdicts.add(Verdict("pii_output", outcome, rule=rule))
+        return dataclasses.replace(resp, parts=parts)
+
+
+class _GuardedStream:
+    """The answer's events with output checks on a rolling window and placeholders
+    restored; closes the stream under it when closed."""
+
+    def __init__(
+        self,
+        stage: GuardStage,
+        ctx: CallContext,
+        plan: _Plan,
+        verdicts: _Verdicts,
+        masker: Masker | None,
+        leak: LeakDetector | None,
+        inner: EventStream,
+    ) -> None:
+        self._stage, self._ctx, self._plan = stage, ctx, plan
+        self._verdicts = verdicts
+        self._masker = masker
+        self._leak = leak
+        self._inner = inner
+        self._hold = plan.cfg.output.window_tokens * CHARS_PER_TOKEN if plan.holds_output else 0
+        # Text is let go once this much more than the window is waiting (1: restore only).
+        self._step = max(1, min(CHECK_STEP_CHARS, self._hold // 2))
+        self._scan = plan.cfg.output.secrets != "off" or plan.cfg.pii.output != "off"
+        self._pending = ""  # model text not yet sent
+        self._context = ""  # the last sent model text, for checks across the cut
+        self._answer: list[str] = []  # the whole model text (output guards at the end)
+        self._logprobs: list[dict[str, Any]] = []
+        self._text = StreamRestorer(masker) if masker is not None else None
+        self._args: dict[int, StreamRestorer] = {}
+        self._flagged: set[str] = set()
+        self._pii_out: set[str] = set()
+        self._gen = self._run()
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self
+
+    def __anext__(self) -> Awaitable[StreamEvent]:
+        return self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        await self._gen.aclose()
+
+    async def _run(self) -> AsyncGenerator[StreamEvent, None]:
+        try:
+            async for event in self._inner:
+                if isinstance(event, TextDelta):
+                    self._pending += event.text
+                    self._answer.append(event.text)
+                    if event.logprobs:
+                        self._logprobs.extend(event.logprobs)
+                    # Checked in steps, not per delta: a window check costs ~0.1 ms.
+                    if len(self._pending) - self._hold >= self._step:
+                        out = self._release(final=False)
+                        if out is not None:
+                            yield out
+                    continue
+                if isinstance(event, ToolCallDelta) and self._masker is not None:
+                    restorer = self._args.setdefault(
+                        event.index, StreamRestorer(self._masker, json_string=True)
+                    )
+                    text = restorer.feed(event.arguments)
+                    if text:
+                        yield ToolCallDelta(event.index, text)
+                    continue
+                if isinstance(event, Flush):
+                    yield event
+                    continue
+                # Any other event: what is held goes first, whole.
+                out = self._release(final=True)
+                if out is not None:
+                    yield out
+                for index, restorer in self._args.items():
+                    rest = restorer.flush()
+                    if rest:
+                        yield ToolCallDelta(index, rest)
+                if isinstance(event, Finish):
+                    await self._at_finish()
+                yield event
+            out = self._release(final=True)
+            if out is not None:
+                yield out
+        finally:
+            await self._inner.aclose()
+
+    def _release(self, *, final: bool) -> TextDelta | None:
+        """Check the window, then the text that may go now (restored), or None."""
+        pending = self._pending
+        plan = self._plan
+        cut = len(pending) if final else max(0, len(pending) - self._hold)
+        spans: list[Span] = []
+        if self._hold:
+            window = self._context + pending
+            base = len(self._context)
+            found = find(window) if self._scan else []
+            self._check(window, found)
+            if plan.cfg.pii.output != "off":
+                spans = [s for s in found if s.end > base]
+                for s in spans:
+                    if s.start - base < cut < s.end - base:
+                        cut = max(0, s.start - base)  # never send half of a value
+                spans = [
+                    dataclasses.replace(s, start=max(s.start, base) - base, end=s.end - base)
+                    for s in spans
+                    if s.start - base < cut
+                ]
+                self._pii_out.update(s.entity for s in spans)
+        if plan.cfg.output.html == "sanitize" and not final:
+            # An element still open at the cut waits for its end: each piece is sanitized
+            # alone, and half a tag would be escaped, half a <script> let through as text.
+            cut = html_safe_cut(pending, cut, HTML_HOLD_CHARS)
+        if cut == 0 and not final:
+            return None
+        seg, self._pending = pending[:cut], pending[cut:]
+        if self._hold:
+            self._context = (self._context + seg)[-CONTEXT_CHARS:]
+        if spans and plan.cfg.pii.output == "mask":
+            seg = replace_spans(seg, spans)
+        if self._text is not None:
+            seg = self._text.feed(seg) + (self._text.flush() if final else "")
+        if plan.cfg.output.html == "sanitize" and seg:
+            seg = sanitize_html(seg)
+        if not seg:
+            return None
+        logprobs, self._logprobs = (self._logprobs or None), []
+        return TextDelta(seg, logprobs=logprobs)
+
+    def _check(self, window: str, found: list[Span]) -> None:
+        out = self._plan.cfg.output
+        secret = any(s.entity == "SECRET" for s in found)
+        if out.secrets != "off" and "output_secrets" not in self._flagged and secret:
+            self._flagged.add("output_secrets")
+            self._stage._hit("output_secrets", out.secrets, "secret", self._verdicts)
+        if (
+            self._leak is not None
+            and "system_prompt_leak" not in self._flagged
+            and self._leak.leaks(window)
+        ):
+            self._flagged.add("system_prompt_leak")
+            self._stage._hit("system_prompt_leak", out.system_prompt_leak, "leak", self._verdicts)
+
+    async def _at_finish(self) -> None:
+        cfg = self._plan.cfg
+        if cfg.pii.output != "off":
+            rule = "+".join(sorted(self._pii_out)) or None
+            outcome = "pass" if not self._pii_out else cfg.pii.output
+            self._verdicts.add(Verdict("pii_output", outcome, rule=rule))
+        if any("output" in phases for _, _, phases in self._plan.guards):
+            ctx = self._ctx
+            call = GuardCall(
+                request=ctx.request,
+                tenant=ctx.identity.tenant,
+                model=ctx.request.model,
+                phase="output",
+                answer="".join(self._answer),
+                helper_call=self._stage._ask,
+            )
+            token = CURRENT_CALL.set(ctx)
+            try:
+                await self._stage._run_guards(self._plan, call, "output", self._verdicts)
+            finally:
+                CURRENT_CALL.reset(token)
+
+
+def _digest(source: str, text: str) -> bytes:
+    return hashlib.blake2b(f"{source}\x00{text}".encode(), digest_size=16).digest()
+
+
+def _kinds(req: ChatRequest, entities: frozenset[str] | None) -> list[str]:
+    """The kinds of personal data and secrets anywhere in the request, sorted."""
+    return sorted(
+        {
+            s.entity
+            for text, _ in request_texts(req, include_system=True)
+            for s in find(text, entities)
+        }
+    )
+
+
+def mask_request(req: ChatRequest, masker: Masker) -> ChatRequest:
+    """A copy of `req` with every text (system, turns, tool results, earlier tool-call
+    arguments) masked; the caller's request object is left as it was."""
+    for text, _ in request_texts(req, include_system=True):
+        masker.reserve(text)
+
+    def text_part(part: TextPart) -> TextPart:
+        masked = masker.mask(part.text)
+        return part if masked == part.text else dataclasses.replace(part, text=masked)
+
+    def any_part(part: Part) -> Part:
+        if isinstance(part, TextPart):
+            return text_part(part)
+        if isinstance(part, ToolResultPart):
+            content = [text_part(p) if isinstance(p, TextPart) else p for p in part.content]
+            return dataclasses.replace(part, content=content)
+        if isinstance(part, ToolCallPart):
+            masked = masker.mask(part.arguments)
+            return part if masked == part.arguments else dataclasses.replace(part, arguments=masked)
+        return part
+
+    messages = [
+        dataclasses.replace(msg, parts=[any_part(p) for p in msg.parts]) for msg in req.messages
+    ]
+    system = [text_part(p) for p in req.system]
+    return dataclasses.replace(req, messages=messages, system=system)
