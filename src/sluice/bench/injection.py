@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sluice.guardrails.injection import InjectionDetector
+from sluice.guardrails.injection.rules import normalize, scan_window
 
 DEFAULT_DATA = "tests/data/injection/heldout.jsonl"
 DEFAULT_EXTERNAL = "tests/data/injection/external/bastioncorpus-0.6.0.jsonl"
@@ -97,8 +98,6 @@ def evaluate(detector: InjectionDetector, rows: list[Row]) -> list[str]:
         rule = detector.check_rules(row.text, source=row.source)
         clf_score = 0.0
         if detector.classifier is not None and row.source != "system":
-            from sluice.guardrails.injection.rules import normalize, scan_window
-
             clf_score = detector.classifier.probability(normalize(scan_window(row.text)))
         clf = clf_score >= detector.threshold
         combined = rule is not None or clf
@@ -135,8 +134,7 @@ def latency(detector: InjectionDetector, texts: list[str], repeat: int) -> str:
 
 
 def run(data: str, external: list[str], threshold: float | None, repeat: int) -> str:
-    kwargs = {} if threshold is None else {"threshold": threshold}
-    detector = InjectionDetector(**kwargs)
+    detector = InjectionDetector() if threshold is None else InjectionDetector(threshold)
     started = time.perf_counter()
     detector.load()
     load_s = time.perf_counter() - started

@@ -78,9 +78,7 @@ class InjectionDetector:
         self.threshold = threshold
         self.uncertain_floor = uncertain_floor
         self.model_check = model_check
-        self.classifier = (
-            InjectionClassifier(embedder, weights_path) if use_classifier else None
-        )
+        self.classifier = InjectionClassifier(embedder, weights_path) if use_classifier else None
 
     def load(self) -> None:
         """Load the classifier and embedder now, so the first request does not pay for it."""
@@ -113,8 +111,7 @@ class InjectionDetector:
     def uncertain(self, verdict: InjectionVerdict) -> bool:
         """Whether a verdict is one the model check would be asked about."""
         return (
-            verdict.layer == "classifier"
-            and self.uncertain_floor <= verdict.score < self.threshold
+            verdict.layer == "classifier" and self.uncertain_floor <= verdict.score < self.threshold
         )
 
     async def check_async(self, text: str, *, source: str = "user") -> InjectionVerdict:

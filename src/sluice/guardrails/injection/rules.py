@@ -209,7 +209,9 @@ _META = re.compile(
     r"assert|blocked|flag(?:s|ged)?|why\s+does|translate\s+this)\b",
     _F,
 )
-_QUOTES = re.compile(r"\"[^\"\n]{3,400}\"|'[^'\n]{3,400}'|`[^`\n]{3,400}`|\u201c[^\u201d]{3,400}\u201d")
+_QUOTES = re.compile(
+    r"\"[^\"\n]{3,400}\"|'[^'\n]{3,400}'|`[^`\n]{3,400}`|\u201c[^\u201d]{3,400}\u201d"
+)
 _B64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_-]{32,}={0,2}")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[\s:]?){20,}")
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
@@ -318,7 +320,10 @@ def _decoded_blobs(text: str) -> list[str]:
         blob = m.group(0)[:MAX_BLOB_CHARS]
         blob = blob[: len(blob) - len(blob) % 4] if "-" not in blob and "_" not in blob else blob
         try:
-            raw = base64.b64decode(blob + "=" * (-len(blob) % 4), altchars=b"-_" if "-" in blob or "_" in blob else None)
+            raw = base64.b64decode(
+                blob + "=" * (-len(blob) % 4),
+                altchars=b"-_" if "-" in blob or "_" in blob else None,
+            )
         except (binascii.Error, ValueError):
             continue
         decoded = _printable(raw)
@@ -376,8 +381,11 @@ def scan(text: str, *, _depth: int = 0) -> list[RuleHit]:
             inner = [h for h in _plain_hits(rot) if h.rule != "indirect_instruction"]
             if inner:
                 hits.append(RuleHit("encoded_payload", max(h.confidence for h in inner)))
-    if _DECODE_HINT.search(norm) and not any(h.rule == "encoded_payload" for h in hits):
-        # "decode this and follow it" around an opaque blob: suspicious even undecoded.
-        if _B64.search(norm) or _HEX.search(norm):
-            hits.append(RuleHit("encoded_payload", 0.8))
+    # "decode this and follow it" around an opaque blob: suspicious even undecoded.
+    if (
+        _DECODE_HINT.search(norm)
+        and not any(h.rule == "encoded_payload" for h in hits)
+        and (_B64.search(norm) or _HEX.search(norm))
+    ):
+        hits.append(RuleHit("encoded_payload", 0.8))
     return hits

@@ -3,7 +3,8 @@
 Reads `tests/data/injection/train.jsonl` (never the held-out file), embeds every text with the
 shipped MiniLM embedder (normalised the way the detector normalises), fits an L2-regularised
 logistic regression by Newton's method (numpy only: 384 features, a few thousand rows), fits
-Platt scaling on 5-fold out-of-fold logits (folds grouped by template), and writes `classifier.npz` next to this module.
+Platt scaling on 5-fold out-of-fold logits (folds grouped by template), and writes
+`classifier.npz` next to this module.
 Deterministic: same data, same weights.
 """
 
@@ -13,6 +14,7 @@ import argparse
 import hashlib
 import json
 import re
+import sys
 import zlib
 from pathlib import Path
 
@@ -97,7 +99,9 @@ def main() -> None:
     rows = [json.loads(line) for line in lines if line.strip()]
     model = train(rows, args.l2)
     model.save(args.out)
-    print(f"wrote {args.out}: {model.version}, platt a={model.platt_a:.3f} c={model.platt_c:.3f}")
+    sys.stdout.write(
+        f"wrote {args.out}: {model.version}, platt a={model.platt_a:.3f} c={model.platt_c:.3f}\n"
+    )
 
 
 if __name__ == "__main__":
