@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sluice.guardrails.injection import InjectionDetector
-from sluice.guardrails.injection.rules import normalize, scan_window
+from sluice.guardrails.injection.rules import needs_classifier, normalize, scan_window
 
 DEFAULT_DATA = "tests/data/injection/heldout.jsonl"
 DEFAULT_EXTERNAL = "tests/data/injection/external/bastioncorpus-0.6.0.jsonl"
@@ -94,11 +94,15 @@ def evaluate(detector: InjectionDetector, rows: list[Row]) -> list[str]:
     layers = {"rules": Counts(), "classifier": Counts(), "combined": Counts()}
     families: dict[str, Counts] = defaultdict(Counts)
     uncertain = 0
+    gated = 0
     for row in rows:
         rule = detector.check_rules(row.text, source=row.source)
         clf_score = 0.0
-        if detector.classifier is not None and row.source != "system":
-            clf_score = detector.classifier.probability(normalize(scan_window(row.text)))
+        window = normalize(scan_window(row.text))
+        if detector.gate and not needs_classifier(window):
+            gated += 1
+        elif detector.classifier is not None and row.source != "system":
+            clf_score = detector.classifier.probability(window)
         clf = clf_score >= detector.threshold
         combined = rule is not None or clf
         if rule is None and detector.uncertain_floor <= clf_score < detector.threshold:
@@ -108,6 +112,7 @@ def evaluate(detector: InjectionDetector, rows: list[Row]) -> list[str]:
         layers["combined"].add(row.label, combined)
         families[row.family].add(row.label, combined)
     out = [f"  {name:<10} {c.line()}" for name, c in layers.items()]
+    out.append(f"  gate: {len(rows) - gated}/{len(rows)} rows reach the classifier")
     out.append(
         f"  uncertain band [{detector.uncertain_floor}, {detector.threshold}) with no rule: "
         f"{uncertain}/{len(rows)} rows would go to the optional model check"
@@ -133,7 +138,22 @@ def latency(detector: InjectionDetector, texts: list[str], repeat: int) -> str:
     return f"p50 {np.percentile(ms, 50):.3f} ms  p99 {np.percentile(ms, 99):.3f} ms  (n={len(ms)})"
 
 
-def run(data: str, external: list[str], threshold: float | None, repeat: int) -> str:
+def read_traffic(paths: list[str]) -> list[Row]:
+    """Ordinary prompts (all benign): `prompt` (routing set) or `a`/`b` (semantic pairs)."""
+    texts: dict[str, None] = {}
+    for path in paths:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                item = json.loads(line)
+                for key in ("text", "prompt", "a", "b"):
+                    if isinstance(item.get(key), str):
+                        texts[item[key]] = None
+    return [Row(text, 0, "ordinary", "user") for text in texts]
+
+
+def run(
+    data: str, external: list[str], traffic: list[str], threshold: float | None, repeat: int
+) -> str:
     detector = InjectionDetector() if threshold is None else InjectionDetector(threshold)
     started = time.perf_counter()
     detector.load()
@@ -148,11 +168,26 @@ def run(data: str, external: list[str], threshold: float | None, repeat: int) ->
         pos = sum(r.label for r in rows)
         lines.append(f"{path}: {len(rows)} rows ({pos} injections, {len(rows) - pos} benign)")
         lines.extend(evaluate(detector, rows))
+    ordinary = read_traffic(traffic) if traffic else []
+    if ordinary:
+        lines.append(f"ordinary traffic ({', '.join(traffic)}): {len(ordinary)} benign prompts")
+        lines.extend(evaluate(detector, ordinary)[:5])
     texts = [r.text for r in read_rows(data)]
-    lines.append("latency per check() call, held-out texts, no model call:")
+    ungated = InjectionDetector(detector.threshold, gate=False)
     rules_only = InjectionDetector(use_classifier=False)
-    lines.append(f"  rules only         {latency(rules_only, texts, repeat)}")
-    lines.append(f"  rules + classifier {latency(detector, texts, max(1, repeat // 5))}")
-    short = [t for t in texts if len(t) <= 200]
-    lines.append(f"  same, texts <= 200 chars {latency(detector, short, max(1, repeat // 5))}")
+    lines.append("latency per check() call (no model call):")
+    for name, sample in (
+        ("held-out texts", texts),
+        ("ordinary traffic", [r.text for r in ordinary]),
+    ):
+        if not sample:
+            continue
+        lines.append(f"  {name}:")
+        lines.append(f"    rules only                 {latency(rules_only, sample, repeat)}")
+        lines.append(
+            f"    rules + gated classifier   {latency(detector, sample, max(1, repeat // 5))}"
+        )
+        lines.append(
+            f"    rules + classifier, no gate {latency(ungated, sample, max(1, repeat // 5))}"
+        )
     return "\n".join(lines)

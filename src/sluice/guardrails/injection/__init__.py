@@ -18,12 +18,17 @@ blobs are decoded a bounded number of times and depth, and the classifier embeds
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from sluice.guardrails.injection import rules
 from sluice.guardrails.injection.classifier import InjectionClassifier, SyncEmbedder
+from sluice.guardrails.injection.model_check import Ask, model_check
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_THRESHOLD", "InjectionDetector", "InjectionVerdict", "Source"]
 
@@ -58,7 +63,9 @@ class InjectionDetector:
     `threshold`: classifier probability at or above which text is flagged. `model_check`: an
     async callable (text -> is it an injection?) the caller injects and costs; it is asked only
     when the classifier's score lies in [uncertain_floor, threshold) and no rule fired.
-    `use_classifier=False` keeps only the rules (no embedder needed, ~1 ms).
+    `use_classifier=False` keeps only the rules (no embedder needed, ~1 ms). `gate=True` runs
+    the classifier only on text with an injection cue (`rules.needs_classifier`): ordinary
+    prompts skip the embedding.
     """
 
     def __init__(
@@ -68,6 +75,8 @@ class InjectionDetector:
         *,
         uncertain_floor: float = DEFAULT_UNCERTAIN_FLOOR,
         use_classifier: bool = True,
+        gate: bool = True,
+        model_timeout_s: float = 10.0,
         embedder: SyncEmbedder | None = None,
         weights_path: str | None = None,
     ) -> None:
@@ -78,6 +87,8 @@ class InjectionDetector:
         self.threshold = threshold
         self.uncertain_floor = uncertain_floor
         self.model_check = model_check
+        self.gate = gate
+        self.model_timeout_s = model_timeout_s
         self.classifier = InjectionClassifier(embedder, weights_path) if use_classifier else None
 
     def load(self) -> None:
@@ -104,7 +115,10 @@ class InjectionDetector:
             return verdict
         if self.classifier is None or source == "system" or not text.strip():
             return InjectionVerdict(False, 0.0, None, "rule")
-        score = self.classifier.probability(rules.normalize(rules.scan_window(text)))
+        window = rules.normalize(rules.scan_window(text))
+        if self.gate and not rules.needs_classifier(window):
+            return InjectionVerdict(False, 0.0, None, "rule")
+        score = self.classifier.probability(window)
         flagged = score >= self.threshold
         return InjectionVerdict(flagged, score, "classifier" if flagged else None, "classifier")
 
@@ -118,11 +132,38 @@ class InjectionDetector:
         """`check`, plus the model check when the classifier is unsure.
 
         The fast path runs inline (it is CPU-bound and short); only the model call awaits.
+        A model check that fails or exceeds `model_timeout_s` leaves the fast verdict.
         """
+        return await self._with_model(text, source, self.model_check)
+
+    async def acheck(
+        self,
+        text: str,
+        *,
+        source: str = "user",
+        ask: Ask | None = None,
+        model: str | None = None,
+    ) -> InjectionVerdict:
+        """`check_async` for the guard stage: the model check is built per call from the
+        gateway's `ask` (a helper call, costed to the caller's call) and `model`; without
+        both, the detector's own `model_check` (if any) is used."""
+        checker = self.model_check
+        if ask is not None and model is not None:
+            checker = model_check(ask, model)
+        return await self._with_model(text, source, checker)
+
+    async def _with_model(
+        self, text: str, source: str, checker: Callable[[str], Awaitable[bool]] | None
+    ) -> InjectionVerdict:
         verdict = self.check(text, source=source)
-        if self.model_check is None or not self.uncertain(verdict):
+        if checker is None or not self.uncertain(verdict):
             return verdict
-        if await self.model_check(text):
+        try:
+            yes = await asyncio.wait_for(checker(text), timeout=self.model_timeout_s)
+        except Exception as exc:  # a failed second opinion must not fail the call
+            log.warning("injection model check failed, fast verdict kept: %r", exc)
+            return verdict
+        if yes:
             return InjectionVerdict(True, verdict.score, "model", "model")
         return InjectionVerdict(False, verdict.score, None, "model")
 

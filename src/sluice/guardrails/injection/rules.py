@@ -223,6 +223,33 @@ _DECODE_HINT = re.compile(
     _F,
 )
 
+# The classifier's gate: text with none of these cues (and no non-Latin script, and short) is
+# not embedded. Ordinary prompts ("translate this", "how do I get a receipt?") rarely carry
+# one, so most traffic skips the ~4 ms embedding, and the classifier cannot misfire on them.
+_CUE = re.compile(
+    r"ignor|disregard|forget|instruct|prompt|system|\brules?\b|guideline|polic|restrict|"
+    r"filter|censor|pretend|act\s+as|you\s+are|you'?re|you\s+will|you\s+must|role|persona|"
+    r"\bmode\b|jailbr|\bdan\b|assistant|\bai\b|a\.i\.|llm|language\s+model|chatbot|\bbot\b|"
+    r"gpt|claude|reveal|secret|password|credential|api\s+key|confidential|hidden|overrid|"
+    r"bypass|develop|admin|previous|above|earlier|prior|preceding|obey|comply|decod|encod|"
+    r"base64|rot-?13|\bhex\b|send|forward|e-?mail|https?://|!\[|<[a-z|/!]|\{|\[|##|---|===|"
+    r"from\s+now|henceforth|new\s+task|unrestrict|uncensor|unfilter|refus|no\s+limit|"
+    r"without\s+(?:any\s+)?(?:limit|rule|restriction|filter)|in\s+character|simulat|"
+    r"imagine|hypothetical|grand(?:ma|mother)|verbatim|word\s+for\s+word|repeat|initial|"
+    r"original|configur|safety|ethic|moral|allowed|permission|authori|privileg|anything|"
+    r"everything|scrap|obsolete|revok|void|cancel|context",
+    _F,
+)
+GATE_ALWAYS_CHARS = 1_500
+
+
+def needs_classifier(text: str) -> bool:
+    """Whether the classifier should look at `text` (see `_CUE`)."""
+    if len(text) > GATE_ALWAYS_CHARS or _CUE.search(text):
+        return True
+    return any(ord(c) > 0x2000 for c in text)
+
+
 _PLAIN_RULES: tuple[tuple[str, re.Pattern[str], float], ...] = (
     ("ignore_previous", _IGNORE_EN, 0.95),
     ("ignore_previous", _IGNORE_INTL, 0.93),

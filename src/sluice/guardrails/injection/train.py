@@ -84,6 +84,16 @@ def train(rows: list[dict[str, object]], l2: float, folds: int = 5) -> LinearMod
         w, b = fit_logistic(x[~test], y[~test], l2)
         oof[test] = x[test] @ w + b
     a, c = fit_platt(oof, y)
+    # What threshold choice looks like on unseen templates (train split only): the grouped
+    # out-of-fold false-positive rate on benign rows the rules pass, and recall.
+    from sluice.guardrails.injection.rules import scan
+
+    passed = np.array([not [h for h in scan(t) if not h.quoted] for t in texts])
+    prob = 1.0 / (1.0 + np.exp(-(a * oof + c)))
+    for threshold in (0.5, 0.8, 0.9, 0.95):
+        fpr = float((prob[(y == 0) & passed] >= threshold).mean())
+        recall = float((prob[y == 1] >= threshold).mean())
+        sys.stdout.write(f"grouped OOF @{threshold}: FPR {fpr:.4f} recall {recall:.3f}\n")
     w, b = fit_logistic(x, y, l2)
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
     return LinearModel(w.astype(np.float32), b, a, c, f"minilm-lr-l2={l2}-data={digest}")
