@@ -189,9 +189,9 @@ def test_deeply_nested_base64_stops_at_max_depth(monkeypatch: pytest.MonkeyPatch
     depths: list[int] = []
     real = rules.scan
 
-    def spy(text: str, *, _depth: int = 0) -> list[rules.RuleHit]:
+    def spy(text: str, *, data: bool = False, _depth: int = 0) -> list[rules.RuleHit]:
         depths.append(_depth)
-        return real(text, _depth=_depth)
+        return real(text, data=data, _depth=_depth)
 
     monkeypatch.setattr(rules, "scan", spy)
     blob = PAYLOAD.encode()

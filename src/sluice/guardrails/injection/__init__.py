@@ -99,7 +99,7 @@ class InjectionDetector:
     def check_rules(self, text: str, *, source: str = "user") -> InjectionVerdict | None:
         """The rule layer alone: a flagged verdict, or None when no unquoted rule fired."""
         _check_source(source)
-        hits = rules.scan(text)
+        hits = rules.scan(text, data=source in ("tool", "document"))
         if source == "system":
             hits = [h for h in hits if h.rule == "invisible_unicode"]
         decisive = [h for h in hits if not h.quoted]

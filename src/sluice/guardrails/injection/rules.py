@@ -25,6 +25,7 @@ import binascii
 import codecs
 import re
 import unicodedata
+import urllib.parse
 from dataclasses import dataclass
 
 HEAD_CHARS = 24_576
@@ -55,18 +56,24 @@ _IGNORE_VERB = (
     r"cancel|void|nullify|delete|erase|clear)"
 )
 _PREV = (
-    r"(?:previous|prior|preceding|above|earlier|former|initial|original|"
-    r"foregoing|all|any|every|your|the|these|those|system|developer|pre-?set|given)"
+    r"(?:previous|prior|preceding|above|earlier|former|initial|original|foregoing|system|"
+    r"developer|pre-?set|given)"
 )
+_ALL = r"(?:all|any|every|your|all\s+(?:of\s+)?your|any\s+of\s+your|whatever)"
 _INSTR = (
     r"(?:instructions?|directions?|directives?|rules?|guidelines?|prompts?|programming|"
-    r"constraints?|commands?|orders?|guardrails?|restrictions?|"
+    r"constraints?|commands?|guardrails?|restrictions?|guidance|"
     r"content\s+polic(?:y|ies)|safety\s+(?:rules|guidelines|filters?)|context|"
     r"system\s+(?:prompt|message)|training|alignment|limitations?|"
     r"everything\s+(?:you\s+were|you've\s+been|i)\s+(?:told|said|given))"
 )
 _IGNORE_EN = re.compile(
-    rf"\b{_IGNORE_VERB}\s+(?:\S+\s+){{0,3}}?{_PREV}\b[\w\s,'-]{{0,40}}?\b{_INSTR}\b"
+    rf"\b{_IGNORE_VERB}\s+(?:\S+\s+){{0,3}}?{_PREV}\b[\w\s'-]{{0,30}}?\b{_INSTR}\b"
+    rf"|\b{_IGNORE_VERB}\s+{_ALL}\s+(?:(?:the|my|of)\s+)?(?:\w+\s+)?{_INSTR}\b"
+    rf"|\b{_IGNORE_VERB}\s+the\s+{_INSTR}\s+(?:above|before|so\s+far|you\s+(?:were|have\s+been)"
+    r"\s+given)"
+    rf"|\b{_IGNORE_VERB}\s+(?:what(?:ever)?|everything|anything)\s+(?:your\s+)?(?:developers?|"
+    r"creators?|makers?|operators?|owners?|openai|anthropic)\s+(?:told|said|wrote|gave)"
     rf"|\b{_IGNORE_VERB}\s+(?:everything|all)\s+(?:above|before|previously|so\s+far|prior)\b"
     rf"|\b{_IGNORE_VERB}\s+everything\s+(?:you\s+(?:were|have\s+been|'ve\s+been)\s+told)",
     _F,
@@ -86,11 +93,40 @@ _IGNORE_INTL = re.compile(
     r"|(?:игнорируй|игнорировать|забудь|не\s+обращай\s+внимания\s+на).{0,30}"
     r"(?:инструкци|указани|правил)"
     r"|(?:忽略|无视|忽视|不要理会|忘记|忘掉).{0,12}(?:指令|指示|说明|规则|提示)"
+    r"|\b(?:sin|ohne|sans|senza|sem)\s+(?:ninguna\s+|jede\s+|aucune\s+|alcuna\s+)?"
+    r"(?:restricciones|einschränkungen|restrictions|restrizioni|restrições|filtros?|filter|"
+    r"filtri|regeln|règles|reglas|regole)\b"
+    r"|\b(?:keine|ningunas?|aucunes?|nessuna)\s+(?:regeln|reglas|règles|regole|"
+    r"einschränkungen|restricciones|restrictions)\b"
+    r"|\b(?:modo|modus|mode)\s+(?:desarrollador|entwickler|développeur|sviluppatore)\b"
+    r"|\b(?:vergiss|olvida|oublie|dimentica)\s+(?:alles|todo|tout|tutto)\b"
+    r"|\b(?:neue|nuevas|nouvelles|nuove)\s+(?:anweisungen|instrucciones|instructions|istruzioni)"
+    r"\s*:"
     r"|(?:指示|命令|ルール).{0,10}(?:無視|忘れ)",
     _F,
 )
 _NEW_RULES = re.compile(
-    r"\bsystem\s+override\b|\b(?:previous|prior|earlier|old|all)\s+(?:polic(?:y|ies)|rules|"
+    r"\b(?:consider|treat)\s+(?:\w+\s+){0,4}(?:instructions|rules|guidelines|guidance|prompt)\s+"
+    r"(?:\w+\s+)?(?:as\s+)?(?:cancell?ed|void|null|revoked|obsolete|gone|deleted)\b"
+    r"|\b(?:instructions|rules|guidelines|guidance|told\s+before)\s+(?:\w+\s+){0,2}"
+    r"(?:do\s+not|don'?t|no\s+longer|doesn'?t)\s+(?:matter|apply|count)\b"
+    r"|\b(?:instructions|rules|guidelines|guidance|told\s+before)\s+matters?\s+any\s*more\b"
+    r"|\b(?:revoked|cancell?ed|lifted|removed|deleted|disabled)\s+(?:all\s+)?(?:of\s+)?(?:your|the)"
+    r"\s+(?:guidelines|rules|instructions|restrictions|guidance|safety)"
+    r"|\b(?:everything|all)\s+you\s+(?:were|have\s+been)\s+(?:configured|programmed|trained|set\s+up|"
+    r"told)\s+(?:with\s+)?(?:is|are)\s+(?:now\s+)?(?:obsolete|void|cancell?ed|irrelevant|invalid)\b"
+    r"|(?:^|\n)\s*(?:override|system\s+update|important\s+system\s+update)\s*:"
+    r"|\b(?:safety|content)\s+(?:protocols?|filters?|rules|polic(?:y|ies)|checks?)\s+"
+    r"(?:are\s+|is\s+|have\s+been\s+)?(?:now\s+)?(?:disabled|off|lifted|removed|suspended)\b"
+    r"|\byour\s+(?:rules|instructions|guidelines|guidance|directives?|polic(?:y|ies))\s+"
+    r"(?:have|has)\s+(?:changed|been\s+(?:updated|replaced|revoked|cancell?ed|lifted))"
+    r"|\b(?:your\s+)?(?:earlier|previous|prior|original|old)\s+(?:guidance|instructions|rules|"
+    r"guidelines)\s+(?:is|are)\s+(?:now\s+)?(?:cancell?ed|void|revoked|obsolete|replaced)"
+    r"|\bsupersedes?\s+(?:all|any|anything|everything)\s+(?:prior|previous|earlier|else|before)"
+    r"|\byou\s+(?:now\s+)?(?:allow|permit|accept)\s+(?:all|any)\s+(?:content|requests?|topics?)"
+    r"|\b(?:new|updated)\s+(?:instructions?|directives?)\s*:\s*(?:you\s+(?:must|will|shall)|from\s+"
+    r"now|ignore|always|never)"
+    r"|\bsystem\s+override\b|\b(?:previous|prior|earlier|old|all)\s+(?:polic(?:y|ies)|rules|"
     r"instructions|guidelines|restrictions)\s+(?:are|is)\s+(?:now\s+)?(?:void|cancell?ed|"
     r"revoked|lifted|suspended|disabled|no\s+longer\s+(?:valid|in\s+effect|apply))\b"
     r"|\b(?:from\s+now\s+on|henceforth|for\s+the\s+rest\s+of\s+(?:this|the)\s+"
@@ -113,26 +149,46 @@ _EXTRACT = re.compile(
     r"instructions?|rules)|(?:secret|confidential)\s+(?:instructions?|rules)|"
     r"instructions\s+you\s+(?:were|have\s+been)\s+given|prompt\s+i\s+gave\s+you|"
     r"rules\s+you\s+were\s+(?:given|configured\s+with))\b"
+    r"|\b(?:instructions?|rules|prompt|directives?)\s+(?:that\s+)?you\s+(?:received|were\s+given|"
+    r"got|have\s+been\s+given)\b"
+    r"|\b(?:rules|instructions)\s+did\s+(?:\w+\s+){0,3}give\s+you\b"
+    r"|\b(?:between|inside)\s+(?:the\s+)?<\w+>\s+tags\s+in\s+your\s+(?:instructions|prompt)"
+    r"|\b(?:your|the)\s+(?:\w+\s+)?instructions\s+(?:word\s+for\s+word|verbatim)"
+    r"|\b(?:the|your)\s+prompt\s+i\s+gave\s+you\b"
+    r"|\b(?:text|message|instructions?)\s+(?:were\s+you|you\s+were)\s+given\s+before\b"
+    r"|\bsetup\s+message\s+(?:your|the)\s+(?:operator|developer)"
+    r"|\b(?:every|each|all)\s+(?:the\s+)?rules?\s+you\s+were\s+told\b"
     r"|\brepeat\s+(?:the|all|every(?:thing)?)\s*(?:text|words?|lines?|instructions?)?\s*"
     r"(?:above|before\s+(?:this|my))"
     r"|\bstarting\s+with\s+['\"\u201c]?you\s+are\b"
     r"|\b(?:everything|all\s+(?:the\s+)?text)\s+(?:before|above)\s+(?:this|my)\s+"
     r"(?:message|line|prompt)\b"
     r"|(?:系统提示|系統提示|システムプロンプト|системн\w*\s+промпт|invite\s+système|"
-    r"systemprompt|prompt\s+(?:del\s+)?sistema)",
+    r"systemprompt|systemanweisung|prompt\s+(?:del\s+)?sistema|instrucciones\s+del\s+sistema|"
+    r"istruzioni\s+di\s+sistema|instructions\s+système)",
     _F,
 )
 _EXTRACT_VERB = re.compile(
     r"\b(?:reveal|print|show|display|output|repeat|tell|give|dump|leak|paste|echo|list|"
-    r"quote|recite|spell|summari[sz]e|translate|what|"
+    r"quote|recite|spell|summari[sz]e|translate|what|verrate|révèle|revela|rivela|"
     r"affiche[zr]?|zeige?|muestra|mostra|покажи|告诉|显示|输出)",
     _F,
 )
 _PERSONA = re.compile(
     r"\bdo\s+anything\s+now\b"
     r"|\byou\s+are\s+(?:now\s+)?(?:going\s+to\s+(?:pretend|act)\s+(?:to\s+be\s+)?)?DAN\b"
-    r"|\b(?:developer|god|jailbreak|jailbroken|unrestricted|uncensored|unfiltered|evil|"
-    r"dan)\s+mode\b"
+    r"|\b(?:jailbreak|jailbroken|unrestricted|uncensored|unfiltered|evil|dan)\s+mode\b"
+    r"|\b(?:enable|enter|activate|switch\s+to|you\s+are\s+(?:now\s+)?in|now\s+in)\s+"
+    r"(?:the\s+)?(?:developer|god|admin|debug)\s+mode\b"
+    r"|\b(?:developer|god)\s+mode\s+(?:enabled|activated|engaged)\b"
+    r"|\bdeveloper\s+mode\b.{0,60}\b(?:no|without|ignore)\b.{0,20}\b(?:polic|rules|filter|"
+    r"restrict|limit)"
+    r"|\b(?:ai|assistant|model|chatbot|bot)\s+(?:that|who|which)\s+(?:was|has|had)\s+never\s+"
+    r"(?:been\s+)?given\s+any\s+(?:rules|restrictions|guidelines)"
+    r"|\b(?:ai|assistant|model|chatbot|bot)\s+with\s+(?:no|zero)\s+(?:filters?|rules|restrictions|"
+    r"limits|guardrails|guidelines)\b"
+    r"|\bnever\s+refuses?\b|\b(?:zero|no)\s+safety\s+training\b"
+    r"|\byou(?:'re|\s+are)\s+not\s+(?:claude|chatgpt|gpt|an?\s+assistant)\s+any\s*more\b"
     r"|\b(?:you\s+are\s+(?:now\s+)?|act\s+as\s+|pretend\s+(?:to\s+be|you\s+are)\s+|"
     r"simulate\s+|become\s+|respond\s+as\s+)(?:an?\s+)?(?:\w+\s+){0,3}?"
     r"(?:unrestricted|uncensored|unfiltered|jailbroken|amoral|unaligned|unethical|"
@@ -180,6 +236,19 @@ _INDIRECT = re.compile(
     r"|\bwhen\s+(?:an?\s+)?(?:ai|llm|assistant)\s+reads\s+this\b"
     r"|\b(?:instruction|message|directive)\s+for\s+the\s+(?:ai|chatbot|assistant|llm)\b"
     r"|\b(?:ai|assistant|llm)\s*:\s*(?:ignore|disregard|you\s+must|do\s+not)\b",
+    _F,
+)
+_DATA_ORDERS = re.compile(
+    r"\b(?:call|use|invoke|run|execute|trigger)\s+(?:the\s+)?`?[a-z]+_[a-z_]+`?\s+"
+    r"(?:tool\s+|function\s+)?(?:on|to|with|for|before|and)\b"
+    r"|\bsave\s+(?:this|the\s+following|it)\s+(?:note\s+)?(?:to|in)\s+your\s+"
+    r"(?:long-term\s+)?memory\b"
+    r"|\b(?:in|to)\s+(?:every|all)\s+(?:future\s+)?(?:replies|reply|responses?|answers?)\b"
+    r"|\b(?:for|in)\s+all\s+future\s+(?:tasks|conversations|sessions|turns)\b"
+    r"|\b(?:for|to)\s+(?:ai|llm)\s+(?:coding\s+)?agents\b"
+    r"|\bai\s+agents\s+(?:\w+\s+){0,3}should\b"
+    r"|\b(?:e-?mail|send|forward)\s+(?:the\s+)?(?:full\s+|entire\s+|whole\s+)?"
+    r"(?:customer|user|client|contact)\s+(?:list|database|data|records)\s+to\b",
     _F,
 )
 _IMPERATIVE = re.compile(
@@ -250,6 +319,12 @@ def needs_classifier(text: str) -> bool:
     return any(ord(c) > 0x2000 for c in text)
 
 
+_TEMPLATE_TALK = re.compile(
+    r"\b(?:chat\s*template|chatml|tokeni[sz]er|special\s+tokens?|apply_chat_template|"
+    r"what\s+(?:do|does|is|are)|mean(?:s|ing)?\b)",
+    _F,
+)
+
 _PLAIN_RULES: tuple[tuple[str, re.Pattern[str], float], ...] = (
     ("ignore_previous", _IGNORE_EN, 0.95),
     ("ignore_previous", _IGNORE_INTL, 0.93),
@@ -319,6 +394,15 @@ def _quoted(text: str, span: tuple[int, int]) -> bool:
     return False
 
 
+def _data_hits(text: str) -> list[RuleHit]:
+    """Orders aimed at an agent inside a tool result or document (call a tool, persist)."""
+    m = _DATA_ORDERS.search(text)
+    if m is None:
+        return []
+    span = (m.start(), m.end())
+    return [RuleHit("indirect_instruction", 0.85, _quoted(text, span), span)]
+
+
 def _plain_hits(text: str) -> list[RuleHit]:
     hits: list[RuleHit] = []
     for name, pattern, confidence in _PLAIN_RULES:
@@ -330,7 +414,10 @@ def _plain_hits(text: str) -> list[RuleHit]:
         if name == "system_prompt_extraction" and not _EXTRACT_VERB.search(text):
             continue
         span = (m.start(), m.end())
-        hits.append(RuleHit(name, confidence, _quoted(text, span), span))
+        quoted = _quoted(text, span)
+        if name == "chat_template_tokens" and _TEMPLATE_TALK.search(text):
+            quoted = True  # a question about chat templates, not a turn
+        hits.append(RuleHit(name, confidence, quoted, span))
     m = _INDIRECT.search(text)
     if m is not None and _IMPERATIVE.search(text, m.end(), m.end() + 200):
         span = (m.start(), m.end())
@@ -370,6 +457,43 @@ def _decoded_blobs(text: str) -> list[str]:
     return out
 
 
+_URLENC = re.compile(r"(?:%[0-9a-fA-F]{2}[^%\s]{0,12}){6,}")
+_UESC = re.compile(r"(?:\\u[0-9a-fA-F]{4}){6,}")
+_BINARY = re.compile(r"(?:[01]{8}\s?){8,}")
+_B32 = re.compile(r"\b[A-Z2-7]{32,}={0,6}")
+_LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+)
+
+
+def _other_decodings(text: str) -> list[str]:
+    """URL-encoding, \\u escapes, 8-bit binary, base32, reversed text, leetspeak (bounded)."""
+    out: list[str] = []
+    if _URLENC.search(text):
+        out.append(urllib.parse.unquote(text[:MAX_BLOB_CHARS]))
+    m = _UESC.search(text)
+    if m:
+        escaped = m.group(0)[:MAX_BLOB_CHARS]
+        out.append(re.sub(r"\\u([0-9a-fA-F]{4})", lambda g: chr(int(g.group(1), 16)), escaped))
+    m = _BINARY.search(text)
+    if m:
+        bits = re.sub(r"\s", "", m.group(0))[: MAX_BLOB_CHARS * 8]
+        out.append("".join(chr(int(bits[i : i + 8], 2)) for i in range(0, len(bits) - 7, 8)))
+    m = _B32.search(text)
+    if m:
+        blob = m.group(0)[:MAX_BLOB_CHARS]
+        try:
+            decoded = _printable(base64.b32decode(blob + "=" * (-len(blob) % 8)))
+        except (binascii.Error, ValueError):
+            decoded = None
+        if decoded:
+            out.append(decoded)
+    if re.search(r"[a-z][0-9$@][a-z]|[0-9][a-z]{1,3}[0-9]", text, re.I):
+        out.append(text.translate(_LEET))
+    out.append(text[::-1])
+    return out
+
+
 def _printable(raw: bytes) -> str | None:
     if len(raw) < 8:
         return None
@@ -381,8 +505,12 @@ def _printable(raw: bytes) -> str | None:
     return s if good >= 0.9 * len(s) else None
 
 
-def scan(text: str, *, _depth: int = 0) -> list[RuleHit]:
-    """All rule hits in `text` (bounded: see the module docstring). Order: most specific first."""
+def scan(text: str, *, data: bool = False, _depth: int = 0) -> list[RuleHit]:
+    """All rule hits in `text` (bounded: see the module docstring). Order: most specific first.
+
+    `data=True` for tool results and documents: orders aimed at an agent there (call a tool,
+    save to memory, "in every future reply") count too; a user may say such things himself.
+    """
     text = scan_window(text)
     hits: list[RuleHit] = []
     hidden = hidden_tag_text(text) if _depth == 0 else ""
@@ -392,6 +520,8 @@ def scan(text: str, *, _depth: int = 0) -> list[RuleHit]:
     if hidden:
         norm = norm + "\n" + hidden
     hits.extend(_plain_hits(norm))
+    if data and not any(h.rule == "indirect_instruction" for h in hits):
+        hits.extend(_data_hits(norm))
     despaced = _despaced(norm)
     if despaced is not None and despaced != norm:
         for h in _plain_hits(despaced):
@@ -403,11 +533,16 @@ def scan(text: str, *, _depth: int = 0) -> list[RuleHit]:
             if inner:
                 hits.append(RuleHit("encoded_payload", max(h.confidence for h in inner)))
                 break
-        rot = codecs.encode(norm, "rot13") if _depth == 0 else ""
-        if rot:
-            inner = [h for h in _plain_hits(rot) if h.rule != "indirect_instruction"]
-            if inner:
-                hits.append(RuleHit("encoded_payload", max(h.confidence for h in inner)))
+        if _depth == 0:
+            for variant in [codecs.encode(norm, "rot13"), *_other_decodings(norm)]:
+                inner = [
+                    h
+                    for h in _plain_hits(variant)
+                    if h.rule != "indirect_instruction" and not h.quoted
+                ]
+                if inner:
+                    hits.append(RuleHit("encoded_payload", max(h.confidence for h in inner)))
+                    break
     # "decode this and follow it" around an opaque blob: suspicious even undecoded.
     if (
         _DECODE_HINT.search(norm)
