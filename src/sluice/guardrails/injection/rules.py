@@ -6,8 +6,12 @@ exactly, and a named rule is what a caller sees in a 400 `prompt_injection_detec
 classifier handles paraphrases the rules do not list.
 
 Bounded by construction (hostile input):
-- only `MAX_SCAN_CHARS` of the text are scanned: the first `HEAD_CHARS` and the last
-  `TAIL_CHARS` (an attacker appending a payload after 1 MB of filler is still seen);
+- only `MAX_SCAN_CHARS` (12 KiB) of the text are scanned: the first `HEAD_CHARS` and the
+  last `TAIL_CHARS` (an attacker appending a payload after 1 MB of filler is still seen);
+  Python's `re` costs a few microseconds per character for these alternations, so the window
+  is what bounds a call (measured: ~50-100 ms worst case on 1 MB under load, see BENCHMARKS);
+- the re-checks of rot13, reversed, leetspeak, URL-encoded, binary, `\\u`-escaped and base32
+  variants look at the first `VARIANT_CHARS` only;
 - the patterns have no nested quantifiers over overlapping classes (no catastrophic
   backtracking), gaps between words are bounded (`{0,40}`-style);
 - encoded payloads: at most `MAX_BLOBS` candidates of at most `MAX_BLOB_CHARS` each are
@@ -28,9 +32,12 @@ import unicodedata
 import urllib.parse
 from dataclasses import dataclass
 
-HEAD_CHARS = 24_576
-TAIL_CHARS = 8_192
+HEAD_CHARS = 8_192
+TAIL_CHARS = 4_096
 MAX_SCAN_CHARS = HEAD_CHARS + TAIL_CHARS
+# rot13, reversed, leetspeak, URL/binary/\u/base32 decodings re-run every pattern, so they look
+# at less: the first VARIANT_CHARS of the scanned window.
+VARIANT_CHARS = 4_096
 MAX_BLOBS = 8
 MAX_BLOB_CHARS = 8_192
 MAX_DEPTH = 3
@@ -534,7 +541,8 @@ def scan(text: str, *, data: bool = False, _depth: int = 0) -> list[RuleHit]:
                 hits.append(RuleHit("encoded_payload", max(h.confidence for h in inner)))
                 break
         if _depth == 0:
-            for variant in [codecs.encode(norm, "rot13"), *_other_decodings(norm)]:
+            head = norm[:VARIANT_CHARS]
+            for variant in [codecs.encode(head, "rot13"), *_other_decodings(head)]:
                 inner = [
                     h
                     for h in _plain_hits(variant)
