@@ -234,3 +234,22 @@ def test_orders_inside_data_count_only_for_data_sources() -> None:
 )
 def test_more_look_alikes_pass(text: str) -> None:
     assert decisive(text) == set()
+
+
+def test_literal_prefilter_changes_no_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every match of a prefiltered pattern contains one of its anchors: on the labelled sets
+    (every 7th row, and upper-cased), scanning with and without the prefilter agrees."""
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).parents[1] / "data" / "injection"
+    texts: list[str] = []
+    for name in ("train", "heldout", "handwritten-2", "external/bastioncorpus-0.6.0"):
+        lines = (data / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        texts += [json.loads(line)["text"] for line in lines[::7] if line.strip()]
+    texts += [t.upper() for t in texts[::3]]
+    for source_is_data in (False, True):
+        monkeypatch.setattr(rules, "PREFILTER", False)
+        plain = [rules.scan(t, data=source_is_data) for t in texts]
+        monkeypatch.setattr(rules, "PREFILTER", True)
+        assert [rules.scan(t, data=source_is_data) for t in texts] == plain
