@@ -89,6 +89,7 @@ class InjectionDetector:
         self.model_check = model_check
         self.gate = gate
         self.model_timeout_s = model_timeout_s
+        self._warned_no_model = False
         self.classifier = InjectionClassifier(embedder, weights_path) if use_classifier else None
 
     def load(self) -> None:
@@ -150,6 +151,9 @@ class InjectionDetector:
         checker = self.model_check
         if ask is not None and model is not None:
             checker = model_check(ask, model)
+        elif ask is not None and checker is None and not self._warned_no_model:
+            self._warned_no_model = True
+            log.warning("injection model check asked without a model name: skipped")
         return await self._with_model(text, source, checker)
 
     async def _with_model(
