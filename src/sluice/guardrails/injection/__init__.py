@@ -111,15 +111,27 @@ class InjectionDetector:
 
     def check(self, text: str, *, source: str = "user") -> InjectionVerdict:
         """Fast path, synchronous: rules, then the classifier (no model call)."""
-        verdict = self.check_rules(text, source=source)
+        verdict, window = self._before_classifier(text, source)
         if verdict is not None:
             return verdict
+        assert self.classifier is not None and window is not None
+        return self._classified(self.classifier.probability(window))
+
+    def _before_classifier(
+        self, text: str, source: str
+    ) -> tuple[InjectionVerdict | None, str | None]:
+        """A final verdict (rule hit, or nothing for the classifier to do), else its input."""
+        verdict = self.check_rules(text, source=source)
+        if verdict is not None:
+            return verdict, None
         if self.classifier is None or source == "system" or not text.strip():
-            return InjectionVerdict(False, 0.0, None, "rule")
+            return InjectionVerdict(False, 0.0, None, "rule"), None
         window = rules.normalize(rules.scan_window(text))
         if self.gate and not rules.needs_classifier(window):
-            return InjectionVerdict(False, 0.0, None, "rule")
-        score = self.classifier.probability(window)
+            return InjectionVerdict(False, 0.0, None, "rule"), None
+        return None, window
+
+    def _classified(self, score: float) -> InjectionVerdict:
         flagged = score >= self.threshold
         return InjectionVerdict(flagged, score, "classifier" if flagged else None, "classifier")
 
@@ -132,7 +144,8 @@ class InjectionDetector:
     async def check_async(self, text: str, *, source: str = "user") -> InjectionVerdict:
         """`check`, plus the model check when the classifier is unsure.
 
-        The fast path runs inline (it is CPU-bound and short); only the model call awaits.
+        Rules run inline (short); the embedding runs on the embedder's thread, so the event
+        loop is not held for it: prefer this (or `acheck`) over `check` inside a server.
         A model check that fails or exceeds `model_timeout_s` leaves the fast verdict.
         """
         return await self._with_model(text, source, self.model_check)
@@ -159,7 +172,11 @@ class InjectionDetector:
     async def _with_model(
         self, text: str, source: str, checker: Callable[[str], Awaitable[bool]] | None
     ) -> InjectionVerdict:
-        verdict = self.check(text, source=source)
+        # Rules inline (short); the embedding off the event loop (the embedder's own thread).
+        verdict, window = self._before_classifier(text, source)
+        if verdict is None:
+            assert self.classifier is not None and window is not None
+            verdict = self._classified(await self.classifier.probability_async(window))
         if checker is None or not self.uncertain(verdict):
             return verdict
         try:

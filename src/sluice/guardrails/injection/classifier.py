@@ -15,6 +15,7 @@ document is not averaged away.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 from importlib import resources
@@ -119,6 +120,16 @@ class InjectionClassifier:
         """Load the weights and warm the embedder now (otherwise the first call does)."""
         embedder, _ = self._ready()
         embedder.embed_sync(["warm up"])
+
+    async def probability_async(self, text: str) -> float:
+        """`probability` with the embedding off the event loop (the embedder's executor)."""
+        embedder, model = self._ready()
+        embed = getattr(embedder, "embed", None)
+        if embed is not None:
+            vectors = await embed(windows(text))
+        else:
+            vectors = await asyncio.to_thread(embedder.embed_sync, windows(text))
+        return float(model.probabilities(vectors).max())
 
     def probability(self, text: str) -> float:
         """Calibrated P(injection) of the most suspicious window of `text`."""
