@@ -443,6 +443,54 @@ def route_explain(
         raise click.ClickException(str(exc)) from None
 
 
+@bench.command("injection")
+@click.option(
+    "--data",
+    default="tests/data/injection/heldout.jsonl",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Labelled JSONL {text, label, family, source} to score (the held-out split).",
+)
+@click.option(
+    "--external",
+    multiple=True,
+    default=[
+        "tests/data/injection/handwritten-2.jsonl",
+        "tests/data/injection/external/bastioncorpus-0.6.0.jsonl",
+    ],
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="More labelled sets written by other authors (repeatable).",
+)
+@click.option(
+    "--traffic",
+    multiple=True,
+    default=["tests/data/routing_prompts.jsonl", "tests/data/semantic_pairs.jsonl"],
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Ordinary prompts (all benign): false positives and latency on everyday traffic.",
+)
+@click.option("--threshold", type=float, default=None, help="Classifier threshold to measure.")
+@click.option("--repeat", default=5, show_default=True, help="Latency passes over the texts.")
+def injection_bench(
+    data: str,
+    external: tuple[str, ...],
+    traffic: tuple[str, ...],
+    threshold: float | None,
+    repeat: int,
+) -> None:
+    """Prompt-injection precision, recall, F1, FPR per layer, and per-call latency."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    from sluice.bench.injection import run
+    from sluice.embed import EmbedderUnavailableError
+
+    try:
+        click.echo(run(data, list(external), list(traffic), threshold, repeat))
+    except (OSError, ValueError, EmbedderUnavailableError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @bench.command("semantic-cache")
 @click.option(
     "--pairs",
