@@ -617,13 +617,24 @@ main.add_command(batch_group)  # sluice batch watch | worker
 @batch_group.command("worker")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
 @click.option("--log-level", default="info", show_default=True)
-def batch_worker(config_path: str | None, log_level: str) -> None:
+@click.option(
+    "--nice",
+    "niceness",
+    type=click.IntRange(0, 19),
+    default=10,
+    show_default=True,
+    help="CPU niceness: on a host shared with gateways, the kernel gives them the CPU first.",
+)
+def batch_worker(config_path: str | None, log_level: str, niceness: int) -> None:
     """Run batch items only (beside gateways with `batch.worker: separate`)."""
     import signal
 
     from sluice.gateway import Gateway
     from sluice.web.batches import run_worker
 
+    # Batch work is the lowest priority (interactive > jobs > batch): the queue orders the
+    # picks, and the scheduler the CPU, so a busy batch takes only what gateways leave.
+    os.nice(niceness)
     config, source = _load(config_path)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     click.echo(f"sluice batch worker: config {source}")

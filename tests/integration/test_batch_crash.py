@@ -268,6 +268,8 @@ async def test_a_separate_worker_process_runs_the_items(sim_url: str, tmp_path: 
             got = await client.batches.retrieve(batch.id)
         assert got.status == "completed", got
         assert got.request_counts is not None and got.request_counts.completed == 50
+        # The lowest priority for the CPU too: gateways on the same host are scheduled first.
+        assert os.getpriority(os.PRIO_PROCESS, worker.pid) == 10
     finally:
         await client.close()
         os.killpg(worker.pid, signal.SIGTERM)
