@@ -31,6 +31,7 @@ from sluice.governance.limits_config import LimitsConfig
 from sluice.observe.alert_config import RulesConfig
 from sluice.observe.tracing import TracingConfig
 from sluice.routing.config import RouteConfig
+from sluice.retrieval.config import RetrievalConfig
 from sluice.state.paths import default_state_dir, resolve_file, resolve_url
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -341,6 +342,8 @@ class SluiceConfig(_Frozen):
     routes: dict[str, RouteConfig] = Field(default_factory=dict)  # see sluice.routing
     # /v1/responses (stored answers), /v1/embeddings (see sluice.frontends.config).
     endpoints: EndpointsConfig = EndpointsConfig()
+    # Vector stores and grounded chat (sluice.retrieval).
+    retrieval: RetrievalConfig = RetrievalConfig()
     # Where relative SQLite paths (store URLs, persist_path) live; None: $SLUICE_STATE_DIR,
     # else $XDG_DATA_HOME/sluice, else ~/.local/share/sluice (see sluice.state.paths).
     state_dir: str | None = None
@@ -474,6 +477,7 @@ _STATE_URLS = (
     ("observability", "records", "store_url"),
     ("governance", "store_url"),
     ("limits", "ledger", "store_url"),
+    ("retrieval", "store_url"),
 )
 _STATE_FILES = (("cache", "persist_path"), ("cache", "semantic", "persist_path"))
 

@@ -7,6 +7,7 @@
 | `call_records` (name configurable) | `observe.store.RecordStore` | `records` |
 | `sluice_semantic_cache` (name configurable) | `cache.semantic.store.SqlStore` | `semantic` |
 | `entries` (its own SQLite file) | `cache.persist.SqliteMirror` | `cache` |
+| `sluice_vector_store*` (4 tables) | `retrieval.store.VectorStoreDB` | `retrieval` |
 
 The running code queries these definitions; the Alembic environment in
 `sluice.state.migrations` creates and evolves them (never `create_all`). Times are epoch
@@ -210,4 +211,65 @@ cache_entries = Table(
     Column("value", LargeBinary(), nullable=False),
     Column("expires_at", Double(), nullable=False),  # wall-clock epoch seconds
     Column("tags", Text(), nullable=False),  # JSON list
+)
+
+
+# --- retrieval: vector stores (OpenAI's Vector Stores API), their files, chunks, batches -----
+
+# `version` moves on every change of a store's chunks or attributes: a replica whose index
+# holds another version reloads that store before searching it.
+vector_stores = Table(
+    "sluice_vector_stores",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant", String(255), nullable=False),
+    Column("name", Text(), nullable=True),
+    Column("meta", Text(), nullable=False),  # JSON: OpenAI `metadata`
+    Column("expires_after", Text(), nullable=True),  # JSON
+    Column("created_at", Double(), nullable=False),
+    Column("last_active_at", Double(), nullable=False),
+    Column("version", BigInteger(), nullable=False),
+    Index("ix_sluice_vector_stores_tenant", "tenant", "created_at"),
+)
+
+vector_store_files = Table(
+    "sluice_vector_store_files",
+    metadata,
+    Column("store_id", String(64), primary_key=True),
+    Column("file_id", String(128), primary_key=True),
+    Column("tenant", String(255), nullable=False),
+    Column("filename", Text(), nullable=False),
+    Column("status", String(16), nullable=False),  # in_progress | completed | failed | cancelled
+    Column("last_error", Text(), nullable=True),  # JSON {code, message}
+    Column("attributes", Text(), nullable=False),  # JSON
+    Column("chunking", Text(), nullable=False),  # JSON: the chunking_strategy used
+    Column("batch_id", String(64), nullable=True),
+    Column("usage_bytes", BigInteger(), nullable=False),
+    Column("created_at", Double(), nullable=False),
+)
+
+vector_store_chunks = Table(
+    "sluice_vector_store_chunks",
+    metadata,
+    Column("id", String(160), primary_key=True),
+    Column("store_id", String(64), nullable=False),
+    Column("file_id", String(128), nullable=False),
+    Column("seq", Integer(), nullable=False),
+    Column("text", Text(), nullable=False),
+    Column("heading", Text(), nullable=False),
+    Column("tokens", Integer(), nullable=False),
+    Column("sentences", Text(), nullable=False),  # JSON list
+    Column("vector", LargeBinary(), nullable=False),  # float32 little-endian
+    Index("ix_sluice_vector_store_chunks_store", "store_id", "file_id"),
+)
+
+vector_store_batches = Table(
+    "sluice_vector_store_batches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("store_id", String(64), nullable=False),
+    Column("tenant", String(255), nullable=False),
+    Column("file_ids", Text(), nullable=False),  # JSON list
+    Column("cancelled", Boolean(), nullable=False),
+    Column("created_at", Double(), nullable=False),
 )

@@ -7,6 +7,7 @@ whatever database it is pointed at (a records-only PostgreSQL gets no key table)
 - `records`: `r0001_call_records` (adopts a table made by the old `create_all`)
 - `semantic`: `s0001_semantic_cache` (adopts a table made by the old `create_all`)
 - `cache`: `c0001_cache_mirror` (the exact-cache mirror file's `entries`)
+- `retrieval`: `v0001_vector_stores` (vector stores, their files, chunks, file batches)
 
 The version table is `sluice_alembic_version` (a database shared with other applications'
 Alembic histories is not confused). Records and semantic tables may be renamed in config;
@@ -36,7 +37,7 @@ from sluice.state.tables import RECORDS_TABLE, SEMANTIC_TABLE
 
 VERSION_TABLE = "sluice_alembic_version"
 LOCK_ID = 0x51_0C_E0_01  # pg_advisory_xact_lock key: any constant unique to Sluice
-BRANCHES = ("governance", "records", "semantic", "cache")
+BRANCHES = ("governance", "records", "semantic", "cache", "retrieval")
 _DEFAULT_TABLES = {"records": RECORDS_TABLE, "semantic": SEMANTIC_TABLE}
 _HERE = Path(__file__).parent
 
