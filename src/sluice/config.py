@@ -19,12 +19,14 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from yarl import URL
 
+from sluice.batch.config import BatchConfig
 from sluice.cache.config import ExactRouteConfig, PromptCaching
 from sluice.cache.semantic.config import SemanticCacheConfig
 from sluice.config_base import Frozen
 from sluice.context.config import TokenPolicy
 from sluice.edge.config import EdgeConfig
 from sluice.embed.config import EmbedConfig
+from sluice.files.config import FilesConfig
 from sluice.frontends.config import EndpointsConfig
 from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
@@ -342,6 +344,8 @@ class SluiceConfig(_Frozen):
     routes: dict[str, RouteConfig] = Field(default_factory=dict)  # see sluice.routing
     # /v1/responses (stored answers), /v1/embeddings (see sluice.frontends.config).
     endpoints: EndpointsConfig = EndpointsConfig()
+    files: FilesConfig = FilesConfig()  # /v1/files (sluice.files)
+    batch: BatchConfig = BatchConfig()  # /v1/batches, /v1/messages/batches (sluice.batch)
     # Vector stores and grounded chat (sluice.retrieval).
     retrieval: RetrievalConfig = RetrievalConfig()
     # Where relative SQLite paths (store URLs, persist_path) live; None: $SLUICE_STATE_DIR,
@@ -478,8 +482,14 @@ _STATE_URLS = (
     ("governance", "store_url"),
     ("limits", "ledger", "store_url"),
     ("retrieval", "store_url"),
+    ("files", "store_url"),
+    ("batch", "store_url"),
 )
-_STATE_FILES = (("cache", "persist_path"), ("cache", "semantic", "persist_path"))
+_STATE_FILES = (
+    ("cache", "persist_path"),
+    ("cache", "semantic", "persist_path"),
+    ("files", "blob_dir"),
+)
 
 
 def with_state_dir(config: SluiceConfig) -> SluiceConfig:

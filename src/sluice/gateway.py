@@ -20,6 +20,7 @@ from sluice.cache.purgeable import Purgeable
 from sluice.cache.semantic.stage import SemanticCacheStage
 from sluice.config import CacheConfig, SluiceConfig
 from sluice.context.stage import TokenPolicyStage
+from sluice.files.store import FileStore
 from sluice.governance.runtime import Governance
 from sluice.governance.stage import GovernanceStage
 from sluice.identity import Identity
@@ -125,6 +126,9 @@ class Gateway:
         self.forwarded = HeaderFilter(
             p for cfg in config.providers.values() for p in cfg.forward_headers
         )
+        # Uploaded files (/v1/files; batches and retrieval read them): one store per gateway.
+        files = config.files
+        self.files = FileStore(files.store_url, files.blob_dir) if files.enabled else None
         self.supervisor = self._supervise()
         self.ready = True
         self.active_calls = 0  # chat calls being answered (server.drain waits for them)
@@ -141,6 +145,8 @@ class Gateway:
         # Key store migrations first; then the key-change listener.
         sup.add("governance", self.governance.start, self.governance.close)
         sup.add("recorder", self.recorder.start, self.recorder.close)  # the record sink
+        if self.files is not None:
+            sup.add("files", self.files.start, self.files.close)
         if self.cache_mirror is not None:
             sup.add("cache_mirror", self.cache_mirror.start, self.cache_mirror.close)
         if self.semantic is not None:  # embedding model, stored entries, store listener

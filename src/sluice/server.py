@@ -48,6 +48,7 @@ from sluice.providers.forwarding import HeaderFilter
 from sluice.types import FLUSH, CallMeta, ChatResponse, EventStream
 from sluice.web import cache_admin, keys_admin
 from sluice.web import feedback as feedback_api
+from sluice.web import files as files_api
 from sluice.web.access import check_access, install_access
 from sluice.web.alerts import ENDPOINT as ALERTS_ENDPOINT
 from sluice.web.alerts import install as install_alerts
@@ -497,6 +498,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     app.router.add_post("/v1/messages", chat_endpoint(ANTHROPIC_FRONTEND))
     # /v1/responses (+ stored answers), /v1/embeddings, /v1/messages/count_tokens
     install_endpoints(app, app[GATEWAY], chat_endpoint)
+    files_api.install(app)  # /v1/files (issue 16)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)
     app.router.add_get("/healthz", healthz)

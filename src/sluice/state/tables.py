@@ -273,3 +273,72 @@ vector_store_batches = Table(
     Column("cancelled", Boolean(), nullable=False),
     Column("created_at", Double(), nullable=False),
 )
+
+# --- uploaded files (sluice.files) ---------------------------------------------------------
+
+# One row per uploaded file, keyed by (tenant, id): another tenant's id is simply not found.
+# `content` holds the bytes on a shared database (PostgreSQL: every replica reads them); on
+# SQLite it is NULL and the bytes live in a file under `state_dir` (`files.blob_dir`).
+files = Table(
+    "sluice_files",
+    metadata,
+    Column("tenant", String(255), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("filename", String(512), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("bytes", BigInteger(), nullable=False),
+    Column("created_at", Double(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("content", LargeBinary(), nullable=True),
+    Index("ix_sluice_files_tenant_created", "tenant", "created_at"),
+)
+
+# --- batches (sluice.batch) ----------------------------------------------------------------
+
+# One row per batch (OpenAI Batches and Anthropic Message Batches alike; `wire` says which
+# shape the caller sees). `identity` is the creator's resolved identity (JSON) so items run
+# as the caller, with its budgets; counts are recomputed from the items, never incremented.
+batches = Table(
+    "sluice_batches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant", String(255), nullable=False),
+    Column("wire", String(16), nullable=False),  # openai | anthropic
+    Column("mode", String(16), nullable=False),  # run | forward
+    Column("endpoint", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("input_file_id", String(64), nullable=True),
+    Column("output_file_id", String(64), nullable=True),
+    Column("error_file_id", String(64), nullable=True),
+    Column("completion_window", String(16), nullable=False),
+    Column("created_at", Double(), nullable=False),
+    Column("expires_at", Double(), nullable=False),
+    Column("times", JSON, nullable=False),  # {"in_progress_at": ..., "completed_at": ...}
+    Column("total", Integer(), nullable=False),
+    Column("meta", JSON, nullable=False),  # the caller's `metadata`
+    Column("errors", JSON, nullable=True),  # validation errors (OpenAI `errors.data`)
+    Column("identity", JSON, nullable=False),
+    Column("provider_batch", JSON, nullable=True),  # forward mode: the provider's batch
+    Index("ix_sluice_batches_tenant_created", "tenant", "created_at"),
+    Index("ix_sluice_batches_status", "status"),
+)
+
+# One row per batch item. (batch_id, idx) is the key and (batch_id, custom_id) unique: a
+# result is written once, by the UPDATE that moves the item from `running` to a final
+# state (at-least-once execution, exactly-once results). `lease_until` lets a dead
+# worker's items be claimed again.
+batch_items = Table(
+    "sluice_batch_items",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("idx", Integer(), primary_key=True),
+    Column("custom_id", String(512), nullable=False),
+    Column("body", Text(), nullable=False),  # the request body (JSON)
+    Column("state", String(16), nullable=False),  # pending running succeeded errored ...
+    Column("lease_until", Double(), nullable=True),
+    Column("attempts", Integer(), nullable=False),
+    Column("result", Text(), nullable=True),  # the output line's `response` / `result` (JSON)
+    Column("finished_at", Double(), nullable=True),
+    Index("ux_sluice_batch_items_custom", "batch_id", "custom_id", unique=True),
+    Index("ix_sluice_batch_items_state", "state", "batch_id"),
+)

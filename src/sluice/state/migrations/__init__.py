@@ -37,7 +37,7 @@ from sluice.state.tables import RECORDS_TABLE, SEMANTIC_TABLE
 
 VERSION_TABLE = "sluice_alembic_version"
 LOCK_ID = 0x51_0C_E0_01  # pg_advisory_xact_lock key: any constant unique to Sluice
-BRANCHES = ("governance", "records", "semantic", "cache", "retrieval")
+BRANCHES = ("governance", "records", "semantic", "cache", "files", "batch", "retrieval")
 _DEFAULT_TABLES = {"records": RECORDS_TABLE, "semantic": SEMANTIC_TABLE}
 _HERE = Path(__file__).parent
 
