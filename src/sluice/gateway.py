@@ -110,6 +110,7 @@ class Gateway:
             helper_call=self._helper_call,
             classifier_call=self._route_classifier_call,
             deployments_behind=self._deployments_behind,
+            retrieval=lambda: self.retrieval,
         )
         self.stages: list[Stage] = build_stages(config, deps)
         self.handler: Handler = compose(

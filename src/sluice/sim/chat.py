@@ -23,7 +23,7 @@ from sluice.sim import anthropic_wire, openai_wire
 from sluice.sim.config import SimModel
 from sluice.sim.openai_wire import WireError
 from sluice.sim.state import SimState, anthropic_limit_headers, openai_limit_headers
-from sluice.sim.text import Answer, plan_answer, with_prefix
+from sluice.sim.text import Answer, plan_answer, with_prefix, with_suffix
 from sluice.tokens import count_prompt
 
 Wire = Literal["openai", "anthropic"]
@@ -176,6 +176,8 @@ async def _chat(request: web.Request, wire: Wire) -> web.StreamResponse:
         invalid,
     )
     answer = _unsure(answer, name, headers.get("x-sim-uncertain"))
+    if appended := headers.get("x-sim-append"):  # e.g. citation markers "[1][2]"
+        answer = with_suffix(answer, " " + appended[:200].strip())
     extra: dict[str, str] = {SIM_HEADER: "true"}
     if model.limited:
         info = state.limiter.check(model, prompt_tokens + answer.output_tokens, time.monotonic())

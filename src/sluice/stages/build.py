@@ -1,6 +1,7 @@
 """`build_stages(config, deps)`: the pipeline's stages, in order, decided in one place.
 
-    auth → idempotency → limits and budgets → agent guard → token policy → exact cache
+    auth → idempotency → limits and budgets → agent guard → grounding (retrieval) → token
+    policy → exact cache
     → semantic cache → router → structured output → mid-stream failover → settle → (the plan
     executor)
 
@@ -38,6 +39,8 @@ from sluice.pipeline.context import CallContext, Result, Stage
 from sluice.providers.base import Deployment
 from sluice.reliability.executor import PlanExecutor
 from sluice.reliability.midstream import MidstreamFailoverStage
+from sluice.retrieval.service import RetrievalService
+from sluice.retrieval.stage import GroundingStage
 from sluice.routing.stage import RouterStage, build_routers
 from sluice.runtime import Runtime
 from sluice.stages.auth import AuthStage
@@ -87,6 +90,8 @@ class StageDeps:
     classifier_call: Callable[[ChatRequest], Awaitable[ChatResponse]]
     # A model's deployments; for a route, those of all its targets.
     deployments_behind: Callable[[str], list[Deployment]]
+    # The gateway's vector stores, for grounded chat (None: retrieval off).
+    retrieval: Callable[[], RetrievalService | None] = lambda: None
 
 
 def build_stages(config: SluiceConfig, deps: StageDeps) -> list[Stage]:
@@ -103,6 +108,8 @@ def build_stages(config: SluiceConfig, deps: StageDeps) -> list[Stage]:
     guard = AgentGuardStage(config.reliability.agent, deps.prices.of_model)
     if guard.enabled:
         stages.append(guard)
+    if config.retrieval.enabled:  # grounded chat: the context is in what caches key on
+        stages.append(GroundingStage(deps.retrieval))
     policies = {
         **{name: plan.policy for name, plan in config.models.items()},
         **{name: route.policy for name, route in config.routes.items()},
