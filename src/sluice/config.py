@@ -32,8 +32,8 @@ from sluice.governance.config import GovernanceConfig
 from sluice.governance.limits_config import LimitsConfig
 from sluice.observe.alert_config import RulesConfig
 from sluice.observe.tracing import TracingConfig
-from sluice.routing.config import RouteConfig
 from sluice.retrieval.config import RetrievalConfig
+from sluice.routing.config import RouteConfig
 from sluice.state.paths import default_state_dir, resolve_file, resolve_url
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -50,6 +50,7 @@ async def _store(client: openai.AsyncOpenAI) -> tuple[str, set[str]]:
     for name, data in (("vacuum.md", DOC), ("bread.txt", OTHER)):
         ids.append((await client.files.create(file=(name, data), purpose="assistants")).id)
     vs = await client.vector_stores.create(name="kb", file_ids=ids)
+    store = await client.vector_stores.retrieve(vs.id)
     for _ in range(600):
         store = await client.vector_stores.retrieve(vs.id)
         if store.status == "completed":
@@ -60,7 +61,8 @@ async def _store(client: openai.AsyncOpenAI) -> tuple[str, set[str]]:
 
 
 def _sources(headers: Any) -> list[dict[str, Any]]:
-    return json.loads(headers["x-sluice-retrieval-sources"])
+    sources: list[dict[str, Any]] = json.loads(headers["x-sluice-retrieval-sources"])
+    return sources
 
 
 async def test_grounded_chat_through_each_front_end(sim_url: str) -> None:
@@ -70,7 +72,8 @@ async def test_grounded_chat_through_each_front_end(sim_url: str) -> None:
         question = [{"role": "user", "content": "How are dead tuples cleaned up?"}]
 
         plain = await client.chat.completions.with_raw_response.create(
-            model="gpt-4o-mini", messages=question  # type: ignore[arg-type]
+            model="gpt-4o-mini",
+            messages=question,  # type: ignore[arg-type]
         )
         assert "x-sluice-retrieval-sources" not in plain.headers
         plain_in = plain.parse().usage.prompt_tokens  # type: ignore[union-attr]
@@ -119,7 +122,7 @@ async def test_grounded_chat_through_each_front_end(sim_url: str) -> None:
         )
         parsed = resp.parse()
         assert parsed.tools and parsed.tools[0].type == "file_search"
-        text = parsed.output[0].content[0]  # type: ignore[union-attr]
+        text = parsed.output[0].content[0]  # type: ignore[union-attr,index]
         notes = text.annotations  # type: ignore[union-attr]
         assert notes and notes[0].type == "file_citation"
         first = _sources(resp.headers)[0]
@@ -150,6 +153,7 @@ async def test_grounding_needs_the_callers_own_store(
             )
         with pytest.raises(openai.BadRequestError):
             await acme.responses.create(
-                model="gpt-4o-mini", input="x",
-                tools=[{"type": "file_search", "vector_store_ids": []}],  # type: ignore[list-item]
-            )  # fmt: skip
+                model="gpt-4o-mini",
+                input="x",
+                tools=[{"type": "file_search", "vector_store_ids": []}],
+            )

@@ -105,7 +105,7 @@ async def test_vector_store_round_trip(sim_url: str) -> None:
         top = page.data[0]
         assert top.file_id == pg and top.filename == "vacuum.md"
         assert "autovacuum" in top.content[0].text.lower()
-        assert 0 < top.score <= 1 and top.attributes["topic"] == "postgres"
+        assert 0 < top.score <= 1 and (top.attributes or {})["topic"] == "postgres"
         # The HTML's script and style never reach the index.
         bread = await client.vector_stores.search(vector_store_id=vs.id, query="var x secret")
         assert all("secret" not in r.content[0].text for r in bread.data)
@@ -119,11 +119,14 @@ async def test_vector_store_round_trip(sim_url: str) -> None:
         compound = await client.vector_stores.search(
             vector_store_id=vs.id,
             query="bread",
-            filters={"type": "and", "filters": [
-                {"type": "gte", "key": "year", "value": 2021},
-                {"type": "in", "key": "topic", "value": ["postgres", "cooking"]},
-            ]},
-        )  # fmt: skip
+            filters={
+                "type": "and",
+                "filters": [
+                    {"type": "gte", "key": "year", "value": 2021},
+                    {"type": "in", "key": "topic", "value": ["postgres", "cooking"]},
+                ],
+            },
+        )
         assert {r.file_id for r in compound.data} == {pg}
         # Updating attributes moves the file into the filter's reach at once.
         await client.vector_stores.files.update(
@@ -137,7 +140,7 @@ async def test_vector_store_round_trip(sim_url: str) -> None:
         )
         assert [r.file_id for r in compound.data] == [html]
         content = await client.vector_stores.files.content(file_id=pg, vector_store_id=vs.id)
-        assert any("Freezing" in c.text or "freezing" in c.text for c in content.data)
+        assert any("reezing" in (c.text or "") for c in content.data)
         listed = [f.id async for f in client.vector_stores.files.list(vector_store_id=vs.id)]
         assert set(listed) == {pg, html, jsonl, bad}
         assert (await client.vector_stores.files.delete(file_id=pg, vector_store_id=vs.id)).deleted
@@ -172,15 +175,16 @@ async def test_hostile_vector_store_input_is_4xx(sim_url: str) -> None:
         deep: dict[str, Any] = {"type": "eq", "key": "a", "value": 1}
         for _ in range(40):
             deep = {"type": "and", "filters": [deep]}
-        async with http.post(f"{base}/v1/vector_stores/{vs.id}/search",
-                             json={"query": "a", "filters": deep}) as resp:  # fmt: skip
+        async with http.post(
+            f"{base}/v1/vector_stores/{vs.id}/search", json={"query": "a", "filters": deep}
+        ) as resp:
             assert resp.status == 400
         with pytest.raises(openai.NotFoundError):
             await client.vector_stores.files.create(vector_store_id=vs.id, file_id="file-nope")
         with pytest.raises(openai.BadRequestError):
             await client.vector_stores.create(metadata={"k": 1})  # type: ignore[dict-item]
         with pytest.raises(openai.BadRequestError):
-            await client.vector_stores.create(expires_after={"anchor": "x", "days": 1})  # type: ignore[typeddict-item]
+            await client.vector_stores.create(expires_after={"anchor": "x", "days": 1})  # type: ignore[arg-type]
         fid = await _upload(client, "a.txt", b"hello world")
         with pytest.raises(openai.BadRequestError):
             await client.vector_stores.files.create(
@@ -221,8 +225,9 @@ async def test_another_tenant_gets_404(sim_url: str, monkeypatch: pytest.MonkeyP
 
 async def test_two_gateways_share_stores_on_postgres(sim_url: str) -> None:
     with postgres_schema() as url:
-        config = _with(_with(gateway_config(sim_url), "files", store_url=url), "retrieval",
-                       store_url=url)  # fmt: skip
+        config = _with(
+            _with(gateway_config(sim_url), "files", store_url=url), "retrieval", store_url=url
+        )
         async with gateway(config) as (base_a, _a), gateway(config) as (base_b, _b):
             a, b = _client(base_a), _client(base_b)
             fid = await _upload(a, "vacuum.md", POSTGRES_DOC)

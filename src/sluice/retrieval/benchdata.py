@@ -17,6 +17,7 @@ into the held-out third, so the reranker never trains on a held-out module's doc
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
@@ -26,14 +27,75 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MODULES = (
-    "math statistics random string textwrap re json os os.path shutil glob fnmatch tempfile "
-    "time datetime calendar collections itertools functools operator heapq bisect copy hashlib "
-    "hmac secrets base64 binascii zlib gzip zipfile tarfile csv sqlite3 urllib.parse html "
-    "difflib unicodedata struct socket subprocess threading queue asyncio logging argparse "
-    "uuid decimal fractions ipaddress contextlib inspect typing shlex pprint io codecs locale "
-    "getpass platform sys warnings traceback weakref array enum dataclasses"
-).split()
+MODULES = [
+    "math",
+    "statistics",
+    "random",
+    "string",
+    "textwrap",
+    "re",
+    "json",
+    "os",
+    "os.path",
+    "shutil",
+    "glob",
+    "fnmatch",
+    "tempfile",
+    "time",
+    "datetime",
+    "calendar",
+    "collections",
+    "itertools",
+    "functools",
+    "operator",
+    "heapq",
+    "bisect",
+    "copy",
+    "hashlib",
+    "hmac",
+    "secrets",
+    "base64",
+    "binascii",
+    "zlib",
+    "gzip",
+    "zipfile",
+    "tarfile",
+    "csv",
+    "sqlite3",
+    "urllib.parse",
+    "html",
+    "difflib",
+    "unicodedata",
+    "struct",
+    "socket",
+    "subprocess",
+    "threading",
+    "queue",
+    "asyncio",
+    "logging",
+    "argparse",
+    "uuid",
+    "decimal",
+    "fractions",
+    "ipaddress",
+    "contextlib",
+    "inspect",
+    "typing",
+    "shlex",
+    "pprint",
+    "io",
+    "codecs",
+    "locale",
+    "getpass",
+    "platform",
+    "sys",
+    "warnings",
+    "traceback",
+    "weakref",
+    "array",
+    "enum",
+    "dataclasses",
+]
 MIN_DOC_CHARS = 40
 MAX_DOC_CHARS = 4000
 
@@ -49,8 +111,10 @@ class Question:
 
 def group_of(doc_id: str) -> str:
     parts = doc_id.split(".")
-    return "os.path" if doc_id.startswith("os.path.") else (
-        "urllib.parse" if doc_id.startswith("urllib.parse.") else parts[0]
+    return (
+        "os.path"
+        if doc_id.startswith("os.path.")
+        else ("urllib.parse" if doc_id.startswith("urllib.parse.") else parts[0])
     )
 
 
@@ -110,10 +174,8 @@ def build(folder: Path) -> None:
     questions = parse_questions(folder / "questions.txt")
     for target, related, _ in questions:  # named documents first: they win duplicates
         for doc_id in (target, *related):
-            try:
+            with contextlib.suppress(AttributeError):
                 add(doc_id, _resolve(doc_id))
-            except AttributeError:
-                pass
     for name in MODULES:
         module = importlib.import_module(name)
         for attr, obj in sorted(vars(module).items()):
@@ -124,8 +186,10 @@ def build(folder: Path) -> None:
         for doc_id, text in sorted(docs.items()):
             f.write(json.dumps({"id": doc_id, "text": text}) + "\n")
     dropped = [t for t, _, _ in questions if t not in docs]
-    sys.stdout.write(f"{len(docs)} documents; {len(questions) - len(dropped)} questions kept; "
-                     f"dropped (no docstring): {dropped}\n")  # fmt: skip
+    sys.stdout.write(
+        f"{len(docs)} documents; {len(questions) - len(dropped)} questions kept; "
+        f"dropped (no docstring): {dropped}\n"
+    )
 
 
 def load(folder: Path) -> tuple[dict[str, str], list[Question]]:

@@ -73,7 +73,9 @@ def _sections(text: str) -> list[tuple[str, str]]:
 
 
 def _split_long(sentence: str, max_tokens: int) -> list[str]:
-    words, out, current, size = sentence.split(" "), [], [], 0
+    words, size = sentence.split(" "), 0
+    out: list[str] = []
+    current: list[str] = []
     for word in words:
         n = count_text(word)
         if current and size + n > max_tokens:
@@ -101,7 +103,7 @@ def chunk_text(text: str, max_tokens: int = 256, overlap_sentences: int = 0) -> 
         current: list[str] = []
         size = 0
 
-        def emit() -> None:
+        def emit(heading: str = heading) -> None:
             nonlocal current, size
             if current:
                 joined = " ".join(current)

@@ -29,8 +29,19 @@ def corpus_chunks(docs: dict[str, str], max_tokens: int = CHUNK_TOKENS) -> list[
     out = []
     for doc_id, text in docs.items():
         for c in chunk_text(text, max_tokens):
-            out.append(IndexedChunk(f"{doc_id}#{c.seq}", doc_id, doc_id, c.seq, c.text,
-                                    c.heading, c.tokens, {}, c.sentences))  # fmt: skip
+            out.append(
+                IndexedChunk(
+                    f"{doc_id}#{c.seq}",
+                    doc_id,
+                    doc_id,
+                    c.seq,
+                    c.text,
+                    c.heading,
+                    c.tokens,
+                    {},
+                    c.sentences,
+                )
+            )
     return out
 
 
@@ -47,7 +58,9 @@ def embed_all(embedder: Embedder, texts: Sequence[str], cache_dir: Path | None) 
     return vectors
 
 
-def build_index(docs: dict[str, str], embedder: Embedder, cache_dir: Path | None) -> CollectionIndex:
+def build_index(
+    docs: dict[str, str], embedder: Embedder, cache_dir: Path | None
+) -> CollectionIndex:
     chunks = corpus_chunks(docs)
     index = CollectionIndex(embedder.dim)
     index.add(chunks, embed_all(embedder, [c.indexed_text for c in chunks], cache_dir))

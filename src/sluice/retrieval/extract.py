@@ -1,7 +1,7 @@
 """Uploaded file → plain text for chunking: txt, Markdown, HTML, PDF (pypdf), JSON Lines.
 
 HTML goes through the standard library's tolerant `html.parser` (script/style/head dropped,
-block elements become paragraph breaks, h1–h6 become Markdown headings so chunking keeps the
+block elements become paragraph breaks, h1-h6 become Markdown headings so chunking keeps the
 structure). PDF needs `pypdf` (the `retrieval` extra); without it a PDF fails with a clear
 error and the vector-store file is marked `failed`. JSONL: each line's `text` (or `content`)
 field, else the whole line; one paragraph a line.
@@ -21,9 +21,27 @@ class ExtractError(ValueError):
 
 
 _BLOCK = {
-    "p", "div", "br", "li", "ul", "ol", "table", "tr", "section", "article", "pre",
-    "blockquote", "dd", "dt", "dl", "header", "footer", "main", "nav", "aside",
-}  # fmt: skip
+    "p",
+    "div",
+    "br",
+    "li",
+    "ul",
+    "ol",
+    "table",
+    "tr",
+    "section",
+    "article",
+    "pre",
+    "blockquote",
+    "dd",
+    "dt",
+    "dl",
+    "header",
+    "footer",
+    "main",
+    "nav",
+    "aside",
+}
 _SKIP = {"script", "style", "head", "noscript", "template", "svg"}
 
 
@@ -73,10 +91,18 @@ def _decode(data: bytes) -> str:
 def kind_of(filename: str) -> str:
     name = filename.lower()
     for ext, kind in (
-        (".md", "markdown"), (".markdown", "markdown"), (".html", "html"), (".htm", "html"),
-        (".pdf", "pdf"), (".jsonl", "jsonl"), (".txt", "text"), (".text", "text"),
-        (".rst", "text"), (".csv", "text"), (".json", "text"),
-    ):  # fmt: skip
+        (".md", "markdown"),
+        (".markdown", "markdown"),
+        (".html", "html"),
+        (".htm", "html"),
+        (".pdf", "pdf"),
+        (".jsonl", "jsonl"),
+        (".txt", "text"),
+        (".text", "text"),
+        (".rst", "text"),
+        (".csv", "text"),
+        (".json", "text"),
+    ):
         if name.endswith(ext):
             return kind
     return "unknown"

@@ -60,8 +60,13 @@ class Source:
 
     def to_json(self) -> dict[str, Any]:
         c = self.result.chunk
-        return {"n": self.n, "file_id": c.file_id, "filename": c.filename[:200],
-                "chunk_id": c.id, "score": self.result.score}  # fmt: skip
+        return {
+            "n": self.n,
+            "file_id": c.file_id,
+            "filename": c.filename[:200],
+            "chunk_id": c.id,
+            "score": self.result.score,
+        }
 
 
 @dataclass(slots=True)
@@ -83,7 +88,9 @@ class CitationCheck:
         return bool(self.cited) and not self.unknown
 
 
-def parse_request(headers: Mapping[str, str], metadata: Mapping[str, Any]) -> RetrievalRequest | None:
+def parse_request(
+    headers: Mapping[str, str], metadata: Mapping[str, Any]
+) -> RetrievalRequest | None:
     """The call's retrieval ask, or None; InvalidRequestError on a malformed one."""
     raw = headers.get(HEADER)
     source = "header"
@@ -101,7 +108,9 @@ def parse_request(headers: Mapping[str, str], metadata: Mapping[str, Any]) -> Re
         ids_value = spec.get("vector_store_ids")
         source = str(spec.get("source", source))[:16]
         max_results = spec.get("max_num_results")
-        if max_results is not None and (not isinstance(max_results, int) or not 1 <= max_results <= 50):
+        if max_results is not None and (
+            not isinstance(max_results, int) or not 1 <= max_results <= 50
+        ):
             raise InvalidRequestError("max_num_results must be 1-50", param=HEADER)
         filters, ranking = spec.get("filters"), spec.get("ranking_options")
     elif raw.startswith("["):
@@ -174,10 +183,12 @@ def file_citations(answer: str, sources: list[Source]) -> list[dict[str, Any]]:
     for match in _CITE.finditer(answer):
         source = by_n.get(int(match.group(1)))
         if source is not None:
-            out.append({
-                "type": "file_citation",
-                "index": match.start(),
-                "file_id": source.result.chunk.file_id,
-                "filename": source.result.chunk.filename,
-            })  # fmt: skip
+            out.append(
+                {
+                    "type": "file_citation",
+                    "index": match.start(),
+                    "file_id": source.result.chunk.file_id,
+                    "filename": source.result.chunk.filename,
+                }
+            )
     return out

@@ -7,7 +7,7 @@ rebuilt from them. Why these pieces:
   stop words). Its index is immutable, so adds/removes mark it stale and the next query
   rebuilds it (≈1 s per 100k chunks, measured in `sluice bench retrieval`); scores come from
   `get_scores`, i.e. for every chunk, so metadata pre-filters apply *before* ranking.
-- Dense: exact cosine over a float32 matrix (numpy brute force: 7 ms at 100k × 384,
+- Dense: exact cosine over a float32 matrix (numpy brute force: 7 ms at 100k x 384,
   NOTES-offline.md), unit vectors from the shipped MiniLM.
 - Fusion: Reciprocal Rank Fusion, `score = Σ 1 / (k + rank)` over the two ranked lists (k=60
   default, Cormack et al. 2009): no score calibration between BM25 and cosine needed.
@@ -124,11 +124,20 @@ class CollectionIndex:
         with self._lock:
             self.chunks = [
                 IndexedChunk(
-                    c.id, c.file_id, c.filename, c.seq, c.text, c.heading, c.tokens,
-                    dict(attributes), c.sentences,
-                ) if c.file_id == file_id else c
+                    c.id,
+                    c.file_id,
+                    c.filename,
+                    c.seq,
+                    c.text,
+                    c.heading,
+                    c.tokens,
+                    dict(attributes),
+                    c.sentences,
+                )
+                if c.file_id == file_id
+                else c
                 for c in self.chunks
-            ]  # fmt: skip
+            ]
 
     def _bm25_index(self) -> Any:
         if self._bm25 is None:
@@ -138,8 +147,9 @@ class CollectionIndex:
             ids = [[vocab.setdefault(t, len(vocab)) for t in doc] for doc in self._tokens]
             retriever = bm25s.BM25()
             if ids:
-                retriever.index(bm25s.tokenization.Tokenized(ids=ids, vocab=vocab),
-                                show_progress=False)  # fmt: skip
+                retriever.index(
+                    bm25s.tokenization.Tokenized(ids=ids, vocab=vocab), show_progress=False
+                )
             self._bm25, self._vocab = retriever, vocab
         return self._bm25
 

@@ -24,7 +24,7 @@ def mrr_at(ranked: Sequence[str], relevance: Mapping[str, int], k: int) -> float
 
 def ndcg_at(ranked: Sequence[str], relevance: Mapping[str, int], k: int) -> float:
     def dcg(grades: Sequence[int]) -> float:
-        return sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(grades))
+        return float(sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(grades)))
 
     ideal = dcg(sorted(relevance.values(), reverse=True)[:k])
     if ideal <= 0:

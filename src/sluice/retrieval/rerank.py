@@ -81,7 +81,9 @@ class Reranker:
         assert self._tokenizer is not None
         out: list[float] = []
         for start in range(0, len(passages), batch):
-            enc = self._tokenizer.encode_batch([(query, p) for p in passages[start : start + batch]])
+            enc = self._tokenizer.encode_batch(
+                [(query, p) for p in passages[start : start + batch]]
+            )
             feed = {
                 "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
                 "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
@@ -102,8 +104,10 @@ class Reranker:
         fused = {i: 1 / (k + i + 1) + 1 / (k + rr_rank[i]) for i in range(len(head))}
         ranked = sorted(range(len(head)), key=lambda i: (-fused[i], i))
         best = 2 / (k + 1)
-        out = [replace(head[i], score=min(1.0, fused[i] / best), rerank_score=scores[i])
-               for i in ranked]  # fmt: skip
+        out = [
+            replace(head[i], score=min(1.0, fused[i] / best), rerank_score=scores[i])
+            for i in ranked
+        ]
         return out + tail
 
     async def arerank(

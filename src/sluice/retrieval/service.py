@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sluice.embed.base import EmbedderUnavailableError
 from sluice.errors import InvalidRequestError, NotFoundError, SluiceError
 from sluice.retrieval import rerank as rerank_mod
 from sluice.retrieval.chunking import chunk_text, window
@@ -79,8 +80,7 @@ def _check_metadata(metadata: Any) -> dict[str, str]:
     if metadata is None:
         return {}
     if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_KEYS:
-        raise InvalidRequestError("metadata must be an object of at most 16 keys",
-                                  param="metadata")  # fmt: skip
+        raise InvalidRequestError("metadata must be an object of at most 16 keys", param="metadata")
     for k, v in metadata.items():
         if not isinstance(k, str) or len(k) > 64 or not isinstance(v, str) or len(v) > 512:
             raise InvalidRequestError(
@@ -93,23 +93,30 @@ def _check_metadata(metadata: Any) -> dict[str, str]:
 def _check_chunking(strategy: Any, default_tokens: int) -> dict[str, Any]:
     """OpenAI's chunking_strategy: auto, or static {max_chunk_size_tokens, chunk_overlap_tokens}."""
     if strategy is None or strategy == {"type": "auto"}:
-        return {"type": "static", "static": {"max_chunk_size_tokens": default_tokens,
-                                             "chunk_overlap_tokens": 0}}  # fmt: skip
+        return {
+            "type": "static",
+            "static": {"max_chunk_size_tokens": default_tokens, "chunk_overlap_tokens": 0},
+        }
     if not isinstance(strategy, dict) or strategy.get("type") != "static":
-        raise InvalidRequestError("chunking_strategy must be auto or static",
-                                  param="chunking_strategy")  # fmt: skip
+        raise InvalidRequestError(
+            "chunking_strategy must be auto or static", param="chunking_strategy"
+        )
     static = strategy.get("static")
     if not isinstance(static, dict):
         raise InvalidRequestError("static chunking needs 'static'", param="chunking_strategy")
     size, overlap = static.get("max_chunk_size_tokens"), static.get("chunk_overlap_tokens", 0)
     if not isinstance(size, int) or not 100 <= size <= 4096:
-        raise InvalidRequestError("max_chunk_size_tokens must be 100-4096",
-                                  param="chunking_strategy")  # fmt: skip
+        raise InvalidRequestError(
+            "max_chunk_size_tokens must be 100-4096", param="chunking_strategy"
+        )
     if not isinstance(overlap, int) or overlap < 0 or overlap > size // 2:
-        raise InvalidRequestError("chunk_overlap_tokens must be 0 to half the chunk size",
-                                  param="chunking_strategy")  # fmt: skip
-    return {"type": "static", "static": {"max_chunk_size_tokens": size,
-                                         "chunk_overlap_tokens": overlap}}  # fmt: skip
+        raise InvalidRequestError(
+            "chunk_overlap_tokens must be 0 to half the chunk size", param="chunking_strategy"
+        )
+    return {
+        "type": "static",
+        "static": {"max_chunk_size_tokens": size, "chunk_overlap_tokens": overlap},
+    }
 
 
 class RetrievalService:
@@ -184,8 +191,9 @@ class RetrievalService:
     async def create_store(self, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
         name = body.get("name")
         if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_CHARS):
-            raise InvalidRequestError("name must be a string of at most 256 characters",
-                                      param="name")  # fmt: skip
+            raise InvalidRequestError(
+                "name must be a string of at most 256 characters", param="name"
+            )
         expires = _check_expires(body.get("expires_after"))
         metadata = _check_metadata(body.get("metadata"))
         file_ids = _check_file_ids(body.get("file_ids"))
@@ -196,17 +204,23 @@ class RetrievalService:
         row = StoreRow(new_id("vs"), tenant, name, metadata, expires, now, now, 0)
         await self._run(self.db.create_store, row)
         for file_id in file_ids:
-            await self.add_file(tenant, row.id, {"file_id": file_id,
-                                                 "chunking_strategy": chunking})  # fmt: skip
+            await self.add_file(tenant, row.id, {"file_id": file_id, "chunking_strategy": chunking})
         return await self.store_object(row)
 
-    async def list_stores(self, tenant: str, limit: int, order: str, after: str | None,
-                          before: str | None) -> dict[str, Any]:  # fmt: skip
+    async def list_stores(
+        self, tenant: str, limit: int, order: str, after: str | None, before: str | None
+    ) -> dict[str, Any]:
         rows = await self._run(self.db.list_stores, tenant, 10_000, order != "asc")
         return await self._page(rows, limit, after, before, self.store_object)
 
-    async def _page(self, rows: Sequence[Any], limit: int, after: str | None,
-                    before: str | None, render: Callable[[Any], Any]) -> dict[str, Any]:  # fmt: skip
+    async def _page(
+        self,
+        rows: Sequence[Any],
+        limit: int,
+        after: str | None,
+        before: str | None,
+        render: Callable[[Any], Any],
+    ) -> dict[str, Any]:
         if not 1 <= limit <= 100:
             raise InvalidRequestError("limit must be between 1 and 100", param="limit")
         ids = [getattr(r, "id", None) or r.file_id for r in rows]
@@ -228,13 +242,16 @@ class RetrievalService:
     async def get_store(self, tenant: str, store_id: str) -> dict[str, Any]:
         return await self.store_object(await self._store(tenant, store_id))
 
-    async def update_store(self, tenant: str, store_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def update_store(
+        self, tenant: str, store_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         values: dict[str, Any] = {}
         if "name" in body:
             name = body["name"]
             if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_CHARS):
-                raise InvalidRequestError("name must be a string of at most 256 characters",
-                                          param="name")  # fmt: skip
+                raise InvalidRequestError(
+                    "name must be a string of at most 256 characters", param="name"
+                )
             values["name"] = name
         if "metadata" in body:
             values["metadata"] = _check_metadata(body["metadata"])
@@ -266,8 +283,9 @@ class RetrievalService:
             "attributes": row.attributes,
         }
 
-    async def add_file(self, tenant: str, store_id: str, body: dict[str, Any],
-                       batch_id: str | None = None) -> dict[str, Any]:  # fmt: skip
+    async def add_file(
+        self, tenant: str, store_id: str, body: dict[str, Any], batch_id: str | None = None
+    ) -> dict[str, Any]:
         file_id = body.get("file_id")
         if not isinstance(file_id, str) or not 0 < len(file_id) <= 128:
             raise InvalidRequestError("file_id is required", param="file_id")
@@ -283,10 +301,22 @@ class RetrievalService:
         if meta is None:
             raise _not_found("file", file_id)
         if meta.bytes > self.config.max_file_bytes:
-            raise InvalidRequestError("file is larger than retrieval.max_file_bytes",
-                                      param="file_id")  # fmt: skip
-        row = FileRow(store_id, file_id, tenant, meta.filename, "in_progress", None, attributes,
-                      chunking, batch_id, 0, time.time())  # fmt: skip
+            raise InvalidRequestError(
+                "file is larger than retrieval.max_file_bytes", param="file_id"
+            )
+        row = FileRow(
+            store_id,
+            file_id,
+            tenant,
+            meta.filename,
+            "in_progress",
+            None,
+            attributes,
+            chunking,
+            batch_id,
+            0,
+            time.time(),
+        )
         if not await self._run(self.db.add_file, row):
             raise _not_found("vector store", store_id)
         self._spawn(row)
@@ -310,10 +340,19 @@ class RetrievalService:
             overlap_tokens = int(static.get("chunk_overlap_tokens", 0))
             pieces = await asyncio.to_thread(chunk_text, text, size, 1 if overlap_tokens else 0)
             chunks = [
-                IndexedChunk(f"{row.store_id}:{row.file_id}:{c.seq}", row.file_id, row.filename,
-                             c.seq, c.text, c.heading, c.tokens, row.attributes, c.sentences)
+                IndexedChunk(
+                    f"{row.store_id}:{row.file_id}:{c.seq}",
+                    row.file_id,
+                    row.filename,
+                    c.seq,
+                    c.text,
+                    c.heading,
+                    c.tokens,
+                    row.attributes,
+                    c.sentences,
+                )
                 for c in pieces
-            ]  # fmt: skip
+            ]
             vectors = (
                 await self.embedder.embed([c.indexed_text for c in chunks])
                 if chunks
@@ -326,6 +365,8 @@ class RetrievalService:
             raise
         except ExtractError as exc:
             await self._run(self.db.fail_file, row, "unsupported_file", str(exc))
+        except EmbedderUnavailableError as exc:
+            await self._run(self.db.fail_file, row, "server_error", str(exc))
         except Exception as exc:  # a failed file must say so, never stay in_progress
             log.warning("ingest of %s failed: %s", row.file_id, type(exc).__name__)
             await self._run(self.db.fail_file, row, "server_error", type(exc).__name__)
@@ -344,9 +385,17 @@ class RetrievalService:
     async def get_file(self, tenant: str, store_id: str, file_id: str) -> dict[str, Any]:
         return self.file_object(await self._file(tenant, store_id, file_id))
 
-    async def list_files(self, tenant: str, store_id: str, limit: int, order: str,
-                         after: str | None, before: str | None, status: str | None,
-                         batch_id: str | None = None) -> dict[str, Any]:  # fmt: skip
+    async def list_files(
+        self,
+        tenant: str,
+        store_id: str,
+        limit: int,
+        order: str,
+        after: str | None,
+        before: str | None,
+        status: str | None,
+        batch_id: str | None = None,
+    ) -> dict[str, Any]:
         await self._store(tenant, store_id)
         if status is not None and status not in ("in_progress", "completed", "failed", "cancelled"):
             raise InvalidRequestError("unknown status filter", param="filter")
@@ -359,8 +408,9 @@ class RetrievalService:
 
         return await self._page(rows, limit, after, before, render)
 
-    async def update_file(self, tenant: str, store_id: str, file_id: str,
-                          body: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    async def update_file(
+        self, tenant: str, store_id: str, file_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         try:
             attributes = validate_attributes(body.get("attributes"))
         except FilterError as exc:
@@ -379,12 +429,18 @@ class RetrievalService:
         await self._file(tenant, store_id, file_id)
         index = await self.index_for(store_id)
         data = [{"type": "text", "text": c.text} for c in index.chunks if c.file_id == file_id]
-        return {"object": "vector_store.file_content.page", "data": data, "has_more": False,
-                "next_page": None}  # fmt: skip
+        return {
+            "object": "vector_store.file_content.page",
+            "data": data,
+            "has_more": False,
+            "next_page": None,
+        }
 
     # --- batches --------------------------------------------------------------------------
 
-    async def create_batch(self, tenant: str, store_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def create_batch(
+        self, tenant: str, store_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         file_ids = _check_file_ids(body.get("file_ids"))
         files = body.get("files")
         entries: list[dict[str, Any]] = [{"file_id": f} for f in file_ids]
@@ -393,14 +449,26 @@ class RetrievalService:
         if not entries or len(entries) > 500:
             raise InvalidRequestError("file_ids must name 1-500 files", param="file_ids")
         await self._store(tenant, store_id)
-        batch = BatchRow(new_id("vsfb"), store_id, tenant,
-                         [str(e.get("file_id")) for e in entries], False, time.time())  # fmt: skip
+        batch = BatchRow(
+            new_id("vsfb"),
+            store_id,
+            tenant,
+            [str(e.get("file_id")) for e in entries],
+            False,
+            time.time(),
+        )
         await self._run(self.db.create_batch, batch)
         for entry in entries:
-            await self.add_file(tenant, store_id, {
-                "attributes": body.get("attributes"),
-                "chunking_strategy": body.get("chunking_strategy"), **entry,
-            }, batch_id=batch.id)  # fmt: skip
+            await self.add_file(
+                tenant,
+                store_id,
+                {
+                    "attributes": body.get("attributes"),
+                    "chunking_strategy": body.get("chunking_strategy"),
+                    **entry,
+                },
+                batch_id=batch.id,
+            )
         return await self.get_batch(tenant, store_id, batch.id)
 
     async def get_batch(self, tenant: str, store_id: str, batch_id: str) -> dict[str, Any]:
@@ -412,12 +480,23 @@ class RetrievalService:
         for f in files:
             counts[f.status] = counts.get(f.status, 0) + 1
         counts["total"] = len(files)
-        status = "cancelled" if batch.cancelled else (
-            "in_progress" if counts["in_progress"] else (
-                "failed" if counts["failed"] and not counts["completed"] else "completed"))
-        return {"id": batch.id, "object": "vector_store.files_batch",
-                "created_at": int(batch.created_at), "vector_store_id": store_id,
-                "status": status, "file_counts": counts}  # fmt: skip
+        status = (
+            "cancelled"
+            if batch.cancelled
+            else (
+                "in_progress"
+                if counts["in_progress"]
+                else ("failed" if counts["failed"] and not counts["completed"] else "completed")
+            )
+        )
+        return {
+            "id": batch.id,
+            "object": "vector_store.files_batch",
+            "created_at": int(batch.created_at),
+            "vector_store_id": store_id,
+            "status": status,
+            "file_counts": counts,
+        }
 
     async def cancel_batch(self, tenant: str, store_id: str, batch_id: str) -> dict[str, Any]:
         await self.get_batch(tenant, store_id, batch_id)
@@ -465,8 +544,9 @@ class RetrievalService:
         if len(query) > MAX_QUERY_CHARS:
             raise InvalidRequestError("query is too long", param="query")
         if not isinstance(max_results, int) or not 1 <= max_results <= MAX_RESULTS:
-            raise InvalidRequestError("max_num_results must be between 1 and 50",
-                                      param="max_num_results")  # fmt: skip
+            raise InvalidRequestError(
+                "max_num_results must be between 1 and 50", param="max_num_results"
+            )
         if not store_ids or len(store_ids) > MAX_STORES_PER_SEARCH:
             raise InvalidRequestError("name 1-10 vector stores", param="vector_store_ids")
         try:
@@ -488,8 +568,9 @@ class RetrievalService:
         depth = max(max_results, self.config.rerank_top)
         hits: list[tuple[str, Hit]] = []
         for store_id, index in indexes:
-            found = await asyncio.to_thread(index.search, query, qvec, depth,
-                                            predicate=predicate, rrf_k=self.config.rrf_k)  # fmt: skip
+            found = await asyncio.to_thread(
+                index.search, query, qvec, depth, predicate=predicate, rrf_k=self.config.rrf_k
+            )
             hits.extend((store_id, h) for h in found)
         hits.sort(key=lambda sh: (-sh[1].score, sh[1].chunk.id))
         timings["search_ms"] = (time.perf_counter() - t2) * 1000
@@ -533,8 +614,9 @@ def _ranking(options: Any) -> tuple[float, bool]:
         raise InvalidRequestError("ranking_options must be an object", param="ranking_options")
     threshold = options.get("score_threshold", 0.0)
     if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
-        raise InvalidRequestError("score_threshold must be between 0 and 1",
-                                  param="ranking_options")  # fmt: skip
+        raise InvalidRequestError(
+            "score_threshold must be between 0 and 1", param="ranking_options"
+        )
     ranker = options.get("ranker", "auto")
     if ranker not in ("auto", "default-2024-11-15", "none", "hybrid"):
         raise InvalidRequestError("unknown ranker", param="ranking_options")
@@ -559,11 +641,14 @@ def _check_expires(value: Any) -> dict[str, Any] | None:
 def _check_file_ids(value: Any) -> list[str]:
     if value is None:
         return []
-    if not isinstance(value, list) or len(value) > 500 or not all(
-        isinstance(v, str) and 0 < len(v) <= 128 for v in value
+    if (
+        not isinstance(value, list)
+        or len(value) > 500
+        or not all(isinstance(v, str) and 0 < len(v) <= 128 for v in value)
     ):
-        raise InvalidRequestError("file_ids must be a list of at most 500 file ids",
-                                  param="file_ids")  # fmt: skip
+        raise InvalidRequestError(
+            "file_ids must be a list of at most 500 file ids", param="file_ids"
+        )
     return list(dict.fromkeys(value))
 
 

@@ -72,10 +72,13 @@ class GroundingStage:
             raise InvalidRequestError("retrieval needs a user message to search with")
         cfg = service.config
         outcome = await service.search(
-            ctx.identity.tenant, list(ask.store_ids), query[-4000:],
-            ask.max_results or min(50, cfg.context_max_chunks * 2), ask.filters,
+            ctx.identity.tenant,
+            list(ask.store_ids),
+            query[-4000:],
+            ask.max_results or min(50, cfg.context_max_chunks * 2),
+            ask.filters,
             ask.ranking_options,
-        )  # fmt: skip
+        )
         context = build_context(outcome.results, cfg.context_max_chunks, cfg.context_max_tokens)
         if context.sources:
             ctx.rewrite(replace(req, system=[*req.system, TextPart(context.text)]), "retrieval")
@@ -93,19 +96,23 @@ class GroundingStage:
         async def on_end(resp: ChatResponse, completed: bool) -> None:
             check = check_citations(_answer(resp), context.sources)
             if check.unknown:
-                log.warning("ungrounded citations %s in %s", check.unknown[:10],
-                            ctx.request.meta.request_id)  # fmt: skip
+                log.warning(
+                    "ungrounded citations %s in %s", check.unknown[:10], ctx.request.meta.request_id
+                )
 
         return WatchedStream(result, on_end)
 
-    def _settle(self, ctx: CallContext, resp: ChatResponse, context: Context, annotate: bool) -> None:
+    def _settle(
+        self, ctx: CallContext, resp: ChatResponse, context: Context, annotate: bool
+    ) -> None:
         answer = _answer(resp)
         check = check_citations(answer, context.sources)
         ctx.response_headers["x-sluice-citations"] = ",".join(str(n) for n in check.cited)
         ctx.response_headers["x-sluice-grounded"] = "true" if check.grounded else "false"
         if check.unknown:
-            log.warning("ungrounded citations %s in %s", check.unknown[:10],
-                        ctx.request.meta.request_id)  # fmt: skip
+            log.warning(
+                "ungrounded citations %s in %s", check.unknown[:10], ctx.request.meta.request_id
+            )
         if annotate:
             for part in resp.parts:
                 if isinstance(part, TextPart):

@@ -13,6 +13,7 @@ import contextlib
 import socket
 import struct
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -175,9 +176,7 @@ async def _chat(request: web.Request, wire: Wire) -> web.StreamResponse:
         "call_" if wire == "openai" else "toolu_",
         invalid,
     )
-    answer = _unsure(answer, name, headers.get("x-sim-uncertain"))
-    if appended := headers.get("x-sim-append"):  # e.g. citation markers "[1][2]"
-        answer = with_suffix(answer, " " + appended[:200].strip())
+    answer = _appended(_unsure(answer, name, headers.get("x-sim-uncertain")), headers)
     extra: dict[str, str] = {SIM_HEADER: "true"}
     if model.limited:
         info = state.limiter.check(model, prompt_tokens + answer.output_tokens, time.monotonic())
@@ -213,6 +212,12 @@ async def _chat(request: web.Request, wire: Wire) -> web.StreamResponse:
     if body.get("stream") is True:
         return await _stream(request, state, turn)
     return await _complete(request, state, turn)
+
+
+def _appended(answer: Answer, headers: Mapping[str, str]) -> Answer:
+    """`x-sim-append: [1][2]`: the answer ends with this text (grounded-chat citation tests)."""
+    appended = headers.get("x-sim-append")
+    return with_suffix(answer, " " + appended[:200].strip()) if appended else answer
 
 
 def _unsure(answer: Answer, model: str, listed: str | None) -> Answer:

@@ -96,8 +96,9 @@ async def add_file(request: web.Request) -> web.Response:
 async def list_files(request: web.Request) -> web.Response:
     service, tenant = _service(request), await _tenant(request)
     (vs,) = _ids(request, "vs")
-    return _json(await service.list_files(tenant, vs, *_page_args(request),
-                                          request.query.get("filter")))  # fmt: skip
+    return _json(
+        await service.list_files(tenant, vs, *_page_args(request), request.query.get("filter"))
+    )
 
 
 async def get_file(request: web.Request) -> web.Response:
@@ -141,8 +142,11 @@ async def batch_files(request: web.Request) -> web.Response:
     service, tenant = _service(request), await _tenant(request)
     vs, batch = _ids(request, "vs", "batch")
     await service.get_batch(tenant, vs, batch)
-    return _json(await service.list_files(tenant, vs, *_page_args(request),
-                                          request.query.get("filter"), batch))  # fmt: skip
+    return _json(
+        await service.list_files(
+            tenant, vs, *_page_args(request), request.query.get("filter"), batch
+        )
+    )
 
 
 async def search(request: web.Request) -> web.Response:
@@ -150,22 +154,28 @@ async def search(request: web.Request) -> web.Response:
     service, tenant = _service(request), await _tenant(request)
     (vs,) = _ids(request, "vs")
     body = await _body(request)
-    query = body.get("query")
+    query: Any = body.get("query")
     if isinstance(query, list):  # the API accepts a list of queries: searched as one text
         if not all(isinstance(q, str) for q in query):
             raise InvalidRequestError("query must be a string or a list of strings", param="query")
         query = " ".join(query)
     outcome = await service.search(
-        tenant, [vs], query, body.get("max_num_results", 10), body.get("filters"),
+        tenant,
+        [vs],
+        query,
+        body.get("max_num_results", 10),
+        body.get("filters"),
         body.get("ranking_options"),
-    )  # fmt: skip
-    return _json({
-        "object": "vector_store.search_results.page",
-        "search_query": query,
-        "data": [service.result_object(r) for r in outcome.results],
-        "has_more": False,
-        "next_page": None,
-    })  # fmt: skip
+    )
+    return _json(
+        {
+            "object": "vector_store.search_results.page",
+            "search_query": query,
+            "data": [service.result_object(r) for r in outcome.results],
+            "has_more": False,
+            "next_page": None,
+        }
+    )
 
 
 def install(app: web.Application) -> None:

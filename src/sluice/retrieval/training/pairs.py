@@ -15,6 +15,7 @@ import json
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 from sluice.embed import get_embedder
 from sluice.retrieval.benchdata import group_of, is_heldout, load
@@ -31,7 +32,7 @@ def main(folder: Path, out: Path) -> None:
     index = build_index(docs, embedder, folder.parent.parent.parent / "build" / "retrieval")
     train = [q for q in questions if not q.heldout]
     vectors = embedder.embed_sync([q.text for q in train])
-    rows = []
+    rows: list[dict[str, Any]] = []
     by_doc: dict[str, list[str]] = {}
     for c in index.chunks:
         by_doc.setdefault(c.file_id, []).append(c.indexed_text)

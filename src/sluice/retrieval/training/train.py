@@ -90,8 +90,9 @@ def main(argv: list[str]) -> None:
             step += 1
             if step % 20 == 0:
                 took = time.monotonic() - started
-                sys.stdout.write(f"epoch {epoch} step {step}/{steps} loss {loss.item():.4f} "
-                                 f"{took:.0f}s\n")  # fmt: skip
+                sys.stdout.write(
+                    f"epoch {epoch} step {step}/{steps} loss {loss.item():.4f} {took:.0f}s\n"
+                )
                 sys.stdout.flush()
             if time.monotonic() > deadline:
                 break
@@ -101,9 +102,11 @@ def main(argv: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "weights.npz", **export_weights(model, args.layers))  # type: ignore[arg-type]
     meta = dict(vars(args)) | {
-        "pairs": len(rows), "steps_done": step, "steps_planned": steps,
+        "pairs": len(rows),
+        "steps_done": step,
+        "steps_planned": steps,
         "seconds": round(time.monotonic() - started),
-    }  # fmt: skip
+    }
     (out / "train.json").write_text(json.dumps(meta, indent=2))
 
 

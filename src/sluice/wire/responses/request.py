@@ -16,7 +16,6 @@ stored conversation are skipped; `strict` is echoed but not enforced upstream (t
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,8 +219,10 @@ def _file_search(item: dict[str, Any], where: str) -> dict[str, Any]:
     """A `file_search` tool: Sluice retrieves from these vector stores before the model is
     called (the grounding stage); the tool itself never goes upstream."""
     ids = item.get("vector_store_ids")
-    if not isinstance(ids, list) or not 1 <= len(ids) <= 10 or not all(
-        isinstance(i, str) and 0 < len(i) <= 64 for i in ids
+    if (
+        not isinstance(ids, list)
+        or not 1 <= len(ids) <= 10
+        or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids)
     ):
         raise invalid(f"{where}.vector_store_ids", "must list 1-10 vector store ids")
     spec: dict[str, Any] = {"type": "file_search", "vector_store_ids": ids}
