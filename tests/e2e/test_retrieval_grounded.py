@@ -103,6 +103,19 @@ async def test_grounded_chat_through_each_front_end(sim_url: str) -> None:
         assert meta.headers["x-sluice-grounded"] == "true"
         assert _sources(meta.headers) == sources  # same documents: same context, same order
 
+        stream = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini",
+            messages=question,  # type: ignore[arg-type]
+            stream=True,
+            extra_headers={"x-sluice-retrieval": vs_id, "x-sim-append": "[1]"},
+        )
+        assert _sources(stream.headers) == sources  # known before the first token
+        streamed = ""
+        async for chunk in stream.parse():  # type: ignore[union-attr]
+            if chunk.choices and chunk.choices[0].delta.content:
+                streamed += chunk.choices[0].delta.content
+        assert streamed.endswith("[1]")
+
         claude = anthropic.AsyncAnthropic(base_url=base, api_key="sk-none", max_retries=0)
         _OPEN.append(claude)
         msg = await claude.messages.with_raw_response.create(
