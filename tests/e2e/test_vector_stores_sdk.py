@@ -243,3 +243,38 @@ async def test_two_gateways_share_stores_on_postgres(sim_url: str) -> None:
             await a.vector_stores.files.delete(file_id=fid2, vector_store_id=vs.id)
             page = await b.vector_stores.search(vector_store_id=vs.id, query="sourdough starter")
             assert fid2 not in {r.file_id for r in page.data}
+
+
+async def test_searches_during_ingest_and_deletes_never_fail(sim_url: str) -> None:
+    """Concurrent attaches, searches, attribute updates and a delete on one store: every
+    call answers (no 500), and the store ends consistent."""
+    async with gateway(gateway_config(sim_url)) as (base, _app):
+        client = _client(base)
+        vs = await client.vector_stores.create(name="busy")
+        ids = [
+            await _upload(client, f"doc{i}.md", POSTGRES_DOC + f"\nExtra note {i}.".encode())
+            for i in range(6)
+        ]
+
+        async def attach(fid: str) -> None:
+            await client.vector_stores.files.create(vector_store_id=vs.id, file_id=fid)
+
+        async def search(i: int) -> None:
+            await client.vector_stores.search(vector_store_id=vs.id, query=f"autovacuum {i}")
+
+        await asyncio.gather(*(attach(f) for f in ids), *(search(i) for i in range(12)))
+        await asyncio.gather(
+            client.vector_stores.files.delete(file_id=ids[0], vector_store_id=vs.id),
+            client.vector_stores.files.update(
+                file_id=ids[1], vector_store_id=vs.id, attributes={"x": 1}
+            ),
+            *(search(i) for i in range(6)),
+        )
+        for fid in ids[1:]:
+            assert (await _settled(client, vs.id, fid)).status == "completed"
+        page = await client.vector_stores.search(
+            vector_store_id=vs.id, query="autovacuum daemon", max_num_results=50
+        )
+        assert page.data and ids[0] not in {r.file_id for r in page.data}
+        store = await client.vector_stores.retrieve(vs.id)
+        assert store.file_counts.total == 5 and store.file_counts.completed == 5
