@@ -491,6 +491,28 @@ def injection_bench(
         raise click.ClickException(str(exc)) from exc
 
 
+@bench.command("retrieval")
+@click.option(
+    "--data",
+    default="tests/data/retrieval",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="corpus.jsonl + questions.txt",
+)
+@click.option("--sizes", default="10000,100000", show_default=True, help="Index sizes timed.")
+@click.option("--queries", default=200, show_default=True, help="Timed queries a size (0: skip).")
+@click.option("--ingest-docs", default=200, show_default=True, help="Documents ingested (0: skip).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def retrieval_bench(data: str, sizes: str, queries: int, ingest_docs: int, as_json: bool) -> None:
+    """Retrieval quality (BM25, dense, hybrid RRF, + rerank), search latency, ingest rate."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    from sluice.bench.retrieval import run
+
+    counts = [int(s) for s in sizes.split(",") if s.strip()]
+    click.echo(run(data, counts, queries, ingest_docs, as_json))
+
+
 @bench.command("semantic-cache")
 @click.option(
     "--pairs",

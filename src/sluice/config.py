@@ -35,6 +35,7 @@ from sluice.jobs.config import JobsConfig
 from sluice.observe.alert_config import RulesConfig
 from sluice.observe.tracing import TracingConfig
 from sluice.queue.config import QueueSettings
+from sluice.retrieval.config import RetrievalConfig
 from sluice.routing.config import RouteConfig
 from sluice.state.paths import default_state_dir, resolve_file, resolve_url
 
@@ -348,6 +349,8 @@ class SluiceConfig(_Frozen):
     endpoints: EndpointsConfig = EndpointsConfig()
     files: FilesConfig = FilesConfig()  # /v1/files (sluice.files)
     batch: BatchConfig = BatchConfig()  # /v1/batches, /v1/messages/batches (sluice.batch)
+    # Vector stores and grounded chat (sluice.retrieval).
+    retrieval: RetrievalConfig = RetrievalConfig()
     # Where relative SQLite paths (store URLs, persist_path) live; None: $SLUICE_STATE_DIR,
     # else $XDG_DATA_HOME/sluice, else ~/.local/share/sluice (see sluice.state.paths).
     state_dir: str | None = None
@@ -515,6 +518,7 @@ _STATE_URLS = (
     ("limits", "ledger", "store_url"),
     ("queue", "url"),
     ("jobs", "store_url"),
+    ("retrieval", "store_url"),
     ("files", "store_url"),
     ("batch", "store_url"),
 )

@@ -20,6 +20,7 @@ from sluice.cache.purgeable import Purgeable
 from sluice.cache.semantic.stage import SemanticCacheStage
 from sluice.config import CacheConfig, SluiceConfig
 from sluice.context.stage import TokenPolicyStage
+from sluice.embed import get_embedder
 from sluice.eval.live import LiveEvalStage
 from sluice.files.store import FileStore
 from sluice.governance.runtime import Governance
@@ -39,6 +40,7 @@ from sluice.pipeline.context import (
 from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter
 from sluice.reliability.executor import PlanExecutor
+from sluice.retrieval.service import RetrievalService
 from sluice.routing.stage import RouterStage
 from sluice.runtime import Runtime
 from sluice.stages.build import Prices, StageDeps, build_stages
@@ -111,6 +113,7 @@ class Gateway:
             deployments_behind=self._deployments_behind,
             pipeline_call=self._pipeline_call,
             finish_call=self.recorder.finish,
+            retrieval=lambda: self.retrieval,
         )
         self.stages: list[Stage] = build_stages(config, deps)
         self.handler: Handler = compose(
@@ -134,6 +137,12 @@ class Gateway:
         # Uploaded files (/v1/files; batches and retrieval read them): one store per gateway.
         files = config.files
         self.files = FileStore(files.store_url, files.blob_dir) if files.enabled else None
+        # Vector stores (/v1/vector_stores; grounded chat reads them): sluice.retrieval.
+        self.retrieval: RetrievalService | None = None
+        if config.retrieval.enabled:
+            self.retrieval = RetrievalService(
+                config.retrieval, self.files, lambda: get_embedder(config.embedding)
+            )
         self.supervisor = self._supervise()
         self.ready = True
         self.active_calls = 0  # chat calls being answered (server.drain waits for them)
@@ -152,6 +161,8 @@ class Gateway:
         sup.add("recorder", self.recorder.start, self.recorder.close)  # the record sink
         if self.files is not None:
             sup.add("files", self.files.start, self.files.close)
+        if self.retrieval is not None:
+            sup.add("retrieval", self.retrieval.start, self.retrieval.close)
         if self.cache_mirror is not None:
             sup.add("cache_mirror", self.cache_mirror.start, self.cache_mirror.close)
         if self.semantic is not None:  # embedding model, stored entries, store listener

@@ -51,6 +51,7 @@ from sluice.web import cache_admin, keys_admin
 from sluice.web import feedback as feedback_api
 from sluice.web import files as files_api
 from sluice.web import jobs as jobs_api
+from sluice.web import vector_stores as vector_stores_api
 from sluice.web.access import check_access, install_access
 from sluice.web.alerts import ENDPOINT as ALERTS_ENDPOINT
 from sluice.web.alerts import install as install_alerts
@@ -502,6 +503,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     # /v1/responses (+ stored answers), /v1/embeddings, /v1/messages/count_tokens
     install_endpoints(app, app[GATEWAY], chat_endpoint)
     files_api.install(app)  # /v1/files (issue 16)
+    vector_stores_api.install(app)  # /v1/vector_stores (issue 19)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)
     app.router.add_get("/healthz", healthz)

@@ -56,6 +56,7 @@ def test_the_stage_order_with_every_stage_on() -> None:
         "IdempotencyStage",
         "GovernanceStage",
         "AgentGuardStage",
+        "GroundingStage",
         "TokenPolicyStage",
         "ExactCacheStage",
         "SemanticCacheStage",
@@ -75,6 +76,7 @@ def test_stages_switched_off_are_not_in_the_pipeline() -> None:
         },
         limits={"enabled": False},
         routes={},
+        retrieval={"enabled": False},
     )
     gateway = Gateway(cfg)
     assert names(gateway) == [

@@ -13,6 +13,7 @@ import contextlib
 import socket
 import struct
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +25,7 @@ from sluice.sim.config import SimModel
 from sluice.sim.judge import judged
 from sluice.sim.openai_wire import WireError
 from sluice.sim.state import SimState, anthropic_limit_headers, openai_limit_headers
-from sluice.sim.text import Answer, plan_answer, with_prefix
+from sluice.sim.text import Answer, plan_answer, with_prefix, with_suffix
 from sluice.tokens import count_prompt
 
 Wire = Literal["openai", "anthropic"]
@@ -177,7 +178,7 @@ async def _chat(request: web.Request, wire: Wire) -> web.StreamResponse:
         "call_" if wire == "openai" else "toolu_",
         invalid,
     )
-    answer = _unsure(answer, name, headers.get("x-sim-uncertain"))
+    answer = _appended(_unsure(answer, name, headers.get("x-sim-uncertain")), headers)
     answer = judged(answer, prompt, headers)  # a judge's verdict follows fixed rules
     answer = _echo(answer, prompt.texts, headers.get("x-sim-echo"))
     extra: dict[str, str] = {SIM_HEADER: "true"}
@@ -215,6 +216,12 @@ async def _chat(request: web.Request, wire: Wire) -> web.StreamResponse:
     if body.get("stream") is True:
         return await _stream(request, state, turn)
     return await _complete(request, state, turn)
+
+
+def _appended(answer: Answer, headers: Mapping[str, str]) -> Answer:
+    """`x-sim-append: [1][2]`: the answer ends with this text (grounded-chat citation tests)."""
+    appended = headers.get("x-sim-append")
+    return with_suffix(answer, " " + appended[:200].strip()) if appended else answer
 
 
 def _unsure(answer: Answer, model: str, listed: str | None) -> Answer:

@@ -218,6 +218,16 @@ def with_prefix(answer: Answer, prefix: str) -> Answer:
     )
 
 
+def with_suffix(answer: Answer, suffix: str) -> Answer:
+    """The same text answer with `suffix` after it (grounded-chat tests: citation markers)."""
+    if answer.tool_calls:
+        return answer
+    pieces = answer.pieces + split_tokens(suffix)
+    return dataclasses.replace(
+        answer, text=answer.text + suffix, pieces=pieces, output_tokens=len(pieces)
+    )
+
+
 def split_fragments(text: str, parts: int = 4) -> list[str]:
     """Split JSON text into a few fragments, as providers stream tool arguments."""
     size = max(1, -(-len(text) // parts))

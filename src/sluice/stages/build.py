@@ -1,8 +1,8 @@
 """`build_stages(config, deps)`: the pipeline's stages, in order, decided in one place.
 
     auth → guardrails → live eval → idempotency → limits and budgets → agent guard
-    → token policy → exact cache → semantic cache → router → structured output
-    → mid-stream failover → settle → (the plan executor)
+    → grounding (retrieval) → token policy → exact cache → semantic cache → router
+    → structured output → mid-stream failover → settle → (the plan executor)
 
 - Auth first: everything after it keys on `ctx.identity`.
 - Guardrails right after auth: a blocked request costs nothing further, and every later
@@ -43,6 +43,8 @@ from sluice.pipeline.context import CallContext, Result, Stage
 from sluice.providers.base import Deployment
 from sluice.reliability.executor import PlanExecutor
 from sluice.reliability.midstream import MidstreamFailoverStage
+from sluice.retrieval.service import RetrievalService
+from sluice.retrieval.stage import GroundingStage
 from sluice.routing.stage import RouterStage, build_routers
 from sluice.runtime import Runtime
 from sluice.stages.auth import AuthStage
@@ -96,6 +98,8 @@ class StageDeps:
     # pipeline, and the recorder's `finish` that gives it its own call record (sluice.eval).
     pipeline_call: Callable[[CallContext], Awaitable[Result]] | None = None
     finish_call: Callable[..., None] | None = None
+    # The gateway's vector stores, for grounded chat (None: retrieval off).
+    retrieval: Callable[[], RetrievalService | None] = lambda: None
 
 
 def build_stages(config: SluiceConfig, deps: StageDeps) -> list[Stage]:
@@ -133,6 +137,8 @@ def build_stages(config: SluiceConfig, deps: StageDeps) -> list[Stage]:
     guard = AgentGuardStage(config.reliability.agent, deps.prices.of_model)
     if guard.enabled:
         stages.append(guard)
+    if config.retrieval.enabled:  # grounded chat: the context is in what caches key on
+        stages.append(GroundingStage(deps.retrieval))
     policies = {
         **{name: plan.policy for name, plan in config.models.items()},
         **{name: route.policy for name, route in config.routes.items()},

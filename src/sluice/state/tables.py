@@ -9,6 +9,7 @@
 | `entries` (its own SQLite file) | `cache.persist.SqliteMirror` | `cache` |
 | `sluice_queue` | `queue.sqlite.SqlQueue` (embedded queue) | `queue` |
 | `sluice_jobs`, `sluice_job_deliveries` | `jobs.store.JobStore` | `jobs` |
+| `sluice_vector_store*` (4 tables) | `retrieval.store.VectorStoreDB` | `retrieval` |
 
 The running code queries these definitions; the Alembic environment in
 `sluice.state.migrations` creates and evolves them (never `create_all`). Times are epoch
@@ -292,6 +293,66 @@ online_scores = Table(  # one online judgement of a live call
     Column("reason", Text(), nullable=False),
     Column("judge_request_id", String(128), nullable=False),
     Index(f"ix_{ONLINE_SCORES_TABLE}_ts", "ts"),
+)
+
+# --- retrieval: vector stores (OpenAI's Vector Stores API), their files, chunks, batches -----
+
+# `version` moves on every change of a store's chunks or attributes: a replica whose index
+# holds another version reloads that store before searching it.
+vector_stores = Table(
+    "sluice_vector_stores",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant", String(255), nullable=False),
+    Column("name", Text(), nullable=True),
+    Column("meta", Text(), nullable=False),  # JSON: OpenAI `metadata`
+    Column("expires_after", Text(), nullable=True),  # JSON
+    Column("created_at", Double(), nullable=False),
+    Column("last_active_at", Double(), nullable=False),
+    Column("version", BigInteger(), nullable=False),
+    Index("ix_sluice_vector_stores_tenant", "tenant", "created_at"),
+)
+
+vector_store_files = Table(
+    "sluice_vector_store_files",
+    metadata,
+    Column("store_id", String(64), primary_key=True),
+    Column("file_id", String(128), primary_key=True),
+    Column("tenant", String(255), nullable=False),
+    Column("filename", Text(), nullable=False),
+    Column("status", String(16), nullable=False),  # in_progress | completed | failed | cancelled
+    Column("last_error", Text(), nullable=True),  # JSON {code, message}
+    Column("attributes", Text(), nullable=False),  # JSON
+    Column("chunking", Text(), nullable=False),  # JSON: the chunking_strategy used
+    Column("batch_id", String(64), nullable=True),
+    Column("usage_bytes", BigInteger(), nullable=False),
+    Column("created_at", Double(), nullable=False),
+)
+
+vector_store_chunks = Table(
+    "sluice_vector_store_chunks",
+    metadata,
+    Column("id", String(160), primary_key=True),
+    Column("store_id", String(64), nullable=False),
+    Column("file_id", String(128), nullable=False),
+    Column("seq", Integer(), nullable=False),
+    Column("text", Text(), nullable=False),
+    Column("heading", Text(), nullable=False),
+    Column("tokens", Integer(), nullable=False),
+    Column("sentences", Text(), nullable=False),  # JSON list
+    Column("vector", LargeBinary(), nullable=False),  # float32 little-endian
+    Index("ix_sluice_vector_store_chunks_store", "store_id", "file_id"),
+)
+
+vector_store_batches = Table(
+    "sluice_vector_store_batches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("store_id", String(64), nullable=False),
+    Column("tenant", String(255), nullable=False),
+    Column("file_ids", Text(), nullable=False),  # JSON list
+    Column("cancelled", Boolean(), nullable=False),
+    Column("created_at", Double(), nullable=False),
 )
 
 # --- uploaded files (sluice.files) ---------------------------------------------------------

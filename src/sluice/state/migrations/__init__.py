@@ -13,6 +13,7 @@ whatever database it is pointed at (a records-only PostgreSQL gets no key table)
 - `jobs`: `j0001_jobs` (async jobs and their webhook delivery log)
 - `files`: `f0001_files` (uploaded files; the bytes too on PostgreSQL)
 - `batch`: `b0001_batches` (batches and their items)
+- `retrieval`: `v0001_vector_stores` (vector stores, their files, chunks, file batches)
 
 The version table is `sluice_alembic_version` (a database shared with other applications'
 Alembic histories is not confused). Records and semantic tables may be renamed in config;
@@ -42,7 +43,18 @@ from sluice.state.tables import RECORDS_TABLE, SEMANTIC_TABLE
 
 VERSION_TABLE = "sluice_alembic_version"
 LOCK_ID = 0x51_0C_E0_01  # pg_advisory_xact_lock key: any constant unique to Sluice
-BRANCHES = ("governance", "records", "semantic", "cache", "eval", "queue", "jobs", "files", "batch")
+BRANCHES = (
+    "governance",
+    "records",
+    "semantic",
+    "cache",
+    "eval",
+    "queue",
+    "jobs",
+    "files",
+    "batch",
+    "retrieval",
+)
 _DEFAULT_TABLES = {"records": RECORDS_TABLE, "semantic": SEMANTIC_TABLE}
 _HERE = Path(__file__).parent
 

@@ -15,6 +15,7 @@ stored conversation are skipped; `strict` is echoed but not enforced upstream (t
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,8 +183,11 @@ def _tools(value: Any) -> tuple[list[Tool], list[dict[str, Any]]]:
     for i, raw in enumerate(value):
         where = f"tools[{i}]"
         item = as_object(raw, where)
+        if item.get("type") == "file_search":  # served by Sluice itself (sluice.retrieval)
+            echo.append(_file_search(item, where))
+            continue
         if item.get("type") != "function":
-            raise invalid(f"{where}.type", "only 'function' tools are supported")
+            raise invalid(f"{where}.type", "only 'function' and 'file_search' tools are supported")
         params = item.get("parameters")
         schema = as_object(params, f"{where}.parameters") if params is not None else None
         tool = Tool(
@@ -206,6 +210,38 @@ def _tools(value: Any) -> tuple[list[Tool], list[dict[str, Any]]]:
             }
         )
     return tools, echo
+
+
+RETRIEVAL_HEADER = "x-sluice-retrieval"  # read by sluice.retrieval's grounding stage
+
+
+def _file_search(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """A `file_search` tool: Sluice retrieves from these vector stores before the model is
+    called (the grounding stage); the tool itself never goes upstream."""
+    ids = item.get("vector_store_ids")
+    if (
+        not isinstance(ids, list)
+        or not 1 <= len(ids) <= 10
+        or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids)
+    ):
+        raise invalid(f"{where}.vector_store_ids", "must list 1-10 vector store ids")
+    spec: dict[str, Any] = {"type": "file_search", "vector_store_ids": ids}
+    for key in ("max_num_results", "filters", "ranking_options"):
+        if item.get(key) is not None:
+            spec[key] = item[key]
+    return spec
+
+
+def _file_search_spec(value: Any) -> str | None:
+    """The file_search tool as the grounding stage's header value (JSON), if any."""
+    if not isinstance(value, list):
+        return None
+    for i, raw in enumerate(value):
+        if isinstance(raw, dict) and raw.get("type") == "file_search":
+            spec = {**_file_search(raw, f"tools[{i}]"), "source": "file_search"}
+            spec.pop("type")
+            return json.dumps(spec, separators=(",", ":"))
+    return None
 
 
 def _tool_choice(value: Any) -> ToolChoice | None:
@@ -314,6 +350,9 @@ def decode_request(
     fmt, _ = response_format(body.get("text"))
     meta.user = params.user
     meta.metadata = dict(params.metadata)
+    file_search = _file_search_spec(body.get("tools"))
+    if file_search is not None:
+        meta.headers = {**meta.headers, RETRIEVAL_HEADER: file_search}
     return ChatRequest(
         model=model,
         messages=messages,

@@ -66,6 +66,15 @@ def output_items(resp: ChatResponse) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     if texts:
         items.append(message_item(new_id("msg"), "".join(texts)))
+        # Grounded answers (file_search, sluice.retrieval): `file_citation` annotations.
+        offset, notes = 0, []
+        for part in resp.parts:
+            if isinstance(part, TextPart):
+                for cite in part.citations or ():
+                    if cite.get("type") == "file_citation":
+                        notes.append({**cite, "index": offset + int(cite.get("index", 0))})
+                offset += len(part.text)
+        items[0]["content"][0]["annotations"] = notes
     for part in resp.parts:
         if isinstance(part, ToolCallPart):
             items.append(call_item(new_id("fc"), part.id, part.name, part.arguments))

@@ -1,0 +1,655 @@
+"""`RetrievalService`: vector stores for one gateway — ingest, index, search — in OpenAI's shapes.
+
+- Objects and errors are the Vector Stores API's (`vector_store`, `vector_store.file`,
+  `vector_store.file_batch`, `vector_store.search_results.page`); the web layer only maps
+  HTTP to these calls.
+- Ingest runs as a task per file: read the upload (`sluice.files`, the caller's tenant),
+  extract text, chunk, embed off the event loop, then write chunks + vectors and mark the file
+  `completed` in one transaction (or `failed` with `last_error`). A file left `in_progress` by
+  a killed process is picked up again at start (ingest is idempotent: delete + insert).
+- Search: per-store in-memory `CollectionIndex`, reloaded when the store's version in the
+  database moved (another replica, or this one, changed it), then filters → BM25 + dense →
+  RRF → optional rerank (budgeted) → sentence windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sluice.embed.base import EmbedderUnavailableError
+from sluice.errors import InvalidRequestError, NotFoundError, SluiceError
+from sluice.retrieval import rerank as rerank_mod
+from sluice.retrieval.chunking import chunk_text, window
+from sluice.retrieval.config import RetrievalConfig
+from sluice.retrieval.extract import ExtractError, extract_text
+from sluice.retrieval.filters import FilterError, compile_filter, validate_attributes
+from sluice.retrieval.index import CollectionIndex, Hit, IndexedChunk
+from sluice.retrieval.store import BatchRow, FileRow, StoreRow, VectorStoreDB
+
+if TYPE_CHECKING:
+    from sluice.embed.base import Embedder
+    from sluice.files.store import FileStore
+
+log = logging.getLogger("sluice.retrieval")
+
+MAX_QUERY_CHARS = 4000
+MAX_RESULTS = 50
+MAX_STORES_PER_SEARCH = 10
+MAX_NAME_CHARS = 256
+MAX_METADATA_KEYS = 16
+STALE_INGEST_S = 60.0
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+@dataclass(slots=True)
+class SearchResult:
+    """One hit as the service returns it (web turns it into OpenAI's result object)."""
+
+    store_id: str
+    chunk: IndexedChunk
+    score: float
+    text: str  # the chunk widened by its sentence window
+    rerank_score: float | None = None
+
+
+@dataclass(slots=True)
+class SearchOutcome:
+    results: list[SearchResult]
+    reranked: bool = False
+    rerank_skipped: bool = False
+    embed_tokens: int = 0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _not_found(kind: str, obj_id: str) -> NotFoundError:
+    return NotFoundError(f"No {kind} found with id '{obj_id[:128]}'.", code="not_found")
+
+
+def _check_metadata(metadata: Any) -> dict[str, str]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_KEYS:
+        raise InvalidRequestError("metadata must be an object of at most 16 keys", param="metadata")
+    for k, v in metadata.items():
+        if not isinstance(k, str) or len(k) > 64 or not isinstance(v, str) or len(v) > 512:
+            raise InvalidRequestError(
+                "metadata keys are strings of at most 64 characters, values at most 512",
+                param="metadata",
+            )
+    return dict(metadata)
+
+
+def _check_chunking(strategy: Any, default_tokens: int) -> dict[str, Any]:
+    """OpenAI's chunking_strategy: auto, or static {max_chunk_size_tokens, chunk_overlap_tokens}."""
+    if strategy is None or strategy == {"type": "auto"}:
+        return {
+            "type": "static",
+            "static": {"max_chunk_size_tokens": default_tokens, "chunk_overlap_tokens": 0},
+        }
+    if not isinstance(strategy, dict) or strategy.get("type") != "static":
+        raise InvalidRequestError(
+            "chunking_strategy must be auto or static", param="chunking_strategy"
+        )
+    static = strategy.get("static")
+    if not isinstance(static, dict):
+        raise InvalidRequestError("static chunking needs 'static'", param="chunking_strategy")
+    size, overlap = static.get("max_chunk_size_tokens"), static.get("chunk_overlap_tokens", 0)
+    if not isinstance(size, int) or not 100 <= size <= 4096:
+        raise InvalidRequestError(
+            "max_chunk_size_tokens must be 100-4096", param="chunking_strategy"
+        )
+    if not isinstance(overlap, int) or overlap < 0 or overlap > size // 2:
+        raise InvalidRequestError(
+            "chunk_overlap_tokens must be 0 to half the chunk size", param="chunking_strategy"
+        )
+    return {
+        "type": "static",
+        "static": {"max_chunk_size_tokens": size, "chunk_overlap_tokens": overlap},
+    }
+
+
+class RetrievalService:
+    def __init__(
+        self,
+        config: RetrievalConfig,
+        files: FileStore | None,
+        embedder: Callable[[], Embedder],
+        url: str | None = None,
+    ) -> None:
+        self.config = config
+        self.files = files
+        self._embedder_factory = embedder
+        self.db = VectorStoreDB(url or config.store_url)
+        self.indexes: dict[str, CollectionIndex] = {}
+        self._index_locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reranker: rerank_mod.Reranker | None = None
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder_factory()
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.db.migrate)
+        stale = await asyncio.to_thread(self.db.stale_files, time.time() - STALE_INGEST_S)
+        for row in stale:  # left in_progress by a process that died: ingest again
+            self._spawn(row)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.db.close()
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    # --- stores ---------------------------------------------------------------------------
+
+    async def _store(self, tenant: str, store_id: str) -> StoreRow:
+        row = await self._run(self.db.get_store, tenant, store_id)
+        if row is None:
+            raise _not_found("vector store", store_id)
+        return row  # type: ignore[no-any-return]
+
+    async def store_object(self, row: StoreRow) -> dict[str, Any]:
+        files = await self._run(self.db.list_files, row.tenant, row.id)
+        counts = {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
+        for f in files:
+            counts[f.status] = counts.get(f.status, 0) + 1
+        counts["total"] = len(files)
+        expires_at = None
+        if row.expires_after:
+            days = int(row.expires_after.get("days", 0))
+            expires_at = int(row.last_active_at + days * 86400)
+        return {
+            "id": row.id,
+            "object": "vector_store",
+            "created_at": int(row.created_at),
+            "name": row.name,
+            "usage_bytes": sum(f.usage_bytes for f in files),
+            "file_counts": counts,
+            "status": "in_progress" if counts["in_progress"] else "completed",
+            "expires_after": row.expires_after,
+            "expires_at": expires_at,
+            "last_active_at": int(row.last_active_at),
+            "metadata": row.metadata,
+        }
+
+    async def create_store(self, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
+        name = body.get("name")
+        if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_CHARS):
+            raise InvalidRequestError(
+                "name must be a string of at most 256 characters", param="name"
+            )
+        expires = _check_expires(body.get("expires_after"))
+        metadata = _check_metadata(body.get("metadata"))
+        file_ids = _check_file_ids(body.get("file_ids"))
+        chunking = _check_chunking(body.get("chunking_strategy"), self.config.chunk_max_tokens)
+        if await self._run(self.db.count_stores, tenant) >= self.config.max_stores_per_tenant:
+            raise InvalidRequestError("too many vector stores for this tenant", param=None)
+        now = time.time()
+        row = StoreRow(new_id("vs"), tenant, name, metadata, expires, now, now, 0)
+        await self._run(self.db.create_store, row)
+        for file_id in file_ids:
+            await self.add_file(tenant, row.id, {"file_id": file_id, "chunking_strategy": chunking})
+        return await self.store_object(row)
+
+    async def list_stores(
+        self, tenant: str, limit: int, order: str, after: str | None, before: str | None
+    ) -> dict[str, Any]:
+        rows = await self._run(self.db.list_stores, tenant, 10_000, order != "asc")
+        return await self._page(rows, limit, after, before, self.store_object)
+
+    async def _page(
+        self,
+        rows: Sequence[Any],
+        limit: int,
+        after: str | None,
+        before: str | None,
+        render: Callable[[Any], Any],
+    ) -> dict[str, Any]:
+        if not 1 <= limit <= 100:
+            raise InvalidRequestError("limit must be between 1 and 100", param="limit")
+        ids = [getattr(r, "id", None) or r.file_id for r in rows]
+        start, end = 0, len(rows)
+        if after is not None and after in ids:
+            start = ids.index(after) + 1
+        if before is not None and before in ids:
+            end = ids.index(before)
+        page = list(rows[start:end])[:limit]
+        data = [await render(r) for r in page]
+        return {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": start + len(page) < end,
+        }
+
+    async def get_store(self, tenant: str, store_id: str) -> dict[str, Any]:
+        return await self.store_object(await self._store(tenant, store_id))
+
+    async def update_store(
+        self, tenant: str, store_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        if "name" in body:
+            name = body["name"]
+            if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_CHARS):
+                raise InvalidRequestError(
+                    "name must be a string of at most 256 characters", param="name"
+                )
+            values["name"] = name
+        if "metadata" in body:
+            values["metadata"] = _check_metadata(body["metadata"])
+        if "expires_after" in body:
+            values["expires_after"] = _check_expires(body["expires_after"])
+        if not await self._run(self.db.update_store, tenant, store_id, values):
+            raise _not_found("vector store", store_id)
+        return await self.get_store(tenant, store_id)
+
+    async def delete_store(self, tenant: str, store_id: str) -> dict[str, Any]:
+        if not await self._run(self.db.delete_store, tenant, store_id):
+            raise _not_found("vector store", store_id)
+        self.indexes.pop(store_id, None)
+        return {"id": store_id, "object": "vector_store.deleted", "deleted": True}
+
+    # --- files ----------------------------------------------------------------------------
+
+    @staticmethod
+    def file_object(row: FileRow) -> dict[str, Any]:
+        return {
+            "id": row.file_id,
+            "object": "vector_store.file",
+            "usage_bytes": row.usage_bytes,
+            "created_at": int(row.created_at),
+            "vector_store_id": row.store_id,
+            "status": row.status,
+            "last_error": row.last_error,
+            "chunking_strategy": row.chunking,
+            "attributes": row.attributes,
+        }
+
+    async def add_file(
+        self, tenant: str, store_id: str, body: dict[str, Any], batch_id: str | None = None
+    ) -> dict[str, Any]:
+        file_id = body.get("file_id")
+        if not isinstance(file_id, str) or not 0 < len(file_id) <= 128:
+            raise InvalidRequestError("file_id is required", param="file_id")
+        try:
+            attributes = validate_attributes(body.get("attributes"))
+        except FilterError as exc:
+            raise InvalidRequestError(str(exc), param="attributes") from None
+        chunking = _check_chunking(body.get("chunking_strategy"), self.config.chunk_max_tokens)
+        await self._store(tenant, store_id)
+        if self.files is None:
+            raise InvalidRequestError("file uploads are disabled on this gateway", param="file_id")
+        meta = await self.files.get(tenant, file_id)
+        if meta is None:
+            raise _not_found("file", file_id)
+        if meta.bytes > self.config.max_file_bytes:
+            raise InvalidRequestError(
+                "file is larger than retrieval.max_file_bytes", param="file_id"
+            )
+        row = FileRow(
+            store_id,
+            file_id,
+            tenant,
+            meta.filename,
+            "in_progress",
+            None,
+            attributes,
+            chunking,
+            batch_id,
+            0,
+            time.time(),
+        )
+        if not await self._run(self.db.add_file, row):
+            raise _not_found("vector store", store_id)
+        self._spawn(row)
+        return self.file_object(row)
+
+    def _spawn(self, row: FileRow) -> None:
+        task = asyncio.get_running_loop().create_task(self._ingest(row))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ingest(self, row: FileRow) -> None:
+        try:
+            assert self.files is not None
+            data = await self.files.content(row.tenant, row.file_id)
+            if data is None:
+                await self._run(self.db.fail_file, row, "invalid_file", "file not found")
+                return
+            text = await asyncio.to_thread(extract_text, data, row.filename)
+            static = row.chunking.get("static", {})
+            size = int(static.get("max_chunk_size_tokens", self.config.chunk_max_tokens))
+            overlap_tokens = int(static.get("chunk_overlap_tokens", 0))
+            pieces = await asyncio.to_thread(chunk_text, text, size, 1 if overlap_tokens else 0)
+            chunks = [
+                IndexedChunk(
+                    f"{row.store_id}:{row.file_id}:{c.seq}",
+                    row.file_id,
+                    row.filename,
+                    c.seq,
+                    c.text,
+                    c.heading,
+                    c.tokens,
+                    row.attributes,
+                    c.sentences,
+                )
+                for c in pieces
+            ]
+            vectors = (
+                await self.embedder.embed([c.indexed_text for c in chunks])
+                if chunks
+                else np.zeros((0, 384), np.float32)
+            )
+            done = await self._run(self.db.finish_file, row, chunks, vectors, len(data))
+            if not done:
+                log.info("vector store file %s removed during ingest", row.file_id)
+        except asyncio.CancelledError:
+            raise
+        except ExtractError as exc:
+            await self._run(self.db.fail_file, row, "unsupported_file", str(exc))
+        except EmbedderUnavailableError as exc:
+            await self._run(self.db.fail_file, row, "server_error", str(exc))
+        except Exception as exc:  # a failed file must say so, never stay in_progress
+            log.warning("ingest of %s failed: %s", row.file_id, type(exc).__name__)
+            await self._run(self.db.fail_file, row, "server_error", type(exc).__name__)
+
+    async def wait_idle(self) -> None:
+        """Wait for every ingest task of this process (tests, benchmarks)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _file(self, tenant: str, store_id: str, file_id: str) -> FileRow:
+        row = await self._run(self.db.get_file, tenant, store_id, file_id)
+        if row is None:
+            raise _not_found("vector store file", file_id)
+        return row  # type: ignore[no-any-return]
+
+    async def get_file(self, tenant: str, store_id: str, file_id: str) -> dict[str, Any]:
+        return self.file_object(await self._file(tenant, store_id, file_id))
+
+    async def list_files(
+        self,
+        tenant: str,
+        store_id: str,
+        limit: int,
+        order: str,
+        after: str | None,
+        before: str | None,
+        status: str | None,
+        batch_id: str | None = None,
+    ) -> dict[str, Any]:
+        await self._store(tenant, store_id)
+        if status is not None and status not in ("in_progress", "completed", "failed", "cancelled"):
+            raise InvalidRequestError("unknown status filter", param="filter")
+        rows = await self._run(self.db.list_files, tenant, store_id, status, batch_id)
+        if order != "asc":
+            rows = list(reversed(rows))
+
+        async def render(r: FileRow) -> dict[str, Any]:
+            return self.file_object(r)
+
+        return await self._page(rows, limit, after, before, render)
+
+    async def update_file(
+        self, tenant: str, store_id: str, file_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            attributes = validate_attributes(body.get("attributes"))
+        except FilterError as exc:
+            raise InvalidRequestError(str(exc), param="attributes") from None
+        if not await self._run(self.db.update_attributes, tenant, store_id, file_id, attributes):
+            raise _not_found("vector store file", file_id)
+        return await self.get_file(tenant, store_id, file_id)
+
+    async def delete_file(self, tenant: str, store_id: str, file_id: str) -> dict[str, Any]:
+        if not await self._run(self.db.delete_file, tenant, store_id, file_id):
+            raise _not_found("vector store file", file_id)
+        return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
+
+    async def file_content(self, tenant: str, store_id: str, file_id: str) -> dict[str, Any]:
+        """The parsed chunks of a file (OpenAI's `GET .../files/{id}/content`)."""
+        await self._file(tenant, store_id, file_id)
+        index = await self.index_for(store_id)
+        data = [{"type": "text", "text": c.text} for c in index.chunks if c.file_id == file_id]
+        return {
+            "object": "vector_store.file_content.page",
+            "data": data,
+            "has_more": False,
+            "next_page": None,
+        }
+
+    # --- batches --------------------------------------------------------------------------
+
+    async def create_batch(
+        self, tenant: str, store_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        file_ids = _check_file_ids(body.get("file_ids"))
+        files = body.get("files")
+        entries: list[dict[str, Any]] = [{"file_id": f} for f in file_ids]
+        if isinstance(files, list):
+            entries += [f for f in files if isinstance(f, dict)]
+        if not entries or len(entries) > 500:
+            raise InvalidRequestError("file_ids must name 1-500 files", param="file_ids")
+        await self._store(tenant, store_id)
+        batch = BatchRow(
+            new_id("vsfb"),
+            store_id,
+            tenant,
+            [str(e.get("file_id")) for e in entries],
+            False,
+            time.time(),
+        )
+        await self._run(self.db.create_batch, batch)
+        for entry in entries:
+            await self.add_file(
+                tenant,
+                store_id,
+                {
+                    "attributes": body.get("attributes"),
+                    "chunking_strategy": body.get("chunking_strategy"),
+                    **entry,
+                },
+                batch_id=batch.id,
+            )
+        return await self.get_batch(tenant, store_id, batch.id)
+
+    async def get_batch(self, tenant: str, store_id: str, batch_id: str) -> dict[str, Any]:
+        batch = await self._run(self.db.get_batch, tenant, store_id, batch_id)
+        if batch is None:
+            raise _not_found("vector store file batch", batch_id)
+        files = await self._run(self.db.list_files, tenant, store_id, None, batch_id)
+        counts = {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
+        for f in files:
+            counts[f.status] = counts.get(f.status, 0) + 1
+        counts["total"] = len(files)
+        status = (
+            "cancelled"
+            if batch.cancelled
+            else (
+                "in_progress"
+                if counts["in_progress"]
+                else ("failed" if counts["failed"] and not counts["completed"] else "completed")
+            )
+        )
+        return {
+            "id": batch.id,
+            "object": "vector_store.files_batch",
+            "created_at": int(batch.created_at),
+            "vector_store_id": store_id,
+            "status": status,
+            "file_counts": counts,
+        }
+
+    async def cancel_batch(self, tenant: str, store_id: str, batch_id: str) -> dict[str, Any]:
+        await self.get_batch(tenant, store_id, batch_id)
+        await self._run(self.db.cancel_files, store_id, batch_id)
+        return await self.get_batch(tenant, store_id, batch_id)
+
+    # --- search ---------------------------------------------------------------------------
+
+    async def index_for(self, store_id: str) -> CollectionIndex:
+        """The store's in-memory index, reloaded if the database holds a newer version."""
+        lock = self._index_locks.setdefault(store_id, asyncio.Lock())
+        async with lock:
+            version = await self._run(self.db.store_version, store_id)
+            index = self.indexes.get(store_id)
+            if index is not None and index.version == version:
+                return index
+            loaded_version, chunks, vectors = await self._run(self.db.load_chunks, store_id)
+            fresh = CollectionIndex()
+            if chunks:
+                await asyncio.to_thread(fresh.add, chunks, vectors)
+                await asyncio.to_thread(fresh.prepare)
+            fresh.version = loaded_version
+            self.indexes[store_id] = fresh
+            return fresh
+
+    def reranker(self) -> rerank_mod.Reranker | None:
+        if not self.config.rerank or not rerank_mod.available():
+            return None
+        if self._reranker is None:
+            self._reranker = rerank_mod.get_reranker()
+        return self._reranker
+
+    async def search(
+        self,
+        tenant: str,
+        store_ids: Sequence[str],
+        query: str,
+        max_results: int = 10,
+        filters: Any = None,
+        ranking_options: Any = None,
+    ) -> SearchOutcome:
+        """Hybrid search over the caller's stores (another tenant's id: 404)."""
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidRequestError("query must be a non-empty string", param="query")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidRequestError("query is too long", param="query")
+        if not isinstance(max_results, int) or not 1 <= max_results <= MAX_RESULTS:
+            raise InvalidRequestError(
+                "max_num_results must be between 1 and 50", param="max_num_results"
+            )
+        if not store_ids or len(store_ids) > MAX_STORES_PER_SEARCH:
+            raise InvalidRequestError("name 1-10 vector stores", param="vector_store_ids")
+        try:
+            predicate = compile_filter(filters)
+        except FilterError as exc:
+            raise InvalidRequestError(str(exc), param="filters") from None
+        threshold, use_rerank = _ranking(ranking_options)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        indexes = []
+        for store_id in dict.fromkeys(store_ids):
+            await self._store(tenant, store_id)
+            indexes.append((store_id, await self.index_for(store_id)))
+        timings["index_ms"] = (time.perf_counter() - t0) * 1000
+        t1 = time.perf_counter()
+        qvec = (await self.embedder.embed([query]))[0]
+        timings["embed_ms"] = (time.perf_counter() - t1) * 1000
+        t2 = time.perf_counter()
+        depth = max(max_results, self.config.rerank_top)
+        hits: list[tuple[str, Hit]] = []
+        for store_id, index in indexes:
+            found = await asyncio.to_thread(
+                index.search, query, qvec, depth, predicate=predicate, rrf_k=self.config.rrf_k
+            )
+            hits.extend((store_id, h) for h in found)
+        hits.sort(key=lambda sh: (-sh[1].score, sh[1].chunk.id))
+        timings["search_ms"] = (time.perf_counter() - t2) * 1000
+        outcome = SearchOutcome([], embed_tokens=len(query.split()), timings_ms=timings)
+        reranker = self.reranker() if use_rerank else None
+        if reranker is not None and len(hits) > 1:
+            t3 = time.perf_counter()
+            by_id = {h.chunk.id: sid for sid, h in hits}
+            ordered, skipped = await reranker.arerank(
+                query, [h for _, h in hits], self.config.rerank_top, self.config.rerank_budget_ms
+            )
+            hits = [(by_id[h.chunk.id], h) for h in ordered]
+            outcome.reranked, outcome.rerank_skipped = not skipped, skipped
+            timings["rerank_ms"] = (time.perf_counter() - t3) * 1000
+        index_of = dict(indexes)
+        for store_id, hit in hits[:max_results]:
+            if hit.score < threshold:
+                continue
+            before, after = index_of[store_id].neighbours(hit.chunk)
+            text = window(before, hit.chunk.text, after, self.config.sentence_window)
+            outcome.results.append(
+                SearchResult(store_id, hit.chunk, round(hit.score, 6), text, hit.rerank_score)
+            )
+        return outcome
+
+    @staticmethod
+    def result_object(result: SearchResult) -> dict[str, Any]:
+        return {
+            "file_id": result.chunk.file_id,
+            "filename": result.chunk.filename,
+            "score": result.score,
+            "attributes": result.chunk.attributes,
+            "content": [{"type": "text", "text": result.text}],
+        }
+
+
+def _ranking(options: Any) -> tuple[float, bool]:
+    if options is None:
+        return 0.0, True
+    if not isinstance(options, dict):
+        raise InvalidRequestError("ranking_options must be an object", param="ranking_options")
+    threshold = options.get("score_threshold", 0.0)
+    if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise InvalidRequestError(
+            "score_threshold must be between 0 and 1", param="ranking_options"
+        )
+    ranker = options.get("ranker", "auto")
+    if ranker not in ("auto", "default-2024-11-15", "none", "hybrid"):
+        raise InvalidRequestError("unknown ranker", param="ranking_options")
+    return float(threshold), ranker != "none"
+
+
+def _check_expires(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or value.get("anchor") != "last_active_at"
+        or not isinstance(value.get("days"), int)
+        or not 1 <= value["days"] <= 365
+    ):
+        raise InvalidRequestError(
+            "expires_after must be {anchor: last_active_at, days: 1-365}", param="expires_after"
+        )
+    return {"anchor": "last_active_at", "days": value["days"]}
+
+
+def _check_file_ids(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if (
+        not isinstance(value, list)
+        or len(value) > 500
+        or not all(isinstance(v, str) and 0 < len(v) <= 128 for v in value)
+    ):
+        raise InvalidRequestError(
+            "file_ids must be a list of at most 500 file ids", param="file_ids"
+        )
+    return list(dict.fromkeys(value))
+
+
+__all__ = ["RetrievalService", "SearchOutcome", "SearchResult", "SluiceError"]
