@@ -103,6 +103,11 @@ async def rsgi_app(scope: Any, proto: Any) -> None:
 # ---- the driver -----------------------------------------------------------------------
 
 
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def _tree(pid: int) -> list[int]:
     pids, todo = [], [pid]
     while todo:
@@ -190,7 +195,7 @@ def main() -> None:
             )
             for proc, url in procs.values():
                 _wait(url + "/healthz", proc)
-            print(
+            say(
                 f"{'server':<14}{'mode':<8}{'conc':>5}{'round':>6} | {'rps':>7}{'p50 ms':>8}"
                 f"{'p99 ms':>8}{'err':>5} | {'CPU µs/req':>10}"
             )
@@ -219,13 +224,12 @@ def main() -> None:
                                 )
                             )
                             used = _cpu(proc.pid) - before
-                            print(
+                            say(
                                 f"{name:<14}{'stream' if stream else 'json':<8}{c:>5}{r:>6} | "
                                 f"{res.rps:>7.0f}{res.pct(50):>8.2f}{res.pct(99):>8.2f}"
                                 f"{res.errors:>5} | {used * 1e6 / max(res.requests, 1):>10.0f}",
-                                flush=True,
                             )
-            print(f"load average: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
+            say(f"load average: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
         finally:
             for proc, _ in procs.values():
                 proc.terminate()

@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -99,7 +100,11 @@ def serve(
             _serve_one(config, source, config_path, host, port, reuse_port=True, quiet=True)
 
         click.echo(f"Sluice: {count} workers on http://{host}:{port}", err=True)
-        sys.exit(run_workers(count, worker, stop_s))
+        from sluice.state.paths import default_state_dir
+
+        state = Path(config.state_dir).expanduser() if config.state_dir else default_state_dir()
+        metrics_dir = state / "worker-metrics" / str(os.getpid())
+        sys.exit(run_workers(count, worker, stop_s, metrics_dir))
     _serve_one(config, source, config_path, host, port, reuse_port=False, quiet=False)
 
 
