@@ -19,10 +19,12 @@ with a wrong key (must be 401) and calls on a key limited to 60 requests a minut
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import os
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -79,6 +81,7 @@ class Sample:
     injected: int
     unexpected: int
     skipped: int
+    load1: float  # the machine's 1-minute load average (others' work shows here)
     latencies_ms: list[float] = field(default_factory=list, repr=False)  # not in the CSV
 
 
@@ -86,11 +89,19 @@ def _config(tmp: Path, workers: int) -> Path:
     data: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "sim.yaml").read_text())
     data["state_dir"] = str(tmp / "state")
     data["observability"] = {
-        "records": {"enabled": True, "store_url": f"sqlite:///{tmp / 'records.db'}"},
+        "records": {
+            "enabled": True,
+            "store_url": f"sqlite:///{tmp / 'records.db'}",
+            "spool_dir": str(tmp / "spool" / "records"),
+        },
         "metrics_auth": False,
     }
     data["governance"] = {"store_url": f"sqlite:///{tmp / 'keys.db'}", "auth": {"enabled": True}}
-    data["limits"] = {"enabled": True, "backend": "memory" if workers == 1 else "redis"}
+    data["limits"] = {
+        "enabled": True,
+        "backend": "memory" if workers == 1 else "redis",
+        "ledger": {"spool_dir": str(tmp / "spool" / "ledger")},
+    }
     cache = data.setdefault("cache", {})
     cache.setdefault("semantic", {})["enabled"] = False
     if workers > 1:  # per-worker memory state is refused with --workers > 1
@@ -102,18 +113,22 @@ def _config(tmp: Path, workers: int) -> Path:
     return path
 
 
-def _tree_stats(gateway: Child) -> tuple[float, int]:
-    """RSS (MiB) and open file descriptors summed over the gateway's processes."""
-    rss, fds = 0.0, 0
+def _tree_stats(gateway: Child) -> tuple[float, int, int]:
+    """RSS (MiB), open file descriptors and how many of them are sockets, summed over the
+    gateway's processes."""
+    rss, fds, sockets = 0.0, 0, 0
     for pid in gateway.tree():
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     rss += int(line.split()[1]) / 1024
-            fds += len(os.listdir(f"/proc/{pid}/fd"))
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                fds += 1
+                with contextlib.suppress(OSError):
+                    sockets += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
         except OSError:  # exited meanwhile
             continue
-    return rss, fds
+    return rss, fds, sockets
 
 
 class Traffic:
@@ -204,14 +219,44 @@ async def _create_key(http: aiohttp.ClientSession, url: str, body: dict[str, Any
         return str((await resp.json())["key"])
 
 
+@dataclass
+class Idle:
+    """Open FDs with no call in flight and the load generator's connections closed: what a
+    leak would add to, unlike FDs under load (which follow the callers' open connections)."""
+
+    fds: int
+    sockets: int
+
+
+async def _idle(gateway: Child, http: aiohttp.ClientSession, in_flight: set[Any]) -> Idle:
+    if in_flight:
+        await asyncio.wait(in_flight, timeout=60)
+    await http.close()
+    await asyncio.sleep(2.0)  # the gateway sees the closes
+    _, fds, sockets = _tree_stats(gateway)
+    return Idle(fds, sockets)
+
+
+def _session(max_in_flight: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_in_flight),
+        timeout=aiohttp.ClientTimeout(total=60),
+    )
+
+
 async def _drive(
-    gateway: Child, minutes: float, rate: float, sample_s: float, max_in_flight: int, seed: int
-) -> tuple[list[Sample], list[str]]:
+    gateway: Child,
+    minutes: float,
+    rate: float,
+    sample_s: float,
+    max_in_flight: int,
+    seed: int,
+    warmup_s: float,
+) -> tuple[list[Sample], list[str], tuple[Idle, Idle]]:
     samples: list[Sample] = []
     examples: list[str] = []
-    connector = aiohttp.TCPConnector(limit=max_in_flight)
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+    http = _session(max_in_flight)
+    try:
         key = await _create_key(
             http, gateway.url, {"tenant": "soak", "budgets": [{"usd": 1e9, "period": "total"}]}
         )
@@ -225,11 +270,17 @@ async def _drive(
         next_sample = start + sample_s
         interval = 1.0 / rate
         next_send = start
+        idle_after_warmup: Idle | None = None
         while True:
             now = time.perf_counter()
+            if idle_after_warmup is None and now - start >= warmup_s:
+                # A pause of a few seconds at the end of warm-up (and at the end): idle FDs.
+                idle_after_warmup = await _idle(gateway, http, in_flight)
+                http = _session(max_in_flight)
+                now = next_send = time.perf_counter()
             if now >= next_sample:
                 w, traffic.window = traffic.window, Window()
-                rss, fds = _tree_stats(gateway)
+                rss, fds, _ = _tree_stats(gateway)
                 samples.append(
                     Sample(
                         t_s=round(next_sample - start, 1),
@@ -244,6 +295,7 @@ async def _drive(
                         injected=w.injected,
                         unexpected=w.unexpected,
                         skipped=w.skipped,
+                        load1=round(os.getloadavg()[0], 2),
                         latencies_ms=w.latencies_ms,  # for p99s over whole windows
                     )
                 )
@@ -261,9 +313,10 @@ async def _drive(
                     task.add_done_callback(in_flight.discard)
                 continue
             await asyncio.sleep(max(0.0, min(next_send, next_sample) - time.perf_counter()))
-        if in_flight:
-            await asyncio.wait(in_flight, timeout=60)
-    return samples, examples
+        idle_end = await _idle(gateway, http, in_flight)
+    finally:
+        await http.close()
+    return samples, examples, (idle_after_warmup or idle_end, idle_end)
 
 
 @dataclass
@@ -272,7 +325,9 @@ class Verdict:
     passed: bool
 
 
-def verdict(samples: list[Sample], warmup_s: float, window_s: float = 300.0) -> Verdict:
+def verdict(
+    samples: list[Sample], warmup_s: float, idle: tuple[Idle, Idle], window_s: float = 300.0
+) -> Verdict:
     """The goals, on samples after `warmup_s`; the p99 windows shrink to half of what is left
     when the run is shorter than warm-up + 10 minutes."""
     after = [s for s in samples if s.t_s > warmup_s]
@@ -291,7 +346,8 @@ def verdict(samples: list[Sample], warmup_s: float, window_s: float = 300.0) -> 
     rss_growth = rss1 / rss0 - 1 if rss0 else float("nan")
     fd_first = sorted(s.fds for s in first)[len(first) // 2]
     fd_last = sorted(s.fds for s in last)[len(last) // 2]
-    fd_ok = fd_last <= fd_first + max(8, fd_first // 10)
+    idle0, idle1 = idle
+    fd_ok = idle1.fds <= idle0.fds + max(8, idle0.fds // 10)
     p99_first, p99_last = percentile(lat(first), 99), percentile(lat(last), 99)
     p99_ratio = p99_last / p99_first if p99_first else float("nan")
     unexpected = sum(s.unexpected for s in samples)
@@ -303,13 +359,16 @@ def verdict(samples: list[Sample], warmup_s: float, window_s: float = 300.0) -> 
         ),
         (
             fd_ok,
-            f"open FDs (median): first window {fd_first}, last window {fd_last} "
-            "(goal: flat, +max(8, 10%))",
+            f"open FDs idle (no call in flight, callers' connections closed): after warm-up "
+            f"{idle0.fds} ({idle0.sockets} sockets), at the end {idle1.fds} ({idle1.sockets} "
+            f"sockets); goal: flat, +max(8, 10%). Under load (median of the windows): "
+            f"{fd_first} first, {fd_last} last",
         ),
         (
             p99_ratio <= 1.20,
             f"p99 first {window_s / 60:.1f} min after warm-up {p99_first:.1f} ms, last "
-            f"{p99_last:.1f} ms (x{p99_ratio:.2f}; goal <= x1.20)",
+            f"{p99_last:.1f} ms (x{p99_ratio:.2f}; goal <= x1.20); machine load average "
+            f"{_mean(s.load1 for s in first):.1f} then {_mean(s.load1 for s in last):.1f}",
         ),
         (
             unexpected == 0,
@@ -321,6 +380,11 @@ def verdict(samples: list[Sample], warmup_s: float, window_s: float = 300.0) -> 
     ]
     lines = [("PASS  " if ok else "FAIL  ") + text for ok, text in checks]
     return Verdict(lines, all(ok for ok, _ in checks))
+
+
+def _mean(values: Iterable[float]) -> float:
+    items = list(values)
+    return sum(items) / len(items) if items else float("nan")
 
 
 def write_csv(samples: list[Sample], path: Path) -> None:
@@ -439,8 +503,8 @@ def run(
                 workers=workers if workers > 1 else None,
             )
             try:
-                samples, examples = asyncio.run(
-                    _drive(gateway, minutes, rate, sample_s, max_in_flight, seed)
+                samples, examples, idle = asyncio.run(
+                    _drive(gateway, minutes, rate, sample_s, max_in_flight, seed, warmup_s)
                 )
             finally:
                 gateway.stop()
@@ -453,7 +517,7 @@ def run(
         f"samples every {sample_s:g} s"
     )
     write_svg(samples, out / "soak.svg", warmup_s, title)
-    v = verdict(samples, warmup_s)
+    v = verdict(samples, warmup_s, idle)
     total = sum(s.sent for s in samples)
     lines = [
         title,
