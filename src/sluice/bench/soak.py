@@ -38,6 +38,7 @@ from sluice.bench.processes import Child, start_gateway, start_sim
 
 ROOT = Path(__file__).parents[3]
 ADMIN = "soak-admin-key"
+IDLE_WAIT_S = 35.0
 
 # (kind, share); shares add up to 1.
 MIX: tuple[tuple[str, float], ...] = (
@@ -221,8 +222,9 @@ async def _create_key(http: aiohttp.ClientSession, url: str, body: dict[str, Any
 
 @dataclass
 class Idle:
-    """Open FDs with no call in flight and the load generator's connections closed: what a
-    leak would add to, unlike FDs under load (which follow the callers' open connections)."""
+    """Open FDs with no call in flight, the load generator's connections closed and the
+    gateway's idle upstream connections expired: what a leak would add to, unlike FDs under
+    load (which follow the callers' open connections and the upstream pool's size)."""
 
     fds: int
     sockets: int
@@ -232,7 +234,9 @@ async def _idle(gateway: Child, http: aiohttp.ClientSession, in_flight: set[Any]
     if in_flight:
         await asyncio.wait(in_flight, timeout=60)
     await http.close()
-    await asyncio.sleep(2.0)  # the gateway sees the closes
+    # Long enough for the gateway to close its idle upstream connections too (the aiohttp
+    # transport keeps them 30 s): what is left is what the gateway holds for itself.
+    await asyncio.sleep(IDLE_WAIT_S)
     _, fds, sockets = _tree_stats(gateway)
     return Idle(fds, sockets)
 
@@ -274,7 +278,7 @@ async def _drive(
         while True:
             now = time.perf_counter()
             if idle_after_warmup is None and now - start >= warmup_s:
-                # A pause of a few seconds at the end of warm-up (and at the end): idle FDs.
+                # A pause (IDLE_WAIT_S) at the end of warm-up and at the end: idle FDs.
                 idle_after_warmup = await _idle(gateway, http, in_flight)
                 http = _session(max_in_flight)
                 now = next_send = time.perf_counter()
