@@ -7,7 +7,6 @@ import gc
 import logging
 import os
 import sys
-from pathlib import Path
 
 import click
 
@@ -100,6 +99,8 @@ def serve(
             _serve_one(config, source, config_path, host, port, reuse_port=True, quiet=True)
 
         click.echo(f"Sluice: {count} workers on http://{host}:{port}", err=True)
+        from pathlib import Path
+
         from sluice.state.paths import default_state_dir
 
         state = Path(config.state_dir).expanduser() if config.state_dir else default_state_dir()
