@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -209,9 +210,15 @@ def run_workers(
     """Fork `count` workers running `worker()`; supervise until SIGTERM/SIGINT. Exit code.
     `metrics_dir`: where the workers publish their metrics for one merged `/metrics` view
     (created here, removed at exit)."""
+    if metrics_dir is not None:
+        try:
+            metrics_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. a read-only state dir: a private temp dir instead
+            fallback = Path(tempfile.mkdtemp(prefix="sluice-worker-metrics-"))
+            _say(f"cannot create {metrics_dir} ({exc}); worker metrics in {fallback}")
+            metrics_dir = fallback
     if metrics_dir is None:
         return _Supervisor(worker, stop_timeout_s).run(count)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
     os.environ[ENV_DIR] = str(metrics_dir)
     try:
         return _Supervisor(worker, stop_timeout_s).run(count)

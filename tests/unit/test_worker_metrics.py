@@ -6,10 +6,11 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sluice.observe.worker_metrics import WorkerMetrics
+from sluice.observe.worker_metrics import ENV_DIR, WorkerMetrics
 
 
 def _exposition(calls: int, in_flight: float, latencies: list[float]) -> bytes:
@@ -66,3 +67,28 @@ def test_files_that_are_not_a_workers_are_ignored(tmp_path: Path) -> None:
     (tmp_path / ".1.123.tmp").write_text("half a file")
     merged = _samples(a.merged(_exposition(3, 1, [])))
     assert merged[("sluice_requests_total", (("route", "chat"), ("status", "200")))] == 3
+
+
+def test_a_state_dir_that_cannot_be_written_falls_back_to_a_temp_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sluice serve --workers N` must start even when its state dir is read-only."""
+    from sluice import workers
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    seen: list[str] = []
+
+    class Fake:
+        def __init__(self, *_: object) -> None:
+            pass
+
+        def run(self, count: int) -> int:
+            seen.append(os.environ[ENV_DIR])
+            return 0
+
+    monkeypatch.setattr(workers, "_Supervisor", Fake)
+    assert workers.run_workers(2, lambda: None, 1.0, blocker / "worker-metrics") == 0
+    assert seen and not seen[0].startswith(str(blocker))
+    assert not Path(seen[0]).exists()  # removed at exit
+    assert ENV_DIR not in os.environ

@@ -18,6 +18,7 @@ live.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -64,7 +65,8 @@ class WorkerMetrics:
 
     def merged(self, own: bytes) -> bytes:
         """`own` (this worker's fresh exposition) merged with the other workers' files."""
-        self.publish(own)
+        with contextlib.suppress(OSError):  # the others' view of it stays a moment older
+            self.publish(own)
         texts = {self.slot: own.decode(), **self.others()}
         return generate_latest(_Merged(texts))
 
