@@ -166,6 +166,13 @@ class WorkersRow:
         n = self.result.requests
         return self.cpu_s * 1e6 / n if n else float("nan")
 
+    @property
+    def cores(self) -> float:
+        """Cores the gateway kept busy: well below its worker count means the gateway was
+        not the bottleneck (the load generator or the simulator was), so rps cannot scale."""
+        elapsed = self.result.elapsed_s
+        return self.cpu_s / elapsed if elapsed else float("nan")
+
 
 def _workers_config(tmp: Path) -> Path:
     """The built-in config, minus the one setting `--workers N` refuses with a memory cache
@@ -204,7 +211,7 @@ async def _measure_workers(
 def _format_workers(rows: list[WorkersRow], loadavg: tuple[float, float]) -> str:
     head = (
         f"{'mode':<7}{'round':>6}{'workers':>8} | {'rps':>7}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'errors':>7} | {'gw CPU µs/req':>13}"
+        f"{'errors':>7} | {'gw CPU µs/req':>13}{'gw cores':>9}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -212,7 +219,7 @@ def _format_workers(rows: list[WorkersRow], loadavg: tuple[float, float]) -> str
         lines.append(
             f"{'stream' if r.stream else 'json':<7}{r.round:>6}{r.workers:>8} | {res.rps:>7.0f}"
             f"{res.pct(50):>8.2f}{res.pct(99):>8.2f}{res.errors:>7} | "
-            f"{r.cpu_us_per_request:>13.0f}"
+            f"{r.cpu_us_per_request:>13.0f}{r.cores:>9.2f}"
         )
     lines.append("")
     counts = sorted({r.workers for r in rows})
