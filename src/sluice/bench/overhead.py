@@ -181,6 +181,8 @@ def _workers_config(tmp: Path) -> Path:
 
     data = yaml.safe_load((ROOT / "examples" / "sim.yaml").read_text())
     data.setdefault("cache", {})["idempotency"] = {"enabled": False}
+    # The records spool inside the run's temp dir (one per gateway), not the working directory.
+    data["observability"]["records"]["spool_dir"] = "${SLUICE_BENCH_SPOOL}"
     path = tmp / "workers.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -265,6 +267,7 @@ def run_workers(
                     "SLUICE_RECORDS": "true" if records else "false",
                     "SLUICE_RECORDS_URL": f"sqlite:///{tmp / f'records-{count}.db'}",
                     "SLUICE_SEMANTIC_CACHE": "false",
+                    "SLUICE_BENCH_SPOOL": str(tmp / f"spool-{count}"),
                 }
                 gateways[count] = start_gateway(
                     tmp / f"gw{count}", sim.url, config=config, env=env, workers=count
