@@ -430,7 +430,7 @@ def test_live_store_and_saved_run_order_in_postgresql() -> None:
 
     with postgres_schema() as url:
         store = LiveStore.open(url)
-        assert migrations.current(url, "eval") == "e0001_eval"
+        assert migrations.current(url, "eval") == "e0002_score_tenant"
         try:
             for i, error in enumerate((None, None, "server_error: x")):
                 store.put_pair(
@@ -548,7 +548,7 @@ def test_eval_tables_made_by_the_old_create_all_are_adopted(tmp_path: Path) -> N
         assert store.get("t", "r") == Feedback("r", "t", None, 1.0, "up", None, (), 1.0)
     finally:
         store.close()
-    assert migrations.current(url, "eval") == "e0001_eval"
+    assert migrations.current(url, "eval") == "e0002_score_tenant"
     engine = create_engine(url)
     names = set(inspect(engine).get_table_names())
     engine.dispose()

@@ -7,7 +7,9 @@ call is mirrored and/or judged. Nothing happens until the caller's answer is com
 plain answer once the rest of the pipeline returned it, a stream once it ended in full (a
 failed or cut call is neither mirrored nor judged). Then a job is put on a bounded queue
 (`Lane`): when the queue is full the job is dropped and counted, never waited for, so a slow
-or failing candidate or judge can never delay or fail the caller.
+or failing candidate or judge can never delay or fail the caller. At shutdown the jobs still
+queued or running are abandoned (the gateway's stop never waits for a hanging candidate)
+and counted as `lost`; a running call's record is still written (status 499).
 
 Each job is a call of its own through the whole pipeline (`pipeline_call`, injected by the
 gateway), with its own identity (`ShadowConfig.tenant` / `OnlineEvalConfig.tenant`: its
@@ -86,8 +88,9 @@ def question_text(req: ChatRequest) -> str:
 
 
 class LiveMetrics:
-    """`sluice_shadow_calls_total{route,outcome}` (mirrored, failed, dropped),
-    `sluice_online_eval_total{route,outcome}` (judged, failed, dropped, skipped: an answer
+    """`sluice_shadow_calls_total{route,outcome}` (mirrored, failed, dropped, lost: abandoned
+    at shutdown), `sluice_online_eval_total{route,outcome}` (judged, failed, dropped, lost,
+    skipped: an answer
     with no text) and the histogram
     `sluice_quality_score{route,model}` (0-1). Labels are config names only (else `_other`)."""
 
@@ -195,6 +198,7 @@ class Lane:
         self._size, self._workers = size, workers
         self._queue: asyncio.Queue[Job] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._running = 0
 
     def offer(self, job: Job) -> bool:
         if self._queue is None:
@@ -214,6 +218,7 @@ class Lane:
         assert self._queue is not None
         while True:
             job = await self._queue.get()
+            self._running += 1
             try:
                 await job()
             except asyncio.CancelledError:
@@ -221,6 +226,7 @@ class Lane:
             except Exception:  # a job logs its own failures; this is the last guard
                 log.exception("live eval: a job failed")
             finally:
+                self._running -= 1
                 self._queue.task_done()
 
     async def join(self) -> None:
@@ -228,12 +234,16 @@ class Lane:
         if self._queue is not None:
             await self._queue.join()
 
-    async def close(self) -> None:
+    async def close(self) -> int:
+        """Stop the workers; the jobs abandoned (queued or running), to be counted."""
+        lost = self._running + self.waiting
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self._queue = None
+        self._running = 0
+        return lost
 
 
 # --- the stage -------------------------------------------------------------------------
@@ -295,8 +305,9 @@ class LiveEval:
             await lane.join()
 
     async def close(self) -> None:
-        for lane in self._lanes.values():
-            await lane.close()
+        for (kind, route), lane in self._lanes.items():
+            for _ in range(await lane.close()):
+                self._count(kind, route, "lost")
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -378,6 +389,7 @@ class LiveEval:
         resp: ChatResponse,
     ) -> Job:
         model = ctx.request.model  # what served it (a route's pick)
+        caller_tenant = ctx.identity.tenant
         forward = dict(original.meta.forward_headers)
 
         async def run() -> None:
@@ -427,6 +439,7 @@ class LiveEval:
                         "verdict": verdict.score,
                         "reason": verdict.reason,
                         "judge_request_id": request.meta.request_id,
+                        "tenant": caller_tenant,
                     },
                 )
 

@@ -1,0 +1,103 @@
+"""Adversarial checks of live evaluation (shadow traffic, online judging) in-process: what a
+second tenant reusing a request id can do to stored pairs and scores, and what a shutdown
+with mirrors still queued or in flight loses (counted, never hanging)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from sluice.eval.config import OnlineEvalConfig, ShadowConfig
+from sluice.eval.live import LiveEval, LiveEvalStage, LiveMetrics
+from sluice.eval.live_store import LiveStore
+from sluice.pipeline.context import CallContext, Result
+from sluice.types import CallMeta, ChatRequest, ChatResponse, Message, TextPart, Usage
+
+
+def _pair(request_id: str, tenant: str, production: str) -> dict[str, Any]:
+    return {
+        "request_id": request_id, "route": "support", "tenant": tenant,
+        "production_model": "m", "candidate": "cand", "candidate_request_id": "shd_1",
+        "ts": time.time(), "question": "q", "production": production,
+        "candidate_output": "c", "production_ms": 1.0, "candidate_ms": 2.0, "error": None,
+    }  # fmt: skip
+
+
+def _score(request_id: str, tenant: str, verdict: int) -> dict[str, Any]:
+    return {
+        "request_id": request_id, "route": "support", "model": "m", "ts": time.time(),
+        "score": (verdict - 1) / 4, "verdict": verdict, "reason": "r",
+        "judge_request_id": "jdg_1", "tenant": tenant,
+    }  # fmt: skip
+
+
+def test_another_tenant_reusing_a_request_id_cannot_replace_stored_pairs_or_scores(
+    tmp_path: Path,
+) -> None:
+    """Callers may send their own `x-sluice-request-id`, so two tenants can share one. The
+    second tenant's mirror and judgement of "its" call must not overwrite the first
+    tenant's stored pair and score; the same tenant's retry still replaces its own."""
+    store = LiveStore.open(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        store.put_pair(_pair("order-1", "acme", "acme's answer"))
+        store.put_score(_score("order-1", "acme", 5))
+        store.put_pair(_pair("order-1", "evil", "evil's answer"))
+        store.put_score(_score("order-1", "evil", 1))
+        (pair,) = store.pairs_since(0)
+        assert pair.production == "acme's answer"
+        (quality,) = store.quality(0)
+        assert quality["judged"] == 1 and quality["mean_score"] == 1.0
+        store.put_pair(_pair("order-1", "acme", "acme's retry"))  # its own: replaced
+        store.put_score(_score("order-1", "acme", 3))
+        (pair,) = store.pairs_since(0)
+        assert pair.production == "acme's retry"
+        (quality,) = store.quality(0)
+        assert quality["mean_score"] == 0.5
+    finally:
+        store.close()
+
+
+async def _hang(ctx: CallContext) -> Result:
+    await asyncio.Event().wait()
+    raise AssertionError
+
+
+async def _answer(ctx: CallContext) -> Result:
+    ctx.usage = Usage(5, 5)
+    return ChatResponse("r", ctx.request.model, [TextPart("an answer")])
+
+
+async def test_shutdown_with_mirrors_queued_and_in_flight_counts_them_lost() -> None:
+    """A candidate that never answers, mirrors queued behind it: closing the live evaluation
+    returns (no hang), finishes the in-flight mirror's record, and counts every mirror and
+    judgement it abandons as `lost`, in the stats and in `/metrics`."""
+    finished: list[dict[str, Any]] = []
+
+    def finish(ctx: CallContext, **kw: Any) -> None:
+        finished.append(kw)
+
+    registry = CollectorRegistry()
+    live = LiveEval(
+        {"support": ShadowConfig(candidate="cand", sample=1.0, queue=8, concurrency=1)},
+        {"support": OnlineEvalConfig(judge_model="judge", sample=1.0, queue=8, concurrency=1)},
+        _hang,
+        finish,
+        LiveMetrics(registry, ["support"], ["support"]),
+    )
+    stage = LiveEvalStage(live)
+    for i in range(3):
+        msgs = [Message("user", [TextPart(f"question {i}")])]
+        ctx = CallContext(ChatRequest("support", msgs, meta=CallMeta(request_id=f"req_{i}")))
+        await stage(ctx, _answer)
+    await asyncio.sleep(0.05)  # the workers pick up the first job of each lane
+    await asyncio.wait_for(live.close(), 10)  # a guard against a hang, not a speed check
+    assert live.stats.shadow["support"] == {"lost": 3}
+    assert live.stats.online["support"] == {"lost": 3}
+    assert [f["status"] for f in finished] == [499, 499]  # the two in flight: recorded
+    text = generate_latest(registry).decode()
+    assert 'sluice_shadow_calls_total{outcome="lost",route="support"} 3.0' in text
+    assert 'sluice_online_eval_total{outcome="lost",route="support"} 3.0' in text
