@@ -88,3 +88,36 @@ async def test_a_second_tenant_reusing_a_request_id_cannot_spoil_or_see_the_firs
         store.close()
     assert "acme question" in pair.question
     assert quality["judged"] == 1 and quality["mean_score"] == 1.0
+
+
+async def test_cache_hits_are_not_mirrored_and_mirrors_never_come_from_the_cache(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """The exact cache on, one question asked three times: the first answer is mirrored;
+    the two answers served from the cache are not (their latency and cost are the cache's,
+    not the production model's) and are counted `skipped`. The mirror itself bypasses the
+    caches, so the candidate is really called (and a pair never compares cached answers)."""
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    data = live_config(sim_url, records, shadow={"candidate": "gpt-4o", "sample": 1.0}).model_dump()
+    data["cache"]["exact"]["enabled"] = True
+    config = SluiceConfig.model_validate(data)
+    client_headers: list[str] = []
+    async with gateway(config) as (base, app):
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="sk-test", max_retries=0)
+        try:
+            for _ in range(3):
+                raw = await client.chat.completions.with_raw_response.create(
+                    model="support",
+                    messages=[{"role": "user", "content": "same question"}],
+                    temperature=0,
+                )
+                client_headers.append(raw.headers.get("x-sluice-cache", ""))
+        finally:
+            await client.close()
+        await _live(app).join()
+        stats = dict(_live(app).stats.shadow["support"])
+        rows = await _wait_records(records, 4)
+    assert client_headers == ["miss", "exact", "exact"]
+    assert stats == {"mirrored": 1, "skipped": 2}
+    (mirror,) = [r for r in rows if r.feature == "sluice-shadow"]
+    assert mirror.cache_status == "bypass"

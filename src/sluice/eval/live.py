@@ -5,11 +5,13 @@ decides by a hash of the request id (`sampled`: deterministic, so a share of 0.1
 calls within sampling noise, and a retried request id is sampled the same way) whether the
 call is mirrored and/or judged. Nothing happens until the caller's answer is complete: a
 plain answer once the rest of the pipeline returned it, a stream once it ended in full (a
-failed or cut call is neither mirrored nor judged). Then a job is put on a bounded queue
-(`Lane`): when the queue is full the job is dropped and counted, never waited for, so a slow
-or failing candidate or judge can never delay or fail the caller. At shutdown the jobs still
-queued or running are abandoned (the gateway's stop never waits for a hanging candidate)
-and counted as `lost`; a running call's record is still written (status 499).
+failed or cut call is neither mirrored nor judged; an answer served from a cache is judged
+but not mirrored, and a mirror never reads or fills the caches). Then a job is put on a
+bounded queue (`Lane`): when the queue is full the job is dropped and counted, never
+waited for, so a slow or failing candidate or judge can never delay or fail the caller.
+At shutdown the jobs still queued or running are abandoned (the gateway's stop never waits
+for a hanging candidate) and counted as `lost`; a running call's record is still written
+(status 499).
 
 Each job is a call of its own through the whole pipeline (`pipeline_call`, injected by the
 gateway), with its own identity (`ShadowConfig.tenant` / `OnlineEvalConfig.tenant`: its
@@ -41,7 +43,7 @@ from sluice.eval.judge import RESPONSE_FORMAT, JudgeError, judge_messages, parse
 from sluice.eval.live_store import LiveStore
 from sluice.identity import Credentials, Identity
 from sluice.observe.alert_rules import SLOTS, Labels, Reading, Ring, Rule, span_text
-from sluice.observe.records import CallRecord
+from sluice.observe.records import CACHE_HITS, CallRecord
 from sluice.pipeline.context import CallContext, Handler, Result
 from sluice.types import CallMeta, ChatRequest, ChatResponse, Message, TextPart
 
@@ -51,6 +53,7 @@ SHADOW_FEATURE = "sluice-shadow"
 JUDGE_FEATURE = "sluice-online-judge"
 MAX_TEXT_CHARS = 16_000  # each answer kept for judging
 OTHER = "_other"
+CACHE_HEADER = "x-sluice-cache"  # sluice.cache.exact.HEADER (a sibling feature: not imported)
 
 PipelineCall = Callable[[CallContext], Awaitable[Result]]
 Finish = Callable[..., None]  # Recorder.finish
@@ -89,9 +92,9 @@ def question_text(req: ChatRequest) -> str:
 
 class LiveMetrics:
     """`sluice_shadow_calls_total{route,outcome}` (mirrored, failed, dropped, lost: abandoned
-    at shutdown), `sluice_online_eval_total{route,outcome}` (judged, failed, dropped, lost,
-    skipped: an answer
-    with no text) and the histogram
+    at shutdown, skipped: a production answer served from a cache),
+    `sluice_online_eval_total{route,outcome}` (judged, failed, dropped, lost, skipped: an
+    answer with no text) and the histogram
     `sluice_quality_score{route,model}` (0-1). Labels are config names only (else `_other`)."""
 
     def __init__(
@@ -319,7 +322,10 @@ class LiveEval:
         request_id = original.meta.request_id
         shadow = self.shadow.get(route)
         if shadow is not None and sampled(request_id, shadow.sample, "shadow"):
-            self._offer("shadow", route, self._mirror_job(route, shadow, original, ctx, resp))
+            if ctx.cache_status in CACHE_HITS:  # the cache's latency and cost, not the model's
+                self._count("shadow", route, "skipped")
+            else:
+                self._offer("shadow", route, self._mirror_job(route, shadow, original, ctx, resp))
         online = self.online.get(route)
         if online is not None and sampled(request_id, online.sample, "online"):
             self._offer("online", route, self._judge_job(route, online, original, ctx, resp))
@@ -504,8 +510,10 @@ def _meta(parent: str, feature: str, prefix: str) -> CallMeta:
 
 
 def _copy(original: ChatRequest, model: str, feature: str, prefix: str) -> ChatRequest:
-    """The caller's request for another model, not streamed, as a call of its own."""
+    """The caller's request for another model, not streamed, as a call of its own, past the
+    caches (`no-store`): the candidate is really called, its latency is its own."""
     meta = _meta(original.meta.request_id, feature, prefix)
+    meta.headers[CACHE_HEADER] = "no-store"
     meta.wire = original.meta.wire
     meta.max_tokens_field = original.meta.max_tokens_field
     return ChatRequest(
