@@ -121,3 +121,77 @@ async def test_cache_hits_are_not_mirrored_and_mirrors_never_come_from_the_cache
     assert stats == {"mirrored": 1, "skipped": 2}
     (mirror,) = [r for r in rows if r.feature == "sluice-shadow"]
     assert mirror.cache_status == "bypass"
+
+
+async def test_gateway_shutdown_with_a_hanging_candidate_does_not_hang_and_counts_lost(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """The candidate never answers: one mirror in flight, two queued. Stopping the gateway
+    returns (it does not wait for the candidate), the three mirrors are counted `lost`
+    (stats and `/metrics`), and the one in flight still leaves its call record (499)."""
+    import asyncio
+
+    from sluice.web.appkeys import GATEWAY
+    from tests.integration.test_shadow_online import _calls, _records, candidate_sim
+
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    async with candidate_sim(faults=["hang"]) as cand:
+        shadow = {"candidate": "cand", "sample": 1.0, "queue": 4, "concurrency": 1}
+        config = live_config(sim_url, records, cand, shadow=shadow)
+        async with gateway(config) as (base, app):
+            ids = await _calls(base, 3)
+            live = _live(app)
+            await _wait_records(records, 3)
+            while not live._lanes[("shadow", "support")]._running:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # until the first mirror is sent
+        stats = dict(live.stats.shadow["support"])
+        metrics = app[GATEWAY].render_metrics().decode()
+    rows = await asyncio.to_thread(_records, records)
+    assert stats == {"lost": 3}
+    assert 'sluice_shadow_calls_total{outcome="lost",route="support"} 3.0' in metrics
+    (mirror,) = [r for r in rows if r.feature == "sluice-shadow"]
+    assert mirror.status == 499 and mirror.parent_request_id in ids
+
+
+async def test_feedback_with_nul_and_odd_unicode_in_postgresql_is_stored_or_refused_cleanly(
+    sim_url: str,
+) -> None:
+    """Records and feedback in PostgreSQL (whose text holds no NUL): a comment with NUL,
+    right-to-left marks, emoji and combining characters is stored (NUL removed) or refused
+    with a 400 in the OpenAI error shape; never a 500. A lone surrogate is a 400."""
+    from tests.governance_rig import postgres_schema
+    from tests.integration.test_shadow_online import _calls
+
+    with postgres_schema() as url:
+        config = live_config(sim_url, url, online={"sample": 0.0, "judge_model": "gpt-4o"})
+        async with gateway(config) as (base, _app), aiohttp.ClientSession() as http:
+            (call,) = await _calls(base, 1)
+            await _wait_records(url, 1)
+            fb = base + "/v1/sluice/feedback"
+            comment = "bad\x00answer \u202etxt.exe 🙂 e\u0301" + "ß" * 100
+            async with http.post(
+                fb, json={"request_id": call, "score": 0.5, "comment": comment}
+            ) as r:
+                status, body = r.status, await r.json()
+            raw = b'{"request_id": "%s", "score": 1, "comment": "\\ud800"}' % call.encode()
+            async with http.post(fb, data=raw, headers={"content-type": "application/json"}) as r:
+                surrogate_status, surrogate = r.status, await r.json()
+        from sluice.eval.feedback_store import FeedbackStore
+
+        store = FeedbackStore(url)
+        try:
+            stored = store.get("default", call)
+        finally:
+            store.close()
+    assert status == 201, body
+    assert stored is not None and stored.comment == comment.replace("\x00", "")
+    assert surrogate_status == 400 and surrogate["error"]["type"] == "invalid_request_error"
+
+
+def test_saved_results_with_nul_in_outputs_and_errors_are_stored_in_postgresql() -> None:
+    from sluice.eval.result_store import EvalResultStore
+    from tests.governance_rig import postgres_schema
+    from tests.unit.test_live_eval_adversarial import _save_nul_run
+
+    with postgres_schema() as url:
+        _save_nul_run(EvalResultStore.open(url))

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 
 from sluice.eval.config import OnlineEvalConfig, ShadowConfig
@@ -101,3 +102,48 @@ async def test_shutdown_with_mirrors_queued_and_in_flight_counts_them_lost() -> 
     text = generate_latest(registry).decode()
     assert 'sluice_shadow_calls_total{outcome="lost",route="support"} 3.0' in text
     assert 'sluice_online_eval_total{outcome="lost",route="support"} 3.0' in text
+
+
+def test_dataset_ids_that_storage_cannot_hold_are_refused_at_load(tmp_path: Path) -> None:
+    """An item id is a primary-key column of 255 characters without NUL: a longer one, or one
+    with NUL, is a clear dataset error when the file is read, not a database error after
+    the whole run was paid for."""
+    import pytest
+
+    from sluice.eval.dataset import DatasetError, load_dataset
+
+    for bad in ("x" * 256, "a\x00b"):
+        path = tmp_path / "d.jsonl"
+        path.write_bytes(orjson.dumps({"id": bad, "input": "q", "expected": "a"}) + b"\n")
+        with pytest.raises(DatasetError, match="id"):
+            load_dataset(path)
+    path.write_bytes(orjson.dumps({"id": "é" * 255, "input": "q", "expected": "a"}) + b"\n")
+    assert load_dataset(path)[0].id == "é" * 255
+
+
+def test_saved_results_with_nul_in_outputs_and_errors_are_stored(tmp_path: Path) -> None:
+    """A model's output (or an error text) may hold NUL; `sluice eval run --store` must
+    still save the run (PostgreSQL text holds no NUL; SQLite here, PostgreSQL in the
+    integration test of the same name)."""
+    from sluice.eval.result_store import EvalResultStore
+
+    _save_nul_run(EvalResultStore.open(f"sqlite:///{tmp_path / 'r.db'}"))
+
+
+def _save_nul_run(saved: Any) -> None:
+    from sluice.eval.runner import ItemResult
+
+    try:
+        saved.save(
+            "run1",
+            "d\x00.jsonl",
+            [
+                ItemResult("i1", "gpt-4o", "out\x00put", {}, 1.0, True, "r1", 1.0),
+                ItemResult("i2", "gpt-4o", None, {}, 0.0, False, "r2", 1.0, error="e\x00rr"),
+            ],
+        )
+        loaded = saved.load("run1")
+    finally:
+        saved.close()
+    assert loaded is not None
+    assert [(r.output, r.error) for r in loaded[1]] == [("output", None), (None, "err")]

@@ -34,7 +34,9 @@ class DatasetError(Exception):
 
 
 class EvalItem(Frozen):
-    id: str = ""
+    # The stored results' key column (255 characters): a longer id, or NUL (PostgreSQL),
+    # is refused when the file is read, not when the paid-for run is saved.
+    id: str = Field(default="", max_length=255, pattern=r"^[^\x00]*$")
     messages: list[dict[str, Any]] | None = None
     input: str | None = None
     system: str | None = None
