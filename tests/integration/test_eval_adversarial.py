@@ -195,3 +195,43 @@ def test_saved_results_with_nul_in_outputs_and_errors_are_stored_in_postgresql()
 
     with postgres_schema() as url:
         _save_nul_run(EvalResultStore.open(url))
+
+
+async def test_the_callers_forwarded_headers_never_reach_the_judge_or_the_mirror(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """The providers forward `x-sim-*` (default config), as a deployment might forward
+    `openai-project` or per-user attribution headers. The judge and the mirror are Sluice's
+    own calls for another tenant: the caller's forwarded headers are not sent with them, so
+    a caller can neither steer the verdict on its own answers (here `x-sim-judge-score: 5`
+    against the `sim-judge-score=1` in its question) nor have the judge billed to its own
+    upstream project; `x-sim-output-tokens: 3` shortens the caller's answer, not the
+    mirror's."""
+    from tests.integration.test_shadow_online import _calls
+
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    config = live_config(
+        sim_url,
+        records,
+        shadow={"candidate": "gpt-4o", "sample": 1.0},
+        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+    )
+    async with gateway(config) as (base, app):
+        await _calls(
+            base,
+            2,
+            text="sim-judge-score=1 question",
+            extra_headers={"x-sim-judge-score": "5", "x-sim-output-tokens": "3"},
+        )
+        await _live(app).join()
+        online = dict(_live(app).stats.online["support"])
+        shadow = dict(_live(app).stats.shadow["support"])
+        store = LiveStore.open(records)
+        try:
+            (quality,) = store.quality(0)
+            pairs = store.pairs_since(0)
+        finally:
+            store.close()
+    assert online == {"judged": 2} and shadow == {"mirrored": 2}
+    assert quality["mean_score"] == 0.0  # verdict 1: the question's marker, not the header
+    assert all(p.candidate_output and len(p.candidate_output) > len(p.production) for p in pairs)

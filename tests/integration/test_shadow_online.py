@@ -258,8 +258,7 @@ async def test_online_judge_scores_metrics_store_and_quality_alert(
     sim_url: str, tmp_path: Path
 ) -> None:
     """Every call judged (sample 1.0) by the simulator as judge: the `sim-judge-score=2`
-    written in the question makes each verdict 2 (0.25); the header `x-sim-judge-score: 5`
-    (forwarded to the judge call like the caller's other x-sim-* headers) makes it 5."""
+    written in the question makes each verdict 2 (0.25); `sim-judge-score=5` makes it 5."""
     records = f"sqlite:///{tmp_path / 'records.db'}"
     online = {
         "sample": 1.0,
@@ -272,7 +271,7 @@ async def test_online_judge_scores_metrics_store_and_quality_alert(
         bad = await _calls(base, 3, text="sim-judge-score=2 why") + await _calls(
             base, 1, stream=True, text="sim-judge-score=2 why"
         )
-        good = await _calls(base, 1, extra_headers={"x-sim-judge-score": "5"})
+        good = await _calls(base, 1, text="sim-judge-score=5 why")
         live = _live(app)
         await live.join()
         metrics = app[GATEWAY].render_metrics().decode()

@@ -361,7 +361,7 @@ class LiveEval:
         async def run() -> None:
             production = answer_text(resp)
             request = _copy(original, cfg.candidate, SHADOW_FEATURE, "shd")
-            call = await self._own_call(request, cfg.tenant, forward={})
+            call = await self._own_call(request, cfg.tenant)
             outcome = "mirrored" if call.error is None else "failed"
             self._count("shadow", route, outcome)
             if self.store is not None:
@@ -396,7 +396,6 @@ class LiveEval:
     ) -> Job:
         model = ctx.request.model  # what served it (a route's pick)
         caller_tenant = ctx.identity.tenant
-        forward = dict(original.meta.forward_headers)
 
         async def run() -> None:
             answer = answer_text(resp)
@@ -416,7 +415,7 @@ class LiveEval:
                 temperature=0,
                 meta=_meta(original.meta.request_id, JUDGE_FEATURE, "jdg"),
             )
-            call = await self._own_call(request, cfg.tenant, forward=forward)
+            call = await self._own_call(request, cfg.tenant)
             if call.error is not None:
                 self._count("online", route, "failed")
                 return
@@ -451,11 +450,11 @@ class LiveEval:
 
         return run
 
-    async def _own_call(
-        self, request: ChatRequest, tenant: str, forward: dict[str, str]
-    ) -> OwnCall:
-        """One call through the pipeline as `tenant`, with its own call record."""
-        request.meta.forward_headers = forward
+    async def _own_call(self, request: ChatRequest, tenant: str) -> OwnCall:
+        """One call through the pipeline as `tenant`, with its own call record. None of the
+        caller's forwarded headers go with it (an upstream project or attribution header
+        would bill or attribute Sluice's call to the caller; a header could steer a judge)."""
+        request.meta.forward_headers = {}
         identity = Identity(key_id=f"{tenant}:internal", tenant=tenant, user=tenant)
         ctx = CallContext(request, credentials=Credentials(resolved=identity))
         started, wall = ctx.started, time.time()
