@@ -235,3 +235,40 @@ async def test_the_callers_forwarded_headers_never_reach_the_judge_or_the_mirror
     assert online == {"judged": 2} and shadow == {"mirrored": 2}
     assert quality["mean_score"] == 0.0  # verdict 1: the question's marker, not the header
     assert all(p.candidate_output and len(p.candidate_output) > len(p.production) for p in pairs)
+
+
+async def test_an_idempotent_replay_is_neither_mirrored_nor_judged_again(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """A client retries with the same `Idempotency-Key`: the second answer is the first one
+    replayed (`x-sluice-idempotent-replay: true`), not a new production answer, so it is not
+    mirrored or judged a second time (counted `skipped`): a retrying client must not weigh
+    its answer twice in the shadow pairs or the quality series."""
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    data = live_config(
+        sim_url,
+        records,
+        shadow={"candidate": "gpt-4o", "sample": 1.0},
+        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+    ).model_dump()
+    data["cache"]["idempotency"]["enabled"] = True
+    config = SluiceConfig.model_validate(data)
+    replays = []
+    async with gateway(config) as (base, app):
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="sk-test", max_retries=0)
+        try:
+            for _ in range(2):
+                raw = await client.chat.completions.with_raw_response.create(
+                    model="support",
+                    messages=[{"role": "user", "content": "charge my card once"}],
+                    extra_headers={"idempotency-key": "pay-42"},
+                )
+                replays.append(raw.headers.get("x-sluice-idempotent-replay"))
+        finally:
+            await client.close()
+        await _live(app).join()
+        live = _live(app)
+        shadow, online = dict(live.stats.shadow["support"]), dict(live.stats.online["support"])
+    assert replays == [None, "true"]
+    assert shadow == {"mirrored": 1, "skipped": 1}
+    assert online == {"judged": 1, "skipped": 1}

@@ -6,7 +6,8 @@ calls within sampling noise, and a retried request id is sampled the same way) w
 call is mirrored and/or judged. Nothing happens until the caller's answer is complete: a
 plain answer once the rest of the pipeline returned it, a stream once it ended in full (a
 failed or cut call is neither mirrored nor judged; an answer served from a cache is judged
-but not mirrored, and a mirror never reads or fills the caches). Then a job is put on a
+but not mirrored, an idempotent replay neither, and a mirror never reads or fills the
+caches). Then a job is put on a
 bounded queue (`Lane`): when the queue is full the job is dropped and counted, never
 waited for, so a slow or failing candidate or judge can never delay or fail the caller.
 At shutdown the jobs still queued or running are abandoned (the gateway's stop never waits
@@ -53,7 +54,9 @@ SHADOW_FEATURE = "sluice-shadow"
 JUDGE_FEATURE = "sluice-online-judge"
 MAX_TEXT_CHARS = 16_000  # each answer kept for judging
 OTHER = "_other"
-CACHE_HEADER = "x-sluice-cache"  # sluice.cache.exact.HEADER (a sibling feature: not imported)
+# Headers of sibling features (not imported: features do not import each other).
+CACHE_HEADER = "x-sluice-cache"  # sluice.cache.exact.HEADER
+REPLAY_HEADER = "x-sluice-idempotent-replay"  # sluice.cache.idempotency.REPLAY_HEADER
 
 PipelineCall = Callable[[CallContext], Awaitable[Result]]
 Finish = Callable[..., None]  # Recorder.finish
@@ -92,9 +95,9 @@ def question_text(req: ChatRequest) -> str:
 
 class LiveMetrics:
     """`sluice_shadow_calls_total{route,outcome}` (mirrored, failed, dropped, lost: abandoned
-    at shutdown, skipped: a production answer served from a cache),
+    at shutdown, skipped: a production answer served from a cache or replayed),
     `sluice_online_eval_total{route,outcome}` (judged, failed, dropped, lost, skipped: an
-    answer with no text) and the histogram
+    answer with no text, or replayed) and the histogram
     `sluice_quality_score{route,model}` (0-1). Labels are config names only (else `_other`)."""
 
     def __init__(
@@ -320,15 +323,21 @@ class LiveEval:
         self, route: str, original: ChatRequest, ctx: CallContext, resp: ChatResponse
     ) -> None:
         request_id = original.meta.request_id
+        # An idempotent replay is an earlier answer sent again: not a new one to weigh.
+        replay = ctx.response_headers.get(REPLAY_HEADER) == "true"
         shadow = self.shadow.get(route)
         if shadow is not None and sampled(request_id, shadow.sample, "shadow"):
-            if ctx.cache_status in CACHE_HITS:  # the cache's latency and cost, not the model's
+            # A cache hit's latency and cost are the cache's, not the production model's.
+            if replay or ctx.cache_status in CACHE_HITS:
                 self._count("shadow", route, "skipped")
             else:
                 self._offer("shadow", route, self._mirror_job(route, shadow, original, ctx, resp))
         online = self.online.get(route)
         if online is not None and sampled(request_id, online.sample, "online"):
-            self._offer("online", route, self._judge_job(route, online, original, ctx, resp))
+            if replay:
+                self._count("online", route, "skipped")
+            else:
+                self._offer("online", route, self._judge_job(route, online, original, ctx, resp))
 
     def _offer(self, kind: str, route: str, job: Job) -> None:
         accepted = self._lanes[(kind, route)].offer(job)
