@@ -272,3 +272,35 @@ async def test_an_idempotent_replay_is_neither_mirrored_nor_judged_again(
     assert replays == [None, "true"]
     assert shadow == {"mirrored": 1, "skipped": 1}
     assert online == {"judged": 1, "skipped": 1}
+
+
+async def test_a_flood_of_made_up_feedback_ids_cannot_hold_the_gateways_threads(
+    sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Feedback on an id whose record is not written yet waits (polls) for it; a made-up id
+    costs that whole wait in database look-ups on the shared thread pool. With
+    `MAX_WAITERS` requests already waiting, an id is looked up once and answered 404 (the
+    same 404 as after a wait); with a free slot it is still waited for."""
+    import sluice.web.feedback as feedback
+
+    looked: list[str] = []
+    real = feedback.find_call
+
+    def counting(store: Any, request_id: str, tenant: str | None = None) -> Any:
+        looked.append(request_id)
+        return real(store, request_id, tenant)
+
+    monkeypatch.setattr(feedback, "find_call", counting)
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    config = live_config(sim_url, records, online={"sample": 0.0, "judge_model": "gpt-4o"})
+    async with gateway(config) as (base, app), aiohttp.ClientSession() as http:
+        url = base + "/v1/sluice/feedback"
+        async with http.post(url, json={"request_id": "made-up-1", "score": 1}) as r:
+            waited = r.status, len(looked)
+        app[feedback.WAITERS].count = app[feedback.WAITERS].limit  # every slot taken
+        looked.clear()
+        async with http.post(url, json={"request_id": "made-up-2", "score": 1}) as r:
+            full = r.status, len(looked)
+        app[feedback.WAITERS].count = 0
+    assert waited[0] == 404 and waited[1] > 1
+    assert full == (404, 1)
