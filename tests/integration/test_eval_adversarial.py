@@ -304,3 +304,63 @@ async def test_a_flood_of_made_up_feedback_ids_cannot_hold_the_gateways_threads(
         app[feedback.WAITERS].count = 0
     assert waited[0] == 404 and waited[1] > 1
     assert full == (404, 1)
+
+
+async def test_a_caller_labelling_its_calls_as_sluices_own_is_still_sampled(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """`x-sluice-feature` is the caller's label: a caller that sends `sluice-shadow` or
+    `sluice-online-judge` must not escape shadow traffic and online judging (nor make the
+    gateway think its call is a mirror). Only the calls Sluice itself makes are exempt."""
+    from tests.integration.test_shadow_online import _calls
+
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    config = live_config(
+        sim_url,
+        records,
+        shadow={"candidate": "gpt-4o", "sample": 1.0},
+        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+    )
+    async with gateway(config) as (base, app):
+        for feature in ("sluice-shadow", "sluice-online-judge"):
+            await _calls(base, 1, extra_headers={"x-sluice-feature": feature})
+        await _live(app).join()
+        live = _live(app)
+        shadow, online = dict(live.stats.shadow["support"]), dict(live.stats.online["support"])
+    assert shadow == {"mirrored": 2}
+    assert online == {"judged": 2}
+
+
+async def test_mirrors_never_loop_between_routes_that_shadow_each_other(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """Route `a` mirrors to route `b`, `b` mirrors to `a` and both judge everything with a
+    judge that is itself route `a`: one caller call makes exactly one mirror and one
+    judgement; Sluice's own calls are never mirrored or judged again."""
+    from tests.integration.test_shadow_online import JUDGE_FEATURE, SHADOW_FEATURE
+
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    data = live_config(sim_url, records).model_dump()
+    route = {"targets": ["gpt-4o-mini"], "default": "gpt-4o-mini"}
+    online = {"sample": 1.0, "judge_model": "a"}
+    data["routes"] = {
+        "a": {**route, "shadow": {"candidate": "b", "sample": 1.0}, "online_eval": online},
+        "b": {**route, "shadow": {"candidate": "a", "sample": 1.0}, "online_eval": online},
+    }
+    config = SluiceConfig.model_validate(data)
+    async with gateway(config) as (base, app):
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="sk-test", max_retries=0)
+        try:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="a", messages=[{"role": "user", "content": "loop?"}]
+            )
+        finally:
+            await client.close()
+        for _ in range(3):  # any second-order job would be queued by the first ones
+            await _live(app).join()
+        stats = (dict(_live(app).stats.shadow), dict(_live(app).stats.online))
+        rows = await _wait_records(records, 3)
+    call = raw.headers["x-sluice-request-id"]
+    assert stats == ({"a": {"mirrored": 1}}, {"a": {"judged": 1}})
+    own = [r for r in rows if r.feature in (SHADOW_FEATURE, JUDGE_FEATURE)]
+    assert len(own) == 2 and {r.parent_request_id for r in own} == {call}

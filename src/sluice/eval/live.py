@@ -292,6 +292,9 @@ class LiveEval:
         self.quality_rule = QualityDrop(self.online)
         self.stats = LiveStats()
         self._lanes: dict[tuple[str, str], Lane] = {}
+        # Request ids of the calls this object is making (mirrors, judgements): never sampled
+        # again. Not the `feature` label, which any caller may send (`x-sluice-feature`).
+        self.own: set[str] = set()
         self._children: dict[tuple[str, str, str], Any] = {}
         for route, s in self.shadow.items():
             self._lanes[("shadow", route)] = Lane(s.queue, s.concurrency)
@@ -464,6 +467,7 @@ class LiveEval:
         caller's forwarded headers go with it (an upstream project or attribution header
         would bill or attribute Sluice's call to the caller; a header could steer a judge)."""
         request.meta.forward_headers = {}
+        self.own.add(request.meta.request_id)
         identity = Identity(key_id=f"{tenant}:internal", tenant=tenant, user=tenant)
         ctx = CallContext(request, credentials=Credentials(resolved=identity))
         started, wall = ctx.started, time.time()
@@ -489,6 +493,7 @@ class LiveEval:
             log.exception("live eval call %s failed", request.meta.request_id)
             status, error_type, error = 500, "internal_error", type(exc).__name__
         finally:
+            self.own.discard(request.meta.request_id)
             self._finish(
                 ctx,
                 request_id=request.meta.request_id,
@@ -555,7 +560,7 @@ class LiveEvalStage:
 
     async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
         route = ctx.request.model
-        if route not in self._routes or ctx.request.meta.feature in (SHADOW_FEATURE, JUDGE_FEATURE):
+        if route not in self._routes or ctx.request.meta.request_id in self.live.own:
             return await nxt(ctx)
         original = ctx.request
         result = await nxt(ctx)
