@@ -147,3 +147,32 @@ def _save_nul_run(saved: Any) -> None:
         saved.close()
     assert loaded is not None
     assert [(r.output, r.error) for r in loaded[1]] == [("output", None), (None, "err")]
+
+
+async def test_an_answer_completed_after_shutdown_starts_no_new_workers() -> None:
+    """A stream cut loose by a drain timeout may end after the live evaluation was closed:
+    its mirror and judgement are counted `lost`, and no worker is started again (it would
+    call through a closed gateway and never be stopped)."""
+    calls: list[str] = []
+
+    async def record(ctx: CallContext) -> Result:
+        calls.append(ctx.request.meta.request_id)
+        return await _answer(ctx)
+
+    live = LiveEval(
+        {"support": ShadowConfig(candidate="cand", sample=1.0)},
+        {"support": OnlineEvalConfig(judge_model="judge", sample=1.0)},
+        record,
+        lambda *a, **kw: None,
+        LiveMetrics(CollectorRegistry(), ["support"], ["support"]),
+    )
+    stage = LiveEvalStage(live)
+    await live.start()
+    await live.close()
+    msgs = [Message("user", [TextPart("late")])]
+    await stage(CallContext(ChatRequest("support", msgs, meta=CallMeta(request_id="r"))), _answer)
+    await asyncio.sleep(0.05)
+    assert calls == []
+    assert all(not lane._tasks for lane in live._lanes.values())
+    assert live.stats.shadow["support"] == {"lost": 1}
+    assert live.stats.online["support"] == {"lost": 1}

@@ -295,6 +295,7 @@ class LiveEval:
         # Request ids of the calls this object is making (mirrors, judgements): never sampled
         # again. Not the `feature` label, which any caller may send (`x-sluice-feature`).
         self.own: set[str] = set()
+        self._closed = False  # after `close`, a late answer's jobs are lost, not started
         self._children: dict[tuple[str, str, str], Any] = {}
         for route, s in self.shadow.items():
             self._lanes[("shadow", route)] = Lane(s.queue, s.concurrency)
@@ -306,6 +307,7 @@ class LiveEval:
         return frozenset((*self.shadow, *self.online))
 
     async def start(self) -> None:
+        self._closed = False
         if self._store_url is not None:
             self.store = await asyncio.to_thread(LiveStore.open, self._store_url)
 
@@ -314,6 +316,7 @@ class LiveEval:
             await lane.join()
 
     async def close(self) -> None:
+        self._closed = True
         for (kind, route), lane in self._lanes.items():
             for _ in range(await lane.close()):
                 self._count(kind, route, "lost")
@@ -343,6 +346,9 @@ class LiveEval:
                 self._offer("online", route, self._judge_job(route, online, original, ctx, resp))
 
     def _offer(self, kind: str, route: str, job: Job) -> None:
+        if self._closed:  # a stream that ended after shutdown (cut loose by a drain)
+            self._count(kind, route, "lost")
+            return
         accepted = self._lanes[(kind, route)].offer(job)
         if not accepted:
             self._count(kind, route, "dropped")
