@@ -364,3 +364,50 @@ async def test_mirrors_never_loop_between_routes_that_shadow_each_other(
     assert stats == ({"a": {"mirrored": 1}}, {"a": {"judged": 1}})
     own = [r for r in rows if r.feature in (SHADOW_FEATURE, JUDGE_FEATURE)]
     assert len(own) == 2 and {r.parent_request_id for r in own} == {call}
+
+
+async def test_anthropic_sdk_calls_are_mirrored_and_judged_like_openai_ones(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """The official anthropic SDK on `/v1/messages` (a system prompt, plain and streamed):
+    the answers are mirrored and judged, the stored pair holds the system prompt and the
+    question, and the caller's answers are untouched."""
+    import anthropic
+
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    config = live_config(
+        sim_url,
+        records,
+        shadow={"candidate": "gpt-4o", "sample": 1.0},
+        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+    )
+    async with gateway(config) as (base, app):
+        client = anthropic.AsyncAnthropic(base_url=base, api_key="sk-test", max_retries=0)
+        try:
+            msg = await client.messages.create(
+                model="support",
+                max_tokens=64,
+                system="be brief",
+                messages=[{"role": "user", "content": "anthropic question"}],
+            )
+            async with client.messages.stream(
+                model="support",
+                max_tokens=64,
+                messages=[{"role": "user", "content": "anthropic stream"}],
+            ) as stream:
+                streamed = await stream.get_final_message()
+        finally:
+            await client.close()
+        await _live(app).join()
+        live = _live(app)
+        shadow, online = dict(live.stats.shadow["support"]), dict(live.stats.online["support"])
+        store = LiveStore.open(records)
+        try:
+            pairs = store.pairs_since(0)
+        finally:
+            store.close()
+    assert msg.content and streamed.content
+    assert shadow == {"mirrored": 2} and online == {"judged": 2}
+    questions = sorted(p.question for p in pairs)
+    assert questions == ["system: be brief\nuser: anthropic question", "user: anthropic stream"]
+    assert all(p.candidate_output and p.error is None for p in pairs)
