@@ -411,3 +411,35 @@ async def test_anthropic_sdk_calls_are_mirrored_and_judged_like_openai_ones(
     questions = sorted(p.question for p in pairs)
     assert questions == ["system: be brief\nuser: anthropic question", "user: anthropic stream"]
     assert all(p.candidate_output and p.error is None for p in pairs)
+
+
+async def test_mirrors_and_judges_never_use_up_the_gateway_wide_rate_limit(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """`limits.gateway.rpm: 4` is the callers' shared capacity. Every call is mirrored and
+    judged (sample 1.0), so Sluice's own calls outnumber the caller's two to one: the
+    caller's four calls must all be answered, none refused because mirrors or judgements
+    took the gateway's requests; Sluice's own calls are not counted in the callers' limit."""
+    from tests.integration.test_shadow_online import _calls
+
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    config = live_config(
+        sim_url,
+        records,
+        shadow={"candidate": "gpt-4o", "sample": 1.0},
+        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+        limits={"enabled": True, "gateway": {"rpm": 4}},
+    )
+    statuses = []
+    async with gateway(config) as (base, app):
+        for i in range(4):
+            try:
+                await _calls(base, 1, text=f"call {i}")
+                statuses.append(200)
+            except openai.RateLimitError:
+                statuses.append(429)
+            await _live(app).join()  # the mirror and the judgement run between calls
+        live = _live(app)
+        shadow, online = dict(live.stats.shadow["support"]), dict(live.stats.online["support"])
+    assert statuses == [200, 200, 200, 200]
+    assert shadow == {"mirrored": 4} and online == {"judged": 4}

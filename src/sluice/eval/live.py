@@ -54,6 +54,7 @@ SHADOW_FEATURE = "sluice-shadow"
 JUDGE_FEATURE = "sluice-online-judge"
 MAX_TEXT_CHARS = 16_000  # each answer kept for judging
 OTHER = "_other"
+INTERNAL = "sluice_internal"  # sluice.governance.scopes.INTERNAL (a sibling: not imported)
 # Headers of sibling features (not imported: features do not import each other).
 CACHE_HEADER = "x-sluice-cache"  # sluice.cache.exact.HEADER
 REPLAY_HEADER = "x-sluice-idempotent-replay"  # sluice.cache.idempotency.REPLAY_HEADER
@@ -474,7 +475,11 @@ class LiveEval:
         would bill or attribute Sluice's call to the caller; a header could steer a judge)."""
         request.meta.forward_headers = {}
         self.own.add(request.meta.request_id)
-        identity = Identity(key_id=f"{tenant}:internal", tenant=tenant, user=tenant)
+        # INTERNAL: outside the callers' gateway-wide rate limit (sluice.governance.scopes);
+        # its own key, tenant and budgets still apply.
+        identity = Identity(
+            key_id=f"{tenant}:internal", tenant=tenant, user=tenant, metadata={INTERNAL: True}
+        )
         ctx = CallContext(request, credentials=Credentials(resolved=identity))
         started, wall = ctx.started, time.time()
         status, error_type, error = 200, None, None
