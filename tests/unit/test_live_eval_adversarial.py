@@ -176,3 +176,33 @@ async def test_an_answer_completed_after_shutdown_starts_no_new_workers() -> Non
     assert all(not lane._tasks for lane in live._lanes.values())
     assert live.stats.shadow["support"] == {"lost": 1}
     assert live.stats.online["support"] == {"lost": 1}
+
+
+def test_a_dataset_cannot_run_code_unless_its_python_scorers_are_allowed(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A shared dataset file naming `{"type": "python", "callable": "builtins:eval"}` would
+    have the model's answer evaluated as Python, and naming any module imports it. Without
+    `--allow-python-scorers` the file is refused before anything is imported."""
+    import sys
+
+    import pytest
+
+    from sluice.eval.dataset import DatasetError, load_dataset
+
+    (tmp_path / "side_effect_mod.py").write_text(
+        "import builtins\nbuiltins.SIDE_EFFECT_RAN = True\ndef f(a, e):\n    return 1.0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "d.jsonl"
+    for callable_ in ("builtins:eval", "side_effect_mod:f"):
+        item = {"input": "q", "scorers": [{"type": "python", "callable": callable_}]}
+        path.write_bytes(orjson.dumps(item) + b"\n")
+        with pytest.raises(DatasetError, match="--allow-python-scorers"):
+            load_dataset(path)
+    assert "side_effect_mod" not in sys.modules
+    assert load_dataset(path, allow_python=True)[0].scorers[0].callable == "side_effect_mod:f"
+    monkeypatch.delitem(sys.modules, "side_effect_mod")
+    import builtins
+
+    monkeypatch.delattr(builtins, "SIDE_EFFECT_RAN")
