@@ -443,3 +443,42 @@ async def test_mirrors_and_judges_never_use_up_the_gateway_wide_rate_limit(
         shadow, online = dict(live.stats.shadow["support"]), dict(live.stats.online["support"])
     assert statuses == [200, 200, 200, 200]
     assert shadow == {"mirrored": 4} and online == {"judged": 4}
+
+
+async def test_a_stream_the_upstream_cuts_is_neither_mirrored_nor_judged(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """The simulator cuts the caller's stream mid-answer (`x-sim-fault: cut`, on every
+    attempt): whatever the caller got is not a complete answer, so nothing is mirrored or
+    judged, and the caller's own call is still recorded."""
+    records = f"sqlite:///{tmp_path / 'records.db'}"
+    config = live_config(
+        sim_url,
+        records,
+        shadow={"candidate": "gpt-4o", "sample": 1.0},
+        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+    )
+    failed = False
+    async with gateway(config) as (base, app):
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="sk-test", max_retries=0)
+        try:
+            stream = await client.chat.completions.create(
+                model="support",
+                messages=[{"role": "user", "content": "cut me"}],
+                stream=True,
+                max_tokens=100,
+                extra_headers={"x-sim-fault": "cut", "x-sim-output-tokens": "100"},
+            )
+            async for _ in stream:
+                pass
+        except (openai.APIError, aiohttp.ClientError):
+            failed = True
+        finally:
+            await client.close()
+        await _live(app).join()
+        live = _live(app)
+        stats = (dict(live.stats.shadow), dict(live.stats.online))
+        rows = await _wait_records(records, 1)
+    assert failed
+    assert stats == ({}, {})
+    assert len(rows) == 1 and rows[0].status != 200
