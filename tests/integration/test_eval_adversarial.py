@@ -282,9 +282,10 @@ async def test_a_flood_of_made_up_feedback_ids_cannot_hold_the_gateways_threads(
     `MAX_WAITERS` requests already waiting, an id is looked up once and answered 404 (the
     same 404 as after a wait); with a free slot it is still waited for."""
     import sluice.web.feedback as feedback
+    from sluice.eval.calls import find_call
 
     looked: list[str] = []
-    real = feedback.find_call
+    real = find_call
 
     def counting(store: Any, request_id: str, tenant: str | None = None) -> Any:
         looked.append(request_id)
@@ -337,7 +338,7 @@ async def test_mirrors_never_loop_between_routes_that_shadow_each_other(
     """Route `a` mirrors to route `b`, `b` mirrors to `a` and both judge everything with a
     judge that is itself route `a`: one caller call makes exactly one mirror and one
     judgement; Sluice's own calls are never mirrored or judged again."""
-    from tests.integration.test_shadow_online import JUDGE_FEATURE, SHADOW_FEATURE
+    from sluice.eval.live import JUDGE_FEATURE, SHADOW_FEATURE
 
     records = f"sqlite:///{tmp_path / 'records.db'}"
     data = live_config(sim_url, records).model_dump()

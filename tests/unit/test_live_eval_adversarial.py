@@ -112,8 +112,8 @@ def test_dataset_ids_that_storage_cannot_hold_are_refused_at_load(tmp_path: Path
 
     from sluice.eval.dataset import DatasetError, load_dataset
 
+    path = tmp_path / "d.jsonl"
     for bad in ("x" * 256, "a\x00b"):
-        path = tmp_path / "d.jsonl"
         path.write_bytes(orjson.dumps({"id": bad, "input": "q", "expected": "a"}) + b"\n")
         with pytest.raises(DatasetError, match="id"):
             load_dataset(path)
