@@ -325,11 +325,12 @@ async def test_sampled_calls_are_exactly_the_hash_sampled_request_ids(
     async with gateway(config) as (base, app):
         ids = await _calls(base, 120)
         await _live(app).join()
+        salt = _live(app).salt
         rows = await _wait_records(records, 120 + 24 + 36, timeout_s=15)
     mirrored = {r.parent_request_id for r in rows if r.feature == SHADOW_FEATURE}
     judged = {r.parent_request_id for r in rows if r.feature == JUDGE_FEATURE}
-    assert mirrored == {i for i in ids if sampled(i, 0.2, "shadow")}
-    assert judged == {i for i in ids if sampled(i, 0.3, "online")}
+    assert mirrored == {i for i in ids if sampled(i, 0.2, f"shadow:{salt}")}
+    assert judged == {i for i in ids if sampled(i, 0.3, f"online:{salt}")}
     assert 0 < len(mirrored) < 120 and 0 < len(judged) < 120
 
 

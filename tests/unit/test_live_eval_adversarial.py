@@ -206,3 +206,36 @@ def test_a_dataset_cannot_run_code_unless_its_python_scorers_are_allowed(
     import builtins
 
     monkeypatch.delattr(builtins, "SIDE_EFFECT_RAN")
+
+
+async def test_a_caller_choosing_its_request_ids_cannot_choose_to_be_sampled() -> None:
+    """`x-sluice-request-id` is the caller's to choose and the sampler hashes it: with a
+    public salt a caller could pick ids that are always mirrored (the shadow line pays) or
+    never judged (its answers escape online evaluation). With the gateway's secret salt,
+    400 ids picked to pass the public hash at share 0.1 are sampled at about 0.1."""
+    from sluice.eval.live import sampled
+
+    picked: list[str] = []
+    n = 0
+    while len(picked) < 400:
+        n += 1
+        if sampled(f"pick-{n}", 0.1, "shadow") and sampled(f"pick-{n}", 0.1, "online"):
+            picked.append(f"pick-{n}")
+    live = LiveEval(
+        {"support": ShadowConfig(candidate="cand", sample=0.1, queue=1000)},
+        {"support": OnlineEvalConfig(judge_model="judge", sample=0.1, queue=1000)},
+        _hang,
+        lambda *a, **kw: None,
+        LiveMetrics(CollectorRegistry(), ["support"], ["support"]),
+    )
+    stage = LiveEvalStage(live)
+    for request_id in picked:
+        msgs = [Message("user", [TextPart("q")])]
+        ctx = CallContext(ChatRequest("support", msgs, meta=CallMeta(request_id=request_id)))
+        await stage(ctx, _answer)
+    await asyncio.sleep(0)
+    mirrored = sum(lane.waiting for (kind, _), lane in live._lanes.items() if kind == "shadow")
+    judged = sum(lane.waiting for (kind, _), lane in live._lanes.items() if kind == "online")
+    await live.close()
+    # Expected 40 each (+ at most one running per lane); 120 is over 12 standard deviations.
+    assert mirrored < 120 and judged < 120

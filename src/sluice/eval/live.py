@@ -1,9 +1,10 @@
 """Live evaluation: shadow traffic and online quality sampling, off the caller's path.
 
 `LiveEvalStage` runs right after auth. For a route with `shadow` or `online_eval` set, it
-decides by a hash of the request id (`sampled`: deterministic, so a share of 0.1 is 10% of
-calls within sampling noise, and a retried request id is sampled the same way) whether the
-call is mirrored and/or judged. Nothing happens until the caller's answer is complete: a
+decides by a hash of the request id and a secret salt (`sampled`: deterministic within the
+process, so a share of 0.1 is 10% of calls within sampling noise, and a retried request id
+is sampled the same way; the salt keeps a caller that chooses its request ids from choosing
+to be sampled) whether the call is mirrored and/or judged. Nothing happens until the caller's answer is complete: a
 plain answer once the rest of the pipeline returned it, a stream once it ended in full (a
 failed or cut call is neither mirrored nor judged; an answer served from a cache is judged
 but not mirrored, an idempotent replay neither, and a mirror never reads or fills the
@@ -297,6 +298,9 @@ class LiveEval:
         # again. Not the `feature` label, which any caller may send (`x-sluice-feature`).
         self.own: set[str] = set()
         self._closed = False  # after `close`, a late answer's jobs are lost, not started
+        # A caller may choose its request id: a secret salt (per process) keeps it from
+        # choosing to be mirrored, or to escape the online judge.
+        self.salt = secrets.token_hex(16)
         self._children: dict[tuple[str, str, str], Any] = {}
         for route, s in self.shadow.items():
             self._lanes[("shadow", route)] = Lane(s.queue, s.concurrency)
@@ -333,14 +337,14 @@ class LiveEval:
         # An idempotent replay is an earlier answer sent again: not a new one to weigh.
         replay = ctx.response_headers.get(REPLAY_HEADER) == "true"
         shadow = self.shadow.get(route)
-        if shadow is not None and sampled(request_id, shadow.sample, "shadow"):
+        if shadow is not None and sampled(request_id, shadow.sample, f"shadow:{self.salt}"):
             # A cache hit's latency and cost are the cache's, not the production model's.
             if replay or ctx.cache_status in CACHE_HITS:
                 self._count("shadow", route, "skipped")
             else:
                 self._offer("shadow", route, self._mirror_job(route, shadow, original, ctx, resp))
         online = self.online.get(route)
-        if online is not None and sampled(request_id, online.sample, "online"):
+        if online is not None and sampled(request_id, online.sample, f"online:{self.salt}"):
             if replay:
                 self._count("online", route, "skipped")
             else:
