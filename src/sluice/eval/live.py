@@ -4,16 +4,15 @@
 decides by a hash of the request id and a secret salt (`sampled`: deterministic within the
 process, so a share of 0.1 is 10% of calls within sampling noise, and a retried request id
 is sampled the same way; the salt keeps a caller that chooses its request ids from choosing
-to be sampled) whether the call is mirrored and/or judged. Nothing happens until the caller's answer is complete: a
-plain answer once the rest of the pipeline returned it, a stream once it ended in full (a
-failed or cut call is neither mirrored nor judged; an answer served from a cache is judged
-but not mirrored, an idempotent replay neither, and a mirror never reads or fills the
-caches). Then a job is put on a
-bounded queue (`Lane`): when the queue is full the job is dropped and counted, never
-waited for, so a slow or failing candidate or judge can never delay or fail the caller.
-At shutdown the jobs still queued or running are abandoned (the gateway's stop never waits
-for a hanging candidate) and counted as `lost`; a running call's record is still written
-(status 499).
+to be sampled) whether the call is mirrored and/or judged. Nothing happens until the
+caller's answer is complete: a plain answer once the rest of the pipeline returned it, a
+stream once it ended in full. A failed or cut call is neither mirrored nor judged; an answer
+served from a cache is judged but not mirrored; an idempotent replay is neither; a mirror
+never reads or fills the caches. Then a job is put on a bounded queue (`Lane`): when the
+queue is full the job is dropped and counted, never waited for, so a slow or failing
+candidate or judge can never delay or fail the caller. At shutdown the jobs still queued or
+running are abandoned (the gateway's stop never waits for a hanging candidate) and counted
+as `lost`; a running call's record is still written (status 499).
 
 Each job is a call of its own through the whole pipeline (`pipeline_call`, injected by the
 gateway), with its own identity (`ShadowConfig.tenant` / `OnlineEvalConfig.tenant`: its
