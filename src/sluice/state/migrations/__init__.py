@@ -7,8 +7,8 @@ whatever database it is pointed at (a records-only PostgreSQL gets no key table)
 - `records`: `r0001_call_records` (adopts a table made by the old `create_all`)
 - `semantic`: `s0001_semantic_cache` (adopts a table made by the old `create_all`)
 - `cache`: `c0001_cache_mirror` (the exact-cache mirror file's `entries`)
-- `eval`: `e0001_eval` → `e0002_score_tenant` (feedback, saved eval runs, shadow pairs,
-  online scores and their tenant; adopts the first two when the old `create_all` made them)
+- `eval`: `e0001_eval` (feedback, saved eval runs, shadow pairs, online scores; adopts the
+  first two when the old `create_all` made them)
 
 The version table is `sluice_alembic_version` (a database shared with other applications'
 Alembic histories is not confused). Records and semantic tables may be renamed in config;
