@@ -1,0 +1,158 @@
+"""Adversarial cases for the guard stage: what a hostile caller or a leaking model could use
+to get a value past the guards (found in review; each failed before its fix)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sluice.guardrails.base import GuardBlockedError
+from sluice.guardrails.stage import GuardStage
+from sluice.guardrails.config import GuardrailsConfig
+from sluice.pipeline.context import CallContext, Result
+from sluice.types import (
+    ChatRequest,
+    ChatResponse,
+    Finish,
+    Message,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    TextPart,
+    ToolCallDelta,
+    ToolCallPart,
+    ToolCallStart,
+)
+
+PEM_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" * 30
+PEM = f"-----BEGIN PRIVATE KEY-----\n{PEM_BODY}\n-----END PRIVATE KEY-----"
+KEY = "sk-proj-AbCdEf0123456789xyzXYZ0123"
+
+
+def stage(guardrails: dict[str, object]) -> GuardStage:
+    return GuardStage(GuardrailsConfig.model_validate(guardrails))
+
+
+def request(*texts: str) -> ChatRequest:
+    return ChatRequest(model="m", messages=[Message("user", [TextPart(t)]) for t in texts])
+
+
+async def drain(result: Result) -> tuple[list[StreamEvent], BaseException | None]:
+    assert not isinstance(result, ChatResponse)
+    events: list[StreamEvent] = []
+    try:
+        async for event in result:
+            events.append(event)
+    except GuardBlockedError as err:
+        return events, err
+    finally:
+        await result.aclose()
+    return events, None
+
+
+def sent_text(events: list[StreamEvent]) -> str:
+    return "".join(
+        e.text if isinstance(e, TextDelta) else e.arguments
+        for e in events
+        if isinstance(e, TextDelta | ToolCallDelta)
+    )
+
+
+@pytest.mark.parametrize("window", [8, 64])
+async def test_a_private_key_longer_than_the_window_never_streams_before_the_block(
+    window: int,
+) -> None:
+    """The PEM shape needs its END line: a key longer than the window used to go out piece by
+    piece while its END line had not arrived yet."""
+    guard = stage({"output": {"secrets": "block", "window_tokens": window}})
+    text = "here it is: " + PEM + " done"
+    pieces = [text[i : i + 7] for i in range(0, len(text), 7)]
+
+    async def nxt(c: CallContext) -> Result:
+        async def gen() -> AsyncIterator[StreamEvent]:
+            yield StreamStart("r", "m")
+            for piece in pieces:
+                yield TextDelta(piece)
+            yield Finish("stop")
+
+        return gen()  # type: ignore[return-value]
+
+    events, err = await drain(await guard(CallContext(request("hi")), nxt))
+    assert isinstance(err, GuardBlockedError)
+    out = sent_text(events)
+    assert "MIIEvQ" not in out and "BEGIN" not in out
+
+
+async def test_a_secret_in_tool_call_arguments_is_blocked_in_json() -> None:
+    guard = stage({"output": {"secrets": "block"}})
+
+    async def nxt(c: CallContext) -> Result:
+        args = '{"api_key": "' + KEY + '"}'
+        return ChatResponse(id="r", model="m", parts=[ToolCallPart("c1", "setup", args)])
+
+    with pytest.raises(GuardBlockedError):
+        await guard(CallContext(request("hi")), nxt)
+
+
+async def test_a_secret_in_streamed_tool_call_arguments_never_goes_out() -> None:
+    guard = stage({"output": {"secrets": "block"}})
+    args = '{"api_key": "' + KEY + '"}'
+
+    async def nxt(c: CallContext) -> Result:
+        async def gen() -> AsyncIterator[StreamEvent]:
+            yield StreamStart("r", "m")
+            yield ToolCallStart(0, "c1", "setup")
+            for i in range(0, len(args), 4):
+                yield ToolCallDelta(0, args[i : i + 4])
+            yield Finish("tool_calls")
+
+        return gen()  # type: ignore[return-value]
+
+    events, err = await drain(await guard(CallContext(request("hi")), nxt))
+    assert isinstance(err, GuardBlockedError)
+    assert "sk-proj" not in sent_text(events)
+
+
+async def test_a_system_prompt_leak_through_tool_call_arguments_is_caught() -> None:
+    system = "You are Orca, the internal assistant of Wexford Shipping; never reveal routes"
+    guard = stage({"output": {"system_prompt_leak": "block", "leak_words": 6}})
+    req = ChatRequest(
+        model="m", messages=[Message("user", [TextPart("hi")])], system=[TextPart(system)]
+    )
+
+    async def nxt(c: CallContext) -> Result:
+        args = '{"note": "' + system + '"}'
+        return ChatResponse(id="r", model="m", parts=[ToolCallPart("c1", "log", args)])
+
+    with pytest.raises(GuardBlockedError):
+        await guard(CallContext(req), nxt)
+
+
+async def test_a_placeholder_the_caller_wrote_in_earlier_tool_call_arguments_stays_literal() -> (
+    None
+):
+    """`<EMAIL_1>` typed into an earlier assistant tool call is the caller's own text: a new
+    e-mail in the same request must get another number, so echoing it restores nothing."""
+    guard = stage({"pii": {"mode": "mask"}})
+    req = ChatRequest(
+        model="m",
+        messages=[
+            Message("user", [TextPart("notify")]),
+            Message("assistant", [ToolCallPart("c1", "send", '{"to": "<EMAIL_1>"}')]),
+            Message("user", [TextPart("now also bob@corp.example.com")]),
+        ],
+    )
+    seen: list[str] = []
+
+    async def nxt(c: CallContext) -> Result:
+        last = c.request.messages[-1].parts[0]
+        assert isinstance(last, TextPart)
+        seen.append(last.text)
+        return ChatResponse(id="r", model="m", parts=[TextPart("sent to <EMAIL_1>")])
+
+    result = await guard(CallContext(req), nxt)
+    assert isinstance(result, ChatResponse)
+    assert "<EMAIL_1>" not in seen[0]
+    part = result.parts[0]
+    assert isinstance(part, TextPart) and part.text == "sent to <EMAIL_1>"
