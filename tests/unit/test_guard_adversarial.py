@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sluice.guardrails.base import GuardBlockedError
-from sluice.guardrails.stage import GuardStage
 from sluice.guardrails.config import GuardrailsConfig
+from sluice.guardrails.stage import GuardStage
 from sluice.pipeline.context import CallContext, Result
 from sluice.types import (
     ChatRequest,

@@ -30,6 +30,8 @@ import asyncio
 import dataclasses
 import hashlib
 import importlib
+import json
+import re
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -81,6 +83,9 @@ SEEN_TEXTS = 65_536  # injection verdicts remembered by text digest (~100 bytes 
 OFFLOAD_CHARS = 32_768
 CONTEXT_CHARS = 128  # sent text kept for checks across the cut (a leak's first words)
 CHECK_STEP_CHARS = 64  # a stream's window is checked each time this much text came
+PEM_BEGIN = "-----BEGIN"
+PEM_END = re.compile(r"-----END [A-Z0-9 ]{1,64}-----")  # a whole END line
+PEM_HOLD_CHARS = 16_384 + 256  # the PEM shape's longest body (`pii.PATTERN`) and its lines
 HTML_HOLD_CHARS = 4096  # the longest open element a stream holds back to sanitize whole
 
 Count = Callable[[str, str], None]  # (guard, outcome) → the metrics counter
@@ -399,7 +404,10 @@ class GuardStage:
         """The answer as the caller gets it: a copy, so what the caches, idempotency and
         the record hold (the same object, from settle) keeps the placeholders."""
         text = "".join(p.text for p in resp.parts if isinstance(p, TextPart))
-        self._judge(plan, text, leak, verdicts)
+        # Tool-call arguments reach the caller too: a key or the system prompt written into
+        # them is as much a leak as in the text.
+        args = "\n".join(p.arguments for p in resp.parts if isinstance(p, ToolCallPart))
+        self._judge(plan, f"{text}\n{args}" if args else text, leak, verdicts)
         if any("output" in phases for _, _, phases in plan.guards):
             call = GuardCall(
                 request=ctx.request,
@@ -470,6 +478,10 @@ class _GuardedStream:
         self._logprobs: list[dict[str, Any]] = []
         self._text = StreamRestorer(masker) if masker is not None else None
         self._args: dict[int, StreamRestorer] = {}
+        # With a secret or leak check on, a tool call's argument fragments wait for the
+        # call's end and are checked whole (arguments are only usable whole anyway).
+        self._judge_args = plan.cfg.output.secrets != "off" or leak is not None
+        self._held_args: dict[int, list[str]] = {}
         self._flagged: set[str] = set()
         self._pii_out: set[str] = set()
         self._gen = self._run()
@@ -497,33 +509,65 @@ class _GuardedStream:
                         if out is not None:
                             yield out
                     continue
-                if isinstance(event, ToolCallDelta) and self._masker is not None:
-                    restorer = self._args.setdefault(
-                        event.index, StreamRestorer(self._masker, json_string=True)
-                    )
-                    text = restorer.feed(event.arguments)
-                    if text:
-                        yield ToolCallDelta(event.index, text)
+                if isinstance(event, ToolCallDelta) and (self._judge_args or self._masker):
+                    delta = self._tool_delta(event)
+                    if delta is not None:
+                        yield delta
                     continue
                 if isinstance(event, Flush):
                     yield event
                     continue
                 # Any other event: what is held goes first, whole.
-                out = self._release(final=True)
-                if out is not None:
-                    yield out
-                for index, restorer in self._args.items():
-                    rest = restorer.flush()
-                    if rest:
-                        yield ToolCallDelta(index, rest)
+                for held in self._held_out():
+                    yield held
                 if isinstance(event, Finish):
                     await self._at_finish()
                 yield event
-            out = self._release(final=True)
-            if out is not None:
-                yield out
+            for held in self._held_out():
+                yield held
         finally:
             await self._inner.aclose()
+
+    def _tool_delta(self, event: ToolCallDelta) -> ToolCallDelta | None:
+        """A tool call's argument fragment: held whole for the output checks, or restored
+        as it comes (None: nothing to send yet)."""
+        if self._judge_args:
+            self._held_args.setdefault(event.index, []).append(event.arguments)
+            return None
+        assert self._masker is not None
+        restorer = self._args.setdefault(
+            event.index, StreamRestorer(self._masker, json_string=True)
+        )
+        text = restorer.feed(event.arguments)
+        return ToolCallDelta(event.index, text) if text else None
+
+    def _held_out(self) -> list[TextDelta | ToolCallDelta]:
+        """Everything held back, checked and restored: before any event that is not a delta."""
+        out: list[TextDelta | ToolCallDelta] = []
+        text = self._release(final=True)
+        if text is not None:
+            out.append(text)
+        out.extend(self._release_args())
+        for index, restorer in self._args.items():
+            rest = restorer.flush()
+            if rest:
+                out.append(ToolCallDelta(index, rest))
+        return out
+
+    def _release_args(self) -> list[ToolCallDelta]:
+        """Held tool-call arguments, checked whole, then restored (raises on a block)."""
+        if not self._held_args:
+            return []
+        held, self._held_args = self._held_args, {}
+        out: list[ToolCallDelta] = []
+        for index, pieces in held.items():
+            args = "".join(pieces)
+            self._check(args, find(args) if self._plan.cfg.output.secrets != "off" else [])
+            if self._masker is not None:
+                args = self._masker.restore(args, json_string=True)
+            if args:
+                out.append(ToolCallDelta(index, args))
+        return out
 
     def _release(self, *, final: bool) -> TextDelta | None:
         """Check the window, then the text that may go now (restored), or None."""
@@ -547,6 +591,17 @@ class _GuardedStream:
                     if s.start - base < cut
                 ]
                 self._pii_out.update(s.entity for s in spans)
+        if plan.cfg.output.secrets != "off" and not final:
+            # A PEM key is only recognized whole (its END line): from an open BEGIN on,
+            # nothing goes out until the END arrives or the block is too long to be a key.
+            window = self._context + pending
+            at = window.rfind(PEM_BEGIN)
+            if (
+                at != -1
+                and PEM_END.search(window, at) is None
+                and len(window) - at <= PEM_HOLD_CHARS
+            ):
+                cut = min(cut, max(0, at - len(self._context)))
         if plan.cfg.output.html == "sanitize" and not final:
             # An element still open at the cut waits for its end: each piece is sanitized
             # alone, and half a tag would be escaped, half a <script> let through as text.
@@ -624,6 +679,20 @@ def mask_request(req: ChatRequest, masker: Masker) -> ChatRequest:
     arguments) masked; the caller's request object is left as it was."""
     for text, _ in request_texts(req, include_system=True):
         masker.reserve(text)
+    # The caller's own text in places `request_texts` leaves out (earlier tool calls, tool
+    # definitions, the response schema): the model can echo those too, and a `<EMAIL_1>`
+    # written there must never be handed out for another value.
+    for msg in req.messages:
+        for item in msg.parts:
+            if isinstance(item, ToolCallPart):
+                masker.reserve(item.arguments)
+    for tool in req.tools or ():
+        masker.reserve(
+            f"{tool.name} {tool.description or ''} {json.dumps(tool.parameters, default=str)}"
+        )
+    for extra in (req.response_format, req.native_tools):
+        if extra:
+            masker.reserve(json.dumps(extra, default=str))
 
     def text_part(part: TextPart) -> TextPart:
         masked = masker.mask(part.text)
