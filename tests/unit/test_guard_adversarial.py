@@ -3,6 +3,7 @@ to get a value past the guards (found in review; each failed before its fix)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -156,3 +157,47 @@ async def test_a_placeholder_the_caller_wrote_in_earlier_tool_call_arguments_sta
     assert "<EMAIL_1>" not in seen[0]
     part = result.parts[0]
     assert isinstance(part, TextPart) and part.text == "sent to <EMAIL_1>"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_values_restored_into_a_json_mode_answer_keep_it_valid_json(stream: bool) -> None:
+    """A private key has newlines, a password may hold a backslash or quote: restored raw into
+    a JSON answer they broke the JSON the structured-output stage had just validated."""
+    guard = stage({"pii": {"mode": "mask"}})
+    password = 'pa\\ss"wd'
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\nkqhkiG9w0B\n-----END PRIVATE KEY-----"
+    req = ChatRequest(
+        model="m",
+        messages=[Message("user", [TextPart(f"store {pem} with password={password} ok")])],
+        response_format={"type": "json_object"},
+    )
+    sent: list[str] = []
+    answer = '{"key": "<SECRET_1>", "password": "<SECRET_2>"}'
+
+    async def nxt(c: CallContext) -> Result:
+        part = c.request.messages[0].parts[0]
+        assert isinstance(part, TextPart)
+        sent.append(part.text)
+        if not stream:
+            return ChatResponse(id="r", model="m", parts=[TextPart(answer)])
+
+        async def gen() -> AsyncIterator[StreamEvent]:
+            yield StreamStart("r", "m")
+            for i in range(0, len(answer), 5):
+                yield TextDelta(answer[i : i + 5])
+            yield Finish("stop")
+
+        return gen()  # type: ignore[return-value]
+
+    result = await guard(CallContext(req), nxt)
+    assert "MIIE" not in sent[0] and "<SECRET_2>" in sent[0]
+    if stream:
+        events, err = await drain(result)
+        assert err is None
+        text = sent_text(events)
+    else:
+        assert isinstance(result, ChatResponse)
+        part = result.parts[0]
+        assert isinstance(part, TextPart)
+        text = part.text
+    assert json.loads(text) == {"key": pem, "password": password.split('"')[0]}

@@ -434,7 +434,7 @@ class GuardStage:
                     if cfg.pii.output == "mask":
                         value = replace_spans(value, spans)
                 if masker is not None:
-                    value = masker.restore(value)
+                    value = masker.restore(value, json_string=json_answer(ctx.request))
                 if cfg.output.html == "sanitize":
                     value = sanitize_html(value)
                 part = dataclasses.replace(part, text=value)
@@ -476,7 +476,11 @@ class _GuardedStream:
         self._context = ""  # the last sent model text, for checks across the cut
         self._answer: list[str] = []  # the whole model text (output guards at the end)
         self._logprobs: list[dict[str, Any]] = []
-        self._text = StreamRestorer(masker) if masker is not None else None
+        self._text = (
+            StreamRestorer(masker, json_string=json_answer(ctx.request))
+            if masker is not None
+            else None
+        )
         self._args: dict[int, StreamRestorer] = {}
         # With a secret or leak check on, a tool call's argument fragments wait for the
         # call's end and are checked whole (arguments are only usable whole anyway).
@@ -657,6 +661,14 @@ class _GuardedStream:
                 await self._stage._run_guards(self._plan, call, "output", self._verdicts)
             finally:
                 CURRENT_CALL.reset(token)
+
+
+def json_answer(req: ChatRequest) -> bool:
+    """Whether the answer text is JSON (`json_object` / `json_schema`): a placeholder can
+    only stand inside a JSON string there, so its value goes back escaped — a key's
+    newlines or a password's backslash restored raw would break the JSON."""
+    fmt = req.response_format
+    return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
 
 
 def _digest(source: str, text: str) -> bytes:
