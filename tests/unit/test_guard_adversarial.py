@@ -3,6 +3,7 @@ to get a value past the guards (found in review; each failed before its fix)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -201,3 +202,71 @@ async def test_values_restored_into_a_json_mode_answer_keep_it_valid_json(stream
         assert isinstance(part, TextPart)
         text = part.text
     assert json.loads(text) == {"key": pem, "password": password.split('"')[0]}
+
+
+def hostile_tool_call_request(args: str) -> ChatRequest:
+    return ChatRequest(
+        model="m",
+        messages=[
+            Message("user", [TextPart("go")]),
+            Message("assistant", [ToolCallPart("c1", "f", args)]),
+            Message("user", [TextPart("and mail a@x.io")]),
+        ],
+    )
+
+
+def test_input_bytes_count_earlier_tool_call_arguments() -> None:
+    """Text hidden in an assistant turn's tool-call arguments is sent upstream and scanned
+    like any other: it passed `max_input_bytes` uncounted."""
+    from sluice.guardrails.checks import check_limits
+    from sluice.guardrails.config import InputLimitsConfig
+
+    req = hostile_tool_call_request('{"x": "' + "1 " * 5000 + '"}')
+    hit = check_limits(InputLimitsConfig(mode="block", max_input_bytes=1000), req)
+    assert hit is not None and hit.rule == "max_input_bytes"
+
+
+async def test_hostile_text_in_tool_call_arguments_is_masked_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    offloaded: list[object] = []
+    real = asyncio.to_thread
+
+    async def to_thread(fn: object, /, *args: object) -> object:
+        offloaded.append(fn)
+        assert callable(fn)
+        return await real(fn, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", to_thread)
+    guard = stage({"pii": {"mode": "mask"}})
+    req = hostile_tool_call_request('{"x": "' + "1 " * 40_000 + '"}')
+
+    async def nxt(c: CallContext) -> Result:
+        return ChatResponse(id="r", model="m", parts=[TextPart("to <EMAIL_1>")])
+
+    result = await guard(CallContext(req), nxt)
+    assert offloaded, "80 KB of hostile digits were scanned on the event loop"
+    assert isinstance(result, ChatResponse) and result.parts == [TextPart("to a@x.io")]
+
+
+@pytest.mark.parametrize("mode", ["mask", "block", "flag"])
+async def test_pii_scan_is_bounded_per_request(mode: str) -> None:
+    """Hostile digits cost the detector seconds per MB: text past `pii.max_scan_bytes` is
+    refused (413) where the guard must see every value, flagged unscanned otherwise."""
+    from sluice.guardrails.base import InputTooLargeError
+
+    guard = stage({"pii": {"mode": mode, "max_scan_bytes": 10_000}})
+    req = request("1 " * 6000 + "a@x.io")
+    ctx = CallContext(req)
+
+    async def nxt(c: CallContext) -> Result:
+        return ChatResponse(id="r", model="m", parts=[TextPart("ok")])
+
+    if mode == "flag":
+        await guard(ctx, nxt)
+        assert ctx.response_headers["x-sluice-guard"] == "pii=flag:max_scan_bytes"
+        return
+    with pytest.raises(InputTooLargeError) as err:
+        await guard(ctx, nxt)
+    assert err.value.status == 413 and err.value.rule == "max_scan_bytes"
+    assert ctx.response_headers["x-sluice-guard"] == "pii=block:max_scan_bytes"

@@ -223,9 +223,22 @@ class GuardStage:
             await self._check_injection(plan, req, verdicts)
         masker = None
         pii = cfg.pii
-        if pii.mode != "off":
+        size = text_bytes(req) if pii.mode != "off" else 0
+        if size > pii.max_scan_bytes:
+            if pii.mode == "flag":
+                verdicts.add(Verdict("pii", "flag", rule="max_scan_bytes"))
+            else:
+                verdicts.add(Verdict("pii", "block", rule="max_scan_bytes"))
+                raise InputTooLargeError(
+                    f"the request has {size} bytes of text; personal data is checked in at "
+                    f"most {pii.max_scan_bytes}",
+                    code="input_too_large",
+                    rule="max_scan_bytes",
+                    guard="pii",
+                )
+        elif pii.mode != "off":
             entities = frozenset(pii.entities) if pii.entities is not None else None
-            big = text_bytes(req) > OFFLOAD_CHARS
+            big = size > OFFLOAD_CHARS
             if pii.mode == "mask":
                 masker = Masker(entities)
                 masked = (
