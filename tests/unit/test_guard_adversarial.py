@@ -270,3 +270,50 @@ async def test_pii_scan_is_bounded_per_request(mode: str) -> None:
         await guard(ctx, nxt)
     assert err.value.status == 413 and err.value.rule == "max_scan_bytes"
     assert ctx.response_headers["x-sluice-guard"] == "pii=block:max_scan_bytes"
+
+
+async def test_logprobs_of_held_text_never_go_out_before_its_check() -> None:
+    """Each delta's logprobs carry its tokens' text: sent with an earlier release, they
+    carried a secret the window was still holding past the block."""
+    guard = stage({"output": {"secrets": "block", "window_tokens": 8}})
+    words = [w + " " for w in ("alpha bravo charlie delta echo foxtrot golf " * 4).split()]
+    pieces = [*words, "key: sk-", "proj-AbCdEf", "0123456789xyz", "XYZ done"]
+
+    async def nxt(c: CallContext) -> Result:
+        async def gen() -> AsyncIterator[StreamEvent]:
+            yield StreamStart("r", "m")
+            for piece in pieces:
+                yield TextDelta(piece, logprobs=[{"token": piece, "logprob": -0.1}])
+            yield Finish("stop")
+
+        return gen()  # type: ignore[return-value]
+
+    events, err = await drain(await guard(CallContext(request("hi")), nxt))
+    assert isinstance(err, GuardBlockedError)
+    tokens = "".join(
+        str(lp["token"])
+        for e in events
+        if isinstance(e, TextDelta) and e.logprobs
+        for lp in e.logprobs
+    )
+    assert sent_text(events), "text before the window went out"
+    assert "sk-" not in tokens and "proj-" not in tokens
+    assert tokens == sent_text(events)  # each released delta's logprobs, no more
+
+
+async def test_masked_answer_pii_is_not_left_in_logprob_tokens() -> None:
+    guard = stage({"pii": {"output": "mask"}})
+    detail = {"content": [{"token": "bob@corp.example.com", "logprob": -0.1, "bytes": None}]}
+
+    async def nxt(c: CallContext) -> Result:
+        return ChatResponse(
+            id="r",
+            model="m",
+            parts=[TextPart("bob@corp.example.com")],
+            logprobs_detail=detail,
+        )
+
+    result = await guard(CallContext(request("hi")), nxt)
+    assert isinstance(result, ChatResponse)
+    assert result.parts == [TextPart("[email]")]
+    assert "bob@" not in json.dumps(result.logprobs_detail)

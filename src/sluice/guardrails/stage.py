@@ -455,11 +455,14 @@ class GuardStage:
                 arguments = masker.restore(part.arguments, json_string=True)
                 part = dataclasses.replace(part, arguments=arguments)
             parts.append(part)
+        detail = resp.logprobs_detail
         if cfg.pii.output != "off":
             rule = "+".join(sorted(masked_out)) or None
             outcome = "pass" if not masked_out else cfg.pii.output
             verdicts.add(Verdict("pii_output", outcome, rule=rule))
-        return dataclasses.replace(resp, parts=parts)
+            if masked_out and cfg.pii.output == "mask":
+                detail = None  # its tokens spell the values the text no longer shows
+        return dataclasses.replace(resp, parts=parts, logprobs_detail=detail)
 
 
 class _GuardedStream:
@@ -488,7 +491,11 @@ class _GuardedStream:
         self._pending = ""  # model text not yet sent
         self._context = ""  # the last sent model text, for checks across the cut
         self._answer: list[str] = []  # the whole model text (output guards at the end)
-        self._logprobs: list[dict[str, Any]] = []
+        # Each delta's logprobs (they carry its tokens' text) with the offset in the model
+        # text where that delta ends: they go out only once all of it has been released.
+        self._logprobs: list[tuple[int, list[dict[str, Any]]]] = []
+        self._received = 0  # model text received, characters
+        self._released = 0  # model text released, characters
         self._text = (
             StreamRestorer(masker, json_string=json_answer(ctx.request))
             if masker is not None
@@ -518,8 +525,9 @@ class _GuardedStream:
                 if isinstance(event, TextDelta):
                     self._pending += event.text
                     self._answer.append(event.text)
+                    self._received += len(event.text)
                     if event.logprobs:
-                        self._logprobs.extend(event.logprobs)
+                        self._logprobs.append((self._received, event.logprobs))
                     # Checked in steps, not per delta: a window check costs ~0.1 ms.
                     if len(self._pending) - self._hold >= self._step:
                         out = self._release(final=False)
@@ -626,6 +634,9 @@ class _GuardedStream:
         if cut == 0 and not final:
             return None
         seg, self._pending = pending[:cut], pending[cut:]
+        logprobs = self._released_logprobs(
+            cut, masked=bool(spans) and plan.cfg.pii.output == "mask"
+        )
         if self._hold:
             self._context = (self._context + seg)[-CONTEXT_CHARS:]
         if spans and plan.cfg.pii.output == "mask":
@@ -636,8 +647,16 @@ class _GuardedStream:
             seg = sanitize_html(seg)
         if not seg:
             return None
-        logprobs, self._logprobs = (self._logprobs or None), []
         return TextDelta(seg, logprobs=logprobs)
+
+    def _released_logprobs(self, cut: int, masked: bool) -> list[dict[str, Any]] | None:
+        """The logprobs of the deltas now wholly released; none where a value was masked
+        (their tokens spell it)."""
+        self._released += cut
+        out: list[dict[str, Any]] = []
+        while self._logprobs and self._logprobs[0][0] <= self._released:
+            out.extend(self._logprobs.pop(0)[1])
+        return None if masked or not out else out
 
     def _check(self, window: str, found: list[Span]) -> None:
         out = self._plan.cfg.output
