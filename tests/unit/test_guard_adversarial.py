@@ -317,3 +317,48 @@ async def test_masked_answer_pii_is_not_left_in_logprob_tokens() -> None:
     assert isinstance(result, ChatResponse)
     assert result.parts == [TextPart("[email]")]
     assert "bob@" not in json.dumps(result.logprobs_detail)
+
+
+async def test_a_secret_in_the_models_thinking_is_caught_in_json() -> None:
+    from sluice.types import ThinkingPart
+
+    guard = stage({"output": {"secrets": "block"}})
+
+    async def nxt(c: CallContext) -> Result:
+        parts = [ThinkingPart(f"the key is {KEY}", "sig"), TextPart("done")]
+        return ChatResponse(id="r", model="m", parts=parts)  # type: ignore[arg-type]
+
+    with pytest.raises(GuardBlockedError):
+        await guard(CallContext(request("hi")), nxt)
+
+
+async def test_a_secret_in_streamed_thinking_never_goes_out_and_order_is_kept() -> None:
+    from sluice.types import ThinkingDelta
+
+    guard = stage({"output": {"secrets": "block"}})
+
+    async def run(thinking: str) -> tuple[list[StreamEvent], BaseException | None]:
+        async def nxt(c: CallContext) -> Result:
+            async def gen() -> AsyncIterator[StreamEvent]:
+                yield StreamStart("r", "m")
+                for i in range(0, len(thinking), 6):
+                    yield ThinkingDelta(thinking[i : i + 6])
+                yield ThinkingDelta("", "sig")
+                yield TextDelta("the answer")
+                yield Finish("stop")
+
+            return gen()  # type: ignore[return-value]
+
+        return await drain(await guard(CallContext(request("hi")), nxt))
+
+    events, err = await run(f"let me recall: {KEY} is it")
+    assert isinstance(err, GuardBlockedError)
+    assert "sk-proj" not in "".join(e.thinking for e in events if isinstance(e, ThinkingDelta))
+    events, err = await run("plain reasoning here")
+    assert err is None
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.index("TextDelta") > max(i for i, k in enumerate(kinds) if k == "ThinkingDelta")
+    assert "".join(e.thinking for e in events if isinstance(e, ThinkingDelta)) == (
+        "plain reasoning here"
+    )
+    assert any(isinstance(e, ThinkingDelta) and e.signature == "sig" for e in events)

@@ -69,6 +69,8 @@ from sluice.types import (
     StreamEvent,
     TextDelta,
     TextPart,
+    ThinkingDelta,
+    ThinkingPart,
     ToolCallDelta,
     ToolCallPart,
     ToolResultPart,
@@ -420,7 +422,10 @@ class GuardStage:
         # Tool-call arguments reach the caller too: a key or the system prompt written into
         # them is as much a leak as in the text.
         args = "\n".join(p.arguments for p in resp.parts if isinstance(p, ToolCallPart))
-        self._judge(plan, f"{text}\n{args}" if args else text, leak, verdicts)
+        # ... and so does the model's thinking (Anthropic returns it).
+        thinking = "\n".join(p.thinking for p in resp.parts if isinstance(p, ThinkingPart))
+        extra = "\n".join(x for x in (args, thinking) if x)
+        self._judge(plan, f"{text}\n{extra}" if extra else text, leak, verdicts)
         if any("output" in phases for _, _, phases in plan.guards):
             call = GuardCall(
                 request=ctx.request,
@@ -506,6 +511,7 @@ class _GuardedStream:
         # call's end and are checked whole (arguments are only usable whole anyway).
         self._judge_args = plan.cfg.output.secrets != "off" or leak is not None
         self._held_args: dict[int, list[str]] = {}
+        self._thinking: list[ThinkingDelta] = []  # held like arguments, checked whole
         self._flagged: set[str] = set()
         self._pii_out: set[str] = set()
         self._gen = self._run()
@@ -522,6 +528,12 @@ class _GuardedStream:
     async def _run(self) -> AsyncGenerator[StreamEvent, None]:
         try:
             async for event in self._inner:
+                if self._thinking and not isinstance(event, ThinkingDelta | Flush):
+                    for held_thinking in self._release_thinking():
+                        yield held_thinking
+                if isinstance(event, ThinkingDelta) and self._judge_args:
+                    self._thinking.append(event)
+                    continue
                 if isinstance(event, TextDelta):
                     self._pending += event.text
                     self._answer.append(event.text)
@@ -553,6 +565,13 @@ class _GuardedStream:
         finally:
             await self._inner.aclose()
 
+    def _release_thinking(self) -> list[ThinkingDelta]:
+        """The thinking held so far, checked whole (raises on a block), in its order."""
+        held, self._thinking = self._thinking, []
+        text = "".join(e.thinking for e in held)
+        self._check(text, find(text) if self._plan.cfg.output.secrets != "off" else [])
+        return held
+
     def _tool_delta(self, event: ToolCallDelta) -> ToolCallDelta | None:
         """A tool call's argument fragment: held whole for the output checks, or restored
         as it comes (None: nothing to send yet)."""
@@ -566,9 +585,9 @@ class _GuardedStream:
         text = restorer.feed(event.arguments)
         return ToolCallDelta(event.index, text) if text else None
 
-    def _held_out(self) -> list[TextDelta | ToolCallDelta]:
+    def _held_out(self) -> list[TextDelta | ToolCallDelta | ThinkingDelta]:
         """Everything held back, checked and restored: before any event that is not a delta."""
-        out: list[TextDelta | ToolCallDelta] = []
+        out: list[TextDelta | ToolCallDelta | ThinkingDelta] = list(self._release_thinking())
         text = self._release(final=True)
         if text is not None:
             out.append(text)
