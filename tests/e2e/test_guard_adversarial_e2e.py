@@ -117,3 +117,79 @@ async def test_blocked_calls_leave_a_record_charge_nothing_and_logs_hold_no_valu
     for value in (EMAIL, "7946 0958", secret):
         assert value not in everything, value
     assert "prompt_injection" in dumped
+
+
+async def test_an_answer_blocked_by_an_output_check_keeps_its_upstream_cost(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """The provider was paid for the withheld answer: the call record must say so (and the
+    secret itself never reaches the record)."""
+    db = f"sqlite:///{tmp_path / 'records.db'}"
+    data = gateway_config(sim_url).model_dump()
+    data["observability"]["records"]["store_url"] = db
+    data["guardrails"] = {"output": {"secrets": "block"}}
+    runner, port = await server.start(SluiceConfig.model_validate(data))
+    secret = "sk-proj-Zq81xRtY0pLmN4vB7cK2wE9s"
+    client = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
+    try:
+        with pytest.raises(openai.BadRequestError) as err:
+            await client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": f"my key is {secret}"}],
+                extra_headers=ECHO,
+            )
+        assert err.value.code == "output_blocked"
+    finally:
+        await client.close()
+        await runner.cleanup()
+    store = RecordStore.open(db)
+    try:
+        records = [r.to_json() for r in store.query() if r.kind == "call"]
+    finally:
+        store.close()
+    assert len(records) == 1
+    assert float(records[0]["cost_usd"] or 0) > 0
+    assert secret not in json.dumps(records)
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+async def test_a_long_private_key_never_streams_out(start: Start, sdk: str) -> None:
+    """Real streaming: a 1.6 KB PEM key (longer than the 256-character window) echoed back
+    by the model; before the fix its body went out while its END line had not arrived."""
+    from anthropic import AsyncAnthropic
+
+    body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" * 30
+    pem = f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----"
+    url = await start({"output": {"secrets": "block"}})
+    got: list[str] = []
+    if sdk == "openai":
+        oai = AsyncOpenAI(base_url=url + "/v1", api_key="sk-test", max_retries=0)
+        try:
+            with pytest.raises(openai.APIError):
+                stream = await oai.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=[{"role": "user", "content": f"store {pem}"}],
+                    stream=True,
+                    extra_headers=ECHO,
+                )
+                async for chunk in stream:
+                    if chunk.choices:
+                        got.append(chunk.choices[0].delta.content or "")
+        finally:
+            await oai.close()
+    else:
+        ant = AsyncAnthropic(base_url=url, api_key="sk-test", max_retries=0)
+        try:
+            with pytest.raises(Exception) as err:
+                async with ant.messages.stream(
+                    model="claude-haiku",
+                    max_tokens=300,
+                    messages=[{"role": "user", "content": f"store {pem}"}],
+                    extra_headers=ECHO,
+                ) as events:
+                    async for text in events.text_stream:
+                        got.append(text)
+            assert "withheld" in str(err.value)
+        finally:
+            await ant.close()
+    assert "MIIEvQ" not in "".join(got)
