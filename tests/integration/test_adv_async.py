@@ -1,0 +1,159 @@
+"""Adversarial findings on files, batches, jobs and webhooks (h-adv-async), each a test
+that failed before its fix: real gateway and simulator over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.governance_rig import gateway
+from tests.integration.test_webhooks import Receiver, _config, _job, receiver
+
+pytestmark = pytest.mark.integration
+__all__ = ["receiver"]  # the fixture, imported for these tests
+
+
+async def _job_status(base: str, http: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
+    async with http.get(f"{base}/v1/sluice/jobs/{job_id}") as resp:
+        return dict(await resp.json())
+
+
+async def test_failing_webhooks_waiting_to_retry_do_not_hold_the_queue(
+    sim_url: str, receiver: Receiver
+) -> None:
+    """Two jobs whose receiver answers 500 wait a long backoff before their 2nd attempt.
+    With `queue.concurrency: 2`, that wait used to sleep inside the queue item, holding
+    both worker slots: a third job (no webhook) waited behind it for the whole backoff.
+    Now a retry is a delayed queue item, so the third job runs while the retries wait."""
+    receiver.statuses[:] = [500] * 10
+    data = _config(sim_url, backoff_base_s=3600.0, max_attempts=3).model_dump()
+    data["queue"]["concurrency"] = 2
+    from sluice.config import SluiceConfig
+
+    config = SluiceConfig.model_validate(data)
+    async with gateway(config) as (base, _), aiohttp.ClientSession() as http:
+        hooked = [await _job(base, http, receiver.url, "gpt-4o-mini") for _ in range(2)]
+        for _ in range(600):  # both first attempts made (and failed)
+            if len(receiver.seen) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert len(receiver.seen) == 2
+        body = {"request": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}}
+        async with http.post(f"{base}/v1/sluice/jobs", json=body) as resp:
+            third = (await resp.json())["id"]
+        status = ""
+        for _ in range(300):  # a condition: the backoff is an hour, so blocked means never
+            status = (await _job_status(base, http, third))["status"]
+            if status in ("succeeded", "failed"):
+                break
+            await asyncio.sleep(0.1)
+        assert status == "succeeded"
+        for job_id in hooked:
+            async with http.get(f"{base}/v1/sluice/jobs/{job_id}/deliveries") as resp:
+                log = (await resp.json())["data"]
+            assert [d["attempt"] for d in log] == [1]  # the 2nd waits its backoff
+
+
+def _forward_keyed(sim_url: str, tmp: str) -> Any:
+    from sluice.config import SluiceConfig
+    from tests.governance_rig import keyed_config
+
+    data = keyed_config(sim_url, f"sqlite:///{tmp}/keys.db").model_dump()
+    data["cache"]["exact"]["enabled"] = False
+    data["cache"]["semantic"]["enabled"] = False
+    data["limits"]["enabled"] = True
+    data["batch"].update(
+        {"models": {"gpt-4o-mini": "forward"}, "forward_poll_s": 0.1, "max_concurrency": 1}
+    )
+    return SluiceConfig.model_validate(data)
+
+
+def _lines(n: int, model: str = "gpt-4o-mini") -> bytes:
+    import orjson
+
+    return b"\n".join(
+        orjson.dumps(
+            {
+                "custom_id": f"f{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {
+                    "model": model,
+                    "messages": [{"role": "user", "content": f"forwarded question {i}"}],
+                    "max_tokens": 20,
+                },
+            }
+        )
+        for i in range(n)
+    )
+
+
+async def test_forward_mode_keeps_the_keys_model_allowlist(
+    sim_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key allowed only `gpt-4o` used to forward a `gpt-4o-mini` batch to the provider:
+    forward mode skipped the pipeline, and with it the allowlist. Now it is a 403."""
+    import openai
+
+    from tests.governance_rig import create_key, set_env
+
+    set_env(monkeypatch)
+    async with gateway(_forward_keyed(sim_url, str(tmp_path))) as (base, _app):
+        async with aiohttp.ClientSession() as http:
+            key = (await create_key(http, base, allowed_models=["gpt-4o"]))["key"]
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+        try:
+            upload = await client.files.create(file=("in.jsonl", _lines(3)), purpose="batch")
+            with pytest.raises(openai.PermissionDeniedError) as caught:
+                await client.batches.create(
+                    input_file_id=upload.id,
+                    endpoint="/v1/chat/completions",
+                    completion_window="24h",
+                )
+            assert caught.value.code == "model_not_allowed"
+            assert [b.id async for b in client.batches.list()] == []
+        finally:
+            await client.close()
+
+
+async def test_forward_mode_cannot_spend_past_a_budget(
+    sim_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forwarded items were never held to budgets (nor charged to the spend counters): a
+    key with a 150-token budget got all 12 items answered. A batch under a budget now runs
+    item by item through the pipeline (run mode), so items past it fail budget_exceeded."""
+    import openai
+    import orjson
+
+    from tests.governance_rig import create_key, set_env
+
+    set_env(monkeypatch)
+    async with gateway(_forward_keyed(sim_url, str(tmp_path))) as (base, _app):
+        async with aiohttp.ClientSession() as http:
+            key = (await create_key(http, base, budgets=[{"period": "total", "tokens": 150}]))[
+                "key"
+            ]
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+        try:
+            upload = await client.files.create(file=("in.jsonl", _lines(12)), purpose="batch")
+            made = await client.batches.create(
+                input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            done = made
+            for _ in range(600):
+                done = await client.batches.retrieve(made.id)
+                if done.status in ("completed", "failed", "expired", "cancelled"):
+                    break
+                await asyncio.sleep(0.1)
+            assert done.status == "completed" and done.request_counts is not None
+            assert 1 <= done.request_counts.completed < 12
+            assert done.error_file_id is not None
+            content = (await client.files.content(done.error_file_id)).content
+            errors = [orjson.loads(x) for x in content.splitlines()]
+            assert len(errors) == 12 - done.request_counts.completed
+            assert {e["response"]["body"]["error"]["code"] for e in errors} == {"budget_exceeded"}
+        finally:
+            await client.close()
