@@ -336,7 +336,9 @@ async def openai_create(request: web.Request) -> web.Response:
         raise file_not_found(file_id)
     if found.purpose != "batch":
         raise InvalidRequestError("the input file's purpose must be batch", param="input_file_id")
-    parsed = parse_openai(data, endpoint, cfg.batch.max_items)
+    # In a worker thread: a 100 MB file takes seconds to check, and the event loop
+    # answers every interactive call meanwhile.
+    parsed = await asyncio.to_thread(parse_openai, data, endpoint, cfg.batch.max_items)
     batch = await _create(
         request,
         identity,
@@ -438,11 +440,16 @@ async def anthropic_results(request: web.Request) -> web.StreamResponse:
     if batch.status not in ENDED:
         raise InvalidRequestError(f"batch {batch.id} is still processing; results are not ready")
     items = await request.app[STORE].items(batch.id)
-    lines = [
-        orjson.dumps(anthropic_line(custom_id, state, result))
-        for _idx, custom_id, state, result in items
-    ]
-    return web.Response(body=b"\n".join(lines) + b"\n", content_type="application/x-jsonl")
+
+    def encode() -> bytes:  # up to max_items results: off the event loop
+        lines = [
+            orjson.dumps(anthropic_line(custom_id, state, result))
+            for _idx, custom_id, state, result in items
+        ]
+        return b"\n".join(lines) + b"\n"
+
+    body = await asyncio.to_thread(encode)
+    return web.Response(body=body, content_type="application/x-jsonl")
 
 
 # --- wiring ---------------------------------------------------------------------------

@@ -103,7 +103,7 @@ async def create(request: web.Request) -> web.Response:
     except TimeoutError:
         raise RequestTimeoutError("the upload did not arrive in time") from None
     if purpose == "batch":
-        _check_jsonl(data)
+        await asyncio.to_thread(_check_jsonl, data)  # up to max_bytes: off the event loop
     obj = await store.create(tenant, filename, purpose, data)
     return _json(obj.to_openai())
 
