@@ -173,7 +173,7 @@ async def test_a_batch_file_is_checked_off_the_event_loop(
     import sluice.web.batches as web_batches
     from tests.conftest import gateway_config
 
-    real = web_batches.parse_openai
+    from sluice.batch.validate import parse_openai as real
     threads: list[bool] = []
 
     def spy(*args: Any) -> Any:
