@@ -174,6 +174,7 @@ async def test_a_batch_file_is_checked_off_the_event_loop(
     from tests.conftest import gateway_config
 
     from sluice.batch.validate import parse_openai as real
+
     threads: list[bool] = []
 
     def spy(*args: Any) -> Any:
@@ -192,3 +193,101 @@ async def test_a_batch_file_is_checked_off_the_event_loop(
         finally:
             await client.close()
     assert threads == [False]
+
+
+async def test_kill_9_during_webhook_retries_delivers_each_once(tmp_path: Any) -> None:
+    """A real `sluice serve` is killed with -9 while webhook deliveries are in flight
+    (the receiver failed the first attempt with 500 and holds the second open). A new
+    gateway on the same state finishes them: every job's webhook is accepted exactly once,
+    and the delivery log shows the attempts in order."""
+    import signal
+    from pathlib import Path
+
+    from aiohttp import web
+
+    from sluice.sim.config import SimConfig
+    from sluice.sim.server import running
+    from tests.integration.test_jobs_crash import _free_port, _serve
+
+    seen: dict[str, list[int]] = {}
+    accepted: dict[str, int] = {}
+    hold = asyncio.Event()
+    phase = {"after_kill": False}
+
+    async def hook(request: web.Request) -> web.StreamResponse:
+        import orjson
+
+        job_id = orjson.loads(await request.read())["data"]["id"]
+        tries = seen.setdefault(job_id, [])
+        tries.append(int(request.headers["x-sluice-delivery"].rsplit(".", 1)[1]))
+        if not phase["after_kill"]:
+            if len(tries) == 1:
+                return web.Response(status=500)
+            await hold.wait()  # held open until the gateway dies: its sender is gone
+            return web.Response(status=500)
+        accepted[job_id] = accepted.get(job_id, 0) + 1
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    hook_url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    root = Path(__file__).resolve().parents[2]
+    config = Path(tmp_path) / "sluice.yaml"
+    config.write_text(
+        (root / "src/sluice/default_config.yaml").read_text()
+        + "\nqueue:\n  lock_timeout_s: 3\n  poll_interval_s: 0.1\n"
+        + "jobs:\n  webhooks:\n    allowlist: ['127.0.0.1/32']\n    backoff_base_s: 0.2\n"
+        + "    timeout_s: 120\n    max_attempts: 5\n"
+    )
+    try:
+        async with running(SimConfig(port=0)) as sim, aiohttp.ClientSession() as http:
+            port = _free_port()
+            base = f"http://127.0.0.1:{port}"
+            first = await _serve(config, sim.url, port)
+            ids: list[str] = []
+            try:
+                for _ in range(3):
+                    body = {
+                        "request": {
+                            "model": "gpt-4o-mini",
+                            "messages": [{"role": "user", "content": "x"}],
+                        },
+                        "webhook_url": hook_url,
+                    }
+                    async with http.post(f"{base}/v1/sluice/jobs", json=body) as resp:
+                        assert resp.status == 202
+                        ids.append((await resp.json())["id"])
+                for _ in range(600):  # until every job's 2nd attempt is held open
+                    if all(len(seen.get(j, [])) >= 2 for j in ids):
+                        break
+                    await asyncio.sleep(0.1)
+                assert all(seen[j] == [1, 2] for j in ids), seen
+            finally:
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+            phase["after_kill"] = True
+            hold.set()
+            second = await _serve(config, sim.url, port)
+            try:
+                logs: dict[str, list[dict[str, Any]]] = {}
+                for _ in range(900):
+                    for j in ids:
+                        async with http.get(f"{base}/v1/sluice/jobs/{j}/deliveries") as resp:
+                            logs[j] = (await resp.json())["data"]
+                    if all(any(d["ok"] for d in log) for log in logs.values()):
+                        break
+                    await asyncio.sleep(0.1)
+            finally:
+                second.send_signal(signal.SIGTERM)
+                second.wait(timeout=60)
+    finally:
+        await runner.cleanup()
+    assert accepted == {j: 1 for j in ids}, accepted
+    for j in ids:
+        log = logs[j]
+        assert [d["ok"] for d in log] == [False, True], log  # the killed attempt: unlogged
+        assert [d["attempt"] for d in log] == [1, 2]
