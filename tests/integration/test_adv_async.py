@@ -291,3 +291,45 @@ async def test_kill_9_during_webhook_retries_delivers_each_once(tmp_path: Any) -
         log = logs[j]
         assert [d["ok"] for d in log] == [False, True], log  # the killed attempt: unlogged
         assert [d["attempt"] for d in log] == [1, 2]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_a_delayed_queue_item_waits_its_delay(backend: str, tmp_path: Any) -> None:
+    """`enqueue(delay_s=...)` (webhook retries): not picked before its time, on both
+    backends; an undelayed item behind it runs meanwhile."""
+    import contextlib
+
+    from sluice.queue import Job, Priority, build_queue
+    from tests.governance_rig import postgres_schema
+    from tests.integration.test_queue import settings
+
+    with contextlib.ExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path}/q.db"
+            if backend == "sqlite"
+            else stack.enter_context(postgres_schema())
+        )
+        queue = build_queue(settings(url))
+        await queue.start()
+        try:
+            await queue.enqueue("k", {"n": "later"}, Priority.JOB, delay_s=3600)
+            await queue.enqueue("k", {"n": "now"}, Priority.BATCH)
+            seen: list[str] = []
+            ran = asyncio.Event()
+
+            async def handle(job: Job) -> None:
+                seen.append(job.payload["n"])
+                ran.set()
+
+            worker = asyncio.create_task(queue.run({"k": handle}, concurrency=2))
+            await asyncio.wait_for(ran.wait(), 60)
+            ran.clear()
+            soon = await queue.enqueue("k", {"n": "soon"}, Priority.JOB, delay_s=0.3)
+            assert soon
+            await asyncio.wait_for(ran.wait(), 60)
+            queue.stop()
+            await asyncio.wait_for(worker, 60)
+            assert seen == ["now", "soon"]  # the hour-long delay is still waiting
+            assert sum((await queue.depth_by_priority()).values()) == 1
+        finally:
+            await queue.close()
