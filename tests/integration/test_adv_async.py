@@ -171,9 +171,8 @@ async def test_a_batch_file_is_checked_off_the_event_loop(
     import openai
 
     import sluice.web.batches as web_batches
-    from tests.conftest import gateway_config
-
     from sluice.batch.validate import parse_openai as real
+    from tests.conftest import gateway_config
 
     threads: list[bool] = []
 
