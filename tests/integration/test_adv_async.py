@@ -332,3 +332,43 @@ async def test_a_delayed_queue_item_waits_its_delay(backend: str, tmp_path: Any)
             assert sum((await queue.depth_by_priority()).values()) == 1
         finally:
             await queue.close()
+
+
+async def _raw_upload(base: str, disposition: str) -> tuple[int, Any]:
+    """A multipart upload written by hand (the SDKs never send these filenames)."""
+    import orjson
+
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        + f"--B\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+        + b'{"a": 1}\r\n--B--\r\n'
+    )
+    headers = {"content-type": "multipart/form-data; boundary=B"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/v1/files", data=body, headers=headers) as resp:
+            return resp.status, orjson.loads(await resp.read())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_control_characters_in_a_filename_are_not_a_500(sim_url: str, backend: str) -> None:
+    """`filename*=UTF-8''a%00b` decodes to a NUL, which PostgreSQL refuses in text: the
+    upload was a 500 (psycopg DataError) on the shared store. Control, format (U+202E)
+    and unpaired surrogate characters are now replaced in the stored name, on every store."""
+    import contextlib
+
+    from sluice.config import SluiceConfig
+    from tests.conftest import gateway_config
+    from tests.governance_rig import postgres_schema
+
+    with contextlib.ExitStack() as stack:
+        data = gateway_config(sim_url).model_dump()
+        if backend == "postgresql":
+            data["files"]["store_url"] = stack.enter_context(postgres_schema())
+        async with gateway(SluiceConfig.model_validate(data)) as (base, _app):
+            for encoded, stored in [
+                ("..%2F..%2Fa%00b%0Ac.jsonl", "../../a_b_c.jsonl"),
+                ("gpj.%E2%80%AEexe", "gpj._exe"),  # right-to-left override: a spoofed name
+            ]:
+                disposition = f"form-data; name=\"file\"; filename*=UTF-8''{encoded}"
+                status, body = await _raw_upload(base, disposition)
+                assert status == 200 and body["filename"] == stored, body
