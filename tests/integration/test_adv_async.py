@@ -344,9 +344,11 @@ async def _raw_upload(base: str, disposition: str) -> tuple[int, Any]:
         + b'{"a": 1}\r\n--B--\r\n'
     )
     headers = {"content-type": "multipart/form-data; boundary=B"}
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{base}/v1/files", data=body, headers=headers) as resp:
-            return resp.status, orjson.loads(await resp.read())
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{base}/v1/files", data=body, headers=headers) as resp,
+    ):
+        return resp.status, orjson.loads(await resp.read())
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
