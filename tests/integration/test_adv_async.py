@@ -374,3 +374,35 @@ async def test_control_characters_in_a_filename_are_not_a_500(sim_url: str, back
                 disposition = f"form-data; name=\"file\"; filename*=UTF-8''{encoded}"
                 status, body = await _raw_upload(base, disposition)
                 assert status == 200 and body["filename"] == stored, body
+
+
+async def test_a_nul_in_a_custom_id_is_a_line_error_not_a_500(sim_url: str) -> None:
+    """`"custom_id": "a\\u0000b"` decodes to a NUL, which PostgreSQL refuses in text: the
+    batch create was a 500 on the shared store. It is now that line's error."""
+    import openai
+    import orjson
+
+    from sluice.config import SluiceConfig
+    from tests.conftest import gateway_config
+    from tests.governance_rig import postgres_schema
+
+    with postgres_schema() as url:
+        data = gateway_config(sim_url).model_dump()
+        data["batch"]["store_url"] = url
+        async with gateway(SluiceConfig.model_validate(data)) as (base, _app):
+            client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="sk-none", max_retries=0)
+            try:
+                good = orjson.loads(_lines(1))
+                bad = {**good, "custom_id": "a\x00b"}
+                text = orjson.dumps(good) + b"\n" + orjson.dumps(bad)
+                upload = await client.files.create(file=("in.jsonl", text), purpose="batch")
+                made = await client.batches.create(
+                    input_file_id=upload.id,
+                    endpoint="/v1/chat/completions",
+                    completion_window="24h",
+                )
+                assert made.status == "failed" and made.errors is not None
+                assert made.errors.data is not None
+                assert [(e.line, e.param) for e in made.errors.data] == [(2, "custom_id")]
+            finally:
+                await client.close()
