@@ -406,3 +406,42 @@ async def test_a_nul_in_a_custom_id_is_a_line_error_not_a_500(sim_url: str) -> N
                 assert [(e.line, e.param) for e in made.errors.data] == [(2, "custom_id")]
             finally:
                 await client.close()
+
+
+async def test_a_nul_in_an_id_or_cursor_is_not_a_500_on_postgresql(sim_url: str) -> None:
+    """`%00` in an id or cursor reached PostgreSQL as a NUL in text: a 500 (DataError)
+    on every files, batches and jobs lookup. Now a 400 (URL) or 404 (a body's file id)."""
+    from sluice.config import SluiceConfig
+    from tests.conftest import gateway_config
+    from tests.governance_rig import postgres_schema
+
+    with postgres_schema() as url:
+        data = gateway_config(sim_url).model_dump()
+        for part in ("batch", "files", "jobs"):
+            data[part]["store_url"] = url
+        config = SluiceConfig.model_validate(data)
+        async with gateway(config) as (base, _app), aiohttp.ClientSession() as http:
+            for method, path in [
+                ("GET", "/v1/files/a%00b"),
+                ("GET", "/v1/files/a%00b/content"),
+                ("DELETE", "/v1/files/a%00b"),
+                ("GET", "/v1/files?after=a%00b"),
+                ("GET", "/v1/batches/a%00b"),
+                ("POST", "/v1/batches/a%00b/cancel"),
+                ("GET", "/v1/batches?after=a%00b"),
+                ("GET", "/v1/messages/batches/a%00b/results"),
+                ("GET", "/v1/messages/batches?after_id=a%00b"),
+                ("GET", "/v1/sluice/jobs/a%00b"),
+                ("GET", "/v1/sluice/jobs?status=a%00b"),
+            ]:
+                async with http.request(method, base + path) as resp:
+                    body = await resp.json()
+                    assert resp.status == 400, (path, body)
+                    assert "NUL" in str(body), body
+            batch = {
+                "input_file_id": "file-a\x00b",
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+            }
+            async with http.post(f"{base}/v1/batches", json=batch) as resp:
+                assert resp.status == 404, await resp.text()
