@@ -26,6 +26,7 @@ from sluice.edge.body import read_json
 from sluice.edge.protocol import EdgeRunner
 from sluice.errors import (
     InternalError,
+    InvalidRequestError,
     ModelNotFoundError,
     NotFoundError,
     ServiceUnavailableError,
@@ -479,6 +480,18 @@ async def _errors_as_json(
         return resp
 
 
+@web.middleware
+async def _no_nul_in_url(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """`%00` in a path or query decodes to a NUL, which PostgreSQL refuses in text: every
+    id lookup (`/v1/files/a%00b`, `/v1/batches?after=a%00b`, jobs...) was a 500 on a shared
+    store. No id or cursor Sluice makes holds one, so such a URL is a 400 here."""
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
+        raise InvalidRequestError("the URL contains a NUL character (%00)")
+    return await handler(request)
+
+
 _OPERATOR_PATHS = frozenset({"/metrics", ALERTS_ENDPOINT})
 
 
@@ -496,7 +509,7 @@ async def _operator_only(
 
 
 def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Application:
-    middlewares = [_errors_as_json]
+    middlewares = [_errors_as_json, _no_nul_in_url]
     if config.observability.metrics_auth:
         middlewares.append(_operator_only)
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=middlewares)
