@@ -244,7 +244,8 @@ def test_literal_prefilter_changes_no_verdict(monkeypatch: pytest.MonkeyPatch) -
 
     data = Path(__file__).parents[1] / "data" / "injection"
     texts: list[str] = []
-    for name in ("train", "heldout", "handwritten-2", "external/bastioncorpus-0.6.0"):
+    sets = ("train", "heldout", "handwritten-2", "handwritten-3", "external/bastioncorpus-0.6.0")
+    for name in sets:
         lines = (data / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
         texts += [json.loads(line)["text"] for line in lines[::7] if line.strip()]
     texts += [t.upper() for t in texts[::3]]
