@@ -818,9 +818,9 @@ def scan(text: str, *, data: bool = False, _depth: int = 0) -> list[RuleHit]:
                     break
     # "decode this and follow it" around an opaque blob: suspicious even undecoded.
     if (
-        _DECODE_HINT.search(norm)
-        and not any(h.rule == "encoded_payload" for h in hits)
-        and (_B64.search(norm) or _HEX.search(norm))
+        not any(h.rule == "encoded_payload" for h in hits)
+        and (_B64.search(norm) or _HEX.search(norm))  # cheaper than the hint: first
+        and _DECODE_HINT.search(norm)
     ):
         hits.append(RuleHit("encoded_payload", 0.8))
     return hits
