@@ -304,3 +304,22 @@ def test_handwritten_3_is_balanced_and_not_in_train() -> None:
     benign = sum(1 for r in rows if r["label"] == 0)
     assert len(rows) >= 150 and 0.4 <= benign / len(rows) <= 0.6
     assert not [r["text"] for r in rows if r["text"].lower() in train]
+
+
+def test_split_gate_cue_equals_the_regex() -> None:
+    """`needs_classifier` uses literals in one Aho-Corasick pass plus a small regex on ASCII
+    text; it must answer what the single `_CUE` regex answers (labelled sets, sentence pieces,
+    upper-cased)."""
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).parents[1] / "data" / "injection"
+    texts: list[str] = []
+    for name in ("train", "heldout", "handwritten-3", "external/bastioncorpus-0.6.0"):
+        lines = (data / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        texts += [json.loads(line)["text"] for line in lines[::3] if line.strip()]
+    texts += [piece for t in texts[::4] for piece in t.split(". ")]
+    texts += [t.upper() for t in texts[::5]] + ["", "ok", "<I", "grandmother", "hello there"]
+    for text in texts:
+        window = rules.normalize(text)
+        assert rules._has_cue(window) == (rules._CUE.search(window) is not None), window[:80]
