@@ -270,7 +270,12 @@ class GuardStage:
         cfg = plan.cfg.injection
         sources = set(cfg.sources)
         acheck = getattr(detector, "acheck", None) if cfg.model_check else None
-        check_async = getattr(detector, "check_async", None)
+        # `check_async` asks the detector's own model check, if it has one: only without.
+        check_async = (
+            getattr(detector, "check_async", None)
+            if getattr(detector, "model_check", None) is None
+            else None
+        )
         items = [
             (text, source, _digest(source, text))
             for text, source in request_texts(req, include_system="system" in sources)
