@@ -519,6 +519,7 @@ def route_explain(
     multiple=True,
     default=[
         "tests/data/injection/handwritten-2.jsonl",
+        "tests/data/injection/handwritten-3.jsonl",
         "tests/data/injection/external/bastioncorpus-0.6.0.jsonl",
     ],
     show_default=True,
@@ -535,12 +536,22 @@ def route_explain(
 )
 @click.option("--threshold", type=float, default=None, help="Classifier threshold to measure.")
 @click.option("--repeat", default=5, show_default=True, help="Latency passes over the texts.")
+@click.option(
+    "--baseline-weights",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="An earlier classifier.npz: score every set with it too (before/after in one run), "
+    "e.g. tests/data/injection/classifier-round1.npz.",
+)
+@click.option("--baseline-threshold", type=float, default=0.9, show_default=True)
 def injection_bench(
     data: str,
     external: tuple[str, ...],
     traffic: tuple[str, ...],
     threshold: float | None,
     repeat: int,
+    baseline_weights: str | None,
+    baseline_threshold: float,
 ) -> None:
     """Prompt-injection precision, recall, F1, FPR per layer, and per-call latency."""
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -549,7 +560,8 @@ def injection_bench(
     from sluice.embed import EmbedderUnavailableError
 
     try:
-        click.echo(run(data, list(external), list(traffic), threshold, repeat))
+        baseline = (baseline_weights, baseline_threshold) if baseline_weights else None
+        click.echo(run(data, list(external), list(traffic), threshold, repeat, baseline))
     except (OSError, ValueError, EmbedderUnavailableError) as exc:
         raise click.ClickException(str(exc)) from exc
 

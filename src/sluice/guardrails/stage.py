@@ -83,6 +83,9 @@ SEEN_TEXTS = 65_536  # injection verdicts remembered by text digest (~100 bytes 
 # A request with more text than this is scanned for PII in a worker thread: hostile text
 # costs the detector up to ~8 s per MB (BENCHMARKS.md), which must not stall the event loop.
 OFFLOAD_CHARS = 32_768
+# New text up to this size gets the injection rules inline (`check_async`); more goes to a
+# worker thread (the rules cost ~1 ms CPU per 2 KB, BENCHMARKS.md).
+INLINE_CHARS = 4_096
 CONTEXT_CHARS = 128  # sent text kept for checks across the cut (a leak's first words)
 CHECK_STEP_CHARS = 64  # a stream's window is checked each time this much text came
 PEM_BEGIN = "-----BEGIN"
@@ -287,6 +290,12 @@ class GuardStage:
         cfg = plan.cfg.injection
         sources = set(cfg.sources)
         acheck = getattr(detector, "acheck", None) if cfg.model_check else None
+        # `check_async` asks the detector's own model check, if it has one: only without.
+        check_async = (
+            getattr(detector, "check_async", None)
+            if getattr(detector, "model_check", None) is None
+            else None
+        )
         items = [
             (text, source, _digest(source, text))
             for text, source in request_texts(req, include_system="system" in sources)
@@ -308,6 +317,12 @@ class GuardStage:
         if todo and acheck is not None:
             for text, source, key in todo:
                 results[key] = await acheck(text, source=source, ask=self._ask, model=cfg.model)
+        elif todo and check_async is not None and sum(len(t) for t, _, _ in todo) <= INLINE_CHARS:
+            # Short new text: the rules inline (~0.1-1 ms CPU), the embedding (when the gate
+            # sends the text to the classifier) on the embedder's thread. A worker-thread hop
+            # for the rules alone cost ~1-3 ms p50 on a loaded machine (BENCHMARKS.md).
+            for text, source, key in todo:
+                results[key] = await check_async(text, source=source)
         elif todo:
             checked = await asyncio.to_thread(
                 lambda: [detector.check(text, source=source) for text, source, _ in todo]
