@@ -46,6 +46,14 @@ MAX_STORES_PER_SEARCH = 10
 MAX_NAME_CHARS = 256
 MAX_METADATA_KEYS = 16
 STALE_INGEST_S = 60.0
+# Ingest embeds a file's chunks this many at a time: the embedder runs one job at a time on
+# its own thread, so a 20 MB upload embedded in one call (~12k chunks) held every tenant's
+# query embedding behind it for minutes, and its activations (batch x heads x seq^2) ran to
+# tens of GB. Small batches bound the memory and let searches interleave.
+EMBED_BATCH = 32
+# Files ingested at once per gateway; the rest wait their turn (50k tiny files queue as
+# pending tasks instead of 50k concurrent reads + embeds).
+MAX_CONCURRENT_INGESTS = 4
 
 
 def new_id(prefix: str) -> str:
@@ -135,6 +143,7 @@ class RetrievalService:
         self._index_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._reranker: rerank_mod.Reranker | None = None
+        self._ingest_slots = asyncio.Semaphore(MAX_CONCURRENT_INGESTS)
 
     @property
     def embedder(self) -> Embedder:
@@ -328,6 +337,19 @@ class RetrievalService:
         task.add_done_callback(self._tasks.discard)
 
     async def _ingest(self, row: FileRow) -> None:
+        async with self._ingest_slots:
+            await self._ingest_one(row)
+
+    async def _embed_chunks(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 384), np.float32)
+        parts = [
+            await self.embedder.embed(texts[i : i + EMBED_BATCH])
+            for i in range(0, len(texts), EMBED_BATCH)
+        ]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    async def _ingest_one(self, row: FileRow) -> None:
         try:
             assert self.files is not None
             data = await self.files.content(row.tenant, row.file_id)
@@ -353,11 +375,7 @@ class RetrievalService:
                 )
                 for c in pieces
             ]
-            vectors = (
-                await self.embedder.embed([c.indexed_text for c in chunks])
-                if chunks
-                else np.zeros((0, 384), np.float32)
-            )
+            vectors = await self._embed_chunks([c.indexed_text for c in chunks])
             done = await self._run(self.db.finish_file, row, chunks, vectors, len(data))
             if not done:
                 log.info("vector store file %s removed during ingest", row.file_id)
