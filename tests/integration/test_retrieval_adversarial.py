@@ -109,3 +109,19 @@ async def test_ingest_embeds_in_bounded_batches_and_bounded_concurrency(
     finally:
         await svc.close()
         await files.close()
+
+
+def test_filter_value_lists_are_bounded() -> None:
+    from sluice.retrieval.filters import MAX_LIST_VALUES, FilterError, compile_filter
+
+    huge = {"type": "in", "key": "k", "value": [f"v{i}" for i in range(MAX_LIST_VALUES + 1)]}
+    try:
+        compile_filter(huge)
+    except FilterError as exc:
+        assert "at most" in str(exc)
+    else:
+        raise AssertionError("a 1001-value 'in' list was accepted")
+    ok = compile_filter({"type": "nin", "key": "k", "value": ["a", 1, True]})
+    assert ok is not None and not ok({"k": "a"}) and ok({"k": "b"}) and not ok({"k": 1})
+    member = compile_filter({"type": "in", "key": "k", "value": [2.5, "x"]})
+    assert member is not None and member({"k": 2.5}) and not member({"k": "y"})
