@@ -125,3 +125,43 @@ def test_filter_value_lists_are_bounded() -> None:
     assert ok is not None and not ok({"k": "a"}) and ok({"k": "b"}) and not ok({"k": 1})
     member = compile_filter({"type": "in", "key": "k", "value": [2.5, "x"]})
     assert member is not None and member({"k": 2.5}) and not member({"k": "y"})
+
+
+def _heavy_pdf(operators: int) -> bytes:
+    """A one-page PDF of ~14 KB whose content stream inflates to `operators` text-show
+    operators: pypdf spends about a minute of CPU on 200k of them."""
+    import zlib
+
+    body = zlib.compress(b"BT /F1 12 Tf " + b"(Hello world sentence.) Tj " * operators + b"ET")
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(body) + body + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = b"%PDF-1.4\n", []
+    for n, obj in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % n + obj + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    size = len(objs) + 1
+    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref)
+
+
+def test_pdf_extraction_is_bounded_and_runs_outside_the_gateway() -> None:
+    """A tiny PDF that costs a minute of parser CPU fails at the extraction budget (the
+    parser runs in a child process, killed at the deadline) instead of holding a gateway
+    thread and the GIL; a normal PDF still reads."""
+    import pytest
+
+    from sluice.retrieval.extract import ExtractError, extract_text
+
+    with pytest.raises(ExtractError, match="longer than"):
+        extract_text(_heavy_pdf(200_000), "slow.pdf", pdf_timeout_s=1.0)
+    assert extract_text(_heavy_pdf(3), "ok.pdf").count("Hello world sentence.") == 3
+    with pytest.raises(ExtractError, match="cannot read PDF"):
+        extract_text(b"%PDF-1.7\n1 0 obj << /Pages 9 0 R >>\ntrailer<<>>", "broken.pdf")
