@@ -6,6 +6,7 @@ gateway; a hostile filename cannot forge a source line in the grounded prompt.""
 from __future__ import annotations
 
 import asyncio
+import json
 import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -195,3 +196,44 @@ async def test_hostile_files_fail_alone(sim_url: str) -> None:
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
         )
         assert ok.choices
+
+
+def _small_window_config(sim_url: str, window: int) -> Any:
+    config = gateway_config(sim_url)
+    data = config.model_dump()
+    for dep in data["deployments"]:
+        if "gpt-4o-mini" in dep["serves"] or dep["model"] == "gpt-4o-mini":
+            dep["context_window"] = window
+    return type(config).model_validate(data)
+
+
+async def test_grounded_context_fits_the_models_window(sim_url: str) -> None:
+    """The retrieved context is cut to what the model's window leaves after the prompt and
+    max_tokens (lowest-ranked chunks dropped), instead of overflowing it into a rejection."""
+    doc = "\n\n".join(
+        f"## Part {i}\nThe harbour keeps {i} boats. Boat {i} sails on tuesdays with cargo {i}."
+        for i in range(300)
+    ).encode()
+    async with gateway(_small_window_config(sim_url, 900)) as (base, _app):
+        client = _oa(base)
+        fid = (await client.files.create(file=("harbour.md", doc), purpose="assistants")).id
+        vs = await client.vector_stores.create(
+            name="kb",
+            file_ids=[fid],
+            chunking_strategy={
+                "type": "static",
+                "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0},
+            },
+        )
+        await _settled(client, vs.id)
+        question = "Which boats sail on tuesdays with cargo? " * 20
+        raw = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": question}],
+            max_tokens=200,
+            extra_headers={"x-sluice-retrieval": vs.id, "x-sim-append": "[1]"},
+        )
+        sources = json.loads(raw.headers["x-sluice-retrieval-sources"])
+        assert sources  # some context still fits
+        usage = raw.parse().usage
+        assert usage is not None and usage.prompt_tokens + 200 <= 900
