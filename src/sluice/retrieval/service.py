@@ -338,6 +338,14 @@ class RetrievalService:
 
     async def _ingest(self, row: FileRow) -> None:
         async with self._ingest_slots:
+            # Cancelled, removed or re-added while it waited for a slot: nothing to do.
+            current = await self._run(self.db.get_file, row.tenant, row.store_id, row.file_id)
+            if (
+                current is None
+                or current.status != "in_progress"
+                or current.created_at != row.created_at
+            ):
+                return
             await self._ingest_one(row)
 
     async def _embed_chunks(self, texts: list[str]) -> np.ndarray:
