@@ -7,6 +7,8 @@ Real FileStore and SQLite store; a recording embedder (no model needed)."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +32,11 @@ class _RecordingEmbedder:
         self.sizes: list[int] = []
 
     async def embed(self, texts: list[str]) -> np.ndarray:
-        self.sizes.append(len(texts))
         await asyncio.sleep(0)
         return self.embed_sync(texts)
 
     def embed_sync(self, texts: list[str]) -> np.ndarray:
+        self.sizes.append(len(texts))
         out = np.zeros((len(texts), self.dim), np.float32)
         for i, text in enumerate(texts):
             for word in text.lower().split():
@@ -174,12 +176,12 @@ async def test_a_cancelled_batch_does_not_ingest_its_queued_files(tmp_path: Path
     url = f"sqlite:///{tmp_path / 'r.db'}"
     files = FileStore(url, tmp_path / "blobs")
     await files.start()
-    gate = asyncio.Event()
+    gate = threading.Event()
 
     class _Held(_RecordingEmbedder):
-        async def embed(self, texts: list[str]) -> np.ndarray:
-            await gate.wait()
-            return await super().embed(texts)
+        def embed_sync(self, texts: list[str]) -> np.ndarray:
+            gate.wait(30)
+            return super().embed_sync(texts)
 
     embedder = _Held()
     svc = RetrievalService(RetrievalConfig(rerank=False), files, lambda: embedder, url)
@@ -207,3 +209,68 @@ async def test_a_cancelled_batch_does_not_ingest_its_queued_files(tmp_path: Path
     finally:
         await svc.close()
         await files.close()
+
+
+async def test_a_search_never_queues_behind_another_tenants_ingest(tmp_path: Path) -> None:
+    """While one tenant's ingest is stuck inside an embedding batch, another tenant's search
+    (which embeds its query) still answers: ingest embeds on the service's own thread."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    files = FileStore(url, tmp_path / "blobs")
+    await files.start()
+    gate, busy = threading.Event(), threading.Event()
+
+    class _HeldIngest(_RecordingEmbedder):
+        """Like MiniLM: `embed` runs on the embedder's one thread. A batch of chunks (not a
+        one-text query) blocks until the test lets it go."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = ThreadPoolExecutor(1)
+
+        async def embed(self, texts: list[str]) -> np.ndarray:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.pool, self.embed_sync, texts)
+
+        def embed_sync(self, texts: list[str]) -> np.ndarray:
+            if len(texts) > 1:
+                busy.set()
+                gate.wait(60)
+            return super().embed_sync(texts)
+
+    embedder = _HeldIngest()
+    svc = RetrievalService(RetrievalConfig(rerank=False), files, lambda: embedder, url)
+    await svc.start()
+    try:
+        b = await svc.create_store("globex", {"name": "small"})
+        await svc._run(
+            svc.db.finish_file,
+            *await _ready_row(svc, files, "globex", b["id"]),
+        )
+        a = await svc.create_store("acme", {"name": "big"})
+        up = await files.create("acme", "big.txt", "assistants", b"Ships sail. " * 300)
+        await svc.add_file("acme", a["id"], {"file_id": up.id})
+        assert await asyncio.to_thread(busy.wait, 30)  # the ingest is inside a batch
+        found = await asyncio.wait_for(svc.search("globex", [b["id"]], "lighthouse"), 30)
+        assert found.results and not gate.is_set()
+    finally:
+        gate.set()
+        await svc.close()
+        await files.close()
+        embedder.pool.shutdown()
+
+
+async def _ready_row(
+    svc: RetrievalService, files: FileStore, tenant: str, store_id: str
+) -> tuple[object, ...]:
+    """A completed one-chunk file written straight to the store (no ingest task)."""
+    import time
+
+    from sluice.retrieval.store import FileRow
+
+    up = await files.create(tenant, "keeper.txt", "assistants", b"The lighthouse keeper.")
+    row = FileRow(store_id, up.id, tenant, "keeper.txt", "in_progress", None, {},
+                  {"type": "auto"}, None, 0, time.time())  # fmt: skip
+    await svc._run(svc.db.add_file, row)
+    text = "The lighthouse keeper."
+    chunk = IndexedChunk(f"{store_id}:{up.id}:0", up.id, "keeper.txt", 0, text, "", 5, {}, (text,))
+    return row, [chunk], _RecordingEmbedder().embed_sync([chunk.text]), len(b"x")

@@ -19,6 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,10 +47,10 @@ MAX_STORES_PER_SEARCH = 10
 MAX_NAME_CHARS = 256
 MAX_METADATA_KEYS = 16
 STALE_INGEST_S = 60.0
-# Ingest embeds a file's chunks this many at a time: the embedder runs one job at a time on
-# its own thread, so a 20 MB upload embedded in one call (~12k chunks) held every tenant's
-# query embedding behind it for minutes, and its activations (batch x heads x seq^2) ran to
-# tens of GB. Small batches bound the memory and let searches interleave.
+# Ingest embeds a file's chunks this many at a time, on the service's own ingest thread (not
+# the embedder's executor, which queries use): a 20 MB upload embedded in one call on the
+# shared executor (~12k chunks) held every tenant's query embedding behind it for minutes,
+# and its activations (batch x heads x seq^2) ran to tens of GB.
 EMBED_BATCH = 32
 # Files ingested at once per gateway; the rest wait their turn (50k tiny files queue as
 # pending tasks instead of 50k concurrent reads + embeds).
@@ -144,6 +145,7 @@ class RetrievalService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reranker: rerank_mod.Reranker | None = None
         self._ingest_slots = asyncio.Semaphore(MAX_CONCURRENT_INGESTS)
+        self._ingest_embed = ThreadPoolExecutor(1, thread_name_prefix="sluice-ingest-embed")
 
     @property
     def embedder(self) -> Embedder:
@@ -160,6 +162,7 @@ class RetrievalService:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._ingest_embed.shutdown(wait=False, cancel_futures=True)
         self.db.close()
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -351,8 +354,11 @@ class RetrievalService:
     async def _embed_chunks(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 384), np.float32)
+        loop, embedder = asyncio.get_running_loop(), self.embedder
         parts = [
-            await self.embedder.embed(texts[i : i + EMBED_BATCH])
+            await loop.run_in_executor(
+                self._ingest_embed, embedder.embed_sync, texts[i : i + EMBED_BATCH]
+            )
             for i in range(0, len(texts), EMBED_BATCH)
         ]
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
