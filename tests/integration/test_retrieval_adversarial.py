@@ -274,3 +274,26 @@ async def _ready_row(
     text = "The lighthouse keeper."
     chunk = IndexedChunk(f"{store_id}:{up.id}:0", up.id, "keeper.txt", 0, text, "", 5, {}, (text,))
     return row, [chunk], _RecordingEmbedder().embed_sync([chunk.text]), len(b"x")
+
+
+async def test_a_search_racing_a_delete_does_not_keep_the_deleted_index(tmp_path: Path) -> None:
+    """A search that passed the store check just before the store was deleted loads the
+    index after the delete: it must not cache it (20 delete-during-search rounds left 14
+    deleted stores' indexes in memory for good)."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    files = FileStore(url, tmp_path / "blobs")
+    await files.start()
+    embedder = _RecordingEmbedder()
+    svc = RetrievalService(RetrievalConfig(rerank=False), files, lambda: embedder, url)
+    await svc.start()
+    try:
+        store = await svc.create_store("acme", {"name": "kb"})
+        await svc.index_for(store["id"])
+        assert store["id"] in svc.indexes
+        await svc.delete_store("acme", store["id"])
+        index = await svc.index_for(store["id"])  # the racing search's load
+        assert index.chunks == []
+        assert store["id"] not in svc.indexes and store["id"] not in svc._index_locks
+    finally:
+        await svc.close()
+        await files.close()

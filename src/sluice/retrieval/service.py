@@ -277,6 +277,7 @@ class RetrievalService:
         if not await self._run(self.db.delete_store, tenant, store_id):
             raise _not_found("vector store", store_id)
         self.indexes.pop(store_id, None)
+        self._index_locks.pop(store_id, None)
         return {"id": store_id, "object": "vector_store.deleted", "deleted": True}
 
     # --- files ----------------------------------------------------------------------------
@@ -542,6 +543,10 @@ class RetrievalService:
         lock = self._index_locks.setdefault(store_id, asyncio.Lock())
         async with lock:
             version = await self._run(self.db.store_version, store_id)
+            if version is None:  # deleted (a search that raced the delete): cache nothing
+                self.indexes.pop(store_id, None)
+                self._index_locks.pop(store_id, None)
+                return CollectionIndex()
             index = self.indexes.get(store_id)
             if index is not None and index.version == version:
                 return index
