@@ -237,3 +237,26 @@ async def test_grounded_context_fits_the_models_window(sim_url: str) -> None:
         assert sources  # some context still fits
         usage = raw.parse().usage
         assert usage is not None and usage.prompt_tokens + 200 <= 900
+
+
+async def test_hostile_search_bodies_are_400s(sim_url: str) -> None:
+    async with gateway(gateway_config(sim_url)) as (base, _app), aiohttp.ClientSession() as http:
+        client = _oa(base)
+        vs = await client.vector_stores.create(name="kb")
+        deep: dict[str, Any] = {"type": "eq", "key": "k", "value": "v"}
+        for _ in range(50):
+            deep = {"type": "and", "filters": [deep]}
+        wide = {"type": "in", "key": "k", "value": list(range(5000))}
+        for filters in (deep, wide, {"type": "eq", "key": "k", "value": {"$gt": 1}}):
+            with pytest.raises(openai.BadRequestError):
+                await client.vector_stores.search(vs.id, query="x", filters=filters)  # type: ignore[arg-type]
+        raw = '{"query": "x", "filters": ' + "[" * 100_000 + "]" * 100_000 + "}"
+        async with http.post(
+            f"{base}/v1/vector_stores/{vs.id}/search",
+            data=raw,
+            headers={"content-type": "application/json"},
+        ) as resp:
+            assert resp.status == 400, await resp.text()
+        for bad in ({"query": "x", "max_num_results": 10_000}, {"query": ["a", 1]}, {"query": ""}):
+            async with http.post(f"{base}/v1/vector_stores/{vs.id}/search", json=bad) as resp:
+                assert resp.status == 400, (bad, await resp.text())
