@@ -7,15 +7,17 @@ submits the items once (a conditional write of the batch's provider state first,
 replicas never both submit), polls every `forward_poll_s`, asks the provider to cancel
 once when the caller cancels, and when the provider's batch has ended writes each
 item's one result (`BatchStore.finish`, as in run mode) and hands each to `record` (a call
-record at the provider's batch price, linked to the batch). Items the provider returned
-no line for end `errored`. The provider's expiry is the batch's expiry.
+record at the provider's batch price, linked to the batch, and the same charge settled
+into the spend ledger and budget counters). `finish` is a conditional write, so results
+mapped twice (a poll after a restart, two replicas) are recorded and charged once. Items
+the provider returned no line for end `errored`. The provider's expiry is the batch's expiry.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sluice.batch.model import Batch
@@ -25,7 +27,7 @@ from sluice.providers.batch_clients import BatchClient, BatchItem, BatchResult
 
 log = logging.getLogger("sluice.batch")
 
-Record = Callable[[Batch, int, BatchResult], None]
+Record = Callable[[Batch, int, BatchResult], Awaitable[None]]
 
 
 class Forwarder:
@@ -109,6 +111,6 @@ class Forwarder:
             else:
                 done = {"status_code": status, "request_id": f"{batch.id}-{idx}", "body": body}
                 if await self.store.finish(batch.id, idx, state, done):
-                    self.record(batch, idx, result)
+                    await self.record(batch, idx, result)  # once: only who wrote it
         # Items the provider said nothing about end errored (never silently missing).
         await self.store.settle_unfinished(batch.id, "errored", running_too=True)

@@ -28,6 +28,7 @@ from sluice.batch.model import (
     Status,
     identity_from_json,
 )
+from sluice.identity import Identity
 from sluice.state import engines, migrations
 from sluice.state.tables import batch_items as items_t
 from sluice.state.tables import batches as batches_t
@@ -113,6 +114,16 @@ class BatchStore:
     async def get_any(self, batch_id: str) -> Batch | None:
         """A batch whatever its tenant (the runner and operators only)."""
         return await asyncio.to_thread(self._get, None, batch_id, None)
+
+    async def creator(self, batch_id: str) -> Identity | None:
+        """Who made the batch, as resolved then (forwarded items are charged to it)."""
+        return await asyncio.to_thread(self._creator, batch_id)
+
+    def _creator(self, batch_id: str) -> Identity | None:
+        stmt = select(batches_t.c.identity).where(batches_t.c.id == batch_id)
+        with self.engine.connect() as conn:
+            found = conn.execute(stmt).scalar_one_or_none()
+        return None if found is None else identity_from_json(found)
 
     async def page(
         self, tenant: str, wire: str, limit: int, after: str | None

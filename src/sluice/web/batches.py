@@ -184,30 +184,65 @@ def forward_target(
     }
 
 
-def forward_recorder(gateway: Gateway) -> Any:
-    """A forwarded item's call record, at the provider's batch price (`batch_discount`)."""
+def forward_recorder(gateway: Gateway, store: BatchStore) -> Any:
+    """A forwarded item's charge, at the provider's batch price (`batch_discount`): its call
+    record, and the same cost settled through the limits stage (`GovernanceStage.charge`)
+    — a spend-ledger row attributed to the batch's creator (tenant, key, team, user) and
+    the budget counters that apply to the key now. Run mode and interactive calls reach
+    both through the pipeline; a forwarded item skips it, so it is charged here."""
+    creators: dict[str, Identity | None] = {}
 
-    def record(batch: Batch, idx: int, result: BatchResult) -> None:
+    async def creator(batch_id: str) -> Identity | None:
+        if batch_id not in creators:
+            if len(creators) > 1000:  # one entry per batch being collected: bounded
+                creators.clear()
+            creators[batch_id] = await store.creator(batch_id)
+        return creators[batch_id]
+
+    async def record(batch: Batch, idx: int, result: BatchResult) -> None:
         state = batch.provider or {}
         usage = result.usage or Usage()
         price = gateway.settle.price_of(str(state.get("deployment")))
+        cost = compute_cost(usage, price, batch=True)
+        made_by = await creator(batch.id) or Identity.anonymous()
+        request_id = f"{batch.id}-{idx}"
+        model = str(state.get("model", ""))
+        deployment = state.get("deployment")
         rec = CallRecord(
-            request_id=f"{batch.id}-{idx}",
+            request_id=request_id,
             parent_request_id=batch.id,
             tenant=batch.tenant,
-            model_requested=str(state.get("model", "")),
-            deployment=state.get("deployment"),
+            key_id=made_by.key_id,
+            user_id=made_by.user,
+            model_requested=model,
+            deployment=deployment,
             provider=state.get("provider"),
             upstream_model=state.get("upstream_model"),
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cache_read_tokens=usage.cache_read_tokens,
             cache_write_tokens=usage.cache_write_tokens,
-            cost_usd=compute_cost(usage, price, batch=True),
+            cost_usd=cost,
             usage_source="provider",
             status=200 if result.ok else result.status_code or 500,
         )
         gateway.recorder.sink.emit(storable(rec))
+        if gateway.limits is None:
+            return
+        try:  # the key's budgets as they are now; revoked meanwhile: still its spend
+            charged = await identity_of(gateway, made_by.key_id)
+        except SluiceError:
+            charged = made_by
+        if charged.tenant != batch.tenant:  # never another tenant's counters
+            charged = made_by
+        await gateway.limits.charge(
+            charged,
+            request_id=request_id,
+            model=model,
+            deployment=None if deployment is None else str(deployment),
+            usage=usage,
+            cost_usd=cost,
+        )
 
     return record
 
@@ -469,7 +504,7 @@ def _runner(gateway: Gateway, store: BatchStore, queue: Queue) -> BatchRunner:
         cfg,
         share_of(gateway),
         BatchMetrics(gateway.recorder.metrics.registry),
-        Forwarder(store, make_client, forward_recorder(gateway), cfg.forward_poll_s),
+        Forwarder(store, make_client, forward_recorder(gateway, store), cfg.forward_poll_s),
     )
 
 
