@@ -184,27 +184,41 @@ def forward_target(
     }
 
 
+_WHO_TTL_S = 1.0
+
+
 def forward_recorder(gateway: Gateway, store: BatchStore) -> Any:
     """A forwarded item's charge, at the provider's batch price (`batch_discount`): its call
     record, and the same cost settled through the limits stage (`GovernanceStage.charge`)
     — a spend-ledger row attributed to the batch's creator (tenant, key, team, user) and
     the budget counters that apply to the key now. Run mode and interactive calls reach
     both through the pipeline; a forwarded item skips it, so it is charged here."""
-    creators: dict[str, Identity | None] = {}
+    # Per batch being collected: (read at, its creator, the creator's key as it is now) —
+    # one store read each per batch and second, not per item.
+    who: dict[str, tuple[float, Identity, Identity]] = {}
 
-    async def creator(batch_id: str) -> Identity | None:
-        if batch_id not in creators:
-            if len(creators) > 1000:  # one entry per batch being collected: bounded
-                creators.clear()
-            creators[batch_id] = await store.creator(batch_id)
-        return creators[batch_id]
+    async def identities(batch_id: str) -> tuple[Identity, Identity]:
+        now = time.monotonic()
+        found = who.get(batch_id)
+        if found is None or now - found[0] > _WHO_TTL_S:
+            if len(who) > 1000:  # bounded: entries of batches collected long ago go
+                who.clear()
+            made_by = await store.creator(batch_id) or Identity.anonymous()
+            try:  # the key's budgets as they are now; revoked meanwhile: still its spend
+                charged = await identity_of(gateway, made_by.key_id)
+            except SluiceError:
+                charged = made_by
+            if charged.tenant != made_by.tenant:  # never another tenant's counters
+                charged = made_by
+            found = who[batch_id] = (now, made_by, charged)
+        return found[1], found[2]
 
     async def record(batch: Batch, idx: int, result: BatchResult) -> None:
         state = batch.provider or {}
         usage = result.usage or Usage()
         price = gateway.settle.price_of(str(state.get("deployment")))
         cost = compute_cost(usage, price, batch=True)
-        made_by = await creator(batch.id) or Identity.anonymous()
+        made_by, charged = await identities(batch.id)
         request_id = f"{batch.id}-{idx}"
         model = str(state.get("model", ""))
         deployment = state.get("deployment")
@@ -229,12 +243,6 @@ def forward_recorder(gateway: Gateway, store: BatchStore) -> Any:
         gateway.recorder.sink.emit(storable(rec))
         if gateway.limits is None:
             return
-        try:  # the key's budgets as they are now; revoked meanwhile: still its spend
-            charged = await identity_of(gateway, made_by.key_id)
-        except SluiceError:
-            charged = made_by
-        if charged.tenant != batch.tenant:  # never another tenant's counters
-            charged = made_by
         await gateway.limits.charge(
             charged,
             request_id=request_id,
