@@ -295,6 +295,8 @@ class GovernanceStage:
             )
         who = Who.of(identity, meta)
         tokens = usage.total_tokens
+        if cost_usd is None:  # no price for it: the model's list price rather than $0
+            cost_usd = compute_cost(usage, self._price_of_model(model))
         usd_nano = int(cost_usd * NANO) if cost_usd is not None else 0
         budgets = budget_checks(who, self.config, now, tokens, usd_nano)
         if not budgets:
