@@ -298,3 +298,46 @@ async def test_memory_counters_forget_idle_windows_and_past_periods() -> None:
     clock.now += 200  # windows empty, the day is over
     counters.sweep()
     assert len(counters) == 0
+
+
+async def test_charge_settles_a_call_that_skipped_the_stage() -> None:
+    """A forwarded batch item never passed admission: `charge` adds its real usage to the
+    counters of every budget that applies to the caller now (no reservation to replace),
+    to the tenant's as to the key's, and leaves other callers' counters alone."""
+    tokens = Budget(period="monthly", tokens=1000)
+    usd = Budget(period="daily", usd=1.0)
+    gov = stage(LimitsConfig(budgets=BudgetsConfig(tenants={"acme": [usd]})))
+    who = Identity(tenant="acme", key_id="k1", budgets=(tokens,))
+    for n in range(3):
+        await gov.charge(
+            who,
+            request_id=f"b-{n}",
+            model="big",
+            deployment="d",
+            usage=Usage(10, 5),
+            cost_usd=Decimal("0.00002"),
+        )
+    usage = await gov.usage(who)
+    spent = {(b["scope"], b["unit"]): (b["spent"], b["reserved"]) for b in usage["budgets"]}
+    assert spent == {("key:k1", "tokens"): (45, 0), ("tenant:acme", "usd"): (0.00006, 0)}
+    other = await gov.usage(Identity(tenant="other", key_id="k2", budgets=(tokens,)))
+    assert [b["spent"] for b in other["budgets"]] == [0]
+    # No budget at all: nothing to count (and no error).
+    await gov.charge(
+        Identity(tenant="free"),
+        request_id="b-9",
+        model="big",
+        deployment=None,
+        usage=Usage(1, 1),
+        cost_usd=None,
+    )
+
+
+async def test_charge_without_a_price_counts_the_models_list_price() -> None:
+    usd = Budget(period="daily", usd=1.0)
+    gov = stage(LimitsConfig(budgets=BudgetsConfig(tenants={"acme": [usd]})))
+    who = Identity(tenant="acme")
+    usage = Usage(1_000, 500)  # at PRICE ($1 / $2 per million): $0.002
+    await gov.charge(who, request_id="x", model="big", deployment=None, usage=usage, cost_usd=None)
+    spent = (await gov.usage(who))["budgets"][0]["spent"]
+    assert spent == pytest.approx(0.002)

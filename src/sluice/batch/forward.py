@@ -7,15 +7,18 @@ submits the items once (a conditional write of the batch's provider state first,
 replicas never both submit), polls every `forward_poll_s`, asks the provider to cancel
 once when the caller cancels, and when the provider's batch has ended writes each
 item's one result (`BatchStore.finish`, as in run mode) and hands each to `record` (a call
-record at the provider's batch price, linked to the batch). Items the provider returned
-no line for end `errored`. The provider's expiry is the batch's expiry.
+record at the provider's batch price, linked to the batch, and the same charge settled
+into the spend ledger and budget counters). `finish` is a conditional write, so results
+mapped twice (a poll after a restart, two replicas) are recorded and charged once. Items
+the provider returned no line for end `errored`. The provider's expiry is the batch's expiry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sluice.batch.model import Batch
@@ -25,7 +28,8 @@ from sluice.providers.batch_clients import BatchClient, BatchItem, BatchResult
 
 log = logging.getLogger("sluice.batch")
 
-Record = Callable[[Batch, int, BatchResult], None]
+_CLOSE_WAIT_S = 10.0
+Record = Callable[[Batch, int, BatchResult], Awaitable[None]]
 
 
 class Forwarder:
@@ -42,6 +46,7 @@ class Forwarder:
         self.record = record
         self.poll_s = poll_s
         self._polled: dict[str, float] = {}
+        self._items: set[asyncio.Future[None]] = set()
 
     def client_for(self, provider: str) -> BatchClient:
         client = self._clients.get(provider)
@@ -49,7 +54,14 @@ class Forwarder:
             client = self._clients[provider] = self.make_client(provider)
         return client
 
+    def _item_done(self, item: asyncio.Future[None]) -> None:
+        self._items.discard(item)
+        if not item.cancelled() and (exc := item.exception()) is not None:
+            log.error("a forwarded item's result or charge failed: %r", exc)
+
     async def close(self) -> None:
+        if self._items:  # items being written and charged finish first (see `_collect`)
+            await asyncio.wait(set(self._items), timeout=_CLOSE_WAIT_S)
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
@@ -90,6 +102,12 @@ class Forwarder:
         await self.store.set_provider(batch.id, {**state, "id": provider_id}, claimed)
         log.info("batch %s forwarded as %s", batch.id, provider_id)
 
+    async def _finish_and_record(
+        self, batch: Batch, idx: int, state: str, result: BatchResult, done: dict[str, Any]
+    ) -> None:
+        if await self.store.finish(batch.id, idx, state, done):
+            await self.record(batch, idx, result)  # once: only who wrote the result
+
     async def _collect(self, batch: Batch, provider_id: str, client: BatchClient) -> None:
         index = await self.store.index_of(batch.id)
         async for result in client.results(provider_id):
@@ -108,7 +126,14 @@ class Forwarder:
                 await self.store.finish(batch.id, idx, state, None)
             else:
                 done = {"status_code": status, "request_id": f"{batch.id}-{idx}", "body": body}
-                if await self.store.finish(batch.id, idx, state, done):
-                    self.record(batch, idx, result)
+                # Written and charged together: a stop cancelling the collection between
+                # the two would leave a delivered item never charged (mapped again later,
+                # its result is already written, so it would never be charged at all).
+                item = asyncio.ensure_future(
+                    self._finish_and_record(batch, idx, state, result, done)
+                )
+                self._items.add(item)
+                item.add_done_callback(self._item_done)
+                await asyncio.shield(item)
         # Items the provider said nothing about end errored (never silently missing).
         await self.store.settle_unfinished(batch.id, "errored", running_too=True)

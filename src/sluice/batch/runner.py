@@ -268,7 +268,7 @@ class BatchRunner:
             return  # another worker or replica is on it
         fields: dict[str, Any] = {}
         if batch.wire == "openai" and self.files is not None:
-            output, errors = await asyncio.to_thread(self._output_lines, batch.id)
+            output, errors = await self.store.in_thread(lambda: self._output_lines(batch.id))
             if output:
                 made = await self.files.create(
                     batch.tenant, f"{batch.id}_output.jsonl", "batch_output", output

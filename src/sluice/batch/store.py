@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
@@ -28,11 +28,25 @@ from sluice.batch.model import (
     Status,
     identity_from_json,
 )
+from sluice.identity import Identity
 from sluice.state import engines, migrations
 from sluice.state.tables import batch_items as items_t
 from sluice.state.tables import batches as batches_t
 
+T = TypeVar("T")
 MAX_ID_CHARS = 64
+_CLOSE_WAIT_S = 10.0
+
+
+def _forget(pending: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:
+    def done(future: asyncio.Future[Any]) -> None:
+        pending.discard(future)
+        if not future.cancelled():
+            future.exception()  # retrieved: a cancelled caller's error is not logged twice
+
+    return done
+
+
 _INSERT_CHUNK = 500
 
 
@@ -40,17 +54,36 @@ class BatchStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = engines.acquire(url)
+        self._threads: set[asyncio.Future[Any]] = set()
 
     async def start(self) -> None:
-        await asyncio.to_thread(migrations.upgrade, self.url, "batch")
+        await self._thread(migrations.upgrade, self.url, "batch")
 
     async def close(self) -> None:
+        """Release the engine once no store call is still running in a thread. A caller
+        cancelled mid-call (the runner's housekeeping, at shutdown) leaves its thread
+        running with a connection checked out; disposing of the engine under it left that
+        connection to be garbage-collected open (an unraisable ResourceWarning)."""
+        if self._threads:
+            await asyncio.wait(set(self._threads), timeout=_CLOSE_WAIT_S)
         await asyncio.to_thread(engines.release, self.engine)
+
+    async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a worker thread, tracked until the thread is done (a thread cannot
+        be cancelled: a cancelled caller stops waiting, `close` still waits for it)."""
+        future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        self._threads.add(future)
+        future.add_done_callback(_forget(self._threads))
+        return await asyncio.shield(future)
+
+    async def in_thread(self, fn: Callable[[], T]) -> T:
+        """Work on this store's engine done elsewhere (the runner's output files)."""
+        return await self._thread(fn)
 
     # --- batches ------------------------------------------------------------------------
 
     async def create(self, batch: Batch, identity: dict[str, Any], items: list[NewItem]) -> None:
-        await asyncio.to_thread(self._create, batch, identity, items)
+        await self._thread(self._create, batch, identity, items)
 
     def _create(self, batch: Batch, identity: dict[str, Any], items: list[NewItem]) -> None:
         row = {
@@ -95,7 +128,7 @@ class BatchStore:
     async def get(self, tenant: str, batch_id: str, wire: str) -> Batch | None:
         if len(batch_id) > MAX_ID_CHARS:
             return None
-        return await asyncio.to_thread(self._get, tenant, batch_id, wire)
+        return await self._thread(self._get, tenant, batch_id, wire)
 
     def _get(self, tenant: str | None, batch_id: str, wire: str | None) -> Batch | None:
         t = batches_t
@@ -112,12 +145,22 @@ class BatchStore:
 
     async def get_any(self, batch_id: str) -> Batch | None:
         """A batch whatever its tenant (the runner and operators only)."""
-        return await asyncio.to_thread(self._get, None, batch_id, None)
+        return await self._thread(self._get, None, batch_id, None)
+
+    async def creator(self, batch_id: str) -> Identity | None:
+        """Who made the batch, as resolved then (forwarded items are charged to it)."""
+        return await self._thread(self._creator, batch_id)
+
+    def _creator(self, batch_id: str) -> Identity | None:
+        stmt = select(batches_t.c.identity).where(batches_t.c.id == batch_id)
+        with self.engine.connect() as conn:
+            found = conn.execute(stmt).scalar_one_or_none()
+        return None if found is None else identity_from_json(found)
 
     async def page(
         self, tenant: str, wire: str, limit: int, after: str | None
     ) -> tuple[list[Batch], bool]:
-        return await asyncio.to_thread(self._list, tenant, wire, limit, after)
+        return await self._thread(self._list, tenant, wire, limit, after)
 
     def _list(
         self, tenant: str, wire: str, limit: int, after: str | None
@@ -143,7 +186,7 @@ class BatchStore:
 
     async def recent(self, limit: int = 20) -> list[Batch]:
         """The newest batches of every tenant (the dashboard)."""
-        return await asyncio.to_thread(self._recent, limit)
+        return await self._thread(self._recent, limit)
 
     def _recent(self, limit: int) -> list[Batch]:
         t = batches_t
@@ -160,7 +203,7 @@ class BatchStore:
     ) -> bool:
         """Move the batch from one of `old` to `new` (stamping `<new>_at`); False when it
         was not in `old` (another worker or replica got there first)."""
-        return await asyncio.to_thread(self._transition, batch_id, old, new, fields)
+        return await self._thread(self._transition, batch_id, old, new, fields)
 
     def _transition(
         self, batch_id: str, old: tuple[Status, ...], new: Status, fields: dict[str, Any]
@@ -180,7 +223,7 @@ class BatchStore:
 
     async def active(self) -> list[Batch]:
         """Batches the runner still has work for (in progress, cancelling, finalizing)."""
-        return await asyncio.to_thread(self._active)
+        return await self._thread(self._active)
 
     def _active(self) -> list[Batch]:
         t = batches_t
@@ -193,7 +236,7 @@ class BatchStore:
     ) -> bool:
         """Replace a forwarded batch's provider state if it is still `expect` (so two
         replicas never both submit it)."""
-        return await asyncio.to_thread(self._set_provider, batch_id, value, expect)
+        return await self._thread(self._set_provider, batch_id, value, expect)
 
     def _set_provider(
         self, batch_id: str, value: dict[str, Any], expect: dict[str, Any] | None
@@ -208,7 +251,7 @@ class BatchStore:
 
     async def start_all(self, batch_id: str) -> list[tuple[int, str, dict[str, Any]]]:
         """Every pending item, now `running` (forward mode hands them over at once)."""
-        return await asyncio.to_thread(self._start_all, batch_id)
+        return await self._thread(self._start_all, batch_id)
 
     def _start_all(self, batch_id: str) -> list[tuple[int, str, dict[str, Any]]]:
         i = items_t
@@ -227,7 +270,7 @@ class BatchStore:
 
     async def index_of(self, batch_id: str) -> dict[str, int]:
         """custom_id -> idx of a batch's items."""
-        return await asyncio.to_thread(self._index_of, batch_id)
+        return await self._thread(self._index_of, batch_id)
 
     def _index_of(self, batch_id: str) -> dict[str, int]:
         i = items_t
@@ -242,7 +285,7 @@ class BatchStore:
     async def take(self, batch_id: str, idx: int, lease_s: float) -> Claim | None:
         """Mark one item running for the worker the queue gave it to; None when it has its
         result already (a redelivery) or its batch no longer runs (cancelled, expired)."""
-        return await asyncio.to_thread(self._take, batch_id, idx, lease_s)
+        return await self._thread(self._take, batch_id, idx, lease_s)
 
     def _take(self, batch_id: str, idx: int, lease_s: float) -> Claim | None:
         i, b = items_t, batches_t
@@ -274,7 +317,7 @@ class BatchStore:
 
     async def unfinished(self, batch_id: str) -> list[int]:
         """The items of a batch without a result (re-enqueued at start, deduplicated)."""
-        return await asyncio.to_thread(self._unfinished, batch_id)
+        return await self._thread(self._unfinished, batch_id)
 
     def _unfinished(self, batch_id: str) -> list[int]:
         i = items_t
@@ -290,7 +333,7 @@ class BatchStore:
         self, batch_id: str, idx: int, state: str, result: dict[str, Any] | None
     ) -> bool:
         """Write an item's one result; False when it already has one."""
-        return await asyncio.to_thread(self._finish, batch_id, idx, state, result)
+        return await self._thread(self._finish, batch_id, idx, state, result)
 
     def _finish(self, batch_id: str, idx: int, state: str, result: dict[str, Any] | None) -> bool:
         i = items_t
@@ -309,7 +352,7 @@ class BatchStore:
 
     async def release(self, batch_id: str, idx: int) -> None:
         """Give a claimed item back unrun (shutdown): another worker takes it at once."""
-        await asyncio.to_thread(self._release, batch_id, idx)
+        await self._thread(self._release, batch_id, idx)
 
     def _release(self, batch_id: str, idx: int) -> None:
         i = items_t
@@ -322,7 +365,7 @@ class BatchStore:
 
     async def settle_unfinished(self, batch_id: str, state: str, running_too: bool) -> int:
         """Mark the items not yet run (and the running ones, if `running_too`) `state`."""
-        return await asyncio.to_thread(self._settle_unfinished, batch_id, state, running_too)
+        return await self._thread(self._settle_unfinished, batch_id, state, running_too)
 
     def _settle_unfinished(self, batch_id: str, state: str, running_too: bool) -> int:
         i = items_t
@@ -348,11 +391,11 @@ class BatchStore:
                 yield idx, custom_id, state, None if result is None else orjson.loads(result)
 
     async def items(self, batch_id: str) -> list[tuple[int, str, str, dict[str, Any] | None]]:
-        return await asyncio.to_thread(lambda: list(self.iter_items(batch_id)))
+        return await self._thread(lambda: list(self.iter_items(batch_id)))
 
     async def queue_stats(self) -> tuple[int, int, float | None]:
         """(pending items, running items, creation time of the oldest pending one's batch)."""
-        return await asyncio.to_thread(self._queue_stats)
+        return await self._thread(self._queue_stats)
 
     def _queue_stats(self) -> tuple[int, int, float | None]:
         i, b = items_t, batches_t

@@ -42,6 +42,7 @@ from sluice.governance.limits_config import LimitsConfig
 from sluice.governance.scopes import Who, budget_checks, rate_checks
 from sluice.governance.spec import Identity
 from sluice.observe.metrics import Metrics
+from sluice.observe.rows import bounded
 from sluice.pipeline.context import CallContext, Handler, Result
 from sluice.tokens import estimate_request_tokens
 from sluice.types import CallMeta, ChatResponse, Usage
@@ -255,6 +256,67 @@ class GovernanceStage:
                 label = f"{check.scope}:{check.unit}:{check.period}"
                 self.metrics.set_budget_utilisation(label, total / check.limit)
 
+    async def charge(
+        self,
+        identity: Identity,
+        *,
+        request_id: str,
+        model: str,
+        deployment: str | None,
+        usage: Usage,
+        cost_usd: Decimal | None,
+        meta: CallMeta | None = None,
+    ) -> None:
+        """Settle a call that did not pass through this stage: a forwarded batch item, run
+        by the provider's own batch API. It was admitted at no budget (a caller under a
+        budget runs its batches through the pipeline instead), so there is no reservation
+        to replace: the real usage goes to the spend ledger, as any call's, and to the
+        counters of the budgets that apply to the caller now (one given to the key while
+        the provider ran the batch counts it). Token rate limits are per minute of
+        admission and are left alone. Call it once per item (the caller makes sure)."""
+        meta = meta or CallMeta(request_id=request_id)
+        now = self._clock()
+        if self.ledger is not None:
+            self.ledger.add(
+                LedgerRow(
+                    ts=now,
+                    request_id=bounded(request_id, 128),
+                    tenant=bounded(identity.tenant),
+                    key_id=identity.key_id,
+                    team=_bounded_or_none(identity.team),
+                    user_id=_bounded_or_none(meta.user or identity.user),
+                    feature=_bounded_or_none(meta.feature),
+                    model=bounded(model),
+                    deployment=deployment,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cost_usd=cost_usd,
+                )
+            )
+        who = Who.of(identity, meta)
+        tokens = usage.total_tokens
+        if cost_usd is None:  # no price for it: the model's list price rather than $0
+            cost_usd = compute_cost(usage, self._price_of_model(model))
+        usd_nano = int(cost_usd * NANO) if cost_usd is not None else 0
+        budgets = budget_checks(who, self.config, now, tokens, usd_nano)
+        if not budgets:
+            return
+        settlement = Settlement(
+            rate_costs=[],
+            budget_amounts=[
+                (b.key, usd_nano if b.unit == "usd" else tokens, b.resets_at) for b in budgets
+            ],
+        )
+        try:  # a fresh ticket: nothing reserved, the amounts are added to what was spent
+            spent = await self.backend.settle(uuid.uuid4().hex, settlement)
+        except CounterBackendError as exc:
+            self._backend_error("settle", exc)  # the ledger row still records it
+            return
+        if self.metrics is not None:
+            for check, total in zip(budgets, spent, strict=False):
+                label = f"{check.scope}:{check.unit}:{check.period}"
+                self.metrics.set_budget_utilisation(label, total / check.limit)
+
     # --- usage ------------------------------------------------------------------------------
 
     async def usage(self, identity: Identity, meta: CallMeta | None = None) -> dict[str, Any]:
@@ -340,6 +402,10 @@ def format_duration(seconds: float) -> str:
         return f"{seconds:.3g}s"
     minutes, rest = divmod(seconds, 60)
     return f"{int(minutes)}m{int(rest)}s"
+
+
+def _bounded_or_none(text: str | None) -> str | None:
+    return None if text is None else bounded(text)
 
 
 def _value(amount: int, unit: str) -> float | int:

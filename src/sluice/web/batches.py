@@ -184,30 +184,73 @@ def forward_target(
     }
 
 
-def forward_recorder(gateway: Gateway) -> Any:
-    """A forwarded item's call record, at the provider's batch price (`batch_discount`)."""
+_WHO_TTL_S = 1.0
 
-    def record(batch: Batch, idx: int, result: BatchResult) -> None:
+
+def forward_recorder(gateway: Gateway, store: BatchStore) -> Any:
+    """A forwarded item's charge, at the provider's batch price (`batch_discount`): its call
+    record, and the same cost settled through the limits stage (`GovernanceStage.charge`)
+    — a spend-ledger row attributed to the batch's creator (tenant, key, team, user) and
+    the budget counters that apply to the key now. Run mode and interactive calls reach
+    both through the pipeline; a forwarded item skips it, so it is charged here."""
+    # Per batch being collected: (read at, its creator, the creator's key as it is now) —
+    # one store read each per batch and second, not per item.
+    who: dict[str, tuple[float, Identity, Identity]] = {}
+
+    async def identities(batch_id: str) -> tuple[Identity, Identity]:
+        now = time.monotonic()
+        found = who.get(batch_id)
+        if found is None or now - found[0] > _WHO_TTL_S:
+            if len(who) > 1000:  # bounded: entries of batches collected long ago go
+                who.clear()
+            made_by = await store.creator(batch_id) or Identity.anonymous()
+            try:  # the key's budgets as they are now; revoked meanwhile: still its spend
+                charged = await identity_of(gateway, made_by.key_id)
+            except SluiceError:
+                charged = made_by
+            if charged.tenant != made_by.tenant:  # never another tenant's counters
+                charged = made_by
+            found = who[batch_id] = (now, made_by, charged)
+        return found[1], found[2]
+
+    async def record(batch: Batch, idx: int, result: BatchResult) -> None:
         state = batch.provider or {}
         usage = result.usage or Usage()
         price = gateway.settle.price_of(str(state.get("deployment")))
+        cost = compute_cost(usage, price, batch=True)
+        made_by, charged = await identities(batch.id)
+        request_id = f"{batch.id}-{idx}"
+        model = str(state.get("model", ""))
+        deployment = state.get("deployment")
         rec = CallRecord(
-            request_id=f"{batch.id}-{idx}",
+            request_id=request_id,
             parent_request_id=batch.id,
             tenant=batch.tenant,
-            model_requested=str(state.get("model", "")),
-            deployment=state.get("deployment"),
+            key_id=made_by.key_id,
+            user_id=made_by.user,
+            model_requested=model,
+            deployment=deployment,
             provider=state.get("provider"),
             upstream_model=state.get("upstream_model"),
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cache_read_tokens=usage.cache_read_tokens,
             cache_write_tokens=usage.cache_write_tokens,
-            cost_usd=compute_cost(usage, price, batch=True),
+            cost_usd=cost,
             usage_source="provider",
             status=200 if result.ok else result.status_code or 500,
         )
         gateway.recorder.sink.emit(storable(rec))
+        if gateway.limits is None:
+            return
+        await gateway.limits.charge(
+            charged,
+            request_id=request_id,
+            model=model,
+            deployment=None if deployment is None else str(deployment),
+            usage=usage,
+            cost_usd=cost,
+        )
 
     return record
 
@@ -469,7 +512,7 @@ def _runner(gateway: Gateway, store: BatchStore, queue: Queue) -> BatchRunner:
         cfg,
         share_of(gateway),
         BatchMetrics(gateway.recorder.metrics.registry),
-        Forwarder(store, make_client, forward_recorder(gateway), cfg.forward_poll_s),
+        Forwarder(store, make_client, forward_recorder(gateway, store), cfg.forward_poll_s),
     )
 
 
