@@ -238,3 +238,38 @@ async def test_grounded_calls_leave_retrieval_on_their_record(sim_url: str, tmp_
     plain_record = got["plain"]
     assert plain_record.retrieval_tokens is None and plain_record.grounded is None
     assert plain_record.retrieval_sources is None and plain_record.retrieval_cost_usd is None
+
+
+async def test_a_grounded_stream_the_client_drops_is_recorded_as_cut(
+    sim_url: str, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'records.db'}"
+    data = gateway_config(sim_url).model_dump()
+    data["observability"]["records"]["store_url"] = db
+    async with gateway(SluiceConfig.model_validate(data)) as (base, _app):
+        client = _oa(base)
+        vs_id, _ = await _store(client)
+        raw = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "How are dead tuples cleaned up?"}],
+            stream=True,
+            extra_headers={
+                "x-sluice-retrieval": vs_id,
+                "x-sim-output-tokens": "400",
+                "x-sim-tps": "20",
+            },
+        )
+        stream = raw.parse()
+        async for _chunk in stream:  # type: ignore[union-attr]
+            break  # the client goes away after the first chunk
+        await stream.close()  # type: ignore[union-attr]
+        rid = raw.headers["x-sluice-request-id"]
+        tokens = int(raw.headers["x-sluice-retrieval-tokens"])
+    store = RecordStore.open(db)
+    try:
+        record = next(r for r in store.query() if r.request_id == rid)
+    finally:
+        store.close()
+    assert record.grounded == "cut"
+    assert record.retrieval_tokens == tokens > 20
+    assert record.usage_source == "estimated"  # the stream was charged for what it delivered
