@@ -21,8 +21,8 @@ from sluice.retrieval.grounding import (
 )
 from sluice.retrieval.index import CollectionIndex, IndexedChunk, fuse
 from sluice.retrieval.rerank import Reranker
-from sluice.retrieval.stage import grounded_label
 from sluice.retrieval.service import SearchResult
+from sluice.retrieval.stage import grounded_label
 from sluice.tokens import count_text
 
 DOC = """# Guide
