@@ -1,15 +1,18 @@
 """Pick a reranker checkpoint on the DEV slice of the train modules (never on held-out).
 
     python -m sluice.retrieval.training.dev tests/data/retrieval build/reranker2/weights-*.npz
+    SPLIT=heldout python -m sluice.retrieval.training.dev tests/data/retrieval CHOSEN.npz  # once
 
 Each checkpoint is exported to int8 ONNX (`cache.semantic.training.export`) beside its weights
 and scored on the dev questions (`groups.is_dev`: train-split modules the training groups left
 out): document-level nDCG@10 of hybrid RRF, hybrid + rerank (the shipped fusion) and the
-reranker's order alone. Held-out numbers come from `sluice bench retrieval`, once, at the end.
+reranker's order alone. Held-out numbers (`SPLIT=heldout`, or `sluice bench retrieval` with the
+model installed) are measured once, for the chosen checkpoint, at the end.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -27,10 +30,15 @@ def main(folder: Path, checkpoints: list[Path]) -> None:
     embedder = get_embedder()
     cache = folder.parent.parent.parent / "build" / "retrieval"
     index = build_index(docs, embedder, cache)
-    dev = [q for q in questions if is_dev(q.group)]
+    split = os.environ.get("SPLIT", "dev")
+    dev = [q for q in questions if (q.heldout if split == "heldout" else is_dev(q.group))]
     vectors = embed_all(embedder, [q.text for q in dev], cache)
     base = evaluate(index, dev, vectors, "hybrid").means()["nDCG@10"]
-    sys.stdout.write(f"dev: {len(dev)} questions; hybrid nDCG@10 {base}\n")
+    sparse = evaluate(index, dev, vectors, "bm25").means()["nDCG@10"]
+    dense = evaluate(index, dev, vectors, "dense").means()["nDCG@10"]
+    sys.stdout.write(
+        f"{split}: {len(dev)} questions; nDCG@10 BM25 {sparse} dense {dense} hybrid {base}\n"
+    )
     for weights in checkpoints:
         onnx = weights.with_suffix(".onnx")
         if not onnx.is_file():
