@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -34,6 +35,20 @@ def gateway_config(sim_url: str, **server: object) -> SluiceConfig:
     if server:
         config = config.model_copy(update={"server": config.server.model_copy(update=server)})
     return config
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_state_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A state_dir for what module- and session-scoped fixtures start (they run before the
+    per-test one below): without it they used ~/.local/share/sluice, shared by every
+    checkout on the machine — one branch's migration there broke another's test run."""
+    before = os.environ.get("SLUICE_STATE_DIR")
+    os.environ["SLUICE_STATE_DIR"] = str(tmp_path_factory.mktemp("session-state"))
+    yield
+    if before is None:
+        os.environ.pop("SLUICE_STATE_DIR", None)
+    else:
+        os.environ["SLUICE_STATE_DIR"] = before
 
 
 @pytest.fixture(autouse=True)

@@ -101,7 +101,13 @@ def serve(
             _serve_one(config, source, config_path, host, port, reuse_port=True, quiet=True)
 
         click.echo(f"Sluice: {count} workers on http://{host}:{port}", err=True)
-        sys.exit(run_workers(count, worker, stop_s))
+        from pathlib import Path
+
+        from sluice.state.paths import default_state_dir
+
+        state = Path(config.state_dir).expanduser() if config.state_dir else default_state_dir()
+        metrics_dir = state / "worker-metrics" / str(os.getpid())
+        sys.exit(run_workers(count, worker, stop_s, metrics_dir))
     _serve_one(config, source, config_path, host, port, reuse_port=False, quiet=False)
 
 
@@ -261,6 +267,14 @@ def bench() -> None:
     default=None,
     help="Upstream transport of the built-in config's providers (default: aiohttp).",
 )
+@click.option(
+    "--workers",
+    "workers",
+    default=None,
+    help="Compare `sluice serve --workers N` for these counts instead (e.g. 1,2): the same "
+    "closed loop at the highest --concurrency on each gateway in turn, --rounds times.",
+)
+@click.option("--rounds", default=3, show_default=True, help="Rounds of the --workers run.")
 def overhead(
     concurrency: str,
     count: int,
@@ -270,13 +284,62 @@ def overhead(
     records: str,
     config_path: str | None,
     transport: str | None,
+    workers: str | None,
+    rounds: int,
 ) -> None:
     """Added latency and throughput: direct to the simulator vs through the gateway."""
-    from sluice.bench.overhead import run
+    from sluice.bench.overhead import run, run_workers
 
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
     modes = {"both": [False, True], "json": [False], "stream": [True]}[mode]
+    if workers:
+        counts = sorted({int(w) for w in workers.split(",") if w.strip()})
+        click.echo(
+            run_workers(counts, rounds, max(levels), seconds, modes, loadgen, records == "on")
+        )
+        return
     click.echo(run(levels, count, seconds, modes, loadgen, records == "on", config_path, transport))
+
+
+@bench.command()
+@click.option("--minutes", default=30.0, show_default=True, help="How long to run.")
+@click.option("--rate", default=50.0, show_default=True, help="Requests per second (open loop).")
+@click.option("--workers", default=1, show_default=True, help="`sluice serve --workers N`.")
+@click.option(
+    "--out",
+    "out_dir",
+    default="soak-report",
+    show_default=True,
+    help="Directory for soak.csv, soak.svg and soak.txt.",
+)
+@click.option("--sample-s", default=10.0, show_default=True, help="Seconds per sample.")
+@click.option(
+    "--warmup-minutes",
+    default=None,
+    type=float,
+    help="Excluded from the verdict [default: 2, or a fifth of a shorter run].",
+)
+def soak(
+    minutes: float,
+    rate: float,
+    workers: int,
+    out_dir: str,
+    sample_s: float,
+    warmup_minutes: float | None,
+) -> None:
+    """Mixed traffic for a long time: RSS, FDs, p50/p99, errors every 10 s, and a verdict."""
+    from sluice.bench.soak import run
+
+    click.echo(
+        run(
+            minutes,
+            rate,
+            out_dir,
+            workers=workers,
+            sample_s=sample_s,
+            warmup_minutes=warmup_minutes,
+        )
+    )
 
 
 @bench.command()
@@ -456,6 +519,7 @@ def route_explain(
     multiple=True,
     default=[
         "tests/data/injection/handwritten-2.jsonl",
+        "tests/data/injection/handwritten-3.jsonl",
         "tests/data/injection/external/bastioncorpus-0.6.0.jsonl",
     ],
     show_default=True,
@@ -472,12 +536,22 @@ def route_explain(
 )
 @click.option("--threshold", type=float, default=None, help="Classifier threshold to measure.")
 @click.option("--repeat", default=5, show_default=True, help="Latency passes over the texts.")
+@click.option(
+    "--baseline-weights",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="An earlier classifier.npz: score every set with it too (before/after in one run), "
+    "e.g. tests/data/injection/classifier-round1.npz.",
+)
+@click.option("--baseline-threshold", type=float, default=0.9, show_default=True)
 def injection_bench(
     data: str,
     external: tuple[str, ...],
     traffic: tuple[str, ...],
     threshold: float | None,
     repeat: int,
+    baseline_weights: str | None,
+    baseline_threshold: float,
 ) -> None:
     """Prompt-injection precision, recall, F1, FPR per layer, and per-call latency."""
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -486,7 +560,8 @@ def injection_bench(
     from sluice.embed import EmbedderUnavailableError
 
     try:
-        click.echo(run(data, list(external), list(traffic), threshold, repeat))
+        baseline = (baseline_weights, baseline_threshold) if baseline_weights else None
+        click.echo(run(data, list(external), list(traffic), threshold, repeat, baseline))
     except (OSError, ValueError, EmbedderUnavailableError) as exc:
         raise click.ClickException(str(exc)) from exc
 

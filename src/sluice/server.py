@@ -14,7 +14,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,7 @@ from sluice.edge.body import read_json
 from sluice.edge.protocol import EdgeRunner
 from sluice.errors import (
     InternalError,
+    InvalidRequestError,
     ModelNotFoundError,
     NotFoundError,
     ServiceUnavailableError,
@@ -41,6 +42,8 @@ from sluice.identity import Credentials
 from sluice.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from sluice.observe.recorder import call_cost
 from sluice.observe.records import CACHE_HITS
+from sluice.observe.worker_metrics import WorkerMetrics
+from sluice.observe.worker_metrics import from_env as worker_metrics_from_env
 from sluice.pipeline.context import (
     CallContext,
 )
@@ -415,6 +418,9 @@ async def usage(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[GATEWAY].render_metrics()
+    view = request.app.get(_WORKER_METRICS)
+    if view is not None:  # `--workers N`: every worker's totals (observe/worker_metrics.py)
+        body = view.merged(body)
     return web.Response(body=body, headers={"content-type": METRICS_CONTENT_TYPE})
 
 
@@ -474,6 +480,18 @@ async def _errors_as_json(
         return resp
 
 
+@web.middleware
+async def _no_nul_in_url(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """`%00` in a path or query decodes to a NUL, which PostgreSQL refuses in text: every
+    id lookup (`/v1/files/a%00b`, `/v1/batches?after=a%00b`, jobs...) was a 500 on a shared
+    store. No id or cursor Sluice makes holds one, so such a URL is a 400 here."""
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
+        raise InvalidRequestError("the URL contains a NUL character (%00)")
+    return await handler(request)
+
+
 _OPERATOR_PATHS = frozenset({"/metrics", ALERTS_ENDPOINT})
 
 
@@ -491,7 +509,7 @@ async def _operator_only(
 
 
 def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Application:
-    middlewares = [_errors_as_json]
+    middlewares = [_errors_as_json, _no_nul_in_url]
     if config.observability.metrics_auth:
         middlewares.append(_operator_only)
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=middlewares)
@@ -514,6 +532,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     batches_api.install(app)  # /v1/batches, /v1/messages/batches, on that queue (issue 16)
     if config.observability.metrics:
         app.router.add_get("/metrics", metrics)
+        _install_worker_metrics(app)
     app.router.add_get("/readyz", readyz)
 
     async def _starting(app: web.Application) -> None:
@@ -542,6 +561,35 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     app.on_shutdown.append(_stopping)
     app.on_cleanup.append(_close)
     return app
+
+
+_WORKER_METRICS = web.AppKey("worker_metrics", WorkerMetrics)
+
+
+def _install_worker_metrics(app: web.Application) -> None:
+    """Under `sluice serve --workers N`: publish this worker's metrics once a second so a
+    scrape answered by any worker covers all of them."""
+    view = worker_metrics_from_env()
+    if view is None:
+        return
+    app[_WORKER_METRICS] = view
+
+    async def publish_forever() -> None:
+        while True:
+            await asyncio.sleep(view.interval_s)
+            try:
+                view.publish(app[GATEWAY].render_metrics())
+            except OSError as exc:  # a full disk must not stop the worker
+                log.warning("could not publish this worker's metrics: %s", exc)
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(publish_forever())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(run)
 
 
 async def start(

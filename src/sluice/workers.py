@@ -9,9 +9,10 @@ The kernel spreads new connections over the workers, so any state a call depends
 where every worker sees it. `per_worker_problems` names the settings that would silently be
 per worker and wrong with N > 1; `sluice serve` refuses to start with them.
 
-Metrics: each worker keeps its own registry, so with N > 1 a `/metrics` scrape answers for the
-worker that took the connection. Scrape per pod with one worker per container (Kubernetes, the
-compose file) for exact totals, or sum `rate()` over scrapes; the records store and
+Metrics: each worker keeps its own registry and publishes it once a second to a directory the
+supervisor creates (`<state_dir>/worker-metrics/<parent pid>`, removed at exit); whichever
+worker takes a `/metrics` scrape answers with counters and histograms summed over all workers
+and gauges labelled `worker` (`sluice.observe.worker_metrics`). The records store and
 `sluice report` always see every worker's calls.
 """
 
@@ -20,16 +21,20 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
 from sluice.config import SluiceConfig
+from sluice.observe.worker_metrics import ENV_DIR, ENV_SLOT
 
 
 def resolve_workers(value: str) -> int:
@@ -145,6 +150,7 @@ class _Supervisor:
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
+            os.environ[ENV_SLOT] = str(slot)  # its metrics file (sluice.observe.worker_metrics)
             _run_in_fork(self.worker, parent)
         self.children[pid] = (slot, time.monotonic())
 
@@ -195,6 +201,27 @@ def _say(message: str) -> None:
     print(f"sluice: {message}", file=sys.stderr)  # noqa: T201  (no logger in the supervisor)
 
 
-def run_workers(count: int, worker: Callable[[], None], stop_timeout_s: float) -> int:
-    """Fork `count` workers running `worker()`; supervise until SIGTERM/SIGINT. Exit code."""
-    return _Supervisor(worker, stop_timeout_s).run(count)
+def run_workers(
+    count: int,
+    worker: Callable[[], None],
+    stop_timeout_s: float,
+    metrics_dir: Path | None = None,
+) -> int:
+    """Fork `count` workers running `worker()`; supervise until SIGTERM/SIGINT. Exit code.
+    `metrics_dir`: where the workers publish their metrics for one merged `/metrics` view
+    (created here, removed at exit)."""
+    if metrics_dir is not None:
+        try:
+            metrics_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. a read-only state dir: a private temp dir instead
+            fallback = Path(tempfile.mkdtemp(prefix="sluice-worker-metrics-"))
+            _say(f"cannot create {metrics_dir} ({exc}); worker metrics in {fallback}")
+            metrics_dir = fallback
+    if metrics_dir is None:
+        return _Supervisor(worker, stop_timeout_s).run(count)
+    os.environ[ENV_DIR] = str(metrics_dir)
+    try:
+        return _Supervisor(worker, stop_timeout_s).run(count)
+    finally:
+        os.environ.pop(ENV_DIR, None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)

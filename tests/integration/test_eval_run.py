@@ -244,6 +244,7 @@ async def test_custom_scorer_markdown_and_resume(gateway_url: str, tmp_path: Pat
         gateway_url,
         "--target",
         "gpt-4o-mini",
+        "--allow-python-scorers",
     ]
     first = await _cli(*args, "--markdown", str(markdown))
     assert first.exit_code == 0, first.output

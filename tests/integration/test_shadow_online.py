@@ -258,8 +258,7 @@ async def test_online_judge_scores_metrics_store_and_quality_alert(
     sim_url: str, tmp_path: Path
 ) -> None:
     """Every call judged (sample 1.0) by the simulator as judge: the `sim-judge-score=2`
-    written in the question makes each verdict 2 (0.25); the header `x-sim-judge-score: 5`
-    (forwarded to the judge call like the caller's other x-sim-* headers) makes it 5."""
+    written in the question makes each verdict 2 (0.25); `sim-judge-score=5` makes it 5."""
     records = f"sqlite:///{tmp_path / 'records.db'}"
     online = {
         "sample": 1.0,
@@ -272,7 +271,7 @@ async def test_online_judge_scores_metrics_store_and_quality_alert(
         bad = await _calls(base, 3, text="sim-judge-score=2 why") + await _calls(
             base, 1, stream=True, text="sim-judge-score=2 why"
         )
-        good = await _calls(base, 1, extra_headers={"x-sim-judge-score": "5"})
+        good = await _calls(base, 1, text="sim-judge-score=5 why")
         live = _live(app)
         await live.join()
         metrics = app[GATEWAY].render_metrics().decode()
@@ -326,11 +325,12 @@ async def test_sampled_calls_are_exactly_the_hash_sampled_request_ids(
     async with gateway(config) as (base, app):
         ids = await _calls(base, 120)
         await _live(app).join()
+        salt = _live(app).salt
         rows = await _wait_records(records, 120 + 24 + 36, timeout_s=15)
     mirrored = {r.parent_request_id for r in rows if r.feature == SHADOW_FEATURE}
     judged = {r.parent_request_id for r in rows if r.feature == JUDGE_FEATURE}
-    assert mirrored == {i for i in ids if sampled(i, 0.2, "shadow")}
-    assert judged == {i for i in ids if sampled(i, 0.3, "online")}
+    assert mirrored == {i for i in ids if sampled(i, 0.2, f"shadow:{salt}")}
+    assert judged == {i for i in ids if sampled(i, 0.3, f"online:{salt}")}
     assert 0 < len(mirrored) < 120 and 0 < len(judged) < 120
 
 
@@ -430,7 +430,7 @@ def test_live_store_and_saved_run_order_in_postgresql() -> None:
 
     with postgres_schema() as url:
         store = LiveStore.open(url)
-        assert migrations.current(url, "eval") == "e0001_eval"
+        assert migrations.current(url, "eval") == "e0002_score_tenant"
         try:
             for i, error in enumerate((None, None, "server_error: x")):
                 store.put_pair(
@@ -548,7 +548,7 @@ def test_eval_tables_made_by_the_old_create_all_are_adopted(tmp_path: Path) -> N
         assert store.get("t", "r") == Feedback("r", "t", None, 1.0, "up", None, (), 1.0)
     finally:
         store.close()
-    assert migrations.current(url, "eval") == "e0001_eval"
+    assert migrations.current(url, "eval") == "e0002_score_tenant"
     engine = create_engine(url)
     names = set(inspect(engine).get_table_names())
     engine.dispose()

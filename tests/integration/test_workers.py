@@ -245,3 +245,52 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def _requests_total(url: str) -> tuple[float, set[str]]:
+    """sluice_requests_total (all labels) and the `worker` labels of sluice_in_flight, from a
+    scrape on a fresh connection (the kernel picks the worker)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    total, workers = 0.0, set()
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == "sluice_requests_total":
+                total += s.value
+            if s.name == "sluice_in_flight":
+                workers.add(s.labels.get("worker", ""))
+    return total, workers
+
+
+def test_metrics_scraped_from_any_worker_count_every_workers_calls(
+    tmp_path: Path, sim: Child
+) -> None:
+    records = {"store_url": f"sqlite:///{tmp_path / 'records.db'}"}
+    config = write_config(
+        tmp_path / "c.yaml",
+        sim.url,
+        observability={"records": records, "metrics_auth": False},
+        state_dir=str(tmp_path / "state"),
+    )
+    port = free_port()
+    proc = serve(config, "2", port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + "/readyz", Child("gateway", url, proc, tmp_path / "none"), timeout=60)
+        time.sleep(1.0)
+        assert len(worker_pids(proc.pid)) == 2
+        with ThreadPoolExecutor(8) as pool:  # new connections, spread over both workers
+            codes = list(pool.map(lambda _: ask(url), range(40)))
+        assert codes == [200] * 40
+        time.sleep(2.5)  # each worker publishes once a second
+        scrapes = [_requests_total(url) for _ in range(12)]
+        assert {total for total, _ in scrapes} == {40.0}
+        assert all(workers == {"0", "1"} for _, workers in scrapes)
+        assert list((tmp_path / "state" / "worker-metrics").iterdir())  # the shared directory
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+    assert not list((tmp_path / "state" / "worker-metrics").iterdir())  # removed at exit

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import re
 
 import pytest
 
@@ -244,7 +245,8 @@ def test_literal_prefilter_changes_no_verdict(monkeypatch: pytest.MonkeyPatch) -
 
     data = Path(__file__).parents[1] / "data" / "injection"
     texts: list[str] = []
-    for name in ("train", "heldout", "handwritten-2", "external/bastioncorpus-0.6.0"):
+    sets = ("train", "heldout", "handwritten-2", "handwritten-3", "external/bastioncorpus-0.6.0")
+    for name in sets:
         lines = (data / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
         texts += [json.loads(line)["text"] for line in lines[::7] if line.strip()]
     texts += [t.upper() for t in texts[::3]]
@@ -253,3 +255,71 @@ def test_literal_prefilter_changes_no_verdict(monkeypatch: pytest.MonkeyPatch) -
         plain = [rules.scan(t, data=source_is_data) for t in texts]
         monkeypatch.setattr(rules, "PREFILTER", True)
         assert [rules.scan(t, data=source_is_data) for t in texts] == plain
+
+
+@pytest.mark.parametrize("plural", [False, True])
+def test_word_check_matches_the_regex_it_replaces(plural: bool) -> None:
+    """`_has_word` stands in for `\\bai\\b` / `\\bais?\\b` (a leading \\b costs `re` a try at
+    every position): same answer on boundary cases and on random strings over a small
+    alphabet that makes 'ai', 'ais', 'aid', '_ai', 'é' likely."""
+    import random
+
+    word = "ai"
+    pattern = re.compile(rf"\b{word}{'s?' if plural else ''}\b")
+    cases = ["ai", "ais", "aid", "said", "the ai: x", "_ai", "ai_", "éai", "aié", "ai.", "aisai"]
+    rnd = random.Random(18)
+    cases += [
+        "".join(rnd.choice("ais _.é1") for _ in range(rnd.randint(0, 12))) for _ in range(3000)
+    ]
+    for text in cases:
+        assert rules._has_word(text, word, plural=plural) == (pattern.search(text) is not None), (
+            text
+        )
+
+
+def test_present_finds_every_anchor_occurrence() -> None:
+    text = "please IGNORE the <|im_start|> tokens, my summarizer bot"
+    found = rules._present(text.lower())
+    assert {"ignor", "<|", "summarizer", "bot"} <= found
+    assert rules._present("") == set()
+
+
+def test_handwritten_3_is_balanced_and_not_in_train() -> None:
+    """The round-2 evaluation set: >= 150 rows, about half benign, no text shared with the
+    training split (it is never trained or tuned on)."""
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).parents[1] / "data" / "injection"
+    rows = [
+        json.loads(line)
+        for line in (data / "handwritten-3.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    train = {
+        json.loads(line)["text"].lower()
+        for line in (data / "train.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    }
+    benign = sum(1 for r in rows if r["label"] == 0)
+    assert len(rows) >= 150 and 0.4 <= benign / len(rows) <= 0.6
+    assert not [r["text"] for r in rows if r["text"].lower() in train]
+
+
+def test_split_gate_cue_equals_the_regex() -> None:
+    """`needs_classifier` uses literals in one Aho-Corasick pass plus a small regex on ASCII
+    text; it must answer what the single `_CUE` regex answers (labelled sets, sentence pieces,
+    upper-cased)."""
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).parents[1] / "data" / "injection"
+    texts: list[str] = []
+    for name in ("train", "heldout", "handwritten-3", "external/bastioncorpus-0.6.0"):
+        lines = (data / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        texts += [json.loads(line)["text"] for line in lines[::3] if line.strip()]
+    texts += [piece for t in texts[::4] for piece in t.split(". ")]
+    texts += [t.upper() for t in texts[::5]] + ["", "ok", "<I", "grandmother", "hello there"]
+    for text in texts:
+        window = rules.normalize(text)
+        assert rules._has_cue(window) == (rules._CUE.search(window) is not None), window[:80]

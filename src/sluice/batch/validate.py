@@ -44,6 +44,9 @@ def _custom_id(value: Any, seen: set[str], parsed: Parsed, line: int) -> str | N
             line, "invalid_value", f"custom_id is over {MAX_CUSTOM_ID} characters", "custom_id"
         )
         return None
+    if "\x00" in value:  # PostgreSQL text refuses NUL: the store would fail (a 500)
+        parsed.fail(line, "invalid_value", "custom_id must not contain NUL", "custom_id")
+        return None
     if value in seen:
         parsed.fail(
             line,

@@ -154,8 +154,15 @@ def read_traffic(paths: list[str]) -> list[Row]:
 
 
 def run(
-    data: str, external: list[str], traffic: list[str], threshold: float | None, repeat: int
+    data: str,
+    external: list[str],
+    traffic: list[str],
+    threshold: float | None,
+    repeat: int,
+    baseline: tuple[str, float] | None = None,
 ) -> str:
+    """The report. `baseline` = (weights file, threshold) of an earlier classifier: every set
+    is then scored by both in the same run ("before" / "after"), the rules being shared."""
     detector = InjectionDetector() if threshold is None else InjectionDetector(threshold)
     started = time.perf_counter()
     detector.load()
@@ -165,10 +172,22 @@ def run(
         f"model {detector.classifier.model.version if detector.classifier else '-'}); "
         f"load {load_s:.2f} s; load average {os.getloadavg()[0]:.2f}"
     ]
+    before: InjectionDetector | None = None
+    if baseline is not None:
+        before = InjectionDetector(baseline[1], weights_path=baseline[0])
+        before.load()
+        assert before.classifier is not None
+        lines.append(
+            f"baseline (before): threshold {baseline[1]}, model {before.classifier.model.version}"
+        )
     for path in [data, *external]:
         rows = read_rows(path)
         pos = sum(r.label for r in rows)
         lines.append(f"{path}: {len(rows)} rows ({pos} injections, {len(rows) - pos} benign)")
+        if before is not None:
+            lines.append("  BEFORE (baseline classifier):")
+            lines.extend(evaluate(before, rows)[:3])
+            lines.append("  AFTER (shipped classifier):")
         lines.extend(evaluate(detector, rows))
     ordinary = read_traffic(traffic) if traffic else []
     if ordinary:

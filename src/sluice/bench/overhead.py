@@ -8,8 +8,10 @@ gateway, non-streaming and streaming, at each concurrency.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import orjson
 
 from sluice.bench.load import LoadResult, run_load, run_wrk
-from sluice.bench.processes import sim_and_gateway
+from sluice.bench.processes import Child, sim_and_gateway, start_gateway, start_sim
 
 PROMPT = "Summarize the benefits of connection pooling for HTTP clients in two sentences."
 
@@ -144,3 +146,143 @@ def run(
         f"upstream transport: {transport or 'the config default'}\n"
     )
     return header + _format(rows, idle_rss, rss)
+
+
+# ---- `sluice bench overhead --workers 1,2`: throughput per worker count ----------------
+
+ROOT = Path(__file__).parents[3]
+
+
+@dataclass
+class WorkersRow:
+    round: int
+    workers: int
+    stream: bool
+    result: LoadResult
+    cpu_s: float  # CPU of the gateway's whole process tree during the run
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        n = self.result.requests
+        return self.cpu_s * 1e6 / n if n else float("nan")
+
+    @property
+    def cores(self) -> float:
+        """Cores the gateway kept busy: well below its worker count means the gateway was
+        not the bottleneck (the load generator or the simulator was), so rps cannot scale."""
+        elapsed = self.result.elapsed_s
+        return self.cpu_s / elapsed if elapsed else float("nan")
+
+
+def _workers_config(tmp: Path) -> Path:
+    """The built-in config, minus the one setting `--workers N` refuses with a memory cache
+    (idempotency); the same file for every worker count, so only the count differs."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "examples" / "sim.yaml").read_text())
+    data.setdefault("cache", {})["idempotency"] = {"enabled": False}
+    # The records spool inside the run's temp dir (one per gateway), not the working directory.
+    data["observability"]["records"]["spool_dir"] = "${SLUICE_BENCH_SPOOL}"
+    path = tmp / "workers.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+async def _measure_workers(
+    gateways: dict[int, Child],
+    rounds: int,
+    concurrency: int,
+    seconds: float,
+    modes: list[bool],
+    use_wrk: bool,
+) -> list[WorkersRow]:
+    rows = []
+    path = "/v1/chat/completions"
+    for stream in modes:
+        body = _body(stream)
+        for gw in gateways.values():  # warm every worker's pools and caches
+            await _one(gw.url + path, body, concurrency, 400, 2, stream, use_wrk)
+        for r in range(1, rounds + 1):
+            for count, gw in gateways.items():  # interleaved: each round runs every count
+                cpu_before = gw.tree_cpu_seconds()
+                res = await _one(gw.url + path, body, concurrency, 10**9, seconds, stream, use_wrk)
+                rows.append(WorkersRow(r, count, stream, res, gw.tree_cpu_seconds() - cpu_before))
+    return rows
+
+
+def _format_workers(rows: list[WorkersRow], loadavg: tuple[float, float]) -> str:
+    head = (
+        f"{'mode':<7}{'round':>6}{'workers':>8} | {'rps':>7}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'errors':>7} | {'gw CPU µs/req':>13}{'gw cores':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        res = r.result
+        lines.append(
+            f"{'stream' if r.stream else 'json':<7}{r.round:>6}{r.workers:>8} | {res.rps:>7.0f}"
+            f"{res.pct(50):>8.2f}{res.pct(99):>8.2f}{res.errors:>7} | "
+            f"{r.cpu_us_per_request:>13.0f}{r.cores:>9.2f}"
+        )
+    lines.append("")
+    counts = sorted({r.workers for r in rows})
+    base = counts[0]
+    for stream in sorted({r.stream for r in rows}):
+        mode = "stream" if stream else "json"
+        by = {
+            c: sorted(r.result.rps for r in rows if r.stream == stream and r.workers == c)
+            for c in counts
+        }
+        med = {c: v[len(v) // 2] for c, v in by.items() if v}
+        parts = [f"{c} worker{'s' if c > 1 else ''} {med[c]:.0f} rps" for c in counts]
+        ratios = [f"{c}/{base}: {med[c] / med[base]:.2f}x" for c in counts if c != base]
+        lines.append(f"{mode}: median " + ", ".join(parts) + ("; " + ", ".join(ratios)))
+    lines.append(
+        f"load average at start / end (1 min): {loadavg[0]:.2f} / {loadavg[1]:.2f}; "
+        f"cores: {os.cpu_count()}"
+    )
+    return "\n".join(lines)
+
+
+def run_workers(
+    counts: list[int],
+    rounds: int,
+    concurrency: int,
+    seconds: float,
+    modes: list[bool],
+    loadgen: str,
+    records: bool = True,
+) -> str:
+    """One simulator, one gateway per worker count (all started up front, idle between their
+    runs), the same load on each in turn, `rounds` times."""
+    use_wrk = loadgen == "wrk" or (loadgen == "auto" and shutil.which("wrk") is not None)
+    load_start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        config = str(_workers_config(tmp))
+        sim = start_sim(tmp)
+        gateways: dict[int, Child] = {}
+        try:
+            for count in counts:
+                env = {
+                    "SLUICE_RECORDS": "true" if records else "false",
+                    "SLUICE_RECORDS_URL": f"sqlite:///{tmp / f'records-{count}.db'}",
+                    "SLUICE_SEMANTIC_CACHE": "false",
+                    "SLUICE_BENCH_SPOOL": str(tmp / f"spool-{count}"),
+                }
+                gateways[count] = start_gateway(
+                    tmp / f"gw{count}", sim.url, config=config, env=env, workers=count
+                )
+            time.sleep(2.0)  # every worker of each gateway listening
+            rows = asyncio.run(
+                _measure_workers(gateways, rounds, concurrency, seconds, modes, use_wrk)
+            )
+        finally:
+            for gw in gateways.values():
+                gw.stop()
+            sim.stop()
+    loader = "wrk (C, 1 thread)" if use_wrk else "Python aiohttp, in this process"
+    header = (
+        f"load generator: {loader}, concurrency {concurrency}, {seconds:.0f} s per run; "
+        f"records {'on' if records else 'off'}; semantic cache off; simulator: one process\n"
+    )
+    return header + _format_workers(rows, (load_start, os.getloadavg()[0]))

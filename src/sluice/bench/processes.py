@@ -48,6 +48,31 @@ class Child:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def tree(self) -> list[int]:
+        """This process and its descendants (a `sluice serve --workers N` parent and its
+        workers), from /proc/<pid>/task/<tid>/children."""
+        pids, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            for task in Path(f"/proc/{pid}/task").glob("*/children"):
+                try:
+                    todo.extend(int(c) for c in task.read_text().split())
+                except OSError:
+                    continue
+        return pids
+
+    def tree_cpu_seconds(self) -> float:
+        """CPU time of the process and all its descendants (`cpu_seconds` of each)."""
+        total = 0.0
+        for pid in self.tree():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:  # exited meanwhile
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -110,12 +135,15 @@ def start_gateway(
     port: int | None = None,
     config: str | None = None,
     env: dict[str, str] | None = None,
+    workers: int | None = None,
 ) -> Child:
     port = port or free_port()
     child_env = {**os.environ, "SLUICE_SIM_URL": sim_url, **(env or {})}
     args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     if config:
         args += ["--config", config]
+    if workers is not None:
+        args += ["--workers", str(workers)]
     child = _spawn("gateway", args, child_env, log_dir)
     child.url = f"http://127.0.0.1:{port}"
     wait_ready(child.url + "/readyz", child)

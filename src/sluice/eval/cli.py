@@ -90,6 +90,12 @@ def eval_group() -> None:
     help="Keep the successful results already in the results file; call only the rest.",
 )
 @click.option("--judge-model", default=None, help="The judge for judge scorers naming none.")
+@click.option(
+    "--allow-python-scorers",
+    is_flag=True,
+    help="Run the dataset's `python` scorers (they import and call code the file names: "
+    "only for a dataset you trust).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run_cmd(
     dataset_path: Path,
@@ -107,6 +113,7 @@ def run_cmd(
     markdown: Path | None,
     resume: bool,
     judge_model: str | None,
+    allow_python_scorers: bool,
     as_json: bool,
 ) -> None:
     """Call every target with every item through the gateway, score, report, gate."""
@@ -129,7 +136,7 @@ def run_cmd(
             "sluice eval run calls the gateway with the openai SDK: pip install 'sluice[eval]'"
         ) from None
     try:
-        items = load_dataset(dataset_path)
+        items = load_dataset(dataset_path, allow_python=allow_python_scorers)
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
     if len(set(targets)) != len(targets):

@@ -34,7 +34,9 @@ class DatasetError(Exception):
 
 
 class EvalItem(Frozen):
-    id: str = ""
+    # The stored results' key column (255 characters): a longer id, or NUL (PostgreSQL),
+    # is refused when the file is read, not when the paid-for run is saved.
+    id: str = Field(default="", max_length=255, pattern=r"^[^\x00]*$")
     messages: list[dict[str, Any]] | None = None
     input: str | None = None
     system: str | None = None
@@ -71,9 +73,11 @@ class EvalItem(Frozen):
         return None if self.expected is None else str(self.expected)
 
 
-def load_dataset(path: Path) -> list[EvalItem]:
+def load_dataset(path: Path, allow_python: bool = False) -> list[EvalItem]:
     """The items of a JSONL file (blank lines skipped); ids default to line numbers and must
-    be unique."""
+    be unique. A `python` scorer imports and calls any function named in the file (say
+    `builtins:eval` on the model's answer): refused, before anything is imported, unless
+    `allow_python` (`sluice eval run --allow-python-scorers`: the file is trusted)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -88,6 +92,11 @@ def load_dataset(path: Path) -> list[EvalItem]:
             if not isinstance(data, dict):
                 raise DatasetError(f"{path}:{number}: each line must be a JSON object")
             data.setdefault("id", str(number))
+            if not allow_python and _python_scorer(data):
+                raise DatasetError(
+                    f"{path}:{number}: a python scorer runs code named by the dataset; "
+                    "pass --allow-python-scorers if you trust this file"
+                )
             item = EvalItem.model_validate(data)
         except orjson.JSONDecodeError as exc:
             raise DatasetError(f"{path}:{number}: not valid JSON ({exc})") from None
@@ -104,3 +113,10 @@ def load_dataset(path: Path) -> list[EvalItem]:
     if not items:
         raise DatasetError(f"{path}: no items")
     return items
+
+
+def _python_scorer(data: dict[str, Any]) -> bool:
+    scorers = data.get("scorers")
+    return isinstance(scorers, list) and any(
+        isinstance(s, dict) and s.get("type") == "python" for s in scorers
+    )

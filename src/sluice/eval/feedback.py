@@ -42,6 +42,12 @@ class FeedbackIn(Frozen):
             raise ValueError("request_id has characters a Sluice request id never has")
         return value
 
+    @field_validator("comment")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # PostgreSQL text holds no NUL (a 500 from the database otherwise): dropped.
+        return None if value is None else value.replace("\x00", "")
+
     @field_validator("score")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:

@@ -49,7 +49,7 @@ class FeedbackStore:
             "key_id": fb.key_id,
             "score": fb.score,
             "thumbs": fb.thumbs,
-            "comment": fb.comment,
+            "comment": None if fb.comment is None else fb.comment.replace("\x00", ""),
             "tags": orjson.dumps(list(fb.tags)).decode(),
             "ts": fb.ts,
         }

@@ -1,13 +1,18 @@
 """Live evaluation: shadow traffic and online quality sampling, off the caller's path.
 
 `LiveEvalStage` runs right after auth. For a route with `shadow` or `online_eval` set, it
-decides by a hash of the request id (`sampled`: deterministic, so a share of 0.1 is 10% of
-calls within sampling noise, and a retried request id is sampled the same way) whether the
-call is mirrored and/or judged. Nothing happens until the caller's answer is complete: a
-plain answer once the rest of the pipeline returned it, a stream once it ended in full (a
-failed or cut call is neither mirrored nor judged). Then a job is put on a bounded queue
-(`Lane`): when the queue is full the job is dropped and counted, never waited for, so a slow
-or failing candidate or judge can never delay or fail the caller.
+decides by a hash of the request id and a secret salt (`sampled`: deterministic within the
+process, so a share of 0.1 is 10% of calls within sampling noise, and a retried request id
+is sampled the same way; the salt keeps a caller that chooses its request ids from choosing
+to be sampled) whether the call is mirrored and/or judged. Nothing happens until the
+caller's answer is complete: a plain answer once the rest of the pipeline returned it, a
+stream once it ended in full. A failed or cut call is neither mirrored nor judged; an answer
+served from a cache is judged but not mirrored; an idempotent replay is neither; a mirror
+never reads or fills the caches. Then a job is put on a bounded queue (`Lane`): when the
+queue is full the job is dropped and counted, never waited for, so a slow or failing
+candidate or judge can never delay or fail the caller. At shutdown the jobs still queued or
+running are abandoned (the gateway's stop never waits for a hanging candidate) and counted
+as `lost`; a running call's record is still written (status 499).
 
 Each job is a call of its own through the whole pipeline (`pipeline_call`, injected by the
 gateway), with its own identity (`ShadowConfig.tenant` / `OnlineEvalConfig.tenant`: its
@@ -39,7 +44,7 @@ from sluice.eval.judge import RESPONSE_FORMAT, JudgeError, judge_messages, parse
 from sluice.eval.live_store import LiveStore
 from sluice.identity import Credentials, Identity
 from sluice.observe.alert_rules import SLOTS, Labels, Reading, Ring, Rule, span_text
-from sluice.observe.records import CallRecord
+from sluice.observe.records import CACHE_HITS, CallRecord
 from sluice.pipeline.context import CallContext, Handler, Result
 from sluice.types import CallMeta, ChatRequest, ChatResponse, Message, TextPart
 
@@ -49,6 +54,10 @@ SHADOW_FEATURE = "sluice-shadow"
 JUDGE_FEATURE = "sluice-online-judge"
 MAX_TEXT_CHARS = 16_000  # each answer kept for judging
 OTHER = "_other"
+INTERNAL = "sluice_internal"  # sluice.governance.scopes.INTERNAL (a sibling: not imported)
+# Headers of sibling features (not imported: features do not import each other).
+CACHE_HEADER = "x-sluice-cache"  # sluice.cache.exact.HEADER
+REPLAY_HEADER = "x-sluice-idempotent-replay"  # sluice.cache.idempotency.REPLAY_HEADER
 
 PipelineCall = Callable[[CallContext], Awaitable[Result]]
 Finish = Callable[..., None]  # Recorder.finish
@@ -86,9 +95,10 @@ def question_text(req: ChatRequest) -> str:
 
 
 class LiveMetrics:
-    """`sluice_shadow_calls_total{route,outcome}` (mirrored, failed, dropped),
-    `sluice_online_eval_total{route,outcome}` (judged, failed, dropped, skipped: an answer
-    with no text) and the histogram
+    """`sluice_shadow_calls_total{route,outcome}` (mirrored, failed, dropped, lost: abandoned
+    at shutdown, skipped: a production answer served from a cache or replayed),
+    `sluice_online_eval_total{route,outcome}` (judged, failed, dropped, lost, skipped: an
+    answer with no text, or replayed) and the histogram
     `sluice_quality_score{route,model}` (0-1). Labels are config names only (else `_other`)."""
 
     def __init__(
@@ -195,6 +205,7 @@ class Lane:
         self._size, self._workers = size, workers
         self._queue: asyncio.Queue[Job] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._running = 0
 
     def offer(self, job: Job) -> bool:
         if self._queue is None:
@@ -214,6 +225,7 @@ class Lane:
         assert self._queue is not None
         while True:
             job = await self._queue.get()
+            self._running += 1
             try:
                 await job()
             except asyncio.CancelledError:
@@ -221,6 +233,7 @@ class Lane:
             except Exception:  # a job logs its own failures; this is the last guard
                 log.exception("live eval: a job failed")
             finally:
+                self._running -= 1
                 self._queue.task_done()
 
     async def join(self) -> None:
@@ -228,12 +241,16 @@ class Lane:
         if self._queue is not None:
             await self._queue.join()
 
-    async def close(self) -> None:
+    async def close(self) -> int:
+        """Stop the workers; the jobs abandoned (queued or running), to be counted."""
+        lost = self._running + self.waiting
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self._queue = None
+        self._running = 0
+        return lost
 
 
 # --- the stage -------------------------------------------------------------------------
@@ -276,6 +293,13 @@ class LiveEval:
         self.quality_rule = QualityDrop(self.online)
         self.stats = LiveStats()
         self._lanes: dict[tuple[str, str], Lane] = {}
+        # Request ids of the calls this object is making (mirrors, judgements): never sampled
+        # again. Not the `feature` label, which any caller may send (`x-sluice-feature`).
+        self.own: set[str] = set()
+        self._closed = False  # after `close`, a late answer's jobs are lost, not started
+        # A caller may choose its request id: a secret salt (per process) keeps it from
+        # choosing to be mirrored, or to escape the online judge.
+        self.salt = secrets.token_hex(16)
         self._children: dict[tuple[str, str, str], Any] = {}
         for route, s in self.shadow.items():
             self._lanes[("shadow", route)] = Lane(s.queue, s.concurrency)
@@ -287,6 +311,7 @@ class LiveEval:
         return frozenset((*self.shadow, *self.online))
 
     async def start(self) -> None:
+        self._closed = False
         if self._store_url is not None:
             self.store = await asyncio.to_thread(LiveStore.open, self._store_url)
 
@@ -295,8 +320,10 @@ class LiveEval:
             await lane.join()
 
     async def close(self) -> None:
-        for lane in self._lanes.values():
-            await lane.close()
+        self._closed = True
+        for (kind, route), lane in self._lanes.items():
+            for _ in range(await lane.close()):
+                self._count(kind, route, "lost")
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -306,14 +333,26 @@ class LiveEval:
         self, route: str, original: ChatRequest, ctx: CallContext, resp: ChatResponse
     ) -> None:
         request_id = original.meta.request_id
+        # An idempotent replay is an earlier answer sent again: not a new one to weigh.
+        replay = ctx.response_headers.get(REPLAY_HEADER) == "true"
         shadow = self.shadow.get(route)
-        if shadow is not None and sampled(request_id, shadow.sample, "shadow"):
-            self._offer("shadow", route, self._mirror_job(route, shadow, original, ctx, resp))
+        if shadow is not None and sampled(request_id, shadow.sample, f"shadow:{self.salt}"):
+            # A cache hit's latency and cost are the cache's, not the production model's.
+            if replay or ctx.cache_status in CACHE_HITS:
+                self._count("shadow", route, "skipped")
+            else:
+                self._offer("shadow", route, self._mirror_job(route, shadow, original, ctx, resp))
         online = self.online.get(route)
-        if online is not None and sampled(request_id, online.sample, "online"):
-            self._offer("online", route, self._judge_job(route, online, original, ctx, resp))
+        if online is not None and sampled(request_id, online.sample, f"online:{self.salt}"):
+            if replay:
+                self._count("online", route, "skipped")
+            else:
+                self._offer("online", route, self._judge_job(route, online, original, ctx, resp))
 
     def _offer(self, kind: str, route: str, job: Job) -> None:
+        if self._closed:  # a stream that ended after shutdown (cut loose by a drain)
+            self._count(kind, route, "lost")
+            return
         accepted = self._lanes[(kind, route)].offer(job)
         if not accepted:
             self._count(kind, route, "dropped")
@@ -344,7 +383,7 @@ class LiveEval:
         async def run() -> None:
             production = answer_text(resp)
             request = _copy(original, cfg.candidate, SHADOW_FEATURE, "shd")
-            call = await self._own_call(request, cfg.tenant, forward={})
+            call = await self._own_call(request, cfg.tenant)
             outcome = "mirrored" if call.error is None else "failed"
             self._count("shadow", route, outcome)
             if self.store is not None:
@@ -378,7 +417,7 @@ class LiveEval:
         resp: ChatResponse,
     ) -> Job:
         model = ctx.request.model  # what served it (a route's pick)
-        forward = dict(original.meta.forward_headers)
+        caller_tenant = ctx.identity.tenant
 
         async def run() -> None:
             answer = answer_text(resp)
@@ -398,7 +437,7 @@ class LiveEval:
                 temperature=0,
                 meta=_meta(original.meta.request_id, JUDGE_FEATURE, "jdg"),
             )
-            call = await self._own_call(request, cfg.tenant, forward=forward)
+            call = await self._own_call(request, cfg.tenant)
             if call.error is not None:
                 self._count("online", route, "failed")
                 return
@@ -427,17 +466,23 @@ class LiveEval:
                         "verdict": verdict.score,
                         "reason": verdict.reason,
                         "judge_request_id": request.meta.request_id,
+                        "tenant": caller_tenant,
                     },
                 )
 
         return run
 
-    async def _own_call(
-        self, request: ChatRequest, tenant: str, forward: dict[str, str]
-    ) -> OwnCall:
-        """One call through the pipeline as `tenant`, with its own call record."""
-        request.meta.forward_headers = forward
-        identity = Identity(key_id=f"{tenant}:internal", tenant=tenant, user=tenant)
+    async def _own_call(self, request: ChatRequest, tenant: str) -> OwnCall:
+        """One call through the pipeline as `tenant`, with its own call record. None of the
+        caller's forwarded headers go with it (an upstream project or attribution header
+        would bill or attribute Sluice's call to the caller; a header could steer a judge)."""
+        request.meta.forward_headers = {}
+        self.own.add(request.meta.request_id)
+        # INTERNAL: outside the callers' gateway-wide rate limit (sluice.governance.scopes);
+        # its own key, tenant and budgets still apply.
+        identity = Identity(
+            key_id=f"{tenant}:internal", tenant=tenant, user=tenant, metadata={INTERNAL: True}
+        )
         ctx = CallContext(request, credentials=Credentials(resolved=identity))
         started, wall = ctx.started, time.time()
         status, error_type, error = 200, None, None
@@ -462,6 +507,7 @@ class LiveEval:
             log.exception("live eval call %s failed", request.meta.request_id)
             status, error_type, error = 500, "internal_error", type(exc).__name__
         finally:
+            self.own.discard(request.meta.request_id)
             self._finish(
                 ctx,
                 request_id=request.meta.request_id,
@@ -491,8 +537,10 @@ def _meta(parent: str, feature: str, prefix: str) -> CallMeta:
 
 
 def _copy(original: ChatRequest, model: str, feature: str, prefix: str) -> ChatRequest:
-    """The caller's request for another model, not streamed, as a call of its own."""
+    """The caller's request for another model, not streamed, as a call of its own, past the
+    caches (`no-store`): the candidate is really called, its latency is its own."""
     meta = _meta(original.meta.request_id, feature, prefix)
+    meta.headers[CACHE_HEADER] = "no-store"
     meta.wire = original.meta.wire
     meta.max_tokens_field = original.meta.max_tokens_field
     return ChatRequest(
@@ -526,7 +574,7 @@ class LiveEvalStage:
 
     async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
         route = ctx.request.model
-        if route not in self._routes or ctx.request.meta.feature in (SHADOW_FEATURE, JUDGE_FEATURE):
+        if route not in self._routes or ctx.request.meta.request_id in self.live.own:
             return await nxt(ctx)
         original = ctx.request
         result = await nxt(ctx)

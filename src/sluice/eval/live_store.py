@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Integer, Table, func, select
+from sqlalchemy.exc import IntegrityError
 
 from sluice.eval.feedback_store import make_engine
 from sluice.state import engines, migrations, tables
@@ -53,18 +54,39 @@ class LiveStore:
     def close(self) -> None:
         engines.release(self.engine)
 
-    def put_pair(self, row: Mapping[str, Any]) -> None:
-        self._put(self.pairs, row, ("request_id", "candidate"))
+    def put_pair(self, row: Mapping[str, Any]) -> bool:
+        return self._put(self.pairs, row, ("request_id", "candidate"))
 
-    def put_score(self, row: Mapping[str, Any]) -> None:
-        self._put(self.scores, row, ("request_id",))
+    def put_score(self, row: Mapping[str, Any]) -> bool:
+        return self._put(self.scores, row, ("request_id",))
 
-    def _put(self, table: Table, row: Mapping[str, Any], key: tuple[str, ...]) -> None:
+    def _put(self, table: Table, row: Mapping[str, Any], key: tuple[str, ...]) -> bool:
+        """Store `row`, replacing the same tenant's row of the same key (a retried call).
+        A caller may choose its request id (`x-sluice-request-id`), so another tenant's row
+        under the same key is kept and `row` is not stored: False."""
         # Any text may come from a caller or a model: PostgreSQL text holds no NUL.
         row = {k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in row.items()}
+        same_key = [table.c[k] == row[k] for k in key]
+        tenant = row.get("tenant")
+        try:
+            return self._replace(table, row, same_key, tenant)
+        except IntegrityError:  # another tenant's row, inserted at the same moment
+            return False
+
+    def _replace(
+        self, table: Table, row: Mapping[str, Any], same_key: list[Any], tenant: Any
+    ) -> bool:
         with self.engine.begin() as conn:
-            conn.execute(table.delete().where(*(table.c[k] == row[k] for k in key)))
+            conn.execute(
+                table.delete().where(
+                    *same_key,
+                    table.c.tenant.is_(None) if tenant is None else table.c.tenant == tenant,
+                )
+            )
+            if conn.execute(select(func.count()).select_from(table).where(*same_key)).scalar():
+                return False  # another tenant's
             conn.execute(table.insert().values(**row))
+        return True
 
     def pairs_since(
         self, since: float, route: str | None = None, limit: int = 1000

@@ -67,7 +67,7 @@ class EvalResultStore:
                 "run_id": run_id,
                 "target": r.target,
                 "item_id": r.item_id,
-                "dataset": dataset[:512],
+                "dataset": _text(dataset)[:512],
                 "ts": now + i * 1e-6,  # keeps the run's order (the first target: baseline)
                 "score": r.score,
                 "passed": r.passed,
@@ -76,8 +76,8 @@ class EvalResultStore:
                 "latency_ms": r.latency_ms,
                 "cost_usd": None if r.cost_usd is None else format(r.cost_usd, "f"),
                 "cost_source": r.cost_source,
-                "error": r.error,
-                "output": r.output,
+                "error": None if r.error is None else _text(r.error),
+                "output": None if r.output is None else _text(r.output),
             }
             for i, r in enumerate(results)
         ]
@@ -136,3 +136,8 @@ class EvalResultStore:
             for r in rows
         ]
         return str(rows[0]["dataset"]), results
+
+
+def _text(value: str) -> str:
+    """A model's output or an error may hold NUL, which PostgreSQL text cannot."""
+    return value.replace("\x00", "")

@@ -65,6 +65,11 @@ class FileObject:
 FilePage = tuple[list[FileObject], bool]  # a page of files, and whether more follow
 
 
+def _bad_id(file_id: str) -> bool:
+    """Not an id this store could hold (too long, or a NUL, which PostgreSQL refuses)."""
+    return len(file_id) > MAX_ID_CHARS or "\x00" in file_id
+
+
 def new_file_id() -> str:
     return f"file-{secrets.token_hex(12)}"
 
@@ -124,7 +129,7 @@ class FileStore:
             conn.execute(insert(files_table).values(**row))
 
     async def delete(self, tenant: str, file_id: str) -> bool:
-        if len(file_id) > MAX_ID_CHARS:
+        if _bad_id(file_id):
             return False
         return await asyncio.to_thread(self._delete, tenant, file_id)
 
@@ -140,7 +145,7 @@ class FileStore:
     # --- reads --------------------------------------------------------------------------
 
     async def get(self, tenant: str, file_id: str) -> FileObject | None:
-        if len(file_id) > MAX_ID_CHARS:
+        if _bad_id(file_id):
             return None
         return await asyncio.to_thread(self._get, tenant, file_id)
 
@@ -152,7 +157,7 @@ class FileStore:
         return None if row is None else _obj(row)
 
     async def content(self, tenant: str, file_id: str) -> bytes | None:
-        if len(file_id) > MAX_ID_CHARS:
+        if _bad_id(file_id):
             return None
         return await asyncio.to_thread(self._content, tenant, file_id)
 

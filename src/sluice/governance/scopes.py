@@ -21,6 +21,7 @@ from sluice.governance.spec import Budget, Identity, Period, RateLimits
 from sluice.types import CallMeta
 
 T = TypeVar("T")
+INTERNAL = "sluice_internal"  # identity metadata of Sluice's own calls (sluice.eval.live)
 
 
 def period_bounds(period: Period, now: float) -> tuple[str, float | None]:
@@ -66,6 +67,9 @@ class Who:
     feature: str | None
     key_limits: RateLimits | None
     key_budgets: tuple[Budget, ...]
+    # False for the calls Sluice makes on its own (shadow mirrors, online judges: identity
+    # metadata `INTERNAL`): they must never use up the callers' gateway-wide rate limit.
+    shares_gateway: bool = True
 
     @classmethod
     def of(cls, ident: Identity, meta: CallMeta) -> Who:
@@ -81,6 +85,7 @@ class Who:
             feature=meta.feature,
             key_limits=ident.limits if has_limits else None,
             key_budgets=ident.budgets,
+            shares_gateway=not ident.metadata.get(INTERNAL),
         )
 
     @classmethod
@@ -107,7 +112,7 @@ def _pick(table: Mapping[str, T], name: str | None) -> T | None:
 
 def rate_scopes(who: Who, config: LimitsConfig) -> list[tuple[str, RateLimits]]:
     scopes: list[tuple[str, RateLimits | None]] = [
-        ("gateway", config.gateway),
+        ("gateway", config.gateway if who.shares_gateway else None),
         (f"key:{who.key_id}", who.key_limits or config.keys) if who.key_id else ("", None),
         (f"user:{who.tenant}/{who.user}", _pick(config.users, who.user)),
         (f"team:{who.tenant}/{who.team}", _pick(config.teams, who.team)),

@@ -156,7 +156,7 @@ class GuardBlockedError(InvalidRequestError):
 class InputTooLargeError(RequestTooLargeError):
     """An input limit on size (input bytes or tokens, an image) was passed (413)."""
 
-    def __init__(self, message: str, *, code: str, rule: str) -> None:
+    def __init__(self, message: str, *, code: str, rule: str, guard: str = "input_limits") -> None:
         super().__init__(message, code=code)
-        self.guard = "input_limits"
+        self.guard = guard
         self.rule = rule

@@ -22,6 +22,7 @@ from sluice.types import (
     ImagePart,
     OpaquePart,
     TextPart,
+    ToolCallPart,
     ToolResultPart,
 )
 
@@ -74,9 +75,17 @@ def _kind(part: object) -> str:
 
 
 def text_bytes(req: ChatRequest) -> int:
-    """UTF-8 bytes of every text the request carries (system, messages, tool results, tool
-    definitions' descriptions)."""
+    """UTF-8 bytes of every text the request carries (system, messages, tool results, earlier
+    tool calls' arguments, tool definitions' descriptions)."""
     total = sum(len(t.encode()) for t, _ in request_texts(req, include_system=True))
+    # Earlier tool calls' arguments go upstream and are masked too: text hidden there must
+    # count against the limit and the PII scan's bound.
+    total += sum(
+        len(item.arguments.encode())
+        for msg in req.messages
+        for item in msg.parts
+        if isinstance(item, ToolCallPart)
+    )
     return total + sum(len((tool.description or "").encode()) for tool in req.tools)
 
 

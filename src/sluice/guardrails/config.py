@@ -60,6 +60,10 @@ class PiiConfig(Frozen):
     entities: list[PiiEntity] | None = None  # None: every kind
     # PII the answer holds that the caller did not send: mask replaces it with `[email]`.
     output: Literal["off", "flag", "mask"] = "off"
+    # The most text (UTF-8 bytes, all of a request's texts) scanned per call: hostile text
+    # (runs of digits) costs the detector seconds per MB of CPU. Past it, mask and block
+    # answer 413 (no value may pass unseen); flag passes with `pii=flag:max_scan_bytes`.
+    max_scan_bytes: int = Field(default=2_000_000, gt=0)
 
 
 class InjectionConfig(Frozen):

@@ -30,6 +30,8 @@ import asyncio
 import dataclasses
 import hashlib
 import importlib
+import json
+import re
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -67,6 +69,8 @@ from sluice.types import (
     StreamEvent,
     TextDelta,
     TextPart,
+    ThinkingDelta,
+    ThinkingPart,
     ToolCallDelta,
     ToolCallPart,
     ToolResultPart,
@@ -79,8 +83,14 @@ SEEN_TEXTS = 65_536  # injection verdicts remembered by text digest (~100 bytes 
 # A request with more text than this is scanned for PII in a worker thread: hostile text
 # costs the detector up to ~8 s per MB (BENCHMARKS.md), which must not stall the event loop.
 OFFLOAD_CHARS = 32_768
+# New text up to this size gets the injection rules inline (`check_async`); more goes to a
+# worker thread (the rules cost ~1 ms CPU per 2 KB, BENCHMARKS.md).
+INLINE_CHARS = 4_096
 CONTEXT_CHARS = 128  # sent text kept for checks across the cut (a leak's first words)
 CHECK_STEP_CHARS = 64  # a stream's window is checked each time this much text came
+PEM_BEGIN = "-----BEGIN"
+PEM_END = re.compile(r"-----END [A-Z0-9 ]{1,64}-----")  # a whole END line
+PEM_HOLD_CHARS = 16_384 + 256  # the PEM shape's longest body (`pii.PATTERN`) and its lines
 HTML_HOLD_CHARS = 4096  # the longest open element a stream holds back to sanitize whole
 
 Count = Callable[[str, str], None]  # (guard, outcome) → the metrics counter
@@ -218,9 +228,22 @@ class GuardStage:
             await self._check_injection(plan, req, verdicts)
         masker = None
         pii = cfg.pii
-        if pii.mode != "off":
+        size = text_bytes(req) if pii.mode != "off" else 0
+        if size > pii.max_scan_bytes:
+            if pii.mode == "flag":
+                verdicts.add(Verdict("pii", "flag", rule="max_scan_bytes"))
+            else:
+                verdicts.add(Verdict("pii", "block", rule="max_scan_bytes"))
+                raise InputTooLargeError(
+                    f"the request has {size} bytes of text; personal data is checked in at "
+                    f"most {pii.max_scan_bytes}",
+                    code="input_too_large",
+                    rule="max_scan_bytes",
+                    guard="pii",
+                )
+        elif pii.mode != "off":
             entities = frozenset(pii.entities) if pii.entities is not None else None
-            big = text_bytes(req) > OFFLOAD_CHARS
+            big = size > OFFLOAD_CHARS
             if pii.mode == "mask":
                 masker = Masker(entities)
                 masked = (
@@ -267,6 +290,12 @@ class GuardStage:
         cfg = plan.cfg.injection
         sources = set(cfg.sources)
         acheck = getattr(detector, "acheck", None) if cfg.model_check else None
+        # `check_async` asks the detector's own model check, if it has one: only without.
+        check_async = (
+            getattr(detector, "check_async", None)
+            if getattr(detector, "model_check", None) is None
+            else None
+        )
         items = [
             (text, source, _digest(source, text))
             for text, source in request_texts(req, include_system="system" in sources)
@@ -288,6 +317,12 @@ class GuardStage:
         if todo and acheck is not None:
             for text, source, key in todo:
                 results[key] = await acheck(text, source=source, ask=self._ask, model=cfg.model)
+        elif todo and check_async is not None and sum(len(t) for t, _, _ in todo) <= INLINE_CHARS:
+            # Short new text: the rules inline (~0.1-1 ms CPU), the embedding (when the gate
+            # sends the text to the classifier) on the embedder's thread. A worker-thread hop
+            # for the rules alone cost ~1-3 ms p50 on a loaded machine (BENCHMARKS.md).
+            for text, source, key in todo:
+                results[key] = await check_async(text, source=source)
         elif todo:
             checked = await asyncio.to_thread(
                 lambda: [detector.check(text, source=source) for text, source, _ in todo]
@@ -399,7 +434,13 @@ class GuardStage:
         """The answer as the caller gets it: a copy, so what the caches, idempotency and
         the record hold (the same object, from settle) keeps the placeholders."""
         text = "".join(p.text for p in resp.parts if isinstance(p, TextPart))
-        self._judge(plan, text, leak, verdicts)
+        # Tool-call arguments reach the caller too: a key or the system prompt written into
+        # them is as much a leak as in the text.
+        args = "\n".join(p.arguments for p in resp.parts if isinstance(p, ToolCallPart))
+        # ... and so does the model's thinking (Anthropic returns it).
+        thinking = "\n".join(p.thinking for p in resp.parts if isinstance(p, ThinkingPart))
+        extra = "\n".join(x for x in (args, thinking) if x)
+        self._judge(plan, f"{text}\n{extra}" if extra else text, leak, verdicts)
         if any("output" in phases for _, _, phases in plan.guards):
             call = GuardCall(
                 request=ctx.request,
@@ -426,7 +467,7 @@ class GuardStage:
                     if cfg.pii.output == "mask":
                         value = replace_spans(value, spans)
                 if masker is not None:
-                    value = masker.restore(value)
+                    value = masker.restore(value, json_string=json_answer(ctx.request))
                 if cfg.output.html == "sanitize":
                     value = sanitize_html(value)
                 part = dataclasses.replace(part, text=value)
@@ -434,11 +475,14 @@ class GuardStage:
                 arguments = masker.restore(part.arguments, json_string=True)
                 part = dataclasses.replace(part, arguments=arguments)
             parts.append(part)
+        detail = resp.logprobs_detail
         if cfg.pii.output != "off":
             rule = "+".join(sorted(masked_out)) or None
             outcome = "pass" if not masked_out else cfg.pii.output
             verdicts.add(Verdict("pii_output", outcome, rule=rule))
-        return dataclasses.replace(resp, parts=parts)
+            if masked_out and cfg.pii.output == "mask":
+                detail = None  # its tokens spell the values the text no longer shows
+        return dataclasses.replace(resp, parts=parts, logprobs_detail=detail)
 
 
 class _GuardedStream:
@@ -467,9 +511,22 @@ class _GuardedStream:
         self._pending = ""  # model text not yet sent
         self._context = ""  # the last sent model text, for checks across the cut
         self._answer: list[str] = []  # the whole model text (output guards at the end)
-        self._logprobs: list[dict[str, Any]] = []
-        self._text = StreamRestorer(masker) if masker is not None else None
+        # Each delta's logprobs (they carry its tokens' text) with the offset in the model
+        # text where that delta ends: they go out only once all of it has been released.
+        self._logprobs: list[tuple[int, list[dict[str, Any]]]] = []
+        self._received = 0  # model text received, characters
+        self._released = 0  # model text released, characters
+        self._text = (
+            StreamRestorer(masker, json_string=json_answer(ctx.request))
+            if masker is not None
+            else None
+        )
         self._args: dict[int, StreamRestorer] = {}
+        # With a secret or leak check on, a tool call's argument fragments wait for the
+        # call's end and are checked whole (arguments are only usable whole anyway).
+        self._judge_args = plan.cfg.output.secrets != "off" or leak is not None
+        self._held_args: dict[int, list[str]] = {}
+        self._thinking: list[ThinkingDelta] = []  # held like arguments, checked whole
         self._flagged: set[str] = set()
         self._pii_out: set[str] = set()
         self._gen = self._run()
@@ -486,44 +543,90 @@ class _GuardedStream:
     async def _run(self) -> AsyncGenerator[StreamEvent, None]:
         try:
             async for event in self._inner:
+                if self._thinking and not isinstance(event, ThinkingDelta | Flush):
+                    for held_thinking in self._release_thinking():
+                        yield held_thinking
+                if isinstance(event, ThinkingDelta) and self._judge_args:
+                    self._thinking.append(event)
+                    continue
                 if isinstance(event, TextDelta):
                     self._pending += event.text
                     self._answer.append(event.text)
+                    self._received += len(event.text)
                     if event.logprobs:
-                        self._logprobs.extend(event.logprobs)
+                        self._logprobs.append((self._received, event.logprobs))
                     # Checked in steps, not per delta: a window check costs ~0.1 ms.
                     if len(self._pending) - self._hold >= self._step:
                         out = self._release(final=False)
                         if out is not None:
                             yield out
                     continue
-                if isinstance(event, ToolCallDelta) and self._masker is not None:
-                    restorer = self._args.setdefault(
-                        event.index, StreamRestorer(self._masker, json_string=True)
-                    )
-                    text = restorer.feed(event.arguments)
-                    if text:
-                        yield ToolCallDelta(event.index, text)
+                if isinstance(event, ToolCallDelta) and (self._judge_args or self._masker):
+                    delta = self._tool_delta(event)
+                    if delta is not None:
+                        yield delta
                     continue
                 if isinstance(event, Flush):
                     yield event
                     continue
                 # Any other event: what is held goes first, whole.
-                out = self._release(final=True)
-                if out is not None:
-                    yield out
-                for index, restorer in self._args.items():
-                    rest = restorer.flush()
-                    if rest:
-                        yield ToolCallDelta(index, rest)
+                for held in self._held_out():
+                    yield held
                 if isinstance(event, Finish):
                     await self._at_finish()
                 yield event
-            out = self._release(final=True)
-            if out is not None:
-                yield out
+            for held in self._held_out():
+                yield held
         finally:
             await self._inner.aclose()
+
+    def _release_thinking(self) -> list[ThinkingDelta]:
+        """The thinking held so far, checked whole (raises on a block), in its order."""
+        held, self._thinking = self._thinking, []
+        text = "".join(e.thinking for e in held)
+        self._check(text, find(text) if self._plan.cfg.output.secrets != "off" else [])
+        return held
+
+    def _tool_delta(self, event: ToolCallDelta) -> ToolCallDelta | None:
+        """A tool call's argument fragment: held whole for the output checks, or restored
+        as it comes (None: nothing to send yet)."""
+        if self._judge_args:
+            self._held_args.setdefault(event.index, []).append(event.arguments)
+            return None
+        assert self._masker is not None
+        restorer = self._args.setdefault(
+            event.index, StreamRestorer(self._masker, json_string=True)
+        )
+        text = restorer.feed(event.arguments)
+        return ToolCallDelta(event.index, text) if text else None
+
+    def _held_out(self) -> list[TextDelta | ToolCallDelta | ThinkingDelta]:
+        """Everything held back, checked and restored: before any event that is not a delta."""
+        out: list[TextDelta | ToolCallDelta | ThinkingDelta] = list(self._release_thinking())
+        text = self._release(final=True)
+        if text is not None:
+            out.append(text)
+        out.extend(self._release_args())
+        for index, restorer in self._args.items():
+            rest = restorer.flush()
+            if rest:
+                out.append(ToolCallDelta(index, rest))
+        return out
+
+    def _release_args(self) -> list[ToolCallDelta]:
+        """Held tool-call arguments, checked whole, then restored (raises on a block)."""
+        if not self._held_args:
+            return []
+        held, self._held_args = self._held_args, {}
+        out: list[ToolCallDelta] = []
+        for index, pieces in held.items():
+            args = "".join(pieces)
+            self._check(args, find(args) if self._plan.cfg.output.secrets != "off" else [])
+            if self._masker is not None:
+                args = self._masker.restore(args, json_string=True)
+            if args:
+                out.append(ToolCallDelta(index, args))
+        return out
 
     def _release(self, *, final: bool) -> TextDelta | None:
         """Check the window, then the text that may go now (restored), or None."""
@@ -547,6 +650,17 @@ class _GuardedStream:
                     if s.start - base < cut
                 ]
                 self._pii_out.update(s.entity for s in spans)
+        if plan.cfg.output.secrets != "off" and not final:
+            # A PEM key is only recognized whole (its END line): from an open BEGIN on,
+            # nothing goes out until the END arrives or the block is too long to be a key.
+            window = self._context + pending
+            at = window.rfind(PEM_BEGIN)
+            if (
+                at != -1
+                and PEM_END.search(window, at) is None
+                and len(window) - at <= PEM_HOLD_CHARS
+            ):
+                cut = min(cut, max(0, at - len(self._context)))
         if plan.cfg.output.html == "sanitize" and not final:
             # An element still open at the cut waits for its end: each piece is sanitized
             # alone, and half a tag would be escaped, half a <script> let through as text.
@@ -554,6 +668,9 @@ class _GuardedStream:
         if cut == 0 and not final:
             return None
         seg, self._pending = pending[:cut], pending[cut:]
+        logprobs = self._released_logprobs(
+            cut, masked=bool(spans) and plan.cfg.pii.output == "mask"
+        )
         if self._hold:
             self._context = (self._context + seg)[-CONTEXT_CHARS:]
         if spans and plan.cfg.pii.output == "mask":
@@ -564,8 +681,16 @@ class _GuardedStream:
             seg = sanitize_html(seg)
         if not seg:
             return None
-        logprobs, self._logprobs = (self._logprobs or None), []
         return TextDelta(seg, logprobs=logprobs)
+
+    def _released_logprobs(self, cut: int, masked: bool) -> list[dict[str, Any]] | None:
+        """The logprobs of the deltas now wholly released; none where a value was masked
+        (their tokens spell it)."""
+        self._released += cut
+        out: list[dict[str, Any]] = []
+        while self._logprobs and self._logprobs[0][0] <= self._released:
+            out.extend(self._logprobs.pop(0)[1])
+        return None if masked or not out else out
 
     def _check(self, window: str, found: list[Span]) -> None:
         out = self._plan.cfg.output
@@ -604,6 +729,14 @@ class _GuardedStream:
                 CURRENT_CALL.reset(token)
 
 
+def json_answer(req: ChatRequest) -> bool:
+    """Whether the answer text is JSON (`json_object` / `json_schema`): a placeholder can
+    only stand inside a JSON string there, so its value goes back escaped — a key's
+    newlines or a password's backslash restored raw would break the JSON."""
+    fmt = req.response_format
+    return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
+
+
 def _digest(source: str, text: str) -> bytes:
     return hashlib.blake2b(f"{source}\x00{text}".encode(), digest_size=16).digest()
 
@@ -624,6 +757,20 @@ def mask_request(req: ChatRequest, masker: Masker) -> ChatRequest:
     arguments) masked; the caller's request object is left as it was."""
     for text, _ in request_texts(req, include_system=True):
         masker.reserve(text)
+    # The caller's own text in places `request_texts` leaves out (earlier tool calls, tool
+    # definitions, the response schema): the model can echo those too, and a `<EMAIL_1>`
+    # written there must never be handed out for another value.
+    for msg in req.messages:
+        for item in msg.parts:
+            if isinstance(item, ToolCallPart):
+                masker.reserve(item.arguments)
+    for tool in req.tools or ():
+        masker.reserve(
+            f"{tool.name} {tool.description or ''} {json.dumps(tool.parameters, default=str)}"
+        )
+    for extra in (req.response_format, req.native_tools):
+        if extra:
+            masker.reserve(json.dumps(extra, default=str))
 
     def text_part(part: TextPart) -> TextPart:
         masked = masker.mask(part.text)

@@ -10,7 +10,8 @@ body through the gateway's whole pipeline); this package never imports the gatew
 Life of a job: `queued` → `running` → `succeeded` | `failed` (or `cancelled` while still
 queued). The queue is at-least-once, the result is written once (`JobStore.finish` only
 moves a job that has not ended), and a job that ended leaves exactly one webhook item
-(dedupe key `wh:<id>`), also re-made when a worker died between the result and the item.
+(dedupe key `wh:<id>`; each retry is a delayed item `wh:<id>:<attempt>`), also re-made
+when a worker died between the result and the item.
 """
 
 from __future__ import annotations
@@ -113,7 +114,16 @@ class JobService:
         job = await self.store.get(str(item.payload.get("job")))
         if job is None or job.status not in TERMINAL or job.status == "cancelled":
             return
-        await self.webhooks.deliver(job)
+        nxt = await self.webhooks.step(job, int(item.payload.get("attempt", 1)))
+        if nxt is not None:  # the retry waits in the queue, not in this worker slot
+            attempt, wait_s = nxt
+            await self.queue.enqueue(
+                WEBHOOK,
+                {"job": job.id, "attempt": attempt},
+                Priority.JOB,
+                dedupe_key=f"wh:{job.id}:{attempt}",
+                delay_s=wait_s,
+            )
 
     async def close(self) -> None:
         await self.webhooks.close()

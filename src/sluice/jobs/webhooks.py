@@ -11,9 +11,11 @@ signed exactly as alert webhooks are (`sluice.observe.alerts.sign`: HMAC-SHA256 
 
 Every attempt is written to the delivery log (`GET /v1/sluice/jobs/{id}/deliveries`):
 status code or error, duration. A 2xx ends it; anything else (3xx too: redirects are
-never followed) is retried after base·2^(n-1) seconds (capped) up to `max_attempts`. The
-retries run inside one queue item: a worker killed between attempts leaves the item to
-another worker, which continues from the attempts already logged.
+never followed) is retried after base·2^(n-1) seconds (capped) up to `max_attempts`. Each
+attempt is one queue item and the next attempt a *delayed* queue item (`step`), so the
+backoff waits in the queue, not in a worker slot: failing or hanging receivers cannot hold
+the worker that also runs jobs and batch items. A worker killed around an attempt leaves
+its item to another worker, which continues from the attempts already logged.
 """
 
 from __future__ import annotations
@@ -76,25 +78,40 @@ class WebhookSender:
         )
 
     async def deliver(self, job: JobRow) -> bool:
-        """Attempts until one is accepted or `max_attempts` are logged; True: delivered."""
+        """Attempts until one is accepted or `max_attempts` are logged, sleeping the backoff
+        in between (a direct caller's loop; the queue's handler uses `step`)."""
+        attempt = 1
+        while (nxt := await self.step(job, attempt)) is not None:
+            attempt, wait_s = nxt
+            await self._sleep(wait_s)
+        done = await self.store.deliveries(job.id)
+        return any(d["ok"] for d in done) or not job.webhook_url
+
+    async def step(self, job: JobRow, attempt: int) -> tuple[int, float] | None:
+        """Make delivery attempt `attempt` unless the log shows it was made already (a
+        worker died after it); return (next attempt, seconds to wait before it) or None
+        when there is nothing more to do (delivered, or `max_attempts` used up). The wait
+        is the caller's: the queue handler re-enqueues the next attempt delayed, so a
+        receiver that fails or hangs never holds a worker slot through its backoff."""
         if not job.webhook_url:
-            return True
+            return None
         done = await self.store.deliveries(job.id)
         if any(d["ok"] for d in done):
-            return True  # delivered before a crash: never twice on purpose
-        attempt = len(done)
-        body = event_body(job)
-        while attempt < self.config.max_attempts:
-            if attempt > 0:
-                await self._sleep(self.backoff_s(attempt))
-            attempt += 1
-            ok = await self._attempt(job, body, attempt)
-            if ok:
-                self.delivered += 1
-                return True
-        self.failed += 1
-        log.warning("job %s: webhook not delivered after %d attempts", job.id, attempt)
-        return False
+            return None  # delivered before a crash: never twice on purpose
+        made = len(done)
+        if made >= self.config.max_attempts:
+            return None
+        if made >= attempt:  # this attempt was made before a crash: schedule the next
+            return made + 1, self.backoff_s(made)
+        attempt = made + 1
+        if await self._attempt(job, event_body(job), attempt):
+            self.delivered += 1
+            return None
+        if attempt >= self.config.max_attempts:
+            self.failed += 1
+            log.warning("job %s: webhook not delivered after %d attempts", job.id, attempt)
+            return None
+        return attempt + 1, self.backoff_s(attempt)
 
     async def _attempt(self, job: JobRow, body: bytes, attempt: int) -> bool:
         assert job.webhook_url is not None

@@ -118,11 +118,15 @@ async def sse_events(chunks: AsyncIterator[bytes], dep: str) -> AsyncIterator[SS
                 buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
                 if tail:
                     buffer = buffer[:-1] + b"\r"
-            while (end := buffer.find(b"\n\n")) >= 0:
-                block, buffer = buffer[:end], buffer[end + 2 :]
-                event = _parse_block(block)
+            # Walk the read with an offset and keep only the unfinished rest: slicing the
+            # remaining buffer after each event copied a large read once per event.
+            start = 0
+            while (end := buffer.find(b"\n\n", start)) >= 0:
+                event = _parse_block(buffer[start:end])
+                start = end + 2
                 if event is not None:
                     yield event
+            buffer = buffer[start:] if start else buffer
             yield READ_BOUNDARY
         event = _parse_block(buffer.rstrip(b"\r\n"))
         if event is not None:
@@ -134,6 +138,8 @@ async def sse_events(chunks: AsyncIterator[bytes], dep: str) -> AsyncIterator[SS
 
 
 def _parse_block(block: bytes) -> SSEEvent | None:
+    if block.startswith(b"data:") and b"\n" not in block:  # the usual one-line event
+        return SSEEvent(None, block[6 if block.startswith(b"data: ") else 5 :].decode("utf-8"))
     event: str | None = None
     data: list[str] = []
     for raw in block.split(b"\n"):

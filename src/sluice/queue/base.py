@@ -83,8 +83,11 @@ class Queue(Protocol):
         dedupe_key: str | None = None,
         *,
         group: str | None = None,
+        delay_s: float = 0.0,
     ) -> str:
-        """Add an item; returns its id (the waiting twin's id when `dedupe_key` matches)."""
+        """Add an item; returns its id (the waiting twin's id when `dedupe_key` matches).
+        `delay_s`: no worker picks it before that many seconds have passed (a retry's
+        backoff waits in the queue, not in a worker slot)."""
 
     async def enqueue_many(
         self,

@@ -133,12 +133,14 @@ class PgQueue:
         dedupe_key: str | None = None,
         *,
         group: str | None = None,
+        delay_s: float = 0.0,
     ) -> str:
         headers = {GROUP_HEADER: group} if group else None
         body = orjson.dumps({"p": payload, "t": time.time()})
+        after = timedelta(seconds=delay_s) if delay_s > 0 else None
         async with self._producer():
             ids = await self.queries.enqueue(
-                kind, body, int(priority), None, dedupe_key, headers, on_conflict="skip"
+                kind, body, int(priority), after, dedupe_key, headers, on_conflict="skip"
             )
             if ids[0] is not None:
                 return str(ids[0])
@@ -148,7 +150,7 @@ class PgQueue:
             )
         if rows:
             return str(rows[0]["id"])
-        return await self.enqueue(kind, payload, priority, dedupe_key, group=group)
+        return await self.enqueue(kind, payload, priority, dedupe_key, group=group, delay_s=delay_s)
 
     async def enqueue_many(
         self,

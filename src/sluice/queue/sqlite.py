@@ -86,16 +86,23 @@ class SqlQueue:
         dedupe_key: str | None = None,
         *,
         group: str | None = None,
+        delay_s: float = 0.0,
     ) -> str:
         body = orjson.dumps(payload).decode()
         item_id = await asyncio.to_thread(
-            self._insert, kind, body, int(priority), dedupe_key, group
+            self._insert, kind, body, int(priority), dedupe_key, group, max(0.0, delay_s)
         )
         self._wake.set()
         return item_id
 
     def _insert(
-        self, kind: str, body: str, priority: int, dedupe_key: str | None, group: str | None
+        self,
+        kind: str,
+        body: str,
+        priority: int,
+        dedupe_key: str | None,
+        group: str | None,
+        delay_s: float = 0.0,
     ) -> str:
         item_id = uuid.uuid4().hex
         row = {
@@ -109,7 +116,8 @@ class SqlQueue:
             "worker": None,
             "lease_until": 0.0,
             "attempts": 0,
-            "enqueued_at": time.time(),
+            # a delayed item is "enqueued" in the future: not picked before then
+            "enqueued_at": time.time() + delay_s,
         }
         try:
             with self.engine.begin() as conn:
@@ -121,7 +129,7 @@ class SqlQueue:
             with self.engine.connect() as conn:
                 found = conn.execute(select(q.c.id).where(q.c.dedupe_key == dedupe_key)).scalar()
             if found is None:  # the twin finished between the two statements: add ours
-                return self._insert(kind, body, priority, dedupe_key, group)
+                return self._insert(kind, body, priority, dedupe_key, group, delay_s)
             return str(found)
 
     async def enqueue_many(
@@ -263,7 +271,8 @@ class SqlQueue:
         # waiting, or held by another worker whose lease ran out (never our own items:
         # we are alive, a late renewal here must not run an item twice in one process)
         claimable = or_(
-            q.c.status == "queued", and_(q.c.lease_until < now, q.c.worker != self.worker_id)
+            and_(q.c.status == "queued", q.c.enqueued_at <= now),  # delayed: not yet
+            and_(q.c.lease_until < now, q.c.worker != self.worker_id),
         )
         candidates = (
             select(q.c.id)

@@ -72,8 +72,25 @@ def _sections(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def _cut_word(word: str, max_tokens: int) -> list[str]:
+    """A "word" longer than a chunk (a spaceless line, base64, minified code) cut into
+    pieces that fit: `max_tokens * 4` characters (alphanumeric runs), else `max_tokens`
+    characters (punctuation counts one token a character), so no chunk is a megabyte blob."""
+    wide = [word[i : i + max_tokens * 4] for i in range(0, len(word), max_tokens * 4)]
+    out: list[str] = []
+    for piece in wide:
+        if count_text(piece) <= max_tokens:
+            out.append(piece)
+        else:
+            out.extend(piece[i : i + max_tokens] for i in range(0, len(piece), max_tokens))
+    return out
+
+
 def _split_long(sentence: str, max_tokens: int) -> list[str]:
-    words, size = sentence.split(" "), 0
+    words: list[str] = []
+    for word in sentence.split(" "):
+        words.extend(_cut_word(word, max_tokens) if len(word) > max_tokens else [word])
+    size = 0
     out: list[str] = []
     current: list[str] = []
     for word in words:

@@ -3,17 +3,22 @@
 HTML goes through the standard library's tolerant `html.parser` (script/style/head dropped,
 block elements become paragraph breaks, h1-h6 become Markdown headings so chunking keeps the
 structure). PDF needs `pypdf` (the `retrieval` extra); without it a PDF fails with a clear
-error and the vector-store file is marked `failed`. JSONL: each line's `text` (or `content`)
-field, else the whole line; one paragraph a line.
+error and the vector-store file is marked `failed`. The PDF parser runs in a child process
+(`pdf_child`) with a deadline and a memory cap: hostile PDFs cost minutes of pure-Python CPU.
+JSONL: each line's `text` (or `content`) field, else the whole line; one paragraph a line.
 """
 
 from __future__ import annotations
 
-import io
+import importlib.util
 import json
+import subprocess
+import sys
 from html.parser import HTMLParser
 
 MAX_TEXT_CHARS = 20_000_000
+PDF_TIMEOUT_S = 60.0
+PDF_MAX_MEMORY_BYTES = 1536 * 1024 * 1024
 
 
 class ExtractError(ValueError):
@@ -108,7 +113,7 @@ def kind_of(filename: str) -> str:
     return "unknown"
 
 
-def extract_text(data: bytes, filename: str) -> str:
+def extract_text(data: bytes, filename: str, pdf_timeout_s: float = PDF_TIMEOUT_S) -> str:
     """The text of an uploaded file, by its extension (sniffing PDF/HTML if none fits)."""
     kind = kind_of(filename)
     if kind == "unknown":
@@ -119,7 +124,7 @@ def extract_text(data: bytes, filename: str) -> str:
         else:
             kind = "text"
     if kind == "pdf":
-        text = _pdf(data)
+        text = _pdf(data, pdf_timeout_s)
     elif kind == "html":
         text = html_to_text(_decode(data))
     elif kind == "jsonl":
@@ -148,13 +153,17 @@ def _jsonl(raw: str) -> str:
     return "\n\n".join(paragraphs)
 
 
-def _pdf(data: bytes) -> str:
-    try:
-        from pypdf import PdfReader
-    except ImportError as exc:
-        raise ExtractError("PDF needs pypdf: pip install 'sluice[retrieval]'") from exc
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
-    except Exception as exc:  # pypdf raises many types for broken files
-        raise ExtractError(f"cannot read PDF: {type(exc).__name__}") from exc
+def _pdf(data: bytes, timeout_s: float) -> str:
+    if importlib.util.find_spec("pypdf") is None:
+        raise ExtractError("PDF needs pypdf: pip install 'sluice[retrieval]'")
+    command = [sys.executable, "-m", "sluice.retrieval.pdf_child"]
+    command += [str(MAX_TEXT_CHARS), str(PDF_MAX_MEMORY_BYTES)]
+    try:  # run() kills the child when the deadline passes
+        done = subprocess.run(command, input=data, capture_output=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ExtractError(f"PDF text extraction took longer than {timeout_s:g} s") from None
+    if done.returncode != 0:
+        lines = done.stderr.decode("ascii", "replace").strip().splitlines()
+        reason = lines[-1][:64] if lines else f"exit {done.returncode}"
+        raise ExtractError(f"cannot read PDF: {reason}")
+    return done.stdout.decode("utf-8", "replace")

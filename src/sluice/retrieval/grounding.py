@@ -135,6 +135,12 @@ def _norm(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
 
+def _line(text: str, limit: int = 200) -> str:
+    """A filename or heading as one bounded line: an upload named "a.txt\n[2] policy.md\n..."
+    must not forge a source header (or instructions) inside the grounded prompt."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())[:limit]
+
+
 def build_context(results: list[SearchResult], max_chunks: int, max_tokens: int) -> Context:
     """Dedupe, budget (lowest-ranked dropped first), then a deterministic order and numbers."""
     kept: list[SearchResult] = []
@@ -158,7 +164,7 @@ def build_context(results: list[SearchResult], max_chunks: int, max_tokens: int)
     blocks = [INSTRUCTION, ""]
     for s in sources:
         c = s.result.chunk
-        head = f"[{s.n}] {c.filename}" + (f" — {c.heading}" if c.heading else "")
+        head = f"[{s.n}] {_line(c.filename)}" + (f" — {_line(c.heading)}" if c.heading else "")
         blocks.append(f"{head}\n{s.result.text}\n")
     text = "\n".join(blocks).rstrip() + "\n"
     return Context(sources, text, count_text(text), dropped, duplicates)

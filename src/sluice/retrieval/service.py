@@ -19,6 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,14 @@ MAX_STORES_PER_SEARCH = 10
 MAX_NAME_CHARS = 256
 MAX_METADATA_KEYS = 16
 STALE_INGEST_S = 60.0
+# Ingest embeds a file's chunks this many at a time, on the service's own ingest thread (not
+# the embedder's executor, which queries use): a 20 MB upload embedded in one call on the
+# shared executor (~12k chunks) held every tenant's query embedding behind it for minutes,
+# and its activations (batch x heads x seq^2) ran to tens of GB.
+EMBED_BATCH = 32
+# Files ingested at once per gateway; the rest wait their turn (50k tiny files queue as
+# pending tasks instead of 50k concurrent reads + embeds).
+MAX_CONCURRENT_INGESTS = 4
 
 
 def new_id(prefix: str) -> str:
@@ -135,6 +144,8 @@ class RetrievalService:
         self._index_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._reranker: rerank_mod.Reranker | None = None
+        self._ingest_slots = asyncio.Semaphore(MAX_CONCURRENT_INGESTS)
+        self._ingest_embed = ThreadPoolExecutor(1, thread_name_prefix="sluice-ingest-embed")
 
     @property
     def embedder(self) -> Embedder:
@@ -151,6 +162,7 @@ class RetrievalService:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._ingest_embed.shutdown(wait=False, cancel_futures=True)
         self.db.close()
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -265,6 +277,7 @@ class RetrievalService:
         if not await self._run(self.db.delete_store, tenant, store_id):
             raise _not_found("vector store", store_id)
         self.indexes.pop(store_id, None)
+        self._index_locks.pop(store_id, None)
         return {"id": store_id, "object": "vector_store.deleted", "deleted": True}
 
     # --- files ----------------------------------------------------------------------------
@@ -328,6 +341,30 @@ class RetrievalService:
         task.add_done_callback(self._tasks.discard)
 
     async def _ingest(self, row: FileRow) -> None:
+        async with self._ingest_slots:
+            # Cancelled, removed or re-added while it waited for a slot: nothing to do.
+            current = await self._run(self.db.get_file, row.tenant, row.store_id, row.file_id)
+            if (
+                current is None
+                or current.status != "in_progress"
+                or current.created_at != row.created_at
+            ):
+                return
+            await self._ingest_one(row)
+
+    async def _embed_chunks(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 384), np.float32)
+        loop, embedder = asyncio.get_running_loop(), self.embedder
+        parts = [
+            await loop.run_in_executor(
+                self._ingest_embed, embedder.embed_sync, texts[i : i + EMBED_BATCH]
+            )
+            for i in range(0, len(texts), EMBED_BATCH)
+        ]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    async def _ingest_one(self, row: FileRow) -> None:
         try:
             assert self.files is not None
             data = await self.files.content(row.tenant, row.file_id)
@@ -353,11 +390,7 @@ class RetrievalService:
                 )
                 for c in pieces
             ]
-            vectors = (
-                await self.embedder.embed([c.indexed_text for c in chunks])
-                if chunks
-                else np.zeros((0, 384), np.float32)
-            )
+            vectors = await self._embed_chunks([c.indexed_text for c in chunks])
             done = await self._run(self.db.finish_file, row, chunks, vectors, len(data))
             if not done:
                 log.info("vector store file %s removed during ingest", row.file_id)
@@ -510,6 +543,10 @@ class RetrievalService:
         lock = self._index_locks.setdefault(store_id, asyncio.Lock())
         async with lock:
             version = await self._run(self.db.store_version, store_id)
+            if version is None:  # deleted (a search that raced the delete): cache nothing
+                self.indexes.pop(store_id, None)
+                self._index_locks.pop(store_id, None)
+                return CollectionIndex()
             index = self.indexes.get(store_id)
             if index is not None and index.version == version:
                 return index

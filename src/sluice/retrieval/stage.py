@@ -8,6 +8,9 @@ headers, logged on `sluice.retrieval` (an ungrounded citation at WARNING) and pu
 record (`retrieval_tokens`, `retrieval_cost_usd`, `retrieval_sources`, `grounded`). A streamed
 answer's headers leave before its text exists, so its citation check runs when the stream
 ends (or is cut) and reaches the record only.
+The context's token budget is `retrieval.context_max_tokens`, cut further to what the model's
+context window (when known) leaves after the prompt and `max_tokens`: lowest-ranked chunks are
+dropped rather than the grounded request overflowing the window into a 400.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from sluice.retrieval.grounding import (
     parse_request,
 )
 from sluice.retrieval.service import RetrievalService
+from sluice.tokens import estimate_request_tokens
 from sluice.types import ChatResponse, TextPart
 
 log = logging.getLogger("sluice.retrieval")
@@ -71,8 +75,13 @@ def _sources_header(context: Context) -> str:
 
 
 class GroundingStage:
-    def __init__(self, service: Callable[[], RetrievalService | None]) -> None:
+    def __init__(
+        self,
+        service: Callable[[], RetrievalService | None],
+        window_of: Callable[[str], int | None] = lambda model: None,
+    ) -> None:
         self._service = service
+        self._window_of = window_of  # the model's context window in tokens; None: unknown
 
     async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
         req = ctx.request
@@ -94,7 +103,12 @@ class GroundingStage:
             ask.filters,
             ask.ranking_options,
         )
-        context = build_context(outcome.results, cfg.context_max_chunks, cfg.context_max_tokens)
+        budget = cfg.context_max_tokens
+        window = self._window_of(req.model)
+        if window is not None:  # what the window leaves after the prompt and the answer
+            room = window - estimate_request_tokens(req) - (req.max_tokens or 0) - 16
+            budget = max(0, min(budget, room))
+        context = build_context(outcome.results, cfg.context_max_chunks, budget)
         if context.sources:
             ctx.rewrite(replace(req, system=[*req.system, TextPart(context.text)]), "retrieval")
         ctx.retrieval_tokens = context.tokens if context.sources else 0

@@ -46,6 +46,7 @@ from sluice.reliability.midstream import MidstreamFailoverStage
 from sluice.retrieval.service import RetrievalService
 from sluice.retrieval.stage import GroundingStage
 from sluice.routing.stage import RouterStage, build_routers
+from sluice.routing.targets import targets_of
 from sluice.runtime import Runtime
 from sluice.stages.auth import AuthStage
 from sluice.stages.guards import AgentGuardStage
@@ -138,7 +139,8 @@ def build_stages(config: SluiceConfig, deps: StageDeps) -> list[Stage]:
     if guard.enabled:
         stages.append(guard)
     if config.retrieval.enabled:  # grounded chat: the context is in what caches key on
-        stages.append(GroundingStage(deps.retrieval))
+        windows = {name: t.context_window for name, t in targets_of(config).items()}
+        stages.append(GroundingStage(deps.retrieval, lambda model: windows.get(model)))
     policies = {
         **{name: plan.policy for name, plan in config.models.items()},
         **{name: route.policy for name, route in config.routes.items()},

@@ -297,6 +297,7 @@ online_scores = Table(  # one online judgement of a live call
     Column("verdict", Integer(), nullable=False),  # 1-5
     Column("reason", Text(), nullable=False),
     Column("judge_request_id", String(128), nullable=False),
+    Column("tenant", String(255), nullable=True),  # the judged call's (e0002)
     Index(f"ix_{ONLINE_SCORES_TABLE}_ts", "ts"),
 )
 

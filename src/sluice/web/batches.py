@@ -37,9 +37,10 @@ from sluice.batch.store import BatchStore
 from sluice.batch.validate import ENDPOINTS, Parsed, parse_anthropic, parse_openai
 from sluice.cost.compute import compute_cost
 from sluice.edge.body import read_json
-from sluice.errors import InvalidRequestError, NotFoundError, SluiceError
+from sluice.errors import InvalidRequestError, NotFoundError, PermissionDeniedError, SluiceError
 from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.openai import OPENAI_FRONTEND
+from sluice.governance.scopes import Who, budget_scopes
 from sluice.identity import Credentials, Identity
 from sluice.observe.records import CallRecord
 from sluice.observe.rows import storable
@@ -136,13 +137,31 @@ def share_of(gateway: Gateway) -> Any:
     return share
 
 
-def forward_target(gateway: Gateway, wire: Wire, parsed: Parsed) -> dict[str, Any] | None:
+def forward_target(
+    gateway: Gateway, wire: Wire, parsed: Parsed, identity: Identity
+) -> dict[str, Any] | None:
     """Where a batch is forwarded (None: run mode). Forward mode needs one model per batch
-    and a deployment whose provider speaks the batch's API (no translation of items)."""
+    and a deployment whose provider speaks the batch's API (no translation of items).
+
+    A forwarded batch skips the pipeline, so what the pipeline would enforce is enforced
+    here: the key's model allowlist (403, as the sync endpoint answers), and budgets —
+    the provider runs every item at once and cannot be stopped at a budget, so a caller
+    under any budget (`limits.enabled`) gets run mode instead: each item reserves and
+    settles as it runs, and items past the budget fail `budget_exceeded`."""
     cfg = gateway.config.batch
     models = {str(item.body.get("model")) for item in parsed.items}
     modes = {cfg.models.get(m, cfg.mode) for m in models}
     if modes == {"run"}:
+        return None
+    for model in sorted(models):
+        if not identity.allows(model):
+            raise PermissionDeniedError(
+                f"this API key may not use model {model[:100]!r}",
+                param="model",
+                code="model_not_allowed",
+            )
+    limits = gateway.config.limits
+    if limits.enabled and budget_scopes(Who.of(identity, CallMeta()), limits):
         return None
     if len(models) != 1:
         raise InvalidRequestError("a forwarded batch must use one model (batch.mode: forward)")
@@ -238,7 +257,7 @@ async def _create(
             },
         ]
     window = fields.pop("completion_window", "24h")
-    provider = None if failed else forward_target(request.app[GATEWAY], wire, parsed)
+    provider = None if failed else forward_target(request.app[GATEWAY], wire, parsed, identity)
     batch = Batch(
         id=new_batch_id(wire),
         tenant=identity.tenant,
@@ -317,7 +336,9 @@ async def openai_create(request: web.Request) -> web.Response:
         raise file_not_found(file_id)
     if found.purpose != "batch":
         raise InvalidRequestError("the input file's purpose must be batch", param="input_file_id")
-    parsed = parse_openai(data, endpoint, cfg.batch.max_items)
+    # In a worker thread: a 100 MB file takes seconds to check, and the event loop
+    # answers every interactive call meanwhile.
+    parsed = await asyncio.to_thread(parse_openai, data, endpoint, cfg.batch.max_items)
     batch = await _create(
         request,
         identity,
@@ -419,11 +440,16 @@ async def anthropic_results(request: web.Request) -> web.StreamResponse:
     if batch.status not in ENDED:
         raise InvalidRequestError(f"batch {batch.id} is still processing; results are not ready")
     items = await request.app[STORE].items(batch.id)
-    lines = [
-        orjson.dumps(anthropic_line(custom_id, state, result))
-        for _idx, custom_id, state, result in items
-    ]
-    return web.Response(body=b"\n".join(lines) + b"\n", content_type="application/x-jsonl")
+
+    def encode() -> bytes:  # up to max_items results: off the event loop
+        lines = [
+            orjson.dumps(anthropic_line(custom_id, state, result))
+            for _idx, custom_id, state, result in items
+        ]
+        return b"\n".join(lines) + b"\n"
+
+    body = await asyncio.to_thread(encode)
+    return web.Response(body=body, content_type="application/x-jsonl")
 
 
 # --- wiring ---------------------------------------------------------------------------

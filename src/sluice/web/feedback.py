@@ -6,6 +6,9 @@ request id — unknown, or another tenant's — is the same 404 in the OpenAI er
 tenant learns nothing about another's calls. Records are written in batches off the request
 path (every 0.5 s), so feedback sent right after a call waits briefly for its record.
 
+A flood of made-up ids cannot hold the shared thread pool: at most `MAX_WAITERS` requests wait
+at once; past that an id is looked up once.
+
 Feedback is stored in the records store's database (`sluice.eval.feedback_store`); with no
 records store configured the endpoint answers 404 saying so.
 """
@@ -32,8 +35,22 @@ PATH = "/v1/sluice/feedback"
 MAX_BODY_BYTES = 16 * 1024  # a bounded comment and tags fit many times over
 RECORD_WAIT_S = 2.0  # how long to wait for a just-made call's record to be written
 _POLL_S = 0.1
+# Requests waiting for a record at once. An unknown id costs RECORD_WAIT_S of polling (a
+# database query per _POLL_S in a thread); a flood of made-up ids would hold the default
+# thread pool that the rest of the gateway shares. Past this many, an id is looked up once.
+MAX_WAITERS = 16
 
 STORE: web.AppKey[FeedbackStore] = web.AppKey("feedback_store", FeedbackStore)
+
+
+class Waiters:
+    """How many feedback requests are polling for their call's record (`MAX_WAITERS`)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.count = limit, 0
+
+
+WAITERS: web.AppKey[Waiters] = web.AppKey("feedback_waiters", Waiters)
 OTHER = "_other"
 
 
@@ -76,6 +93,7 @@ def install(app: web.Application, store_url: str | None) -> None:
     gateway = app[GATEWAY]
     known = frozenset((*gateway.runtime.by_model, *gateway.config.routes))
     app[METRICS] = FeedbackMetrics(gateway.recorder.metrics.registry, known)
+    app[WAITERS] = Waiters(MAX_WAITERS)
     app.router.add_post(PATH, submit)
     if store_url is None:
         return
@@ -100,7 +118,7 @@ async def submit(request: web.Request) -> web.Response:
     store = request.app.get(STORE)
     if records is None or store is None:
         raise NotFoundError("feedback needs the records store (observability.records.store_url)")
-    record = await _own_call(records, body.request_id, identity.tenant)
+    record = await _own_call(records, body.request_id, identity.tenant, request.app[WAITERS])
     feedback = Feedback(
         request_id=body.request_id,
         tenant=identity.tenant,
@@ -153,13 +171,25 @@ def _parse(raw: bytes) -> FeedbackIn:
         raise InvalidRequestError(f"{where}: {first['msg']}", param=where) from None
 
 
-async def _own_call(records: RecordStore, request_id: str, tenant: str) -> CallRecord:
-    """The caller's call record, waiting up to `RECORD_WAIT_S` for it to be written."""
-    deadline = time.monotonic() + RECORD_WAIT_S
-    while True:
-        record = await asyncio.to_thread(find_call, records, request_id, tenant)
-        if record is not None:
-            return record
-        if time.monotonic() >= deadline:  # unknown and another tenant's: the same wait
-            raise NotFoundError(f"no call with request id {request_id!r} for this key")
-        await asyncio.sleep(_POLL_S)
+async def _own_call(
+    records: RecordStore, request_id: str, tenant: str, waiters: Waiters
+) -> CallRecord:
+    """The caller's call record, waiting up to `RECORD_WAIT_S` for it to be written (when
+    fewer than `waiters.limit` requests wait already; else one look-up)."""
+    record = await asyncio.to_thread(find_call, records, request_id, tenant)
+    if record is not None:
+        return record
+    missing = NotFoundError(f"no call with request id {request_id!r} for this key")
+    if waiters.count >= waiters.limit:
+        raise missing
+    waiters.count += 1
+    try:
+        deadline = time.monotonic() + RECORD_WAIT_S
+        while time.monotonic() < deadline:  # unknown and another tenant's: the same wait
+            await asyncio.sleep(_POLL_S)
+            record = await asyncio.to_thread(find_call, records, request_id, tenant)
+            if record is not None:
+                return record
+        raise missing
+    finally:
+        waiters.count -= 1

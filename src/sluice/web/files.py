@@ -59,6 +59,13 @@ async def _read_part(part: BodyPartReader, limit: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
+def _clean_name(name: str) -> str:
+    """The filename as given, but printable: `filename*=UTF-8''a%00b` decodes to a NUL
+    (PostgreSQL refuses it in text: a 500), %0A to a newline, bad UTF-8 to surrogates.
+    Such characters become `_`; the name is never used as a path (blobs are named by id)."""
+    return "".join(c if c.isprintable() else "_" for c in name)
+
+
 async def _read_upload(request: web.Request, cfg: FilesConfig) -> tuple[str, str, bytes]:
     """(filename, purpose, data) from the multipart body."""
     if not request.content_type.startswith("multipart/"):
@@ -73,7 +80,7 @@ async def _read_upload(request: web.Request, cfg: FilesConfig) -> tuple[str, str
                 raise InvalidRequestError("nested multipart bodies are not supported")
             if part.name == "file":
                 data = await _read_part(part, cfg.max_bytes, "the file")
-                filename = (part.filename or "upload")[: cfg.max_filename_chars]
+                filename = _clean_name(part.filename or "upload")[: cfg.max_filename_chars]
             elif part.name == "purpose":
                 purpose = (await _read_part(part, _MAX_FIELD, "purpose")).decode(errors="replace")
             else:  # e.g. expires_after[...]: read and ignore, bounded
@@ -103,7 +110,7 @@ async def create(request: web.Request) -> web.Response:
     except TimeoutError:
         raise RequestTimeoutError("the upload did not arrive in time") from None
     if purpose == "batch":
-        _check_jsonl(data)
+        await asyncio.to_thread(_check_jsonl, data)  # up to max_bytes: off the event loop
     obj = await store.create(tenant, filename, purpose, data)
     return _json(obj.to_openai())
 

@@ -691,6 +691,100 @@ BEN: dict[str, Callable[[str, random.Random], tuple[str, str]]] = {
     "everyday_task": ben_everyday,
 }
 
+
+# Round 2 (train only, bank A): more benign hard negatives, written as new templates after the
+# first detector's false positives were counted (no held-out or hand-written row was copied).
+# They carry the words attacks use (system, instructions, rules, prompt, reveal, mode,
+# developer, admin, previous, ignore, secret, assistant) in ordinary requests.
+HARD2_SUBJECTS = [
+    "the payroll service",
+    "our mobile app",
+    "the build pipeline",
+    "the booking system",
+    "my home server",
+    "the billing module",
+    "the CRM",
+    "our Kubernetes cluster",
+]
+HARD2 = [
+    "What rules should {s} follow when a user enters an invalid date? Write the validation spec.",
+    "Write a system prompt for a customer-support assistant of {s} that stays polite and short.",
+    "How do I reveal hidden files in the file manager used by {s}?",
+    "Turn on developer mode for {s} in staging and list which settings change.",
+    "The admin panel of {s} lost its previous settings after the update. How do I restore "
+    "them from backup?",
+    "Ignore the formatting in my previous question about {s}, I only need the numbers.",
+    "Document the instructions an operator follows to restart {s} after a power cut.",
+    "Our assistant for {s} answers too verbosely. How should I phrase the instructions to "
+    "keep answers under 100 words?",
+    "Which secrets does {s} need at startup, and where should we store them instead of "
+    "environment variables?",
+    "Give me a checklist for reviewing the access rules of {s} every quarter.",
+    "Disregard the draft numbers I pasted earlier for {s}; use these: 120, 340, 95.",
+    "Write a short guide: how the AI chatbot of {s} should hand over to a human agent.",
+    "Explain in plain words what the error 'permission denied: admin role required' means in {s}.",
+    "Our previous vendor's instructions for {s} conflict with the manual. Which should we "
+    "trust, and how do we decide?",
+    "Can you act as a reviewer and point out the weak spots in the design doc of {s}?",
+    "Summarise the change log of {s}: the old rate limits were removed and new quotas "
+    "apply per team.",
+    "How do I print the current configuration of {s} to the console for debugging?",
+    "We are writing a security test plan for {s}. Which prompt-injection cases should the "
+    "LLM features be tested against?",
+    "The onboarding doc for {s} says to forget the default password after first login. "
+    "Rewrite that step more clearly.",
+    "In the {s} repo, override the base image in the Dockerfile and explain why the "
+    "previous one was too large.",
+    "You are an experienced SRE. Review this alert rule for {s}: cpu > 90% for 5m.",
+    "Tell me the rules of thumb for sizing the database of {s}.",
+    "Show me how to read a secret from Vault in the deploy script of {s}.",
+    "From now on, please answer my questions about {s} in Spanish.",
+    "Olvida el informe anterior sobre {s}; haz uno nuevo con los datos de marzo.",
+    "Ignoriere bitte die alte Tabelle zu {s} und nimm die neuen Zahlen.",
+    "Quelles sont les règles de sécurité de base pour {s} ?",
+    "Forward the incident summary about {s} to the team channel and ask for reviews.",
+]
+
+
+def ben_hard2(b: str, r: random.Random) -> tuple[str, str]:
+    return r.choice(HARD2).format(s=r.choice(HARD2_SUBJECTS)), r.choice(
+        ["user", "user", "document"]
+    )
+
+
+HARD_CODE_TOOLS = [
+    "the Makefile",
+    "docker-compose.yml",
+    "the CI config",
+    "setup.cfg",
+    "the Helm chart",
+    "tsconfig.json",
+    "the nginx config",
+    "the cron job",
+]
+HARD_CODE = [
+    "Override the default build instructions in {t} so the tests run first.",
+    "How do I ignore the lint rules inherited from the base config in {t}?",
+    "Disregard the previous settings in {t}; I rewrote it, please review the new version.",
+    "Our {t} has instructions from the old team that nobody understands. Explain each line.",
+    "Skip the system checks in {t} when running locally, but keep them in production.",
+    "Forget the earlier version of {t} I sent; this one fixes the indentation.",
+    "Which rules in {t} can I safely drop? Most of them look unused.",
+    "Write a comment at the top of {t} explaining the instructions for new developers.",
+    "Bypass the cache step in {t} for this one build; what's the cleanest way?",
+    "Print the effective configuration of {t} after all overrides are applied.",
+]
+
+
+def ben_hard_code(b: str, r: random.Random) -> tuple[str, str]:
+    return r.choice(HARD_CODE).format(t=r.choice(HARD_CODE_TOOLS)), "user"
+
+
+BEN_TRAIN_ONLY: dict[str, Callable[[str, random.Random], tuple[str, str]]] = {
+    "hard_negative_2": ben_hard2,
+    "hard_negative_code": ben_hard_code,
+}
+
 NOISE = [
     lambda s, r: s,
     lambda s, r: s.lower(),
@@ -742,7 +836,7 @@ def _gen(
 
 
 def build() -> tuple[list[Row], list[Row]]:
-    train = _gen(INJ, 1, "A", 170) + _gen(BEN, 0, "A", 160)
+    train = _gen(INJ, 1, "A", 170) + _gen(BEN, 0, "A", 160) + _gen(BEN_TRAIN_ONLY, 0, "A", 120)
     held = _gen(INJ, 1, "B", 60) + _gen(BEN, 0, "B", 55)
     hand_path = HERE / "handwritten.jsonl"
     for line in hand_path.read_text(encoding="utf-8").splitlines():

@@ -35,8 +35,9 @@ __all__ = ["DEFAULT_THRESHOLD", "InjectionDetector", "InjectionVerdict", "Source
 Source = Literal["user", "tool", "document", "system"]
 SOURCES: frozenset[str] = frozenset({"user", "tool", "document", "system"})
 
-# Chosen on the training split only: grouped out-of-fold false-positive rate <= 1% (see
-# tests/data/injection/README.md and BENCHMARKS.md "Prompt-injection detection").
+# Chosen on the training split only: the lowest threshold with no grouped out-of-fold false
+# positive on benign rows the rules pass (`train` prints the grid; round 2: 0.85 had 0.5%,
+# 0.9 none). See tests/data/injection/README.md and BENCHMARKS.md.
 DEFAULT_THRESHOLD = 0.9
 # Below the threshold, scores at or above this go to the optional model check.
 DEFAULT_UNCERTAIN_FLOOR = 0.5

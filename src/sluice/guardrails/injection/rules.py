@@ -9,7 +9,8 @@ Bounded by construction (hostile input):
 - only `MAX_SCAN_CHARS` (12 KiB) of the text are scanned: the first `HEAD_CHARS` and the
   last `TAIL_CHARS` (an attacker appending a payload after 1 MB of filler is still seen);
   Python's `re` costs a few microseconds per character for these alternations, so the window
-  is what bounds a call (measured: ~50-100 ms worst case on 1 MB under load, see BENCHMARKS);
+  and the literal prefilters below are what bound a call (measured: 12-18 ms wall on 1 MB of
+  hostile text under load; ~1 ms CPU for a 2 KB ordinary prompt, see BENCHMARKS);
 - the re-checks of rot13, reversed, leetspeak, URL-encoded, binary, `\\u`-escaped and base32
   variants look at the first `VARIANT_CHARS` only;
 - the patterns have no nested quantifiers over overlapping classes (no catastrophic
@@ -31,6 +32,8 @@ import re
 import unicodedata
 import urllib.parse
 from dataclasses import dataclass
+
+import ahocorasick
 
 HEAD_CHARS = 8_192
 TAIL_CHARS = 4_096
@@ -317,13 +320,129 @@ _CUE = re.compile(
     _F,
 )
 GATE_ALWAYS_CHARS = 1_500
+# `_CUE` split for speed on ASCII text (where lower-casing is exactly what IGNORECASE does):
+# its literal branches go to one Aho-Corasick pass over the lower-cased text, the rest to a
+# small regex. Equivalence with `_CUE` is tested on every labelled set.
+_CUE_LITERALS = [
+    "ignor",
+    "disregard",
+    "forget",
+    "instruct",
+    "prompt",
+    "system",
+    "guideline",
+    "polic",
+    "restrict",
+    "filter",
+    "censor",
+    "pretend",
+    "role",
+    "persona",
+    "jailbr",
+    "assistant",
+    "a.i.",
+    "llm",
+    "chatbot",
+    "gpt",
+    "claude",
+    "reveal",
+    "secret",
+    "password",
+    "credential",
+    "confidential",
+    "hidden",
+    "overrid",
+    "bypass",
+    "develop",
+    "admin",
+    "previous",
+    "above",
+    "earlier",
+    "prior",
+    "preceding",
+    "obey",
+    "comply",
+    "decod",
+    "encod",
+    "base64",
+    "send",
+    "forward",
+    "email",
+    "e-mail",
+    "http://",
+    "https://",
+    "![",
+    "{",
+    "[",
+    "##",
+    "---",
+    "===",
+    "henceforth",
+    "unrestrict",
+    "uncensor",
+    "unfilter",
+    "refus",
+    "simulat",
+    "imagine",
+    "hypothetical",
+    "grandma",
+    "grandmother",
+    "verbatim",
+    "repeat",
+    "initial",
+    "original",
+    "configur",
+    "safety",
+    "ethic",
+    "moral",
+    "allowed",
+    "permission",
+    "authori",
+    "privileg",
+    "anything",
+    "everything",
+    "scrap",
+    "obsolete",
+    "revok",
+    "void",
+    "cancel",
+    "context",
+]
+_CUE_REST = re.compile(
+    r"\brules?\b|act\s+as|you\s+are|you'?re|you\s+will|you\s+must|\bmode\b|\bdan\b|\bai\b|"
+    r"language\s+model|\bbot\b|api\s+key|rot-?13|\bhex\b|<[a-z|/!]|from\s+now|new\s+task|"
+    r"no\s+limit|without\s+(?:any\s+)?(?:limit|rule|restriction|filter)|in\s+character|"
+    r"word\s+for\s+word",
+    re.IGNORECASE,
+)
+_NON_LATIN = re.compile("[\u2001-\U0010ffff]")  # what `ord(c) > 0x2000` asked, in C
+
+
+def _cue_automaton() -> ahocorasick.Automaton:
+    auto = ahocorasick.Automaton(ahocorasick.STORE_ANY)
+    for literal in _CUE_LITERALS:
+        auto.add_word(literal, literal)
+    auto.make_automaton()
+    return auto
+
+
+_CUE_AUTO = _cue_automaton()
+
+
+def _has_cue(text: str) -> bool:
+    if not text.isascii():
+        return _CUE.search(text) is not None
+    lower = text.lower()
+    for _ in _CUE_AUTO.iter(lower):
+        return True
+    return _CUE_REST.search(lower) is not None
 
 
 def needs_classifier(text: str) -> bool:
     """Whether the classifier should look at `text` (see `_CUE`)."""
-    if len(text) > GATE_ALWAYS_CHARS or _CUE.search(text):
+    if len(text) > GATE_ALWAYS_CHARS or _has_cue(text):
         return True
-    return any(ord(c) > 0x2000 for c in text)
+    return _NON_LATIN.search(text) is not None
 
 
 _TEMPLATE_TALK = re.compile(
@@ -346,8 +465,8 @@ _PLAIN_RULES: tuple[tuple[str, re.Pattern[str], float], ...] = (
 
 # Literal prefilters: every match of the pattern contains one of these lowercase stems, so a
 # text with none of them skips the pattern. CPython `re` spends microseconds per character
-# on these alternations; `in` is a C substring search. Equivalence is tested on every
-# labelled set (tests/unit/test_injection_rules.py).
+# on these alternations; one Aho-Corasick pass (`_present`) finds every stem at C speed.
+# Equivalence is tested on every labelled set (tests/unit/test_injection_rules.py).
 _ANCHORS: dict[re.Pattern[str], tuple[str, ...]] = {
     _IGNORE_EN: (
         "ignor",
@@ -457,11 +576,11 @@ _ANCHORS: dict[re.Pattern[str], tuple[str, ...]] = {
         "task",
         "prompt",
     ),
+    # "never" is left out: every branch with it also needs "refus", "rules", "restriction",
+    # "guideline" or "character". "dan" (inside "guidance", "abundant") is checked as a word.
     _PERSONA: (
         "anything",
-        "dan",
         "mode",
-        "never",
         "filter",
         "rules",
         "restriction",
@@ -486,6 +605,22 @@ _ANCHORS: dict[re.Pattern[str], tuple[str, ...]] = {
         "character",
         "twin",
         "escaped",
+    ),
+    _TEMPLATE_TOKENS: ("<|", "inst]", "sys>>", "_of_turn>"),
+    _ROLE_TURN: ("system", "developer", "admin", "</", "end", "instruction", '"role"'),
+    _EXFIL: (
+        "![",
+        "send",
+        "email",
+        "e-mail",
+        "post",
+        "upload",
+        "forward",
+        "exfiltrat",
+        "transmit",
+        "append",
+        "leak",
+        "http",
     ),
     _EXTRACT: (
         "system",
@@ -516,6 +651,68 @@ _ANCHORS: dict[re.Pattern[str], tuple[str, ...]] = {
 PREFILTER = True
 
 
+def _automaton() -> ahocorasick.Automaton:
+    """One Aho-Corasick automaton over every anchor: a single C pass finds which are present
+    (measured: checking ~200 anchors with `in` one by one cost ~1-2 ms on a 2 KB prompt)."""
+    auto = ahocorasick.Automaton(ahocorasick.STORE_ANY)
+    for anchor in {a for group in _ANCHORS.values() for a in group} | set(_INDIRECT_STEMS):
+        auto.add_word(anchor, anchor)
+    auto.make_automaton()
+    return auto
+
+
+def _present(lower: str) -> set[str]:
+    """The anchors that occur in `lower` (already lower-cased)."""
+    return {found for _, found in _AUTO.iter(lower)} if lower else set()
+
+
+# `_INDIRECT` names the assistant in every branch: one of these stems, or "ai"/"ais" as a word
+# ("ai" is inside too many words - "said", "again" - to be a substring anchor).
+_INDIRECT_STEMS = (
+    "a.i.",
+    "assistant",
+    "bot",
+    "llm",
+    "language",
+    "gpt",
+    "claude",
+    "agent",
+    "summarizer",
+    "summariser",
+    "note-taker",
+)
+
+
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"  # what `re` calls \w
+
+
+def _has_word(lower: str, word: str, plural: bool = False) -> bool:
+    """`re.search(rf"\b{word}s?\b", lower)` without the per-position cost of a leading \b:
+    a C substring search, then the boundaries checked by hand."""
+    n = len(word)
+    i = lower.find(word)
+    while i >= 0:
+        if i == 0 or not _is_word_char(lower[i - 1]):
+            after = lower[i + n : i + n + 1]
+            if not after or not _is_word_char(after):
+                return True
+            if plural and after == "s":
+                after = lower[i + n + 1 : i + n + 2]
+                if not after or not _is_word_char(after):
+                    return True
+        i = lower.find(word, i + 1)
+    return False
+
+
+def _indirect_possible(lower: str, present: set[str]) -> bool:
+    return not present.isdisjoint(_INDIRECT_STEMS) or _has_word(lower, "ai", plural=True)
+
+
+_TAG_CHAR = re.compile("[\U000e0000-\U000e007f]")
+_AUTO = _automaton()
+
+
 def scan_window(text: str) -> str:
     """The part of `text` the rules look at: all of it up to MAX_SCAN_CHARS, else head + tail."""
     if len(text) <= MAX_SCAN_CHARS:
@@ -529,6 +726,8 @@ def hidden_tag_text(text: str) -> str:
     Tag runs right after U+1F3F4 (black flag: subdivision flags like England's) are emoji,
     not hidden text, and are skipped.
     """
+    if _TAG_CHAR.search(text) is None:  # the common case, in C: no tag character at all
+        return ""
     out: list[str] = []
     prev = ""
     in_flag = False
@@ -585,11 +784,16 @@ def _data_hits(text: str) -> list[RuleHit]:
 def _plain_hits(text: str) -> list[RuleHit]:
     hits: list[RuleHit] = []
     lower = text.lower()
+    present = _present(lower) if PREFILTER else set()
     for name, pattern, confidence in _PLAIN_RULES:
         if any(h.rule == name for h in hits):
             continue
         anchors = _ANCHORS.get(pattern) if PREFILTER else None
-        if anchors is not None and not any(a in lower for a in anchors):
+        if (
+            anchors is not None
+            and present.isdisjoint(anchors)
+            and not (pattern is _PERSONA and _has_word(lower, "dan"))
+        ):
             continue
         m = pattern.search(text)
         if m is None:
@@ -601,7 +805,7 @@ def _plain_hits(text: str) -> list[RuleHit]:
         if name == "chat_template_tokens" and _TEMPLATE_TALK.search(text):
             quoted = True  # a question about chat templates, not a turn
         hits.append(RuleHit(name, confidence, quoted, span))
-    m = _INDIRECT.search(text)
+    m = _INDIRECT.search(text) if not PREFILTER or _indirect_possible(lower, present) else None
     if m is not None and _IMPERATIVE.search(text, m.end(), m.end() + 200):
         span = (m.start(), m.end())
         hits.append(RuleHit("indirect_instruction", 0.9, _quoted(text, span), span))
@@ -644,6 +848,8 @@ _URLENC = re.compile(r"(?:%[0-9a-fA-F]{2}[^%\s]{0,12}){6,}")
 _UESC = re.compile(r"(?:\\u[0-9a-fA-F]{4}){6,}")
 _BINARY = re.compile(r"(?:[01]{8}\s?){8,}")
 _B32 = re.compile(r"\b[A-Z2-7]{32,}={0,6}")
+_LEET_CHAR = re.compile(r"[0-9$@]")  # both branches of _LEET_WORD need one: a fast C scan first
+_LEET_WORD = re.compile(r"[a-z][0-9$@][a-z]|[0-9][a-z]{1,3}[0-9]", re.I)
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
 )
@@ -671,7 +877,7 @@ def _other_decodings(text: str) -> list[str]:
             decoded = None
         if decoded:
             out.append(decoded)
-    if re.search(r"[a-z][0-9$@][a-z]|[0-9][a-z]{1,3}[0-9]", text, re.I):
+    if _LEET_CHAR.search(text) and _LEET_WORD.search(text):
         out.append(text.translate(_LEET))
     out.append(text[::-1])
     return out
@@ -729,9 +935,9 @@ def scan(text: str, *, data: bool = False, _depth: int = 0) -> list[RuleHit]:
                     break
     # "decode this and follow it" around an opaque blob: suspicious even undecoded.
     if (
-        _DECODE_HINT.search(norm)
-        and not any(h.rule == "encoded_payload" for h in hits)
-        and (_B64.search(norm) or _HEX.search(norm))
+        not any(h.rule == "encoded_payload" for h in hits)
+        and (_B64.search(norm) or _HEX.search(norm))  # cheaper than the hint: first
+        and _DECODE_HINT.search(norm)
     ):
         hits.append(RuleHit("encoded_payload", 0.8))
     return hits

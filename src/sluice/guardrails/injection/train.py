@@ -90,10 +90,16 @@ def train(rows: list[dict[str, object]], l2: float, folds: int = 5) -> LinearMod
 
     passed = np.array([not [h for h in scan(t) if not h.quoted] for t in texts])
     prob = 1.0 / (1.0 + np.exp(-(a * oof + c)))
-    for threshold in (0.5, 0.8, 0.9, 0.95):
+    chosen = None
+    for threshold in (0.5, 0.7, 0.75, 0.8, 0.825, 0.85, 0.875, 0.9, 0.95):
         fpr = float((prob[(y == 0) & passed] >= threshold).mean())
         recall = float((prob[y == 1] >= threshold).mean())
         sys.stdout.write(f"grouped OOF @{threshold}: FPR {fpr:.4f} recall {recall:.3f}\n")
+        if chosen is None and fpr == 0.0:
+            chosen = threshold
+    # The shipped DEFAULT_THRESHOLD is the lowest of these with no grouped out-of-fold false
+    # positive: round 1 showed unseen templates' FPR running ~2 points above the OOF figure.
+    sys.stdout.write(f"lowest threshold with grouped OOF FPR 0: {chosen}\n")
     w, b = fit_logistic(x, y, l2)
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
     return LinearModel(w.astype(np.float32), b, a, c, f"minilm-lr-l2={l2}-data={digest}")

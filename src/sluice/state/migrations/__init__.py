@@ -8,7 +8,7 @@ whatever database it is pointed at (a records-only PostgreSQL gets no key table)
 - `semantic`: `s0001_semantic_cache` (adopts a table made by the old `create_all`)
 - `cache`: `c0001_cache_mirror` (the exact-cache mirror file's `entries`)
 - `eval`: `e0001_eval` (feedback, saved eval runs, shadow pairs, online scores; adopts the
-  first two when the old `create_all` made them)
+  first two when the old `create_all` made them) → `e0002_score_tenant`
 - `queue`: `q0001_queue` (the embedded queue's `sluice_queue`)
 - `jobs`: `j0001_jobs` (async jobs and their webhook delivery log)
 - `files`: `f0001_files` (uploaded files; the bytes too on PostgreSQL)

@@ -28,6 +28,7 @@ from sluice.wire.openai.response import (
 )
 
 DONE = b"data: [DONE]\n\n"
+_TEXT_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'
 
 
 class ChunkDecoder:
@@ -95,7 +96,7 @@ class ChunkDecoder:
 class ChunkEncoder:
     """Turns neutral events into the client's SSE bytes."""
 
-    __slots__ = ("_created", "_extra", "_id", "_include_usage", "_model", "_usage")
+    __slots__ = ("_created", "_extra", "_id", "_include_usage", "_model", "_text_head", "_usage")
 
     def __init__(self, model: str, include_usage: bool) -> None:
         self._model = model
@@ -104,6 +105,21 @@ class ChunkEncoder:
         self._created = 0
         self._usage: Usage | None = None
         self._extra: dict[str, str] = {}  # system_fingerprint, service_tier: on every chunk
+        # The bytes of a text chunk up to its text (the same for every chunk of a stream):
+        # most chunks are text, and joining bytes is cheaper than dumping the whole dict.
+        self._text_head: bytes | None = None
+
+    def _text(self, text: str) -> bytes:
+        """`_delta({"content": text})`, byte for byte (test_openai_stream_encoder)."""
+        head = self._text_head
+        if head is None:
+            self._text_head = head = (
+                self._chunk([{"index": 0, "delta": {"content": ""}}]).partition(
+                    b'"choices":[{"index":0,"delta":{"content":'
+                )[0]
+                + b'"choices":[{"index":0,"delta":{"content":'
+            )
+        return head + orjson.dumps(text) + _TEXT_TAIL
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         body = {
@@ -128,12 +144,15 @@ class ChunkEncoder:
 
     def encode(self, event: StreamEvent) -> bytes:
         if isinstance(event, TextDelta):
+            if event.logprobs is None:
+                return self._text(event.text)
             return self._delta({"content": event.text}, logprobs=event.logprobs)
         if isinstance(event, ToolCallDelta):
             return self._delta(
                 {"tool_calls": [{"index": event.index, "function": {"arguments": event.arguments}}]}
             )
         if isinstance(event, StreamStart):
+            self._text_head = None  # id, created and extras change here
             self._id = mapping.answer_id(event.id, "chatcmpl-")
             self._created = event.created or int(time.time())
             if event.system_fingerprint is not None:

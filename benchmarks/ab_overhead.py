@@ -1,0 +1,111 @@
+"""Before/after gateway CPU per request in ONE interleaved run (issue 20).
+
+On a shared machine two separate `sluice bench overhead` runs minutes apart differ by more
+than most single changes do. This starts one simulator and two gateways with the same config —
+"before" importing Sluice from another checkout's `src` (PYTHONPATH wins over the editable
+install), "after" from this one — and alternates the same closed-loop load between them,
+reporting each run's gateway CPU per request (user + system, all threads) and rps.
+
+    git -C . archive <commit> src | tar -x -C /tmp/before      # the "before" tree
+    .venv/bin/python benchmarks/ab_overhead.py /tmp/before/src [--rounds 3] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from sluice.bench.load import run_load
+from sluice.bench.overhead import _body
+from sluice.bench.processes import start_gateway, start_sim
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("before_src", help="the src/ directory of the 'before' checkout")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--mode", choices=["json", "stream", "both"], default="both")
+    parser.add_argument("--records", choices=["on", "off"], default="on")
+    args = parser.parse_args()
+    modes = {"json": [False], "stream": [True], "both": [False, True]}[args.mode]
+    with tempfile.TemporaryDirectory(prefix="sluice-ab-") as tmp_name:
+        tmp = Path(tmp_name)
+        sim = start_sim(tmp)
+        gateways = {}
+        try:
+            for name, extra in (("before", {"PYTHONPATH": args.before_src}), ("after", {})):
+                env = {
+                    "SLUICE_RECORDS": "true" if args.records == "on" else "false",
+                    "SLUICE_RECORDS_URL": f"sqlite:///{tmp / f'{name}.db'}",
+                    "SLUICE_SEMANTIC_CACHE": "false",
+                    **extra,
+                }
+                gateways[name] = start_gateway(tmp / name, sim.url, env=env)
+            table: dict[tuple[bool, str], list[tuple[float, float]]] = {}
+            out = sys.stdout
+            out.write(
+                f"concurrency {args.concurrency}, {args.seconds:.0f} s per run, records "
+                f"{args.records}, semantic cache off, Python load generator\n"
+                f"{'mode':<7}{'round':>6} {'gateway':<8}| {'rps':>6} | {'gw CPU µs/req':>13}\n"
+            )
+            for stream in modes:
+                body = _body(stream)
+                for gw in gateways.values():  # warm-up
+                    asyncio.run(
+                        run_load(
+                            gw.url + "/v1/chat/completions",
+                            body,
+                            concurrency=args.concurrency,
+                            requests=300,
+                            max_seconds=3,
+                            stream=stream,
+                        )
+                    )
+                for r in range(1, args.rounds + 1):
+                    order = list(gateways.items())
+                    if r % 2 == 0:  # alternate who goes first
+                        order.reverse()
+                    for name, gw in order:
+                        before = gw.cpu_seconds()
+                        res = asyncio.run(
+                            run_load(
+                                gw.url + "/v1/chat/completions",
+                                body,
+                                concurrency=args.concurrency,
+                                requests=10**9,
+                                max_seconds=args.seconds,
+                                stream=stream,
+                            )
+                        )
+                        cpu = (gw.cpu_seconds() - before) * 1e6 / max(res.requests, 1)
+                        table.setdefault((stream, name), []).append((res.rps, cpu))
+                        out.write(
+                            f"{'stream' if stream else 'json':<7}{r:>6} {name:<8}| "
+                            f"{res.rps:>6.0f} | {cpu:>13.0f}"
+                            + (f"  ({res.errors} errors)" if res.errors else "")
+                            + "\n"
+                        )
+                        out.flush()
+            out.write("\nmedians:\n")
+            for (stream, name), runs in table.items():
+                out.write(
+                    f"{'stream' if stream else 'json':<7} {name:<7} "
+                    f"rps {statistics.median(r for r, _ in runs):>6.0f}  "
+                    f"gw CPU µs/req {statistics.median(c for _, c in runs):>6.0f}\n"
+                )
+            out.write(f"load average {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)\n")
+        finally:
+            for gw in gateways.values():
+                gw.stop()
+            sim.stop()
+
+
+if __name__ == "__main__":
+    main()

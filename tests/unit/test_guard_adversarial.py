@@ -1,0 +1,364 @@
+"""Adversarial cases for the guard stage: what a hostile caller or a leaking model could use
+to get a value past the guards (found in review; each failed before its fix)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sluice.guardrails.base import GuardBlockedError
+from sluice.guardrails.config import GuardrailsConfig
+from sluice.guardrails.stage import GuardStage
+from sluice.pipeline.context import CallContext, Result
+from sluice.types import (
+    ChatRequest,
+    ChatResponse,
+    Finish,
+    Message,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    TextPart,
+    ToolCallDelta,
+    ToolCallPart,
+    ToolCallStart,
+)
+
+PEM_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" * 30
+PEM = f"-----BEGIN PRIVATE KEY-----\n{PEM_BODY}\n-----END PRIVATE KEY-----"
+KEY = "sk-proj-AbCdEf0123456789xyzXYZ0123"
+
+
+def stage(guardrails: dict[str, object]) -> GuardStage:
+    return GuardStage(GuardrailsConfig.model_validate(guardrails))
+
+
+def request(*texts: str) -> ChatRequest:
+    return ChatRequest(model="m", messages=[Message("user", [TextPart(t)]) for t in texts])
+
+
+async def drain(result: Result) -> tuple[list[StreamEvent], BaseException | None]:
+    assert not isinstance(result, ChatResponse)
+    events: list[StreamEvent] = []
+    try:
+        async for event in result:
+            events.append(event)
+    except GuardBlockedError as err:
+        return events, err
+    finally:
+        await result.aclose()
+    return events, None
+
+
+def sent_text(events: list[StreamEvent]) -> str:
+    return "".join(
+        e.text if isinstance(e, TextDelta) else e.arguments
+        for e in events
+        if isinstance(e, TextDelta | ToolCallDelta)
+    )
+
+
+@pytest.mark.parametrize("window", [8, 64])
+async def test_a_private_key_longer_than_the_window_never_streams_before_the_block(
+    window: int,
+) -> None:
+    """The PEM shape needs its END line: a key longer than the window used to go out piece by
+    piece while its END line had not arrived yet."""
+    guard = stage({"output": {"secrets": "block", "window_tokens": window}})
+    text = "here it is: " + PEM + " done"
+    pieces = [text[i : i + 7] for i in range(0, len(text), 7)]
+
+    async def nxt(c: CallContext) -> Result:
+        async def gen() -> AsyncIterator[StreamEvent]:
+            yield StreamStart("r", "m")
+            for piece in pieces:
+                yield TextDelta(piece)
+            yield Finish("stop")
+
+        return gen()  # type: ignore[return-value]
+
+    events, err = await drain(await guard(CallContext(request("hi")), nxt))
+    assert isinstance(err, GuardBlockedError)
+    out = sent_text(events)
+    assert "MIIEvQ" not in out and "BEGIN" not in out
+
+
+async def test_a_secret_in_tool_call_arguments_is_blocked_in_json() -> None:
+    guard = stage({"output": {"secrets": "block"}})
+
+    async def nxt(c: CallContext) -> Result:
+        args = '{"api_key": "' + KEY + '"}'
+        return ChatResponse(id="r", model="m", parts=[ToolCallPart("c1", "setup", args)])
+
+    with pytest.raises(GuardBlockedError):
+        await guard(CallContext(request("hi")), nxt)
+
+
+async def test_a_secret_in_streamed_tool_call_arguments_never_goes_out() -> None:
+    guard = stage({"output": {"secrets": "block"}})
+    args = '{"api_key": "' + KEY + '"}'
+
+    async def nxt(c: CallContext) -> Result:
+        async def gen() -> AsyncIterator[StreamEvent]:
+            yield StreamStart("r", "m")
+            yield ToolCallStart(0, "c1", "setup")
+            for i in range(0, len(args), 4):
+                yield ToolCallDelta(0, args[i : i + 4])
+            yield Finish("tool_calls")
+
+        return gen()  # type: ignore[return-value]
+
+    events, err = await drain(await guard(CallContext(request("hi")), nxt))
+    assert isinstance(err, GuardBlockedError)
+    assert "sk-proj" not in sent_text(events)
+
+
+async def test_a_system_prompt_leak_through_tool_call_arguments_is_caught() -> None:
+    system = "You are Orca, the internal assistant of Wexford Shipping; never reveal routes"
+    guard = stage({"output": {"system_prompt_leak": "block", "leak_words": 6}})
+    req = ChatRequest(
+        model="m", messages=[Message("user", [TextPart("hi")])], system=[TextPart(system)]
+    )
+
+    async def nxt(c: CallContext) -> Result:
+        args = '{"note": "' + system + '"}'
+        return ChatResponse(id="r", model="m", parts=[ToolCallPart("c1", "log", args)])
+
+    with pytest.raises(GuardBlockedError):
+        await guard(CallContext(req), nxt)
+
+
+async def test_a_placeholder_the_caller_wrote_in_earlier_tool_call_arguments_stays_literal() -> (
+    None
+):
+    """`<EMAIL_1>` typed into an earlier assistant tool call is the caller's own text: a new
+    e-mail in the same request must get another number, so echoing it restores nothing."""
+    guard = stage({"pii": {"mode": "mask"}})
+    req = ChatRequest(
+        model="m",
+        messages=[
+            Message("user", [TextPart("notify")]),
+            Message("assistant", [ToolCallPart("c1", "send", '{"to": "<EMAIL_1>"}')]),
+            Message("user", [TextPart("now also bob@corp.example.com")]),
+        ],
+    )
+    seen: list[str] = []
+
+    async def nxt(c: CallContext) -> Result:
+        last = c.request.messages[-1].parts[0]
+        assert isinstance(last, TextPart)
+        seen.append(last.text)
+        return ChatResponse(id="r", model="m", parts=[TextPart("sent to <EMAIL_1>")])
+
+    result = await guard(CallContext(req), nxt)
+    assert isinstance(result, ChatResponse)
+    assert "<EMAIL_1>" not in seen[0]
+    part = result.parts[0]
+    assert isinstance(part, TextPart) and part.text == "sent to <EMAIL_1>"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_values_restored_into_a_json_mode_answer_keep_it_valid_json(stream: bool) -> None:
+    """A private key has newlines, a password may hold a backslash or quote: restored raw into
+    a JSON answer they broke the JSON the structured-output stage had just validated."""
+    guard = stage({"pii": {"mode": "mask"}})
+    password = 'pa\\ss"wd'
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\nkqhkiG9w0B\n-----END PRIVATE KEY-----"
+    req = ChatRequest(
+        model="m",
+        messages=[Message("user", [TextPart(f"store {pem} with password={password} ok")])],
+        response_format={"type": "json_object"},
+    )
+    sent: list[str] = []
+    answer = '{"key": "<SECRET_1>", "password": "<SECRET_2>"}'
+
+    async def nxt(c: CallContext) -> Result:
+        part = c.request.messages[0].parts[0]
+        assert isinstance(part, TextPart)
+        sent.append(part.text)
+        if not stream:
+            return ChatResponse(id="r", model="m", parts=[TextPart(answer)])
+
+        async def gen() -> AsyncIterator[StreamEvent]:
+            yield StreamStart("r", "m")
+            for i in range(0, len(answer), 5):
+                yield TextDelta(answer[i : i + 5])
+            yield Finish("stop")
+
+        return gen()  # type: ignore[return-value]
+
+    result = await guard(CallContext(req), nxt)
+    assert "MIIE" not in sent[0] and "<SECRET_2>" in sent[0]
+    if stream:
+        events, err = await drain(result)
+        assert err is None
+        text = sent_text(events)
+    else:
+        assert isinstance(result, ChatResponse)
+        part = result.parts[0]
+        assert isinstance(part, TextPart)
+        text = part.text
+    assert json.loads(text) == {"key": pem, "password": password.split('"')[0]}
+
+
+def hostile_tool_call_request(args: str) -> ChatRequest:
+    return ChatRequest(
+        model="m",
+        messages=[
+            Message("user", [TextPart("go")]),
+            Message("assistant", [ToolCallPart("c1", "f", args)]),
+            Message("user", [TextPart("and mail a@x.io")]),
+        ],
+    )
+
+
+def test_input_bytes_count_earlier_tool_call_arguments() -> None:
+    """Text hidden in an assistant turn's tool-call arguments is sent upstream and scanned
+    like any other: it passed `max_input_bytes` uncounted."""
+    from sluice.guardrails.checks import check_limits
+    from sluice.guardrails.config import InputLimitsConfig
+
+    req = hostile_tool_call_request('{"x": "' + "1 " * 5000 + '"}')
+    hit = check_limits(InputLimitsConfig(mode="block", max_input_bytes=1000), req)
+    assert hit is not None and hit.rule == "max_input_bytes"
+
+
+async def test_hostile_text_in_tool_call_arguments_is_masked_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    offloaded: list[object] = []
+    real = asyncio.to_thread
+
+    async def to_thread(fn: object, /, *args: object) -> object:
+        offloaded.append(fn)
+        assert callable(fn)
+        return await real(fn, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", to_thread)
+    guard = stage({"pii": {"mode": "mask"}})
+    req = hostile_tool_call_request('{"x": "' + "1 " * 40_000 + '"}')
+
+    async def nxt(c: CallContext) -> Result:
+        return ChatResponse(id="r", model="m", parts=[TextPart("to <EMAIL_1>")])
+
+    result = await guard(CallContext(req), nxt)
+    assert offloaded, "80 KB of hostile digits were scanned on the event loop"
+    assert isinstance(result, ChatResponse) and result.parts == [TextPart("to a@x.io")]
+
+
+@pytest.mark.parametrize("mode", ["mask", "block", "flag"])
+async def test_pii_scan_is_bounded_per_request(mode: str) -> None:
+    """Hostile digits cost the detector seconds per MB: text past `pii.max_scan_bytes` is
+    refused (413) where the guard must see every value, flagged unscanned otherwise."""
+    from sluice.guardrails.base import InputTooLargeError
+
+    guard = stage({"pii": {"mode": mode, "max_scan_bytes": 10_000}})
+    req = request("1 " * 6000 + "a@x.io")
+    ctx = CallContext(req)
+
+    async def nxt(c: CallContext) -> Result:
+        return ChatResponse(id="r", model="m", parts=[TextPart("ok")])
+
+    if mode == "flag":
+        await guard(ctx, nxt)
+        assert ctx.response_headers["x-sluice-guard"] == "pii=flag:max_scan_bytes"
+        return
+    with pytest.raises(InputTooLargeError) as err:
+        await guard(ctx, nxt)
+    assert err.value.status == 413 and err.value.rule == "max_scan_bytes"
+    assert ctx.response_headers["x-sluice-guard"] == "pii=block:max_scan_bytes"
+
+
+async def test_logprobs_of_held_text_never_go_out_before_its_check() -> None:
+    """Each delta's logprobs carry its tokens' text: sent with an earlier release, they
+    carried a secret the window was still holding past the block."""
+    guard = stage({"output": {"secrets": "block", "window_tokens": 8}})
+    words = [w + " " for w in ("alpha bravo charlie delta echo foxtrot golf " * 4).split()]
+    pieces = [*words, "key: sk-", "proj-AbCdEf", "0123456789xyz", "XYZ done"]
+
+    async def nxt(c: CallContext) -> Result:
+        async def gen() -> AsyncIterator[StreamEvent]:
+            yield StreamStart("r", "m")
+            for piece in pieces:
+                yield TextDelta(piece, logprobs=[{"token": piece, "logprob": -0.1}])
+            yield Finish("stop")
+
+        return gen()  # type: ignore[return-value]
+
+    events, err = await drain(await guard(CallContext(request("hi")), nxt))
+    assert isinstance(err, GuardBlockedError)
+    tokens = "".join(
+        str(lp["token"])
+        for e in events
+        if isinstance(e, TextDelta) and e.logprobs
+        for lp in e.logprobs
+    )
+    assert sent_text(events), "text before the window went out"
+    assert "sk-" not in tokens and "proj-" not in tokens
+    assert tokens == sent_text(events)  # each released delta's logprobs, no more
+
+
+async def test_masked_answer_pii_is_not_left_in_logprob_tokens() -> None:
+    guard = stage({"pii": {"output": "mask"}})
+    detail = {"content": [{"token": "bob@corp.example.com", "logprob": -0.1, "bytes": None}]}
+
+    async def nxt(c: CallContext) -> Result:
+        return ChatResponse(
+            id="r",
+            model="m",
+            parts=[TextPart("bob@corp.example.com")],
+            logprobs_detail=detail,
+        )
+
+    result = await guard(CallContext(request("hi")), nxt)
+    assert isinstance(result, ChatResponse)
+    assert result.parts == [TextPart("[email]")]
+    assert "bob@" not in json.dumps(result.logprobs_detail)
+
+
+async def test_a_secret_in_the_models_thinking_is_caught_in_json() -> None:
+    from sluice.types import ThinkingPart
+
+    guard = stage({"output": {"secrets": "block"}})
+
+    async def nxt(c: CallContext) -> Result:
+        parts = [ThinkingPart(f"the key is {KEY}", "sig"), TextPart("done")]
+        return ChatResponse(id="r", model="m", parts=parts)  # type: ignore[arg-type]
+
+    with pytest.raises(GuardBlockedError):
+        await guard(CallContext(request("hi")), nxt)
+
+
+async def test_a_secret_in_streamed_thinking_never_goes_out_and_order_is_kept() -> None:
+    from sluice.types import ThinkingDelta
+
+    guard = stage({"output": {"secrets": "block"}})
+
+    async def run(thinking: str) -> tuple[list[StreamEvent], BaseException | None]:
+        async def nxt(c: CallContext) -> Result:
+            async def gen() -> AsyncIterator[StreamEvent]:
+                yield StreamStart("r", "m")
+                for i in range(0, len(thinking), 6):
+                    yield ThinkingDelta(thinking[i : i + 6])
+                yield ThinkingDelta("", "sig")
+                yield TextDelta("the answer")
+                yield Finish("stop")
+
+            return gen()  # type: ignore[return-value]
+
+        return await drain(await guard(CallContext(request("hi")), nxt))
+
+    events, err = await run(f"let me recall: {KEY} is it")
+    assert isinstance(err, GuardBlockedError)
+    assert "sk-proj" not in "".join(e.thinking for e in events if isinstance(e, ThinkingDelta))
+    events, err = await run("plain reasoning here")
+    assert err is None
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.index("TextDelta") > max(i for i, k in enumerate(kinds) if k == "ThinkingDelta")
+    assert "".join(e.thinking for e in events if isinstance(e, ThinkingDelta)) == (
+        "plain reasoning here"
+    )
+    assert any(isinstance(e, ThinkingDelta) and e.signature == "sig" for e in events)
