@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,8 @@ import anthropic
 import openai
 import pytest
 
+from sluice.config import SluiceConfig
+from sluice.observe.store import RecordStore
 from tests.conftest import gateway_config
 from tests.governance_rig import create_key, gateway, keyed_config, set_env
 
@@ -170,3 +173,103 @@ async def test_grounding_needs_the_callers_own_store(
                 input="x",
                 tools=[{"type": "file_search", "vector_store_ids": []}],
             )
+
+
+async def test_grounded_calls_leave_retrieval_on_their_record(sim_url: str, tmp_path: Path) -> None:
+    """retrieval_tokens / retrieval_cost_usd / retrieval_sources / grounded on the record, for
+    plain and streamed answers (a stream's citation check runs at its end); a call without
+    retrieval leaves them empty."""
+    db = f"sqlite:///{tmp_path / 'records.db'}"
+    data = gateway_config(sim_url).model_dump()
+    data["observability"]["records"]["store_url"] = db
+    ids: dict[str, str] = {}
+    expect: dict[str, tuple[int, int]] = {}  # label -> (tokens header, sources)
+    async with gateway(SluiceConfig.model_validate(data)) as (base, _app):
+        client = _oa(base)
+        vs_id, _ = await _store(client)
+        question = [{"role": "user", "content": "How are dead tuples cleaned up?"}]
+        for label, append, stream in (
+            ("ok", "[1]", False),
+            ("unsupported", "[1][9]", False),
+            ("none", "", False),
+            ("stream_ok", "[1]", True),
+            ("stream_bad", "[1][7][8]", True),
+        ):
+            headers = {"x-sluice-retrieval": vs_id, "x-sim-append": append}
+            raw = await client.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini",
+                messages=question,  # type: ignore[arg-type]
+                stream=stream,
+                extra_headers=headers,
+            )
+            if stream:
+                async for _chunk in raw.parse():  # type: ignore[union-attr]
+                    pass
+            ids[label] = raw.headers["x-sluice-request-id"]
+            expect[label] = (
+                int(raw.headers["x-sluice-retrieval-tokens"]),
+                len(_sources(raw.headers)),
+            )
+        plain = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini",
+            messages=question,  # type: ignore[arg-type]
+        )
+        ids["plain"] = plain.headers["x-sluice-request-id"]
+    store = RecordStore.open(db)
+    try:
+        records = {r.request_id: r for r in store.query() if r.kind == "call"}
+    finally:
+        store.close()
+    got = {label: records[rid] for label, rid in ids.items()}
+    assert {label: r.grounded for label, r in got.items()} == {
+        "ok": "ok",
+        "unsupported": "unsupported:1",
+        "none": "no_citations",
+        "stream_ok": "ok",
+        "stream_bad": "unsupported:2",  # [7] and [8] name no source
+        "plain": None,
+    }
+    for label, (tokens, sources) in expect.items():
+        record = got[label]
+        assert record.retrieval_tokens == tokens > 20
+        assert record.retrieval_sources == sources >= 1
+        assert record.retrieval_cost_usd is not None and record.retrieval_cost_usd > 0
+        assert record.cost_usd is not None and record.retrieval_cost_usd < record.cost_usd
+    plain_record = got["plain"]
+    assert plain_record.retrieval_tokens is None and plain_record.grounded is None
+    assert plain_record.retrieval_sources is None and plain_record.retrieval_cost_usd is None
+
+
+async def test_a_grounded_stream_the_client_drops_is_recorded_as_cut(
+    sim_url: str, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'records.db'}"
+    data = gateway_config(sim_url).model_dump()
+    data["observability"]["records"]["store_url"] = db
+    async with gateway(SluiceConfig.model_validate(data)) as (base, _app):
+        client = _oa(base)
+        vs_id, _ = await _store(client)
+        raw = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "How are dead tuples cleaned up?"}],
+            stream=True,
+            extra_headers={
+                "x-sluice-retrieval": vs_id,
+                "x-sim-output-tokens": "400",
+                "x-sim-tps": "20",
+            },
+        )
+        stream = raw.parse()
+        async for _chunk in stream:
+            break  # the client goes away after the first chunk
+        await stream.close()
+        rid = raw.headers["x-sluice-request-id"]
+        tokens = int(raw.headers["x-sluice-retrieval-tokens"])
+    store = RecordStore.open(db)
+    try:
+        record = next(r for r in store.query() if r.request_id == rid)
+    finally:
+        store.close()
+    assert record.grounded == "cut"
+    assert record.retrieval_tokens == tokens > 20
+    assert record.usage_source == "estimated"  # the stream was charged for what it delivered

@@ -76,7 +76,7 @@ def test_an_old_database_is_adopted_and_upgraded(url: str) -> None:
     finally:
         store.close()
     migrations.upgrade(url, "semantic")  # the existing table, adopted
-    assert migrations.current(url, "records") == "r0004_guards"
+    assert migrations.current(url, "records") == "r0005_retrieval"
     assert migrations.current(url, "semantic") == "s0001_semantic_cache"
     assert migrations.current(url, "governance") == "0002_spend_ledger"
     engine = sa.create_engine(engines.database_url(url))

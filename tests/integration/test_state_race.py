@@ -99,7 +99,7 @@ def test_four_replicas_start_together_on_an_empty_database() -> None:
                 assert errors == [None] * REPLICAS, f"round {round_}:\n" + "\n".join(
                     e for e in errors if e
                 )
-                assert migrations.current(url, "records") == "r0004_guards"
+                assert migrations.current(url, "records") == "r0005_retrieval"
                 assert migrations.current(url, "semantic") == "s0001_semantic_cache"
                 assert migrations.current(url, "governance") == "0002_spend_ledger"
                 engine = engines.acquire(url)

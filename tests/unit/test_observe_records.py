@@ -20,6 +20,7 @@ EXPECTED_FIELDS = [
     "status",
     *("error_type", "system_prompt_hash", "input_preview", "output_preview"),
     *("route_decision", "routing_saved_usd", "guards"),
+    *("retrieval_tokens", "retrieval_cost_usd", "retrieval_sources", "grounded"),
 ]
 
 
@@ -64,6 +65,10 @@ def full_record() -> CallRecord:
         output_preview="hello",
         route_decision="rules: task=extraction -> claude-haiku",
         routing_saved_usd=Decimal("0.0031"),
+        retrieval_tokens=640,
+        retrieval_cost_usd=Decimal("0.000096"),
+        retrieval_sources=5,
+        grounded="unsupported:1",
     )
 
 

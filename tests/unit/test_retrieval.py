@@ -22,6 +22,7 @@ from sluice.retrieval.grounding import (
 from sluice.retrieval.index import CollectionIndex, IndexedChunk, fuse
 from sluice.retrieval.rerank import Reranker
 from sluice.retrieval.service import SearchResult
+from sluice.retrieval.stage import grounded_label
 from sluice.tokens import count_text
 
 DOC = """# Guide
@@ -207,6 +208,19 @@ def test_citations_are_checked_and_annotated() -> None:
     assert not check_citations("no citation", ctx.sources).grounded
     notes = file_citations("See [2].", ctx.sources)
     assert notes == [{"type": "file_citation", "index": 4, "file_id": "f2", "filename": "f2.txt"}]
+
+
+def test_grounded_label_is_bounded_and_exhaustive() -> None:
+    ctx = build_context([_result(1, "a fact.", "f1", 1.0), _result(2, "b fact.", "f2", 0.5)],
+                        8, 1000)  # fmt: skip
+    n = len(ctx.sources)
+    assert grounded_label(check_citations("A [1].", ctx.sources), n) == "ok"
+    assert grounded_label(check_citations("nothing", ctx.sources), n) == "no_citations"
+    assert grounded_label(check_citations("nothing", []), 0) == "no_sources"
+    assert grounded_label(check_citations("A [1]", ctx.sources), n, completed=False) == "cut"
+    hostile = "".join(f"[{i}]" for i in range(3, 5000))  # thousands of made-up citations
+    label = grounded_label(check_citations(hostile, ctx.sources), n, completed=False)
+    assert label == "unsupported:997" and len(label) <= 32  # [n] has at most 3 digits
 
 
 def test_parse_request_shapes() -> None:

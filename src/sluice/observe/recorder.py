@@ -20,7 +20,7 @@ from sluice.observe.sink import RecordSink
 from sluice.observe.spool import Spool
 from sluice.observe.store import RecordStore
 from sluice.pipeline.context import CallContext
-from sluice.types import ChatRequest, ChatResponse, TextPart, ToolResultPart
+from sluice.types import ChatRequest, ChatResponse, TextPart, ToolResultPart, Usage
 
 log = logging.getLogger("sluice.observe")
 
@@ -192,6 +192,23 @@ class Recorder:
             input_preview=self._preview(_last_user_text(req)),
             output_preview=self._preview(_answer_text(resp)) if status < 400 else None,
             guards=ctx.response_headers.get("x-sluice-guard"),
+            retrieval_tokens=ctx.retrieval_tokens,
+            retrieval_cost_usd=self._retrieval_cost(ctx, hit),
+            retrieval_sources=ctx.retrieval_sources,
+            grounded=ctx.grounded,
+        )
+
+    def _retrieval_cost(self, ctx: CallContext, hit: bool) -> Decimal | None:
+        """The retrieved context's tokens at the answering deployment's input price (what
+        grounding added to the bill); 0 for a cache hit; None without a known price."""
+        if not ctx.retrieval_tokens:
+            return None if ctx.retrieval_tokens is None else Decimal(0)
+        if hit or ctx.attempts == 0:
+            return Decimal(0)
+        if ctx.deployment is None:
+            return None
+        return compute_cost(
+            Usage(input_tokens=ctx.retrieval_tokens), self._price_of(ctx.deployment.id)
         )
 
     def _routing_saved(self, ctx: CallContext, cost: Decimal | None, status: int) -> Decimal | None:

@@ -85,6 +85,13 @@ class CallRecord:
     routing_saved_usd: Decimal | None = None
     # guardrails (sluice.guardrails): "name=verdict[:rule], ..." as in x-sluice-guard
     guards: str | None = None
+    # grounded chat (sluice.retrieval): context tokens added to the prompt (part of
+    # input_tokens), their cost at the deployment's input price, sources given, and the
+    # citation check: "ok" | "unsupported:N" | "no_citations" | "no_sources" | "cut"
+    retrieval_tokens: int | None = None
+    retrieval_cost_usd: Decimal | None = None
+    retrieval_sources: int | None = None
+    grounded: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict: every field, Decimals as strings."""
@@ -116,7 +123,7 @@ class CallRecord:
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(CallRecord))
-_DECIMAL_FIELDS = ("cost_usd", "cost_saved_usd", "routing_saved_usd")
+_DECIMAL_FIELDS = ("cost_usd", "cost_saved_usd", "routing_saved_usd", "retrieval_cost_usd")
 
 
 def prompt_hash(text: str) -> str:

@@ -30,6 +30,7 @@ _WIDTHS = {
     "finish_reason": 32,
     "error_type": 64,
     "guards": 1024,
+    "grounded": 32,
 }
 _TEXT_FIELDS = (
     "request_id",
@@ -55,6 +56,7 @@ _TEXT_FIELDS = (
     "output_preview",
     "route_decision",
     "guards",
+    "grounded",
 )
 _UNBOUNDED = frozenset({"input_preview", "output_preview", "route_decision"})
 

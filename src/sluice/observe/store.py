@@ -77,7 +77,7 @@ class GroupStats(Percentiles):
     cache_hit_rate: float  # share of calls answered from Sluice's cache (exact or semantic)
 
 
-_MONEY_FIELDS = ("cost_usd", "cost_saved_usd", "routing_saved_usd")
+_MONEY_FIELDS = ("cost_usd", "cost_saved_usd", "routing_saved_usd", "retrieval_cost_usd")
 
 
 DEAD_LETTERS = "sluice_dead_letters"

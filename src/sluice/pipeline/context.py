@@ -62,6 +62,8 @@ class CallContext:
       (the exact cache clears `degraded` when it serves a real stale answer instead).
     - `usage`, `cost_usd`, `cost_known`: settle (`add_child_cost` for helper calls).
     - `last_response`: settle; the caches and idempotency when they answer.
+    - `retrieval_tokens`, `retrieval_sources`, `grounded`: the grounding stage (streams: at
+      their end), for the call record.
     - `response_headers`: each stage adds its own `x-sluice-*` headers, never another's.
     - `on_settled`: listeners of limits and the agent guard, called by settle.
     """
@@ -85,6 +87,11 @@ class CallContext:
     cache_decision: str | None = None  # the semantic cache's decision, one bounded line
     cache_saved_usd: Decimal | None = None  # a hit: what the answer cost the first time
     response_headers: dict[str, str] = field(default_factory=dict)
+    # Grounded chat (sluice.retrieval.stage): context tokens added, sources given, and the
+    # citation check ("ok" | "unsupported:N" | "no_citations" | "no_sources" | "cut").
+    retrieval_tokens: int | None = None
+    retrieval_sources: int | None = None
+    grounded: str | None = None
     route: str | None = None  # the public route name the caller asked for (routing on)
     route_decision: str | None = None  # "strategy: reason", also sent as x-sluice-route-decision
     route_reference: str | None = None  # the route's strong model, for "saved by routing"

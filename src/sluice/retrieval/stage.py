@@ -4,7 +4,10 @@ Runs after auth and the guards and before the token policy and the caches, so th
 part of what they see: the cache keys the grounded prompt, the token policy counts it. The
 search and the context are this stage's; the model call is the rest of the pipeline's.
 What retrieval added (sources, tokens, grounding) is reported in `x-sluice-retrieval-*`
-headers and logged on `sluice.retrieval` (an ungrounded citation at WARNING).
+headers, logged on `sluice.retrieval` (an ungrounded citation at WARNING) and put on the call
+record (`retrieval_tokens`, `retrieval_cost_usd`, `retrieval_sources`, `grounded`). A streamed
+answer's headers leave before its text exists, so its citation check runs when the stream
+ends (or is cut) and reaches the record only.
 The context's token budget is `retrieval.context_max_tokens`, cut further to what the model's
 context window (when known) leaves after the prompt and `max_tokens`: lowest-ranked chunks are
 dropped rather than the grounded request overflowing the window into a 400.
@@ -21,6 +24,7 @@ from sluice.collect import WatchedStream
 from sluice.errors import InvalidRequestError
 from sluice.pipeline.context import CallContext, Handler, Result
 from sluice.retrieval.grounding import (
+    CitationCheck,
     Context,
     build_context,
     check_citations,
@@ -47,6 +51,17 @@ def _last_user_text(ctx: CallContext) -> str:
 
 def _answer(resp: ChatResponse) -> str:
     return "".join(p.text for p in resp.parts if isinstance(p, TextPart))
+
+
+def grounded_label(check: CitationCheck, sources: int, completed: bool = True) -> str:
+    """The record's bounded `grounded` value for one answer."""
+    if sources == 0:
+        return "no_sources"
+    if check.unknown:
+        return f"unsupported:{len(check.unknown)}"
+    if not completed:
+        return "cut"
+    return "ok" if check.cited else "no_citations"
 
 
 def _sources_header(context: Context) -> str:
@@ -96,6 +111,8 @@ class GroundingStage:
         context = build_context(outcome.results, cfg.context_max_chunks, budget)
         if context.sources:
             ctx.rewrite(replace(req, system=[*req.system, TextPart(context.text)]), "retrieval")
+        ctx.retrieval_tokens = context.tokens if context.sources else 0
+        ctx.retrieval_sources = len(context.sources)
         headers = ctx.response_headers
         headers["x-sluice-retrieval-sources"] = _sources_header(context)
         headers["x-sluice-retrieval-tokens"] = str(context.tokens if context.sources else 0)
@@ -109,6 +126,7 @@ class GroundingStage:
 
         async def on_end(resp: ChatResponse, completed: bool) -> None:
             check = check_citations(_answer(resp), context.sources)
+            ctx.grounded = grounded_label(check, len(context.sources), completed)
             if check.unknown:
                 log.warning(
                     "ungrounded citations %s in %s", check.unknown[:10], ctx.request.meta.request_id
@@ -121,6 +139,7 @@ class GroundingStage:
     ) -> None:
         answer = _answer(resp)
         check = check_citations(answer, context.sources)
+        ctx.grounded = grounded_label(check, len(context.sources))
         ctx.response_headers["x-sluice-citations"] = ",".join(str(n) for n in check.cited)
         ctx.response_headers["x-sluice-grounded"] = "true" if check.grounded else "false"
         if check.unknown:

@@ -173,6 +173,11 @@ def record_columns() -> list[Column[Any]]:
         Column("cache_score", Double(), nullable=True),  # r0003: semantic cache verifier score
         s("cache_decision", 120),  # r0003: the semantic cache's decision in words
         s("guards", 1024),  # r0004: guard verdicts, "name=verdict[:rule], ..." (guardrails)
+        # r0005: grounded chat (retrieval): context tokens, their cost, sources, citation check
+        Column("retrieval_tokens", BigInteger(), nullable=True),
+        Column("retrieval_cost_usd", Money(), nullable=True),
+        Column("retrieval_sources", Integer(), nullable=True),
+        s("grounded", 32),
     ]
 
 

@@ -41,6 +41,12 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--minutes", type=float, default=22.0)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--listwise",
+        action="store_true",
+        help="rows are groups {q, pos, negs} (training.groups); softmax loss, --batch groups",
+    )
+    ap.add_argument("--checkpoint-minutes", type=float, default=0.0)
     args = ap.parse_args(argv)
     import torch
 
@@ -57,6 +63,9 @@ def main(argv: list[str]) -> None:
     rows: list[dict[str, Any]] = [
         json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()
     ]
+    if args.listwise:
+        _listwise(args, model, tokenizer, rows, rng, torch)
+        return
     positives = sum(1 for r in rows if r["label"] > 0)
     loss_fn = torch.nn.BCEWithLogitsLoss(
         pos_weight=torch.tensor((len(rows) - positives) / max(positives, 1))
@@ -108,6 +117,71 @@ def main(argv: list[str]) -> None:
         "seconds": round(time.monotonic() - started),
     }
     (out / "train.json").write_text(json.dumps(meta, indent=2))
+
+
+def _listwise(
+    args: argparse.Namespace, model: Any, tokenizer: Any, rows: list[dict[str, Any]],
+    rng: random.Random, torch: Any,
+) -> None:  # fmt: skip
+    """Softmax cross-entropy over (positive, negatives) per query; checkpoints on a timer."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    head = [p for n, p in model.named_parameters() if n.startswith("head.")]
+    body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
+    opt = torch.optim.AdamW([{"params": body, "lr": args.lr}, {"params": head, "lr": 1e-3}])
+    steps = args.epochs * math.ceil(len(rows) / args.batch)
+    warm = max(1, steps // 16)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, (steps - s) / max(1, steps - warm))
+    )
+    started = time.monotonic()
+    deadline, next_ckpt = started + args.minutes * 60, started + args.checkpoint_minutes * 60
+    step, running = 0, 0.0
+    model.train()
+
+    def save(name: str) -> None:
+        np.savez(out / name, **export_weights(model, args.layers))  # type: ignore[arg-type]
+        meta = dict(vars(args)) | {
+            "groups": len(rows),
+            "steps_done": step,
+            "steps_planned": steps,
+            "seconds": round(time.monotonic() - started),
+        }
+        (out / f"{name}.json").write_text(json.dumps(meta, indent=2))
+
+    for _epoch in range(args.epochs):
+        rng.shuffle(rows)
+        for start in range(0, len(rows), args.batch):
+            chunk = rows[start : start + args.batch]
+            pairs = [(r["q"], p) for r in chunk for p in [r["pos"], *r["negs"]]]
+            enc = tokenizer.encode_batch(pairs)
+            ids = torch.tensor([e.ids for e in enc])
+            types = torch.tensor([e.type_ids for e in enc])
+            mask = torch.tensor([e.attention_mask for e in enc])
+            logits = model(ids, types, mask).view(len(chunk), -1)
+            loss = torch.nn.functional.cross_entropy(
+                logits, torch.zeros(len(chunk), dtype=torch.long)
+            )
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            running = 0.95 * running + 0.05 * loss.item() if step > 1 else loss.item()
+            if step % 10 == 0:
+                took = time.monotonic() - started
+                sys.stdout.write(f"step {step}/{steps} loss~{running:.4f} {took:.0f}s\n")
+                sys.stdout.flush()
+            now = time.monotonic()
+            if args.checkpoint_minutes and now > next_ckpt:
+                save(f"weights-{step:04d}.npz")
+                next_ckpt = now + args.checkpoint_minutes * 60
+            if now > deadline:
+                break
+        if time.monotonic() > deadline:
+            break
+    save("weights.npz")
 
 
 if __name__ == "__main__":
