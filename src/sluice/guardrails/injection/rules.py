@@ -34,6 +34,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 # Re-exported: callers and tests use them as `rules.<name>`.
+from sluice.guardrails.injection import broad
 from sluice.guardrails.injection.gate import _CUE as _CUE
 from sluice.guardrails.injection.gate import GATE_ALWAYS_CHARS as GATE_ALWAYS_CHARS
 from sluice.guardrails.injection.gate import _has_cue as _has_cue
@@ -149,12 +150,49 @@ def _quoted(text: str, span: tuple[int, int]) -> bool:
 
 
 def _data_hits(text: str) -> list[RuleHit]:
-    """Orders aimed at an agent inside a tool result or document (call a tool, persist)."""
-    m = _DATA_ORDERS.search(text)
+    """Orders aimed at an agent inside a tool result or document (call a tool, persist), or
+    text there addressed to the AI at all (`broad.INDIRECT_ADDRESS`)."""
+    m = _DATA_ORDERS.search(text) or broad.INDIRECT_ADDRESS.search(text)
     if m is None:
         return []
     span = (m.start(), m.end())
     return [RuleHit("indirect_instruction", 0.85, _quoted(text, span), span)]
+
+
+_BROAD_RULES: tuple[tuple[str, re.Pattern[str], float], ...] = (
+    ("ignore_previous", broad.IGNORE_MORE_LANGS, 0.9),
+    ("new_instructions", broad.OVERRIDE_VOID, 0.88),
+    ("new_instructions", broad.OVERRIDE_PRIORITY, 0.88),
+    ("new_instructions", broad.OVERRIDE_FILTERS, 0.88),
+    ("system_prompt_extraction", broad.EXTRACT_MORE, 0.88),
+    ("role_injection", broad.ROLE_MORE, 0.88),
+    ("exfiltration", broad.EXFIL_MORE, 0.88),
+)
+
+
+def _broad_hits(text: str, lower: str, have: set[str]) -> list[RuleHit]:
+    """The round-3 patterns (`broad.py`), for rules that have not fired yet."""
+    hits: list[RuleHit] = []
+    for name, pattern, confidence in _BROAD_RULES:
+        if name in have or any(h.rule == name for h in hits):
+            continue
+        if PREFILTER and not broad.could_match(pattern, lower):
+            continue
+        m = pattern.search(text)
+        if m is None:
+            continue
+        if name == "system_prompt_extraction" and not (
+            _EXTRACT_VERB.search(text) or broad.EXTRACT_VERB_MORE.search(text)
+        ):
+            continue
+        span = (m.start(), m.end())
+        hits.append(RuleHit(name, confidence, _quoted(text, span), span))
+    if "jailbreak_persona" not in have:
+        p = broad.persona_more(text, lower)
+        if p is not None:
+            span = (p.start(), p.end())
+            hits.append(RuleHit("jailbreak_persona", 0.88, _quoted(text, span), span))
+    return hits
 
 
 def _plain_hits(text: str) -> list[RuleHit]:
@@ -185,6 +223,7 @@ def _plain_hits(text: str) -> list[RuleHit]:
     if m is not None and _IMPERATIVE.search(text, m.end(), m.end() + 200):
         span = (m.start(), m.end())
         hits.append(RuleHit("indirect_instruction", 0.9, _quoted(text, span), span))
+    hits.extend(_broad_hits(text, lower, {h.rule for h in hits}))
     return hits
 
 
