@@ -521,6 +521,7 @@ def route_explain(
         "tests/data/injection/handwritten-2.jsonl",
         "tests/data/injection/handwritten-3.jsonl",
         "tests/data/injection/external/bastioncorpus-0.6.0.jsonl",
+        "tests/data/injection/external/bastioncorpus-eval.jsonl",
     ],
     show_default=True,
     type=click.Path(dir_okay=False),

@@ -35,10 +35,13 @@ __all__ = ["DEFAULT_THRESHOLD", "InjectionDetector", "InjectionVerdict", "Source
 Source = Literal["user", "tool", "document", "system"]
 SOURCES: frozenset[str] = frozenset({"user", "tool", "document", "system"})
 
-# Chosen on the training split only: the lowest threshold with no grouped out-of-fold false
-# positive on benign rows the rules pass (`train` prints the grid; round 2: 0.85 had 0.5%,
-# 0.9 none). See tests/data/injection/README.md and BENCHMARKS.md.
-DEFAULT_THRESHOLD = 0.9
+# Round 3: chosen on the dev set (`tests/data/injection/dev.jsonl` + the dev half of
+# bastioncorpus, phrasings unlike the training templates) as the lowest threshold whose
+# combined (rules + classifier) false-positive rate there is <= 2%: 0.9 flagged 4 of 116
+# benign dev rows (3 by the classifier), 0.97 flagged 2 (1), for one fewer catch of 157.
+# Round 2 had 0.9 (no grouped out-of-fold false positive on the template training split,
+# which did not transfer to other writing). See tests/data/injection/README.md, BENCHMARKS.md.
+DEFAULT_THRESHOLD = 0.97
 # Below the threshold, scores at or above this go to the optional model check.
 DEFAULT_UNCERTAIN_FLOOR = 0.5
 
