@@ -72,15 +72,18 @@ def vocabulary() -> frozenset[str]:
     return _vocabulary()
 
 
-def one_edit_words(word: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def one_edit_words(word: str) -> tuple[str, ...]:
     """Vocabulary words one edit from `word` (same first letter, >= MIN_LEN, not protected)."""
     from sluice.cache.semantic.nearverbatim import _edits
 
     vocab, guard = vocabulary(), protected()
-    return sorted(
-        w
-        for w in _edits(word) & vocab
-        if w != word and len(w) >= MIN_LEN and w[0] == word[0] and w not in guard
+    return tuple(
+        sorted(
+            w
+            for w in _edits(word) & vocab
+            if w != word and len(w) >= MIN_LEN and w[0] == word[0] and w not in guard
+        )
     )
 
 
@@ -154,9 +157,13 @@ def cluster_pairs(c: Cluster, rng: random.Random, per_phrasing: int) -> list[Pai
     return out
 
 
-def build(seed: int, per_phrasing: int) -> list[Pair]:
+def build(
+    seed: int, per_phrasing: int, calibration: bool = False, limit: int | None = None
+) -> list[Pair]:
+    """Pairs from the train clusters, or (`calibration`: a dev set) the calibration ones."""
     rng = random.Random(seed)
-    clusters = [c for c in read_seeds(read_seed_file("train.txt")) if not is_calibration(c)]
+    seeds = read_seeds(read_seed_file("train.txt"))
+    clusters = [c for c in seeds if is_calibration(c) == calibration][:limit]
     seen: set[tuple[str, str]] = set()
     pairs = []
     for c in clusters:
@@ -174,8 +181,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--per-phrasing", type=int, default=2)
+    ap.add_argument("--calibration", action="store_true", help="a dev set: calibration seeds")
     args = ap.parse_args(argv)
-    pairs = build(args.seed, args.per_phrasing)
+    pairs = build(args.seed, args.per_phrasing, args.calibration)
     Path(args.out).write_text("".join(p.to_json() + "\n" for p in pairs))
     counts: dict[str, int] = {}
     for p in pairs:
