@@ -114,3 +114,14 @@ def test_is_fast() -> None:
             contrast(a, b)
     per_pair = (time.perf_counter() - started) / (20 * len(pairs))
     assert per_pair < 100e-6  # memoised features: a few µs per pair
+
+
+def test_a_shouted_question_has_words_not_acronyms() -> None:
+    # In an all-caps question capitals mark nothing: a dictionary word there is no entity, so
+    # a real-word typo ("PLANT" for "plan") reaches the verifier instead of an entity veto.
+    shouted = "WHAT HAPPENS TO MY DATA WHEN I MOVE TO THE FREE PLANT?"
+    assert contrast(shouted, "What happens to my data when I move to the free plan?") is None
+    # ... while its non-words stay names, and a capitalised name on the other side still counts.
+    refused = contrast("HOW DO I SET UP SSO FOR MY TEAM?", "How do I set up login for my team?")
+    assert refused == "entity: sso on one side only"
+    assert contrast("IS THE TEAM PLAN LIMIT 5?", "Is the Family plan limit 5?") is not None

@@ -22,6 +22,8 @@ DATA = Path(__file__).parents[1] / "data"
         ("Can I open a joint account?", "can i open a joint acount", "typo"),
         ("Can I add my partner to it?", "can i add my parttner to it?", "typo"),
         ("How do I reset my password?", "How do I reset my passwrod?", "typo"),
+        # "delete" is no whole word of the WordPiece list (del + ##ete), but a protected one
+        ("How can I delete my account?", "how can i deltee my account", "typo"),
         ("Can I work from home on Fridays?", "On Fridays, can I work from home?", "moved phrase"),
         ("Can I pay a cheque in the app?", "in the app can i pay a cheque", "moved phrase"),
     ],

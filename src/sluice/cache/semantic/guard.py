@@ -250,10 +250,15 @@ def _entities(text: str, tokens: list[tuple[str, int]]) -> frozenset[str]:
     """Names, products, acronyms and identifiers, lower-cased."""
     alpha = [t for t, _ in tokens if t[0].isalpha()]
     title_case = len(alpha) >= 4 and sum(t[0].isupper() for t in alpha) >= 0.6 * len(alpha)
+    # A shouted question ("HOW DO I CHANGE MY PLAN?"): capitals mark no acronym there, so
+    # its dictionary words are words ("PLAN"), its other all-caps tokens still names ("SSO").
+    shouted = len(alpha) >= 4 and sum(t.isupper() for t in alpha) >= 0.6 * len(alpha)
     found: set[str] = set()
     for token, start in tokens:
         low = token.lower().removesuffix("'s")
         if low in lx.NOT_ENTITIES or token.isdigit() or _is_number_like(token):
+            continue
+        if shouted and token.isupper() and _dictionary_word(low):
             continue
         if _CODE_SHAPE.search(token):
             found.add(low)
@@ -262,6 +267,12 @@ def _entities(text: str, tokens: list[tuple[str, int]]) -> frozenset[str]:
             if before and before[-1] not in _CLAUSE_END:  # not the first word of a clause
                 found.add(low)
     return frozenset(found)
+
+
+def _dictionary_word(word: str) -> bool:
+    from sluice.cache.semantic.nearverbatim import vocabulary
+
+    return word.isalpha() and word in vocabulary()
 
 
 def _is_number_like(token: str) -> bool:

@@ -36,7 +36,7 @@ from functools import lru_cache
 from sluice.cache.semantic import lexicon as lx
 from sluice.cache.semantic.normalize import canonical
 
-__all__ = ["near_verbatim", "one_edit"]
+__all__ = ["near_verbatim", "one_edit", "vocabulary"]
 
 MAX_TYPOS = 2
 ENGLISH_SHARE = 0.6  # of the unchanged words, in the English vocabulary
@@ -121,12 +121,14 @@ def one_edit(x: str, y: str) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _vocabulary() -> frozenset[str]:
+def vocabulary() -> frozenset[str]:
     """Whole words of the embedder's WordPiece vocabulary (a ~22k-word English dictionary)."""
     from sluice.embed import model_files
 
     tokenizer = model_files.read_tokenizer(model_files.model_dir(), 16)
-    return frozenset(w for w in tokenizer.get_vocab() if w.isalpha())
+    # The WordPiece list misses common words it splits ("delete" is del + ##ete); the
+    # protected words are words too, so "deltee" reads as a typo of "delete".
+    return frozenset(w for w in tokenizer.get_vocab() if w.isalpha()) | _PROTECTED
 
 
 def _typo(x: str, y: str) -> bool:
@@ -138,7 +140,7 @@ def _typo(x: str, y: str) -> bool:
         return False
     if len(x) == len(y) and x[0] != y[0]:
         return False  # a changed first letter: mbps/gbps, kwh/mwh, not a typo
-    vocab = _vocabulary()
+    vocab = vocabulary()
     if x in vocab and y in vocab:
         return False  # a real word for another: "ties"/"times", "three"/"there"
     word, typo = (x, y) if x in vocab else (y, x)
@@ -172,7 +174,7 @@ def _typos(a: list[str], b: list[str]) -> bool:
 def _english(words: list[str]) -> bool:
     """Most words are English dictionary words: the vocabulary check that tells a typo from
     another word means nothing in another language ("puedo"/"pudo": can/could)."""
-    vocab = _vocabulary()
+    vocab = vocabulary()
     letters = [w.strip("'-") for w in words if any(c.isalpha() for c in w)]
     known = sum(w in vocab or w.replace("'", "") in vocab for w in letters)
     return bool(letters) and known >= ENGLISH_SHARE * len(letters)

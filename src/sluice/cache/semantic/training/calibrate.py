@@ -27,7 +27,7 @@ from sluice.cache.semantic.guard import contrast
 from sluice.cache.semantic.verifier import PairVerifier, file_sha256
 from sluice.embed import get_embedder
 
-VERSION = "1.1.0"
+VERSION = "1.1.1"
 
 
 def scored(path: Path, verifier: PairVerifier) -> tuple[list[Any], list[float]]:
@@ -87,8 +87,11 @@ def main(argv: list[str]) -> None:
         "data": {"pairs": counts, "guide": "docs/semantic-cache-training.md"},
         "decision": {
             "min_similarity": DEFAULT_MIN_SIMILARITY,
-            "guard": "contrast + word swap",
-            "near_verbatim": "one-edit typos of non-words, moved adverbials; before floor, guard",
+            "guard": "contrast + word swap; shouted dictionary words are no entities",
+            "near_verbatim": (
+                "one-edit typos of non-words (protected words count as words), moved"
+                " adverbials; before floor, guard"
+            ),
             "verifier_input": "one order (question, stored), one pair a model run",
             "candidates": 2,
             "default_false_hit_rate": DEFAULT_FALSE_HIT_RATE,

@@ -175,6 +175,8 @@ def train(args: argparse.Namespace) -> None:
         param.requires_grad = not name.startswith(frozen)  # lowest layers stay as shipped
     rows = read_pairs(Path(args.data) / "train.jsonl")
     rows = rows[args.skip : args.skip + args.limit] if args.limit else rows[args.skip :]
+    for extra in args.extra:  # e.g. augment.py's typo pairs, mixed with the replayed slice
+        rows += read_pairs(Path(extra))
     positives = sum(r["label"] for r in rows)
     pos_weight = torch.tensor((len(rows) - positives) / max(positives, 1))
     head_names = {"head.weight", "head.bias"}
@@ -228,6 +230,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--limit", type=int, default=6400, help="train on N pairs (0: all)")
     ap.add_argument("--skip", type=int, default=0, help="start at this pair (a second run)")
     ap.add_argument("--init", default=None, help="resume from a weights.npz")
+    ap.add_argument("--extra", action="append", default=[], help="more pairs (jsonl)")
     train(ap.parse_args(argv))
 
 
