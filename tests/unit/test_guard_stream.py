@@ -200,3 +200,37 @@ async def test_no_more_than_the_window_and_a_step_is_held(size: int) -> None:
                 assert sum(emitted) - sent <= hold + 32 + size
                 assert sum(emitted) - sent >= hold  # the window is still held
     assert sent == len(text)
+
+
+LONG_EMAIL = "first.last@" + ".".join(["department-of-examples"] * 6) + ".example.org"
+PEM = (
+    "-----BEGIN PRIVATE KEY-----\n"
+    + "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" * 12
+    + "\n-----END PRIVATE KEY-----"
+)
+
+
+@pytest.mark.parametrize("value", [LONG_EMAIL, PEM, "GB82 WEST 1234 5698 7654 32"])
+@pytest.mark.parametrize("size", [1, 13, 64, 129])
+async def test_values_longer_than_the_scan_overlap_are_masked_whole(value: str, size: int) -> None:
+    """Each check scans only the new text and 128 characters before it: a value longer
+    than that (an e-mail with a long domain, a private key) must still be found whole."""
+    assert len(value) > 128 or "GB82" in value
+    text = answer(6, 300) + " " + value + " " + answer(7, 300)
+    guard = stage({"pii": {"mode": "flag", "output": "mask"}})
+    sent = await stream(guard, pieces(text, [size]), CallContext(request()))
+    assert "".join(sent) == replace_spans(text, find(text))
+    assert value not in "".join(sent)
+
+
+async def test_a_stream_with_nothing_to_check_is_passed_through_untouched() -> None:
+    guard = stage({"input_limits": {"mode": "block", "max_messages": 10}})
+    ctx = CallContext(request())
+    marker = _upstream(["a", "b"], [])
+    inner = await marker(ctx)
+    result = await guard(ctx, lambda c: _same(inner))
+    assert result is inner
+
+
+async def _same(inner: Any) -> Any:
+    return inner

@@ -208,6 +208,20 @@ class LeakDetector:
             " ".join(tokens[i : i + n]) in self._shingles for i in range(len(tokens) - n + 1)
         )
 
+    def leaks_since(self, text: str, start: int) -> tuple[bool, int]:
+        """`leaks(text[start:])` for a text that grows (a stream), and where the next call
+        should start: at its last `words - 1` words (the last may be cut mid-word), so
+        every run of `words` words is looked at once it is whole, and no word twice more."""
+        matches = list(_WORD.finditer(text, start))
+        n = self._n
+        nxt = matches[-(n - 1)].start() if len(matches) >= n - 1 else start
+        if len(matches) < n or not self._shingles:
+            return False, nxt
+        tokens = [m.group().lower() for m in matches]
+        shingles = self._shingles
+        leaked = any(" ".join(tokens[i : i + n]) in shingles for i in range(len(tokens) - n + 1))
+        return leaked, nxt
+
 
 def has_secret(text: str) -> bool:
     return bool(find(text, frozenset({"SECRET"})))

@@ -144,6 +144,8 @@ class GuardStage:
         result = await nxt(ctx)
         if isinstance(result, ChatResponse):
             return await self._output(ctx, plan, verdicts, masker, leak, result)
+        if not GuardedStream.needed(plan, masker):
+            return result
         return GuardedStream(self._ask, ctx, plan, verdicts, masker, leak, result)
 
     # --- input ---------------------------------------------------------------------------

@@ -8,7 +8,6 @@ arguments and thinking are held and checked whole.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from sluice.guardrails.base import GuardCall, Verdict
 from sluice.guardrails.checks import LeakDetector, html_safe_cut, sanitize_html
 from sluice.guardrails.mask import Masker, StreamRestorer, json_answer
-from sluice.guardrails.pii import Span, find, replace_spans
+from sluice.guardrails.pii import LOCAL_PART, Span, find, replace_spans
 from sluice.guardrails.plan import Ask, Plan, Verdicts, hit, run_guards
 from sluice.pipeline.context import CURRENT_CALL, CallContext
 from sluice.types import (
@@ -31,6 +30,12 @@ from sluice.types import (
 
 CHARS_PER_TOKEN = 4
 CONTEXT_CHARS = 128  # sent text kept for checks across the cut (a leak's first words)
+# Each check scans the new text and this much before it: longer than every value's shape
+# except an e-mail address with a long domain and a private key (handled by their anchors).
+OVERLAP_CHARS = 128
+EMAIL_MAX_CHARS = 64 + 1 + 8 * 64 + 24  # `pii.PATTERN`'s longest e-mail address
+LOOKBACK_CHARS = 1024  # sent text a check may look back at (an e-mail's `@`, a leak)
+TRIM_CHARS = 1024  # the buffer drops text it no longer needs in steps of at least this
 CHECK_STEP_CHARS = 64  # a stream's window is checked each time this much text came
 PEM_BEGIN = "-----BEGIN"
 PEM_END = re.compile(r"-----END [A-Z0-9 ]{1,64}-----")  # a whole END line
@@ -61,9 +66,17 @@ class GuardedStream:
         # Text is let go once this much more than the window is waiting (1: restore only).
         self._step = max(1, min(CHECK_STEP_CHARS, self._hold // 2))
         self._scan = plan.cfg.output.secrets != "off" or plan.cfg.pii.output != "off"
-        self._pending = ""  # model text not yet sent
-        self._context = ""  # the last sent model text, for checks across the cut
+        # The model text from `_base` on (characters counted from the answer's start): the
+        # held text, and before it what the checks still look back at (`CONTEXT_CHARS`).
+        self._buf = ""
+        self._base = 0
+        # Spans found so far (answer positions, in order) and how far the text was scanned:
+        # each check scans only the new text and `OVERLAP_CHARS` before it.
+        self._spans: list[Span] = []
+        self._scanned = 0
+        self._leak_from = 0  # where the last words not yet seen in a full shingle start
         self._answer: list[str] = []  # the whole model text (output guards at the end)
+        self._keep_answer = any("output" in phases for _, _, phases in plan.guards)
         # Each delta's logprobs (they carry its tokens' text) with the offset in the model
         # text where that delta ends: they go out only once all of it has been released.
         self._logprobs: list[tuple[int, list[dict[str, Any]]]] = []
@@ -84,6 +97,16 @@ class GuardedStream:
         self._pii_out: set[str] = set()
         self._gen = self._run()
 
+    @staticmethod
+    def needed(plan: Plan, masker: Masker | None) -> bool:
+        """Whether a stream has anything to check, hold or restore (else it goes as it is)."""
+        return (
+            plan.holds_output
+            or masker is not None
+            or plan.cfg.output.html != "off"
+            or any("output" in phases for _, _, phases in plan.guards)
+        )
+
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self
 
@@ -94,33 +117,30 @@ class GuardedStream:
         await self._gen.aclose()
 
     async def _run(self) -> AsyncGenerator[StreamEvent, None]:
+        # The common events first, by exact type (a delta per token, a flush per read).
+        direct = not self._hold and self._plan.cfg.output.html == "off"
         try:
             async for event in self._inner:
-                if self._thinking and not isinstance(event, ThinkingDelta | Flush):
+                kind = type(event)
+                if kind is Flush:
+                    yield event
+                    continue
+                if self._thinking and kind is not ThinkingDelta:
                     for held_thinking in self._release_thinking():
                         yield held_thinking
+                if kind is TextDelta:
+                    assert isinstance(event, TextDelta)
+                    out = self._text_delta(event, direct)
+                    if out is not None:
+                        yield out
+                    continue
                 if isinstance(event, ThinkingDelta) and self._judge_args:
                     self._thinking.append(event)
-                    continue
-                if isinstance(event, TextDelta):
-                    self._pending += event.text
-                    self._answer.append(event.text)
-                    self._received += len(event.text)
-                    if event.logprobs:
-                        self._logprobs.append((self._received, event.logprobs))
-                    # Checked in steps, not per delta: a window check costs ~0.1 ms.
-                    if len(self._pending) - self._hold >= self._step:
-                        out = self._release(final=False)
-                        if out is not None:
-                            yield out
                     continue
                 if isinstance(event, ToolCallDelta) and (self._judge_args or self._masker):
                     delta = self._tool_delta(event)
                     if delta is not None:
                         yield delta
-                    continue
-                if isinstance(event, Flush):
-                    yield event
                     continue
                 # Any other event: what is held goes first, whole.
                 for held in self._held_out():
@@ -132,6 +152,31 @@ class GuardedStream:
                 yield held
         finally:
             await self._inner.aclose()
+
+    def _text_delta(self, event: TextDelta, direct: bool) -> TextDelta | None:
+        """Take a delta of answer text; what may go out now, if anything."""
+        text = event.text
+        self._received += len(text)
+        if event.logprobs:
+            self._logprobs.append((self._received, event.logprobs))
+        if self._keep_answer:
+            self._answer.append(text)
+        if direct:  # restoring only: no window, no buffer
+            return self._restore_only(text)
+        self._buf += text
+        # Checked in steps, not per delta: a window check costs ~0.1 ms.
+        if self._received - self._released - self._hold >= self._step:
+            return self._release(final=False)
+        return None
+
+    def _restore_only(self, text: str) -> TextDelta | None:
+        """A delta with its placeholders restored (a part of one may wait for the next);
+        logprobs go with the next text that goes out."""
+        out = self._text.feed(text) if self._text is not None else text
+        if not out:
+            return None
+        logprobs = self._released_logprobs(self._received - self._released, masked=False)
+        return TextDelta(out, logprobs=logprobs)
 
     def _release_thinking(self) -> list[ThinkingDelta]:
         """The thinking held so far, checked whole (raises on a block), in its order."""
@@ -182,52 +227,46 @@ class GuardedStream:
         return out
 
     def _release(self, *, final: bool) -> TextDelta | None:
-        """Check the window, then the text that may go now (restored), or None."""
-        pending = self._pending
+        """Check the new text, then the text that may go now (restored), or None."""
         plan = self._plan
-        cut = len(pending) if final else max(0, len(pending) - self._hold)
+        released, received = self._released, self._received
+        cut = received if final else max(released, received - self._hold)
         spans: list[Span] = []
         if self._hold:
-            window = self._context + pending
-            base = len(self._context)
-            found = find(window) if self._scan else []
-            self._check(window, found)
+            found = self._rescan() if self._scan else []
+            self._check_new(found)
             if plan.cfg.pii.output != "off":
-                spans = [s for s in found if s.end > base]
+                spans = [s for s in self._spans if s.end > released]
                 for s in spans:
-                    if s.start - base < cut < s.end - base:
-                        cut = max(0, s.start - base)  # never send half of a value
+                    if s.start < cut < s.end:
+                        cut = max(released, s.start)  # never send half of a value
                 spans = [
-                    dataclasses.replace(s, start=max(s.start, base) - base, end=s.end - base)
+                    s if s.start >= released else Span(released, s.end, s.entity)
                     for s in spans
-                    if s.start - base < cut
+                    if s.start < cut
                 ]
                 self._pii_out.update(s.entity for s in spans)
-        if plan.cfg.output.secrets != "off" and not final:
-            # A PEM key is only recognized whole (its END line): from an open BEGIN on,
+        if self._scan and not final:
+            # A PEM key is only recognized whole (its END line): from an open BEGIN on
+            # (to block it, or to mask it whole),
             # nothing goes out until the END arrives or the block is too long to be a key.
-            window = self._context + pending
-            at = window.rfind(PEM_BEGIN)
-            if (
-                at != -1
-                and PEM_END.search(window, at) is None
-                and len(window) - at <= PEM_HOLD_CHARS
-            ):
-                cut = min(cut, max(0, at - len(self._context)))
+            at = self._open_pem()
+            if at != -1:
+                cut = min(cut, max(released, at))
+        base = self._base
         if plan.cfg.output.html == "sanitize" and not final:
             # An element still open at the cut waits for its end: each piece is sanitized
             # alone, and half a tag would be escaped, half a <script> let through as text.
-            cut = html_safe_cut(pending, cut, HTML_HOLD_CHARS)
-        if cut == 0 and not final:
+            held = self._buf[released - base :]
+            cut = released + html_safe_cut(held, cut - released, HTML_HOLD_CHARS)
+        if cut == released and not final:
             return None
-        seg, self._pending = pending[:cut], pending[cut:]
-        logprobs = self._released_logprobs(
-            cut, masked=bool(spans) and plan.cfg.pii.output == "mask"
-        )
-        if self._hold:
-            self._context = (self._context + seg)[-CONTEXT_CHARS:]
-        if spans and plan.cfg.pii.output == "mask":
-            seg = replace_spans(seg, spans)
+        seg = self._buf[released - base : cut - base]
+        masked = bool(spans) and plan.cfg.pii.output == "mask"
+        logprobs = self._released_logprobs(cut - released, masked=masked)
+        if masked:
+            seg = replace_spans(seg, spans, offset=released)
+        self._trim()
         if self._text is not None:
             seg = self._text.feed(seg) + (self._text.flush() if final else "")
         if plan.cfg.output.html == "sanitize" and seg:
@@ -235,6 +274,66 @@ class GuardedStream:
         if not seg:
             return None
         return TextDelta(seg, logprobs=logprobs)
+
+    def _rescan(self) -> list[Span]:
+        """Scan the text that came since the last scan, and enough before it that no value
+        is missed or cut short at the seam; returns the spans this scan found.
+
+        A value the last scan found reaching into the seam is scanned again whole (it may
+        go on). One the last scan could not see whole yet is shorter than `OVERLAP_CHARS`
+        — every shape is, but an e-mail address with a long domain and a private key: the
+        scan starts before the first `@` or BEGIN line near the seam that no value took.
+        """
+        base, buf = self._base, self._buf
+        at = self._scanned - OVERLAP_CHARS
+        keep = self._spans
+        while keep and keep[-1].end > at:
+            at = min(at, keep[-1].start)
+            keep.pop()
+        local = max(0, at - base)
+        done = keep[-1].end - base if keep and keep[-1].end > base else 0
+        mail = buf.find("@", max(done, local - EMAIL_MAX_CHARS), local + LOCAL_PART)
+        if mail != -1:
+            at = min(at, base + mail - LOCAL_PART)
+        begin = buf.find(PEM_BEGIN, max(done, local - PEM_HOLD_CHARS), local + len(PEM_BEGIN))
+        if begin != -1:
+            at = min(at, base + begin)
+        while keep and keep[-1].end > at:  # a value the anchor falls in is scanned whole
+            at = min(at, keep[-1].start)
+            keep.pop()
+        at = max(at, base)
+        found = find(buf[at - base :])
+        if at:
+            found = [Span(s.start + at, s.end + at, s.entity) for s in found]
+        keep.extend(found)
+        self._scanned = self._received
+        return found
+
+    def _open_pem(self) -> int:
+        """Where an unfinished private key begins (answer position), or -1."""
+        lo = max(self._base, self._released - CONTEXT_CHARS)
+        at = self._buf.rfind(PEM_BEGIN, lo - self._base)
+        if at == -1 or PEM_END.search(self._buf, at) is not None:
+            return -1
+        if len(self._buf) - at > PEM_HOLD_CHARS:
+            return -1
+        return self._base + at
+
+    def _trim(self) -> None:
+        """Drop the text (and spans) no later check looks back at: the buffer keeps at most
+        `LOOKBACK_CHARS` + `TRIM_CHARS` of sent text."""
+        released = self._released
+        keep_from = min(released - CONTEXT_CHARS - OVERLAP_CHARS, self._leak_from)
+        keep_from = max(keep_from, released - LOOKBACK_CHARS)
+        if keep_from - self._base > TRIM_CHARS:
+            self._buf = self._buf[keep_from - self._base :]
+            self._base = keep_from
+            spans = self._spans
+            drop = 0
+            while drop < len(spans) and spans[drop].end <= keep_from:
+                drop += 1
+            if drop:
+                del spans[:drop]
 
     def _released_logprobs(self, cut: int, masked: bool) -> list[dict[str, Any]] | None:
         """The logprobs of the deltas now wholly released; none where a value was masked
@@ -245,19 +344,38 @@ class GuardedStream:
             out.extend(self._logprobs.pop(0)[1])
         return None if masked or not out else out
 
-    def _check(self, window: str, found: list[Span]) -> None:
-        out = self._plan.cfg.output
-        secret = any(s.entity == "SECRET" for s in found)
-        if out.secrets != "off" and "output_secrets" not in self._flagged and secret:
-            self._flagged.add("output_secrets")
-            hit("output_secrets", out.secrets, "secret", self._verdicts)
+    def _check_new(self, found: list[Span]) -> None:
+        """The output checks on what the last scan found, and the leak check on the words
+        that came since the last check (with the `leak_words - 1` before them)."""
+        if self._leak is not None and "system_prompt_leak" not in self._flagged:
+            lo = max(self._leak_from, self._base)
+            leaked, nxt = self._leak.leaks_since(self._buf, lo - self._base)
+            self._leak_from = self._base + nxt
+            if leaked:
+                self._flag_leak()
+        self._check_secret(found)
+
+    def _check(self, text: str, found: list[Span]) -> None:
+        """The output checks on a whole text (thinking, a tool call's arguments)."""
         if (
             self._leak is not None
             and "system_prompt_leak" not in self._flagged
-            and self._leak.leaks(window)
+            and self._leak.leaks(text)
         ):
-            self._flagged.add("system_prompt_leak")
-            hit("system_prompt_leak", out.system_prompt_leak, "leak", self._verdicts)
+            self._flag_leak()
+        self._check_secret(found)
+
+    def _check_secret(self, found: list[Span]) -> None:
+        out = self._plan.cfg.output
+        if out.secrets == "off" or "output_secrets" in self._flagged:
+            return
+        if any(s.entity == "SECRET" for s in found):
+            self._flagged.add("output_secrets")
+            hit("output_secrets", out.secrets, "secret", self._verdicts)
+
+    def _flag_leak(self) -> None:
+        self._flagged.add("system_prompt_leak")
+        hit("system_prompt_leak", self._plan.cfg.output.system_prompt_leak, "leak", self._verdicts)
 
     async def _at_finish(self) -> None:
         cfg = self._plan.cfg
