@@ -292,9 +292,11 @@ class GuardedStream:
             keep.pop()
         local = max(0, at - base)
         done = keep[-1].end - base if keep and keep[-1].end > base else 0
-        mail = buf.find("@", max(done, local - EMAIL_MAX_CHARS), local + LOCAL_PART)
-        if mail != -1:
-            at = min(at, base + mail - LOCAL_PART)
+        lo, hi = max(done, local - EMAIL_MAX_CHARS), local + LOCAL_PART
+        for sign in ("@", "\uff20"):  # and the fullwidth one (`pii.fold`)
+            mail = buf.find(sign, lo, hi)
+            if mail != -1:
+                at = min(at, base + mail - LOCAL_PART)
         begin = buf.find(PEM_BEGIN, max(done, local - PEM_HOLD_CHARS), local + len(PEM_BEGIN))
         if begin != -1:
             at = min(at, base + begin)
