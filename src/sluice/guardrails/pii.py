@@ -24,6 +24,7 @@ prose costs little. Where kinds could start at the same place the order of `PATT
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -281,15 +282,22 @@ INVISIBLE = re.compile(
 
 
 def fold(text: str) -> tuple[str, list[int] | None]:
-    """`text` as the detector reads it, and for each of its characters the position in
-    `text` it came from (None: the same positions). ASCII text is returned as it is."""
+    """`text` as the detector reads it, and where invisible characters were dropped from it
+    (for `unfold`; None: nothing dropped, positions are the same). ASCII text is returned as
+    it is."""
     if text.isascii():
         return text, None
-    folded = text.translate(FOLD)
-    if INVISIBLE.search(folded) is None:
+    folded = text.translate(FOLD)  # ~0.2 s per MB; a regex pre-check was slower
+    removed = [m.start() for m in INVISIBLE.finditer(folded)]
+    if not removed:
         return folded, None
-    index = [i for i, ch in enumerate(folded) if not INVISIBLE.match(ch)]
-    return INVISIBLE.sub("", folded), index
+    # For each dropped character, the position in the folded text it was dropped before.
+    return INVISIBLE.sub("", folded), [at - j for j, at in enumerate(removed)]
+
+
+def unfold(at: int, dropped: list[int]) -> int:
+    """The position in the original text of the folded text's character `at`."""
+    return at + bisect.bisect_right(dropped, at)
 
 
 def find(text: str, entities: frozenset[str] | None = None) -> list[Span]:
@@ -298,11 +306,11 @@ def find(text: str, entities: frozenset[str] | None = None) -> list[Span]:
     count as what they stand for (`fold`); the spans are positions in `text`."""
     if not text:
         return []
-    folded, index = fold(text)
+    folded, dropped = fold(text)
     spans = _find(folded, entities)
-    if index is None or not spans:
+    if dropped is None or not spans:
         return spans
-    return [Span(index[s.start], index[s.end - 1] + 1, s.entity) for s in spans]
+    return [Span(unfold(s.start, dropped), unfold(s.end - 1, dropped) + 1, s.entity) for s in spans]
 
 
 def _find(text: str, entities: frozenset[str] | None) -> list[Span]:
