@@ -108,7 +108,8 @@ class GuardedStream:
         )
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self
+        # `async for` drives the generator itself: no extra Python frame per event.
+        return self._gen
 
     def __anext__(self) -> Awaitable[StreamEvent]:
         return self._gen.__anext__()
