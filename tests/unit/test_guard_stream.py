@@ -234,3 +234,37 @@ async def test_a_stream_with_nothing_to_check_is_passed_through_untouched() -> N
 
 async def _same(inner: Any) -> Any:
     return inner
+
+
+async def test_a_flush_goes_on_only_after_something_went_out() -> None:
+    """While text is held the server has nothing to write: those flushes are dropped, and
+    every event that goes out is still followed by a flush before the upstream's next read."""
+    guard = stage({"pii": {"mode": "flag", "output": "mask"}, "output": {"secrets": "block"}})
+    text = answer(8, 1200)
+    result = await guard(CallContext(request()), _flushing(pieces(text, [4])))
+    assert not isinstance(result, ChatResponse)
+    kinds: list[str] = []
+    async for event in result:
+        kinds.append("flush" if event is FLUSH else type(event).__name__)
+    await result.aclose()
+    assert "flush,flush" not in ",".join(kinds)
+    assert kinds.count("flush") < len(text) // 4 // 4  # most reads had nothing to send
+    body = kinds[: kinds.index("Finish")]
+    for i, kind in enumerate(body[:-1]):
+        if kind == "TextDelta":
+            assert "flush" in body[i + 1 :], "a delta was not followed by a flush"
+
+
+def _flushing(parts: list[str]) -> Any:
+    async def gen() -> AsyncIterator[StreamEvent]:
+        yield StreamStart("r", "m")
+        yield FLUSH
+        for part in parts:
+            yield TextDelta(part)
+            yield FLUSH
+        yield Finish("stop")
+
+    async def nxt(c: CallContext) -> Result:
+        return gen()  # type: ignore[return-value]
+
+    return nxt

@@ -118,21 +118,28 @@ class GuardedStream:
         await self._gen.aclose()
 
     async def _run(self) -> AsyncGenerator[StreamEvent, None]:
-        # The common events first, by exact type (a delta per token, a flush per read).
+        # The common events first, by exact type (a delta per token, a flush per read). A
+        # flush goes on only when something went out since the last one: while text is
+        # held, the layers above (and the server) have nothing to write for it.
         direct = not self._hold and self._plan.cfg.output.html == "off"
+        fresh = True  # an event went out since the last flush
         try:
             async for event in self._inner:
                 kind = type(event)
                 if kind is Flush:
-                    yield event
+                    if fresh:
+                        fresh = False
+                        yield event
                     continue
                 if self._thinking and kind is not ThinkingDelta:
+                    fresh = True
                     for held_thinking in self._release_thinking():
                         yield held_thinking
                 if kind is TextDelta:
                     assert isinstance(event, TextDelta)
                     out = self._text_delta(event, direct)
                     if out is not None:
+                        fresh = True
                         yield out
                     continue
                 if isinstance(event, ThinkingDelta) and self._judge_args:
@@ -141,9 +148,11 @@ class GuardedStream:
                 if isinstance(event, ToolCallDelta) and (self._judge_args or self._masker):
                     delta = self._tool_delta(event)
                     if delta is not None:
+                        fresh = True
                         yield delta
                     continue
                 # Any other event: what is held goes first, whole.
+                fresh = True
                 for held in self._held_out():
                     yield held
                 if isinstance(event, Finish):
