@@ -292,7 +292,7 @@ class GuardedStream:
         A value the last scan found reaching into the seam is scanned again whole (it may
         go on). One the last scan could not see whole yet is shorter than `OVERLAP_CHARS`
         — every shape is, but an e-mail address with a long domain and a private key: the
-        scan starts before the first `@` or BEGIN line near the seam that no value took.
+        scan starts before the last `@` or BEGIN line before the seam that no value took.
         """
         base, buf = self._base, self._buf
         at = self._scanned - OVERLAP_CHARS
@@ -302,12 +302,18 @@ class GuardedStream:
             keep.pop()
         local = max(0, at - base)
         done = keep[-1].end - base if keep and keep[-1].end > base else 0
-        lo, hi = max(done, local - EMAIL_MAX_CHARS), local + LOCAL_PART
+        # An address across the seam has no other `@` between its own and the seam, nor a
+        # key another BEGIN line: the last one before the seam is the only one to look at
+        # (or, for an address, the first `@` just after it, its local part before it).
+        lo = max(done, local - EMAIL_MAX_CHARS)
         for sign in ("@", "\uff20"):  # and the fullwidth one (`pii.fold`)
-            mail = buf.find(sign, lo, hi)
+            mail = buf.rfind(sign, lo, local)
+            if mail == -1:
+                mail = buf.find(sign, local, local + LOCAL_PART)
             if mail != -1:
                 at = min(at, base + mail - LOCAL_PART)
-        begin = buf.find(PEM_BEGIN, max(done, local - PEM_HOLD_CHARS), local + len(PEM_BEGIN))
+        lo = max(done, local - PEM_HOLD_CHARS)
+        begin = buf.rfind(PEM_BEGIN, lo, local + len(PEM_BEGIN) - 1)
         if begin != -1:
             at = min(at, base + begin)
         while keep and keep[-1].end > at:  # a value the anchor falls in is scanned whole
