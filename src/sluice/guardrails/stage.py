@@ -14,9 +14,7 @@ Input phase, in this order:
 
 Output phase: secrets and system-prompt leaks in the answer as the model wrote it, PII the
 answer holds (mask → `[email]`), then the caller's own values restored, then HTML
-sanitizing. A stream is checked on a rolling window: at most `output.window_tokens` (4
-characters each) of text is held back, and only while an output check is on; restoring alone
-holds at most one placeholder's length.
+sanitizing. A stream is checked on a rolling window (`sluice.guardrails.stream`).
 
 Each verdict goes to `ctx.response_headers["x-sluice-guard"]` (`name=outcome[:rule]`, comma
 separated, at most `MAX_VERDICTS`), which the call record keeps, and to the Prometheus

@@ -1,9 +1,11 @@
 """The answer as a stream: output checks on a rolling window, placeholders restored.
 
-At most `output.window_tokens` (4 characters each) of text is held back, and only while an
-output check is on; restoring alone holds at most one placeholder's length. A private key
-is held from its BEGIN line until its END line (it is only recognized whole); tool-call
-arguments and thinking are held and checked whole.
+`output.window_tokens` (4 characters each) of text is held back — plus up to one check step
+and the rest of the delta that crossed it — and only while an output check is on; restoring
+alone holds at most one placeholder's length. A private key is held from its BEGIN line
+until its END line (it is only recognized whole); tool-call arguments and thinking are held
+and checked whole. Each check scans only the new text and a short overlap before it
+(`_rescan`), so a stream costs about one scan of its text whatever its chunking.
 """
 
 from __future__ import annotations
