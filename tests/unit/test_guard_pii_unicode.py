@@ -77,6 +77,9 @@ def test_checksums_still_apply_in_other_digits(script: str) -> None:
         ),
         ("mail ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ ok", "ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ", "EMAIL"),
         ("mail jane＠example.com ok", "jane＠example.com", "EMAIL"),
+        ("mail jane\ufe6bexample\u3002com ok", "jane\ufe6bexample\u3002com", "EMAIL"),
+        ("mail jane@example\uff61co\u2024uk ok", "jane@example\uff61co\u2024uk", "EMAIL"),
+        ("ip 192\u3002168\u300210\u300242 ok", "192\u3002168\u300210\u300242", "IP"),
         ("iban GB82\u00a0WEST\u00a01234\u00a05698\u00a07654\u00a032 ok", None, "IBAN"),
         (
             "key ｓｋ-proj-AbCdEf0123456789xyzXYZ0123 ok",

@@ -262,6 +262,8 @@ DIGIT_ZEROS = (
 _SPACES = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
 _SPACES += "\u202f\u205f\u3000"
 _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63"
+_DOTS = "\u2024\u3002\ufe52\uff61"  # one-dot leader, ideographic and small full stops
+AT_SIGNS = ("@", "\uff20", "\ufe6b")  # what folds to `@`
 
 
 def _fold_table() -> dict[int, int]:
@@ -269,6 +271,8 @@ def _fold_table() -> dict[int, int]:
     table.update((c, c - 0xFEE0) for c in range(0xFF01, 0xFF5F))  # fullwidth ASCII
     table.update((ord(c), 0x20) for c in _SPACES)
     table.update((ord(c), 0x2D) for c in _DASHES)
+    table.update((ord(c), 0x2E) for c in _DOTS)
+    table.update((ord(c), ord(a)) for c, a in (("\ufe6b", "@"), ("\ufe62", "+")))
     return table
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from sluice.guardrails.base import GuardCall, Verdict
 from sluice.guardrails.checks import LeakDetector, html_safe_cut, sanitize_html
 from sluice.guardrails.mask import Masker, StreamRestorer, json_answer
-from sluice.guardrails.pii import LOCAL_PART, Span, find, replace_spans
+from sluice.guardrails.pii import AT_SIGNS, LOCAL_PART, Span, find, replace_spans
 from sluice.guardrails.plan import Ask, Plan, Verdicts, hit, run_guards
 from sluice.pipeline.context import CURRENT_CALL, CallContext
 from sluice.types import (
@@ -308,7 +308,7 @@ class GuardedStream:
         # key another BEGIN line: the last one before the seam is the only one to look at
         # (or, for an address, the first `@` just after it, its local part before it).
         lo = max(done, local - EMAIL_MAX_CHARS)
-        for sign in ("@", "\uff20"):  # and the fullwidth one (`pii.fold`)
+        for sign in AT_SIGNS:  # `@` and what folds to it (`pii.fold`)
             mail = buf.rfind(sign, lo, local)
             if mail == -1:
                 mail = buf.find(sign, local, local + LOCAL_PART)
