@@ -187,14 +187,17 @@ _WORD = re.compile(r"\w+")
 
 class LeakDetector:
     """Whether an answer repeats `words` words in a row of the system prompt (case and
-    punctuation ignored): word shingles of the prompt in a set, the answer's looked up."""
+    punctuation ignored): word shingles of the prompt in a set, the answer's looked up
+    (only where its first two words are a pair the prompt has)."""
 
-    __slots__ = ("_n", "_shingles")
+    __slots__ = ("_n", "_pairs", "_shingles")
 
     def __init__(self, system_text: str, words: int) -> None:
         self._n = words
         tokens = [w.lower() for w in _WORD.findall(system_text)]
-        self._shingles = {" ".join(tokens[i : i + words]) for i in range(len(tokens) - words + 1)}
+        count = len(tokens) - words + 1
+        self._shingles = {" ".join(tokens[i : i + words]) for i in range(count)}
+        self._pairs = {(tokens[i], tokens[i + 1]) for i in range(count)}
 
     def __bool__(self) -> bool:
         return bool(self._shingles)
@@ -202,11 +205,25 @@ class LeakDetector:
     def leaks(self, answer: str) -> bool:
         if not self._shingles:
             return False
-        tokens = [w.lower() for w in _WORD.findall(answer)]
+        return self._hits([w.lower() for w in _WORD.findall(answer)])
+
+    def leaks_since(self, text: str, start: int) -> tuple[bool, int]:
+        """`leaks(text[start:])` for a text that grows (a stream), and where the next call
+        should start: at its last `words - 1` words (the last may be cut mid-word), so
+        every run of `words` words is looked at once it is whole, and no word twice more."""
+        matches = list(_WORD.finditer(text, start))
         n = self._n
-        return any(
-            " ".join(tokens[i : i + n]) in self._shingles for i in range(len(tokens) - n + 1)
-        )
+        nxt = matches[-(n - 1)].start() if len(matches) >= n - 1 else start
+        if len(matches) < n or not self._shingles:
+            return False, nxt
+        return self._hits([m.group().lower() for m in matches]), nxt
+
+    def _hits(self, tokens: list[str]) -> bool:
+        n, pairs, shingles = self._n, self._pairs, self._shingles
+        for i in range(len(tokens) - n + 1):
+            if (tokens[i], tokens[i + 1]) in pairs and " ".join(tokens[i : i + n]) in shingles:
+                return True
+        return False
 
 
 def has_secret(text: str) -> bool:

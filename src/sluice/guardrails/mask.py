@@ -18,11 +18,14 @@ most `MAX_PLACEHOLDER` characters are ever held.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable
 
+from sluice.guardrails.checks import request_texts
 from sluice.guardrails.pii import Entity, find
+from sluice.types import ChatRequest, Part, TextPart, ToolCallPart, ToolResultPart
 
 PLACEHOLDER = re.compile(r"<(EMAIL|PHONE|CARD|IBAN|SSN|IP|SECRET)_([0-9]{1,7})>")
 # `<SECRET_9999999>`: the longest placeholder, in characters.
@@ -141,3 +144,53 @@ class StreamRestorer:
         """What is held at the end of the stream (an unfinished `<EMA` stays as it is)."""
         text, self._pending = self._pending, ""
         return self._masker.restore(text, json_string=self._json)
+
+
+def json_answer(req: ChatRequest) -> bool:
+    """Whether the answer text is JSON (`json_object` / `json_schema`): a placeholder can
+    only stand inside a JSON string there, so its value goes back escaped — a key's
+    newlines or a password's backslash restored raw would break the JSON."""
+    fmt = req.response_format
+    return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
+
+
+def mask_request(req: ChatRequest, masker: Masker) -> ChatRequest:
+    """A copy of `req` with every text (system, turns, tool results, earlier tool-call
+    arguments) masked; the caller's request object is left as it was."""
+    for text, _ in request_texts(req, include_system=True):
+        masker.reserve(text)
+    # The caller's own text in places `request_texts` leaves out (earlier tool calls, tool
+    # definitions, the response schema): the model can echo those too, and a `<EMAIL_1>`
+    # written there must never be handed out for another value.
+    for msg in req.messages:
+        for item in msg.parts:
+            if isinstance(item, ToolCallPart):
+                masker.reserve(item.arguments)
+    for tool in req.tools or ():
+        masker.reserve(
+            f"{tool.name} {tool.description or ''} {json.dumps(tool.parameters, default=str)}"
+        )
+    for extra in (req.response_format, req.native_tools):
+        if extra:
+            masker.reserve(json.dumps(extra, default=str))
+
+    def text_part(part: TextPart) -> TextPart:
+        masked = masker.mask(part.text)
+        return part if masked == part.text else dataclasses.replace(part, text=masked)
+
+    def any_part(part: Part) -> Part:
+        if isinstance(part, TextPart):
+            return text_part(part)
+        if isinstance(part, ToolResultPart):
+            content = [text_part(p) if isinstance(p, TextPart) else p for p in part.content]
+            return dataclasses.replace(part, content=content)
+        if isinstance(part, ToolCallPart):
+            masked = masker.mask(part.arguments)
+            return part if masked == part.arguments else dataclasses.replace(part, arguments=masked)
+        return part
+
+    messages = [
+        dataclasses.replace(msg, parts=[any_part(p) for p in msg.parts]) for msg in req.messages
+    ]
+    system = [text_part(p) for p in req.system]
+    return dataclasses.replace(req, messages=messages, system=system)

@@ -38,6 +38,8 @@ import re
 
 from sluice.guardrails.pii import (
     CHAR_STARTS,
+    FOLD,
+    INVISIBLE,
     LOCAL_PART,
     PATTERN,
     classify,
@@ -88,6 +90,10 @@ def _redact(text: str, limit: int | None) -> str:
     cut), and they are looked for in a window just past it (room for an e-mail's `@`).
     Matches are always made against the whole text, so they are the same as `redact`'s.
     """
+    scan = text
+    if not text.isascii():  # other digits, Unicode spaces, fullwidth forms (`pii.fold`)
+        text = INVISIBLE.sub("", text)
+        scan = text.translate(FOLD)
     out: list[str] = []
     size = pos = 0
     n = len(text)
@@ -97,12 +103,12 @@ def _redact(text: str, limit: int | None) -> str:
         # replace, which moves `stop` on, and the same candidates can serve for a while.
         hi = n if limit is None else min(n, stop + _LOCAL_PART + 1 + limit)
         exhausted = True
-        for start in _starts(text, pos, hi):
+        for start in _starts(scan, pos, hi):
             if start >= stop:
                 break
             if start < pos:
                 continue
-            match = _PATTERN.match(text, start)
+            match = _PATTERN.match(scan, start)
             replacement = None if match is None else _replacement(match)
             if match is None or replacement is None:
                 continue
@@ -132,7 +138,12 @@ def preview(text: str, limit: int = 200) -> str:
     """The redacted text, cut to at most `limit` characters (ending in `…` when cut)."""
     if limit < 1:
         return ""
-    if len(text) <= limit and _CHAR_STARTS.search(text) is None and not _may_hold_keyword(text):
+    if (
+        len(text) <= limit
+        and text.isascii()
+        and _CHAR_STARTS.search(text) is None
+        and not _may_hold_keyword(text)
+    ):
         return text  # the common case: short prose where no match can start
     redacted = _redact(text, limit)
     if len(redacted) <= limit:
