@@ -292,3 +292,17 @@ async def test_file_search_stream_gets_citation_events() -> None:
     assert ctx.grounded == "ok"
     # The context built for it is the one the citations point into.
     assert build_context(RESULTS[:1], 8, 3000).sources[0].result.chunk.file_id == "f"
+
+
+async def test_stage_does_not_judge_a_cached_answer() -> None:
+    judge = _Judge([1])
+    stage = GroundingStage(lambda: _Service(RESULTS[:1]), judge=judge)  # type: ignore[arg-type,return-value]
+
+    async def nxt(ctx: CallContext) -> Result:
+        ctx.cache_status = "exact"
+        return ChatResponse(id="a", model="m", parts=[TextPart("Reclaimed [1].")])
+
+    ctx = _ctx()
+    await stage(ctx, nxt)
+    assert judge.charged_to == [] and ctx.grounded == "ok"
+    assert "x-sluice-support" not in ctx.response_headers

@@ -126,8 +126,10 @@ class SearchMixin:
         t0 = time.perf_counter()
         indexes = []
         for store_id in dict.fromkeys(store_ids):
-            await self._live_store(tenant, store_id)
-            await self._run(self.db.touch, store_id, self.db.clock(), TOUCH_EVERY_S)
+            row = await self._live_store(tenant, store_id)
+            now = self.db.clock()
+            if row.last_active_at < now - TOUCH_EVERY_S:  # use keeps it alive (expires_after)
+                await self._run(self.db.touch, store_id, now, TOUCH_EVERY_S)
             indexes.append((store_id, await self.index_for(store_id)))
         timings["index_ms"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()

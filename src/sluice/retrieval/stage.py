@@ -210,8 +210,8 @@ class GroundingStage:
     async def _judged(self, ctx: CallContext, answer: str, context: Context) -> bool | None:
         """Ask the support judge (if on) about a grounded answer; False when it found a cited
         claim unsupported (and `grounded` says so), None when it gave no verdict."""
-        if self._judge is None:
-            return None
+        if self._judge is None or ctx.cache_status in ("exact", "semantic", "stale"):
+            return None  # a cached answer is served free: it is not judged again
         token = CURRENT_CALL.set(ctx)  # the judge's model call is charged to this call
         try:
             unsupported = await self._judge.unsupported(answer, context.sources)
