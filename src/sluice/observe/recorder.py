@@ -191,7 +191,7 @@ class Recorder:
             system_prompt_hash=prompt_hash(system) if system else None,
             input_preview=self._preview(_last_user_text(req)),
             output_preview=self._preview(_answer_text(resp)) if status < 400 else None,
-            guards=ctx.response_headers.get("x-sluice-guard"),
+            guards=_guards(ctx.response_headers),
             retrieval_tokens=ctx.retrieval_tokens,
             retrieval_cost_usd=self._retrieval_cost(ctx, hit),
             retrieval_sources=ctx.retrieval_sources,
@@ -268,3 +268,12 @@ def _answer_text(resp: ChatResponse | None) -> str | None:
     if resp is None:
         return None
     return "".join(p.text for p in resp.parts if isinstance(p, TextPart)) or None
+
+
+def _guards(headers: dict[str, str]) -> str | None:
+    """The guard verdicts: the guard stage's, then the grounding stage's check of retrieved
+    chunks (`x-sluice-retrieval-guard`, sluice.retrieval.screen), within the column's size."""
+    found = [
+        v for v in (headers.get("x-sluice-guard"), headers.get("x-sluice-retrieval-guard")) if v
+    ]
+    return ", ".join(found)[:1024] if found else None

@@ -7,32 +7,42 @@
   extract text, chunk, embed off the event loop, then write chunks + vectors and mark the file
   `completed` in one transaction (or `failed` with `last_error`). A file left `in_progress` by
   a killed process is picked up again at start (ingest is idempotent: delete + insert).
-- Search: per-store in-memory `CollectionIndex`, reloaded when the store's version in the
-  database moved (another replica, or this one, changed it), then filters → BM25 + dense →
-  RRF → optional rerank (budgeted) → sentence windows.
+- Search: `SearchMixin` (sluice.retrieval.search); validation of inputs: `checks`.
+- `expires_after`: enforced as OpenAI does (sluice.retrieval.expiry); a sweep every
+  `SWEEP_EVERY_S` frees expired stores' chunks even when nobody touches them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sluice.embed.base import EmbedderUnavailableError
-from sluice.errors import InvalidRequestError, NotFoundError, SluiceError
+from sluice.errors import InvalidRequestError, SluiceError
 from sluice.retrieval import rerank as rerank_mod
-from sluice.retrieval.chunking import chunk_text, window
+from sluice.retrieval.checks import (
+    MAX_NAME_CHARS,
+    check_chunking,
+    check_expires,
+    check_file_ids,
+    check_metadata,
+    new_id,
+    not_found,
+)
+from sluice.retrieval.chunking import chunk_text
 from sluice.retrieval.config import RetrievalConfig
+from sluice.retrieval.expiry import expired_error, expires_at, is_expired
 from sluice.retrieval.extract import ExtractError, extract_text
-from sluice.retrieval.filters import FilterError, compile_filter, validate_attributes
-from sluice.retrieval.index import CollectionIndex, Hit, IndexedChunk
+from sluice.retrieval.filters import FilterError, validate_attributes
+from sluice.retrieval.index import CollectionIndex, IndexedChunk
+from sluice.retrieval.search import SearchMixin, SearchOutcome, SearchResult
 from sluice.retrieval.store import BatchRow, FileRow, StoreRow, VectorStoreDB
 
 if TYPE_CHECKING:
@@ -41,11 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sluice.retrieval")
 
-MAX_QUERY_CHARS = 4000
-MAX_RESULTS = 50
-MAX_STORES_PER_SEARCH = 10
-MAX_NAME_CHARS = 256
-MAX_METADATA_KEYS = 16
 STALE_INGEST_S = 60.0
 # Ingest embeds a file's chunks this many at a time, on the service's own ingest thread (not
 # the embedder's executor, which queries use): a 20 MB upload embedded in one call on the
@@ -55,91 +60,25 @@ EMBED_BATCH = 32
 # Files ingested at once per gateway; the rest wait their turn (50k tiny files queue as
 # pending tasks instead of 50k concurrent reads + embeds).
 MAX_CONCURRENT_INGESTS = 4
+# How often this process looks for stores whose expires_after ran out (and frees them).
+SWEEP_EVERY_S = 600.0
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
-
-
-@dataclass(slots=True)
-class SearchResult:
-    """One hit as the service returns it (web turns it into OpenAI's result object)."""
-
-    store_id: str
-    chunk: IndexedChunk
-    score: float
-    text: str  # the chunk widened by its sentence window
-    rerank_score: float | None = None
-
-
-@dataclass(slots=True)
-class SearchOutcome:
-    results: list[SearchResult]
-    reranked: bool = False
-    rerank_skipped: bool = False
-    embed_tokens: int = 0
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-def _not_found(kind: str, obj_id: str) -> NotFoundError:
-    return NotFoundError(f"No {kind} found with id '{obj_id[:128]}'.", code="not_found")
-
-
-def _check_metadata(metadata: Any) -> dict[str, str]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_KEYS:
-        raise InvalidRequestError("metadata must be an object of at most 16 keys", param="metadata")
-    for k, v in metadata.items():
-        if not isinstance(k, str) or len(k) > 64 or not isinstance(v, str) or len(v) > 512:
-            raise InvalidRequestError(
-                "metadata keys are strings of at most 64 characters, values at most 512",
-                param="metadata",
-            )
-    return dict(metadata)
-
-
-def _check_chunking(strategy: Any, default_tokens: int) -> dict[str, Any]:
-    """OpenAI's chunking_strategy: auto, or static {max_chunk_size_tokens, chunk_overlap_tokens}."""
-    if strategy is None or strategy == {"type": "auto"}:
-        return {
-            "type": "static",
-            "static": {"max_chunk_size_tokens": default_tokens, "chunk_overlap_tokens": 0},
-        }
-    if not isinstance(strategy, dict) or strategy.get("type") != "static":
-        raise InvalidRequestError(
-            "chunking_strategy must be auto or static", param="chunking_strategy"
-        )
-    static = strategy.get("static")
-    if not isinstance(static, dict):
-        raise InvalidRequestError("static chunking needs 'static'", param="chunking_strategy")
-    size, overlap = static.get("max_chunk_size_tokens"), static.get("chunk_overlap_tokens", 0)
-    if not isinstance(size, int) or not 100 <= size <= 4096:
-        raise InvalidRequestError(
-            "max_chunk_size_tokens must be 100-4096", param="chunking_strategy"
-        )
-    if not isinstance(overlap, int) or overlap < 0 or overlap > size // 2:
-        raise InvalidRequestError(
-            "chunk_overlap_tokens must be 0 to half the chunk size", param="chunking_strategy"
-        )
-    return {
-        "type": "static",
-        "static": {"max_chunk_size_tokens": size, "chunk_overlap_tokens": overlap},
-    }
-
-
-class RetrievalService:
+class RetrievalService(SearchMixin):
     def __init__(
         self,
         config: RetrievalConfig,
         files: FileStore | None,
         embedder: Callable[[], Embedder],
         url: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.files = files
         self._embedder_factory = embedder
-        self.db = VectorStoreDB(url or config.store_url)
+        self.clock = clock  # wall-clock epoch seconds: expiry and last_active_at (tests move it)
+        self.db = VectorStoreDB(url or config.store_url, clock)
+        self._sweeper: asyncio.Task[None] | None = None
         self.indexes: dict[str, CollectionIndex] = {}
         self._index_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -153,11 +92,44 @@ class RetrievalService:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.db.migrate)
-        stale = await asyncio.to_thread(self.db.stale_files, time.time() - STALE_INGEST_S)
+        stale = await asyncio.to_thread(self.db.stale_files, self.clock() - STALE_INGEST_S)
         for row in stale:  # left in_progress by a process that died: ingest again
             self._spawn(row)
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep_expired()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failed sweep is retried next time, never fatal
+                log.warning("vector store expiry sweep failed: %s", type(exc).__name__)
+            await asyncio.sleep(SWEEP_EVERY_S)
+
+    async def sweep_expired(self) -> list[str]:
+        """Mark every store whose `expires_after` ran out expired and free its chunks and
+        vectors; the ids expired now."""
+        now, done = self.clock(), []
+        for row in await self._run(self.db.stores_with_expiry):
+            if is_expired(row, now):
+                await self._expire(row)
+                done.append(row.id)
+        return done
+
+    async def _expire(self, row: StoreRow) -> None:
+        at = expires_at(row)
+        when = at if at is not None else self.clock()
+        freed = await self._run(self.db.expire_store, row.id, when)
+        self.indexes.pop(row.id, None)
+        self._index_locks.pop(row.id, None)
+        log.info("vector store %s expired: %d chunks freed", row.id, freed)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -165,16 +137,23 @@ class RetrievalService:
         self._ingest_embed.shutdown(wait=False, cancel_futures=True)
         self.db.close()
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args)
-
     # --- stores ---------------------------------------------------------------------------
 
     async def _store(self, tenant: str, store_id: str) -> StoreRow:
         row = await self._run(self.db.get_store, tenant, store_id)
         if row is None:
-            raise _not_found("vector store", store_id)
+            raise not_found("vector store", store_id)
         return row  # type: ignore[no-any-return]
+
+    async def _live_store(self, tenant: str, store_id: str) -> StoreRow:
+        """The caller's store, refused (400 vector_store_expired) once it has expired; its
+        chunks are freed right then if the sweep has not done it yet."""
+        row = await self._store(tenant, store_id)
+        if is_expired(row, self.clock()):
+            if row.expired_at is None:
+                await self._expire(row)
+            raise expired_error(store_id)
+        return row
 
     async def store_object(self, row: StoreRow) -> dict[str, Any]:
         files = await self._run(self.db.list_files, row.tenant, row.id)
@@ -182,10 +161,10 @@ class RetrievalService:
         for f in files:
             counts[f.status] = counts.get(f.status, 0) + 1
         counts["total"] = len(files)
-        expires_at = None
-        if row.expires_after:
-            days = int(row.expires_after.get("days", 0))
-            expires_at = int(row.last_active_at + days * 86400)
+        at = expires_at(row)
+        status = "in_progress" if counts["in_progress"] else "completed"
+        if is_expired(row, self.clock()):
+            status = "expired"
         return {
             "id": row.id,
             "object": "vector_store",
@@ -193,9 +172,9 @@ class RetrievalService:
             "name": row.name,
             "usage_bytes": sum(f.usage_bytes for f in files),
             "file_counts": counts,
-            "status": "in_progress" if counts["in_progress"] else "completed",
+            "status": status,
             "expires_after": row.expires_after,
-            "expires_at": expires_at,
+            "expires_at": int(at) if at is not None else None,
             "last_active_at": int(row.last_active_at),
             "metadata": row.metadata,
         }
@@ -206,13 +185,13 @@ class RetrievalService:
             raise InvalidRequestError(
                 "name must be a string of at most 256 characters", param="name"
             )
-        expires = _check_expires(body.get("expires_after"))
-        metadata = _check_metadata(body.get("metadata"))
-        file_ids = _check_file_ids(body.get("file_ids"))
-        chunking = _check_chunking(body.get("chunking_strategy"), self.config.chunk_max_tokens)
+        expires = check_expires(body.get("expires_after"))
+        metadata = check_metadata(body.get("metadata"))
+        file_ids = check_file_ids(body.get("file_ids"))
+        chunking = check_chunking(body.get("chunking_strategy"), self.config.chunk_max_tokens)
         if await self._run(self.db.count_stores, tenant) >= self.config.max_stores_per_tenant:
             raise InvalidRequestError("too many vector stores for this tenant", param=None)
-        now = time.time()
+        now = self.clock()
         row = StoreRow(new_id("vs"), tenant, name, metadata, expires, now, now, 0)
         await self._run(self.db.create_store, row)
         for file_id in file_ids:
@@ -266,16 +245,18 @@ class RetrievalService:
                 )
             values["name"] = name
         if "metadata" in body:
-            values["metadata"] = _check_metadata(body["metadata"])
+            values["metadata"] = check_metadata(body["metadata"])
         if "expires_after" in body:
-            values["expires_after"] = _check_expires(body["expires_after"])
-        if not await self._run(self.db.update_store, tenant, store_id, values):
-            raise _not_found("vector store", store_id)
+            values["expires_after"] = check_expires(body["expires_after"])
+        current = await self._store(tenant, store_id)
+        live = not is_expired(current, self.clock())  # an expired store stays expired
+        if not await self._run(self.db.update_store, tenant, store_id, values, live):
+            raise not_found("vector store", store_id)
         return await self.get_store(tenant, store_id)
 
     async def delete_store(self, tenant: str, store_id: str) -> dict[str, Any]:
         if not await self._run(self.db.delete_store, tenant, store_id):
-            raise _not_found("vector store", store_id)
+            raise not_found("vector store", store_id)
         self.indexes.pop(store_id, None)
         self._index_locks.pop(store_id, None)
         return {"id": store_id, "object": "vector_store.deleted", "deleted": True}
@@ -306,13 +287,13 @@ class RetrievalService:
             attributes = validate_attributes(body.get("attributes"))
         except FilterError as exc:
             raise InvalidRequestError(str(exc), param="attributes") from None
-        chunking = _check_chunking(body.get("chunking_strategy"), self.config.chunk_max_tokens)
-        await self._store(tenant, store_id)
+        chunking = check_chunking(body.get("chunking_strategy"), self.config.chunk_max_tokens)
+        await self._live_store(tenant, store_id)
         if self.files is None:
             raise InvalidRequestError("file uploads are disabled on this gateway", param="file_id")
         meta = await self.files.get(tenant, file_id)
         if meta is None:
-            raise _not_found("file", file_id)
+            raise not_found("file", file_id)
         if meta.bytes > self.config.max_file_bytes:
             raise InvalidRequestError(
                 "file is larger than retrieval.max_file_bytes", param="file_id"
@@ -328,10 +309,10 @@ class RetrievalService:
             chunking,
             batch_id,
             0,
-            time.time(),
+            self.clock(),
         )
         if not await self._run(self.db.add_file, row):
-            raise _not_found("vector store", store_id)
+            raise not_found("vector store", store_id)
         self._spawn(row)
         return self.file_object(row)
 
@@ -412,7 +393,7 @@ class RetrievalService:
     async def _file(self, tenant: str, store_id: str, file_id: str) -> FileRow:
         row = await self._run(self.db.get_file, tenant, store_id, file_id)
         if row is None:
-            raise _not_found("vector store file", file_id)
+            raise not_found("vector store file", file_id)
         return row  # type: ignore[no-any-return]
 
     async def get_file(self, tenant: str, store_id: str, file_id: str) -> dict[str, Any]:
@@ -449,12 +430,12 @@ class RetrievalService:
         except FilterError as exc:
             raise InvalidRequestError(str(exc), param="attributes") from None
         if not await self._run(self.db.update_attributes, tenant, store_id, file_id, attributes):
-            raise _not_found("vector store file", file_id)
+            raise not_found("vector store file", file_id)
         return await self.get_file(tenant, store_id, file_id)
 
     async def delete_file(self, tenant: str, store_id: str, file_id: str) -> dict[str, Any]:
         if not await self._run(self.db.delete_file, tenant, store_id, file_id):
-            raise _not_found("vector store file", file_id)
+            raise not_found("vector store file", file_id)
         return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
 
     async def file_content(self, tenant: str, store_id: str, file_id: str) -> dict[str, Any]:
@@ -474,21 +455,21 @@ class RetrievalService:
     async def create_batch(
         self, tenant: str, store_id: str, body: dict[str, Any]
     ) -> dict[str, Any]:
-        file_ids = _check_file_ids(body.get("file_ids"))
+        file_ids = check_file_ids(body.get("file_ids"))
         files = body.get("files")
         entries: list[dict[str, Any]] = [{"file_id": f} for f in file_ids]
         if isinstance(files, list):
             entries += [f for f in files if isinstance(f, dict)]
         if not entries or len(entries) > 500:
             raise InvalidRequestError("file_ids must name 1-500 files", param="file_ids")
-        await self._store(tenant, store_id)
+        await self._live_store(tenant, store_id)
         batch = BatchRow(
             new_id("vsfb"),
             store_id,
             tenant,
             [str(e.get("file_id")) for e in entries],
             False,
-            time.time(),
+            self.clock(),
         )
         await self._run(self.db.create_batch, batch)
         for entry in entries:
@@ -507,7 +488,7 @@ class RetrievalService:
     async def get_batch(self, tenant: str, store_id: str, batch_id: str) -> dict[str, Any]:
         batch = await self._run(self.db.get_batch, tenant, store_id, batch_id)
         if batch is None:
-            raise _not_found("vector store file batch", batch_id)
+            raise not_found("vector store file batch", batch_id)
         files = await self._run(self.db.list_files, tenant, store_id, None, batch_id)
         counts = {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
         for f in files:
@@ -535,158 +516,6 @@ class RetrievalService:
         await self.get_batch(tenant, store_id, batch_id)
         await self._run(self.db.cancel_files, store_id, batch_id)
         return await self.get_batch(tenant, store_id, batch_id)
-
-    # --- search ---------------------------------------------------------------------------
-
-    async def index_for(self, store_id: str) -> CollectionIndex:
-        """The store's in-memory index, reloaded if the database holds a newer version."""
-        lock = self._index_locks.setdefault(store_id, asyncio.Lock())
-        async with lock:
-            version = await self._run(self.db.store_version, store_id)
-            if version is None:  # deleted (a search that raced the delete): cache nothing
-                self.indexes.pop(store_id, None)
-                self._index_locks.pop(store_id, None)
-                return CollectionIndex()
-            index = self.indexes.get(store_id)
-            if index is not None and index.version == version:
-                return index
-            loaded_version, chunks, vectors = await self._run(self.db.load_chunks, store_id)
-            fresh = CollectionIndex()
-            if chunks:
-                await asyncio.to_thread(fresh.add, chunks, vectors)
-                await asyncio.to_thread(fresh.prepare)
-            fresh.version = loaded_version
-            self.indexes[store_id] = fresh
-            return fresh
-
-    def reranker(self) -> rerank_mod.Reranker | None:
-        if not self.config.rerank or not rerank_mod.available():
-            return None
-        if self._reranker is None:
-            self._reranker = rerank_mod.get_reranker()
-        return self._reranker
-
-    async def search(
-        self,
-        tenant: str,
-        store_ids: Sequence[str],
-        query: str,
-        max_results: int = 10,
-        filters: Any = None,
-        ranking_options: Any = None,
-    ) -> SearchOutcome:
-        """Hybrid search over the caller's stores (another tenant's id: 404)."""
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidRequestError("query must be a non-empty string", param="query")
-        if len(query) > MAX_QUERY_CHARS:
-            raise InvalidRequestError("query is too long", param="query")
-        if not isinstance(max_results, int) or not 1 <= max_results <= MAX_RESULTS:
-            raise InvalidRequestError(
-                "max_num_results must be between 1 and 50", param="max_num_results"
-            )
-        if not store_ids or len(store_ids) > MAX_STORES_PER_SEARCH:
-            raise InvalidRequestError("name 1-10 vector stores", param="vector_store_ids")
-        try:
-            predicate = compile_filter(filters)
-        except FilterError as exc:
-            raise InvalidRequestError(str(exc), param="filters") from None
-        threshold, use_rerank = _ranking(ranking_options)
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        indexes = []
-        for store_id in dict.fromkeys(store_ids):
-            await self._store(tenant, store_id)
-            indexes.append((store_id, await self.index_for(store_id)))
-        timings["index_ms"] = (time.perf_counter() - t0) * 1000
-        t1 = time.perf_counter()
-        qvec = (await self.embedder.embed([query]))[0]
-        timings["embed_ms"] = (time.perf_counter() - t1) * 1000
-        t2 = time.perf_counter()
-        depth = max(max_results, self.config.rerank_top)
-        hits: list[tuple[str, Hit]] = []
-        for store_id, index in indexes:
-            found = await asyncio.to_thread(
-                index.search, query, qvec, depth, predicate=predicate, rrf_k=self.config.rrf_k
-            )
-            hits.extend((store_id, h) for h in found)
-        hits.sort(key=lambda sh: (-sh[1].score, sh[1].chunk.id))
-        timings["search_ms"] = (time.perf_counter() - t2) * 1000
-        outcome = SearchOutcome([], embed_tokens=len(query.split()), timings_ms=timings)
-        reranker = self.reranker() if use_rerank else None
-        if reranker is not None and len(hits) > 1:
-            t3 = time.perf_counter()
-            by_id = {h.chunk.id: sid for sid, h in hits}
-            ordered, skipped = await reranker.arerank(
-                query, [h for _, h in hits], self.config.rerank_top, self.config.rerank_budget_ms
-            )
-            hits = [(by_id[h.chunk.id], h) for h in ordered]
-            outcome.reranked, outcome.rerank_skipped = not skipped, skipped
-            timings["rerank_ms"] = (time.perf_counter() - t3) * 1000
-        index_of = dict(indexes)
-        for store_id, hit in hits[:max_results]:
-            if hit.score < threshold:
-                continue
-            before, after = index_of[store_id].neighbours(hit.chunk)
-            text = window(before, hit.chunk.text, after, self.config.sentence_window)
-            outcome.results.append(
-                SearchResult(store_id, hit.chunk, round(hit.score, 6), text, hit.rerank_score)
-            )
-        return outcome
-
-    @staticmethod
-    def result_object(result: SearchResult) -> dict[str, Any]:
-        return {
-            "file_id": result.chunk.file_id,
-            "filename": result.chunk.filename,
-            "score": result.score,
-            "attributes": result.chunk.attributes,
-            "content": [{"type": "text", "text": result.text}],
-        }
-
-
-def _ranking(options: Any) -> tuple[float, bool]:
-    if options is None:
-        return 0.0, True
-    if not isinstance(options, dict):
-        raise InvalidRequestError("ranking_options must be an object", param="ranking_options")
-    threshold = options.get("score_threshold", 0.0)
-    if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
-        raise InvalidRequestError(
-            "score_threshold must be between 0 and 1", param="ranking_options"
-        )
-    ranker = options.get("ranker", "auto")
-    if ranker not in ("auto", "default-2024-11-15", "none", "hybrid"):
-        raise InvalidRequestError("unknown ranker", param="ranking_options")
-    return float(threshold), ranker != "none"
-
-
-def _check_expires(value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if (
-        not isinstance(value, dict)
-        or value.get("anchor") != "last_active_at"
-        or not isinstance(value.get("days"), int)
-        or not 1 <= value["days"] <= 365
-    ):
-        raise InvalidRequestError(
-            "expires_after must be {anchor: last_active_at, days: 1-365}", param="expires_after"
-        )
-    return {"anchor": "last_active_at", "days": value["days"]}
-
-
-def _check_file_ids(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if (
-        not isinstance(value, list)
-        or len(value) > 500
-        or not all(isinstance(v, str) and 0 < len(v) <= 128 for v in value)
-    ):
-        raise InvalidRequestError(
-            "file_ids must be a list of at most 500 file ids", param="file_ids"
-        )
-    return list(dict.fromkeys(value))
 
 
 __all__ = ["RetrievalService", "SearchOutcome", "SearchResult", "SluiceError"]

@@ -10,7 +10,7 @@ chunks or file attributes; a replica compares it to its in-memory index before s
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,7 @@ class StoreRow:
     created_at: float
     last_active_at: float
     version: int
+    expired_at: float | None = None  # set once, when the store expired (sluice.retrieval.expiry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ def _store(row: Any) -> StoreRow:
         row.created_at,
         row.last_active_at,
         int(row.version),
+        row.expired_at,
     )
 
 
@@ -100,9 +102,10 @@ def _file(row: Any) -> FileRow:
 
 
 class VectorStoreDB:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
         self.url = url
         self.engine: Engine = engines.acquire(url)
+        self.clock = clock  # wall-clock epoch seconds (tests move it)
 
     def migrate(self) -> None:
         migrations.upgrade(self.url, "retrieval")
@@ -159,8 +162,10 @@ class VectorStoreDB:
             ).all()
         return [_store(r) for r in rows]
 
-    def update_store(self, tenant: str, store_id: str, values: dict[str, Any]) -> bool:
-        out: dict[str, Any] = {"last_active_at": time.time()}
+    def update_store(
+        self, tenant: str, store_id: str, values: dict[str, Any], touch: bool = True
+    ) -> bool:
+        out: dict[str, Any] = {"last_active_at": self.clock()} if touch else {}
         if "name" in values:
             out["name"] = values["name"]
         if "metadata" in values:
@@ -194,7 +199,52 @@ class VectorStoreDB:
         conn.execute(
             update(vector_stores)
             .where(vector_stores.c.id == store_id)
-            .values(version=vector_stores.c.version + 1, last_active_at=time.time())
+            .values(version=vector_stores.c.version + 1, last_active_at=self.clock())
+        )
+
+    def touch(self, store_id: str, now: float, every_s: float) -> None:
+        """Move a live store's `last_active_at` to `now` if it is older than `every_s`."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(vector_stores)
+                .where(
+                    vector_stores.c.id == store_id,
+                    vector_stores.c.expired_at.is_(None),
+                    vector_stores.c.last_active_at < now - every_s,
+                )
+                .values(last_active_at=now)
+            )
+
+    def stores_with_expiry(self) -> list[StoreRow]:
+        """Every store that has `expires_after` and has not expired yet (the sweep's input)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(vector_stores).where(
+                    vector_stores.c.expires_after.is_not(None),
+                    vector_stores.c.expired_at.is_(None),
+                )
+            ).all()
+        return [_store(r) for r in rows]
+
+    def expire_store(self, store_id: str, at: float) -> int:
+        """Mark a store expired (once) and free its chunks and vectors; the chunks deleted."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(vector_stores)
+                .where(vector_stores.c.id == store_id, vector_stores.c.expired_at.is_(None))
+                .values(expired_at=at)
+            )
+            result = conn.execute(
+                delete(vector_store_chunks).where(vector_store_chunks.c.store_id == store_id)
+            )
+            self._bump_version(conn, store_id)
+        return int(result.rowcount or 0)
+
+    def _bump_version(self, conn: Connection, store_id: str) -> None:
+        conn.execute(
+            update(vector_stores)
+            .where(vector_stores.c.id == store_id)
+            .values(version=vector_stores.c.version + 1)
         )
 
     # --- files ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`build_stages(config, deps)`: the pipeline's stages, in order, decided in one place.
 
     auth → guardrails → live eval → idempotency → limits and budgets → agent guard
-    → grounding (retrieval) → token policy → exact cache → semantic cache → router
+    → grounding (retrieval; chunks checked for injection) → token policy → exact cache
+    → semantic cache → router
     → structured output → mid-stream failover → settle → (the plan executor)
 
 - Auth first: everything after it keys on `ctx.identity`.
@@ -37,12 +38,13 @@ from sluice.cost.prices import Price
 from sluice.eval.live import build_live_stage
 from sluice.governance.auth import Authenticator
 from sluice.governance.stage import build_governance
-from sluice.guardrails.stage import GuardStage
+from sluice.guardrails.stage import GuardStage, load_injection_detector
 from sluice.observe.metrics import Metrics
 from sluice.pipeline.context import CallContext, Result, Stage
 from sluice.providers.base import Deployment
 from sluice.reliability.executor import PlanExecutor
 from sluice.reliability.midstream import MidstreamFailoverStage
+from sluice.retrieval.judge import SupportJudge
 from sluice.retrieval.service import RetrievalService
 from sluice.retrieval.stage import GroundingStage
 from sluice.routing.stage import RouterStage, build_routers
@@ -50,6 +52,7 @@ from sluice.routing.targets import targets_of
 from sluice.runtime import Runtime
 from sluice.stages.auth import AuthStage
 from sluice.stages.guards import AgentGuardStage
+from sluice.stages.retrieval_screen import InjectionScreen, wants_document_screen
 from sluice.stages.settle import SettleStage
 from sluice.stages.structured import StructuredOutputStage
 from sluice.types import ChatRequest, ChatResponse
@@ -107,10 +110,15 @@ def build_stages(config: SluiceConfig, deps: StageDeps) -> list[Stage]:
     """The stages in the order the module docstring gives; those switched off left out."""
     cache = config.cache
     stages: list[Stage] = [AuthStage(deps.auth)]
+    # Retrieved chunks are checked by the guard stage's injection detector (one in memory).
+    detector = load_injection_detector() if wants_document_screen(config.guardrails) else None
     if config.guardrails.enabled:
         stages.append(
             GuardStage(
-                config.guardrails, ask=deps.classifier_call, count=deps.metrics.guard_verdict
+                config.guardrails,
+                ask=deps.classifier_call,
+                count=deps.metrics.guard_verdict,
+                injection=detector,
             )
         )
     # Live evaluation after auth and guardrails: it sees the request as sent upstream
@@ -140,7 +148,22 @@ def build_stages(config: SluiceConfig, deps: StageDeps) -> list[Stage]:
         stages.append(guard)
     if config.retrieval.enabled:  # grounded chat: the context is in what caches key on
         windows = {name: t.context_window for name, t in targets_of(config).items()}
-        stages.append(GroundingStage(deps.retrieval, lambda model: windows.get(model)))
+        judge_cfg = config.retrieval.support_judge
+        stages.append(
+            GroundingStage(
+                deps.retrieval,
+                lambda model: windows.get(model),
+                screen=(
+                    InjectionScreen(config.guardrails, detector, deps.classifier_call)
+                    if detector is not None
+                    else None
+                ),
+                judge=(
+                    SupportJudge(judge_cfg, deps.classifier_call) if judge_cfg.enabled else None
+                ),
+                count=deps.metrics.guard_verdict,
+            )
+        )
     policies = {
         **{name: plan.policy for name, plan in config.models.items()},
         **{name: route.policy for name, route in config.routes.items()},

@@ -316,6 +316,7 @@ vector_stores = Table(
     Column("created_at", Double(), nullable=False),
     Column("last_active_at", Double(), nullable=False),
     Column("version", BigInteger(), nullable=False),
+    Column("expired_at", Double(), nullable=True),  # set once when expires_after ran out (v0002)
     Index("ix_sluice_vector_stores_tenant", "tenant", "created_at"),
 )
 

@@ -13,7 +13,8 @@ whatever database it is pointed at (a records-only PostgreSQL gets no key table)
 - `jobs`: `j0001_jobs` (async jobs and their webhook delivery log)
 - `files`: `f0001_files` (uploaded files; the bytes too on PostgreSQL)
 - `batch`: `b0001_batches` (batches and their items)
-- `retrieval`: `v0001_vector_stores` (vector stores, their files, chunks, file batches)
+- `retrieval`: `v0001_vector_stores` (vector stores, their files, chunks, file batches) →
+  `v0002_store_expiry`
 
 The version table is `sluice_alembic_version` (a database shared with other applications'
 Alembic histories is not confused). Records and semantic tables may be renamed in config;

@@ -2,7 +2,9 @@
 
 Every event is `event: <type>` + `data: <json>` with a `sequence_number` counting from 0:
 `response.created`, `response.in_progress`, then per output item `output_item.added`,
-(text) `content_part.added`, `output_text.delta`…, `output_text.done`, `content_part.done`,
+(text) `content_part.added`, `output_text.delta`… (with `output_text.annotation.added` for
+each `file_citation` of a grounded answer, sluice.retrieval), `output_text.done`,
+`content_part.done`,
 (tool call) `function_call_arguments.delta`…, `.done`, and `output_item.done`; last
 `response.completed` (or `response.incomplete` when the answer was cut). A failure after
 the start is an `error` event followed by `response.failed`. There is no `[DONE]`.
@@ -21,6 +23,7 @@ import orjson
 
 from sluice.errors import SluiceError
 from sluice.types import (
+    CitationDelta,
     Finish,
     FinishReason,
     StreamEvent,
@@ -45,17 +48,26 @@ _FAILED_CODES = {429: "rate_limit_exceeded", 400: "invalid_prompt"}
 
 
 class _Item:
-    __slots__ = ("call_id", "done", "id", "index", "name", "text")
+    __slots__ = ("annotations", "base", "call_id", "done", "id", "index", "name", "text")
 
-    def __init__(self, index: int, item_id: str, call_id: str = "", name: str = "") -> None:
+    def __init__(
+        self, index: int, item_id: str, call_id: str = "", name: str = "", base: int = 0
+    ) -> None:
         self.index, self.id, self.call_id, self.name = index, item_id, call_id, name
         self.text = ""  # the message text, or the call's argument JSON
         self.done = False
+        self.base = base  # answer text streamed before this message item (citation offsets)
+        self.annotations: list[dict[str, Any]] = []
+
+    def part(self) -> dict[str, Any]:
+        return {**text_part(self.text), "annotations": list(self.annotations)}
 
     def finished(self) -> dict[str, Any]:
         if self.call_id:
             return call_item(self.id, self.call_id, self.name, self.text)
-        return message_item(self.id, self.text)
+        item = message_item(self.id, self.text)
+        item["content"][0]["annotations"] = list(self.annotations)
+        return item
 
 
 class ResponsesEventEncoder:
@@ -77,6 +89,7 @@ class ResponsesEventEncoder:
         self._usage: Usage | None = None
         self._finish: FinishReason | None = None
         self._started = False
+        self._streamed = 0  # characters of answer text so far, over all message items
 
     def _event(self, kind: str, **body: Any) -> bytes:
         payload = {"type": kind, "sequence_number": self._seq, **body}
@@ -122,6 +135,8 @@ class ResponsesEventEncoder:
             )
         if isinstance(event, ToolCallStart):
             return out + self._close_text() + self._open_call(event)
+        if isinstance(event, CitationDelta):
+            return out + self._annotation(event.citation)
         if isinstance(event, Finish):
             self._finish = event.reason
         elif isinstance(event, UsageUpdate):
@@ -132,7 +147,7 @@ class ResponsesEventEncoder:
         out = b""
         item = self._text
         if item is None:
-            item = self._text = _Item(len(self._items), new_id("msg"))
+            item = self._text = _Item(len(self._items), new_id("msg"), base=self._streamed)
             self._items.append(item)
             out += self._event(
                 "response.output_item.added",
@@ -147,6 +162,7 @@ class ResponsesEventEncoder:
                 part=text_part(""),
             )
         item.text += text
+        self._streamed += len(text)
         return out + self._event(
             "response.output_text.delta",
             item_id=item.id,
@@ -154,6 +170,24 @@ class ResponsesEventEncoder:
             content_index=0,
             delta=text,
             logprobs=[],
+        )
+
+    def _annotation(self, cite: dict[str, Any]) -> bytes:
+        """A `file_citation` of the text streamed so far (`index`: its position in the whole
+        answer, made relative to this message item). Other citations (Anthropic's) have no
+        Responses form here and are dropped, as in the non-streamed answer."""
+        item = self._text
+        if item is None or cite.get("type") != "file_citation":
+            return b""
+        note = {**cite, "index": max(0, int(cite.get("index", 0)) - item.base)}
+        item.annotations.append(note)
+        return self._event(
+            "response.output_text.annotation.added",
+            item_id=item.id,
+            output_index=item.index,
+            content_index=0,
+            annotation_index=len(item.annotations) - 1,
+            annotation=note,
         )
 
     def _close_text(self) -> bytes:
@@ -164,7 +198,7 @@ class ResponsesEventEncoder:
         where = {"item_id": item.id, "output_index": item.index, "content_index": 0}
         return (
             self._event("response.output_text.done", **where, text=item.text, logprobs=[])
-            + self._event("response.content_part.done", **where, part=text_part(item.text))
+            + self._event("response.content_part.done", **where, part=item.part())
             + self._event(
                 "response.output_item.done", output_index=item.index, item=item.finished()
             )
