@@ -1,0 +1,180 @@
+"""Fit the reranker's fusion (`models/rerank_fusion.json`) on TRAIN, choose it on DEV.
+
+    python -m sluice.retrieval.training.fusion tests/data/retrieval            # fit + dev table
+    python -m sluice.retrieval.training.fusion tests/data/retrieval --cross build/r3/ce.onnx
+    python -m sluice.retrieval.training.fusion tests/data/retrieval --heldout  # ONCE, at the end
+
+Rows: for each question, the hybrid search's top `TOP` chunks and their `rerank.features`;
+label = the chunk's document's relevance grade / 2 (soft labels for the logistic loss).
+TRAIN = train-split modules minus the DEV fifth (`groups.is_dev`); held-out modules are never
+read except by `--heldout`, which scores the shipped model once and writes nothing.
+
+Choice on DEV (document-level nDCG@10 after re-ranking, the benchmark's metric): the L2
+strength and feature set (with / without the cross-encoder column). The chosen configuration
+is then refitted on TRAIN + DEV and written with its DEV numbers in `meta`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from sluice.embed import get_embedder
+from sluice.retrieval import metrics
+from sluice.retrieval.benchdata import Question, load
+from sluice.retrieval.evaluate import Scores, build_index, embed_all
+from sluice.retrieval.index import CollectionIndex, Hit
+from sluice.retrieval.rerank import FEATURES, FUSION_NAME, Fusion, Reranker, features, models_dir
+from sluice.retrieval.training.groups import is_dev
+
+TOP = 20
+DEPTH = 60
+BASE = tuple(f for f in FEATURES if f != "cross")
+
+
+@dataclass(slots=True)
+class Row:
+    question: Question
+    hits: list[Hit]
+    x: np.ndarray
+    y: np.ndarray
+
+
+def collect(
+    index: CollectionIndex,
+    questions: list[Question],
+    vectors: np.ndarray,
+    cross: Reranker | None,
+) -> list[Row]:
+    rows = []
+    for q, v in zip(questions, vectors, strict=True):
+        hits = index.search(q.text, v, DEPTH, mode="hybrid")
+        head = hits[:TOP]
+        logits = cross.cross_logits(q.text, head) if cross is not None else None
+        x = features(q.text, head, logits)
+        y = np.array([q.relevance.get(h.chunk.file_id, 0) / 2 for h in head], dtype=np.float64)
+        rows.append(Row(q, hits, x, y))
+    return rows
+
+
+def fit(rows: list[Row], names: tuple[str, ...], l2: float, meta: dict[str, object]) -> Fusion:
+    """L2-regularised logistic regression (Newton's method) on standardised columns."""
+    cols = [FEATURES.index(f) for f in names]
+    x = np.vstack([r.x[:, cols] for r in rows])
+    y = np.concatenate([r.y for r in rows])
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
+    w = np.zeros(z.shape[1])
+    reg = np.full(z.shape[1], l2)
+    reg[-1] = 0.0
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-(z @ w)))
+        grad = z.T @ (p - y) + reg * w
+        hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(reg) + 1e-9 * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return Fusion(
+        names,
+        tuple(float(v) for v in mean),
+        tuple(float(v) for v in scale),
+        tuple(float(v) for v in w[:-1]),
+        float(w[-1]),
+        meta,
+    )
+
+
+def score(rows: list[Row], fusion: Fusion | None) -> dict[str, float]:
+    """Document-level metrics with the head re-ordered by `fusion` (None: hybrid order)."""
+    out = Scores()
+    for r in rows:
+        hits = r.hits
+        if fusion is not None:
+            p = fusion.probabilities(r.x)
+            order = sorted(range(len(p)), key=lambda i: (-p[i], i))
+            hits = [r.hits[i] for i in order] + r.hits[TOP:]
+        out.add(metrics.dedupe([h.chunk.file_id for h in hits]), r.question.relevance)
+    return out.means()
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("data")
+    ap.add_argument("--cross", type=Path, help="cross-encoder ONNX to add as a feature")
+    ap.add_argument("--out", type=Path, default=models_dir() / FUSION_NAME)
+    ap.add_argument("--heldout", action="store_true", help="score the shipped model, once")
+    args = ap.parse_args(argv)
+    folder = Path(args.data)
+    docs, questions = load(folder)
+    embedder = get_embedder()
+    cache = folder.parent.parent.parent / "build" / "retrieval"
+    index = build_index(docs, embedder, cache)
+    vectors = embed_all(embedder, [q.text for q in questions], cache)
+    if args.heldout:
+        _heldout(index, questions, vectors)
+        return
+    cross = Reranker(args.cross, threads=1) if args.cross else None
+    chosen = [i for i, q in enumerate(questions) if not q.heldout]
+    rows = collect(index, [questions[i] for i in chosen], vectors[chosen], cross)
+    train = [r for r in rows if not is_dev(r.question.group)]
+    dev = [r for r in rows if is_dev(r.question.group)]
+    w = sys.stdout.write
+    w(f"train {len(train)} questions, dev {len(dev)}\n")
+    w(f"hybrid: train {score(train, None)}\n        dev   {score(dev, None)}\n")
+    sets = [BASE, (*BASE, "cross")] if cross is not None else [BASE]
+    best: tuple[float, tuple[str, ...], float] | None = None
+    for names in sets:
+        for l2 in (0.1, 1.0, 10.0, 100.0):
+            model = fit(train, names, l2, {})
+            d = score(dev, model)
+            w(f"{'+cross' if 'cross' in names else 'base  '} l2={l2:<6} train "
+              f"{score(train, model)['nDCG@10']} dev {d}\n")  # fmt: skip
+            if best is None or d["nDCG@10"] > best[0]:
+                best = (d["nDCG@10"], names, l2)
+    assert best is not None
+    _, names, l2 = best
+    dev_model = fit(train, names, l2, {})
+    meta = {
+        "fitted": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "l2": l2,
+        "fit_on": f"TRAIN + DEV ({len(train)} + {len(dev)} questions, top {TOP} hybrid hits)",
+        "dev_ndcg10_hybrid": score(dev, None)["nDCG@10"],
+        "dev_ndcg10_rerank_fit_on_train": score(dev, dev_model)["nDCG@10"],
+        "cross_encoder": str(args.cross.name) if args.cross and "cross" in names else None,
+    }
+    final = fit(train + dev, names, l2, meta)
+    args.out.write_text(final.to_json() + "\n")
+    w(f"chosen {names} l2={l2}; wrote {args.out}\n{json.dumps(meta)}\n")
+
+
+def _heldout(index: CollectionIndex, questions: list[Question], vectors: np.ndarray) -> None:
+    from sluice.retrieval.evaluate import evaluate
+
+    chosen = [i for i, q in enumerate(questions) if q.heldout]
+    qs, vs = [questions[i] for i in chosen], vectors[chosen]
+    reranker = Reranker(threads=1)
+
+    def rerank(query: str, hits: list[Hit]) -> list[Hit]:
+        return reranker.rerank(query, hits, top=TOP)
+
+    w = sys.stdout.write
+    w(f"held-out: {len(qs)} questions\n")
+    for name, mode, fn in (
+        ("BM25", "bm25", None),
+        ("dense", "dense", None),
+        ("hybrid RRF", "hybrid", None),
+        ("hybrid + rerank", "hybrid", rerank),
+    ):
+        w(f"{name:16} {evaluate(index, qs, vs, mode, fn).means()}\n")  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
