@@ -46,7 +46,7 @@ def test_features_weigh_rare_query_terms_and_the_lead() -> None:
     assert col(x, "bm25_rank")[2] == pytest.approx(math.log(RANK_CAP))  # absent from BM25
     assert col(x, "rank_gap")[0] == pytest.approx(math.log(4))
     assert not col(x, "cross").any()
-    with_cross = features("read a gzip file", head, [0.5, -1.0, 2.0])
+    with_cross = features("read a gzip file", head, {"cross": [0.5, -1.0, 2.0]})
     assert list(col(with_cross, "cross")) == [0.5, -1.0, 2.0]
 
 

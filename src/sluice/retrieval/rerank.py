@@ -24,10 +24,11 @@ for the optional cross-encoder.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -44,7 +45,7 @@ from sluice.retrieval.index import tokenize
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from sluice.retrieval.index import Hit
+    from sluice.retrieval.index import Hit, IndexedChunk
 
 F64 = npt.NDArray[np.float64]
 MODEL_NAME = "reranker.onnx"
@@ -58,14 +59,24 @@ FEATURES = (
     "bm25_rank",  # log rank in BM25's list (RANK_CAP when absent)
     "dense_rank",  # log rank in the dense list (RANK_CAP when absent)
     "rank_gap",  # |log bm25 rank - log dense rank|: the retrievers disagree
+    "bm25_top",  # 1 / BM25 rank (0 when absent): the head of a list counts most
+    "dense_top",  # 1 / dense rank (0 when absent)
+    "bm25_score",  # log(1 + BM25 score)
+    "bm25_rel",  # BM25 score / the head's best BM25 score
+    "dense_cos",  # cosine of query and passage vectors
+    "dense_gap",  # the head's best cosine minus this one
     "coverage",  # share of the query's (stemmed, stop-word-free) terms in the passage
     "idf_coverage",  # the same, each term weighted by its rarity among the candidates
     "lead_coverage",  # idf-weighted share of the query's terms in the passage's lead
+    "lead_partial",  # idf-weighted share of query terms inside the lead's words (get|size)
+    "bigrams",  # share of the query's adjacent term pairs adjacent in the passage too
     "first_chunk",  # the passage opens its document
     "file_hits",  # log of how many candidates come from the same document
     "length",  # log of the passage's length in terms
+    "lead_cos",  # cosine of the query and the passage's lead, embedded on their own
     "cross",  # cross-encoder logit (only when the fusion was fitted with it)
 )
+MODEL_FEATURES = ("lead_cos", "cross")  # need a model run per passage; the rest is arithmetic
 
 
 def models_dir() -> Path:
@@ -76,22 +87,31 @@ def available() -> bool:
     return (models_dir() / FUSION_NAME).is_file()
 
 
-def _lead(text: str) -> str:
-    """Title/heading and first line: `indexed_text` starts with filename and heading."""
-    return " ".join(text.split("\n", 3)[:3])
+def _lead(chunk: IndexedChunk) -> str:
+    """What a passage is about: its file's name, its heading and its first sentence."""
+    first = chunk.sentences[0] if chunk.sentences else chunk.text[:200]
+    return f"{chunk.filename}\n{chunk.heading}\n{first}"
 
 
-def features(query: str, head: Sequence[Hit], cross: Sequence[float] | None = None) -> F64:
-    """One row of `FEATURES` per hit (the `cross` column is 0 without cross-encoder scores)."""
+def features(
+    query: str, head: Sequence[Hit], models: Mapping[str, Sequence[float]] | None = None
+) -> F64:
+    """One row of `FEATURES` per hit; `MODEL_FEATURES` columns come from `models` (else 0)."""
     n = len(head)
     texts = [h.chunk.indexed_text for h in head]
-    toks = tokenize([query, *texts, *(_lead(t) for t in texts)])
+    toks = tokenize([query, *texts, *(_lead(h.chunk) for h in head)])
     q_terms = list(dict.fromkeys(toks[0]))
     bodies = [set(t) for t in toks[1 : n + 1]]
     leads = [set(t) for t in toks[n + 1 :]]
+    lead_text = [_lead(h.chunk).lower() for h in head]
+    q_pairs = set(itertools.pairwise(toks[0]))
+    pairs = [set(itertools.pairwise(t)) for t in toks[1 : n + 1]]
     df = {t: sum(1 for b in bodies if t in b) for t in q_terms}
     idf = {t: math.log((n + 1) / (df[t] + 0.5)) for t in q_terms}
     idf_total = sum(idf.values()) or 1.0
+    bm25 = [max(h.bm25_score or 0.0, 0.0) for h in head]
+    cos = [h.dense_score or 0.0 for h in head]
+    best_bm25, best_cos = max(bm25) or 1.0, max(cos)
     per_file: dict[str, int] = {}
     for h in head:
         per_file[h.chunk.file_id] = per_file.get(h.chunk.file_id, 0) + 1
@@ -106,15 +126,34 @@ def features(query: str, head: Sequence[Hit], cross: Sequence[float] | None = No
             b_rank,
             d_rank,
             abs(b_rank - d_rank),
+            1 / hit.bm25_rank if hit.bm25_rank else 0.0,
+            1 / hit.dense_rank if hit.dense_rank else 0.0,
+            math.log1p(bm25[i]),
+            bm25[i] / best_bm25,
+            cos[i],
+            best_cos - cos[i],
             sum(1 for t in q_terms if t in body) / max(len(q_terms), 1),
             sum(idf[t] for t in q_terms if t in body) / idf_total,
             sum(idf[t] for t in q_terms if t in lead) / idf_total,
+            sum(idf[t] for t in q_terms if len(t) >= 3 and t in lead_text[i]) / idf_total,
+            len(q_pairs & pairs[i]) / len(q_pairs) if q_pairs else 0.0,
             1.0 if hit.chunk.seq == 0 else 0.0,
             math.log(per_file[hit.chunk.file_id]),
             math.log1p(len(toks[i + 1])),
-            cross[i] if cross is not None else 0.0,
+            0.0,
+            0.0,
         )
+    for name, values in (models or {}).items():
+        out[:, FEATURES.index(name)] = values
     return out
+
+
+def lead_cosines(query: str, head: Sequence[Hit]) -> list[float]:
+    """The shared MiniLM on the query and each passage's lead (one batch, ~30 tokens each)."""
+    from sluice.embed import get_embedder
+
+    vectors = get_embedder().embed_sync([query, *(_lead(h.chunk) for h in head)])
+    return [float(v) for v in vectors[1:] @ vectors[0]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +171,10 @@ class Fusion:
     def uses_cross(self) -> bool:
         return "cross" in self.features
 
+    @property
+    def uses_embedder(self) -> bool:
+        return "lead_cos" in self.features
+
     def columns(self) -> list[int]:
         return [FEATURES.index(f) for f in self.features]
 
@@ -140,7 +183,7 @@ class Fusion:
         return z @ np.asarray(self.weights) + self.bias  # type: ignore[no-any-return]
 
     def probabilities(self, x: F64) -> F64:
-        return 1.0 / (1.0 + np.exp(-self.logits(x)))
+        return 1.0 / (1.0 + np.exp(-np.clip(self.logits(x), -50, 50)))
 
     def to_json(self) -> str:
         body = {
@@ -238,10 +281,21 @@ class Reranker:
         probs = self.scores(query, [h.chunk.indexed_text for h in head])
         return [math.log(max(p, 1e-6) / max(1 - p, 1e-6)) for p in probs]
 
+    def model_features(
+        self, query: str, head: Sequence[Hit], names: Sequence[str]
+    ) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        if "cross" in names:
+            out["cross"] = self.cross_logits(query, head)
+        if "lead_cos" in names:
+            out["lead_cos"] = lead_cosines(query, head)
+        return out
+
     def probabilities(self, query: str, head: Sequence[Hit]) -> F64:
         fusion = self.fusion
-        cross = self.cross_logits(query, head) if fusion.uses_cross else None
-        return fusion.probabilities(features(query, head, cross))
+        return fusion.probabilities(
+            features(query, head, self.model_features(query, head, fusion.features))
+        )
 
     def rerank(self, query: str, hits: list[Hit], top: int = 20, k: int = 60) -> list[Hit]:
         """The first `top` hits re-ordered by the fusion's P(relevant), the rest after."""

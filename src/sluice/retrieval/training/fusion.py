@@ -30,12 +30,21 @@ from sluice.retrieval import metrics
 from sluice.retrieval.benchdata import Question, load
 from sluice.retrieval.evaluate import Scores, build_index, embed_all
 from sluice.retrieval.index import CollectionIndex, Hit
-from sluice.retrieval.rerank import FEATURES, FUSION_NAME, Fusion, Reranker, features, models_dir
+from sluice.retrieval.rerank import (
+    FEATURES,
+    FUSION_NAME,
+    MODEL_FEATURES,
+    Fusion,
+    Reranker,
+    features,
+    lead_cosines,
+    models_dir,
+)
 from sluice.retrieval.training.groups import is_dev
 
 TOP = 20
 DEPTH = 60
-BASE = tuple(f for f in FEATURES if f != "cross")
+BASE = tuple(f for f in FEATURES if f not in MODEL_FEATURES)
 
 
 @dataclass(slots=True)
@@ -56,8 +65,10 @@ def collect(
     for q, v in zip(questions, vectors, strict=True):
         hits = index.search(q.text, v, DEPTH, mode="hybrid")
         head = hits[:TOP]
-        logits = cross.cross_logits(q.text, head) if cross is not None else None
-        x = features(q.text, head, logits)
+        models = {"lead_cos": lead_cosines(q.text, head)}
+        if cross is not None:
+            models["cross"] = cross.cross_logits(q.text, head)
+        x = features(q.text, head, models)
         y = np.array([q.relevance.get(h.chunk.file_id, 0) / 2 for h in head], dtype=np.float64)
         rows.append(Row(q, hits, x, y))
     return rows
@@ -75,7 +86,7 @@ def fit(rows: list[Row], names: tuple[str, ...], l2: float, meta: dict[str, obje
     reg = np.full(z.shape[1], l2)
     reg[-1] = 0.0
     for _ in range(50):
-        p = 1 / (1 + np.exp(-(z @ w)))
+        p = 1 / (1 + np.exp(-np.clip(z @ w, -50, 50)))
         grad = z.T @ (p - y) + reg * w
         hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(reg) + 1e-9 * np.eye(len(w))
         step = np.linalg.solve(hess, grad)
@@ -88,6 +99,55 @@ def fit(rows: list[Row], names: tuple[str, ...], l2: float, meta: dict[str, obje
         tuple(float(v) for v in scale),
         tuple(float(v) for v in w[:-1]),
         float(w[-1]),
+        meta,
+    )
+
+
+def fit_listwise(
+    rows: list[Row], names: tuple[str, ...], l2: float, meta: dict[str, object]
+) -> Fusion:
+    """Softmax cross-entropy per question (ListNet, target ∝ 2^grade - 1), then a Platt
+    fit (scale, bias) so the scores are probabilities again."""
+    cols = [FEATURES.index(f) for f in names]
+    x_all = np.vstack([r.x[:, cols] for r in rows])
+    mean, scale = x_all.mean(axis=0), x_all.std(axis=0)
+    scale[scale == 0] = 1.0
+    groups = []
+    for r in rows:
+        gain = 2 ** (2 * r.y) - 1
+        if gain.sum() > 0:
+            groups.append(((r.x[:, cols] - mean) / scale, gain / gain.sum()))
+    w = np.zeros(len(cols))
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for t in range(1, 801):
+        grad = l2 * w / len(groups)
+        for z, target in groups:
+            s = z @ w
+            p = np.exp(s - s.max())
+            p /= p.sum()
+            grad += z.T @ (p - target) / len(groups)
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad**2
+        w -= 0.05 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    # Platt: P(relevant) = sigmoid(a * s + b), fitted pointwise on the same rows.
+    s_all = ((x_all - mean) / scale) @ w
+    y = np.concatenate([r.y for r in rows])
+    a, b = 1.0, 0.0
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-np.clip(a * s_all + b, -50, 50)))
+        g = np.array([((p - y) * s_all).sum(), (p - y).sum()])
+        h = p * (1 - p)
+        hess = np.array([[(h * s_all**2).sum(), (h * s_all).sum()], [(h * s_all).sum(), h.sum()]])
+        step = np.linalg.solve(hess + 1e-9 * np.eye(2), g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-9:
+            break
+    return Fusion(
+        names,
+        tuple(float(v) for v in mean),
+        tuple(float(v) for v in scale),
+        tuple(float(a * v) for v in w),
+        float(b),
         meta,
     )
 
@@ -129,28 +189,39 @@ def main(argv: list[str]) -> None:
     w = sys.stdout.write
     w(f"train {len(train)} questions, dev {len(dev)}\n")
     w(f"hybrid: train {score(train, None)}\n        dev   {score(dev, None)}\n")
-    sets = [BASE, (*BASE, "cross")] if cross is not None else [BASE]
-    best: tuple[float, tuple[str, ...], float] | None = None
+    sets = [BASE, (*BASE, "lead_cos")]
+    if cross is not None:
+        sets += [(*BASE, "cross"), (*BASE, "lead_cos", "cross")]
+    best: tuple[float, tuple[str, ...], float, str] | None = None
+    fitters = {"pointwise": fit, "listwise": fit_listwise}
+    grid: list[str] = []
     for names in sets:
-        for l2 in (0.1, 1.0, 10.0, 100.0):
-            model = fit(train, names, l2, {})
-            d = score(dev, model)
-            w(f"{'+cross' if 'cross' in names else 'base  '} l2={l2:<6} train "
-              f"{score(train, model)['nDCG@10']} dev {d}\n")  # fmt: skip
-            if best is None or d["nDCG@10"] > best[0]:
-                best = (d["nDCG@10"], names, l2)
+        for how, fitter in fitters.items():
+            for l2 in (0.1, 1.0, 10.0, 100.0):
+                model = fitter(train, names, l2, {})
+                d = score(dev, model)
+                w(f"{'+cross' if 'cross' in names else 'base  '} {how} l2={l2:<6} train "
+                  f"{score(train, model)['nDCG@10']} dev {d}\n")  # fmt: skip
+                sys.stdout.flush()
+                grid.append(f"{'+'.join(n for n in names if n in MODEL_FEATURES) or 'base'} "
+                            f"{how} l2={l2}: {d['nDCG@10']}")  # fmt: skip
+                if best is None or d["nDCG@10"] > best[0]:
+                    best = (d["nDCG@10"], names, l2, how)
     assert best is not None
-    _, names, l2 = best
-    dev_model = fit(train, names, l2, {})
+    _, names, l2, how = best
+    fitter = fitters[how]
+    dev_model = fitter(train, names, l2, {})
     meta = {
         "fitted": datetime.now(UTC).strftime("%Y-%m-%d"),
         "l2": l2,
+        "loss": how,
         "fit_on": f"TRAIN + DEV ({len(train)} + {len(dev)} questions, top {TOP} hybrid hits)",
         "dev_ndcg10_hybrid": score(dev, None)["nDCG@10"],
         "dev_ndcg10_rerank_fit_on_train": score(dev, dev_model)["nDCG@10"],
         "cross_encoder": str(args.cross.name) if args.cross and "cross" in names else None,
+        "dev_grid": grid,
     }
-    final = fit(train + dev, names, l2, meta)
+    final = fitter(train + dev, names, l2, meta)
     args.out.write_text(final.to_json() + "\n")
     w(f"chosen {names} l2={l2}; wrote {args.out}\n{json.dumps(meta)}\n")
 
