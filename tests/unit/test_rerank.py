@@ -131,3 +131,17 @@ def test_the_shipped_fusion_loads_when_installed() -> None:
     out = rr.rerank("greatest common divisor of integers", hits, top=2)
     assert out[0].chunk.id == "c1"
     rr.close()
+
+
+def test_lead_cosine_prefers_the_passage_about_the_query() -> None:
+    from sluice.retrieval.rerank import lead_cosines
+
+    head = [
+        _hit(0, "Return the current time in seconds since the epoch."),
+        _hit(1, "Compute the greatest common divisor of the integer arguments."),
+    ]
+    cos = lead_cosines("largest number dividing two integers", head)
+    assert len(cos) == 2 and cos[1] > cos[0] and all(-1 <= c <= 1.0001 for c in cos)
+    rr = Reranker(fusion=_fusion(lead_cos=5.0))
+    assert rr.rerank("largest number dividing two integers", head, top=2)[0].chunk.id == "c1"
+    rr.close()

@@ -60,12 +60,13 @@ def collect(
     questions: list[Question],
     vectors: np.ndarray,
     cross: Reranker | None,
+    lead_cos: bool = True,
 ) -> list[Row]:
     rows = []
     for q, v in zip(questions, vectors, strict=True):
         hits = index.search(q.text, v, DEPTH, mode="hybrid")
         head = hits[:TOP]
-        models = {"lead_cos": lead_cosines(q.text, head)}
+        models = {"lead_cos": lead_cosines(q.text, head)} if lead_cos else {}
         if cross is not None:
             models["cross"] = cross.cross_logits(q.text, head)
         x = features(q.text, head, models)
@@ -171,6 +172,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--cross", type=Path, help="cross-encoder ONNX to add as a feature")
     ap.add_argument("--out", type=Path, default=models_dir() / FUSION_NAME)
     ap.add_argument("--heldout", action="store_true", help="score the shipped model, once")
+    ap.add_argument("--no-lead-cos", action="store_true", help="skip the lead-embedding feature")
     args = ap.parse_args(argv)
     folder = Path(args.data)
     docs, questions = load(folder)
@@ -183,15 +185,16 @@ def main(argv: list[str]) -> None:
         return
     cross = Reranker(args.cross, threads=1) if args.cross else None
     chosen = [i for i, q in enumerate(questions) if not q.heldout]
-    rows = collect(index, [questions[i] for i in chosen], vectors[chosen], cross)
+    use_lead = not args.no_lead_cos
+    rows = collect(index, [questions[i] for i in chosen], vectors[chosen], cross, use_lead)
     train = [r for r in rows if not is_dev(r.question.group)]
     dev = [r for r in rows if is_dev(r.question.group)]
     w = sys.stdout.write
     w(f"train {len(train)} questions, dev {len(dev)}\n")
     w(f"hybrid: train {score(train, None)}\n        dev   {score(dev, None)}\n")
-    sets = [BASE, (*BASE, "lead_cos")]
+    sets = [BASE, (*BASE, "lead_cos")] if use_lead else [BASE]
     if cross is not None:
-        sets += [(*BASE, "cross"), (*BASE, "lead_cos", "cross")]
+        sets += [(*BASE, "cross"), (*BASE, "lead_cos", "cross")] if use_lead else [(*BASE, "cross")]
     best: tuple[float, tuple[str, ...], float, str] | None = None
     fitters = {"pointwise": fit, "listwise": fit_listwise}
     grid: list[str] = []
