@@ -145,3 +145,13 @@ def test_lead_cosine_prefers_the_passage_about_the_query() -> None:
     rr = Reranker(fusion=_fusion(lead_cos=5.0))
     assert rr.rerank("largest number dividing two integers", head, top=2)[0].chunk.id == "c1"
     rr.close()
+
+
+def test_features_survive_stop_word_queries_empty_passages_and_missing_scores() -> None:
+    head = [_hit(0, ""), _hit(1, "the and of", bm25=1), _hit(2, "words", dense=3)]
+    for query in ("the of and", "", "???"):
+        x = features(query, head)
+        assert np.isfinite(x).all() and not col(x, "coverage").any()
+    rr = Reranker(fusion=_fusion(coverage=1.0, dense_cos=1.0, bm25_rel=1.0))
+    assert len(rr.rerank("the", head, top=3)) == 3
+    rr.close()
