@@ -40,7 +40,6 @@ import numpy.typing as npt
 
 from sluice.embed import model_files
 from sluice.embed.base import INSTALL_HINT, EmbedderUnavailableError
-from sluice.retrieval.index import tokenize
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -77,6 +76,24 @@ FEATURES = (
     "cross",  # cross-encoder logit (only when the fusion was fitted with it)
 )
 MODEL_FEATURES = ("lead_cos", "cross")  # need a model run per passage; the rest is arithmetic
+
+
+_local = threading.local()
+
+
+def tokenize(texts: Sequence[str]) -> list[list[str]]:
+    """`index.tokenize` (same stop words and Snowball stemming) with this thread's own stemmer:
+    PyStemmer objects are not meant to be shared between threads."""
+    import bm25s
+    import Stemmer
+
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        stemmer = _local.stemmer = Stemmer.Stemmer("english")
+    out = bm25s.tokenize(
+        list(texts), stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False
+    )
+    return [list(t) for t in out]
 
 
 def models_dir() -> Path:
