@@ -204,11 +204,10 @@ def main(argv: list[str]) -> None:
             for l2 in (0.1, 1.0, 10.0, 100.0):
                 model = fitter(train, names, l2, {})
                 d = score(dev, model)
-                w(f"{'+cross' if 'cross' in names else 'base  '} {how} l2={l2:<6} train "
-                  f"{score(train, model)['nDCG@10']} dev {d}\n")  # fmt: skip
+                label = "+".join(n for n in names if n in MODEL_FEATURES) or "base"
+                w(f"{label:14} {how} l2={l2:<6} train {score(train, model)['nDCG@10']} dev {d}\n")
                 sys.stdout.flush()
-                grid.append(f"{'+'.join(n for n in names if n in MODEL_FEATURES) or 'base'} "
-                            f"{how} l2={l2}: {d['nDCG@10']}")  # fmt: skip
+                grid.append(f"{label} {how} l2={l2}: {d['nDCG@10']}")
                 results.append((d["nDCG@10"], names, l2, how))
     # Within TIE of the best DEV score, take the most regularised (largest l2) fit: DEV has
     # 78 questions, and an under-regularised listwise fit was unstable (refitted on TRAIN +
