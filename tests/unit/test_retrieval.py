@@ -3,8 +3,6 @@ grounding context (dedupe, budget, stable order), citation checks, request parsi
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -20,7 +18,6 @@ from sluice.retrieval.grounding import (
     parse_request,
 )
 from sluice.retrieval.index import CollectionIndex, IndexedChunk, fuse
-from sluice.retrieval.rerank import Reranker
 from sluice.retrieval.service import SearchResult
 from sluice.retrieval.stage import grounded_label
 from sluice.tokens import count_text
@@ -235,29 +232,3 @@ def test_parse_request_shapes() -> None:
                 '{"vector_store_ids": ["a"], "max_num_results": 99}', "[1]"):  # fmt: skip
         with pytest.raises(InvalidRequestError):
             parse_request({"x-sluice-retrieval": bad}, {})
-
-
-class _ScriptedReranker(Reranker):
-    """The reranker's ordering and budget logic with scripted scores (no model file)."""
-
-    def __init__(self, scores: dict[str, float], delay_s: float = 0.0) -> None:
-        super().__init__()
-        self._scripted, self._delay = scores, delay_s
-
-    def scores(self, query: str, passages: list[str], batch: int = 32) -> list[float]:
-        time.sleep(self._delay)
-        return [self._scripted.get(p, 0.0) for p in passages]
-
-
-async def test_rerank_fuses_ranks_and_respects_its_budget() -> None:
-    chunks = [_chunk(i, f"text {i}") for i in range(4)]
-    hits = fuse(chunks, {"bm25": [0, 1, 2, 3]}, 4)
-    rr = _ScriptedReranker({"text 3": 0.99, "text 0": 0.1})
-    ordered = rr.rerank("q", hits, top=4)
-    assert [h.chunk.id for h in ordered][:2] == ["c0", "c3"]  # c3 rises; c0 (hybrid #1) holds
-    assert ordered[1].rerank_score == pytest.approx(0.99)
-    same, skipped = await _ScriptedReranker({}, delay_s=0.5).arerank("q", hits, 4, budget_ms=10)
-    assert skipped and same == hits
-    done, skipped = await rr.arerank("q", hits, 4, budget_ms=5000)
-    assert not skipped and [h.chunk.id for h in done] == [h.chunk.id for h in ordered]
-    rr.close()

@@ -57,6 +57,9 @@ class Hit:
     bm25_rank: int | None = None
     dense_rank: int | None = None
     rerank_score: float | None = None
+    # The retrievers' raw scores (BM25, cosine), for the reranker's features.
+    bm25_score: float | None = None
+    dense_score: float | None = None
 
 
 _tokenizer_lock = threading.Lock()
@@ -207,18 +210,21 @@ class CollectionIndex:
             if not allowed.any():
                 return []
             lists: dict[str, list[int]] = {}
+            raw: dict[str, npt.NDArray[Any]] = {}
             depth = max(candidates, limit)
             if mode in ("bm25", "hybrid"):
                 scores = self.bm25_scores(query)
                 scores[~allowed] = -1.0
                 lists["bm25"] = _top(scores, depth, positive=True)
+                raw["bm25"] = scores
             if mode in ("dense", "hybrid"):
                 if query_vector is None:
                     raise ValueError("dense search needs a query vector")
                 cos = vectors @ np.asarray(query_vector, dtype=np.float32).reshape(-1)
                 cos[~allowed] = -2.0
                 lists["dense"] = [i for i in _top(cos, depth) if allowed[i]]
-        return fuse(chunks, lists, limit, rrf_k)
+                raw["dense"] = cos
+        return fuse(chunks, lists, limit, rrf_k, raw)
 
 
 def _top(scores: npt.NDArray[Any], k: int, positive: bool = False) -> list[int]:
@@ -229,7 +235,11 @@ def _top(scores: npt.NDArray[Any], k: int, positive: bool = False) -> list[int]:
 
 
 def fuse(
-    chunks: Sequence[IndexedChunk], lists: dict[str, list[int]], limit: int, k: int = 60
+    chunks: Sequence[IndexedChunk],
+    lists: dict[str, list[int]],
+    limit: int,
+    k: int = 60,
+    raw: dict[str, npt.NDArray[Any]] | None = None,
 ) -> list[Hit]:
     """Reciprocal Rank Fusion of ranked index lists; ties broken by chunk id (deterministic)."""
     fused: dict[int, float] = {}
@@ -247,6 +257,8 @@ def fuse(
             min(1.0, fused[i] / best),
             ranks.get("bm25", {}).get(i),
             ranks.get("dense", {}).get(i),
+            bm25_score=float(raw["bm25"][i]) if raw and "bm25" in raw else None,
+            dense_score=float(raw["dense"][i]) if raw and "dense" in raw else None,
         )
         for i in order
     ]

@@ -5,9 +5,8 @@
 
 Each checkpoint is exported to int8 ONNX (`cache.semantic.training.export`) beside its weights
 and scored on the dev questions (`groups.is_dev`: train-split modules the training groups left
-out): document-level nDCG@10 of hybrid RRF, hybrid + rerank (the shipped fusion) and the
-reranker's order alone. Held-out numbers (`SPLIT=heldout`, or `sluice bench retrieval` with the
-model installed) are measured once, for the chosen checkpoint, at the end.
+out): document-level nDCG@10 of hybrid RRF and the cross-encoder's order alone. Its worth as a
+feature of the shipped reranker: `training.fusion --cross CHECKPOINT.onnx` (DEV choice).
 """
 
 from __future__ import annotations
@@ -45,18 +44,14 @@ def main(folder: Path, checkpoints: list[Path]) -> None:
             export(weights, onnx)
         reranker = Reranker(onnx, threads=2)
 
-        def fused(query: str, hits: list[Hit], r: Reranker = reranker) -> list[Hit]:
-            return r.rerank(query, hits, top=20)
-
         def alone(query: str, hits: list[Hit], r: Reranker = reranker) -> list[Hit]:
             head = hits[:20]
             scores = r.scores(query, [h.chunk.indexed_text for h in head])
             order = sorted(range(len(head)), key=lambda i: -scores[i])
             return [head[i] for i in order] + hits[20:]
 
-        with_rerank = evaluate(index, dev, vectors, "hybrid", fused).means()["nDCG@10"]
         only = evaluate(index, dev, vectors, "hybrid", alone).means()["nDCG@10"]
-        sys.stdout.write(f"{weights.name}: +rerank {with_rerank}  reranker alone {only}\n")
+        sys.stdout.write(f"{weights.name}: cross-encoder order alone {only}\n")
         sys.stdout.flush()
         reranker.close()
 
