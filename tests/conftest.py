@@ -19,6 +19,51 @@ settings.register_profile("sluice", suppress_health_check=[HealthCheck.too_slow]
 settings.load_profile("sluice")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test`: `-n 4 --dist loadgroup`), tests spread one by one over
+    the workers, except those that share a costly fixture of a wider scope than the test (a
+    model loaded once a module, the llama.cpp server once a session, gateways started once a
+    module): each such set runs on one worker, so the fixture starts once, not once a worker."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # set in each worker as it collects
+        return
+    first: set[str] = set()
+    for item in items:
+        group = _shared_fixture_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+        if item.get_closest_marker("slow") is not None or group in _SESSION_GROUPS:
+            first.add(item.nodeid)
+    # Workers take tests in this order: the long ones first, so that none of them starts
+    # near the end and leaves the other workers idle while it runs alone.
+    items.sort(key=lambda item: item.nodeid not in first)
+
+
+_SESSION_GROUPS: set[str | None] = set()
+
+
+def _shared_fixture_group(item: pytest.Item) -> str | None:
+    """The file whose tests share a module- or class-scoped fixture with this test, or the
+    directory whose tests share a session-scoped one (from that directory's conftest). The
+    root conftest's session fixtures are cheap and per worker anyway; plugins' are ignored."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    group = None
+    for name in info.names_closure:
+        defs = info.name2fixturedefs.get(name)
+        if not defs:
+            continue
+        fixture = defs[-1]
+        if fixture.baseid in ("", "tests"):
+            continue  # a plugin's, or the root conftest's
+        if fixture.scope in ("session", "package"):
+            _SESSION_GROUPS.add(fixture.baseid)  # e.g. the llama.cpp server: minutes of tests
+            return fixture.baseid
+        if fixture.scope in ("module", "class"):
+            group = item.nodeid.split("::", 1)[0]
+    return group
+
+
 @dataclass
 class Servers:
     sim_url: str

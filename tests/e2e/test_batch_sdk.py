@@ -98,6 +98,24 @@ async def finished(client: openai.AsyncOpenAI, batch_id: str) -> Any:
     return await until(done, f"batch {batch_id} to end")
 
 
+async def submit(client: openai.AsyncOpenAI, lines: list[Any]) -> Any:
+    """Upload `lines` as a batch input file and create a chat-completions batch of it."""
+    upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
+    return await client.batches.create(
+        input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+
+
+async def completed(client: openai.AsyncOpenAI, batch_id: str, count: int) -> None:
+    """Wait until `count` items of the batch have finished."""
+
+    async def enough() -> Any:
+        b = await client.batches.retrieve(batch_id)
+        return b.request_counts is not None and b.request_counts.completed >= count
+
+    await until(enough, f"{count} items of {batch_id} to finish")
+
+
 async def test_openai_batch_run_mode(sim_url: str) -> None:
     async with gateway(batch_config(gateway_config(sim_url))) as (base, _app):
         client = oai(base)
@@ -287,16 +305,9 @@ async def test_cancel_stops_new_items_and_keeps_finished_ones(slow_sim: str) -> 
     async with gateway(config) as (base, _app):
         client = oai(base)
         lines = [line(f"r{n}", text=f"slow {n}") for n in range(40)]
-        upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
-        made = await client.batches.create(
-            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
+        made = await submit(client, lines)
 
-        async def some_done() -> Any:
-            b = await client.batches.retrieve(made.id)
-            return b.request_counts is not None and b.request_counts.completed >= 2
-
-        await until(some_done, "two items to finish")
+        await completed(client, made.id, 2)
         cancelling = await client.batches.cancel(made.id)
         assert cancelling.status == "cancelling"
         assert cancelling.request_counts is not None
@@ -338,10 +349,7 @@ async def test_items_over_budget_fail_with_budget_exceeded(
         key = (await create_key(http, base, budgets=[{"period": "total", "tokens": 150}]))["key"]
         client = oai(base, key)
         lines = [line(f"b{n}", text=f"budget question {n}") for n in range(12)]
-        upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
-        made = await client.batches.create(
-            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
+        made = await submit(client, lines)
         done = await finished(client, made.id)
         assert done.status == "completed" and done.request_counts is not None
         assert 1 <= done.request_counts.completed < 12  # reserved as it ran, not up front
@@ -359,10 +367,7 @@ async def test_items_over_budget_fail_with_budget_exceeded(
 async def test_watch_shows_the_finished_batch(sim_url: str) -> None:
     async with gateway(batch_config(gateway_config(sim_url))) as (base, _app):
         client = oai(base)
-        upload = await client.files.create(file=("in.jsonl", jsonl([line("w")])), purpose="batch")
-        made = await client.batches.create(
-            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
+        made = await submit(client, [line("w")])
         await finished(client, made.id)
         result = await asyncio.to_thread(
             CliRunner().invoke,
@@ -382,16 +387,9 @@ async def test_past_its_completion_window_a_batch_expires(slow_sim: str) -> None
     async with gateway(config) as (base, app):
         client = oai(base)
         lines = [line(f"e{n}", text=f"expiring {n}") for n in range(30)]
-        upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
-        made = await client.batches.create(
-            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
+        made = await submit(client, lines)
 
-        async def one_done() -> Any:
-            b = await client.batches.retrieve(made.id)
-            return b.request_counts is not None and b.request_counts.completed >= 1
-
-        await until(one_done, "an item to finish")
+        await completed(client, made.id, 1)
         store = app[STORE]  # the window ends now (as if 24 hours had passed)
         with store.engine.begin() as conn:
             conn.execute(
@@ -420,10 +418,7 @@ async def test_forward_mode_openai(sim_url: str) -> None:
     async with gateway(forward_config(sim_url)) as (base, app):
         client = oai(base)
         lines = [line(f"f{n}", text=f"forwarded {n}") for n in range(5)]
-        upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
-        made = await client.batches.create(
-            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
+        made = await submit(client, lines)
         done = await finished(client, made.id)
         assert done.status == "completed" and done.request_counts is not None
         assert done.request_counts.completed == 5 and done.output_file_id is not None
@@ -494,10 +489,7 @@ async def test_batches_on_postgres_with_the_pgqueuer_queue(sim_url: str) -> None
         async with gateway(config) as (base, _app):
             client = oai(base)
             lines = [line(f"pg{n}", text=f"shared {n}") for n in range(10)]
-            upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
-            made = await client.batches.create(
-                input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
-            )
+            made = await submit(client, lines)
             done = await finished(client, made.id)
             assert done.status == "completed" and done.request_counts is not None
             assert done.request_counts.completed == 10 and done.output_file_id is not None
@@ -516,16 +508,9 @@ async def test_a_key_revoked_mid_batch_stops_charging_it(
         made_key = await create_key(http, base)
         client = oai(base, made_key["key"])
         lines = [line(f"k{n}", text=f"revoked {n}") for n in range(30)]
-        upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
-        made = await client.batches.create(
-            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
+        made = await submit(client, lines)
 
-        async def one_done() -> Any:
-            b = await client.batches.retrieve(made.id)
-            return b.request_counts is not None and b.request_counts.completed >= 1
-
-        await until(one_done, "an item to finish")
+        await completed(client, made.id, 1)
         status, _ = await admin(http, "DELETE", f"{base}/admin/keys/{made_key['key_id']}")
         assert status == 200
         owner = await create_key(http, base)  # same tenant, to read the batch afterwards

@@ -68,22 +68,14 @@ def _config(path: Path, sim_url: str) -> Path:
     return file
 
 
-def _serve(config: Path, port: int) -> subprocess.Popen[bytes]:
-    log = (config.parent / "gateway.log").open("ab")
+def _sluice(config: Path, log_name: str, *args: str) -> subprocess.Popen[bytes]:
+    """`sluice ARGS --config CONFIG` in a session of its own (a kill -9 reaches only it), its
+    output appended to LOG_NAME beside the config."""
+    command = [sys.executable, "-m", "sluice.cli", *args, "--config", str(config)]
+    log = (config.parent / log_name).open("ab")
     try:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sluice.cli",
-                "serve",
-                "--config",
-                str(config),
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
+            [*command, "--log-level", "warning"],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=config.parent,
@@ -91,30 +83,14 @@ def _serve(config: Path, port: int) -> subprocess.Popen[bytes]:
         )
     finally:
         log.close()
+
+
+def _serve(config: Path, port: int) -> subprocess.Popen[bytes]:
+    return _sluice(config, "gateway.log", "serve", "--port", str(port))
 
 
 def _worker(config: Path) -> subprocess.Popen[bytes]:
-    log = (config.parent / "worker.log").open("ab")
-    try:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sluice.cli",
-                "batch",
-                "worker",
-                "--config",
-                str(config),
-                "--log-level",
-                "warning",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=config.parent,
-            start_new_session=True,
-        )
-    finally:
-        log.close()
+    return _sluice(config, "worker.log", "batch", "worker")
 
 
 async def _ready(client: openai.AsyncOpenAI) -> None:

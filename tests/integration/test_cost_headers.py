@@ -4,7 +4,6 @@ first time, failed calls that used no tokens costed $0 (not "unknown")."""
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 from typing import Any
 
@@ -16,11 +15,13 @@ from sluice import server
 from sluice.config import default_config
 from sluice.observe.store import RecordStore
 from tests.conftest import gateway_config
+from tests.live_rig import wait_records
 
 pytestmark = pytest.mark.integration
 
 
 async def test_cost_header_cache_deployment_and_saved_cost(sim_url: str) -> None:
+    records_url = default_config().observability.records.store_url or ""  # in state_dir
     app = server.create_app(gateway_config(sim_url))
     runner, port = await server.start_app(app)
     oai = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
@@ -52,11 +53,11 @@ async def test_cost_header_cache_deployment_and_saved_cost(sim_url: str) -> None
         ):
             assert resp.status >= 500
             assert resp.headers["x-sluice-cost-usd"] == "0"
-        await asyncio.sleep(1.0)  # the record sink writes every 0.5 s
+        await wait_records(records_url, 3, timeout_s=30)  # the sink writes every 0.5 s
     finally:
         await oai.close()
         await runner.cleanup()
-    store = RecordStore.open(default_config().observability.records.store_url or "")  # state_dir
+    store = RecordStore.open(records_url)
     records = [r for r in store.query() if r.kind == "call"]
     store.close()
     assert len(records) == 3

@@ -17,7 +17,7 @@ import yaml
 from sluice.bench.processes import Child, free_port, start_sim, wait_ready
 from tests.unit.test_deploy_manifests import DEPLOY, ROOT, dashboard_metrics
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def base_python() -> str:

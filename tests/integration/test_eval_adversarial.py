@@ -13,8 +13,19 @@ import pytest
 
 from sluice.config import SluiceConfig
 from sluice.eval.live_store import LiveStore
-from tests.governance_rig import create_key, gateway, keyed_config, set_env
-from tests.integration.test_shadow_online import _live, _wait_records, live_config
+from tests.governance_rig import create_key, gateway
+from tests.live_rig import (
+    JUDGE_ALL,
+    MIRROR_ALL,
+    call_records,
+    calls,
+    candidate_sim,
+    keyed_live_config,
+    live_config,
+    live_eval,
+    live_stats,
+    wait_records,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,26 +50,15 @@ async def test_a_second_tenant_reusing_a_request_id_cannot_spoil_or_see_the_firs
     acme's stored shadow pair and online score stay acme's (evil's are not stored), acme's
     feedback stays on acme's call, and evil's key opens neither the dashboard's eval API
     nor feedback on acme's call."""
-    set_env(monkeypatch)
-    records = f"sqlite:///{tmp_path / 'records.db'}"
-    data = keyed_config(sim_url, f"sqlite:///{tmp_path / 'keys.db'}").model_dump()
-    live = live_config(
-        sim_url,
-        records,
-        shadow={"candidate": "gpt-4o", "sample": 1.0},
-        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
-    ).model_dump()
-    data["routes"] = live["routes"]
-    data["observability"]["records"].update({"enabled": True, "store_url": records})
-    config = SluiceConfig.model_validate(data)
+    config, records = keyed_live_config(sim_url, tmp_path, monkeypatch)
     async with gateway(config) as (base, app), aiohttp.ClientSession() as http:
         acme = (await create_key(http, base, tenant="acme"))["key"]
         evil = (await create_key(http, base, tenant="evil"))["key"]
         assert await _call(base, acme, "order-1", "acme question sim-judge-score=5") == "order-1"
-        await _live(app).join()
+        await live_eval(app).join()
         await _call(base, evil, "order-1", "evil question sim-judge-score=1")
-        await _live(app).join()
-        await _wait_records(records, 6)
+        await live_eval(app).join()
+        await wait_records(records, 6)
         url = base + "/v1/sluice/feedback"
         as_acme = {"authorization": f"Bearer {acme}"}
         as_evil = {"authorization": f"Bearer {evil}"}
@@ -98,7 +98,7 @@ async def test_cache_hits_are_not_mirrored_and_mirrors_never_come_from_the_cache
     not the production model's) and are counted `skipped`. The mirror itself bypasses the
     caches, so the candidate is really called (and a pair never compares cached answers)."""
     records = f"sqlite:///{tmp_path / 'records.db'}"
-    data = live_config(sim_url, records, shadow={"candidate": "gpt-4o", "sample": 1.0}).model_dump()
+    data = live_config(sim_url, records, shadow=MIRROR_ALL).model_dump()
     data["cache"]["exact"]["enabled"] = True
     config = SluiceConfig.model_validate(data)
     client_headers: list[str] = []
@@ -114,9 +114,9 @@ async def test_cache_hits_are_not_mirrored_and_mirrors_never_come_from_the_cache
                 client_headers.append(raw.headers.get("x-sluice-cache", ""))
         finally:
             await client.close()
-        await _live(app).join()
-        stats = dict(_live(app).stats.shadow["support"])
-        rows = await _wait_records(records, 4)
+        await live_eval(app).join()
+        stats = dict(live_eval(app).stats.shadow["support"])
+        rows = await wait_records(records, 4)
     assert client_headers == ["miss", "exact", "exact"]
     assert stats == {"mirrored": 1, "skipped": 2}
     (mirror,) = [r for r in rows if r.feature == "sluice-shadow"]
@@ -132,21 +132,20 @@ async def test_gateway_shutdown_with_a_hanging_candidate_does_not_hang_and_count
     import asyncio
 
     from sluice.web.appkeys import GATEWAY
-    from tests.integration.test_shadow_online import _calls, _records, candidate_sim
 
     records = f"sqlite:///{tmp_path / 'records.db'}"
     async with candidate_sim(faults=["hang"]) as cand:
         shadow = {"candidate": "cand", "sample": 1.0, "queue": 4, "concurrency": 1}
         config = live_config(sim_url, records, cand, shadow=shadow)
         async with gateway(config) as (base, app):
-            ids = await _calls(base, 3)
-            live = _live(app)
-            await _wait_records(records, 3)
+            ids = await calls(base, 3)
+            live = live_eval(app)
+            await wait_records(records, 3)
             while not live._lanes[("shadow", "support")]._running:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)  # until the first mirror is sent
         stats = dict(live.stats.shadow["support"])
         metrics = app[GATEWAY].render_metrics().decode()
-    rows = await asyncio.to_thread(_records, records)
+    rows = await asyncio.to_thread(call_records, records)
     assert stats == {"lost": 3}
     assert 'sluice_shadow_calls_total{outcome="lost",route="support"} 3.0' in metrics
     (mirror,) = [r for r in rows if r.feature == "sluice-shadow"]
@@ -160,13 +159,12 @@ async def test_feedback_with_nul_and_odd_unicode_in_postgresql_is_stored_or_refu
     right-to-left marks, emoji and combining characters is stored (NUL removed) or refused
     with a 400 in the OpenAI error shape; never a 500. A lone surrogate is a 400."""
     from tests.governance_rig import postgres_schema
-    from tests.integration.test_shadow_online import _calls
 
     with postgres_schema() as url:
         config = live_config(sim_url, url, online={"sample": 0.0, "judge_model": "gpt-4o"})
         async with gateway(config) as (base, _app), aiohttp.ClientSession() as http:
-            (call,) = await _calls(base, 1)
-            await _wait_records(url, 1)
+            (call,) = await calls(base, 1)
+            await wait_records(url, 1)
             fb = base + "/v1/sluice/feedback"
             comment = "bad\x00answer \u202etxt.exe 🙂 e\u0301" + "ß" * 100
             async with http.post(
@@ -207,25 +205,23 @@ async def test_the_callers_forwarded_headers_never_reach_the_judge_or_the_mirror
     against the `sim-judge-score=1` in its question) nor have the judge billed to its own
     upstream project; `x-sim-output-tokens: 3` shortens the caller's answer, not the
     mirror's."""
-    from tests.integration.test_shadow_online import _calls
-
     records = f"sqlite:///{tmp_path / 'records.db'}"
     config = live_config(
         sim_url,
         records,
-        shadow={"candidate": "gpt-4o", "sample": 1.0},
-        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+        shadow=MIRROR_ALL,
+        online=JUDGE_ALL,
     )
     async with gateway(config) as (base, app):
-        await _calls(
+        await calls(
             base,
             2,
             text="sim-judge-score=1 question",
             extra_headers={"x-sim-judge-score": "5", "x-sim-output-tokens": "3"},
         )
-        await _live(app).join()
-        online = dict(_live(app).stats.online["support"])
-        shadow = dict(_live(app).stats.shadow["support"])
+        await live_eval(app).join()
+        online = dict(live_eval(app).stats.online["support"])
+        shadow = dict(live_eval(app).stats.shadow["support"])
         store = LiveStore.open(records)
         try:
             (quality,) = store.quality(0)
@@ -248,8 +244,8 @@ async def test_an_idempotent_replay_is_neither_mirrored_nor_judged_again(
     data = live_config(
         sim_url,
         records,
-        shadow={"candidate": "gpt-4o", "sample": 1.0},
-        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+        shadow=MIRROR_ALL,
+        online=JUDGE_ALL,
     ).model_dump()
     data["cache"]["idempotency"]["enabled"] = True
     config = SluiceConfig.model_validate(data)
@@ -266,9 +262,8 @@ async def test_an_idempotent_replay_is_neither_mirrored_nor_judged_again(
                 replays.append(raw.headers.get("x-sluice-idempotent-replay"))
         finally:
             await client.close()
-        await _live(app).join()
-        live = _live(app)
-        shadow, online = dict(live.stats.shadow["support"]), dict(live.stats.online["support"])
+        await live_eval(app).join()
+        shadow, online = live_stats(app)
     assert replays == [None, "true"]
     assert shadow == {"mirrored": 1, "skipped": 1}
     assert online == {"judged": 1, "skipped": 1}
@@ -313,21 +308,18 @@ async def test_a_caller_labelling_its_calls_as_sluices_own_is_still_sampled(
     """`x-sluice-feature` is the caller's label: a caller that sends `sluice-shadow` or
     `sluice-online-judge` must not escape shadow traffic and online judging (nor make the
     gateway think its call is a mirror). Only the calls Sluice itself makes are exempt."""
-    from tests.integration.test_shadow_online import _calls
-
     records = f"sqlite:///{tmp_path / 'records.db'}"
     config = live_config(
         sim_url,
         records,
-        shadow={"candidate": "gpt-4o", "sample": 1.0},
-        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+        shadow=MIRROR_ALL,
+        online=JUDGE_ALL,
     )
     async with gateway(config) as (base, app):
         for feature in ("sluice-shadow", "sluice-online-judge"):
-            await _calls(base, 1, extra_headers={"x-sluice-feature": feature})
-        await _live(app).join()
-        live = _live(app)
-        shadow, online = dict(live.stats.shadow["support"]), dict(live.stats.online["support"])
+            await calls(base, 1, extra_headers={"x-sluice-feature": feature})
+        await live_eval(app).join()
+        shadow, online = live_stats(app)
     assert shadow == {"mirrored": 2}
     assert online == {"judged": 2}
 
@@ -358,9 +350,9 @@ async def test_mirrors_never_loop_between_routes_that_shadow_each_other(
         finally:
             await client.close()
         for _ in range(3):  # any second-order job would be queued by the first ones
-            await _live(app).join()
-        stats = (dict(_live(app).stats.shadow), dict(_live(app).stats.online))
-        rows = await _wait_records(records, 3)
+            await live_eval(app).join()
+        stats = (dict(live_eval(app).stats.shadow), dict(live_eval(app).stats.online))
+        rows = await wait_records(records, 3)
     call = raw.headers["x-sluice-request-id"]
     assert stats == ({"a": {"mirrored": 1}}, {"a": {"judged": 1}})
     own = [r for r in rows if r.feature in (SHADOW_FEATURE, JUDGE_FEATURE)]
@@ -379,8 +371,8 @@ async def test_anthropic_sdk_calls_are_mirrored_and_judged_like_openai_ones(
     config = live_config(
         sim_url,
         records,
-        shadow={"candidate": "gpt-4o", "sample": 1.0},
-        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+        shadow=MIRROR_ALL,
+        online=JUDGE_ALL,
     )
     async with gateway(config) as (base, app):
         client = anthropic.AsyncAnthropic(base_url=base, api_key="sk-test", max_retries=0)
@@ -399,9 +391,8 @@ async def test_anthropic_sdk_calls_are_mirrored_and_judged_like_openai_ones(
                 streamed = await stream.get_final_message()
         finally:
             await client.close()
-        await _live(app).join()
-        live = _live(app)
-        shadow, online = dict(live.stats.shadow["support"]), dict(live.stats.online["support"])
+        await live_eval(app).join()
+        shadow, online = live_stats(app)
         store = LiveStore.open(records)
         try:
             pairs = store.pairs_since(0)
@@ -421,27 +412,24 @@ async def test_mirrors_and_judges_never_use_up_the_gateway_wide_rate_limit(
     judged (sample 1.0), so Sluice's own calls outnumber the caller's two to one: the
     caller's four calls must all be answered, none refused because mirrors or judgements
     took the gateway's requests; Sluice's own calls are not counted in the callers' limit."""
-    from tests.integration.test_shadow_online import _calls
-
     records = f"sqlite:///{tmp_path / 'records.db'}"
     config = live_config(
         sim_url,
         records,
-        shadow={"candidate": "gpt-4o", "sample": 1.0},
-        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+        shadow=MIRROR_ALL,
+        online=JUDGE_ALL,
         limits={"enabled": True, "gateway": {"rpm": 4}},
     )
     statuses = []
     async with gateway(config) as (base, app):
         for i in range(4):
             try:
-                await _calls(base, 1, text=f"call {i}")
+                await calls(base, 1, text=f"call {i}")
                 statuses.append(200)
             except openai.RateLimitError:
                 statuses.append(429)
-            await _live(app).join()  # the mirror and the judgement run between calls
-        live = _live(app)
-        shadow, online = dict(live.stats.shadow["support"]), dict(live.stats.online["support"])
+            await live_eval(app).join()  # the mirror and the judgement run between calls
+        shadow, online = live_stats(app)
     assert statuses == [200, 200, 200, 200]
     assert shadow == {"mirrored": 4} and online == {"judged": 4}
 
@@ -456,8 +444,8 @@ async def test_a_stream_the_upstream_cuts_is_neither_mirrored_nor_judged(
     config = live_config(
         sim_url,
         records,
-        shadow={"candidate": "gpt-4o", "sample": 1.0},
-        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+        shadow=MIRROR_ALL,
+        online=JUDGE_ALL,
     )
     failed = False
     async with gateway(config) as (base, app):
@@ -476,10 +464,10 @@ async def test_a_stream_the_upstream_cuts_is_neither_mirrored_nor_judged(
             failed = True
         finally:
             await client.close()
-        await _live(app).join()
-        live = _live(app)
+        await live_eval(app).join()
+        live = live_eval(app)
         stats = (dict(live.stats.shadow), dict(live.stats.online))
-        rows = await _wait_records(records, 1)
+        rows = await wait_records(records, 1)
     assert failed
     assert stats == ({}, {})
     assert len(rows) == 1 and rows[0].status != 200

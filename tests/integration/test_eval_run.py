@@ -4,7 +4,8 @@ the official openai SDK, records in SQLite, and a CI gate that fails on a regres
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from click.testing import CliRunner, Result
 from sluice import server
 from sluice.cli import main
 from sluice.config import default_config
+from sluice.observe.records import CallRecord
+from sluice.observe.store import RecordStore
 from tests.conftest import gateway_config
 
 pytestmark = pytest.mark.integration
@@ -27,6 +30,23 @@ async def gateway_url(sim_url: str) -> AsyncIterator[str]:
     runner, port = await server.start(gateway_config(sim_url))
     yield f"http://127.0.0.1:{port}"
     await runner.cleanup()
+
+
+async def records_when(
+    check: Callable[[list[CallRecord]], bool], timeout_s: float = 30.0
+) -> list[CallRecord]:
+    """The gateway's records once `check` holds of them (the sink writes them in batches
+    every 0.5 s), or as they are at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        store = RecordStore(default_config().observability.records.store_url or "")
+        try:
+            records = store.query()
+        finally:
+            store.close()
+        if check(records) or time.monotonic() > deadline:
+            return records
+        await asyncio.sleep(0.1)
 
 
 async def _answers(base: str, model: str) -> list[str]:
@@ -163,8 +183,6 @@ async def test_bad_dataset_is_a_clear_error(tmp_path: Path) -> None:
 async def test_judge_scorer_through_the_gateway(gateway_url: str, tmp_path: Path) -> None:
     """The simulator as a deterministic judge: a schema-valid verdict through Sluice's
     structured-output path, recorded as a helper call of the judged call."""
-    from sluice.observe.store import RecordStore
-
     dataset = tmp_path / "judged.jsonl"
     items = [
         {
@@ -192,14 +210,13 @@ async def test_judge_scorer_through_the_gateway(gateway_url: str, tmp_path: Path
     assert [r["judgements"]["judge"]["score"] for r in rows2] == [
         r["judgements"]["judge"]["score"] for r in rows
     ]
-    await asyncio.sleep(1.5)  # records are written in batches
-    store = RecordStore(default_config().observability.records.store_url or "")
-    try:
-        records = store.query()
-    finally:
-        store.close()
     judged = {r["request_id"] for r in rows}
-    judge_calls = [r for r in records if r.feature == "sluice-eval-judge"]
+
+    def judges(records: list[CallRecord]) -> list[CallRecord]:
+        return [r for r in records if r.feature == "sluice-eval-judge"]
+
+    records = await records_when(lambda rs: {r.parent_request_id for r in judges(rs)} >= judged)
+    judge_calls = judges(records)
     assert {r.parent_request_id for r in judge_calls} >= judged
     assert all(r.model_requested == "gpt-4o" and r.status == 200 for r in judge_calls)
 
@@ -214,8 +231,6 @@ def broken_scorer(answer: str, expected: str | None) -> float:
 
 
 async def test_custom_scorer_markdown_and_resume(gateway_url: str, tmp_path: Path) -> None:
-    from sluice.observe.store import RecordStore
-
     here = "tests.integration.test_eval_run"
     dataset = tmp_path / "custom.jsonl"
     items: list[dict[str, Any]] = [
@@ -271,12 +286,11 @@ async def test_custom_scorer_markdown_and_resume(gateway_url: str, tmp_path: Pat
     assert [r["item_id"] for r in rows2] == ["c0", "c1", "c2", "bug"]
     assert rows2[0]["request_id"] == rows[0]["request_id"]  # kept, not called again
     assert rows2[1]["request_id"] != rows[1]["request_id"]  # a new run id
-    await asyncio.sleep(1.5)  # records are written in batches
-    store = RecordStore(default_config().observability.records.store_url or "")
-    try:
-        calls = [r for r in store.query() if r.feature == "sluice-eval" and r.kind == "call"]
-    finally:
-        store.close()
+
+    def eval_calls(records: list[CallRecord]) -> list[CallRecord]:
+        return [r for r in records if r.feature == "sluice-eval" and r.kind == "call"]
+
+    calls = eval_calls(await records_when(lambda rs: len(eval_calls(rs)) >= 4 + 3))
     assert len(calls) == 4 + 3  # the first run, then all but the kept item
 
 

@@ -19,7 +19,7 @@ import pytest
 from sluice.sim.config import SimConfig
 from sluice.sim.server import running
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = [{"role": "user", "content": "hello"}]
 

@@ -6,141 +6,40 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
-from sqlalchemy import select
 
-from sluice.config import SluiceConfig
-from sluice.eval.live import JUDGE_FEATURE, SHADOW_FEATURE, LiveEval
+from sluice.eval.live import JUDGE_FEATURE, SHADOW_FEATURE
 from sluice.eval.live_store import LiveStore
-from sluice.observe.store import RecordStore
-from sluice.sim.config import SimConfig, SimModel
-from sluice.sim.server import start as start_sim
 from sluice.web.appkeys import GATEWAY
-from tests.conftest import gateway_config
 from tests.governance_rig import gateway
+from tests.live_rig import (
+    JUDGE_ALL,
+    MIRROR_ALL,
+    calls,
+    candidate_sim,
+    keyed_live_config,
+    live_config,
+    live_eval,
+    wait_records,
+)
 
 pytestmark = pytest.mark.integration
-
-
-@asynccontextmanager
-async def candidate_sim(**model: Any) -> AsyncIterator[str]:
-    """A second simulator serving the shadow candidate, with its own latency or faults."""
-    faults = model.pop("faults", None)
-    config = SimConfig(port=0, models={"cand": SimModel(**model)})
-    if faults:
-        config = config.model_copy(update={"fault_rate": 1.0, "faults": faults})
-    runner, port = await start_sim(config)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
-def live_config(
-    sim_url: str,
-    records: str,
-    cand_url: str | None = None,
-    *,
-    shadow: dict[str, Any] | None = None,
-    online: dict[str, Any] | None = None,
-    limits: dict[str, Any] | None = None,
-) -> SluiceConfig:
-    data = gateway_config(sim_url).model_dump()
-    data["observability"]["records"].update({"enabled": True, "store_url": records})
-    data["cache"]["exact"]["enabled"] = False
-    data["cache"]["semantic"]["enabled"] = False
-    if cand_url is not None:
-        data["providers"]["cand-sim"] = {
-            "kind": "openai",
-            "api_base": cand_url + "/v1",
-        }
-        data["deployments"].append(
-            {
-                "id": "cand",
-                "provider": "cand-sim",
-                "model": "cand",
-                "serves": ["cand"],
-                "price": {"input": 1.0, "output": 1.0},
-            }
-        )
-    route: dict[str, Any] = {"targets": ["gpt-4o-mini"], "default": "gpt-4o-mini"}
-    if shadow is not None:
-        route["shadow"] = shadow
-    if online is not None:
-        route["online_eval"] = online
-    data["routes"] = {"support": route}
-    if limits is not None:
-        data["limits"] = limits
-    return SluiceConfig.model_validate(data)
-
-
-def _live(app: web.Application) -> LiveEval:
-    live = app[GATEWAY].live_eval
-    assert live is not None
-    return live
-
-
-async def _calls(
-    base: str, n: int, *, stream: bool = False, text: str = "hello", **kw: Any
-) -> list[str]:
-    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="sk-test", max_retries=0)
-    ids = []
-    try:
-        for i in range(n):
-            messages: Any = [{"role": "user", "content": f"{text} {i}"}]
-            if stream:
-                raw = await client.chat.completions.with_raw_response.create(
-                    model="support", messages=messages, stream=True, **kw
-                )
-                async for _ in raw.parse():
-                    pass
-            else:
-                raw = await client.chat.completions.with_raw_response.create(
-                    model="support", messages=messages, **kw
-                )
-            ids.append(raw.headers["x-sluice-request-id"])
-    finally:
-        await client.close()
-    return ids
-
-
-def _records(url: str, ids: list[str] | None = None) -> list[Any]:
-    store = RecordStore(url)
-    try:
-        t = store.table
-        with store.engine.connect() as conn:
-            rows = list(conn.execute(select(t).where(t.c.kind == "call")))
-    finally:
-        store.close()
-    return [r for r in rows if ids is None or r.request_id in ids]
-
-
-async def _wait_records(url: str, count: int, timeout_s: float = 10.0) -> list[Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        rows = await asyncio.to_thread(_records, url)
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        await asyncio.sleep(0.2)
 
 
 async def test_shadow_mirrors_after_the_answer_with_its_own_record_and_pairs(
     sim_url: str, tmp_path: Path
 ) -> None:
     records = f"sqlite:///{tmp_path / 'records.db'}"
-    config = live_config(sim_url, records, shadow={"candidate": "gpt-4o", "sample": 1.0})
+    config = live_config(sim_url, records, shadow=MIRROR_ALL)
     async with gateway(config) as (base, app):
-        ids = await _calls(base, 3) + await _calls(base, 2, stream=True)
-        await _live(app).join()
-        rows = await _wait_records(records, 10)
+        ids = await calls(base, 3) + await calls(base, 2, stream=True)
+        await live_eval(app).join()
+        rows = await wait_records(records, 10)
     by_parent = {r.parent_request_id: r for r in rows if r.feature == SHADOW_FEATURE}
     assert set(by_parent) == set(ids)
     for shadow in by_parent.values():
@@ -163,10 +62,10 @@ async def test_a_failing_candidate_never_fails_the_caller(sim_url: str, tmp_path
     async with candidate_sim(faults=["500"]) as cand:
         config = live_config(sim_url, records, cand, shadow={"candidate": "cand", "sample": 1.0})
         async with gateway(config) as (base, app):
-            ids = await _calls(base, 3) + await _calls(base, 2, stream=True)  # all answered
-            await _live(app).join()
-            stats = dict(_live(app).stats.shadow["support"])
-            rows = await _wait_records(records, 10)
+            ids = await calls(base, 3) + await calls(base, 2, stream=True)  # all answered
+            await live_eval(app).join()
+            stats = dict(live_eval(app).stats.shadow["support"])
+            rows = await wait_records(records, 10)
     assert stats == {"failed": 5}
     callers = [r for r in rows if r.request_id in ids]
     assert len(callers) == 5 and all(r.status == 200 for r in callers)
@@ -191,12 +90,12 @@ async def test_a_hanging_candidate_never_delays_the_caller_and_a_full_queue_drop
         shadow = {"candidate": "cand", "sample": 1.0, "queue": 1, "concurrency": 1}
         config = live_config(sim_url, records, cand, shadow=shadow)
         async with gateway(config) as (base, app):
-            ids = await _calls(base, 4) + await _calls(base, 2, stream=True)
-            live = _live(app)
+            ids = await calls(base, 4) + await calls(base, 2, stream=True)
+            live = live_eval(app)
             stats = dict(live.stats.shadow["support"])
             lane = live._lanes[("shadow", "support")]
             waiting = lane.waiting
-            rows = await _wait_records(records, 6)
+            rows = await wait_records(records, 6)
             metrics = app[GATEWAY].render_metrics().decode()
     assert len(ids) == 6
     assert {r.status for r in rows if r.request_id in ids} == {200}
@@ -219,14 +118,12 @@ async def test_shadow_calls_spend_their_own_budget_line(sim_url: str, tmp_path: 
             }
         },
     }
-    config = live_config(
-        sim_url, records, shadow={"candidate": "gpt-4o", "sample": 1.0}, limits=limits
-    )
+    config = live_config(sim_url, records, shadow=MIRROR_ALL, limits=limits)
     async with gateway(config) as (base, app):
-        ids = await _calls(base, 6, max_tokens=50)  # worst case of a mirror: ~$0.0005
-        await _live(app).join()
-        stats = dict(_live(app).stats.shadow["support"])
-        rows = await _wait_records(records, 12)
+        ids = await calls(base, 6, max_tokens=50)  # worst case of a mirror: ~$0.0005
+        await live_eval(app).join()
+        stats = dict(live_eval(app).stats.shadow["support"])
+        rows = await wait_records(records, 12)
         limits_stage = app[GATEWAY].limits
         assert limits_stage is not None
         from sluice.identity import Identity
@@ -268,11 +165,11 @@ async def test_online_judge_scores_metrics_store_and_quality_alert(
     }
     config = live_config(sim_url, records, online=online)
     async with gateway(config) as (base, app):
-        bad = await _calls(base, 3, text="sim-judge-score=2 why") + await _calls(
+        bad = await calls(base, 3, text="sim-judge-score=2 why") + await calls(
             base, 1, stream=True, text="sim-judge-score=2 why"
         )
-        good = await _calls(base, 1, text="sim-judge-score=5 why")
-        live = _live(app)
+        good = await calls(base, 1, text="sim-judge-score=5 why")
+        live = live_eval(app)
         await live.join()
         metrics = app[GATEWAY].render_metrics().decode()
         from sluice.web.alerts import ALERTS
@@ -281,7 +178,7 @@ async def test_online_judge_scores_metrics_store_and_quality_alert(
         assert live.quality_rule in engine.rules
         engine.evaluate()
         firing = [(a.name, a.labels) for a in engine.active]
-        rows = await _wait_records(records, 10)
+        rows = await wait_records(records, 10)
         store = LiveStore.open(records)
         try:
             quality = store.quality(0)
@@ -323,10 +220,10 @@ async def test_sampled_calls_are_exactly_the_hash_sampled_request_ids(
         online={"sample": 0.3, "judge_model": "gpt-4o-mini", "queue": 1000},
     )
     async with gateway(config) as (base, app):
-        ids = await _calls(base, 120)
-        await _live(app).join()
-        salt = _live(app).salt
-        rows = await _wait_records(records, 120 + 24 + 36, timeout_s=15)
+        ids = await calls(base, 120)
+        await live_eval(app).join()
+        salt = live_eval(app).salt
+        rows = await wait_records(records, 120 + 24 + 36, timeout_s=15)
     mirrored = {r.parent_request_id for r in rows if r.feature == SHADOW_FEATURE}
     judged = {r.parent_request_id for r in rows if r.feature == JUDGE_FEATURE}
     assert mirrored == {i for i in ids if sampled(i, 0.2, f"shadow:{salt}")}
@@ -343,10 +240,10 @@ async def test_shadow_report_judges_stored_pairs_pairwise(sim_url: str, tmp_path
     from sluice.cli import main
 
     records = f"sqlite:///{tmp_path / 'records.db'}"
-    config = live_config(sim_url, records, shadow={"candidate": "gpt-4o", "sample": 1.0})
+    config = live_config(sim_url, records, shadow=MIRROR_ALL)
     async with gateway(config) as (base, app):
-        await _calls(base, 4)
-        await _live(app).join()
+        await calls(base, 4)
+        await live_eval(app).join()
         store = LiveStore.open(records)
         try:  # one more pair whose candidate failed
             store.put_pair(
@@ -363,7 +260,7 @@ async def test_shadow_report_judges_stored_pairs_pairwise(sim_url: str, tmp_path
         args = ["eval", "shadow", "report", "--store", records, "--url", base,
                 "--judge-model", "gpt-4o-mini", "--json"]  # fmt: skip
         result = await asyncio.to_thread(CliRunner().invoke, main, args)
-        rows = await _wait_records(records, 4 + 4 + 8)
+        rows = await wait_records(records, 4 + 4 + 8)
     assert result.exit_code == 0, result.output
     (group,) = orjson_loads(result.output)["groups"]
     assert group["route"] == "support" and group["candidate"] == "gpt-4o"
@@ -390,12 +287,12 @@ async def test_dashboard_lists_shadow_quality_and_feedback_rates(
     config = live_config(
         sim_url,
         records,
-        shadow={"candidate": "gpt-4o", "sample": 1.0},
-        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+        shadow=MIRROR_ALL,
+        online=JUDGE_ALL,
     )
     async with gateway(config) as (base, app), aiohttp.ClientSession() as http:
-        ids = await _calls(base, 2, text="sim-judge-score=5 q")
-        await _live(app).join()
+        ids = await calls(base, 2, text="sim-judge-score=5 q")
+        await live_eval(app).join()
         fb = {"request_id": ids[0], "thumbs": "up"}
         async with http.post(base + "/v1/sluice/feedback", json=fb) as resp:
             assert resp.status == 201, await resp.text()
@@ -491,8 +388,8 @@ async def test_a_stream_the_client_abandons_is_neither_mirrored_nor_judged(
     config = live_config(
         sim_url,
         records,
-        shadow={"candidate": "gpt-4o", "sample": 1.0},
-        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
+        shadow=MIRROR_ALL,
+        online=JUDGE_ALL,
     )
     body = {
         "model": "support",
@@ -510,10 +407,10 @@ async def test_a_stream_the_client_abandons_is_neither_mirrored_nor_judged(
         abandoned = resp.headers["x-sluice-request-id"]
         await resp.content.readline()
         resp.close()
-        (done,) = await _calls(base, 1, stream=True)
-        rows = await _wait_records(records, 4)  # abandoned, done, its mirror and judge
-        await _live(app).join()
-        rows = await _wait_records(records, 4)
+        (done,) = await calls(base, 1, stream=True)
+        rows = await wait_records(records, 4)  # abandoned, done, its mirror and judge
+        await live_eval(app).join()
+        rows = await wait_records(records, 4)
     parents = {r.parent_request_id for r in rows if r.feature in (SHADOW_FEATURE, JUDGE_FEATURE)}
     assert parents == {done}
     cut = next(r for r in rows if r.request_id == abandoned)
@@ -563,20 +460,9 @@ async def test_with_auth_on_mirrors_run_as_their_own_tenant_and_stay_hidden(
     unknown id for the mirror's request id (not its tenant's)."""
     import aiohttp
 
-    from tests.governance_rig import create_key, keyed_config, set_env
+    from tests.governance_rig import create_key
 
-    set_env(monkeypatch)
-    records = f"sqlite:///{tmp_path / 'records.db'}"
-    data = keyed_config(sim_url, f"sqlite:///{tmp_path / 'keys.db'}").model_dump()
-    live = live_config(
-        sim_url,
-        records,
-        shadow={"candidate": "gpt-4o", "sample": 1.0},
-        online={"sample": 1.0, "judge_model": "gpt-4o-mini"},
-    ).model_dump()
-    data["routes"] = live["routes"]
-    data["observability"]["records"].update({"enabled": True, "store_url": records})
-    config = SluiceConfig.model_validate(data)
+    config, records = keyed_live_config(sim_url, tmp_path, monkeypatch)
     async with gateway(config) as (base, app), aiohttp.ClientSession() as http:
         key = (await create_key(http, base, tenant="acme"))["key"]
         client = openai.AsyncOpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
@@ -587,8 +473,8 @@ async def test_with_auth_on_mirrors_run_as_their_own_tenant_and_stay_hidden(
         finally:
             await client.close()
         call = raw.headers["x-sluice-request-id"]
-        await _live(app).join()
-        rows = await _wait_records(records, 3)
+        await live_eval(app).join()
+        rows = await wait_records(records, 3)
         mirror = next(r for r in rows if r.feature == SHADOW_FEATURE)
         auth = {"authorization": f"Bearer {key}"}
         url = base + "/v1/sluice/feedback"
@@ -606,13 +492,13 @@ async def test_with_auth_on_mirrors_run_as_their_own_tenant_and_stay_hidden(
 
 async def test_tool_call_answers_are_not_judged(sim_url: str, tmp_path: Path) -> None:
     records = f"sqlite:///{tmp_path / 'records.db'}"
-    config = live_config(sim_url, records, online={"sample": 1.0, "judge_model": "gpt-4o-mini"})
+    config = live_config(sim_url, records, online=JUDGE_ALL)
     tool = {
         "type": "function",
         "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}},
     }
     async with gateway(config) as (base, app):
-        await _calls(base, 1, tools=[tool])
-        await _calls(base, 1)
-        await _live(app).join()
-    assert _live(app).stats.online["support"] == {"skipped": 1, "judged": 1}
+        await calls(base, 1, tools=[tool])
+        await calls(base, 1)
+        await live_eval(app).join()
+    assert live_eval(app).stats.online["support"] == {"skipped": 1, "judged": 1}

@@ -13,7 +13,8 @@ import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 
 from sluice.eval.config import OnlineEvalConfig, ShadowConfig
-from sluice.eval.live import LiveEval, LiveEvalStage, LiveMetrics
+from sluice.eval.live import LiveEval, LiveEvalStage
+from sluice.eval.live_metrics import LiveMetrics
 from sluice.eval.live_store import LiveStore
 from sluice.pipeline.context import CallContext, Result
 from sluice.types import CallMeta, ChatRequest, ChatResponse, Message, TextPart, Usage

@@ -7,7 +7,8 @@ import secrets
 import pytest
 
 from sluice.eval.config import OnlineEvalConfig
-from sluice.eval.live import QualityDrop, sampled
+from sluice.eval.live import sampled
+from sluice.eval.live_metrics import QualityDrop
 
 
 @pytest.mark.parametrize("share", [0.01, 0.05, 0.1, 0.25, 0.5, 0.9])

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 
 from sluice.types import CallMeta, ChatRequest, ChatResponse, ToolCallPart
@@ -19,6 +20,8 @@ from tests.unit.strategies import (
     openai_requests,
     openai_responses,
 )
+
+pytestmark = pytest.mark.slow  # hypothesis: hundreds of generated messages a test
 
 
 def _comparable(req: ChatRequest) -> ChatRequest:

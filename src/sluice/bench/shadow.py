@@ -18,7 +18,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from sluice.eval.config import OnlineEvalConfig, ShadowConfig
-from sluice.eval.live import LiveEval, LiveEvalStage, LiveMetrics
+from sluice.eval.live import LiveEval, LiveEvalStage
+from sluice.eval.live_metrics import LiveMetrics
 from sluice.pipeline.context import CallContext, Result
 from sluice.types import CallMeta, ChatRequest, ChatResponse, Message, TextPart, Usage
 
