@@ -13,7 +13,7 @@ Both run the same test suite (tests/unit/test_upstream_transports.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -50,12 +50,13 @@ READ_BOUNDARY = SSEEvent("sluice.read-boundary", "")
 class UpstreamTransport(Protocol):
     """How a provider adapter reaches its upstream: one pooled client per provider.
 
-    `post` returns (headers, parsed JSON body); `open_stream` yields (headers, SSE events)
-    with a READ_BOUNDARY after each network read. Both raise only `UpstreamError`
-    subclasses: error statuses as `UpstreamStatusError`, timeouts (connect included) as
-    `UpstreamTimeoutError`, no connection or a dropped one as `UpstreamConnectError`, bytes
-    that are not HTTP/JSON as `UpstreamMalformedError`. A transport sends each request at
-    most once: a retry is the executor's decision, counted in `x-sluice-attempts`."""
+    `post` returns (headers, parsed JSON body); `open_stream` yields (headers, SSE event
+    batches): the events of each network read in a list (`sse_batches`). Both raise only
+    `UpstreamError` subclasses: error statuses as `UpstreamStatusError`, timeouts (connect
+    included) as `UpstreamTimeoutError`, no connection or a dropped one as
+    `UpstreamConnectError`, bytes that are not HTTP/JSON as `UpstreamMalformedError`. A
+    transport sends each request at most once: a retry is the executor's decision, counted
+    in `x-sluice-attempts`."""
 
     async def post(
         self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig, dep: str
@@ -63,7 +64,7 @@ class UpstreamTransport(Protocol):
 
     def open_stream(
         self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig, dep: str
-    ) -> AbstractAsyncContextManager[tuple[Headers, AsyncIterator[SSEEvent]]]: ...
+    ) -> AbstractAsyncContextManager[tuple[Headers, AsyncIterator[list[SSEEvent]]]]: ...
 
     async def close(self) -> None: ...
 
@@ -105,9 +106,11 @@ async def timed(
         by = min(loop.time() + idle_s, deadline)
 
 
-async def sse_events(chunks: AsyncIterator[bytes], dep: str) -> AsyncIterator[SSEEvent]:
-    """SSE events from the body, read in whatever blocks the network delivers (one await
-    per read, not per line)."""
+async def sse_batches(
+    chunks: AsyncIterator[bytes], dep: str
+) -> AsyncGenerator[list[SSEEvent], None]:
+    """SSE events from the body, one list per network read (perhaps empty): one await per
+    read, not per event or line."""
     buffer = b""
     try:
         async for chunk in chunks:
@@ -121,20 +124,33 @@ async def sse_events(chunks: AsyncIterator[bytes], dep: str) -> AsyncIterator[SS
             # Walk the read with an offset and keep only the unfinished rest: slicing the
             # remaining buffer after each event copied a large read once per event.
             start = 0
+            batch: list[SSEEvent] = []
             while (end := buffer.find(b"\n\n", start)) >= 0:
                 event = _parse_block(buffer[start:end])
                 start = end + 2
                 if event is not None:
-                    yield event
+                    batch.append(event)
             buffer = buffer[start:] if start else buffer
-            yield READ_BOUNDARY
+            yield batch
         event = _parse_block(buffer.rstrip(b"\r\n"))
         if event is not None:
-            yield event
+            yield [event]
     except UpstreamError:
         raise
     except Exception as exc:
         raise transport_error(exc, dep) from exc
+
+
+async def sse_events(chunks: AsyncIterator[bytes], dep: str) -> AsyncIterator[SSEEvent]:
+    """`sse_batches` one event at a time, with a READ_BOUNDARY after each network read."""
+    batches = sse_batches(chunks, dep)
+    try:
+        async for batch in batches:
+            for event in batch:
+                yield event
+            yield READ_BOUNDARY
+    finally:
+        await batches.aclose()
 
 
 def _parse_block(block: bytes) -> SSEEvent | None:

@@ -19,7 +19,7 @@ from sluice.providers.http import (
     TRAILING_END_S,
     SSEEvent,
     parse_json,
-    sse_events,
+    sse_batches,
     status_error,
     stream_deadlines,
     timed,
@@ -68,9 +68,9 @@ class LeanTransport:
     @asynccontextmanager
     async def open_stream(
         self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig, dep: str
-    ) -> AsyncIterator[tuple[Headers, AsyncIterator[SSEEvent]]]:
-        """POST and yield (headers, SSE events). The first event must come within ttft_s,
-        later ones within idle_s of each other; the whole stream within total_s."""
+    ) -> AsyncIterator[tuple[Headers, AsyncIterator[list[SSEEvent]]]]:
+        """POST and yield (headers, SSE events: one list per network read). The first event
+        must come within ttft_s, later ones within idle_s of each other; all within total_s."""
         loop = asyncio.get_running_loop()
         first_by, deadline = stream_deadlines(timeouts)
         try:
@@ -85,7 +85,7 @@ class LeanTransport:
                     raw = await resp.read()
                 raise status_error(resp.status, resp.headers, raw, dep)
             chunks = timed(resp.chunks(), first_by, timeouts.idle_s, deadline)
-            yield resp.headers, sse_events(chunks, dep)
+            yield resp.headers, sse_batches(chunks, dep)
             read_to_the_end = True  # the adapter saw the stream's last event
         except UpstreamError:
             raise
