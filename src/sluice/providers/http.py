@@ -13,10 +13,10 @@ Both run the same test suite (tests/unit/test_upstream_transports.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
 
@@ -81,6 +81,57 @@ def make_transport(kind: TransportKind, name: str, max_connections: int) -> Upst
     from sluice.providers.aiohttp_client import AiohttpTransport
 
     return AiohttpTransport(name, max_connections)
+
+
+class _StreamResponse(Protocol):
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Headers: ...
+
+    async def read(self) -> bytes: ...
+
+
+R = TypeVar("R", bound=_StreamResponse)
+
+
+@asynccontextmanager
+async def sse_stream(
+    send: Callable[[], Awaitable[R]],
+    chunks: Callable[[R], AsyncIterator[bytes]],
+    done: Callable[[R, bool], None],
+    timeouts: TimeoutConfig,
+    dep: str,
+    error: Callable[[BaseException, str], UpstreamError],
+) -> AsyncIterator[tuple[Headers, AsyncIterator[list[SSEEvent]]]]:
+    """What both transports' `open_stream` do around their own client: `send` the POST by
+    ttft_s; an error status is read (within idle_s) and raised; else yield (headers, SSE
+    batches) with the first read by ttft_s, each later one within idle_s, all within
+    total_s. `done(resp, read_to_the_end)` then keeps or drops the connection; `error` maps
+    the client's own failures to typed upstream errors."""
+    loop = asyncio.get_running_loop()
+    first_by, deadline = stream_deadlines(timeouts)
+    try:
+        async with asyncio.timeout_at(first_by):
+            resp = await send()
+    except Exception as exc:
+        raise error(exc, dep) from exc
+    read_to_the_end = False
+    try:
+        if resp.status >= 400:
+            async with asyncio.timeout_at(min(loop.time() + timeouts.idle_s, deadline)):
+                raw = await resp.read()
+            raise status_error(resp.status, resp.headers, raw, dep)
+        reads = timed(chunks(resp), first_by, timeouts.idle_s, deadline)
+        yield resp.headers, sse_batches(reads, dep)
+        read_to_the_end = True  # the adapter saw the stream's last event
+    except UpstreamError:
+        raise
+    except Exception as exc:
+        raise error(exc, dep) from exc
+    finally:
+        done(resp, read_to_the_end)
 
 
 def stream_deadlines(timeouts: TimeoutConfig) -> tuple[float, float]:
