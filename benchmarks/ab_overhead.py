@@ -8,6 +8,7 @@ reporting each run's gateway CPU per request (user + system, all threads) and rp
 
     git -C . archive <commit> src | tar -x -C /tmp/before      # the "before" tree
     .venv/bin/python benchmarks/ab_overhead.py /tmp/before/src [--rounds 3] [--seconds 8]
+        [--upstream canned --loadgen wrk]   # the gateway's own CPU with little else running
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sluice.bench.load import run_load
+from sluice.bench.load import run_load, run_wrk
 from sluice.bench.overhead import _body
 from sluice.bench.processes import start_gateway, start_sim
 
@@ -33,11 +34,23 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--mode", choices=["json", "stream", "both"], default="both")
     parser.add_argument("--records", choices=["on", "off"], default="on")
+    parser.add_argument(
+        "--upstream",
+        choices=["sim", "canned"],
+        default="sim",
+        help="canned: the C server of workers_canned.py with the simulator's recorded bodies",
+    )
+    parser.add_argument("--loadgen", choices=["python", "wrk"], default="python")
     args = parser.parse_args()
     modes = {"json": [False], "stream": [True], "both": [False, True]}[args.mode]
     with tempfile.TemporaryDirectory(prefix="sluice-ab-") as tmp_name:
         tmp = Path(tmp_name)
-        sim = start_sim(tmp)
+        if args.upstream == "canned":
+            from workers_canned import record_bodies, start_canned  # this directory
+
+            sim = start_canned(tmp, *record_bodies(tmp))
+        else:
+            sim = start_sim(tmp)
         gateways = {}
         try:
             for name, extra in (("before", {"PYTHONPATH": args.before_src}), ("after", {})):
@@ -52,7 +65,8 @@ def main() -> None:
             out = sys.stdout
             out.write(
                 f"concurrency {args.concurrency}, {args.seconds:.0f} s per run, records "
-                f"{args.records}, semantic cache off, Python load generator\n"
+                f"{args.records}, semantic cache off, upstream {args.upstream}, load generator "
+                f"{args.loadgen}\n"
                 f"{'mode':<7}{'round':>6} {'gateway':<8}| {'rps':>6} | {'gw CPU µs/req':>13}\n"
             )
             for stream in modes:
@@ -74,16 +88,22 @@ def main() -> None:
                         order.reverse()
                     for name, gw in order:
                         before = gw.cpu_seconds()
-                        res = asyncio.run(
-                            run_load(
-                                gw.url + "/v1/chat/completions",
-                                body,
-                                concurrency=args.concurrency,
-                                requests=10**9,
-                                max_seconds=args.seconds,
-                                stream=stream,
+                        url = gw.url + "/v1/chat/completions"
+                        if args.loadgen == "wrk":
+                            res = run_wrk(
+                                url, body, concurrency=args.concurrency, seconds=args.seconds
                             )
-                        )
+                        else:
+                            res = asyncio.run(
+                                run_load(
+                                    url,
+                                    body,
+                                    concurrency=args.concurrency,
+                                    requests=10**9,
+                                    max_seconds=args.seconds,
+                                    stream=stream,
+                                )
+                            )
                         cpu = (gw.cpu_seconds() - before) * 1e6 / max(res.requests, 1)
                         table.setdefault((stream, name), []).append((res.rps, cpu))
                         out.write(

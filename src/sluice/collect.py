@@ -26,6 +26,7 @@ from sluice.types import (
     ToolCallPart,
     ToolCallStart,
     UsageUpdate,
+    next_batch,
 )
 
 
@@ -143,6 +144,21 @@ class WatchedStream:
             raise
         self._collector.add(event)
         return event
+
+    async def next_batch(self) -> list[StreamEvent]:
+        """`__anext__` for the events of one read (`sluice.types.next_batch`)."""
+        try:
+            events = await next_batch(self._events)
+        except StopAsyncIteration:
+            await self._end(self._collector.finished)
+            raise
+        except BaseException:
+            await self._end(False)
+            raise
+        add = self._collector.add
+        for event in events:
+            add(event)
+        return events
 
     async def aclose(self) -> None:
         """Settle first, then close the upstream: closing may drain it (or be cut short by

@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from typing import Any
 
 import orjson
 from aiohttp import web
@@ -27,17 +26,14 @@ from sluice.edge.protocol import EdgeRunner
 from sluice.errors import (
     InternalError,
     InvalidRequestError,
-    ModelNotFoundError,
     NotFoundError,
     ServiceUnavailableError,
     SluiceError,
 )
-from sluice.frontends import models
 from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.base import Frontend
 from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.gateway import Gateway
-from sluice.governance.counters import CounterBackendError
 from sluice.identity import Credentials
 from sluice.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from sluice.observe.recorder import call_cost
@@ -48,9 +44,9 @@ from sluice.pipeline.context import (
     CallContext,
 )
 from sluice.providers.forwarding import HeaderFilter
-from sluice.types import FLUSH, CallMeta, ChatResponse, EventStream
+from sluice.types import FLUSH, CallMeta, ChatResponse, EventStream, StreamEvent, next_batch
 from sluice.web import batches as batches_api
-from sluice.web import cache_admin, keys_admin
+from sluice.web import cache_admin, info, keys_admin
 from sluice.web import feedback as feedback_api
 from sluice.web import files as files_api
 from sluice.web import jobs as jobs_api
@@ -234,6 +230,15 @@ def _chat_handler(
     return handle
 
 
+class _EventStreamResponse(web.StreamResponse):
+    """An SSE answer whose status line and headers leave with its first bytes (one `send`
+    less per stream). Nothing is held back: a stream is answered only once its first
+    upstream read is in hand, so the first write follows within microseconds. A private
+    aiohttp switch (3.10+; `web.Response` uses it): if it goes, headers go at `prepare`."""
+
+    _send_headers_immediately = False
+
+
 async def _stream_out(
     request: web.Request,
     events: EventStream,
@@ -244,7 +249,7 @@ async def _stream_out(
 ) -> web.StreamResponse:
     """Write the neutral stream as the caller's SSE; a failure mid-stream ends it with a
     well-formed error event, never a silent truncation."""
-    resp = web.StreamResponse(
+    resp = _EventStreamResponse(
         headers={
             **headers,
             "content-type": "text/event-stream; charset=utf-8",
@@ -276,15 +281,7 @@ async def _stream_out(
         streaming.add(task)  # a drain that times out cancels it (see `drain`)
     try:
         await resp.prepare(request)
-        async for event in events:
-            if event is FLUSH:
-                if pending:
-                    await write(b"".join(pending))
-                    pending.clear()
-                continue
-            chunk = encoder.encode(event)
-            if chunk:
-                pending.append(chunk)
+        await _relay(events, encoder.encode, pending, write)
         pending.append(encoder.close())
         await write(b"".join(pending))
         pending.clear()
@@ -330,6 +327,30 @@ async def _stream_out(
     return resp
 
 
+async def _relay(
+    events: EventStream,
+    encode: Callable[[StreamEvent], bytes],
+    pending: list[bytes],
+    write: Callable[[bytes], Awaitable[None]],
+) -> None:
+    """Encode the stream's events into `pending`, writing them out at each FLUSH (the end
+    of an upstream read). One await per read: `next_batch` hands over its events at once."""
+    while True:
+        try:
+            batch = await next_batch(events)
+        except StopAsyncIteration:
+            return
+        for event in batch:
+            if event is FLUSH:
+                if pending:
+                    await write(b"".join(pending))
+                    pending.clear()
+                continue
+            chunk = encode(event)
+            if chunk:
+                pending.append(chunk)
+
+
 def _client_gone(
     request_id: str, delivered: bool, status: int, error_type: str | None
 ) -> tuple[int, str | None]:
@@ -365,79 +386,12 @@ def answer_model(ctx: CallContext) -> str:
     return dep.public_names[0] if dep.public_names else dep.model
 
 
-def _owner(gateway: Gateway, name: str) -> str:
-    """Who a listed model belongs to: its first deployment's provider, or `sluice` (a route)."""
-    deployments = gateway.runtime.by_model.get(name)
-    return deployments[0].provider if deployments else "sluice"
-
-
-async def list_models(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY]
-    identity = await gateway.authenticate(request.headers)
-    names = sorted(
-        n for n in {*gateway.runtime.by_model, *gateway.config.routes} if identity.allows(n)
-    )
-    if models.wants_anthropic(request.headers):
-        body = models.anthropic_list(names)
-    else:
-        data = [models.openai_card(n, _owner(gateway, n)) for n in names]
-        body = {"object": "list", "data": data}
-    return web.json_response(body, dumps=_dumps)
-
-
-async def get_model(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY]
-    identity = await gateway.authenticate(request.headers)
-    name = request.match_info["model"]
-    if not identity.allows(name):
-        raise ModelNotFoundError(f"model {name!r} does not exist or this key may not use it")
-    if name not in gateway.config.routes:
-        gateway.runtime.deployments_for(name)  # 404 for an unknown name
-    if models.wants_anthropic(request.headers):
-        body = models.anthropic_card(name)
-    else:
-        body = models.openai_card(name, _owner(gateway, name))
-    return web.json_response(body, dumps=_dumps)
-
-
-async def usage(request: web.Request) -> web.Response:
-    """The caller's own limits and budgets: used, reserved, remaining, reset times."""
-    gateway = request.app[GATEWAY]
-    identity = await gateway.authenticate(request.headers)  # a key sees only its own
-    if gateway.limits is None:
-        raise NotFoundError("usage is not tracked: limits are not enabled (limits.enabled)")
-    try:
-        body = await gateway.limits.usage(identity)
-    except CounterBackendError as exc:
-        raise ServiceUnavailableError(
-            "usage cannot be read right now (counter store unreachable)",
-            headers={"retry-after": "1"},
-        ) from exc
-    return web.json_response(body, dumps=_dumps)
-
-
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[GATEWAY].render_metrics()
     view = request.app.get(_WORKER_METRICS)
     if view is not None:  # `--workers N`: every worker's totals (observe/worker_metrics.py)
         body = view.merged(body)
     return web.Response(body=body, headers={"content-type": METRICS_CONTENT_TYPE})
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY]
-    body = {
-        "status": "ready" if gateway.ready else "stopping",
-        "deployments": gateway.executor.breaker_states(),
-        "models": sorted(gateway.runtime.by_model),
-        # Each supervised part's state, without error details (they can name hosts).
-        "parts": {k: v.split(":", 1)[0] for k, v in gateway.supervisor.health().items()},
-    }
-    return web.json_response(body, status=200 if gateway.ready else 503, dumps=_dumps)
 
 
 async def drain(app: web.Application, timeout_s: float) -> None:
@@ -454,10 +408,6 @@ async def drain(app: web.Application, timeout_s: float) -> None:
     deadline = time.monotonic() + 1.0
     while gateway.streaming and time.monotonic() < deadline:  # noqa: ASYNC110 - a poll
         await asyncio.sleep(0.02)
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 @web.middleware
@@ -522,10 +472,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     install_endpoints(app, app[GATEWAY], chat_endpoint)
     files_api.install(app)  # /v1/files (issue 16)
     vector_stores_api.install(app)  # /v1/vector_stores (issue 19)
-    app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/v1/models/{model}", get_model)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/v1/sluice/usage", usage)
+    info.install(app)  # /v1/models, /v1/models/{model}, /healthz, /v1/sluice/usage
     records = config.observability.records
     feedback_api.install(app, records.store_url if records.enabled else None)  # issue 17
     jobs_api.install(app, app[GATEWAY])  # the durable queue's worker + /v1/sluice/jobs (#16)
@@ -533,7 +480,7 @@ def create_app(config: SluiceConfig, gateway: Gateway | None = None) -> web.Appl
     if config.observability.metrics:
         app.router.add_get("/metrics", metrics)
         _install_worker_metrics(app)
-    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/readyz", info.readyz)
 
     async def _starting(app: web.Application) -> None:
         await app[GATEWAY].start()

@@ -345,3 +345,60 @@ class EventStream(Protocol):
     def __anext__(self) -> Awaitable[StreamEvent]: ...
 
     def aclose(self) -> Awaitable[None]: ...
+
+
+# --- batches: the events of one network read in one await (issue 20) ----------------------
+# A stream may also offer `next_batch()`: the events it has now (at least one; in order,
+# FLUSH included) in a list, or StopAsyncIteration at its end. Every wrapper that offers it
+# asks its inner stream with `next_batch(inner)`, so a read of ~30 tokens crosses the ~7
+# layers between the provider and the server once, not once per token. A stream without it
+# (an async generator) still works: it is read one event per batch. Mixing `__anext__` and
+# `next_batch` on one stream is allowed; the order of events is kept.
+
+
+async def next_batch(stream: EventStream) -> list[StreamEvent]:
+    """The next events of `stream`: a batch when it offers one, else its next event."""
+    batch = getattr(stream, "next_batch", None)
+    if batch is not None:
+        events: list[StreamEvent] = await batch()
+        return events
+    return [await anext(stream)]
+
+
+class BatchStream:
+    """An `EventStream` over an async generator of event lists (one per network read),
+    with `next_batch` handing each list over whole."""
+
+    __slots__ = ("_at", "_batches", "_buffer")
+
+    def __init__(self, batches: AsyncIterator[list[StreamEvent]]) -> None:
+        self._batches = batches
+        self._buffer: list[StreamEvent] = []
+        self._at = 0
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        while self._at >= len(self._buffer):
+            self._buffer = await anext(self._batches)
+            self._at = 0
+        event = self._buffer[self._at]
+        self._at += 1
+        return event
+
+    async def next_batch(self) -> list[StreamEvent]:
+        if self._at < len(self._buffer):
+            rest = self._buffer[self._at :] if self._at else self._buffer
+            self._buffer, self._at = [], 0
+            return rest
+        while True:
+            batch = await anext(self._batches)
+            if batch:
+                return batch
+
+    async def aclose(self) -> None:
+        self._buffer, self._at = [], 0
+        close = getattr(self._batches, "aclose", None)
+        if close is not None:
+            await close()

@@ -12,8 +12,10 @@ from sluice.pipeline.context import CallContext, Result
 from sluice.providers.base import Deployment
 from sluice.reliability.midstream import CONTINUE_PROMPT, MidstreamFailoverStage
 from sluice.types import (
+    BatchStream,
     ChatRequest,
     ChatResponse,
+    EventStream,
     Finish,
     Message,
     StreamEvent,
@@ -22,6 +24,9 @@ from sluice.types import (
     TextPart,
     ToolCallDelta,
     ToolCallStart,
+    Usage,
+    UsageUpdate,
+    next_batch,
 )
 
 
@@ -38,9 +43,34 @@ def dep(name: str) -> Deployment:
     return runtime.deployments[name]
 
 
-async def script(events: list[StreamEvent], fail: bool) -> AsyncGenerator[StreamEvent, None]:
+# Every test runs twice: one event per await, and in batches of up to three events
+# (`next_batch`, as the providers deliver one network read), which must give the same stream.
+BATCHES = {"on": False}
+
+
+@pytest.fixture(params=["events", "batches"], autouse=True)
+def batch_mode(request: pytest.FixtureRequest) -> None:
+    BATCHES["on"] = request.param == "batches"
+
+
+def script(events: list[StreamEvent], fail: bool) -> EventStream:
+    if BATCHES["on"]:
+        return BatchStream(_in_threes(events, fail))
+    return _one_by_one(events, fail)
+
+
+async def _one_by_one(events: list[StreamEvent], fail: bool) -> AsyncGenerator[StreamEvent, None]:
     for event in events:
         yield event
+    if fail:
+        raise UpstreamMalformedError("cut", deployment="x")
+
+
+async def _in_threes(
+    events: list[StreamEvent], fail: bool
+) -> AsyncGenerator[list[StreamEvent], None]:
+    for i in range(0, len(events), 3):
+        yield events[i : i + 3]
     if fail:
         raise UpstreamMalformedError("cut", deployment="x")
 
@@ -69,8 +99,17 @@ async def run(
     result = await stage(ctx, upstream)
     out: list[StreamEvent] = []
     assert not isinstance(result, ChatResponse)
-    async for event in result:
-        out.append(event)
+    if BATCHES["on"]:
+        while True:
+            try:
+                batch = await next_batch(result)
+            except StopAsyncIteration:
+                break
+            assert batch, "a batch holds at least one event"
+            out.extend(batch)
+    else:
+        async for event in result:
+            out.append(event)
     return out, upstream, stage
 
 
@@ -118,3 +157,17 @@ async def test_opted_out_model_is_not_resumed() -> None:
     plans = {"m": ModelPlanConfig(midstream_failover=False)}
     with pytest.raises(UpstreamMalformedError):
         await run([([START, TextDelta("partial")], True), ([START], False)], plans)
+
+
+async def test_events_after_a_continuations_short_head_keep_their_place() -> None:
+    # The head is shorter than the overlap window, so the Finish ends it: the Finish is put
+    # back in front of the stream, and so must be the events after it in the same read.
+    tail = [Finish("stop"), UsageUpdate(Usage(5, 7)), TextDelta("")]
+    events, _, _ = await run(
+        [
+            ([START, TextDelta("The river runs to "), TextDelta("the sea")], True),
+            ([START, TextDelta(" and"), TextDelta(" on."), *tail], False),
+        ]
+    )
+    assert text_of(events) == "The river runs to the sea and on."
+    assert [type(e).__name__ for e in events[-2:]] == ["Finish", "UsageUpdate"]

@@ -23,7 +23,7 @@ from sluice.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from sluice.providers.http import READ_BOUNDARY, UpstreamTransport, make_transport
+from sluice.providers.http import UpstreamTransport, make_transport
 from tests.unit.scripted_http import Reply, ok, send, serve
 
 JSON = {"content-type": "application/json"}
@@ -40,12 +40,11 @@ async def transport(request: pytest.FixtureRequest) -> AsyncIterator[UpstreamTra
 async def events(client: UpstreamTransport, url: str, stop_at: str | None = None) -> list[str]:
     got = []
     async with client.open_stream(url, JSON, b"{}", FAST, "d") as (_, stream):
-        async for event in stream:
-            if event is READ_BOUNDARY:
-                continue
-            got.append(event.data)
-            if event.data == stop_at:
-                break
+        async for batch in stream:  # the events of one network read
+            for event in batch:
+                got.append(event.data)
+                if event.data == stop_at:
+                    return got
     return got
 
 
@@ -136,7 +135,7 @@ async def test_stream_timeouts_first_event_by_ttft_then_idle(
                     pass
         patient = TimeoutConfig(ttft_s=2, idle_s=0.1)  # idle does not apply to the first
         async with transport.open_stream(url, JSON, b"{}", patient, "d") as (_, stream):
-            got = [e.data async for e in stream if e is not READ_BOUNDARY]
+            got = [e.data async for batch in stream for e in batch]
         assert got == ["1"]
 
 

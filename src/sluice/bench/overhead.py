@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -160,6 +161,14 @@ class WorkersRow:
     stream: bool
     result: LoadResult
     cpu_s: float  # CPU of the gateway's whole process tree during the run
+    other_s: float = float("nan")  # CPU of the upstream and the load generator meanwhile
+
+    @property
+    def other_cores(self) -> float:
+        """Cores the upstream and the load generator took meanwhile: with the gateway's,
+        about the machine's cores means the run was CPU-bound."""
+        elapsed = self.result.elapsed_s
+        return self.other_s / elapsed if elapsed else float("nan")
 
     @property
     def cpu_us_per_request(self) -> float:
@@ -195,7 +204,13 @@ async def _measure_workers(
     seconds: float,
     modes: list[bool],
     use_wrk: bool,
+    upstream_cpu: Callable[[], float],
 ) -> list[WorkersRow]:
+    def others() -> float:  # the upstream, and the load generator (wrk: a child; else us)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        own = kids.ru_utime + kids.ru_stime if use_wrk else time.process_time()
+        return upstream_cpu() + own
+
     rows = []
     path = "/v1/chat/completions"
     for stream in modes:
@@ -204,16 +219,17 @@ async def _measure_workers(
             await _one(gw.url + path, body, concurrency, 400, 2, stream, use_wrk)
         for r in range(1, rounds + 1):
             for count, gw in gateways.items():  # interleaved: each round runs every count
-                cpu_before = gw.tree_cpu_seconds()
+                cpu_before, others_before = gw.tree_cpu_seconds(), others()
                 res = await _one(gw.url + path, body, concurrency, 10**9, seconds, stream, use_wrk)
-                rows.append(WorkersRow(r, count, stream, res, gw.tree_cpu_seconds() - cpu_before))
+                cpu, other = gw.tree_cpu_seconds() - cpu_before, others() - others_before
+                rows.append(WorkersRow(r, count, stream, res, cpu, other))
     return rows
 
 
 def _format_workers(rows: list[WorkersRow], loadavg: tuple[float, float]) -> str:
     head = (
         f"{'mode':<7}{'round':>6}{'workers':>8} | {'rps':>7}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'errors':>7} | {'gw CPU µs/req':>13}{'gw cores':>9}"
+        f"{'errors':>7} | {'gw CPU µs/req':>13}{'gw cores':>9}{'others':>7}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -221,7 +237,7 @@ def _format_workers(rows: list[WorkersRow], loadavg: tuple[float, float]) -> str
         lines.append(
             f"{'stream' if r.stream else 'json':<7}{r.round:>6}{r.workers:>8} | {res.rps:>7.0f}"
             f"{res.pct(50):>8.2f}{res.pct(99):>8.2f}{res.errors:>7} | "
-            f"{r.cpu_us_per_request:>13.0f}{r.cores:>9.2f}"
+            f"{r.cpu_us_per_request:>13.0f}{r.cores:>9.2f}{r.other_cores:>7.2f}"
         )
     lines.append("")
     counts = sorted({r.workers for r in rows})
@@ -251,15 +267,18 @@ def run_workers(
     modes: list[bool],
     loadgen: str,
     records: bool = True,
+    upstream: Child | None = None,
 ) -> str:
-    """One simulator, one gateway per worker count (all started up front, idle between their
-    runs), the same load on each in turn, `rounds` times."""
+    """One simulator (or the given `upstream`, e.g. `benchmarks/workers_canned.py`'s canned
+    one), one gateway per worker count (all started up front, idle between their runs), the
+    same load on each in turn, `rounds` times. `others`: the cores the upstream and the load
+    generator took."""
     use_wrk = loadgen == "wrk" or (loadgen == "auto" and shutil.which("wrk") is not None)
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp_name:
         tmp = Path(tmp_name)
         config = str(_workers_config(tmp))
-        sim = start_sim(tmp)
+        sim = upstream or start_sim(tmp)
         gateways: dict[int, Child] = {}
         try:
             for count in counts:
@@ -274,15 +293,19 @@ def run_workers(
                 )
             time.sleep(2.0)  # every worker of each gateway listening
             rows = asyncio.run(
-                _measure_workers(gateways, rounds, concurrency, seconds, modes, use_wrk)
+                _measure_workers(
+                    gateways, rounds, concurrency, seconds, modes, use_wrk, sim.tree_cpu_seconds
+                )
             )
         finally:
             for gw in gateways.values():
                 gw.stop()
-            sim.stop()
+            if upstream is None:
+                sim.stop()
     loader = "wrk (C, 1 thread)" if use_wrk else "Python aiohttp, in this process"
     header = (
         f"load generator: {loader}, concurrency {concurrency}, {seconds:.0f} s per run; "
-        f"records {'on' if records else 'off'}; semantic cache off; simulator: one process\n"
+        f"records {'on' if records else 'off'}; semantic cache off; upstream: "
+        f"{'the simulator, one process' if upstream is None else upstream.name}\n"
     )
     return header + _format_workers(rows, (load_start, os.getloadavg()[0]))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiohttp
@@ -38,10 +38,8 @@ from sluice.providers.http import (
     TRAILING_END_S,
     SSEEvent,
     parse_json,
-    sse_events,
+    sse_stream,
     status_error,
-    stream_deadlines,
-    timed,
     transport_error,
 )
 from sluice.providers.transport import Headers
@@ -122,37 +120,26 @@ class AiohttpTransport:
             raise status_error(resp.status, resp.headers, raw, dep)
         return resp.headers, parse_json(raw, dep)
 
-    @asynccontextmanager
-    async def open_stream(
+    def open_stream(
         self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig, dep: str
-    ) -> AsyncIterator[tuple[Headers, AsyncIterator[SSEEvent]]]:
-        """POST and yield (headers, SSE events). The first event must come within ttft_s,
-        later ones within idle_s of each other; the whole stream within total_s."""
-        loop = asyncio.get_running_loop()
-        first_by, deadline = stream_deadlines(timeouts)
-        try:
-            async with asyncio.timeout_at(first_by):
-                resp = await self._send(url, headers, body, timeouts)
-        except Exception as exc:
-            raise _error(exc, dep) from exc
-        read_to_the_end = False
-        try:
-            if resp.status >= 400:
-                async with asyncio.timeout_at(min(loop.time() + timeouts.idle_s, deadline)):
-                    raw = await resp.read()
-                raise status_error(resp.status, resp.headers, raw, dep)
-            chunks = timed(_chunks(resp, dep), first_by, timeouts.idle_s, deadline)
-            yield resp.headers, sse_events(chunks, dep)
-            read_to_the_end = True  # the adapter saw the stream's last event
-        except UpstreamError:
-            raise
-        except Exception as exc:
-            raise _error(exc, dep) from exc
-        finally:
+    ) -> AbstractAsyncContextManager[tuple[Headers, AsyncIterator[list[SSEEvent]]]]:
+        """POST and yield (headers, SSE events: one list per network read); the deadlines
+        and failures as in `sse_stream`."""
+
+        def done(resp: aiohttp.ClientResponse, read_to_the_end: bool) -> None:
             if read_to_the_end:  # keep the connection once the body's end trails in
                 self._release_when_done(resp)
             else:  # abandoned or failed: close it, so the upstream stops generating
                 resp.close()
+
+        return sse_stream(
+            lambda: self._send(url, headers, body, timeouts),
+            lambda resp: _chunks(resp, dep),
+            done,
+            timeouts,
+            dep,
+            _error,
+        )
 
     def _release_when_done(self, resp: aiohttp.ClientResponse) -> None:
         """Return the connection once the body's end has arrived (waiting at most

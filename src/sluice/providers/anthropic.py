@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
 import orjson
 
@@ -11,10 +12,18 @@ from sluice.cost.prices import default_price_table
 from sluice.errors import UpstreamConnectError
 from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter, upstream_headers
-from sluice.providers.http import READ_BOUNDARY, make_transport, parse_event_json
+from sluice.providers.http import make_transport, parse_event_json
 from sluice.providers.prompt_cache import DEFAULT_MIN_TOKENS, PrefixMemory, add_breakpoints
 from sluice.providers.ratelimit import parse_ratelimit
-from sluice.types import FLUSH, ChatRequest, ChatResponse, EventStream, StreamStart
+from sluice.types import (
+    FLUSH,
+    BatchStream,
+    ChatRequest,
+    ChatResponse,
+    EventStream,
+    StreamEvent,
+    StreamStart,
+)
 from sluice.wire.anthropic.request import DEFAULT_MAX_TOKENS, encode_request
 from sluice.wire.anthropic.response import decode_response
 from sluice.wire.anthropic.stream import EventDecoder
@@ -90,28 +99,42 @@ class AnthropicProvider:
         resp.ratelimit = parse_ratelimit(headers)
         return resp
 
-    async def stream(self, req: ChatRequest, dep: Deployment) -> EventStream:
+    def stream(self, req: ChatRequest, dep: Deployment) -> EventStream:
+        return BatchStream(self._stream(req, dep))
+
+    async def _stream(self, req: ChatRequest, dep: Deployment) -> AsyncIterator[list[StreamEvent]]:
+        """The neutral events of each network read in one list, FLUSH last (`BatchStream`)."""
         async with self._client.open_stream(
             self._url,
             self._request_headers(req),
             self._body(req, dep),
             dep.timeouts,
             dep.id,
-        ) as (headers, events):
+        ) as (headers, batches):
             decoder = EventDecoder()
             stopped = False
-            async for event in events:
-                if event is READ_BOUNDARY:
-                    yield FLUSH
-                    continue
-                data = parse_event_json(event, dep.id)
-                if isinstance(data, dict) and data.get("type") == "message_stop":
-                    stopped = True
+            async for batch in batches:
+                out: list[StreamEvent] = []
+                try:
+                    for event in batch:
+                        data = parse_event_json(event, dep.id)
+                        if isinstance(data, dict) and data.get("type") == "message_stop":
+                            stopped = True
+                            break
+                        for item in decoder.feed(data):
+                            if isinstance(item, StreamStart):
+                                item.ratelimit = parse_ratelimit(headers)
+                            out.append(item)
+                except Exception:
+                    if out:  # what arrived before the bad event is delivered first
+                        yield out
+                    raise
+                if stopped:
+                    if out:
+                        yield out
                     break
-                for out in decoder.feed(data):
-                    if isinstance(out, StreamStart):
-                        out.ratelimit = parse_ratelimit(headers)
-                    yield out
+                out.append(FLUSH)
+                yield out
             if not stopped:
                 raise UpstreamConnectError(
                     f"upstream {dep.id} ended the stream before message_stop",

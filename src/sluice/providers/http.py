@@ -13,10 +13,10 @@ Both run the same test suite (tests/unit/test_upstream_transports.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
 
@@ -50,12 +50,13 @@ READ_BOUNDARY = SSEEvent("sluice.read-boundary", "")
 class UpstreamTransport(Protocol):
     """How a provider adapter reaches its upstream: one pooled client per provider.
 
-    `post` returns (headers, parsed JSON body); `open_stream` yields (headers, SSE events)
-    with a READ_BOUNDARY after each network read. Both raise only `UpstreamError`
-    subclasses: error statuses as `UpstreamStatusError`, timeouts (connect included) as
-    `UpstreamTimeoutError`, no connection or a dropped one as `UpstreamConnectError`, bytes
-    that are not HTTP/JSON as `UpstreamMalformedError`. A transport sends each request at
-    most once: a retry is the executor's decision, counted in `x-sluice-attempts`."""
+    `post` returns (headers, parsed JSON body); `open_stream` yields (headers, SSE event
+    batches): the events of each network read in a list (`sse_batches`). Both raise only
+    `UpstreamError` subclasses: error statuses as `UpstreamStatusError`, timeouts (connect
+    included) as `UpstreamTimeoutError`, no connection or a dropped one as
+    `UpstreamConnectError`, bytes that are not HTTP/JSON as `UpstreamMalformedError`. A
+    transport sends each request at most once: a retry is the executor's decision, counted
+    in `x-sluice-attempts`."""
 
     async def post(
         self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig, dep: str
@@ -63,7 +64,7 @@ class UpstreamTransport(Protocol):
 
     def open_stream(
         self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig, dep: str
-    ) -> AbstractAsyncContextManager[tuple[Headers, AsyncIterator[SSEEvent]]]: ...
+    ) -> AbstractAsyncContextManager[tuple[Headers, AsyncIterator[list[SSEEvent]]]]: ...
 
     async def close(self) -> None: ...
 
@@ -80,6 +81,57 @@ def make_transport(kind: TransportKind, name: str, max_connections: int) -> Upst
     from sluice.providers.aiohttp_client import AiohttpTransport
 
     return AiohttpTransport(name, max_connections)
+
+
+class _StreamResponse(Protocol):
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Headers: ...
+
+    async def read(self) -> bytes: ...
+
+
+R = TypeVar("R", bound=_StreamResponse)
+
+
+@asynccontextmanager
+async def sse_stream(
+    send: Callable[[], Awaitable[R]],
+    chunks: Callable[[R], AsyncIterator[bytes]],
+    done: Callable[[R, bool], None],
+    timeouts: TimeoutConfig,
+    dep: str,
+    error: Callable[[BaseException, str], UpstreamError],
+) -> AsyncIterator[tuple[Headers, AsyncIterator[list[SSEEvent]]]]:
+    """What both transports' `open_stream` do around their own client: `send` the POST by
+    ttft_s; an error status is read (within idle_s) and raised; else yield (headers, SSE
+    batches) with the first read by ttft_s, each later one within idle_s, all within
+    total_s. `done(resp, read_to_the_end)` then keeps or drops the connection; `error` maps
+    the client's own failures to typed upstream errors."""
+    loop = asyncio.get_running_loop()
+    first_by, deadline = stream_deadlines(timeouts)
+    try:
+        async with asyncio.timeout_at(first_by):
+            resp = await send()
+    except Exception as exc:
+        raise error(exc, dep) from exc
+    read_to_the_end = False
+    try:
+        if resp.status >= 400:
+            async with asyncio.timeout_at(min(loop.time() + timeouts.idle_s, deadline)):
+                raw = await resp.read()
+            raise status_error(resp.status, resp.headers, raw, dep)
+        reads = timed(chunks(resp), first_by, timeouts.idle_s, deadline)
+        yield resp.headers, sse_batches(reads, dep)
+        read_to_the_end = True  # the adapter saw the stream's last event
+    except UpstreamError:
+        raise
+    except Exception as exc:
+        raise error(exc, dep) from exc
+    finally:
+        done(resp, read_to_the_end)
 
 
 def stream_deadlines(timeouts: TimeoutConfig) -> tuple[float, float]:
@@ -105,9 +157,11 @@ async def timed(
         by = min(loop.time() + idle_s, deadline)
 
 
-async def sse_events(chunks: AsyncIterator[bytes], dep: str) -> AsyncIterator[SSEEvent]:
-    """SSE events from the body, read in whatever blocks the network delivers (one await
-    per read, not per line)."""
+async def sse_batches(
+    chunks: AsyncIterator[bytes], dep: str
+) -> AsyncGenerator[list[SSEEvent], None]:
+    """SSE events from the body, one list per network read (perhaps empty): one await per
+    read, not per event or line."""
     buffer = b""
     try:
         async for chunk in chunks:
@@ -121,20 +175,33 @@ async def sse_events(chunks: AsyncIterator[bytes], dep: str) -> AsyncIterator[SS
             # Walk the read with an offset and keep only the unfinished rest: slicing the
             # remaining buffer after each event copied a large read once per event.
             start = 0
+            batch: list[SSEEvent] = []
             while (end := buffer.find(b"\n\n", start)) >= 0:
                 event = _parse_block(buffer[start:end])
                 start = end + 2
                 if event is not None:
-                    yield event
+                    batch.append(event)
             buffer = buffer[start:] if start else buffer
-            yield READ_BOUNDARY
+            yield batch
         event = _parse_block(buffer.rstrip(b"\r\n"))
         if event is not None:
-            yield event
+            yield [event]
     except UpstreamError:
         raise
     except Exception as exc:
         raise transport_error(exc, dep) from exc
+
+
+async def sse_events(chunks: AsyncIterator[bytes], dep: str) -> AsyncIterator[SSEEvent]:
+    """`sse_batches` one event at a time, with a READ_BOUNDARY after each network read."""
+    batches = sse_batches(chunks, dep)
+    try:
+        async for batch in batches:
+            for event in batch:
+                yield event
+            yield READ_BOUNDARY
+    finally:
+        await batches.aclose()
 
 
 def _parse_block(block: bytes) -> SSEEvent | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sluice.config import TimeoutConfig
@@ -19,13 +19,11 @@ from sluice.providers.http import (
     TRAILING_END_S,
     SSEEvent,
     parse_json,
-    sse_events,
+    sse_stream,
     status_error,
-    stream_deadlines,
-    timed,
     transport_error,
 )
-from sluice.providers.transport import Headers, Pool
+from sluice.providers.transport import Headers, Pool, Response
 
 
 class LeanTransport:
@@ -65,34 +63,23 @@ class LeanTransport:
             raise status_error(resp.status, resp.headers, raw, dep)
         return resp.headers, parse_json(raw, dep)
 
-    @asynccontextmanager
-    async def open_stream(
+    def open_stream(
         self, url: str, headers: dict[str, str], body: bytes, timeouts: TimeoutConfig, dep: str
-    ) -> AsyncIterator[tuple[Headers, AsyncIterator[SSEEvent]]]:
-        """POST and yield (headers, SSE events). The first event must come within ttft_s,
-        later ones within idle_s of each other; the whole stream within total_s."""
-        loop = asyncio.get_running_loop()
-        first_by, deadline = stream_deadlines(timeouts)
-        try:
-            async with asyncio.timeout_at(first_by):
-                resp = await self.pool().post(url, headers, body, timeouts.connect_s)
-        except Exception as exc:
-            raise transport_error(exc, dep) from exc
-        read_to_the_end = False
-        try:
-            if resp.status >= 400:
-                async with asyncio.timeout_at(min(loop.time() + timeouts.idle_s, deadline)):
-                    raw = await resp.read()
-                raise status_error(resp.status, resp.headers, raw, dep)
-            chunks = timed(resp.chunks(), first_by, timeouts.idle_s, deadline)
-            yield resp.headers, sse_events(chunks, dep)
-            read_to_the_end = True  # the adapter saw the stream's last event
-        except UpstreamError:
-            raise
-        except Exception as exc:
-            raise transport_error(exc, dep) from exc
-        finally:
+    ) -> AbstractAsyncContextManager[tuple[Headers, AsyncIterator[list[SSEEvent]]]]:
+        """POST and yield (headers, SSE events: one list per network read); the deadlines
+        and failures as in `sse_stream`."""
+
+        def done(resp: Response, read_to_the_end: bool) -> None:
             if read_to_the_end:  # keep the connection once the body's end trails in
                 resp.release_when_done(TRAILING_END_S)
             else:  # abandoned or failed: close it, so the upstream stops generating
                 resp.release()
+
+        return sse_stream(
+            lambda: self.pool().post(url, headers, body, timeouts.connect_s),
+            lambda resp: resp.chunks(),
+            done,
+            timeouts,
+            dep,
+            transport_error,
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import AsyncIterator
 
 import orjson
 
@@ -13,9 +14,18 @@ from sluice.config import OpenAIProviderConfig
 from sluice.errors import UpstreamConnectError
 from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter, upstream_headers
-from sluice.providers.http import READ_BOUNDARY, make_transport, parse_event_json
+from sluice.providers.http import make_transport, parse_event_json
 from sluice.providers.ratelimit import parse_ratelimit
-from sluice.types import FLUSH, ChatRequest, ChatResponse, EventStream, Finish, StreamStart
+from sluice.types import (
+    FLUSH,
+    BatchStream,
+    ChatRequest,
+    ChatResponse,
+    EventStream,
+    Finish,
+    StreamEvent,
+    StreamStart,
+)
 from sluice.wire.openai.request import encode_request
 from sluice.wire.openai.response import decode_response
 from sluice.wire.openai.stream import ChunkDecoder
@@ -74,7 +84,7 @@ class OpenAIProvider:
         return await self._complete(req, dep)
 
     def stream(self, req: ChatRequest, dep: Deployment) -> EventStream:
-        events = self._stream(req, dep)
+        events = BatchStream(self._stream(req, dep))
         return cut_at_stops(events, req) if _sluice_stops(req) else events
 
     async def _complete(self, req: ChatRequest, dep: Deployment) -> ChatResponse:
@@ -89,28 +99,40 @@ class OpenAIProvider:
         resp.ratelimit = parse_ratelimit(headers)
         return resp
 
-    async def _stream(self, req: ChatRequest, dep: Deployment) -> EventStream:
+    async def _stream(self, req: ChatRequest, dep: Deployment) -> AsyncIterator[list[StreamEvent]]:
+        """The neutral events of each network read in one list, FLUSH last (`BatchStream`)."""
         async with self._client.open_stream(
             self._url,
             upstream_headers(self._headers, self._forward, req.meta),
             self._body(req, dep),
             dep.timeouts,
             dep.id,
-        ) as (headers, events):
+        ) as (headers, batches):
             decoder = ChunkDecoder()
-            finished = False
-            async for event in events:
-                if event is READ_BOUNDARY:
-                    yield FLUSH
-                    continue
-                if event.data == "[DONE]":
+            finished = done = False
+            async for batch in batches:
+                out: list[StreamEvent] = []
+                try:
+                    for event in batch:
+                        if event.data == "[DONE]":
+                            done = True
+                            break
+                        for item in decoder.feed(parse_event_json(event, dep.id)):
+                            if isinstance(item, StreamStart):
+                                item.ratelimit = parse_ratelimit(headers)
+                            elif isinstance(item, Finish):
+                                finished = True
+                            out.append(item)
+                except Exception:
+                    if out:  # what arrived before the bad event is delivered first
+                        yield out
+                    raise
+                if done:
+                    if out:
+                        yield out
                     break
-                for out in decoder.feed(parse_event_json(event, dep.id)):
-                    if isinstance(out, StreamStart):
-                        out.ratelimit = parse_ratelimit(headers)
-                    elif isinstance(out, Finish):
-                        finished = True
-                    yield out
+                out.append(FLUSH)
+                yield out
             if not finished:
                 raise UpstreamConnectError(
                     f"upstream {dep.id} ended the stream before the answer finished",

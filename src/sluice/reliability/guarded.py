@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 from sluice.errors import UpstreamError, UpstreamTimeoutError
 from sluice.reliability.slots import SlotPool
 from sluice.reliability.state import DeploymentState
-from sluice.types import EventStream, StreamEvent
+from sluice.types import EventStream, StreamEvent, next_batch
 
 T = TypeVar("T")
 
@@ -85,12 +85,33 @@ class GuardedStream:
             await self.aclose()
             raise
         except UpstreamError as err:
-            deadline = self._deadline
-            caller = isinstance(err, UpstreamTimeoutError) and deadline is not None
-            if not (caller and deadline is not None and time.monotonic() >= deadline - 0.005):
-                self._owner.record_failure(self._state, err)
+            self._failed(err)
             await self.aclose()
             raise
+
+    async def next_batch(self) -> list[StreamEvent]:
+        """The first event alone (it is ready; the rest may not be), then one batch per read
+        of the inner stream (`sluice.types.next_batch`), with the same failure handling."""
+        if self._first is not None:
+            event, self._first = self._first, None
+            return [event]
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            return await bounded(next_batch(self._events), self._deadline, self._state.id)
+        except StopAsyncIteration:
+            await self.aclose()
+            raise
+        except UpstreamError as err:
+            self._failed(err)
+            await self.aclose()
+            raise
+
+    def _failed(self, err: UpstreamError) -> None:
+        deadline = self._deadline
+        caller = isinstance(err, UpstreamTimeoutError) and deadline is not None
+        if not (caller and deadline is not None and time.monotonic() >= deadline - 0.005):
+            self._owner.record_failure(self._state, err)
 
     async def aclose(self) -> None:
         if self._closed:

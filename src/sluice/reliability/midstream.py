@@ -44,6 +44,7 @@ from sluice.types import (
     ToolCallStart,
     Usage,
     UsageUpdate,
+    next_batch,
 )
 
 CONTINUE_PROMPT = (
@@ -129,6 +130,38 @@ class ResumingStream:
                 continue
             out = self._pass(event)
             if out is not None:
+                return out
+
+    async def next_batch(self) -> list[StreamEvent]:
+        """`__anext__` for the events of one read of the inner stream."""
+        while True:
+            try:
+                batch = await next_batch(self._inner)
+            except StopAsyncIteration:
+                if self._pending:
+                    text, self._pending = self._trimmed(self._pending), None
+                    if text:
+                        self._sent.append(text)
+                        return [TextDelta(text)]
+                if self._resumes:
+                    self._stage.stats["completed"] += 1
+                raise
+            except SluiceError as err:
+                await self._resume(err)
+                continue
+            out: list[StreamEvent] = []
+            for i, event in enumerate(batch):
+                inner = self._inner
+                passed = self._pass(event)
+                if self._inner is not inner:  # `event` was put back in front: so is the rest
+                    assert isinstance(self._inner, _Prepended)
+                    self._inner.extend(batch[i + 1 :])
+                    if passed is not None:
+                        out.append(passed)
+                    break
+                if passed is not None:
+                    out.append(passed)
+            if out:
                 return out
 
     def _pass(self, event: StreamEvent) -> StreamEvent | None:
@@ -261,22 +294,31 @@ def _all_text(msg: Message) -> bool:
 
 
 class _Prepended:
-    """`first`, then the rest of `rest` (closable, and settled early through it)."""
+    """`first` (and any events added after it), then the rest of `rest` (closable, and
+    settled early through it)."""
 
     __slots__ = ("_first", "_rest")
 
     def __init__(self, first: StreamEvent, rest: EventStream) -> None:
-        self._first: StreamEvent | None = first
+        self._first: list[StreamEvent] = [first]
         self._rest = rest
+
+    def extend(self, events: list[StreamEvent]) -> None:
+        self._first.extend(events)
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self
 
     async def __anext__(self) -> StreamEvent:
-        if self._first is not None:
-            event, self._first = self._first, None
-            return event
+        if self._first:
+            return self._first.pop(0)
         return await anext(self._rest)
+
+    async def next_batch(self) -> list[StreamEvent]:
+        if self._first:
+            events, self._first = self._first, []
+            return events
+        return await next_batch(self._rest)
 
     async def end_early(self) -> None:
         early = getattr(self._rest, "end_early", None)
