@@ -58,7 +58,7 @@ def _shared_fixture_group(item: pytest.Item) -> str | None:
             continue  # a plugin's, or the root conftest's
         if fixture.scope in ("session", "package"):
             _SESSION_GROUPS.add(fixture.baseid)  # e.g. the llama.cpp server: minutes of tests
-            return fixture.baseid
+            return str(fixture.baseid)
         if fixture.scope in ("module", "class"):
             group = item.nodeid.split("::", 1)[0]
     return group

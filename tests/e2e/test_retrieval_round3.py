@@ -69,6 +69,7 @@ async def _store(
     for name, data in docs:
         ids[name] = (await client.files.create(file=(name, data), purpose="assistants")).id
     vs = await client.vector_stores.create(name="kb", file_ids=list(ids.values()), **extra)
+    store = vs
     for _ in range(600):
         store = await client.vector_stores.retrieve(vs.id)
         if store.status == "completed":
@@ -119,7 +120,7 @@ async def test_streamed_file_search_answer_has_file_citations(sim_url: str) -> N
         as_dict = note if isinstance(note, dict) else note.model_dump()  # type: ignore[union-attr]
         assert as_dict["type"] == "file_citation" and as_dict["file_id"] == ids["vacuum.md"]
         assert [e.annotation_index for e in added] == [0, 1]
-        text = final.output[0].content[0]  # type: ignore[union-attr]
+        text = final.output[0].content[0]  # type: ignore[union-attr,index]
         notes = text.annotations  # type: ignore[union-attr]
         assert [n.type for n in notes] == ["file_citation", "file_citation"]
         assert [n.file_id for n in notes] == [ids["vacuum.md"]] * 2  # type: ignore[union-attr]
@@ -127,7 +128,7 @@ async def test_streamed_file_search_answer_has_file_citations(sim_url: str) -> N
             assert text.text[n.index : n.index + 3] == "[1]"  # type: ignore[union-attr]
         # The stored response (GET /v1/responses/{id}) has them too.
         stored = await client.responses.retrieve(final.id)
-        assert len(stored.output[0].content[0].annotations) == 2  # type: ignore[union-attr]
+        assert len(stored.output[0].content[0].annotations) == 2  # type: ignore[union-attr,index]
 
 
 @pytest.mark.parametrize("mode", ["flag", "block"])
@@ -174,9 +175,11 @@ async def test_an_expired_store_refuses_with_a_clear_error(sim_url: str) -> None
             client, (("vacuum.md", DOC),), expires_after={"anchor": "last_active_at", "days": 1}
         )
         store = await client.vector_stores.retrieve(vs_id)
+        assert store.expires_at is not None and store.last_active_at is not None
         assert store.expires_at == store.last_active_at + DAY_S
         assert (await client.vector_stores.search(vs_id, query="dead tuples")).data
         service = app[GATEWAY].retrieval
+        assert service is not None
         now = service.clock() + DAY_S + 120  # a day and two minutes later
         service.clock = service.db.clock = lambda: now
         store = await client.vector_stores.retrieve(vs_id)

@@ -145,7 +145,8 @@ def test_output_masking_and_redaction_cover_other_digits() -> None:
 
 
 def test_a_streamed_answer_in_other_digits_is_masked_at_any_split() -> None:
-    from tests.unit.test_guard_stream import CallContext, request, stage, stream
+    from sluice.pipeline.context import CallContext
+    from tests.unit.test_guard_stream import request, stage, stream
 
     value = "٤١١١ ١١١١ ١١١١ ١١١١"
     text = f"your card {value} is blocked; call +٤٤\u00a0٢٠\u00a0٧٩٤٦\u00a0٠٩٥٨ today"

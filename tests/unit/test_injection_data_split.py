@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "injection"
 EXT = DATA / "external"
@@ -15,7 +16,7 @@ def _rows(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def _splitter():  # type: ignore[no-untyped-def]
+def _splitter() -> ModuleType:
     spec = importlib.util.spec_from_file_location("split_external", DATA / "split_external.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from sluice.guardrails.injection import InjectionDetector, rules
+from sluice.guardrails.injection import InjectionDetector, prefilter, rules
 
 
 def decisive(text: str) -> set[str]:
@@ -272,16 +272,15 @@ def test_word_check_matches_the_regex_it_replaces(plural: bool) -> None:
         "".join(rnd.choice("ais _.é1") for _ in range(rnd.randint(0, 12))) for _ in range(3000)
     ]
     for text in cases:
-        assert rules._has_word(text, word, plural=plural) == (pattern.search(text) is not None), (
-            text
-        )
+        found = prefilter._has_word(text, word, plural=plural)
+        assert found == (pattern.search(text) is not None), text
 
 
 def test_present_finds_every_anchor_occurrence() -> None:
     text = "please IGNORE the <|im_start|> tokens, my summarizer bot"
-    found = rules._present(text.lower())
+    found = prefilter._present(text.lower())
     assert {"ignor", "<|", "summarizer", "bot"} <= found
-    assert rules._present("") == set()
+    assert prefilter._present("") == set()
 
 
 def test_handwritten_3_is_balanced_and_not_in_train() -> None:

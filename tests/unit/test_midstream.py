@@ -162,7 +162,7 @@ async def test_opted_out_model_is_not_resumed() -> None:
 async def test_events_after_a_continuations_short_head_keep_their_place() -> None:
     # The head is shorter than the overlap window, so the Finish ends it: the Finish is put
     # back in front of the stream, and so must be the events after it in the same read.
-    tail = [Finish("stop"), UsageUpdate(Usage(5, 7)), TextDelta("")]
+    tail: list[StreamEvent] = [Finish("stop"), UsageUpdate(Usage(5, 7)), TextDelta("")]
     events, _, _ = await run(
         [
             ([START, TextDelta("The river runs to "), TextDelta("the sea")], True),

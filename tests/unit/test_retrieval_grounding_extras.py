@@ -6,7 +6,7 @@ indirect injection (flag / block, never a silent pass) and its judge wiring."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import orjson
@@ -59,7 +59,7 @@ def test_scanner_finds_each_marker_once_at_every_split_point() -> None:
             assert got == want, (cut, cut2)
 
 
-async def _events(items: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
+async def _events(items: list[StreamEvent]) -> AsyncGenerator[StreamEvent, None]:
     for item in items:
         yield item
 
