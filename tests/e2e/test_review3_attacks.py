@@ -90,3 +90,36 @@ async def test_injection_outside_the_chunk_text_is_screened(
         sources = json.loads(headers["x-sluice-retrieval-sources"])
         assert headers["x-sluice-retrieval-guard"].startswith("retrieval_injection=block:")
         assert not {s["file_id"] for s in sources} & set(ids.values())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="file_citation index is computed by the grounding stage on the masked answer "
+    "(<EMAIL_1>), inside the guard stage that restores the caller's values afterwards: "
+    "every marker after a restored placeholder is off by the length difference",
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_file_citation_index_survives_pii_restore(sim_url: str, stream: bool) -> None:
+    cfg = _config(sim_url, guardrails={"pii": {"mode": "mask"}})
+    async with gateway(cfg) as (base, _app):
+        client = _oa(base)
+        vs_id, _ = await _store(client, (("vacuum.md", DOC),))
+        ask: dict[str, Any] = {
+            "model": "gpt-4o-mini",
+            "input": f"I am bob.tables@example.com. {QUESTION}",
+            "tools": [{"type": "file_search", "vector_store_ids": [vs_id]}],
+            "extra_headers": {"x-sim-echo": "1", "x-sim-append": "See [1]."},
+        }
+        if stream:
+            async with client.responses.stream(**ask) as events:
+                async for _ in events:
+                    pass
+                final = await events.get_final_response()
+        else:
+            final = await client.responses.create(**ask)
+        text = final.output[0].content[0]  # type: ignore[union-attr]
+        assert "bob.tables@example.com" in text.text  # type: ignore[union-attr]
+        notes = text.annotations  # type: ignore[union-attr]
+        assert notes
+        for n in notes:
+            assert text.text[n.index : n.index + 3] == "[1]"  # type: ignore[union-attr]
