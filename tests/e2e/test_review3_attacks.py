@@ -10,6 +10,7 @@ from typing import Any
 
 import openai
 import pytest
+from aiohttp import web
 
 from sluice.config import SluiceConfig
 from tests.conftest import gateway_config
@@ -123,3 +124,91 @@ async def test_file_citation_index_survives_pii_restore(sim_url: str, stream: bo
         assert notes
         for n in notes:
             assert text.text[n.index : n.index + 3] == "[1]"  # type: ignore[union-attr]
+
+
+SECRET = "sk-proj-AbCdEf0123456789xyzXYZ"
+
+
+async def _usage_every_chunk_upstream(pieces: list[str]) -> tuple[web.AppRunner, str]:
+    """An OpenAI-compatible upstream that puts `usage` on every chunk (vLLM's
+    `continuous_usage_stats`, several hosted OpenAI-compatible APIs)."""
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        for n, piece in enumerate(pieces, 1):
+            chunk = {
+                "id": "c1",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": n, "total_tokens": 5 + n},
+            }
+            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        end = {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+        }
+        await resp.write(b"data: " + json.dumps(end).encode() + b"\n\ndata: [DONE]\n\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def test_usage_on_every_chunk_does_not_open_the_output_window() -> None:
+    """The guard stream releases everything it holds before any non-text event: an upstream
+    that sends usage with each chunk must not turn that into 'hold nothing' (a secret split
+    across chunks would go out piece by piece before the check sees it whole)."""
+    answer = "Sure, here it is: " + SECRET + " and that is all."
+    pieces = [answer[i : i + 4] for i in range(0, len(answer), 4)]
+    runner, url = await _usage_every_chunk_upstream(pieces)
+    try:
+        cfg = _config(url, guardrails={"output": {"secrets": "block"}})
+        async with gateway(cfg) as (base, _app):
+            client = _oa(base)
+            received: list[str] = []
+            with pytest.raises(openai.APIError):
+                stream = await client.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=[{"role": "user", "content": "key?"}],
+                    stream=True,
+                )
+                async for chunk in stream:
+                    if chunk.choices:
+                        received.append(chunk.choices[0].delta.content or "")
+            assert "sk-proj" not in "".join(received)
+    finally:
+        await runner.cleanup()
+
+
+async def test_usage_on_every_chunk_keeps_placeholder_restore_exact() -> None:
+    """Restore-only streams: a placeholder split across chunks with usage between them must
+    still come back as the caller's value (a flush at the usage event sent `<EMAIL` raw)."""
+    pieces = ["Hello <EM", "AIL_1>, ", "noted."]
+    runner, url = await _usage_every_chunk_upstream(pieces)
+    try:
+        cfg = _config(url, guardrails={"pii": {"mode": "mask"}})
+        async with gateway(cfg) as (base, _app):
+            client = _oa(base)
+            stream = await client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "I am bob.tables@example.com, hi"}],
+                stream=True,
+            )
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+            assert text == "Hello bob.tables@example.com, noted."
+    finally:
+        await runner.cleanup()
