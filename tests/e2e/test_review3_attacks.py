@@ -250,3 +250,50 @@ async def test_pii_in_retrieved_chunks_is_masked_before_the_provider(sim_url: st
         assert "carol.vacuum@example.org" not in sent
     finally:
         await runner.cleanup()
+
+
+async def test_dropped_grounded_stream_is_recorded_and_charged(sim_url: str, tmp_path: Any) -> None:
+    """A grounded Responses stream (guard stream on, citations annotated) the client drops
+    after a few events: the record still has its retrieval tokens, the delivered output and a
+    cost, and does not claim the answer was grounded whole."""
+    from sluice.observe.store import RecordStore
+
+    db = f"sqlite:///{tmp_path / 'records.db'}"
+    data = gateway_config(sim_url).model_dump()
+    data["observability"]["records"]["store_url"] = db
+    data["guardrails"] = {"output": {"secrets": "flag", "window_tokens": 16}}
+    cfg = SluiceConfig.model_validate(data)
+    async with gateway(cfg) as (base, _app):
+        client = _oa(base)
+        vs_id, _ = await _store(client, (("vacuum.md", DOC),))
+        stream = await client.responses.create(
+            model="gpt-4o-mini",
+            input=QUESTION,
+            tools=[{"type": "file_search", "vector_store_ids": [vs_id]}],
+            stream=True,
+            extra_headers={
+                "x-sim-output-tokens": "1200",
+                "x-sim-tps": "200",
+                "x-sim-append": "[1]",
+            },
+        )
+        deltas = 0
+        async for event in stream:
+            if event.type == "response.output_text.delta":
+                deltas += 1
+                if deltas >= 5:
+                    break
+        await stream.close()
+        await asyncio.sleep(0.5)
+    store = RecordStore.open(db)
+    try:
+        rows = [r for r in store.query() if r.kind == "call"]
+    finally:
+        store.close()
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert row.retrieval_tokens and row.retrieval_tokens > 0
+    assert row.status == 499  # the client went away (not a delivered 200)
+    assert 15 <= row.output_tokens < 1200
+    assert row.cost_usd is not None and row.cost_usd > 0
+    assert row.grounded != "ok", (row.grounded, row.output_tokens, row.status, row.usage_source)
