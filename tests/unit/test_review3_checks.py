@@ -120,3 +120,23 @@ def test_other_scripts_stay_benign(text: str) -> None:
     from sluice.guardrails.stage import load_injection_detector
 
     assert not load_injection_detector().check(text, source="document").flagged
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the injection check has no per-request budget: every distinct text of a request "
+    "is checked (rules + up to 4 classifier windows each), so 400 x 10 KB user turns cost "
+    ">25 s of CPU (measured over HTTP in flag mode); pii has max_scan_bytes, injection not",
+)
+async def test_injection_check_work_per_request_is_bounded() -> None:
+    from sluice.pipeline.context import CallContext
+    from tests.unit.test_guard_stage import FakeDetector, answer_with, request, stage
+
+    detector = FakeDetector()
+    guard = stage({"injection": {"mode": "flag"}}, injection=detector)
+    texts = [f"turn {i}: " + "plain words about vacuum " * 400 for i in range(400)]  # 4 MB
+    try:
+        await guard(CallContext(request(*texts)), lambda c: answer_with("x", c))
+    except Exception as exc:  # a clear 413 in the caller's format would do too
+        assert getattr(exc, "http_status", 0) == 413, exc
+    assert sum(len(t) for t, _ in detector.seen) <= 2_000_000
