@@ -21,6 +21,7 @@ from sluice.guardrails.pii import AT_SIGNS, LOCAL_PART, Span, find, replace_span
 from sluice.guardrails.plan import Ask, Plan, Verdicts, hit, run_guards
 from sluice.pipeline.context import CURRENT_CALL, CallContext
 from sluice.types import (
+    CitationDelta,
     EventStream,
     Finish,
     Flush,
@@ -28,6 +29,7 @@ from sluice.types import (
     TextDelta,
     ThinkingDelta,
     ToolCallDelta,
+    UsageUpdate,
 )
 
 CHARS_PER_TOKEN = 4
@@ -97,6 +99,9 @@ class GuardedStream:
         self._thinking: list[ThinkingDelta] = []  # held like arguments, checked whole
         self._flagged: set[str] = set()
         self._pii_out: set[str] = set()
+        # Usage updates and citations that came while text was held: (model text received
+        # when each came, the event), sent once that text has gone out.
+        self._side: list[tuple[int, StreamEvent]] = []
         self._gen = self._run()
 
     @staticmethod
@@ -143,6 +148,8 @@ class GuardedStream:
                     if out is not None:
                         fresh = True
                         yield out
+                        for side in self._side_out(final=False):
+                            yield side
                     continue
                 if isinstance(event, ThinkingDelta) and self._judge_args:
                     self._thinking.append(event)
@@ -153,17 +160,41 @@ class GuardedStream:
                         fresh = True
                         yield delta
                     continue
-                # Any other event: what is held goes first, whole.
+                # Any other event: what is held goes first, whole (but a side event).
                 fresh = True
-                for held in self._held_out():
-                    yield held
-                if isinstance(event, Finish):
-                    await self._at_finish()
-                yield event
+                for out_event in await self._other(event, direct):
+                    yield out_event
             for held in self._held_out():
                 yield held
         finally:
             await self._inner.aclose()
+
+    async def _other(self, event: StreamEvent, direct: bool) -> list[StreamEvent]:
+        """What goes out for an event that is not a delta: the held text first, whole —
+        but side events inside the text (usage on every chunk from some upstreams, a
+        citation) never open the window: each waits for the text before it to go out."""
+        if type(event) is UsageUpdate or type(event) is CitationDelta:
+            if direct or self._released >= self._received:
+                return [event]
+            self._side.append((self._received, event))
+            return []
+        out = self._held_out()
+        if isinstance(event, Finish):
+            await self._at_finish()
+        out.append(event)
+        return out
+
+    def _side_out(self, *, final: bool) -> list[StreamEvent]:
+        """The side events whose text has gone out (all of them when `final`)."""
+        side = self._side
+        if not side:
+            return []
+        n = len(side) if final else 0
+        while not final and n < len(side) and side[n][0] <= self._released:
+            n += 1
+        out = [event for _, event in side[:n]]
+        del side[:n]
+        return out
 
     def _text_delta(self, event: TextDelta, direct: bool) -> TextDelta | None:
         """Take a delta of answer text; what may go out now, if anything."""
@@ -210,9 +241,10 @@ class GuardedStream:
         text = restorer.feed(event.arguments)
         return ToolCallDelta(event.index, text) if text else None
 
-    def _held_out(self) -> list[TextDelta | ToolCallDelta | ThinkingDelta]:
-        """Everything held back, checked and restored: before any event that is not a delta."""
-        out: list[TextDelta | ToolCallDelta | ThinkingDelta] = list(self._release_thinking())
+    def _held_out(self) -> list[StreamEvent]:
+        """Everything held back, checked and restored: before any event that is not a delta
+        (the side events that waited for the text last)."""
+        out: list[StreamEvent] = list(self._release_thinking())
         text = self._release(final=True)
         if text is not None:
             out.append(text)
@@ -221,6 +253,7 @@ class GuardedStream:
             rest = restorer.flush()
             if rest:
                 out.append(ToolCallDelta(index, rest))
+        out.extend(self._side_out(final=True))
         return out
 
     def _release_args(self) -> list[ToolCallDelta]:

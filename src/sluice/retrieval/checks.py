@@ -85,6 +85,7 @@ def check_expires(value: Any) -> dict[str, Any] | None:
         not isinstance(value, dict)
         or value.get("anchor") != "last_active_at"
         or not isinstance(value.get("days"), int)
+        or isinstance(value["days"], bool)  # `true` is not a number of days
         or not 1 <= value["days"] <= 365
     ):
         raise InvalidRequestError(

@@ -141,6 +141,16 @@ def _line(text: str, limit: int = 200) -> str:
     return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())[:limit]
 
 
+_FORGED_HEAD = re.compile(r"(?m)^([ \t]*)\[(\d{1,3})\]")
+
+
+def source_text(text: str) -> str:
+    """A chunk's text as it goes under its header: a line of it that starts like a source
+    header (`[2] handbook.md`) is written `(2) handbook.md`, so a document cannot pass its
+    own words off as another source's (whose citation would then check out)."""
+    return _FORGED_HEAD.sub(r"\1(\2)", text)
+
+
 def build_context(results: list[SearchResult], max_chunks: int, max_tokens: int) -> Context:
     """Dedupe, budget (lowest-ranked dropped first), then a deterministic order and numbers."""
     kept: list[SearchResult] = []
@@ -165,7 +175,7 @@ def build_context(results: list[SearchResult], max_chunks: int, max_tokens: int)
     for s in sources:
         c = s.result.chunk
         head = f"[{s.n}] {_line(c.filename)}" + (f" — {_line(c.heading)}" if c.heading else "")
-        blocks.append(f"{head}\n{s.result.text}\n")
+        blocks.append(f"{head}\n{source_text(s.result.text)}\n")
     text = "\n".join(blocks).rstrip() + "\n"
     return Context(sources, text, count_text(text), dropped, duplicates)
 

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from sluice.retrieval.config import SupportJudgeConfig
-from sluice.retrieval.grounding import _CITE, Source
+from sluice.retrieval.grounding import _CITE, Source, source_text
 from sluice.types import CallMeta, ChatRequest, ChatResponse, Message, TextPart
 
 log = logging.getLogger("sluice.retrieval")
@@ -90,7 +90,7 @@ def judge_request(
     cited = sorted({n for c in found for n in c.cites})
     by_n = {s.n: s for s in sources}
     lines = [f"<<<{tag}>>> sources"]
-    lines += [f"[{n}] {by_n[n].result.text[: cfg.max_source_chars]}" for n in cited]
+    lines += [f"[{n}] {source_text(by_n[n].result.text[: cfg.max_source_chars])}" for n in cited]
     lines += [f"<<<{tag}>>>", f"<<<{tag}>>> claims"]
     lines += [
         f"{i}. {c.text} (cites {', '.join(f'[{n}]' for n in c.cites)})"

@@ -36,6 +36,7 @@ from sluice.pipeline.context import CURRENT_CALL, CallContext, Handler, Result
 from sluice.retrieval.grounding import (
     CitationCheck,
     Context,
+    _line,
     build_context,
     check_citations,
     file_citations,
@@ -92,6 +93,12 @@ def _ids_header(results: list[SearchResult]) -> str:
     return ",".join(r.chunk.id for r in results)[:MAX_HEADER_CHARS]
 
 
+def _as_prompted(r: SearchResult) -> str:
+    c = r.chunk
+    head = _line(c.filename) + (f" — {_line(c.heading)}" if c.heading else "")
+    return f"{head}\n{r.text}"
+
+
 class GroundingStage:
     def __init__(
         self,
@@ -117,7 +124,9 @@ class GroundingStage:
             return results
         token = CURRENT_CALL.set(ctx)
         try:
-            verdicts = await screen.check(ctx.request.model, [r.text for r in results])
+            # As the chunk enters the prompt: its filename and heading are in the source's
+            # header line, so a poisoned name under a clean body is a poisoned source too.
+            verdicts = await screen.check(ctx.request.model, [_as_prompted(r) for r in results])
         finally:
             CURRENT_CALL.reset(token)
         flagged = [(r, v) for r, v in zip(results, verdicts, strict=True) if v.flagged]

@@ -126,18 +126,42 @@ def hidden_tag_text(text: str) -> str:
     return "".join(out)
 
 
+# Cyrillic and Greek letters that look like Latin ones: read as Latin inside a word that
+# mixes them with Latin letters ("Ign\u043er\u0435" spelled with Cyrillic o and e), never in a
+# word of one script.
+_LOOKALIKE = str.maketrans(
+    "аеорсухіјѕԁԛԝкмнтвАЕОРСУХІЈЅКМНТВοαεικνρτυχΑΕΙΚΜΝΟΡΤΥΧΒΖ",
+    "aeopcyxijsdqwkmhtbAEOPCYXIJSKMHTBoaeiknptuxAEIKMNOPTYXBZ",
+)
+_OTHER_SCRIPT = "\u0370-\u03ff\u0400-\u052f"
+# A word with a Cyrillic/Greek letter in it (linear: tried only at word starts).
+_OTHER_WORD = re.compile(rf"\b(?=\w*?[{_OTHER_SCRIPT}])\w+")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def _as_latin(match: re.Match[str]) -> str:
+    word = match.group(0)
+    return word.translate(_LOOKALIKE) if _LATIN.search(word) else word
+
+
 def normalize(text: str) -> str:
-    """NFKC (fullwidth and styled letters to plain), zero-width and bidi controls removed."""
+    """NFKC (fullwidth and styled letters to plain), zero-width and bidi controls removed,
+    look-alike Cyrillic/Greek letters inside Latin words read as Latin."""
     text = unicodedata.normalize("NFKC", text)
     text = _ZERO_WIDTH.sub("", text)
-    return _BIDI.sub("", text)
+    text = _BIDI.sub("", text)
+    if text.isascii():
+        return text
+    return _OTHER_WORD.sub(_as_latin, text)
 
 
 def _despaced(text: str) -> str | None:
     """'I-g-n-o-r-e a-l-l' / 'i g n o r e' letter-splitting undone, or None when absent."""
     if not re.search(r"(?:\b\w[-. _*]){5,}\w\b", text):
         return None
-    return re.sub(r"(?<=\b\w)[-._*](?=\w\b)", "", text)
+    text = re.sub(r"(?<=\b\w)[-._*](?=\w\b)", "", text)
+    # 'i g n o r e   a l l': one space inside a word, more between words.
+    return re.sub(r"(?<=\b\w) (?=\w\b)", "", text)
 
 
 def _quoted(text: str, span: tuple[int, int]) -> bool:
