@@ -47,6 +47,7 @@ async def _store(
     for name, data in docs:
         ids[name] = (await client.files.create(file=(name, data), purpose="assistants")).id
     vs = await client.vector_stores.create(name="kb", file_ids=list(ids.values()))
+    store = vs
     for _ in range(600):
         store = await client.vector_stores.retrieve(vs.id)
         if store.status == "completed":
@@ -118,7 +119,7 @@ async def test_file_citation_index_survives_pii_restore(sim_url: str, stream: bo
                 final = await events.get_final_response()
         else:
             final = await client.responses.create(**ask)
-        text = final.output[0].content[0]  # type: ignore[union-attr]
+        text = final.output[0].content[0]  # type: ignore[union-attr,index]
         assert "bob.tables@example.com" in text.text  # type: ignore[union-attr]
         notes = text.annotations  # type: ignore[union-attr]
         assert notes

@@ -75,6 +75,9 @@ class InjectionConfig(Frozen):
     sources: list[InjectionSource] = Field(default_factory=lambda: list(_INDIRECT))
     model_check: bool = False
     model: str | None = None  # the model the model check asks (a served model)
+    # Bytes of new text (not seen in an earlier turn) checked per request: more answers 413
+    # in block mode; flag mode checks the newest texts up to it and flags `max_scan_bytes`.
+    max_scan_bytes: int = Field(default=2_000_000, gt=0)
 
     @model_validator(mode="after")
     def _model_for_check(self) -> InjectionConfig:

@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import importlib
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from sluice.guardrails.base import (
     GuardBlockedError,
@@ -245,15 +246,12 @@ class GuardStage:
         # are remembered by digest (never the text), and only new texts are checked — in a
         # worker thread, as the classifier's embedding costs milliseconds of CPU.
         cache = self._seen
-        results: dict[bytes, InjectionResult] = {}
-        todo: list[tuple[str, str, bytes]] = []
-        for item in items:
-            hit = cache.get(item[2])
-            if hit is not None:
-                cache.move_to_end(item[2])
-                results[item[2]] = hit
-            else:
-                todo.append(item)
+        results, todo = _split_seen(items, cache)
+        todo, over = _within_budget(todo, cfg.max_scan_bytes)
+        if over:  # more new text than one request may make us read: never a silent pass
+            _over_budget(cfg.mode, cfg.max_scan_bytes, verdicts)
+            checked_keys = {key for _, _, key in todo}
+            items = [item for item in items if item[2] in results or item[2] in checked_keys]
         if todo and acheck is not None:
             for text, source, key in todo:
                 results[key] = await acheck(text, source=source, ask=self._ask, model=cfg.model)
@@ -368,6 +366,58 @@ class GuardStage:
             if masked_out and cfg.pii.output == "mask":
                 detail = None  # its tokens spell the values the text no longer shows
         return dataclasses.replace(resp, parts=parts, logprobs_detail=detail)
+
+
+def _split_seen(
+    items: Sequence[tuple[str, str, bytes]], cache: OrderedDict[bytes, InjectionResult]
+) -> tuple[dict[bytes, InjectionResult], list[tuple[str, str, bytes]]]:
+    """Verdicts already known by digest, and the new texts to check (each once)."""
+    results: dict[bytes, InjectionResult] = {}
+    todo: list[tuple[str, str, bytes]] = []
+    queued: set[bytes] = set()
+    for item in items:
+        hit = cache.get(item[2])
+        if hit is not None:
+            cache.move_to_end(item[2])
+            results[item[2]] = hit
+        elif item[2] not in queued:  # the same text twice in one request: checked once
+            queued.add(item[2])
+            todo.append(item)
+    return results, todo
+
+
+def _over_budget(mode: str, budget: int, verdicts: Verdicts) -> None:
+    """More new text than one request may make the injection check read: 413 in block
+    mode, a flag otherwise (never a silent pass)."""
+    if mode == "block":
+        verdicts.add(Verdict("prompt_injection", "block", rule="max_scan_bytes"))
+        raise InputTooLargeError(
+            f"the request has more than {budget} bytes of new text; "
+            f"prompt injection is checked in at most {budget}",
+            code="input_too_large",
+            rule="max_scan_bytes",
+            guard="prompt_injection",
+        )
+    verdicts.add(Verdict("prompt_injection", "flag", rule="max_scan_bytes"))
+
+
+def _within_budget(
+    todo: list[tuple[str, str, bytes]], budget: int
+) -> tuple[list[tuple[str, str, bytes]], bool]:
+    """The texts to check within `budget` bytes, newest first (the turn just sent matters
+    most), kept in request order; and whether any text was left out."""
+    kept: list[tuple[str, str, bytes]] = []
+    used = 0
+    over = False
+    for item in reversed(todo):
+        size = len(item[0].encode("utf-8", "surrogatepass"))
+        if used + size > budget:
+            over = True
+            continue
+        used += size
+        kept.append(item)
+    kept.reverse()
+    return kept, over
 
 
 def _digest(source: str, text: str) -> bytes:
