@@ -221,12 +221,6 @@ async def test_usage_on_every_chunk_keeps_placeholder_restore_exact() -> None:
         await runner.cleanup()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pii.mode=mask masks the caller's messages in the guard stage, but the grounding "
-    "stage (after it) adds the retrieved chunks to the system prompt unmasked: personal data "
-    "in a tenant's documents goes to the provider as it is",
-)
 async def test_pii_in_retrieved_chunks_is_masked_before_the_provider(sim_url: str) -> None:
     seen: list[dict[str, Any]] = []
     runner, url = await _usage_every_chunk_upstream(["Noted [1]."], seen)

@@ -166,3 +166,25 @@ async def test_injection_budget_in_block_mode_is_a_413() -> None:
     guard2 = stage({"injection": {"mode": "flag"}}, injection=detector2)
     await guard2(CallContext(request("same text", "same text")), lambda c: answer_with("x", c))
     assert len(detector2.seen) == 1
+
+
+async def test_text_added_after_the_guard_is_masked_and_its_values_restored() -> None:
+    from sluice.pipeline.context import CallContext
+    from sluice.types import ChatResponse, TextPart
+    from tests.unit.test_guard_stage import request, stage
+
+    guard = stage({"pii": {"mode": "mask"}})
+    sent: list[str] = []
+
+    async def grounding(ctx: CallContext) -> ChatResponse:
+        assert ctx.mask_text is not None  # mask mode: later stages get the call's masker
+        chunk = ctx.mask_text("On call: carol.vacuum@example.org")
+        sent.append(chunk)
+        placeholder = chunk.removeprefix("On call: ")
+        return ChatResponse(id="r", model="m", parts=[TextPart(f"Mail {placeholder}.")])
+
+    ctx = CallContext(request("Who is on call?"))  # no PII in the caller's own text
+    out = await guard(ctx, grounding)
+    assert sent == ["On call: <EMAIL_1>"]
+    assert isinstance(out, ChatResponse)
+    assert out.parts[0].text == "Mail carol.vacuum@example.org."  # type: ignore[union-attr]

@@ -141,6 +141,8 @@ class GuardStage:
             else None
         )
         result = await nxt(ctx)
+        if masker is not None and not len(masker):
+            masker = None  # nothing masked: not the caller's text, nor text added later
         if isinstance(result, ChatResponse):
             return await self._output(ctx, plan, verdicts, masker, leak, result)
         if not GuardedStream.needed(plan, masker):
@@ -197,7 +199,9 @@ class GuardStage:
                     verdicts.add(Verdict("pii", "mask", rule="+".join(masker.entities_found)))
                 else:
                     verdicts.add(Verdict("pii"))
-                    masker = None
+                # Text later stages add to the prompt (retrieved chunks) is masked with the
+                # same mapping, so the answer's placeholders restore whatever their origin.
+                ctx.mask_text = masker.mask
             else:
                 kinds = (
                     await asyncio.to_thread(_kinds, req, entities) if big else _kinds(req, entities)

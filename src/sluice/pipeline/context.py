@@ -66,6 +66,8 @@ class CallContext:
       their end), for the call record.
     - `response_headers`: each stage adds its own `x-sluice-*` headers, never another's.
     - `on_settled`: listeners of limits and the agent guard, called by settle.
+    - `mask_text`: the guard stage with `pii.mode: mask` (this call's masker, for text later
+      stages add to the prompt: retrieved chunks); the mapping stays in the call's memory.
     """
 
     request: ChatRequest
@@ -105,6 +107,7 @@ class CallContext:
     attempt_log: list[Attempt] = field(default_factory=list)
     # Called with each settled upstream answer's cost (None: unknown price).
     on_settled: list[Callable[[Decimal | None], None]] = field(default_factory=list)
+    mask_text: Callable[[str], str] | None = None
 
     def rewrite(self, request: ChatRequest, by: str) -> None:
         """Replace the request the rest of the pipeline sees: the one way stages change it

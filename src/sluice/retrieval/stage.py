@@ -186,7 +186,8 @@ class GroundingStage:
         results = await self._screened(ctx, outcome.results)
         context = build_context(results, cfg.context_max_chunks, budget)
         if context.sources:
-            ctx.rewrite(replace(req, system=[*req.system, TextPart(context.text)]), "retrieval")
+            text = context.text if ctx.mask_text is None else ctx.mask_text(context.text)
+            ctx.rewrite(replace(req, system=[*req.system, TextPart(text)]), "retrieval")
         ctx.retrieval_tokens = context.tokens if context.sources else 0
         ctx.retrieval_sources = len(context.sources)
         headers = ctx.response_headers
