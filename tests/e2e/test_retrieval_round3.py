@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from sluice.retrieval.expiry import DAY_S
 from sluice.web.appkeys import GATEWAY
 from tests.conftest import gateway_config
 from tests.governance_rig import gateway
+from tests.retrieval_rig import anthropic_client, close_clients, openai_client, ready_store
 
 DOC = b"""# Vacuum
 
@@ -40,43 +40,11 @@ POISON = (
 )
 QUESTION = "How are dead tuples cleaned up by vacuum?"
 
-_OPEN: list[Any] = []
-
 
 @pytest.fixture(autouse=True)
 async def _close_clients() -> AsyncIterator[None]:
     yield
-    while _OPEN:
-        await _OPEN.pop().close()
-
-
-def _oa(base: str) -> openai.AsyncOpenAI:
-    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="sk-none", max_retries=0)
-    _OPEN.append(client)
-    return client
-
-
-def _claude(base: str) -> anthropic.AsyncAnthropic:
-    client = anthropic.AsyncAnthropic(base_url=base, api_key="sk-none", max_retries=0)
-    _OPEN.append(client)
-    return client
-
-
-async def _store(
-    client: openai.AsyncOpenAI, docs: tuple[tuple[str, bytes], ...], **extra: Any
-) -> tuple[str, dict[str, str]]:
-    ids = {}
-    for name, data in docs:
-        ids[name] = (await client.files.create(file=(name, data), purpose="assistants")).id
-    vs = await client.vector_stores.create(name="kb", file_ids=list(ids.values()), **extra)
-    store = vs
-    for _ in range(600):
-        store = await client.vector_stores.retrieve(vs.id)
-        if store.status == "completed":
-            break
-        await asyncio.sleep(0.1)
-    assert store.file_counts.completed == len(docs)
-    return vs.id, ids
+    await close_clients()
 
 
 def _config(sim_url: str, tmp_path: Path, **sections: Any) -> SluiceConfig:
@@ -97,8 +65,8 @@ def _records(tmp_path: Path) -> dict[str, Any]:
 
 async def test_streamed_file_search_answer_has_file_citations(sim_url: str) -> None:
     async with gateway(gateway_config(sim_url)) as (base, _app):
-        client = _oa(base)
-        vs_id, ids = await _store(client, (("vacuum.md", DOC),))
+        client = openai_client(base)
+        vs_id, ids = await ready_store(client, (("vacuum.md", DOC),))
         async with client.responses.stream(
             model="gpt-4o-mini",
             input=QUESTION,
@@ -137,15 +105,15 @@ async def test_poisoned_document_is_checked_before_the_prompt(
 ) -> None:
     cfg = _config(sim_url, tmp_path, guardrails={"injection": {"mode": mode}})
     async with gateway(cfg) as (base, _app):
-        client = _oa(base)
-        vs_id, ids = await _store(client, (("vacuum.md", DOC), ("notes.md", POISON)))
+        client = openai_client(base)
+        vs_id, ids = await ready_store(client, (("vacuum.md", DOC), ("notes.md", POISON)))
         request_ids = []
         raw = await client.chat.completions.with_raw_response.create(
             model="gpt-4o-mini",
             messages=[{"role": "user", "content": QUESTION}],
             extra_headers={"x-sluice-retrieval": vs_id, "x-sim-append": "[1]"},
         )
-        msg = await _claude(base).messages.with_raw_response.create(
+        msg = await anthropic_client(base).messages.with_raw_response.create(
             model="claude-haiku",
             max_tokens=64,
             messages=[{"role": "user", "content": QUESTION}],
@@ -170,8 +138,8 @@ async def test_poisoned_document_is_checked_before_the_prompt(
 
 async def test_an_expired_store_refuses_with_a_clear_error(sim_url: str) -> None:
     async with gateway(gateway_config(sim_url)) as (base, app):
-        client = _oa(base)
-        vs_id, _ = await _store(
+        client = openai_client(base)
+        vs_id, _ = await ready_store(
             client, (("vacuum.md", DOC),), expires_after={"anchor": "last_active_at", "days": 1}
         )
         store = await client.vector_stores.retrieve(vs_id)
@@ -195,7 +163,7 @@ async def test_an_expired_store_refuses_with_a_clear_error(sim_url: str) -> None
             )
         assert cerr.value.code == "vector_store_expired"
         with pytest.raises(anthropic.BadRequestError) as aerr:
-            await _claude(base).messages.create(
+            await anthropic_client(base).messages.create(
                 model="claude-haiku",
                 max_tokens=32,
                 messages=[{"role": "user", "content": QUESTION}],
@@ -223,8 +191,8 @@ async def test_support_judge_is_charged_to_the_grounded_call(sim_url: str, tmp_p
     ):
         cfg = _config(sim_url, tmp_path, retrieval={"support_judge": judge})
         async with gateway(cfg) as (base, _app):
-            client = _oa(base)
-            vs_id, _ = await _store(client, (("vacuum.md", DOC),))
+            client = openai_client(base)
+            vs_id, _ = await ready_store(client, (("vacuum.md", DOC),))
             raw = await client.chat.completions.with_raw_response.create(
                 model="gpt-4o-mini",
                 messages=[{"role": "user", "content": QUESTION}],
