@@ -16,6 +16,7 @@ from typing import Any
 
 from sluice.guardrails.base import GuardCall, Verdict
 from sluice.guardrails.checks import LeakDetector, html_safe_cut, sanitize_html
+from sluice.guardrails.citations import MarkerTrack
 from sluice.guardrails.mask import Masker, StreamRestorer, json_answer
 from sluice.guardrails.pii import AT_SIGNS, LOCAL_PART, Span, find, replace_spans
 from sluice.guardrails.plan import Ask, Plan, Verdicts, hit, run_guards
@@ -102,6 +103,14 @@ class GuardedStream:
         # Usage updates and citations that came while text was held: (model text received
         # when each came, the event), sent once that text has gone out.
         self._side: list[tuple[int, StreamEvent]] = []
+        # When the text changes on its way (restored, masked, sanitized), a `file_citation`'s
+        # position moves with it: the markers are tracked on both sides.
+        changes = (
+            masker is not None
+            or plan.cfg.pii.output == "mask"
+            or plan.cfg.output.html == "sanitize"
+        )
+        self._marks = MarkerTrack() if changes else None
         self._gen = self._run()
 
     @staticmethod
@@ -175,7 +184,7 @@ class GuardedStream:
         citation) never open the window: each waits for the text before it to go out."""
         if type(event) is UsageUpdate or type(event) is CitationDelta:
             if direct or self._released >= self._received:
-                return [event]
+                return [self._moved(event)]
             self._side.append((self._received, event))
             return []
         out = self._held_out()
@@ -192,14 +201,23 @@ class GuardedStream:
         n = len(side) if final else 0
         while not final and n < len(side) and side[n][0] <= self._released:
             n += 1
-        out = [event for _, event in side[:n]]
+        out = [self._moved(event) for _, event in side[:n]]
         del side[:n]
         return out
+
+    def _moved(self, event: StreamEvent) -> StreamEvent:
+        """A side event as it goes out: a citation with its position in the caller's text."""
+        if self._marks is None or not isinstance(event, CitationDelta):
+            return event
+        cite = self._marks.move(event.citation)
+        return event if cite is event.citation else CitationDelta(cite)
 
     def _text_delta(self, event: TextDelta, direct: bool) -> TextDelta | None:
         """Take a delta of answer text; what may go out now, if anything."""
         text = event.text
         self._received += len(text)
+        if self._marks is not None:
+            self._marks.model(text)
         if event.logprobs:
             self._logprobs.append((self._received, event.logprobs))
         if self._keep_answer:
@@ -218,6 +236,8 @@ class GuardedStream:
         out = self._text.feed(text) if self._text is not None else text
         if not out:
             return None
+        if self._marks is not None:
+            self._marks.sent(out)
         logprobs = self._released_logprobs(self._received - self._released, masked=False)
         return TextDelta(out, logprobs=logprobs)
 
@@ -318,6 +338,8 @@ class GuardedStream:
             seg = sanitize_html(seg)
         if not seg:
             return None
+        if self._marks is not None:
+            self._marks.sent(seg)
         return TextDelta(seg, logprobs=logprobs)
 
     def _rescan(self) -> list[Span]:
