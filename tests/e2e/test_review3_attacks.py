@@ -261,3 +261,87 @@ async def test_dropped_grounded_stream_is_recorded_and_charged(sim_url: str, tmp
     assert 15 <= row.output_tokens < 1200
     assert row.cost_usd is not None and row.cost_usd > 0
     assert row.grounded != "ok", (row.grounded, row.output_tokens, row.status, row.usage_source)
+
+
+# --- bools are not numbers: `true` as a count of results or a score is a 400 -------------
+
+BAD_SEARCH = [
+    pytest.param({"max_num_results": True}, "max_num_results", id="max_num_results=true"),
+    pytest.param({"ranking_options": {"score_threshold": True}}, "ranking_options", id="thr=true"),
+]
+
+
+@pytest.mark.parametrize(("extra", "param"), BAD_SEARCH)
+async def test_vector_store_search_rejects_bools(
+    sim_url: str, extra: dict[str, Any], param: str
+) -> None:
+    import aiohttp
+
+    async with gateway(_config(sim_url)) as (base, _app):
+        client = openai_client(base)
+        vs_id, _ = await ready_store(client, (("vacuum.md", DOC),))
+        with pytest.raises(openai.BadRequestError) as err:
+            await client.vector_stores.search(vs_id, query=QUESTION, **extra)
+        assert err.value.param == param
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{base}/v1/vector_stores/{vs_id}/search",
+                json={"query": QUESTION, **extra},
+                headers={"authorization": "Bearer sk-none"},
+            ) as resp,
+        ):
+            body = await resp.json()
+        assert resp.status == 400, body
+        assert body["error"]["type"] == "invalid_request_error"
+        assert body["error"]["param"] == param
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
+async def test_vector_store_search_rejects_non_finite_thresholds(sim_url: str, value: str) -> None:
+    """`NaN` is not JSON, but lenient parsers take it (and `1e999` is infinite): none may
+    pass as a threshold."""
+    import aiohttp
+
+    async with gateway(_config(sim_url)) as (base, _app):
+        client = openai_client(base)
+        vs_id, _ = await ready_store(client, (("vacuum.md", DOC),))
+        raw = b'{"query": "vacuum", "ranking_options": {"score_threshold": %s}}' % value.encode()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{base}/v1/vector_stores/{vs_id}/search",
+                data=raw,
+                headers={"authorization": "Bearer sk-none", "content-type": "application/json"},
+            ) as resp,
+        ):
+            body = await resp.json()
+        assert resp.status == 400, body
+        assert body["error"]["type"] == "invalid_request_error"
+        assert body["error"]["param"] in ("ranking_options", None), body
+
+
+@pytest.mark.parametrize(("extra", "param"), BAD_SEARCH)
+async def test_grounding_spec_rejects_bools(
+    sim_url: str, extra: dict[str, Any], param: str
+) -> None:
+    """The same values in a Responses `file_search` tool and in the grounding header of a
+    Chat Completions call."""
+    async with gateway(_config(sim_url)) as (base, _app):
+        client = openai_client(base)
+        vs_id, _ = await ready_store(client, (("vacuum.md", DOC),))
+        with pytest.raises(openai.BadRequestError) as err:
+            await client.responses.create(
+                model="gpt-4o-mini",
+                input=QUESTION,
+                tools=[{"type": "file_search", "vector_store_ids": [vs_id], **extra}],
+            )
+        assert err.value.status_code == 400
+        assert param in str(err.value.body) or param in str(err.value.message)
+        spec = json.dumps({"vector_store_ids": [vs_id], **extra})
+        with pytest.raises(openai.BadRequestError):
+            await client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": QUESTION}],
+                extra_headers={"x-sluice-retrieval": spec},
+            )
