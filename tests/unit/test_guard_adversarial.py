@@ -362,3 +362,52 @@ async def test_a_secret_in_streamed_thinking_never_goes_out_and_order_is_kept() 
         "plain reasoning here"
     )
     assert any(isinstance(e, ThinkingDelta) and e.signature == "sig" for e in events)
+
+
+# --- a private key without its END line (cut by max_tokens, or left out on request) --------
+
+CUT_PEM = f"-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY[:300]}"
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 100_000])
+@pytest.mark.parametrize("cfg", ["block", "mask"])
+async def test_a_private_key_without_its_end_line_is_still_a_key(size: int, cfg: str) -> None:
+    """Found in review: the PEM shape needed the END line, so a key the model was told to
+    write without it (or that max_tokens cut short) went out whole past `secrets: block`
+    and `pii.output: mask`, streamed and not."""
+    guard = stage(
+        {"output": {"secrets": "block"}}
+        if cfg == "block"
+        else {"pii": {"mode": "flag", "output": "mask"}}
+    )
+    answer = f"Here it is:\n{CUT_PEM}"
+
+    async def whole(ctx: CallContext) -> Result:
+        return ChatResponse(id="r", model="m", parts=[TextPart(answer)], finish_reason="length")
+
+    async def streamed(ctx: CallContext) -> Result:
+        async def gen() -> AsyncIterator[StreamEvent]:
+            yield StreamStart("r", "m")
+            for at in range(0, len(answer), size):
+                yield TextDelta(answer[at : at + size])
+            yield Finish("length")
+
+        return gen()  # type: ignore[return-value]
+
+    events, err = await drain(await guard(CallContext(request("key?")), streamed))
+    assert PEM_BODY[:40] not in sent_text(events)
+    if cfg == "block":
+        assert err is not None
+        with pytest.raises(GuardBlockedError):
+            await guard(CallContext(request("key?")), whole)
+    else:
+        assert err is None and sent_text(events) == "Here it is:\n[secret]"
+        result = await guard(CallContext(request("key?")), whole)
+        assert isinstance(result, ChatResponse) and result.parts == [TextPart(sent_text(events))]
+
+
+def test_prose_about_the_pem_header_is_not_a_key() -> None:
+    from sluice.guardrails.pii import find
+
+    text = "A key file starts with -----BEGIN PRIVATE KEY----- and then base64 lines."
+    assert find(text) == []
