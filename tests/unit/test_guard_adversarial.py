@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -411,3 +412,131 @@ def test_prose_about_the_pem_header_is_not_a_key() -> None:
 
     text = "A key file starts with -----BEGIN PRIVATE KEY----- and then base64 lines."
     assert find(text) == []
+
+
+# --- documents: their text goes to the provider masked too --------------------------------
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+DOC_TEXT = "Escalations go to carol.vacuum@example.org or +44 20 7946 0958."
+ANTHROPIC_BLOCKS = {
+    "text": {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": DOC_TEXT},
+        "title": "Contact carol.vacuum@example.org",
+        "citations": {"enabled": True},
+    },
+    "base64": {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "text/plain", "data": _b64(DOC_TEXT)},
+    },
+    "content": {
+        "type": "document",
+        "source": {"type": "content", "content": [{"type": "text", "text": DOC_TEXT}]},
+        "context": "from carol.vacuum@example.org",
+    },
+    "search_result": {
+        "type": "search_result",
+        "source": "https://kb.example.com/vacuum",
+        "title": "Vacuum",
+        "content": [{"type": "text", "text": DOC_TEXT}],
+    },
+    "in_tool_result": {
+        "type": "tool_result",
+        "tool_use_id": "t1",
+        "content": [
+            {
+                "type": "search_result",
+                "source": "https://kb.example.com/vacuum",
+                "title": "Vacuum",
+                "content": [{"type": "text", "text": DOC_TEXT}],
+            }
+        ],
+    },
+}
+
+
+def _sent_upstream(req: ChatRequest, wire: str) -> str:
+    """The upstream body as JSON, with base64 text decoded (where a value could hide)."""
+    import base64
+    import binascii
+    import contextlib
+    import re
+
+    from sluice.wire.anthropic.request import encode_request as to_anthropic
+    from sluice.wire.openai.request import encode_request as to_openai
+
+    body = json.dumps(to_anthropic(req, "m") if wire == "anthropic" else to_openai(req, "m"))
+    decoded = []
+    for blob in re.findall(r"[A-Za-z0-9+/=]{16,}", body):
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError, ValueError):
+            decoded.append(base64.b64decode(blob, validate=True).decode())
+    return body + "\n".join(decoded)
+
+
+@pytest.mark.parametrize("block", ANTHROPIC_BLOCKS.values(), ids=ANTHROPIC_BLOCKS.keys())
+async def test_an_anthropic_document_goes_upstream_masked(block: dict[str, Any]) -> None:
+    """Found in review: `pii.mode: mask` masked text, tool results and tool calls but not
+    documents — a text document, a search result (also inside a tool result) went to the
+    provider with the caller's values (the caller's block, `raw`, is sent as it is)."""
+    from sluice.types import CallMeta
+    from sluice.wire.anthropic.request import decode_request
+
+    content: list[dict[str, Any]] = [{"type": "text", "text": "Who do I escalate to?"}]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": [block, *content]}]
+    if block["type"] == "tool_result":
+        messages = [
+            {"role": "user", "content": "look it up"},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t1", "name": "kb", "input": {}}],
+            },
+            {"role": "user", "content": [block, *content]},
+        ]
+    req = decode_request(
+        {"model": "m", "max_tokens": 100, "messages": messages}, CallMeta(wire="anthropic")
+    )
+    seen: list[ChatRequest] = []
+
+    async def upstream(ctx: CallContext) -> Result:
+        seen.append(ctx.request)
+        return ChatResponse(id="r", model="m", parts=[TextPart("Ask <EMAIL_1>.")])
+
+    result = await stage({"pii": {"mode": "mask"}})(CallContext(req), upstream)
+    for wire in ("anthropic", "openai"):
+        sent = _sent_upstream(seen[0], wire)
+        assert "carol.vacuum@example.org" not in sent and "7946" not in sent, wire
+        assert "<EMAIL_1>" in sent
+    assert isinstance(result, ChatResponse)
+    assert result.parts == [TextPart("Ask carol.vacuum@example.org.")]
+    # The caller's own request object is left as it was.
+    before = repr(req.messages)
+    assert "carol.vacuum@example.org" in before or _b64(DOC_TEXT) in before
+
+
+async def test_an_openai_text_file_goes_upstream_masked() -> None:
+    from sluice.types import CallMeta
+    from sluice.wire.openai.request import decode_request
+
+    file = {
+        "type": "file",
+        "file": {"file_data": f"data:text/plain;base64,{_b64(DOC_TEXT)}", "filename": "kb.txt"},
+    }
+    req = decode_request(
+        {"model": "m", "messages": [{"role": "user", "content": [file]}]},
+        CallMeta(wire="openai"),
+    )
+    seen: list[ChatRequest] = []
+
+    async def upstream(ctx: CallContext) -> Result:
+        seen.append(ctx.request)
+        return ChatResponse(id="r", model="m", parts=[TextPart("ok")])
+
+    await stage({"pii": {"mode": "mask"}})(CallContext(req), upstream)
+    sent = _sent_upstream(seen[0], "openai")
+    assert "carol.vacuum@example.org" not in sent and "<EMAIL_1>" in sent

@@ -198,3 +198,43 @@ def test_what_is_not_a_file_citation_at_a_marker_is_left_alone() -> None:
         "index": 16,
     }
     assert moved_citations("<EMAIL_1> [1]", "bob@example.com [1]", [off_marker]) == [off_marker]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_quoted_document_citation_gets_the_callers_values_back(stream: bool) -> None:
+    """Anthropic cites the documents it was sent — masked — so `cited_text` quoted
+    `<EMAIL_1>` where the caller's document said the address."""
+    quote = {
+        "type": "char_location",
+        "cited_text": "Escalations go to <EMAIL_1>.",
+        "document_index": 0,
+        "document_title": "Contacts of <EMAIL_1>",
+        "start_char_index": 0,
+        "end_char_index": 28,
+    }
+    want = {
+        **quote,
+        "cited_text": "Escalations go to bob.tables@example.com.",
+        "document_title": "Contacts of bob.tables@example.com",
+    }
+    guard = GuardStage(GuardrailsConfig.model_validate({"pii": {"mode": "mask"}}))
+
+    async def gen() -> AsyncIterator[StreamEvent]:
+        yield StreamStart("r", "m")
+        yield TextDelta("Ask <EMAIL_1>")
+        yield CitationDelta(quote)
+        yield Finish("stop")
+
+    async def nxt(ctx: CallContext) -> Result:
+        if stream:
+            return gen()  # type: ignore[return-value]
+        return ChatResponse(id="r", model="m", parts=[TextPart("Ask <EMAIL_1>", citations=[quote])])
+
+    result = await guard(CallContext(request()), nxt)
+    if isinstance(result, ChatResponse):
+        part = result.parts[0]
+        assert isinstance(part, TextPart)
+        assert part.citations == [want]
+    else:
+        cites = [e.citation async for e in result if isinstance(e, CitationDelta)]
+        assert cites == [want]

@@ -14,6 +14,7 @@ it goes out, and gives the same positions as the whole answer whatever the chunk
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 MARKER = re.compile(r"\[\d{1,3}\]")  # the grounding stage's `[n]` (`retrieval.grounding`)
@@ -45,6 +46,18 @@ def moved_citations(
                 if pos >= 0:
                     cite = {**cite, "index": pos}
         out.append(cite)
+    return out
+
+
+def restored_citation(cite: dict[str, Any], restore: Callable[[str], str]) -> dict[str, Any]:
+    """A citation with the caller's values back in its texts: Anthropic's `cited_text` and
+    `document_title` quote the documents, which went to the model masked."""
+    out = cite
+    for key, value in cite.items():
+        if isinstance(value, str) and "<" in value:
+            back = restore(value)
+            if back != value:
+                out = {**out, key: back}
     return out
 
 

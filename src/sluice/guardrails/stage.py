@@ -47,7 +47,7 @@ from sluice.guardrails.checks import (
     sanitize_html,
     text_bytes,
 )
-from sluice.guardrails.citations import moved_citations
+from sluice.guardrails.citations import moved_citations, restored_citation
 from sluice.guardrails.config import GuardrailsConfig
 from sluice.guardrails.custom import GuardLoadError
 from sluice.guardrails.mask import Masker, json_answer, mask_request
@@ -359,6 +359,8 @@ class GuardStage:
                 if cfg.output.html == "sanitize":
                     value = sanitize_html(value)
                 citations = moved_citations(part.text, value, part.citations)
+                if masker is not None and citations:
+                    citations = [restored_citation(c, masker.restore) for c in citations]
                 part = dataclasses.replace(part, text=value, citations=citations)
             elif isinstance(part, ToolCallPart) and masker is not None:
                 arguments = masker.restore(part.arguments, json_string=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from sluice.guardrails.base import GuardCall, Verdict
 from sluice.guardrails.checks import LeakDetector, html_safe_cut, sanitize_html
-from sluice.guardrails.citations import MarkerTrack
+from sluice.guardrails.citations import MarkerTrack, restored_citation
 from sluice.guardrails.mask import Masker, StreamRestorer, json_answer
 from sluice.guardrails.pii import AT_SIGNS, LOCAL_PART, Span, find, replace_spans
 from sluice.guardrails.plan import Ask, Plan, Verdicts, hit, run_guards
@@ -210,6 +210,8 @@ class GuardedStream:
         if self._marks is None or not isinstance(event, CitationDelta):
             return event
         cite = self._marks.move(event.citation)
+        if self._masker is not None:
+            cite = restored_citation(cite, self._masker.restore)
         return event if cite is event.citation else CitationDelta(cite)
 
     def _text_delta(self, event: TextDelta, direct: bool) -> TextDelta | None:
