@@ -540,3 +540,28 @@ async def test_an_openai_text_file_goes_upstream_masked() -> None:
     await stage({"pii": {"mode": "mask"}})(CallContext(req), upstream)
     sent = _sent_upstream(seen[0], "openai")
     assert "carol.vacuum@example.org" not in sent and "<EMAIL_1>" in sent
+
+
+@pytest.mark.parametrize("block", ["text", "base64"])
+async def test_personal_data_in_a_base64_text_document_is_found(block: str) -> None:
+    """Found in review: a `text/plain` document sent base64 (Anthropic `base64` source,
+    OpenAI data URL) was checked as its base64 letters, so `pii: block` let it through."""
+    from sluice.types import CallMeta
+    from sluice.wire.anthropic.request import decode_request
+
+    doc = ANTHROPIC_BLOCKS[block]
+    req = decode_request(
+        {
+            "model": "m",
+            "max_tokens": 100,
+            "messages": [{"role": "user", "content": [doc, {"type": "text", "text": "hi"}]}],
+        },
+        CallMeta(wire="anthropic"),
+    )
+
+    async def upstream(ctx: CallContext) -> Result:
+        raise AssertionError("a blocked request reached the provider")
+
+    with pytest.raises(GuardBlockedError) as err:
+        await stage({"pii": {"mode": "block"}})(CallContext(req), upstream)
+    assert err.value.code == "pii_detected"
