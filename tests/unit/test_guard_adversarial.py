@@ -565,3 +565,46 @@ async def test_personal_data_in_a_base64_text_document_is_found(block: str) -> N
     with pytest.raises(GuardBlockedError) as err:
         await stage({"pii": {"mode": "block"}})(CallContext(req), upstream)
     assert err.value.code == "pii_detected"
+
+
+async def test_text_after_the_finish_chunk_is_judged_too() -> None:
+    """Found in review: the output guards ran at the upstream's finish event, so text a
+    (buggy or hostile) upstream sent after its finish chunk went out unjudged: a custom
+    output guard in block mode passed it, and `pii_output` said pass for a masked value."""
+    from sluice.types import Usage, UsageUpdate
+
+    guard = stage(
+        {
+            "pii": {"mode": "flag", "output": "mask"},
+            "custom": [
+                {
+                    "path": "tests.e2e.test_guard_e2e:NoBanana",
+                    "mode": "block",
+                    "phases": ["output"],
+                }
+            ],
+        }
+    )
+
+    async def upstream(ctx: CallContext) -> Result:
+        async def gen() -> AsyncIterator[StreamEvent]:
+            yield StreamStart("r", "m")
+            yield TextDelta("hello ")
+            yield Finish("stop")
+            yield TextDelta("a banana for jane.doe@example.com")
+            yield UsageUpdate(Usage(3, 9))
+
+        return gen()  # type: ignore[return-value]
+
+    ctx = CallContext(request("hi"))
+    events, err = await drain(await guard(ctx, upstream))
+    assert isinstance(err, GuardBlockedError) and err.guard == "no_banana"
+    assert "jane.doe" not in sent_text(events)
+    header = ctx.response_headers["x-sluice-guard"]
+    assert "pii_output=mask:EMAIL" in header and "no_banana=block" in header
+
+    clean = stage({"pii": {"mode": "flag", "output": "mask"}})
+    ctx = CallContext(request("hi"))
+    events, err = await drain(await clean(ctx, upstream))
+    assert err is None and isinstance(events[-1], Finish)  # the end goes out last
+    assert sent_text(events) == "hello a banana for [email]"

@@ -103,6 +103,7 @@ class GuardedStream:
         # Usage updates and citations that came while text was held: (model text received
         # when each came, the event), sent once that text has gone out.
         self._side: list[tuple[int, StreamEvent]] = []
+        self._finish: Finish | None = None
         # When the text changes on its way (restored, masked, sanitized), a `file_citation`'s
         # position moves with it: the markers are tracked on both sides.
         changes = (
@@ -175,6 +176,9 @@ class GuardedStream:
                     yield out_event
             for held in self._held_out():
                 yield held
+            if self._finish is not None:  # the output guards see the whole answer first
+                await self._at_finish()
+                yield self._finish
         finally:
             await self._inner.aclose()
 
@@ -189,7 +193,10 @@ class GuardedStream:
             return []
         out = self._held_out()
         if isinstance(event, Finish):
-            await self._at_finish()
+            # It goes out last, after the output guards ran on the whole answer: text an
+            # upstream sends after its finish chunk would otherwise never be judged.
+            self._finish = event
+            return out
         out.append(event)
         return out
 
