@@ -342,7 +342,7 @@ async def test_grounding_spec_rejects_bools(
             await client.responses.create(
                 model="gpt-4o-mini",
                 input=QUESTION,
-                tools=[{"type": "file_search", "vector_store_ids": [vs_id], **extra}],
+                tools=[{"type": "file_search", "vector_store_ids": [vs_id], **extra}],  # type: ignore[list-item]
             )
         assert err.value.status_code == 400
         assert param in str(err.value.body) or param in str(err.value.message)

@@ -28,7 +28,15 @@ from typing import Any
 
 from sluice.guardrails.checks import request_texts
 from sluice.guardrails.pii import Entity, find
-from sluice.types import ChatRequest, DocumentPart, Part, TextPart, ToolCallPart, ToolResultPart
+from sluice.types import (
+    ChatRequest,
+    DocumentPart,
+    Part,
+    ResultContent,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
 
 PLACEHOLDER = re.compile(r"<(EMAIL|PHONE|CARD|IBAN|SSN|IP|SECRET)_([0-9]{1,7})>")
 # `<SECRET_9999999>`: the longest placeholder, in characters.
@@ -197,7 +205,14 @@ def _masked(part: Part, masker: Masker) -> Part:
     if isinstance(part, DocumentPart):
         return mask_document(part, masker.mask)
     if isinstance(part, ToolResultPart):
-        content = [_masked(p, masker) for p in part.content]
+        content: list[ResultContent] = [
+            _masked_text(p, masker)
+            if isinstance(p, TextPart)
+            else mask_document(p, masker.mask)
+            if isinstance(p, DocumentPart)
+            else p
+            for p in part.content
+        ]
         return dataclasses.replace(part, content=content)
     if isinstance(part, ToolCallPart):
         masked = masker.mask(part.arguments)
