@@ -238,3 +238,20 @@ async def test_a_quoted_document_citation_gets_the_callers_values_back(stream: b
     else:
         cites = [e.citation async for e in result if isinstance(e, CitationDelta)]
         assert cites == [want]
+
+
+def test_markers_no_citation_uses_are_bounded() -> None:
+    """An answer full of `[n]` that no citation points at (a list, unknown sources): the
+    tracked markers stay bounded and a later citation still maps."""
+    from sluice.guardrails.citations import MAX_TRACKED
+
+    track = MarkerTrack()
+    for _ in range(3 * MAX_TRACKED):
+        track.model("<EMAIL_1> [7] ")
+        track.sent("bob@example.com [7] ")
+    assert len(track._model._order) <= MAX_TRACKED and len(track._sent._at) <= MAX_TRACKED
+    at = 3 * MAX_TRACKED * len("<EMAIL_1> [7] ")
+    track.model("[1]")
+    track.sent("[1]")
+    moved = track.move({"type": "file_citation", "index": at})
+    assert moved["index"] == 3 * MAX_TRACKED * len("bob@example.com [7] ")

@@ -14,6 +14,7 @@ it goes out, and gives the same positions as the whole answer whatever the chunk
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -65,12 +66,13 @@ class _Markers:
     """The `[n]` markers of one side's text as it arrives: position ↔ (marker, rank among
     the same marker), in text order."""
 
-    __slots__ = ("_at", "_base", "_counts", "_rank", "_tail")
+    __slots__ = ("_at", "_base", "_counts", "_order", "_rank", "_tail")
 
     def __init__(self) -> None:
         self._tail = ""  # a marker's beginning (`[`, `[1`) that the next piece may finish
         self._base = 0  # the position of `_tail` in the text
         self._counts: dict[str, int] = {}
+        self._order: deque[tuple[int, str, int]] = deque()  # (position, marker, rank)
         self._at: dict[int, tuple[str, int]] = {}  # position → (marker, rank)
         self._rank: dict[tuple[str, int], int] = {}  # (marker, rank) → position
 
@@ -86,11 +88,12 @@ class _Markers:
             rank = self._counts.get(marker, 0)
             self._counts[marker] = rank + 1
             pos = base + match.start()
+            self._order.append((pos, marker, rank))
             self._at[pos] = (marker, rank)
             self._rank[(marker, rank)] = pos
             end = match.end()
-        if len(self._at) > MAX_TRACKED:
-            self._forget(next(iter(self._at)) + 1)
+        while len(self._order) > MAX_TRACKED:
+            self._forget(self._order[0][0] + 1)
         keep = len(buf)
         open_at = buf.rfind("[", max(end, len(buf) - MAX_MARKER + 1))
         if open_at != -1 and (open_at == len(buf) - 1 or buf[open_at + 1 :].isdigit()):
@@ -112,12 +115,11 @@ class _Markers:
         return pos
 
     def _forget(self, before: int) -> None:
-        at = self._at
-        while at:
-            pos = next(iter(at))
-            if pos >= before:
-                break
-            self._rank.pop(at.pop(pos), None)
+        order = self._order
+        while order and order[0][0] < before:
+            pos, marker, rank = order.popleft()
+            del self._at[pos]
+            del self._rank[(marker, rank)]
 
 
 class MarkerTrack:
@@ -125,17 +127,14 @@ class MarkerTrack:
     caller's: `model` sees each delta as it comes, `sent` each one as it goes out, and
     `move` is asked once the text up to the citation's marker has gone out."""
 
-    __slots__ = ("_model", "_sent")
+    __slots__ = ("_model", "_sent", "model", "sent")
 
     def __init__(self) -> None:
         self._model = _Markers()
         self._sent = _Markers()
-
-    def model(self, text: str) -> None:
-        self._model.feed(text)
-
-    def sent(self, text: str) -> None:
-        self._sent.feed(text)
+        # Called per delta: the feeds themselves (no extra frame).
+        self.model: Callable[[str], None] = self._model.feed
+        self.sent: Callable[[str], None] = self._sent.feed
 
     def move(self, cite: dict[str, Any]) -> dict[str, Any]:
         """The citation with its `index` in the caller's text (as it was if its marker is
