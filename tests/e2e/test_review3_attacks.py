@@ -70,9 +70,22 @@ async def test_injection_outside_the_chunk_text_is_screened(
         assert not {s["file_id"] for s in sources} & set(ids.values())
 
 
+@pytest.mark.parametrize(
+    "guardrails",
+    [
+        {"pii": {"mode": "mask"}},
+        {
+            "pii": {"mode": "mask", "output": "mask"},
+            "output": {"secrets": "block", "window_tokens": 8},
+        },
+    ],
+    ids=["restore", "window"],
+)
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-async def test_file_citation_index_survives_pii_restore(sim_url: str, stream: bool) -> None:
-    cfg = _config(sim_url, guardrails={"pii": {"mode": "mask"}})
+async def test_file_citation_index_survives_pii_restore(
+    sim_url: str, stream: bool, guardrails: dict[str, Any]
+) -> None:
+    cfg = _config(sim_url, guardrails=guardrails)
     async with gateway(cfg) as (base, _app):
         client = openai_client(base)
         vs_id, _ = await ready_store(client, (("vacuum.md", DOC),))
