@@ -608,3 +608,20 @@ async def test_text_after_the_finish_chunk_is_judged_too() -> None:
     events, err = await drain(await clean(ctx, upstream))
     assert err is None and isinstance(events[-1], Finish)  # the end goes out last
     assert sent_text(events) == "hello a banana for [email]"
+
+
+async def test_a_placeholder_finished_after_the_finish_chunk_is_restored() -> None:
+    async def upstream(ctx: CallContext) -> Result:
+        async def gen() -> AsyncIterator[StreamEvent]:
+            yield StreamStart("r", "m")
+            yield TextDelta("mail <EMAIL_1")
+            yield Finish("stop")
+            yield TextDelta(">")
+
+        return gen()  # type: ignore[return-value]
+
+    events, err = await drain(
+        await stage({"pii": {"mode": "mask"}})(CallContext(request("I am a@x.io")), upstream)
+    )
+    assert err is None and sent_text(events) == "mail a@x.io"
+    assert isinstance(events[-1], Finish)

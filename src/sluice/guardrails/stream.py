@@ -191,12 +191,13 @@ class GuardedStream:
                 return [self._moved(event)]
             self._side.append((self._received, event))
             return []
-        out = self._held_out()
         if isinstance(event, Finish):
-            # It goes out last, after the output guards ran on the whole answer: text an
-            # upstream sends after its finish chunk would otherwise never be judged.
+            # The text goes out now, the finish last — after the output guards ran on the
+            # whole answer: text an upstream sends after its finish chunk would otherwise
+            # never be judged (and a placeholder it completes is still restored).
             self._finish = event
-            return out
+            return self._held_out(ended=False)
+        out = self._held_out()
         out.append(event)
         return out
 
@@ -270,11 +271,12 @@ class GuardedStream:
         text = restorer.feed(event.arguments)
         return ToolCallDelta(event.index, text) if text else None
 
-    def _held_out(self) -> list[StreamEvent]:
+    def _held_out(self, *, ended: bool = True) -> list[StreamEvent]:
         """Everything held back, checked and restored: before any event that is not a delta
-        (the side events that waited for the text last)."""
+        (the side events that waited for the text last). Not `ended` (at the finish): what
+        may still become a placeholder is kept for the text after it, if any."""
         out: list[StreamEvent] = list(self._release_thinking())
-        text = self._release(final=True)
+        text = self._release(final=True, ended=ended)
         if text is not None:
             out.append(text)
         out.extend(self._release_args())
@@ -300,7 +302,7 @@ class GuardedStream:
                 out.append(ToolCallDelta(index, args))
         return out
 
-    def _release(self, *, final: bool) -> TextDelta | None:
+    def _release(self, *, final: bool, ended: bool = True) -> TextDelta | None:
         """Check the new text, then the text that may go now (restored), or None."""
         plan = self._plan
         released, received = self._released, self._received
@@ -342,7 +344,7 @@ class GuardedStream:
             seg = replace_spans(seg, spans, offset=released)
         self._trim()
         if self._text is not None:
-            seg = self._text.feed(seg) + (self._text.flush() if final else "")
+            seg = self._text.feed(seg) + (self._text.flush() if final and ended else "")
         if plan.cfg.output.html == "sanitize" and seg:
             seg = sanitize_html(seg)
         if not seg:
