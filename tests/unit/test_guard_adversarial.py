@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -362,3 +363,265 @@ async def test_a_secret_in_streamed_thinking_never_goes_out_and_order_is_kept() 
         "plain reasoning here"
     )
     assert any(isinstance(e, ThinkingDelta) and e.signature == "sig" for e in events)
+
+
+# --- a private key without its END line (cut by max_tokens, or left out on request) --------
+
+CUT_PEM = f"-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY[:300]}"
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 100_000])
+@pytest.mark.parametrize("cfg", ["block", "mask"])
+async def test_a_private_key_without_its_end_line_is_still_a_key(size: int, cfg: str) -> None:
+    """Found in review: the PEM shape needed the END line, so a key the model was told to
+    write without it (or that max_tokens cut short) went out whole past `secrets: block`
+    and `pii.output: mask`, streamed and not."""
+    guard = stage(
+        {"output": {"secrets": "block"}}
+        if cfg == "block"
+        else {"pii": {"mode": "flag", "output": "mask"}}
+    )
+    answer = f"Here it is:\n{CUT_PEM}"
+
+    async def whole(ctx: CallContext) -> Result:
+        return ChatResponse(id="r", model="m", parts=[TextPart(answer)], finish_reason="length")
+
+    async def streamed(ctx: CallContext) -> Result:
+        async def gen() -> AsyncIterator[StreamEvent]:
+            yield StreamStart("r", "m")
+            for at in range(0, len(answer), size):
+                yield TextDelta(answer[at : at + size])
+            yield Finish("length")
+
+        return gen()  # type: ignore[return-value]
+
+    events, err = await drain(await guard(CallContext(request("key?")), streamed))
+    assert PEM_BODY[:40] not in sent_text(events)
+    if cfg == "block":
+        assert err is not None
+        with pytest.raises(GuardBlockedError):
+            await guard(CallContext(request("key?")), whole)
+    else:
+        assert err is None and sent_text(events) == "Here it is:\n[secret]"
+        result = await guard(CallContext(request("key?")), whole)
+        assert isinstance(result, ChatResponse) and result.parts == [TextPart(sent_text(events))]
+
+
+def test_prose_about_the_pem_header_is_not_a_key() -> None:
+    from sluice.guardrails.pii import find
+
+    text = "A key file starts with -----BEGIN PRIVATE KEY----- and then base64 lines."
+    assert find(text) == []
+
+
+# --- documents: their text goes to the provider masked too --------------------------------
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+DOC_TEXT = "Escalations go to carol.vacuum@example.org or +44 20 7946 0958."
+ANTHROPIC_BLOCKS = {
+    "text": {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": DOC_TEXT},
+        "title": "Contact carol.vacuum@example.org",
+        "citations": {"enabled": True},
+    },
+    "base64": {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "text/plain", "data": _b64(DOC_TEXT)},
+    },
+    "content": {
+        "type": "document",
+        "source": {"type": "content", "content": [{"type": "text", "text": DOC_TEXT}]},
+        "context": "from carol.vacuum@example.org",
+    },
+    "search_result": {
+        "type": "search_result",
+        "source": "https://kb.example.com/vacuum",
+        "title": "Vacuum",
+        "content": [{"type": "text", "text": DOC_TEXT}],
+    },
+    "in_tool_result": {
+        "type": "tool_result",
+        "tool_use_id": "t1",
+        "content": [
+            {
+                "type": "search_result",
+                "source": "https://kb.example.com/vacuum",
+                "title": "Vacuum",
+                "content": [{"type": "text", "text": DOC_TEXT}],
+            }
+        ],
+    },
+}
+
+
+def _sent_upstream(req: ChatRequest, wire: str) -> str:
+    """The upstream body as JSON, with base64 text decoded (where a value could hide)."""
+    import base64
+    import binascii
+    import contextlib
+    import re
+
+    from sluice.wire.anthropic.request import encode_request as to_anthropic
+    from sluice.wire.openai.request import encode_request as to_openai
+
+    body = json.dumps(to_anthropic(req, "m") if wire == "anthropic" else to_openai(req, "m"))
+    decoded = []
+    for blob in re.findall(r"[A-Za-z0-9+/=]{16,}", body):
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError, ValueError):
+            decoded.append(base64.b64decode(blob, validate=True).decode())
+    return body + "\n".join(decoded)
+
+
+@pytest.mark.parametrize("block", ANTHROPIC_BLOCKS.values(), ids=ANTHROPIC_BLOCKS.keys())
+async def test_an_anthropic_document_goes_upstream_masked(block: dict[str, Any]) -> None:
+    """Found in review: `pii.mode: mask` masked text, tool results and tool calls but not
+    documents — a text document, a search result (also inside a tool result) went to the
+    provider with the caller's values (the caller's block, `raw`, is sent as it is)."""
+    from sluice.types import CallMeta
+    from sluice.wire.anthropic.request import decode_request
+
+    content: list[dict[str, Any]] = [{"type": "text", "text": "Who do I escalate to?"}]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": [block, *content]}]
+    if block["type"] == "tool_result":
+        messages = [
+            {"role": "user", "content": "look it up"},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t1", "name": "kb", "input": {}}],
+            },
+            {"role": "user", "content": [block, *content]},
+        ]
+    req = decode_request(
+        {"model": "m", "max_tokens": 100, "messages": messages}, CallMeta(wire="anthropic")
+    )
+    seen: list[ChatRequest] = []
+
+    async def upstream(ctx: CallContext) -> Result:
+        seen.append(ctx.request)
+        return ChatResponse(id="r", model="m", parts=[TextPart("Ask <EMAIL_1>.")])
+
+    result = await stage({"pii": {"mode": "mask"}})(CallContext(req), upstream)
+    for wire in ("anthropic", "openai"):
+        sent = _sent_upstream(seen[0], wire)
+        assert "carol.vacuum@example.org" not in sent and "7946" not in sent, wire
+        assert "<EMAIL_1>" in sent
+    assert isinstance(result, ChatResponse)
+    assert result.parts == [TextPart("Ask carol.vacuum@example.org.")]
+    # The caller's own request object is left as it was.
+    before = repr(req.messages)
+    assert "carol.vacuum@example.org" in before or _b64(DOC_TEXT) in before
+
+
+async def test_an_openai_text_file_goes_upstream_masked() -> None:
+    from sluice.types import CallMeta
+    from sluice.wire.openai.request import decode_request
+
+    file = {
+        "type": "file",
+        "file": {"file_data": f"data:text/plain;base64,{_b64(DOC_TEXT)}", "filename": "kb.txt"},
+    }
+    req = decode_request(
+        {"model": "m", "messages": [{"role": "user", "content": [file]}]},
+        CallMeta(wire="openai"),
+    )
+    seen: list[ChatRequest] = []
+
+    async def upstream(ctx: CallContext) -> Result:
+        seen.append(ctx.request)
+        return ChatResponse(id="r", model="m", parts=[TextPart("ok")])
+
+    await stage({"pii": {"mode": "mask"}})(CallContext(req), upstream)
+    sent = _sent_upstream(seen[0], "openai")
+    assert "carol.vacuum@example.org" not in sent and "<EMAIL_1>" in sent
+
+
+@pytest.mark.parametrize("block", ["text", "base64"])
+async def test_personal_data_in_a_base64_text_document_is_found(block: str) -> None:
+    """Found in review: a `text/plain` document sent base64 (Anthropic `base64` source,
+    OpenAI data URL) was checked as its base64 letters, so `pii: block` let it through."""
+    from sluice.types import CallMeta
+    from sluice.wire.anthropic.request import decode_request
+
+    doc = ANTHROPIC_BLOCKS[block]
+    req = decode_request(
+        {
+            "model": "m",
+            "max_tokens": 100,
+            "messages": [{"role": "user", "content": [doc, {"type": "text", "text": "hi"}]}],
+        },
+        CallMeta(wire="anthropic"),
+    )
+
+    async def upstream(ctx: CallContext) -> Result:
+        raise AssertionError("a blocked request reached the provider")
+
+    with pytest.raises(GuardBlockedError) as err:
+        await stage({"pii": {"mode": "block"}})(CallContext(req), upstream)
+    assert err.value.code == "pii_detected"
+
+
+async def test_text_after_the_finish_chunk_is_judged_too() -> None:
+    """Found in review: the output guards ran at the upstream's finish event, so text a
+    (buggy or hostile) upstream sent after its finish chunk went out unjudged: a custom
+    output guard in block mode passed it, and `pii_output` said pass for a masked value."""
+    from sluice.types import Usage, UsageUpdate
+
+    guard = stage(
+        {
+            "pii": {"mode": "flag", "output": "mask"},
+            "custom": [
+                {
+                    "path": "tests.e2e.test_guard_e2e:NoBanana",
+                    "mode": "block",
+                    "phases": ["output"],
+                }
+            ],
+        }
+    )
+
+    async def upstream(ctx: CallContext) -> Result:
+        async def gen() -> AsyncIterator[StreamEvent]:
+            yield StreamStart("r", "m")
+            yield TextDelta("hello ")
+            yield Finish("stop")
+            yield TextDelta("a banana for jane.doe@example.com")
+            yield UsageUpdate(Usage(3, 9))
+
+        return gen()  # type: ignore[return-value]
+
+    ctx = CallContext(request("hi"))
+    events, err = await drain(await guard(ctx, upstream))
+    assert isinstance(err, GuardBlockedError) and err.guard == "no_banana"
+    assert "jane.doe" not in sent_text(events)
+    header = ctx.response_headers["x-sluice-guard"]
+    assert "pii_output=mask:EMAIL" in header and "no_banana=block" in header
+
+    clean = stage({"pii": {"mode": "flag", "output": "mask"}})
+    ctx = CallContext(request("hi"))
+    events, err = await drain(await clean(ctx, upstream))
+    assert err is None and isinstance(events[-1], Finish)  # the end goes out last
+    assert sent_text(events) == "hello a banana for [email]"
+
+
+async def test_a_placeholder_finished_after_the_finish_chunk_is_restored() -> None:
+    async def upstream(ctx: CallContext) -> Result:
+        async def gen() -> AsyncIterator[StreamEvent]:
+            yield StreamStart("r", "m")
+            yield TextDelta("mail <EMAIL_1")
+            yield Finish("stop")
+            yield TextDelta(">")
+
+        return gen()  # type: ignore[return-value]
+
+    events, err = await drain(
+        await stage({"pii": {"mode": "mask"}})(CallContext(request("I am a@x.io")), upstream)
+    )
+    assert err is None and sent_text(events) == "mail a@x.io"
+    assert isinstance(events[-1], Finish)

@@ -172,9 +172,7 @@ def _document_text(part: DocumentPart) -> str | None:
         return None
     if part.kind == "search_result":
         return part.data
-    if part.media_type == "text/plain":
-        return part.data
-    try:
+    try:  # base64 text (an Anthropic `base64` source, an OpenAI data URL) is read decoded
         return base64.b64decode(part.data, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return part.data

@@ -18,14 +18,25 @@ most `MAX_PLACEHOLDER` characters are ever held.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from sluice.guardrails.checks import request_texts
 from sluice.guardrails.pii import Entity, find
-from sluice.types import ChatRequest, Part, TextPart, ToolCallPart, ToolResultPart
+from sluice.types import (
+    ChatRequest,
+    DocumentPart,
+    Part,
+    ResultContent,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
 
 PLACEHOLDER = re.compile(r"<(EMAIL|PHONE|CARD|IBAN|SSN|IP|SECRET)_([0-9]{1,7})>")
 # `<SECRET_9999999>`: the longest placeholder, in characters.
@@ -174,23 +185,119 @@ def mask_request(req: ChatRequest, masker: Masker) -> ChatRequest:
         if extra:
             masker.reserve(json.dumps(extra, default=str))
 
-    def text_part(part: TextPart) -> TextPart:
-        masked = masker.mask(part.text)
-        return part if masked == part.text else dataclasses.replace(part, text=masked)
-
-    def any_part(part: Part) -> Part:
-        if isinstance(part, TextPart):
-            return text_part(part)
-        if isinstance(part, ToolResultPart):
-            content = [text_part(p) if isinstance(p, TextPart) else p for p in part.content]
-            return dataclasses.replace(part, content=content)
-        if isinstance(part, ToolCallPart):
-            masked = masker.mask(part.arguments)
-            return part if masked == part.arguments else dataclasses.replace(part, arguments=masked)
-        return part
-
     messages = [
-        dataclasses.replace(msg, parts=[any_part(p) for p in msg.parts]) for msg in req.messages
+        dataclasses.replace(msg, parts=[_masked(p, masker) for p in msg.parts])
+        for msg in req.messages
     ]
-    system = [text_part(p) for p in req.system]
+    system = [_masked_text(p, masker) for p in req.system]
     return dataclasses.replace(req, messages=messages, system=system)
+
+
+def _masked_text(part: TextPart, masker: Masker) -> TextPart:
+    masked = masker.mask(part.text)
+    return part if masked == part.text else dataclasses.replace(part, text=masked)
+
+
+def _masked(part: Part, masker: Masker) -> Part:
+    """A part of a message with its text masked (a tool result's parts too)."""
+    if isinstance(part, TextPart):
+        return _masked_text(part, masker)
+    if isinstance(part, DocumentPart):
+        return mask_document(part, masker.mask)
+    if isinstance(part, ToolResultPart):
+        content: list[ResultContent] = [
+            _masked_text(p, masker)
+            if isinstance(p, TextPart)
+            else mask_document(p, masker.mask)
+            if isinstance(p, DocumentPart)
+            else p
+            for p in part.content
+        ]
+        return dataclasses.replace(part, content=content)
+    if isinstance(part, ToolCallPart):
+        masked = masker.mask(part.arguments)
+        return part if masked == part.arguments else dataclasses.replace(part, arguments=masked)
+    return part
+
+
+def mask_document(part: DocumentPart, mask: Callable[[str], str]) -> DocumentPart:
+    """A text document or search result with its text masked: in the neutral part and in
+    the caller's own block (`raw`, which an upstream of the caller's API gets as it is).
+    Base64 text stays base64; PDFs, URLs and file ids are not read (nor masked)."""
+    changed = False
+
+    def m(text: str) -> str:
+        nonlocal changed
+        out = mask(text)
+        changed = changed or out != text
+        return out
+
+    title = m(part.title) if part.title else part.title
+    data = part.data
+    if data is not None and (
+        part.kind == "search_result" or part.media_type in (None, "text/plain")
+    ):
+        data = _mask_data(data, m, plain=part.media_type is not None)
+    raw = _mask_block(part.raw, m) if part.raw is not None else None
+    if not changed:
+        return part
+    return dataclasses.replace(part, title=title, data=data, raw=raw)
+
+
+def _mask_data(data: str, m: Callable[[str], str], *, plain: bool = True) -> str:
+    """Base64 text masked and encoded again, or (`plain`) the text itself masked; binary
+    data is left as it is."""
+    try:
+        text = base64.b64decode(data, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return m(data) if plain else data
+    masked = m(text)
+    return data if masked == text else base64.b64encode(masked.encode()).decode()
+
+
+def _mask_texts(value: Any, m: Callable[[str], str]) -> Any:
+    """A string, or a list of text blocks, masked."""
+    if isinstance(value, str):
+        return m(value)
+    if isinstance(value, list):
+        return [
+            {**b, "text": m(b["text"])}
+            if isinstance(b, dict) and isinstance(b.get("text"), str)
+            else b
+            for b in value
+        ]
+    return value
+
+
+def _mask_block(raw: dict[str, Any], m: Callable[[str], str]) -> dict[str, Any]:
+    """The caller's block with its text masked: Anthropic `document` (text, base64 text
+    and content sources; title and context) and `search_result`, OpenAI `file` with text
+    `file_data`."""
+    out = dict(raw)
+    for key in ("title", "context"):
+        if isinstance(out.get(key), str):
+            out[key] = m(out[key])
+    if out.get("type") == "search_result":
+        out["content"] = _mask_texts(out.get("content"), m)
+    source = out.get("source")
+    if isinstance(source, dict):
+        source = dict(source)
+        kind, media = source.get("type"), source.get("media_type")
+        if kind == "text" and isinstance(source.get("data"), str):
+            source["data"] = m(source["data"])
+        elif kind == "base64" and media == "text/plain" and isinstance(source.get("data"), str):
+            source["data"] = _mask_data(source["data"], m)
+        elif kind == "content":
+            source["content"] = _mask_texts(source.get("content"), m)
+        out["source"] = source
+    spec = out.get("file")
+    if out.get("type") == "file" and isinstance(spec, dict):
+        spec = dict(spec)
+        value = spec.get("file_data")
+        if isinstance(value, str) and value.startswith("data:text/plain;base64,"):
+            head = "data:text/plain;base64,"
+            spec["file_data"] = head + _mask_data(value[len(head) :], m)
+        elif isinstance(value, str) and not value.startswith("data:"):
+            spec["file_data"] = _mask_data(value, m, plain=False)
+        out["file"] = spec
+    return out

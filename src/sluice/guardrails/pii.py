@@ -54,8 +54,11 @@ PATTERN = re.compile(
       | \bhf_[A-Za-z0-9]{30,}                          # Hugging Face token
       | \bglpat-[A-Za-z0-9_-]{20,}                     # GitLab personal access token
       | -----BEGIN\ (?:[A-Z0-9]+\ ){0,3}PRIVATE\ KEY-----        # PEM private key: the
-        (?>(?:[A-Za-z0-9+/=\s:,.]|-(?!----)){0,16384})          # body (atomic, no dash
-        -----END\ (?:[A-Z0-9]+\ ){0,3}PRIVATE\ KEY-----         # run: linear in the text)
+        (?: (?>(?:[A-Za-z0-9+/=\s:,.]|-(?!----)){0,16384})      # body (atomic, no dash
+            -----END\ (?:[A-Z0-9]+\ ){0,3}PRIVATE\ KEY-----     # run: linear in the text)
+          | (?=[A-Za-z0-9+/=\s:,.-]{0,256}?[A-Za-z0-9+/]{32})   # or key material with no
+            (?>(?:[A-Za-z0-9+/=\s:,.]|-(?!----)){0,16384})      # END line: cut short by
+        )                                                       # max_tokens, or left out
     )
   | (?P<bearer>
         (?P<bearer_keep>(?i:\bbearer)\s{1,4})

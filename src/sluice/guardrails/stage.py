@@ -28,10 +28,8 @@ import asyncio
 import dataclasses
 import hashlib
 import importlib
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
 
 from sluice.guardrails.base import (
     GuardBlockedError,
@@ -49,6 +47,7 @@ from sluice.guardrails.checks import (
     sanitize_html,
     text_bytes,
 )
+from sluice.guardrails.citations import moved_citations, restored_citation
 from sluice.guardrails.config import GuardrailsConfig
 from sluice.guardrails.custom import GuardLoadError
 from sluice.guardrails.mask import Masker, json_answer, mask_request
@@ -359,7 +358,9 @@ class GuardStage:
                     value = masker.restore(value, json_string=json_answer(ctx.request))
                 if cfg.output.html == "sanitize":
                     value = sanitize_html(value)
-                citations = _moved_citations(part.text, value, part.citations)
+                citations = moved_citations(part.text, value, part.citations)
+                if masker is not None and citations:
+                    citations = [restored_citation(c, masker.restore) for c in citations]
                 part = dataclasses.replace(part, text=value, citations=citations)
             elif isinstance(part, ToolCallPart) and masker is not None:
                 arguments = masker.restore(part.arguments, json_string=True)
@@ -373,34 +374,6 @@ class GuardStage:
             if masked_out and cfg.pii.output == "mask":
                 detail = None  # its tokens spell the values the text no longer shows
         return dataclasses.replace(resp, parts=parts, logprobs_detail=detail)
-
-
-_MARKER = re.compile(r"\[\d+\]")
-
-
-def _moved_citations(
-    old: str, new: str, citations: list[dict[str, Any]] | None
-) -> list[dict[str, Any]] | None:
-    """`file_citation` positions (`index`, at a `[n]` marker) moved from `old` to `new`, the
-    same text after restoring, masking or sanitizing: the k-th `[n]` stays the k-th."""
-    if not citations or old == new:
-        return citations
-    out = []
-    for cite in citations:
-        at = cite.get("index")
-        if cite.get("type") == "file_citation" and isinstance(at, int):
-            marker = _MARKER.match(old, at)
-            if marker is not None:
-                nth = old.count(marker.group(), 0, at)
-                pos = -1
-                for _ in range(nth + 1):
-                    pos = new.find(marker.group(), pos + 1)
-                    if pos < 0:
-                        break
-                if pos >= 0:
-                    cite = {**cite, "index": pos}
-        out.append(cite)
-    return out
 
 
 def _split_seen(

@@ -16,6 +16,7 @@ from typing import Any
 
 from sluice.guardrails.base import GuardCall, Verdict
 from sluice.guardrails.checks import LeakDetector, html_safe_cut, sanitize_html
+from sluice.guardrails.citations import MarkerTrack, restored_citation
 from sluice.guardrails.mask import Masker, StreamRestorer, json_answer
 from sluice.guardrails.pii import AT_SIGNS, LOCAL_PART, Span, find, replace_spans
 from sluice.guardrails.plan import Ask, Plan, Verdicts, hit, run_guards
@@ -102,6 +103,15 @@ class GuardedStream:
         # Usage updates and citations that came while text was held: (model text received
         # when each came, the event), sent once that text has gone out.
         self._side: list[tuple[int, StreamEvent]] = []
+        self._finish: Finish | None = None
+        # When the text changes on its way (restored, masked, sanitized), a `file_citation`'s
+        # position moves with it: the markers are tracked on both sides.
+        changes = (
+            masker is not None
+            or plan.cfg.pii.output == "mask"
+            or plan.cfg.output.html == "sanitize"
+        )
+        self._marks = MarkerTrack() if changes else None
         self._gen = self._run()
 
     @staticmethod
@@ -166,6 +176,9 @@ class GuardedStream:
                     yield out_event
             for held in self._held_out():
                 yield held
+            if self._finish is not None:  # the output guards see the whole answer first
+                await self._at_finish()
+                yield self._finish
         finally:
             await self._inner.aclose()
 
@@ -175,12 +188,16 @@ class GuardedStream:
         citation) never open the window: each waits for the text before it to go out."""
         if type(event) is UsageUpdate or type(event) is CitationDelta:
             if direct or self._released >= self._received:
-                return [event]
+                return [self._moved(event)]
             self._side.append((self._received, event))
             return []
-        out = self._held_out()
         if isinstance(event, Finish):
-            await self._at_finish()
+            # The text goes out now, the finish last — after the output guards ran on the
+            # whole answer: text an upstream sends after its finish chunk would otherwise
+            # never be judged (and a placeholder it completes is still restored).
+            self._finish = event
+            return self._held_out(ended=False)
+        out = self._held_out()
         out.append(event)
         return out
 
@@ -192,14 +209,25 @@ class GuardedStream:
         n = len(side) if final else 0
         while not final and n < len(side) and side[n][0] <= self._released:
             n += 1
-        out = [event for _, event in side[:n]]
+        out = [self._moved(event) for _, event in side[:n]]
         del side[:n]
         return out
+
+    def _moved(self, event: StreamEvent) -> StreamEvent:
+        """A side event as it goes out: a citation with its position in the caller's text."""
+        if self._marks is None or not isinstance(event, CitationDelta):
+            return event
+        cite = self._marks.move(event.citation)
+        if self._masker is not None:
+            cite = restored_citation(cite, self._masker.restore)
+        return event if cite is event.citation else CitationDelta(cite)
 
     def _text_delta(self, event: TextDelta, direct: bool) -> TextDelta | None:
         """Take a delta of answer text; what may go out now, if anything."""
         text = event.text
         self._received += len(text)
+        if self._marks is not None:
+            self._marks.model(text)
         if event.logprobs:
             self._logprobs.append((self._received, event.logprobs))
         if self._keep_answer:
@@ -218,6 +246,8 @@ class GuardedStream:
         out = self._text.feed(text) if self._text is not None else text
         if not out:
             return None
+        if self._marks is not None:
+            self._marks.sent(out)
         logprobs = self._released_logprobs(self._received - self._released, masked=False)
         return TextDelta(out, logprobs=logprobs)
 
@@ -241,11 +271,12 @@ class GuardedStream:
         text = restorer.feed(event.arguments)
         return ToolCallDelta(event.index, text) if text else None
 
-    def _held_out(self) -> list[StreamEvent]:
+    def _held_out(self, *, ended: bool = True) -> list[StreamEvent]:
         """Everything held back, checked and restored: before any event that is not a delta
-        (the side events that waited for the text last)."""
+        (the side events that waited for the text last). Not `ended` (at the finish): what
+        may still become a placeholder is kept for the text after it, if any."""
         out: list[StreamEvent] = list(self._release_thinking())
-        text = self._release(final=True)
+        text = self._release(final=True, ended=ended)
         if text is not None:
             out.append(text)
         out.extend(self._release_args())
@@ -271,7 +302,7 @@ class GuardedStream:
                 out.append(ToolCallDelta(index, args))
         return out
 
-    def _release(self, *, final: bool) -> TextDelta | None:
+    def _release(self, *, final: bool, ended: bool = True) -> TextDelta | None:
         """Check the new text, then the text that may go now (restored), or None."""
         plan = self._plan
         released, received = self._released, self._received
@@ -313,11 +344,13 @@ class GuardedStream:
             seg = replace_spans(seg, spans, offset=released)
         self._trim()
         if self._text is not None:
-            seg = self._text.feed(seg) + (self._text.flush() if final else "")
+            seg = self._text.feed(seg) + (self._text.flush() if final and ended else "")
         if plan.cfg.output.html == "sanitize" and seg:
             seg = sanitize_html(seg)
         if not seg:
             return None
+        if self._marks is not None:
+            self._marks.sent(seg)
         return TextDelta(seg, logprobs=logprobs)
 
     def _rescan(self) -> list[Span]:

@@ -68,7 +68,11 @@ def ranking(options: Any) -> tuple[float, bool]:
     if not isinstance(options, dict):
         raise InvalidRequestError("ranking_options must be an object", param="ranking_options")
     threshold = options.get("score_threshold", 0.0)
-    if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+    if (
+        not isinstance(threshold, int | float)
+        or isinstance(threshold, bool)  # `true` is not a score
+        or not 0 <= threshold <= 1  # NaN and the infinities fail this too
+    ):
         raise InvalidRequestError(
             "score_threshold must be between 0 and 1", param="ranking_options"
         )

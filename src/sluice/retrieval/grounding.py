@@ -109,7 +109,9 @@ def parse_request(
         source = str(spec.get("source", source))[:16]
         max_results = spec.get("max_num_results")
         if max_results is not None and (
-            not isinstance(max_results, int) or not 1 <= max_results <= 50
+            not isinstance(max_results, int)
+            or isinstance(max_results, bool)  # `true` is not a number of results
+            or not 1 <= max_results <= 50
         ):
             raise InvalidRequestError("max_num_results must be 1-50", param=HEADER)
         filters, ranking = spec.get("filters"), spec.get("ranking_options")

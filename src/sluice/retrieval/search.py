@@ -111,7 +111,11 @@ class SearchMixin:
             raise InvalidRequestError("query must be a non-empty string", param="query")
         if len(query) > MAX_QUERY_CHARS:
             raise InvalidRequestError("query is too long", param="query")
-        if not isinstance(max_results, int) or not 1 <= max_results <= MAX_RESULTS:
+        if (
+            not isinstance(max_results, int)
+            or isinstance(max_results, bool)  # `true` is not a number of results
+            or not 1 <= max_results <= MAX_RESULTS
+        ):
             raise InvalidRequestError(
                 "max_num_results must be between 1 and 50", param="max_num_results"
             )
