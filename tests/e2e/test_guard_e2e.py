@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -494,7 +495,9 @@ async def test_records_keep_verdicts_and_never_the_values(
         "prompt_injection=pass, pii=mask:EMAIL+PHONE+SSN",  # output checks: only when hit
     ]
     dumped = json.dumps([r.to_json() for r in records])
-    assert EMAIL not in dumped and "7946" not in dumped and "123-45-6789" not in dumped
+    # the phone's digits as a phrase (a bare "7946" can occur by chance in an id or a latency)
+    assert EMAIL not in dumped and "123-45-6789" not in dumped
+    assert not re.search(r"7946\W{0,3}0958", dumped)
 
 
 @pytest.mark.parametrize("stream", [False, True])
