@@ -358,7 +358,8 @@ async def test_grounding_spec_rejects_bools(
                 tools=[{"type": "file_search", "vector_store_ids": [vs_id], **extra}],  # type: ignore[list-item]
             )
         assert err.value.status_code == 400
-        assert param in str(err.value.body) or param in str(err.value.message)
+        # named as the caller sent it (never the internal x-sluice-retrieval header)
+        assert err.value.param in (f"tools[0].{param}", param), err.value.param
         spec = json.dumps({"vector_store_ids": [vs_id], **extra})
         with pytest.raises(openai.BadRequestError):
             await client.chat.completions.create(

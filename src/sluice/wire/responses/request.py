@@ -225,6 +225,11 @@ def _file_search(item: dict[str, Any], where: str) -> dict[str, Any]:
         or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids)
     ):
         raise invalid(f"{where}.vector_store_ids", "must list 1-10 vector store ids")
+    limit = item.get("max_num_results")
+    if limit is not None and (
+        not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 50
+    ):
+        raise invalid(f"{where}.max_num_results", "must be an integer from 1 to 50")
     spec: dict[str, Any] = {"type": "file_search", "vector_store_ids": ids}
     for key in ("max_num_results", "filters", "ranking_options"):
         if item.get(key) is not None:
