@@ -297,9 +297,13 @@ def _plain_hits(text: str, data: bool = False) -> list[RuleHit]:
     # assistant serves: an ordinary order after it ("answer in British English") is no
     # signal there, only a hostile one (ignore, reveal, send, ...). Documents and tool results
     # keep the broader list.
-    if m is not None and not data and _opens_message(text, m.start()):
-        if not _HOSTILE_IMPERATIVE.search(text, m.end(), m.end() + 200):
-            m = None
+    if (
+        m is not None
+        and not data
+        and _opens_message(text, m.start())
+        and not _HOSTILE_IMPERATIVE.search(text, m.end(), m.end() + 200)
+    ):
+        m = None
     if m is not None and _IMPERATIVE.search(text, m.end(), m.end() + 200):
         span = (m.start(), m.end())
         hits.append(RuleHit("indirect_instruction", 0.9, _quoted(text, span), span))
