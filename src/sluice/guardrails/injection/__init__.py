@@ -2,7 +2,8 @@
 
 Why layered: rules name known attacks exactly and cost ~1 ms; the classifier (MiniLM
 fine-tuned as a sequence classifier, int8 ONNX, `sequence.py`; round 3's linear head on the
-shared MiniLM vectors stays as `kind="linear"`) catches paraphrases the rules do not list; a cheap model call, injected by the caller, settles only the uncertain band where the
+shared MiniLM vectors stays as `kind="linear"`) catches paraphrases the rules do not list;
+a cheap model call, injected by the caller, settles only the uncertain band where the
 classifier is not sure. Each verdict names the layer and rule that decided, so a block can say
 *why* (`prompt_injection_detected`, rule `ignore_previous`).
 
