@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "injection"
 EXT = DATA / "external"
 
@@ -35,8 +37,9 @@ def test_halves_are_disjoint_by_intent_and_complete() -> None:
     assert all(split.is_dev(r) for r in dev) and not any(split.is_dev(r) for r in ev)
 
 
-def test_dev_rows_are_not_evaluation_rows() -> None:
-    dev = {str(r["text"]).strip().lower() for r in _rows(DATA / "dev.jsonl")}
+@pytest.mark.parametrize("name", ["dev.jsonl", "train-round4.jsonl"])
+def test_dev_and_hand_written_training_rows_are_not_evaluation_rows(name: str) -> None:
+    dev = {str(r["text"]).strip().lower() for r in _rows(DATA / name)}
     for name in (
         "heldout.jsonl",
         "handwritten.jsonl",

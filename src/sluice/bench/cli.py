@@ -322,10 +322,11 @@ def routing_bench(dataset: str, config_path: str, route: str | None, as_json: bo
     "--baseline-weights",
     type=click.Path(dir_okay=False, exists=True),
     default=None,
-    help="An earlier classifier.npz: score every set with it too (before/after in one run), "
-    "e.g. tests/data/injection/classifier-round1.npz.",
+    help="An earlier linear classifier (.npz): score every set with it too (before/after in "
+    "one run), e.g. src/sluice/guardrails/injection/classifier.npz (round 3, threshold 0.97) "
+    "or tests/data/injection/classifier-round1.npz (0.9).",
 )
-@click.option("--baseline-threshold", type=float, default=0.9, show_default=True)
+@click.option("--baseline-threshold", type=float, default=0.97, show_default=True)
 def injection_bench(
     data: str,
     external: tuple[str, ...],

@@ -161,24 +161,25 @@ def run(
     repeat: int,
     baseline: tuple[str, float] | None = None,
 ) -> str:
-    """The report. `baseline` = (weights file, threshold) of an earlier classifier: every set
-    is then scored by both in the same run ("before" / "after"), the rules being shared."""
+    """The report. `baseline` = (weights file, threshold) of an earlier linear classifier
+    (`classifier.npz` format): every set is then scored by both in the same run ("before" /
+    "after"), the rules being shared."""
     detector = InjectionDetector() if threshold is None else InjectionDetector(threshold)
     started = time.perf_counter()
     detector.load()
     load_s = time.perf_counter() - started
     lines = [
         f"prompt-injection detection (threshold {detector.threshold}, "
-        f"model {detector.classifier.model.version if detector.classifier else '-'}); "
+        f"model {detector.classifier.version if detector.classifier else '-'}); "
         f"load {load_s:.2f} s; load average {os.getloadavg()[0]:.2f}"
     ]
     before: InjectionDetector | None = None
     if baseline is not None:
-        before = InjectionDetector(baseline[1], weights_path=baseline[0])
+        before = InjectionDetector(baseline[1], weights_path=baseline[0], kind="linear")
         before.load()
         assert before.classifier is not None
         lines.append(
-            f"baseline (before): threshold {baseline[1]}, model {before.classifier.model.version}"
+            f"baseline (before): threshold {baseline[1]}, model {before.classifier.version}"
         )
     for path in [data, *external]:
         rows = read_rows(path)

@@ -1,8 +1,9 @@
-"""Prompt-injection detection: fast rules, an embedding classifier, an optional model check.
+"""Prompt-injection detection: fast rules, a fine-tuned classifier, an optional model check.
 
-Why layered: rules name known attacks exactly and cost ~1 ms; the classifier (logistic
-regression on the MiniLM vectors Sluice already ships) catches paraphrases the rules do not
-list; a cheap model call, injected by the caller, settles only the uncertain band where the
+Why layered: rules name known attacks exactly and cost ~1 ms; the classifier (MiniLM
+fine-tuned as a sequence classifier, int8 ONNX, `sequence.py`; round 3's linear head on the
+shared MiniLM vectors stays as `kind="linear"`) catches paraphrases the rules do not list;
+a cheap model call, injected by the caller, settles only the uncertain band where the
 classifier is not sure. Each verdict names the layer and rule that decided, so a block can say
 *why* (`prompt_injection_detected`, rule `ignore_previous`).
 
@@ -22,26 +23,38 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from sluice.guardrails.injection import rules
 from sluice.guardrails.injection.classifier import InjectionClassifier, SyncEmbedder
 from sluice.guardrails.injection.model_check import Ask, model_check
+from sluice.guardrails.injection.sequence import SequenceClassifier
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_THRESHOLD", "InjectionDetector", "InjectionVerdict", "Source"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "LINEAR_THRESHOLD",
+    "ClassifierKind",
+    "InjectionDetector",
+    "InjectionVerdict",
+    "Source",
+]
 
 Source = Literal["user", "tool", "document", "system"]
+ClassifierKind = Literal["sequence", "linear"]
 SOURCES: frozenset[str] = frozenset({"user", "tool", "document", "system"})
 
-# Round 3: chosen on the dev set (`tests/data/injection/dev.jsonl` + the dev half of
-# bastioncorpus, phrasings unlike the training templates) as the lowest threshold whose
-# combined (rules + classifier) false-positive rate there is <= 2%: 0.9 flagged 4 of 116
-# benign dev rows (3 by the classifier), 0.97 flagged 2 (1), for one fewer catch of 157.
-# Round 2 had 0.9 (no grouped out-of-fold false positive on the template training split,
-# which did not transfer to other writing). See tests/data/injection/README.md, BENCHMARKS.md.
-DEFAULT_THRESHOLD = 0.97
+# Round 4: the fine-tuned sequence classifier (`sequence.py`), int8 as shipped. Chosen on the
+# dev set (`tests/data/injection/dev.jsonl` + the dev half of bastioncorpus) as the lowest
+# threshold whose combined (rules + classifier) false-positive rate there is <= 2%: 0.99
+# flagged 3 of 116 benign dev rows, 0.995 flagged 2 (1 by the rules), catching 146 of 157.
+# See tests/data/injection/README.md, the model card and BENCHMARKS.md "Injection round 4".
+DEFAULT_THRESHOLD = 0.995
+# Round 3's linear head on the shared MiniLM embedding (`classifier.py`, `kind="linear"`),
+# chosen the same way on the same dev set; kept for hosts without the ONNX model file.
+LINEAR_THRESHOLD = 0.97
 # Below the threshold, scores at or above this go to the optional model check.
 DEFAULT_UNCERTAIN_FLOOR = 0.5
 
@@ -67,14 +80,16 @@ class InjectionDetector:
     `threshold`: classifier probability at or above which text is flagged. `model_check`: an
     async callable (text -> is it an injection?) the caller injects and costs; it is asked only
     when the classifier's score lies in [uncertain_floor, threshold) and no rule fired.
-    `use_classifier=False` keeps only the rules (no embedder needed, ~1 ms). `gate=True` runs
+    `use_classifier=False` keeps only the rules (no model needed, ~1 ms). `gate=True` runs
     the classifier only on text with an injection cue (`rules.needs_classifier`): ordinary
-    prompts skip the embedding.
+    prompts skip it. `kind`: "sequence" (default: the fine-tuned MiniLM, `sequence.py`;
+    `model_path` overrides its ONNX file) or "linear" (round 3's head on the shared embedding,
+    `classifier.py`; `embedder`, `weights_path`). `threshold` defaults per kind.
     """
 
     def __init__(
         self,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float | None = None,
         model_check: Callable[[str], Awaitable[bool]] | None = None,
         *,
         uncertain_floor: float = DEFAULT_UNCERTAIN_FLOOR,
@@ -83,7 +98,13 @@ class InjectionDetector:
         model_timeout_s: float = 10.0,
         embedder: SyncEmbedder | None = None,
         weights_path: str | None = None,
+        kind: ClassifierKind = "sequence",
+        model_path: str | None = None,
     ) -> None:
+        if kind not in ("sequence", "linear"):
+            raise ValueError(f"kind must be 'sequence' or 'linear', not {str(kind)[:40]!r}")
+        if threshold is None:
+            threshold = DEFAULT_THRESHOLD if kind == "sequence" else LINEAR_THRESHOLD
         if not 0.0 < threshold <= 1.0:
             raise ValueError("threshold must be in (0, 1]")
         if not 0.0 <= uncertain_floor <= threshold:
@@ -94,10 +115,15 @@ class InjectionDetector:
         self.gate = gate
         self.model_timeout_s = model_timeout_s
         self._warned_no_model = False
-        self.classifier = InjectionClassifier(embedder, weights_path) if use_classifier else None
+        self.kind = kind
+        self.classifier: InjectionClassifier | SequenceClassifier | None = None
+        if use_classifier and kind == "linear":
+            self.classifier = InjectionClassifier(embedder, weights_path)
+        elif use_classifier:
+            self.classifier = SequenceClassifier(Path(model_path) if model_path else None)
 
     def load(self) -> None:
-        """Load the classifier and embedder now, so the first request does not pay for it."""
+        """Load the classifier (and its model) now, so the first request does not pay for it."""
         if self.classifier is not None:
             self.classifier.load()
 

@@ -116,6 +116,10 @@ class InjectionClassifier:
     def model(self) -> LinearModel:
         return self._ready()[1]
 
+    @property
+    def version(self) -> str:
+        return self.model.version
+
     def load(self) -> None:
         """Load the weights and warm the embedder now (otherwise the first call does)."""
         embedder, _ = self._ready()

@@ -45,6 +45,7 @@ from sluice.guardrails.injection.patterns import (
     _DATA_ORDERS,
     _DECODE_HINT,
     _EXTRACT_VERB,
+    _F,
     _HEX,
     _IMPERATIVE,
     _INDIRECT,
@@ -219,7 +220,49 @@ def _broad_hits(text: str, lower: str, have: set[str]) -> list[RuleHit]:
     return hits
 
 
-def _plain_hits(text: str) -> list[RuleHit]:
+# A request about the speaker's *own* system ("how do I disable content filters for my own
+# Azure deployment?"): the filter words are the object of a how-to question or belong to the
+# speaker, not to the assistant. Only a sentence without "you"/"your" qualifies.
+_HOW_TO = re.compile(
+    r"\b(?:how\s+(?:do|can|could|should|would)\s+(?:i|we)|how\s+to|(?:can|could|may)\s+(?:i|we)|"
+    r"is\s+it\s+possible\s+to|where\s+(?:do|can)\s+(?:i|we)|steps\s+to)\b",
+    _F,
+)
+# The `_PERSONA` branch this applies to: turning filters off, with no persona named.
+_FILTER_TALK = re.compile(
+    r"(?:bypass|disable|turn\s+off|ignore)\s+(?:your\s+|the\s+|all\s+)?(?:safety|content)\s+"
+    r"(?:filters?|polic(?:y|ies)|rules|guidelines|training)",
+    _F,
+)
+_OWN = re.compile(r"\b(?:for|on|in|of|from|across|at)\s+(?:my|our)\b", _F)
+_ADDRESSEE = re.compile(r"\b(?:you|your|yourself|u|ur)\b", _F)
+_SENTENCE_END = re.compile(r"[.!?\n]")
+
+
+def _about_own_system(text: str, span: tuple[int, int]) -> bool:
+    """The hit's sentence asks how the speaker changes their own system's filters."""
+    starts = [m.end() for m in _SENTENCE_END.finditer(text, 0, span[0])]
+    start = starts[-1] if starts else 0
+    end_match = _SENTENCE_END.search(text, span[1])
+    sentence = text[start : end_match.end() if end_match else len(text)]
+    if _ADDRESSEE.search(sentence):
+        return False
+    return bool(_HOW_TO.search(sentence) or _OWN.search(sentence))
+
+
+_HOSTILE_IMPERATIVE = re.compile(
+    r"\b(?:ignore|disregard|forget|instead|send|forward|transfer|delete|approve|visit|download|"
+    r"click|reveal|leak|execute|run|your\s+(?:real|new|actual|only)\s+(?:task|job|goal))\b",
+    _F,
+)
+
+
+def _opens_message(text: str, start: int) -> bool:
+    """Only markup or punctuation before `start`: the address is the message's own opening."""
+    return not any(c.isalnum() for c in text[:start])
+
+
+def _plain_hits(text: str, data: bool = False) -> list[RuleHit]:
     hits: list[RuleHit] = []
     lower = text.lower()
     present = _present(lower) if PREFILTER else set()
@@ -239,11 +282,28 @@ def _plain_hits(text: str) -> list[RuleHit]:
         if name == "system_prompt_extraction" and not _EXTRACT_VERB.search(text):
             continue
         span = (m.start(), m.end())
+        if (
+            pattern is _PERSONA
+            and _FILTER_TALK.fullmatch(m.group(0))
+            and _about_own_system(text, span)
+        ):
+            continue
         quoted = _quoted(text, span)
         if name == "chat_template_tokens" and _TEMPLATE_TALK.search(text):
             quoted = True  # a question about chat templates, not a turn
         hits.append(RuleHit(name, confidence, quoted, span))
     m = _INDIRECT.search(text) if not PREFILTER or _indirect_possible(lower, present) else None
+    # A user's own "Note to the AI: ..." opening their message is the user speaking, whom the
+    # assistant serves: an ordinary order after it ("answer in British English") is no
+    # signal there, only a hostile one (ignore, reveal, send, ...). Documents and tool results
+    # keep the broader list.
+    if (
+        m is not None
+        and not data
+        and _opens_message(text, m.start())
+        and not _HOSTILE_IMPERATIVE.search(text, m.end(), m.end() + 200)
+    ):
+        m = None
     if m is not None and _IMPERATIVE.search(text, m.end(), m.end() + 200):
         span = (m.start(), m.end())
         hits.append(RuleHit("indirect_instruction", 0.9, _quoted(text, span), span))
@@ -347,12 +407,12 @@ def scan(text: str, *, data: bool = False, _depth: int = 0) -> list[RuleHit]:
     norm = normalize(text)
     if hidden:
         norm = norm + "\n" + hidden
-    hits.extend(_plain_hits(norm))
+    hits.extend(_plain_hits(norm, data))
     if data and not any(h.rule == "indirect_instruction" for h in hits):
         hits.extend(_data_hits(norm))
     despaced = _despaced(norm)
     if despaced is not None and despaced != norm:
-        for h in _plain_hits(despaced):
+        for h in _plain_hits(despaced, data):
             if not any(x.rule == h.rule for x in hits):
                 hits.append(RuleHit("obfuscated_" + h.rule, h.confidence, h.quoted, h.span))
     if _depth < MAX_DEPTH:
