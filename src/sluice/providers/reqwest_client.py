@@ -149,6 +149,8 @@ class ReqwestTransport:
         def done(resp: _Streamed, read_to_the_end: bool) -> None:
             # Read to its last event: the body's end may trail in (then the connection is
             # kept); else closed at once, so the upstream stops generating.
+            if resp.ended:  # the body is over and its connection back in the pool
+                return
             task = asyncio.get_running_loop().create_task(resp.finish(read_to_the_end))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -165,6 +167,7 @@ class _Streamed:
         self.status = response.status
         self.headers = _headers(response)
         self._inflate = Inflate.of(self.headers)
+        self.ended = False
 
     async def read(self) -> bytes:
         raw = (await self._response.bytes()).to_bytes()
@@ -177,6 +180,7 @@ class _Streamed:
         try:
             while (chunk := await reader.read_chunk()) is not None:
                 yield chunk.to_bytes() if inflate is None else inflate.feed(chunk.to_bytes())
+            self.ended = True
             if inflate is not None:
                 yield inflate.end()
         except Exception as exc:
