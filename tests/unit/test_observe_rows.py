@@ -17,7 +17,7 @@ def test_each_text_field_is_cut_to_its_own_column() -> None:
         request_id="r1",
         ts=1.0,
         tenant=long,
-        kind="attempt-" + long,
+        grounded=long,
         finish_reason=long,
         error_type=long,
         guards=long,
@@ -27,7 +27,7 @@ def test_each_text_field_is_cut_to_its_own_column() -> None:
     out = storable(record)
     assert out is not record and record.tenant == long  # a copy; the original untouched
     assert len(out.tenant or "") == LABEL_CHARS
-    assert out.kind == "attempt-xxxxxxxx"  # 16
+    assert len(out.grounded or "") == 32
     assert len(out.finish_reason or "") == 32 and len(out.error_type or "") == 64
     assert len(out.guards or "") == 1024
     assert out.input_preview == long and out.route_decision == long
