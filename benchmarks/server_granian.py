@@ -32,8 +32,20 @@ UPSTREAM = os.environ.get("BENCH_UPSTREAM", "http://127.0.0.1:8089") + "/v1/chat
 _JSON = [(b"content-type", b"application/json")]
 
 
+CLIENT = os.environ.get("BENCH_CLIENT", "aiohttp")  # or pyreqwest (benchmarks/floor.py)
+
+
 class _Upstream:
     session: aiohttp.ClientSession | None = None
+    reqwest: Any = None
+
+    @classmethod
+    def rq(cls) -> Any:
+        if cls.reqwest is None:
+            from pyreqwest.client import ClientBuilder
+
+            cls.reqwest = ClientBuilder().max_connections(256).error_for_status(False).build()
+        return cls.reqwest
 
     @classmethod
     def get(cls) -> aiohttp.ClientSession:
@@ -54,6 +66,8 @@ def serve_aiohttp(port: int) -> None:
     async def chat(request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
         raw = orjson.dumps(body)
+        if CLIENT == "pyreqwest":
+            return await chat_reqwest(request, body, raw)
         async with _Upstream.get().post(UPSTREAM, data=raw, headers=dict(_JSON_STR)) as up:
             if not body.get("stream"):
                 return web.Response(body=await up.read(), content_type="application/json")
@@ -61,6 +75,20 @@ def serve_aiohttp(port: int) -> None:
             await resp.prepare(request)
             async for chunk in up.content.iter_any():
                 await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+
+    async def chat_reqwest(request: web.Request, body: Any, raw: bytes) -> web.StreamResponse:
+        post = _Upstream.rq().post(UPSTREAM).headers(dict(_JSON_STR)).body_bytes(raw)
+        if not body.get("stream"):
+            up = await post.build().send()
+            data = (await up.bytes()).to_bytes()
+            return web.Response(body=data, content_type="application/json")
+        async with post.streamed_read_buffer_limit(0).build_streamed() as up:
+            resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await resp.prepare(request)
+            while (chunk := await up.body_reader.read_chunk()) is not None:
+                await resp.write(chunk.to_bytes())
             await resp.write_eof()
             return resp
 
@@ -91,6 +119,17 @@ async def rsgi_app(scope: Any, proto: Any) -> None:
         return
     body = orjson.loads(await proto())
     raw = orjson.dumps(body)
+    if CLIENT == "pyreqwest":
+        post = _Upstream.rq().post(UPSTREAM).headers(dict(_JSON_STR)).body_bytes(raw)
+        if not body.get("stream"):
+            up = await post.build().send()
+            proto.response_bytes(200, _JSON_STR, (await up.bytes()).to_bytes())
+            return
+        async with post.streamed_read_buffer_limit(0).build_streamed() as sup:
+            transport = proto.response_stream(200, [("content-type", "text/event-stream")])
+            while (chunk := await sup.body_reader.read_chunk()) is not None:
+                await transport.send_bytes(chunk.to_bytes())
+        return
     async with _Upstream.get().post(UPSTREAM, data=raw, headers=dict(_JSON_STR)) as up:
         if not body.get("stream"):
             proto.response_bytes(200, _JSON_STR, await up.read())

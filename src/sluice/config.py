@@ -72,8 +72,9 @@ class _ProviderBase(_Frozen):
     headers: dict[str, str] = Field(default_factory=dict)
     max_connections: int = Field(default=256, gt=0)
     # aiohttp: the library client (proxies from HTTP(S)_PROXY/NO_PROXY); lean: Sluice's own
-    # HTTP/1.1 pool, less CPU per call, no proxies (sluice.providers.http).
-    transport: Literal["aiohttp", "lean"] = "aiohttp"
+    # HTTP/1.1 pool, less CPU per call, no proxies; pyreqwest: Rust's reqwest (extra
+    # `reqwest`), proxies from the environment (sluice.providers.http).
+    transport: Literal["aiohttp", "lean", "pyreqwest"] = "aiohttp"
     # Client request headers passed on upstream: exact names or `prefix*` (case-insensitive).
     forward_headers: list[str] = Field(default_factory=list)
 

@@ -23,14 +23,14 @@ from sluice.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from sluice.providers.http import UpstreamTransport, make_transport
+from sluice.providers.http import TransportKind, UpstreamTransport, make_transport
 from tests.unit.scripted_http import Reply, ok, send, serve
 
 JSON = {"content-type": "application/json"}
 FAST = TimeoutConfig(connect_s=2, ttft_s=5, idle_s=5, total_s=10)
 
 
-@pytest.fixture(params=["aiohttp", "lean"])
+@pytest.fixture(params=["aiohttp", "lean", "pyreqwest"])
 async def transport(request: pytest.FixtureRequest) -> AsyncIterator[UpstreamTransport]:
     client = make_transport(request.param, "d", 2)
     yield client
@@ -83,6 +83,14 @@ async def test_error_status_carries_retry_after(transport: UpstreamTransport) ->
     assert "slow down" in str(caught.value)
 
 
+async def test_a_streams_compressed_error_body_is_read(transport: UpstreamTransport) -> None:
+    body = gzip.compress(b'{"error":{"message":"slow down"}}')
+    head = b"HTTP/1.1 429 X\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n"
+    async with serve(send(head % len(body) + body)) as (url, _):
+        with pytest.raises(UpstreamStatusError, match="slow down"):
+            await events(transport, url)
+
+
 def _status(status: int, body: bytes) -> Reply:
     return send(
         b"HTTP/1.1 %d X\r\nretry-after: 3\r\ncontent-length: %d\r\n\r\n%s"
@@ -114,6 +122,42 @@ async def test_stream_to_its_last_event_keeps_the_connection(
                     raise RuntimeError("reader gave up")
         assert await events(transport, url, "[DONE]") == ["1", "[DONE]"]
         assert server.connections == 2
+
+
+async def test_each_event_is_handed_on_before_the_body_ends(
+    transport: UpstreamTransport,
+) -> None:
+    """The second event is sent only once the reader has the first: a transport that
+    buffers a streamed body (pyreqwest holds 64 KiB by default) would wait forever."""
+    got_first = asyncio.Event()
+
+    async def lockstep(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n")
+        await writer.drain()
+        await got_first.wait()
+        writer.write(b"9\r\ndata: 2\n\n\r\n0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async with serve(lockstep) as (url, _):
+        got = []
+        async with transport.open_stream(url, JSON, b"{}", FAST, "d") as (_, stream):
+            async for batch in stream:
+                got += [event.data for event in batch]
+                if got == ["1"]:
+                    got_first.set()
+        assert got == ["1", "2"]
+
+
+async def test_a_compressed_stream_cut_short_fails(transport: UpstreamTransport) -> None:
+    """A gzip'd event stream whose compressed body ends early (its Content-Length met) is
+    an error, not a stream that ended: the events it lost would go unnoticed."""
+    packed = gzip.compress(b"data: 1\n\n" + b"data: %d\n\n" * 200 % tuple(range(200)))
+    cut = packed[: len(packed) // 2]
+    reply = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n"
+    async with serve(send(reply % len(cut) + cut)) as (url, _):
+        with pytest.raises(UpstreamError):
+            await events(transport, url)
 
 
 async def test_stream_timeouts_first_event_by_ttft_then_idle(
@@ -248,16 +292,17 @@ async def test_an_untrusted_certificate_is_refused(
         assert server.requests == []
 
 
-async def test_the_default_transport_goes_through_the_environments_proxy(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("kind", ["aiohttp", "pyreqwest"])
+async def test_library_transports_go_through_the_environments_proxy(
+    monkeypatch: pytest.MonkeyPatch, kind: TransportKind
 ) -> None:
     """HTTP_PROXY sends the call to the proxy (absolute-form request line); NO_PROXY
-    exempts a host. Only the aiohttp transport knows proxies."""
+    exempts a host. The lean transport knows no proxies."""
     async with serve(ok(b'{"via":"proxy"}')) as (proxy_url, proxy):
         proxy_base = proxy_url.split("/v1/")[0]
         monkeypatch.setenv("HTTP_PROXY", proxy_base)
         monkeypatch.setenv("NO_PROXY", "")
-        client = make_transport("aiohttp", "d", 2)
+        client = make_transport(kind, "d", 2)
         try:
             upstream = "http://upstream.invalid:8080/v1/chat/completions"
             assert (await client.post(upstream, JSON, b"{}", FAST, "d"))[1] == {"via": "proxy"}
@@ -265,7 +310,7 @@ async def test_the_default_transport_goes_through_the_environments_proxy(
             async with serve(ok(b'{"via":"direct"}')) as (direct_url, direct):
                 monkeypatch.setenv("NO_PROXY", "127.0.0.1")
                 await client.close()  # the environment is read per session
-                client = make_transport("aiohttp", "d", 2)
+                client = make_transport(kind, "d", 2)
                 body = (await client.post(direct_url, JSON, b"{}", FAST, "d"))[1]
                 assert body == {"via": "direct"} and len(direct.requests) == 1
         finally:

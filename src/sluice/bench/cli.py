@@ -72,7 +72,7 @@ def bench() -> None:
 )
 @click.option(
     "--transport",
-    type=click.Choice(["aiohttp", "lean"]),
+    type=click.Choice(["aiohttp", "lean", "pyreqwest"]),
     default=None,
     help="Upstream transport of the built-in config's providers (default: aiohttp).",
 )

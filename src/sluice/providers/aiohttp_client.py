@@ -36,6 +36,7 @@ from sluice.errors import (
 )
 from sluice.providers.http import (
     TRAILING_END_S,
+    Inflate,
     SSEEvent,
     parse_json,
     sse_stream,
@@ -64,6 +65,7 @@ class AiohttpTransport:
                 timeout=aiohttp.ClientTimeout(total=None),  # ours: see post / open_stream
                 cookie_jar=aiohttp.DummyCookieJar(),  # no state between tenants' calls
                 skip_auto_headers=("User-Agent",),
+                auto_decompress=False,  # ours (`Inflate`): aiohttp's passes a cut body on
             )
         return self._session
 
@@ -114,6 +116,9 @@ class AiohttpTransport:
                 self._send(url, headers, body, timeouts) as resp,
             ):
                 raw = await resp.read()
+            inflate = Inflate.of(resp.headers)
+            if inflate is not None:
+                raw = inflate.feed(raw) + inflate.end()
         except Exception as exc:
             raise _error(exc, dep) from exc
         if resp.status >= 400:
@@ -126,19 +131,17 @@ class AiohttpTransport:
         """POST and yield (headers, SSE events: one list per network read); the deadlines
         and failures as in `sse_stream`."""
 
-        def done(resp: aiohttp.ClientResponse, read_to_the_end: bool) -> None:
+        async def send() -> _Answer:
+            return _Answer(await self._send(url, headers, body, timeouts))
+
+        def done(answer: _Answer, read_to_the_end: bool) -> None:
             if read_to_the_end:  # keep the connection once the body's end trails in
-                self._release_when_done(resp)
+                self._release_when_done(answer.resp)
             else:  # abandoned or failed: close it, so the upstream stops generating
-                resp.close()
+                answer.resp.close()
 
         return sse_stream(
-            lambda: self._send(url, headers, body, timeouts),
-            lambda resp: _chunks(resp, dep),
-            done,
-            timeouts,
-            dep,
-            _error,
+            send, lambda answer: _chunks(answer.resp, dep), done, timeouts, dep, _error
         )
 
     def _release_when_done(self, resp: aiohttp.ClientResponse) -> None:
@@ -169,11 +172,28 @@ class AiohttpTransport:
         task.add_done_callback(self._draining.discard)
 
 
+class _Answer:
+    """A streamed answer as `sse_stream` reads it: an error status's body decompressed."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self.resp = resp
+        self.status = resp.status
+        self.headers = resp.headers
+
+    async def read(self) -> bytes:
+        raw = await self.resp.read()
+        inflate = Inflate.of(self.headers)
+        return raw if inflate is None else inflate.feed(raw) + inflate.end()
+
+
 async def _chunks(resp: aiohttp.ClientResponse, dep: str) -> AsyncIterator[bytes]:
-    """The body in the pieces the network delivered (decompressed by aiohttp)."""
+    """The body in the pieces the network delivered (decompressed)."""
+    inflate = Inflate.of(resp.headers)
     try:
         async for chunk in resp.content.iter_any():
-            yield chunk
+            yield chunk if inflate is None else inflate.feed(chunk)
+        if inflate is not None:
+            yield inflate.end()
     except Exception as exc:
         raise _error(exc, dep) from exc
 

@@ -2,17 +2,20 @@
 transport shares (SSE parsing, stream deadlines, failures mapped to typed errors), and
 `make_transport` choosing one by the provider's `transport:` setting.
 
-Two transports satisfy it:
+Three transports satisfy it:
 - `aiohttp` (default, `sluice.providers.aiohttp_client`): aiohttp's client, a well-kept
   library; honours HTTP(S)_PROXY / NO_PROXY (`trust_env`).
 - `lean` (opt-in, `sluice.providers.lean`): Sluice's own HTTP/1.1 pool on httptools
   (`sluice.providers.transport`); less CPU per call (BENCHMARKS.md), no proxy support.
-Both run the same test suite (tests/unit/test_upstream_transports.py).
+- `pyreqwest` (opt-in, extra `reqwest`, `sluice.providers.reqwest_client`): Rust's reqwest
+  through the `pyreqwest` package; proxies from the environment.
+All run the same test suite (tests/unit/test_upstream_transports.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -69,7 +72,7 @@ class UpstreamTransport(Protocol):
     async def close(self) -> None: ...
 
 
-TransportKind = Literal["aiohttp", "lean"]
+TransportKind = Literal["aiohttp", "lean", "pyreqwest"]
 
 
 def make_transport(kind: TransportKind, name: str, max_connections: int) -> UpstreamTransport:
@@ -78,6 +81,10 @@ def make_transport(kind: TransportKind, name: str, max_connections: int) -> Upst
         from sluice.providers.lean import LeanTransport
 
         return LeanTransport(name, max_connections)
+    if kind == "pyreqwest":
+        from sluice.providers.reqwest_client import ReqwestTransport
+
+        return ReqwestTransport(name, max_connections)
     from sluice.providers.aiohttp_client import AiohttpTransport
 
     return AiohttpTransport(name, max_connections)
@@ -217,6 +224,31 @@ def _parse_block(block: bytes) -> SSEEvent | None:
             event = line[6:].strip()
         # ":" comments and unknown fields are ignored, as the SSE spec says.
     return SSEEvent(event, "\n".join(data)) if data else None
+
+
+class Inflate:
+    """A gzip or deflate body's decoder for the library transports (whose own decoders hand
+    on a compressed body cut short as if it had ended); `end` raises if it was."""
+
+    def __init__(self, gzip: bool) -> None:
+        self._z = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS)
+
+    @staticmethod
+    def of(headers: Headers) -> Inflate | None:
+        coding = headers.get("content-encoding", "").lower()
+        return Inflate(coding == "gzip") if coding in ("gzip", "deflate") else None
+
+    def feed(self, data: bytes) -> bytes:
+        try:
+            return self._z.decompress(data)
+        except zlib.error as exc:
+            raise BadResponse(f"invalid compressed body: {exc}") from exc
+
+    def end(self) -> bytes:
+        out = self._z.flush()
+        if not self._z.eof:
+            raise BadResponse("the compressed body is cut short")
+        return out
 
 
 def parse_json(raw: bytes, dep: str) -> Any:
