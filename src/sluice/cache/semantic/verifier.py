@@ -158,6 +158,20 @@ class PairVerifier:
         self._executor.shutdown(wait=True)
 
 
+def _embedding_feeds(folder: Path) -> dict[str, np.ndarray]:
+    """The base model's embedding tensors, read alone (not its six layers) from its file."""
+    try:
+        from safetensors import safe_open
+    except ImportError as exc:
+        raise EmbedderUnavailableError(f"safetensors is not installed; {INSTALL_HINT}") from exc
+    with safe_open(str(folder / model_files.WEIGHTS_FILE), framework="numpy") as f:
+        stored = {name.removeprefix("bert."): name for name in f.keys()}  # noqa: SIM118
+        return {
+            name: np.ascontiguousarray(f.get_tensor(stored[source]), dtype=np.float32)
+            for name, source in EMBEDDING_FEEDS.items()
+        }
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
