@@ -117,3 +117,24 @@ def test_splits_share_no_seed_question_and_reach_twenty_thousand_pairs() -> None
         assert all(r["a"] == r["b"] for r in rows if r["kind"] == "identical" and not r["label"])
         assert 0.3 < sum(r["label"] for r in rows) / len(rows) < 0.6
     assert sum(counts.values()) >= 20_000
+
+
+def test_train2_is_train_only_and_shares_no_question_or_topic_with_the_tested_splits() -> None:
+    """Card 1.2.0's extra seeds (author C) feed training only: no seed question, no
+    generated pair text and no topic in common with the calibration or held-out split."""
+    extra = read_seeds(seed_file("train2.txt"))
+    held = read_seeds(seed_file("heldout.txt"))
+    calibration = [c for c in read_seeds(seed_file("train.txt")) if is_calibration(c)]
+    extra_q = {p.lower() for c in extra for p in c.phrasings + c.lookalikes}
+    for other in (held, calibration):
+        assert not extra_q & {p.lower() for c in other for p in c.phrasings + c.lookalikes}
+    assert not {c.topic for c in held} & {c.topic for c in extra}
+
+    def texts(name: str) -> set[str]:
+        lines = (DATA / "semcache" / f"{name}.jsonl").read_text().splitlines()
+        return {t.strip().lower() for x in lines for t in (json.loads(x)["a"], json.loads(x)["b"])}
+
+    generated = texts("train2")
+    assert len(generated) > 5_000
+    assert not generated & texts("calibration")
+    assert not generated & texts("heldout")

@@ -66,15 +66,22 @@ def _attention(x: F32, bias: F32, w: dict[str, F32], p: str, shape: BertShape) -
 
 
 def encode(
-    weights: dict[str, F32], shape: BertShape, input_ids: np.ndarray, attention_mask: np.ndarray
+    weights: dict[str, F32],
+    shape: BertShape,
+    input_ids: np.ndarray,
+    attention_mask: np.ndarray,
+    token_type_ids: np.ndarray | None = None,
+    unit: bool = True,
 ) -> F32:
-    """[batch, seq] token ids and mask -> [batch, hidden] unit vectors."""
+    """[batch, seq] token ids and mask -> [batch, hidden] unit vectors (mean-pooled only with
+    `unit=False`; `token_type_ids` for a pair, as the cache's pair verifier reads it)."""
     w = weights
     _, s = input_ids.shape
+    types = 0 if token_type_ids is None else token_type_ids
     x = (
         w["embeddings.word_embeddings.weight"][input_ids]
         + w["embeddings.position_embeddings.weight"][:s]
-        + w["embeddings.token_type_embeddings.weight"][0]
+        + w["embeddings.token_type_embeddings.weight"][types]
     )
     x = _layer_norm(
         x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], shape.layer_norm_eps
@@ -94,5 +101,7 @@ def encode(
         )
     summed = (x * mask[:, :, None]).sum(axis=1)
     pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), np.float32(1e-9))
+    if not unit:
+        return np.asarray(pooled, np.float32)
     norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12))
     return np.asarray(pooled / norms, np.float32)

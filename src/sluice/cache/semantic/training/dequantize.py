@@ -1,9 +1,10 @@
-"""Turn a shipped int8 verifier back into a `weights.npz` warm start (training side only).
+"""Turn a shipped verifier back into a `weights.npz` warm start (training side only).
 
     python -m sluice.cache.semantic.training.dequantize MODEL.onnx OUT/weights.npz
 
 The fp32 weights of a training run are not kept; the int8 ONNX file is. Each quantised
-weight is `(q - zero_point) * scale` (per output channel), the rest is read as stored. The
+weight is `(q - zero_point) * scale` (per output channel), a float16 one (card >= 1.2) is
+widened to float32, the rest is read as stored. The
 embeddings, frozen in every run, come from the base model's fp32 file instead, so only the
 fine-tuned layers and the head carry the int8 rounding (< 0.5% of each weight's range).
 `train.py --init OUT/weights.npz` then continues from the shipped model.
@@ -23,9 +24,16 @@ def dequantize(model_path: Path) -> dict[str, np.ndarray]:
     import onnx
     from onnx import numpy_helper
 
-    model = onnx.load(str(model_path))
-    init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    model = onnx.load(str(model_path), load_external_data=False)
+    init = {  # card >= 1.2 feeds the embeddings at load: those are read from the base below
+        i.name: numpy_helper.to_array(i)
+        for i in model.graph.initializer
+        if i.data_location != onnx.TensorProto.EXTERNAL
+    }
     out: dict[str, np.ndarray] = {}
+    for name, half in init.items():  # card >= 1.2: float16 MatMul weights, no int8
+        if name.endswith(".weight.T.f16"):
+            out[name.removesuffix(".T.f16")] = np.ascontiguousarray(half.astype(np.float32).T)
     for name, q in init.items():
         if not name.endswith("_quantized"):
             continue

@@ -1,12 +1,13 @@
 """Build the labelled pair sets (train, calibration, held-out) from the seed files.
 
 `python -m sluice.cache.semantic.training.pairs OUT_DIR` writes `train.jsonl`,
-`calibration.jsonl` and `heldout.jsonl`, one `{"a", "b", "label", "kind", "topic",
+`calibration.jsonl`, `heldout.jsonl` and `train2.jsonl`, one `{"a", "b", "label", "kind", "topic",
 "cluster"}` object a line. Deterministic (seeded), so the files can be rebuilt and diffed.
 
 Splits never share a seed question: calibration takes a fixed fifth of the *train* seed
 clusters (by a hash of the cluster's first phrasing), held-out comes from `heldout.txt`,
-written apart from `train.txt` (other author, topics and register).
+written apart from `train.txt` (other author, topics and register). `train2.txt` (a third
+author, full rewordings in several styles) only ever feeds training.
 """
 
 from __future__ import annotations
@@ -165,6 +166,8 @@ def write_splits(out: Path) -> dict[str, int]:
         "train": build([c for c in train_clusters if not is_calibration(c)], seed=1),
         "calibration": build([c for c in train_clusters if is_calibration(c)], seed=2),
         "heldout": build(read_seeds(seed_file("heldout.txt")), seed=3),
+        # author C's reworded clusters (card 1.2.0): train only, never calibration
+        "train2": build(read_seeds(seed_file("train2.txt")), seed=4),
     }
     for name, pairs in splits.items():
         (out / f"{name}.jsonl").write_text("".join(p.to_json() + "\n" for p in pairs))
