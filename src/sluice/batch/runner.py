@@ -4,12 +4,14 @@ Each gateway process runs one. A batch's items go into the durable work queue
 (`sluice.queue`: SQLite embedded, pgqueuer on PostgreSQL) at the lowest priority, one
 queue group per batch, deduplicated by (batch, line). The queue delivers each at least
 once; the runner marks it running (`BatchStore.take`), runs it through the item runner it
-was given — the gateway's whole pipeline,
-injected from `sluice.web.batches`, since this package sits below the gateway — and writes
-each item's one result (`BatchStore.finish`). Throughput is capped twice: by the app's
-queue worker (`queue.concurrency`, shared with async jobs, which it picks first), and per
-model at most `share(model)` items in flight (a share of its deployments' concurrency), so
-interactive calls keep their headroom.
+was given — the gateway's whole pipeline, injected from `sluice.web.batches`, since this
+package sits below the gateway — and writes each item's one result with its charge
+(`BatchStore.finish`), then moves the charge into the spend ledger
+(`BatchStore.settle_charges`; also for a redelivered item that has its result, and in
+every housekeeping round: a worker killed between the two). Throughput is capped twice:
+by the app's queue worker (`queue.concurrency`, shared with async jobs, which it picks
+first), and per model at most `share(model)` items in flight (a share of its
+deployments' concurrency), so interactive calls keep their headroom.
 
 Housekeeping (every `_HOUSEKEEP_S`) moves batches along: a cancelled batch's queue group
 is dropped at once and its claimed items not started yet go back; its unstarted items
@@ -144,7 +146,9 @@ class BatchRunner:
         if batch_id in self._stopped:
             return
         claim = await self.store.take(batch_id, idx, self.config.lease_s)
-        if claim is not None:
+        if claim is None:  # it has its result: its worker may have died before its charge
+            await self.store.settle_charges(batch_id, idx)
+        else:
             self._running += 1
             try:
                 await self._item(claim)
@@ -185,9 +189,13 @@ class BatchRunner:
                 "request_id": outcome.request_id,
                 "body": outcome.body,
             }
-            written = await self.store.finish(claim.batch_id, claim.idx, state, result)
-            if written and self.observer is not None:
-                self.observer.item_done(state)
+            written = await self.store.finish(
+                claim.batch_id, claim.idx, state, result, outcome.charge
+            )
+            if written:
+                await self.store.settle_charges(claim.batch_id, claim.idx)
+                if self.observer is not None:
+                    self.observer.item_done(state)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):  # shutting down: the queue redelivers it
                 await asyncio.shield(self.store.release(claim.batch_id, claim.idx))
@@ -218,6 +226,7 @@ class BatchRunner:
         now = time.time()
         if self.observer is not None:
             self.observer.queue(*await self.store.queue_stats())
+        await self.store.settle_charges()  # results kept by a worker that died before these
         resubmit = time.monotonic() - self._resubmitted >= _RESUBMIT_S
         if resubmit:  # an item the queue dropped (its handler failed) is queued again
             self._resubmitted = time.monotonic()
