@@ -112,10 +112,8 @@ class Forwarder:
         charge, after = await self.price(batch, idx, result)
         if not await self.store.finish(batch.id, idx, state, done, charge):
             return  # mapped before: recorded and charged by whoever wrote it
-        if charge is not None:
-            await self.store.settle_charges(batch.id, idx)
-        elif self.store.after_charge is not None:  # no ledger: the call record still
-            await self.store.after_charge(after)
+        if charge is None and self.store.after_charge is not None:  # no ledger kept: the
+            await self.store.after_charge(after)  # call record now (else: housekeeping's)
 
     async def _collect(self, batch: Batch, provider_id: str, client: BatchClient) -> None:
         index = await self.store.index_of(batch.id)

@@ -6,9 +6,9 @@ queue group per batch, deduplicated by (batch, line). The queue delivers each at
 once; the runner marks it running (`BatchStore.take`), runs it through the item runner it
 was given — the gateway's whole pipeline, injected from `sluice.web.batches`, since this
 package sits below the gateway — and writes each item's one result with its charge
-(`BatchStore.finish`), then moves the charge into the spend ledger
-(`BatchStore.settle_charges`; also for a redelivered item that has its result, and in
-every housekeeping round: a worker killed between the two). Throughput is capped twice:
+(`BatchStore.finish`); housekeeping moves held charges into the spend ledger every round
+(`BatchStore.settle_charges`; so does a redelivered item that has its result already: a
+worker killed between the two). Throughput is capped twice:
 by the app's queue worker (`queue.concurrency`, shared with async jobs, which it picks
 first), and per model at most `share(model)` items in flight (a share of its
 deployments' concurrency), so interactive calls keep their headroom.
@@ -38,7 +38,7 @@ import orjson
 from sluice.batch.config import BatchConfig
 from sluice.batch.forward import Forwarder
 from sluice.batch.model import Batch, Claim, Outcome, Status
-from sluice.batch.store import BatchStore
+from sluice.batch.store import CHARGE_SWEEP, BatchStore
 from sluice.queue import Job, Priority, Queue
 
 log = logging.getLogger("sluice.batch")
@@ -48,6 +48,7 @@ _HOUSEKEEP_S = 0.5
 _ENQUEUE_CHUNK = 1000
 ITEM_KIND = "batch.item"
 _RESUBMIT_S = 30.0
+_CHARGE_PAGES = 20  # held charges settled per housekeeping round: 20 x CHARGE_SWEEP at most
 
 
 class OutputFiles(Protocol):
@@ -114,6 +115,11 @@ class BatchRunner:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._tasks:  # the charges of the last results (else the next start's round)
+            try:
+                await self._settle_charges()
+            except Exception:
+                log.exception("held charges not settled at stop; the next start settles them")
         if self.forwarder is not None:
             await self.forwarder.close()
 
@@ -167,6 +173,13 @@ class BatchRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), _HOUSEKEEP_S)
 
+    async def _settle_charges(self) -> None:
+        """Held charges of the results written since the last round (by this process or
+        one that died) into the spend ledger, page by page."""
+        for _ in range(_CHARGE_PAGES):
+            if await self.store.settle_charges() < CHARGE_SWEEP:
+                return
+
     def _semaphore(self, model: str) -> asyncio.Semaphore:
         sem = self._per_model.get(model)
         if sem is None:
@@ -192,10 +205,8 @@ class BatchRunner:
             written = await self.store.finish(
                 claim.batch_id, claim.idx, state, result, outcome.charge
             )
-            if written:
-                await self.store.settle_charges(claim.batch_id, claim.idx)
-                if self.observer is not None:
-                    self.observer.item_done(state)
+            if written and self.observer is not None:
+                self.observer.item_done(state)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):  # shutting down: the queue redelivers it
                 await asyncio.shield(self.store.release(claim.batch_id, claim.idx))
@@ -226,7 +237,7 @@ class BatchRunner:
         now = time.time()
         if self.observer is not None:
             self.observer.queue(*await self.store.queue_stats())
-        await self.store.settle_charges()  # results kept by a worker that died before these
+        await self._settle_charges()
         resubmit = time.monotonic() - self._resubmitted >= _RESUBMIT_S
         if resubmit:  # an item the queue dropped (its handler failed) is queued again
             self._resubmitted = time.monotonic()

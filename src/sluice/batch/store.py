@@ -12,8 +12,9 @@ The same UPDATE keeps the item's spend-ledger row (`charge`, see `sluice.state.c
 a result is never kept without its charge, nor charged without being kept. `settle_charges`
 then copies due charges into the ledger (keyed by the item: a second copy is a no-op) and
 clears them; whoever clears one runs its follow-up (`after_charge`: a forwarded item's call
-record and budget counters). The runner calls it after each result, for a redelivered item
-that already has one (its worker died between the two), and in every housekeeping round.
+record and budget counters). The runner calls it in every housekeeping round (results of
+the last half second, a few hundred rows a statement), for a redelivered item that already
+has its result (its worker died between the two), and when it stops.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ T = TypeVar("T")
 AfterCharge = Callable[[dict[str, Any]], Awaitable[None]]
 log = logging.getLogger("sluice.batch")
 MAX_ID_CHARS = 64
-_CHARGE_SWEEP = 500
+CHARGE_SWEEP = 500  # held charges settled per round
 _CLOSE_WAIT_S = 10.0
 
 
@@ -398,20 +399,22 @@ class BatchStore:
 
     async def settle_charges(self, batch_id: str | None = None, idx: int | None = None) -> int:
         """Copy held charges into the spend ledger and clear them: one item's, or up to
-        `_CHARGE_SWEEP` of any batch. Each cleared here has its `after_charge` run. Returns
-        how many this call cleared."""
+        `CHARGE_SWEEP` of any batch. Each cleared here has its `after_charge` run. Returns
+        how many were due (`CHARGE_SWEEP`: there may be more)."""
         if self._ledger is None:
             return 0
-        cleared = await self._thread(self._settle_charges, batch_id, idx)
+        due, cleared = await self._thread(self._settle_charges, batch_id, idx)
         for after in cleared:
             if after is not None and self.after_charge is not None:
                 try:
                     await self.after_charge(after)
                 except Exception:  # the ledger has it: only a record or a counter is missed
                     log.exception("a settled charge's follow-up failed")
-        return len(cleared)
+        return due
 
-    def _settle_charges(self, batch_id: str | None, idx: int | None) -> list[dict[str, Any] | None]:
+    def _settle_charges(
+        self, batch_id: str | None, idx: int | None
+    ) -> tuple[int, list[dict[str, Any] | None]]:
         i, ledger = items_t, self._ledger
         assert ledger is not None
         stmt = select(i.c.batch_id, i.c.idx, i.c.charge).where(i.c.charge.is_not(None))
@@ -420,9 +423,9 @@ class BatchStore:
         if idx is not None:
             stmt = stmt.where(i.c.idx == idx)
         with self.engine.connect() as conn:
-            due = conn.execute(stmt.limit(_CHARGE_SWEEP)).all()
+            due = conn.execute(stmt.limit(CHARGE_SWEEP)).all()
         if not due:
-            return []
+            return 0, []
         charges.write(ledger, [row[2] for row in due])  # keyed by item: never twice
         cleared: list[dict[str, Any] | None] = []
         with self.engine.begin() as conn:
@@ -434,7 +437,7 @@ class BatchStore:
                 )
                 if gone.rowcount:  # this call cleared it (another sweeper may race)
                     cleared.append(charges.decode(held)[1])
-        return cleared
+        return len(due), cleared
 
     async def release(self, batch_id: str, idx: int) -> None:
         """Give a claimed item back unrun (shutdown): another worker takes it at once."""

@@ -78,7 +78,10 @@ def write(engine: Engine, charges: Sequence[str]) -> int:
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     if engine.dialect.name not in ("postgresql", "sqlite"):
         raise ValueError(f"the spend ledger needs SQLite or PostgreSQL, not {engine.dialect.name}")
-    stmt = dialect.insert(spend_ledger).on_conflict_do_nothing(index_elements=["once_key"])
+    stmt = (
+        dialect.insert(spend_ledger)
+        .on_conflict_do_nothing(index_elements=["once_key"])
+        .returning(spend_ledger.c.once_key)  # only the rows inserted now
+    )
     with engine.begin() as conn:
-        done = conn.execute(stmt, rows)
-    return max(int(done.rowcount), 0)
+        return len(conn.execute(stmt, rows).all())
