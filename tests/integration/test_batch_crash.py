@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -28,43 +27,16 @@ from sluice.config import load_config
 from sluice.sim.config import SimConfig
 from sluice.sim.server import start as start_sim
 from sluice.web.jobs import QUEUE_HANDLERS
+from tests.integration.test_exactly_once_crash import _config as crash_config
+from tests.integration.test_exactly_once_crash import _free_port
 
 pytestmark = pytest.mark.integration
 
 ITEMS = 2000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _config(path: Path, sim_url: str) -> Path:
-    db = f"sqlite:///{path / 'sluice.db'}"
-    config = {
-        "governance": {"auth": {"enabled": False}},
-        "observability": {"records": {"store_url": db}},
-        "limits": {"enabled": True, "ledger": {"store_url": db}},
-        "cache": {"exact": {"enabled": False}, "semantic": {"enabled": False}},
-        "queue": {"url": f"sqlite:///{path / 'queue.db'}", "lock_timeout_s": 2},
-        "files": {"store_url": db, "blob_dir": str(path / "files")},
-        "batch": {"store_url": db, "max_concurrency": 8},
-        "providers": {"sim": {"kind": "openai", "api_base": sim_url + "/v1"}},
-        "deployments": [
-            {
-                "id": "sim-mini",
-                "provider": "sim",
-                "model": "gpt-4o-mini",
-                "serves": ["gpt-4o-mini"],
-                "price": {"input": 0.15, "output": 0.6},
-            }
-        ],
-        "state_dir": str(path),
-    }
-    file = path / "sluice.yaml"
-    file.write_text(yaml.safe_dump(config))
-    return file
+    return crash_config(path, sim_url, f"sqlite:///{path / 'sluice.db'}")
 
 
 def _sluice(config: Path, log_name: str, *args: str) -> subprocess.Popen[bytes]:

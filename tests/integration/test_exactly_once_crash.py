@@ -41,6 +41,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = 120
 KILL_AT = 30
+# Held charges are copied to the ledger a page per housekeeping round (every 0.5 s), so
+# that step runs a few times per batch, not once per item.
+NTH = {"charges.write.after": 1}
 
 
 def _free_port() -> int:
@@ -235,28 +238,37 @@ async def _batch_until_done(
 RUN_POINTS = ["batch.finish.before", "batch.finish.after", "charges.write.after"]
 
 
+async def _killed_then_restarted(
+    config: Path, crash: tuple[str, int], items: int
+) -> tuple[str, list[dict[str, Any]]]:
+    """A batch sent to a gateway that dies at `crash`; a restarted one finishes it.
+    (batch id, its output lines)."""
+    port = _free_port()
+    proc = _serve(config, port, crash)
+    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=2)
+    try:
+        await _ready(port, proc)
+        upload = await client.files.create(file=("in.jsonl", _lines(items)), purpose="batch")
+        batch = await client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        await _died(proc, config.parent / "gateway.log")
+        proc = _serve(config, port)
+        await _ready(port, proc)
+        return batch.id, await _batch_until_done(client, batch.id)
+    finally:
+        await client.close()
+        _stop(proc)
+
+
 @pytest.mark.parametrize("point", RUN_POINTS)
 async def test_run_mode_kill_9_at_each_step(
     point: str, state_url: str, sim_url: str, tmp_path: Path
 ) -> None:
     config = _config(tmp_path, sim_url, state_url)
-    port = _free_port()
-    proc = _serve(config, port, (point, KILL_AT))
-    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=2)
-    try:
-        await _ready(port, proc)
-        upload = await client.files.create(file=("in.jsonl", _lines(ITEMS)), purpose="batch")
-        batch = await client.batches.create(
-            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
-        await _died(proc, tmp_path / "gateway.log")
-        proc = _serve(config, port)
-        await _ready(port, proc)
-        out = await _batch_until_done(client, batch.id)
-    finally:
-        await client.close()
-        _stop(proc)
-    _check_batch(state_url, batch.id, out, ITEMS)
+    crash = (point, NTH.get(point, KILL_AT))
+    batch_id, out = await _killed_then_restarted(config, crash, ITEMS)
+    _check_batch(state_url, batch_id, out, ITEMS)
 
 
 @pytest.mark.parametrize("point", ["batch.finish.before"])
@@ -289,25 +301,10 @@ async def test_two_replicas_race_on_one_batch_and_one_dies(
 async def test_forward_mode_kill_9_between_result_and_charge(
     point: str, state_url: str, sim_url: str, tmp_path: Path
 ) -> None:
-    items = 20
     config = _config(tmp_path, sim_url, state_url, models={"gpt-4o-mini": "forward"})
-    port = _free_port()
-    proc = _serve(config, port, (point, 5))
-    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=2)
-    try:
-        await _ready(port, proc)
-        upload = await client.files.create(file=("in.jsonl", _lines(items)), purpose="batch")
-        batch = await client.batches.create(
-            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
-        await _died(proc, tmp_path / "gateway.log")
-        proc = _serve(config, port)
-        await _ready(port, proc)
-        out = await _batch_until_done(client, batch.id)
-    finally:
-        await client.close()
-        _stop(proc)
-    _check_batch(state_url, batch.id, out, items)
+    crash = (point, 1 if point.startswith("charges") else 5)
+    batch_id, out = await _killed_then_restarted(config, crash, 20)
+    _check_batch(state_url, batch_id, out, 20)
 
 
 JOB_POINTS = ["jobs.finish.before", "jobs.finish.after", "charges.write.after"]
@@ -333,9 +330,13 @@ async def test_jobs_kill_9_at_each_step(
                         "messages": [{"role": "user", "content": f"job number {i}"}],
                     }
                 }
-                async with http.post(f"{base}/v1/sluice/jobs", json=body) as resp:
-                    assert resp.status == 202, await resp.text()
-                    jobs[(await resp.json())["id"]] = None
+                try:
+                    async with http.post(f"{base}/v1/sluice/jobs", json=body) as resp:
+                        assert resp.status == 202, await resp.text()
+                        jobs[(await resp.json())["id"]] = None
+                except aiohttp.ClientError:  # killed meanwhile: its third job has run
+                    break
+            assert len(jobs) >= 3
             await _died(proc, tmp_path / "gateway.log")
             proc = _serve(config, port)
             await _ready(port, proc)
@@ -363,8 +364,8 @@ async def test_jobs_kill_9_at_each_step(
         "SELECT once_key, input_tokens, output_tokens FROM sluice_spend_ledger "
         "WHERE once_key LIKE 'job:%'",
     )
-    charged = Counter(r[0] for r in ledger)
-    assert set(charged) == {f"job:{j}" for j in jobs} and max(charged.values()) == 1, charged
-    assert {r[0][4:]: (r[1], r[2]) for r in ledger} == usage
+    charged = Counter(r[0] for r in ledger)  # (a job whose 202 the kill cut off: there too)
+    assert set(charged) >= {f"job:{j}" for j in jobs} and max(charged.values()) == 1, charged
+    assert {r[0][4:]: (r[1], r[2]) for r in ledger if r[0][4:] in jobs} == usage
     records = _rows(state_url, "SELECT parent_request_id FROM call_records")
     assert {r[0] for r in records} >= set(jobs)

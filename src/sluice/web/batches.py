@@ -39,7 +39,13 @@ from sluice.batch.store import AfterCharge, BatchStore
 from sluice.batch.validate import ENDPOINTS, Parsed, parse_anthropic, parse_openai
 from sluice.cost.compute import compute_cost
 from sluice.edge.body import read_json
-from sluice.errors import InvalidRequestError, NotFoundError, PermissionDeniedError, SluiceError
+from sluice.errors import (
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    SluiceError,
+)
 from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.governance.scopes import Who, budget_scopes
@@ -112,6 +118,18 @@ def item_runner(gateway: Gateway) -> ItemRunner:
                 error_type=err.code,
             )
             return Outcome(err.http_status, frontend.error_body(err), request_id, charge())
+        except Exception:  # after the upstream answered, maybe: its held charge stays
+            log.exception("batch item %s: unexpected error", request_id)
+            internal = InternalError(f"internal error; request id {request_id}")
+            gateway.recorder.finish(
+                ctx,
+                request_id=request_id,
+                started=started,
+                wall_start=wall_start,
+                status=500,
+                error_type=internal.code,
+            )
+            return Outcome(500, frontend.error_body(internal), request_id, charge())
         payload = frontend.encode_response(result, ctx.request.model)
         gateway.recorder.finish(
             ctx, request_id=request_id, started=started, wall_start=wall_start, status=200
