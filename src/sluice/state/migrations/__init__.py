@@ -83,14 +83,17 @@ def alembic_config(
     return config
 
 
-def upgrade(url: str, branch: str = "governance", *, table: str | None = None) -> None:
-    """Bring `branch`'s tables in the database at `url` to their newest revision."""
+def upgrade(
+    url: str, branch: str = "governance", *, table: str | None = None, to: str | None = None
+) -> None:
+    """Bring `branch`'s tables in the database at `url` to their newest revision (or to
+    revision `to`: tests of a migration over an older schema)."""
     tables = {branch: table} if table else None
     _run(
         url,
         version_table(branch, table),
         tables,
-        lambda cfg: command.upgrade(cfg, f"{branch}@head"),
+        lambda cfg: command.upgrade(cfg, to or f"{branch}@head"),
     )
 
 
