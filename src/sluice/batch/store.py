@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, tuple_, update
 
 from sluice.batch.model import (
     ACTIVE,
@@ -427,17 +427,15 @@ class BatchStore:
         if not due:
             return 0, []
         charges.write(ledger, [row[2] for row in due])  # keyed by item: never twice
-        cleared: list[dict[str, Any] | None] = []
-        with self.engine.begin() as conn:
-            for b_id, n, held in due:
-                gone = conn.execute(
-                    update(i)
-                    .where(i.c.batch_id == b_id, i.c.idx == n, i.c.charge.is_not(None))
-                    .values(charge=None)
-                )
-                if gone.rowcount:  # this call cleared it (another sweeper may race)
-                    cleared.append(charges.decode(held)[1])
-        return len(due), cleared
+        held = {(b_id, n): charge for b_id, n, charge in due}
+        with self.engine.begin() as conn:  # RETURNING: the ones this call cleared (a
+            gone = conn.execute(  # sweeper racing it clears the others)
+                update(i)
+                .where(tuple_(i.c.batch_id, i.c.idx).in_(list(held)), i.c.charge.is_not(None))
+                .values(charge=None)
+                .returning(i.c.batch_id, i.c.idx)
+            ).all()
+        return len(due), [charges.decode(held[(b_id, n)])[1] for b_id, n in gone]
 
     async def release(self, batch_id: str, idx: int) -> None:
         """Give a claimed item back unrun (shutdown): another worker takes it at once."""

@@ -273,16 +273,13 @@ class JobStore:
             if not due:
                 return 0
             charges.write(ledger, [row[1] for row in due])  # keyed by job: never twice
-            cleared = 0
             with self.engine.begin() as conn:
-                for found, _ in due:
-                    gone = conn.execute(
-                        update(t)
-                        .where(t.c.id == found, t.c.charge.is_not(None))
-                        .values(charge=None)
-                    )
-                    cleared += gone.rowcount
-            return cleared
+                gone = conn.execute(
+                    update(t)
+                    .where(t.c.id.in_([row[0] for row in due]), t.c.charge.is_not(None))
+                    .values(charge=None)
+                )
+            return int(gone.rowcount)
 
         return await asyncio.to_thread(move)
 
