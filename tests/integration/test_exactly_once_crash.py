@@ -307,6 +307,7 @@ async def test_forward_mode_kill_9_between_result_and_charge(
     _check_batch(state_url, batch_id, out, 20)
 
 
+_JOB_RECORDS = "SELECT parent_request_id FROM call_records WHERE parent_request_id LIKE 'job%'"
 JOB_POINTS = ["jobs.finish.before", "jobs.finish.after", "charges.write.after"]
 
 
@@ -353,6 +354,10 @@ async def test_jobs_kill_9_at_each_step(
                 if held[0][0] == 0:
                     break
                 await asyncio.sleep(0.2)
+            for _ in range(300):  # the dead process's records: replayed from its spool
+                if {r[0] for r in _rows(state_url, _JOB_RECORDS)} >= set(jobs):
+                    break
+                await asyncio.sleep(0.2)
         finally:
             _stop(proc)
     usage = {
@@ -367,5 +372,4 @@ async def test_jobs_kill_9_at_each_step(
     charged = Counter(r[0] for r in ledger)  # (a job whose 202 the kill cut off: there too)
     assert set(charged) >= {f"job:{j}" for j in jobs} and max(charged.values()) == 1, charged
     assert {r[0][4:]: (r[1], r[2]) for r in ledger if r[0][4:] in jobs} == usage
-    records = _rows(state_url, "SELECT parent_request_id FROM call_records")
-    assert {r[0] for r in records} >= set(jobs)
+    assert {r[0] for r in _rows(state_url, _JOB_RECORDS)} >= set(jobs)

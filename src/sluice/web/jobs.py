@@ -396,23 +396,32 @@ def install(app: web.Application, gateway: Gateway) -> JobService | None:
     metrics = QueueMetrics()
     gateway.recorder.metrics.registry.register(metrics)
     tasks: list[asyncio.Task[None]] = []
+    workers: list[asyncio.Task[None]] = []
 
     async def _start(app: web.Application) -> None:
         await queue.start()
         if store is not None:
             await store.start()
+        tasks.append(asyncio.create_task(_refresh(metrics, queue, store)))
+
+    async def _work() -> None:
+        """The worker runs items through the gateway, so it starts as one of the gateway's
+        parts, after the ones it uses (before, an item taken at startup ran through a
+        gateway not started yet: its call record went to a sink that was then replaced)."""
         registered: dict[str, Handler] = app[QUEUE_HANDLERS]
         handlers = dict(registered)
         if handlers:
-            tasks.append(asyncio.create_task(_worker(queue, handlers, config.queue.concurrency)))
-        tasks.append(asyncio.create_task(_refresh(metrics, queue, store)))
+            worker = _worker(queue, handlers, config.queue.concurrency)
+            workers.append(asyncio.create_task(worker))
+
+    gateway.supervisor.add("queue_worker", _work)
 
     async def _stop(_app: web.Application) -> None:
         queue.stop()  # running items finish; waiting ones stay for the next start
-        for task in tasks[:1]:
+        for task in workers:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(task), timeout=10)
-        for task in tasks:
+        for task in [*workers, *tasks]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
