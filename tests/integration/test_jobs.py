@@ -218,9 +218,9 @@ async def test_cancel_stops_a_queued_job(tmp_path: Path) -> None:
     await store.start()
     ran: list[str] = []
 
-    async def execute(job: Any) -> tuple[int, Any]:
+    async def execute(job: Any) -> tuple[int, Any, None]:
         ran.append(job.id)
-        return 200, {}
+        return 200, {}, None
 
     service = JobService(JobsConfig(), store, queue, execute)
     try:

@@ -67,7 +67,7 @@ def test_db_upgrade(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'g.db'}"
     out = CliRunner().invoke(main, ["db", "upgrade", "--store", url])
     assert out.exit_code == 0, out.output
-    assert migrations.current(url) == "0002_spend_ledger"  # head
+    assert migrations.current(url) == "0003_ledger_once"  # head
 
 
 def test_serve_refuses_auth_without_a_pepper(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def test_migrations_go_up_down_and_up_again(store_url: str) -> None:
     assert migrations.current(store_url) is None
     migrations.upgrade(store_url)
-    assert migrations.current(store_url) == "0002_spend_ledger"  # head
+    assert migrations.current(store_url) == "0003_ledger_once"  # head
     migrations.upgrade(store_url)  # idempotent
     engine = create_engine(store_url)
     try:
@@ -46,7 +46,7 @@ def test_migrations_go_up_down_and_up_again(store_url: str) -> None:
     finally:
         engine.dispose()
     migrations.upgrade(store_url)
-    assert migrations.current(store_url) == "0002_spend_ledger"  # head
+    assert migrations.current(store_url) == "0003_ledger_once"  # head
 
 
 def test_keys_round_trip_and_the_key_is_never_stored(store_url: str) -> None:
@@ -106,4 +106,4 @@ def test_replicas_migrating_at_once_on_postgresql() -> None:
         ]
         errors = [p.communicate(timeout=120)[1] for p in procs]
         assert [p.returncode for p in procs] == [0, 0, 0], errors
-        assert migrations.current(url) == "0002_spend_ledger"  # head
+        assert migrations.current(url) == "0003_ledger_once"  # head

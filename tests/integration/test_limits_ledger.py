@@ -1,5 +1,5 @@
 """The spend ledger: rows written in batches off the request path, on SQLite and PostgreSQL,
-with the table from the Alembic revision `0002_spend_ledger`."""
+with the table from the Alembic revisions `0002_spend_ledger` and `0003_ledger_once`."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ async def test_rows_are_batched_and_summed(store_url: str) -> None:
     ledger.add(row(999, "acme", None))  # unknown price: NULL, not 0
     await ledger.close()  # flushes what the writer has not written yet
     assert ledger.written == 121 and ledger.dropped == 0
-    assert migrations.current(store_url) == "0002_spend_ledger"
+    assert migrations.current(store_url) == "0003_ledger_once"
     engine = sa.create_engine(store_url)
     try:
         spend = spend_since(engine, "tenant", started - 1)

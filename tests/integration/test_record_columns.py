@@ -78,7 +78,7 @@ def test_an_old_database_is_adopted_and_upgraded(url: str) -> None:
     migrations.upgrade(url, "semantic")  # the existing table, adopted
     assert migrations.current(url, "records") == "r0005_retrieval"
     assert migrations.current(url, "semantic") == "s0001_semantic_cache"
-    assert migrations.current(url, "governance") == "0002_spend_ledger"
+    assert migrations.current(url, "governance") == "0003_ledger_once"
     engine = sa.create_engine(engines.database_url(url))
     try:
         indexes = {i["name"] for i in sa.inspect(engine).get_indexes("call_records")}

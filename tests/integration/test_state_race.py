@@ -101,7 +101,7 @@ def test_four_replicas_start_together_on_an_empty_database() -> None:
                 )
                 assert migrations.current(url, "records") == "r0005_retrieval"
                 assert migrations.current(url, "semantic") == "s0001_semantic_cache"
-                assert migrations.current(url, "governance") == "0002_spend_ledger"
+                assert migrations.current(url, "governance") == "0003_ledger_once"
                 engine = engines.acquire(url)
                 try:
                     with engine.connect() as conn:

@@ -21,11 +21,18 @@ class Store:
         self.writing = asyncio.Event()
         self.release = asyncio.Event()
         self.release.set()
+        self.after_charge: Any = None
+        self.ledger_url = None
+
+    async def settle_charges(self, *_args: Any) -> int:
+        return 0
 
     async def index_of(self, _batch_id: str) -> dict[str, int]:
         return {"a": 0, "b": 1}
 
-    async def finish(self, _batch_id: str, idx: int, state: str, _result: Any) -> bool:
+    async def finish(
+        self, _batch_id: str, idx: int, state: str, _result: Any, _charge: str | None
+    ) -> bool:
         # Like the real store's worker thread: a cancelled caller does not stop the write.
         return await asyncio.shield(asyncio.ensure_future(self._write(idx, state)))
 
@@ -51,13 +58,18 @@ class Client:
 
 
 def forwarder(store: Store, charged: list[int]) -> Forwarder:
-    async def record(_batch: Batch, idx: int, _result: BatchResult) -> None:
-        charged.append(idx)
+    async def price(_batch: Batch, idx: int, _result: BatchResult) -> tuple[None, dict[str, Any]]:
+        return None, {"idx": idx}  # no ledger here: the follow-up runs at once
+
+    async def after(doc: dict[str, Any]) -> None:
+        charged.append(doc["idx"])
+
+    store.after_charge = after
 
     def make(_provider: str) -> BatchClient:
         return cast(BatchClient, Client())
 
-    return Forwarder(cast(BatchStore, store), make, record, 0.1)
+    return Forwarder(cast(BatchStore, store), make, price, 0.1)
 
 
 BATCH = cast(Batch, type("B", (), {"id": "batch_1"})())

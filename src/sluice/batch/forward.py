@@ -6,11 +6,14 @@ The runner's housekeeping calls `Forwarder.step` for every active forwarded batc
 submits the items once (a conditional write of the batch's provider state first, so two
 replicas never both submit), polls every `forward_poll_s`, asks the provider to cancel
 once when the caller cancels, and when the provider's batch has ended writes each
-item's one result (`BatchStore.finish`, as in run mode) and hands each to `record` (a call
-record at the provider's batch price, linked to the batch, and the same charge settled
-into the spend ledger and budget counters). `finish` is a conditional write, so results
-mapped twice (a poll after a restart, two replicas) are recorded and charged once. Items
-the provider returned no line for end `errored`. The provider's expiry is the batch's expiry.
+item's one result (`BatchStore.finish`, as in run mode) together with its charge: `price`
+gives the item's spend-ledger row at the provider's batch price (`sluice.state.charges`),
+carrying its call record and budget-counter charge as the follow-up that whoever settles
+the charge runs (`BatchStore.after_charge`). `finish` is a conditional write, so results
+mapped twice (a poll after a restart, two replicas) are recorded and charged once, and a
+process killed between the result and the ledger leaves the charge held beside the result
+for the next housekeeping round. Items the provider returned no line for end `errored`.
+The provider's expiry is the batch's expiry.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from sluice.providers.batch_clients import BatchClient, BatchItem, BatchResult
 log = logging.getLogger("sluice.batch")
 
 _CLOSE_WAIT_S = 10.0
-Record = Callable[[Batch, int, BatchResult], Awaitable[None]]
+# (the item's held charge, None when no spend ledger is kept; its follow-up, run directly then)
+Price = Callable[[Batch, int, BatchResult], Awaitable[tuple[str | None, dict[str, Any]]]]
 
 
 class Forwarder:
@@ -37,13 +41,13 @@ class Forwarder:
         self,
         store: BatchStore,
         make_client: Callable[[str], BatchClient],
-        record: Record,
+        price: Price,
         poll_s: float,
     ) -> None:
         self.store = store
         self.make_client = make_client
         self._clients: dict[str, BatchClient] = {}
-        self.record = record
+        self.price = price
         self.poll_s = poll_s
         self._polled: dict[str, float] = {}
         self._items: set[asyncio.Future[None]] = set()
@@ -105,8 +109,11 @@ class Forwarder:
     async def _finish_and_record(
         self, batch: Batch, idx: int, state: str, result: BatchResult, done: dict[str, Any]
     ) -> None:
-        if await self.store.finish(batch.id, idx, state, done):
-            await self.record(batch, idx, result)  # once: only who wrote the result
+        charge, after = await self.price(batch, idx, result)
+        if not await self.store.finish(batch.id, idx, state, done, charge):
+            return  # mapped before: recorded and charged by whoever wrote it
+        if charge is None and self.store.after_charge is not None:  # no ledger kept: the
+            await self.store.after_charge(after)  # call record now (else: housekeeping's)
 
     async def _collect(self, batch: Batch, provider_id: str, client: BatchClient) -> None:
         index = await self.store.index_of(batch.id)

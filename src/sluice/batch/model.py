@@ -183,15 +183,23 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one item produced: the HTTP status and the body its API would have answered."""
+    """What one item produced: the HTTP status and the body its API would have answered,
+    and its spend-ledger row held back by the pipeline (`sluice.state.charges`), written
+    with the result."""
 
     status: int
     body: dict[str, Any]
     request_id: str
+    charge: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.status < 400
+
+
+def charge_key(batch_id: str, idx: int) -> str:
+    """The spend ledger's `once_key` of a batch item: charged once, whatever reruns it."""
+    return f"batch:{batch_id}:{idx}"
 
 
 def identity_to_json(identity: Identity) -> dict[str, Any]:

@@ -4,12 +4,14 @@ Each gateway process runs one. A batch's items go into the durable work queue
 (`sluice.queue`: SQLite embedded, pgqueuer on PostgreSQL) at the lowest priority, one
 queue group per batch, deduplicated by (batch, line). The queue delivers each at least
 once; the runner marks it running (`BatchStore.take`), runs it through the item runner it
-was given — the gateway's whole pipeline,
-injected from `sluice.web.batches`, since this package sits below the gateway — and writes
-each item's one result (`BatchStore.finish`). Throughput is capped twice: by the app's
-queue worker (`queue.concurrency`, shared with async jobs, which it picks first), and per
-model at most `share(model)` items in flight (a share of its deployments' concurrency), so
-interactive calls keep their headroom.
+was given — the gateway's whole pipeline, injected from `sluice.web.batches`, since this
+package sits below the gateway — and writes each item's one result with its charge
+(`BatchStore.finish`); housekeeping moves held charges into the spend ledger every round
+(`BatchStore.settle_charges`; so does a redelivered item that has its result already: a
+worker killed between the two). Throughput is capped twice:
+by the app's queue worker (`queue.concurrency`, shared with async jobs, which it picks
+first), and per model at most `share(model)` items in flight (a share of its
+deployments' concurrency), so interactive calls keep their headroom.
 
 Housekeeping (every `_HOUSEKEEP_S`) moves batches along: a cancelled batch's queue group
 is dropped at once and its claimed items not started yet go back; its unstarted items
@@ -36,7 +38,7 @@ import orjson
 from sluice.batch.config import BatchConfig
 from sluice.batch.forward import Forwarder
 from sluice.batch.model import Batch, Claim, Outcome, Status
-from sluice.batch.store import BatchStore
+from sluice.batch.store import CHARGE_SWEEP, BatchStore
 from sluice.queue import Job, Priority, Queue
 
 log = logging.getLogger("sluice.batch")
@@ -46,6 +48,7 @@ _HOUSEKEEP_S = 0.5
 _ENQUEUE_CHUNK = 1000
 ITEM_KIND = "batch.item"
 _RESUBMIT_S = 30.0
+_CHARGE_PAGES = 20  # held charges settled per housekeeping round: 20 x CHARGE_SWEEP at most
 
 
 class OutputFiles(Protocol):
@@ -112,6 +115,11 @@ class BatchRunner:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._tasks:  # the charges of the last results (else the next start's round)
+            try:
+                await self._settle_charges()
+            except Exception:
+                log.exception("held charges not settled at stop; the next start settles them")
         if self.forwarder is not None:
             await self.forwarder.close()
 
@@ -144,7 +152,9 @@ class BatchRunner:
         if batch_id in self._stopped:
             return
         claim = await self.store.take(batch_id, idx, self.config.lease_s)
-        if claim is not None:
+        if claim is None:  # it has its result: its worker may have died before its charge
+            await self.store.settle_charges(batch_id, idx)
+        else:
             self._running += 1
             try:
                 await self._item(claim)
@@ -162,6 +172,13 @@ class BatchRunner:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), _HOUSEKEEP_S)
+
+    async def _settle_charges(self) -> None:
+        """Held charges of the results written since the last round (by this process or
+        one that died) into the spend ledger, page by page."""
+        for _ in range(_CHARGE_PAGES):
+            if await self.store.settle_charges() < CHARGE_SWEEP:
+                return
 
     def _semaphore(self, model: str) -> asyncio.Semaphore:
         sem = self._per_model.get(model)
@@ -185,7 +202,9 @@ class BatchRunner:
                 "request_id": outcome.request_id,
                 "body": outcome.body,
             }
-            written = await self.store.finish(claim.batch_id, claim.idx, state, result)
+            written = await self.store.finish(
+                claim.batch_id, claim.idx, state, result, outcome.charge
+            )
             if written and self.observer is not None:
                 self.observer.item_done(state)
         except asyncio.CancelledError:
@@ -218,6 +237,7 @@ class BatchRunner:
         now = time.time()
         if self.observer is not None:
             self.observer.queue(*await self.store.queue_stats())
+        await self._settle_charges()
         resubmit = time.monotonic() - self._resubmitted >= _RESUBMIT_S
         if resubmit:  # an item the queue dropped (its handler failed) is queued again
             self._resubmitted = time.monotonic()

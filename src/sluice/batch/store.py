@@ -7,17 +7,26 @@ result is written by the one conditional UPDATE that moves it from `running` to 
 state (`finish`): a second delivery of the same item finds it final and its result is
 dropped, so each (batch, custom_id) has exactly one result — the output files are built
 from these rows, never appended to as items finish. Blocking SQL runs in worker threads.
+
+The same UPDATE keeps the item's spend-ledger row (`charge`, see `sluice.state.charges`):
+a result is never kept without its charge, nor charged without being kept. `settle_charges`
+then copies due charges into the ledger (keyed by the item: a second copy is a no-op) and
+clears them; whoever clears one runs its follow-up (`after_charge`: a forwarded item's call
+record and budget counters). The runner calls it in every housekeeping round (results of
+the last half second, a few hundred rows a statement), for a redelivered item that already
+has its result (its worker died between the two), and when it stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, tuple_, update
 
 from sluice.batch.model import (
     ACTIVE,
@@ -29,12 +38,15 @@ from sluice.batch.model import (
     identity_from_json,
 )
 from sluice.identity import Identity
-from sluice.state import engines, migrations
+from sluice.state import charges, engines, migrations
 from sluice.state.tables import batch_items as items_t
 from sluice.state.tables import batches as batches_t
 
 T = TypeVar("T")
+AfterCharge = Callable[[dict[str, Any]], Awaitable[None]]
+log = logging.getLogger("sluice.batch")
 MAX_ID_CHARS = 64
+CHARGE_SWEEP = 500  # held charges settled per round
 _CLOSE_WAIT_S = 10.0
 
 
@@ -51,13 +63,31 @@ _INSERT_CHUNK = 500
 
 
 class BatchStore:
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        ledger_url: str | None = None,
+        migrate_ledger: bool = True,
+        after_charge: AfterCharge | None = None,
+    ) -> None:
+        """`ledger_url`: the spend ledger's database (None: no ledger is kept, items hold
+        no charge; `migrate_ledger`: bring its tables up first, as the ledger itself
+        does); `after_charge(after)`: a held charge's follow-up, once it is settled."""
         self.url = url
         self.engine = engines.acquire(url)
+        self.ledger_url = ledger_url
+        self.migrate_ledger = migrate_ledger
+        self.after_charge = after_charge
+        self._ledger: Engine | None = None
         self._threads: set[asyncio.Future[Any]] = set()
 
     async def start(self) -> None:
         await self._thread(migrations.upgrade, self.url, "batch")
+        if self.ledger_url and self._ledger is None:
+            if self.migrate_ledger:
+                await self._thread(migrations.upgrade, self.ledger_url, "governance")
+            self._ledger = engines.acquire(self.ledger_url)
 
     async def close(self) -> None:
         """Release the engine once no store call is still running in a thread. A caller
@@ -66,6 +96,9 @@ class BatchStore:
         connection to be garbage-collected open (an unraisable ResourceWarning)."""
         if self._threads:
             await asyncio.wait(set(self._threads), timeout=_CLOSE_WAIT_S)
+        if self._ledger is not None:
+            ledger, self._ledger = self._ledger, None
+            await asyncio.to_thread(engines.release, ledger)
         await asyncio.to_thread(engines.release, self.engine)
 
     async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
@@ -330,12 +363,25 @@ class BatchStore:
         return [int(r[0]) for r in rows]
 
     async def finish(
-        self, batch_id: str, idx: int, state: str, result: dict[str, Any] | None
+        self,
+        batch_id: str,
+        idx: int,
+        state: str,
+        result: dict[str, Any] | None,
+        charge: str | None = None,
     ) -> bool:
-        """Write an item's one result; False when it already has one."""
-        return await self._thread(self._finish, batch_id, idx, state, result)
+        """Write an item's one result, and its held charge (`sluice.state.charges`) in the
+        same transaction; False when it already has one (both are dropped then)."""
+        return await self._thread(self._finish, batch_id, idx, state, result, charge)
 
-    def _finish(self, batch_id: str, idx: int, state: str, result: dict[str, Any] | None) -> bool:
+    def _finish(
+        self,
+        batch_id: str,
+        idx: int,
+        state: str,
+        result: dict[str, Any] | None,
+        charge: str | None,
+    ) -> bool:
         i = items_t
         with self.engine.begin() as conn:
             done = conn.execute(
@@ -346,9 +392,50 @@ class BatchStore:
                     result=orjson.dumps(result).decode(),
                     finished_at=time.time(),
                     lease_until=None,
+                    charge=charge if self.ledger_url else None,
                 )
             )
         return bool(done.rowcount)
+
+    async def settle_charges(self, batch_id: str | None = None, idx: int | None = None) -> int:
+        """Copy held charges into the spend ledger and clear them: one item's, or up to
+        `CHARGE_SWEEP` of any batch. Each cleared here has its `after_charge` run. Returns
+        how many were due (`CHARGE_SWEEP`: there may be more)."""
+        if self._ledger is None:
+            return 0
+        due, cleared = await self._thread(self._settle_charges, batch_id, idx)
+        for after in cleared:
+            if after is not None and self.after_charge is not None:
+                try:
+                    await self.after_charge(after)
+                except Exception:  # the ledger has it: only a record or a counter is missed
+                    log.exception("a settled charge's follow-up failed")
+        return due
+
+    def _settle_charges(
+        self, batch_id: str | None, idx: int | None
+    ) -> tuple[int, list[dict[str, Any] | None]]:
+        i, ledger = items_t, self._ledger
+        assert ledger is not None
+        stmt = select(i.c.batch_id, i.c.idx, i.c.charge).where(i.c.charge.is_not(None))
+        if batch_id is not None:
+            stmt = stmt.where(i.c.batch_id == batch_id)
+        if idx is not None:
+            stmt = stmt.where(i.c.idx == idx)
+        with self.engine.connect() as conn:
+            due = conn.execute(stmt.limit(CHARGE_SWEEP)).all()
+        if not due:
+            return 0, []
+        charges.write(ledger, [row[2] for row in due])  # keyed by item: never twice
+        held = {(b_id, n): charge for b_id, n, charge in due}
+        with self.engine.begin() as conn:  # RETURNING: the ones this call cleared (a
+            gone = conn.execute(  # sweeper racing it clears the others)
+                update(i)
+                .where(tuple_(i.c.batch_id, i.c.idx).in_(list(held)), i.c.charge.is_not(None))
+                .values(charge=None)
+                .returning(i.c.batch_id, i.c.idx)
+            ).all()
+        return len(due), [charges.decode(held[(b_id, n)])[1] for b_id, n in gone]
 
     async def release(self, batch_id: str, idx: int) -> None:
         """Give a claimed item back unrun (shutdown): another worker takes it at once."""

@@ -43,7 +43,7 @@ class LedgerConfig(Frozen):
     batch_size: int = Field(default=200, ge=1)
     flush_interval_s: float = Field(default=0.5, gt=0)
     max_pending: int = Field(default=100_000, ge=1)  # rows buffered before new ones drop
-    migrate: bool = True  # run the governance Alembic migrations (0002_spend_ledger) first
+    migrate: bool = True  # run the governance Alembic migrations (the ledger tables) first
     # Local append-only spool of rows not yet written (sluice.observe.spool): replayed after
     # a crash, so a killed replica loses no ledger row. null: no spool.
     spool_dir: str | None = "sluice-spool/ledger"

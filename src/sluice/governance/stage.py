@@ -232,7 +232,11 @@ class GovernanceStage:
     ) -> None:
         tokens = ctx.usage.total_tokens
         if self.ledger is not None:
-            self.ledger.add(LedgerRow.of(ctx, self._clock()))
+            row = LedgerRow.of(ctx, self._clock())
+            if ctx.hold_charge is not None:  # written with the item's result, exactly once
+                ctx.hold_charge.append(row)
+            else:
+                self.ledger.add(row)
         if admitted is None:
             return
         ticket, rates, budgets, reserved_nano = admitted
@@ -256,6 +260,37 @@ class GovernanceStage:
                 label = f"{check.scope}:{check.unit}:{check.period}"
                 self.metrics.set_budget_utilisation(label, total / check.limit)
 
+    def ledger_row(
+        self,
+        identity: Identity,
+        *,
+        request_id: str,
+        model: str,
+        deployment: str | None,
+        usage: Usage,
+        cost_usd: Decimal | None,
+        meta: CallMeta | None = None,
+    ) -> LedgerRow | None:
+        """The spend-ledger row of a call that did not pass through this stage (None: no
+        ledger is kept)."""
+        if self.ledger is None:
+            return None
+        meta = meta or CallMeta(request_id=request_id)
+        return LedgerRow(
+            ts=self._clock(),
+            request_id=bounded(request_id, 128),
+            tenant=bounded(identity.tenant),
+            key_id=identity.key_id,
+            team=_bounded_or_none(identity.team),
+            user_id=_bounded_or_none(meta.user or identity.user),
+            feature=_bounded_or_none(meta.feature),
+            model=bounded(model),
+            deployment=deployment,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=cost_usd,
+        )
+
     async def charge(
         self,
         identity: Identity,
@@ -266,33 +301,29 @@ class GovernanceStage:
         usage: Usage,
         cost_usd: Decimal | None,
         meta: CallMeta | None = None,
+        ledger: bool = True,
     ) -> None:
         """Settle a call that did not pass through this stage: a forwarded batch item, run
         by the provider's own batch API. It was admitted at no budget (a caller under a
         budget runs its batches through the pipeline instead), so there is no reservation
-        to replace: the real usage goes to the spend ledger, as any call's, and to the
+        to replace: the real usage goes to the spend ledger, as any call's (`ledger=False`:
+        the caller writes `ledger_row` itself, with the item's result), and to the
         counters of the budgets that apply to the caller now (one given to the key while
         the provider ran the batch counts it). Token rate limits are per minute of
         admission and are left alone. Call it once per item (the caller makes sure)."""
         meta = meta or CallMeta(request_id=request_id)
         now = self._clock()
-        if self.ledger is not None:
-            self.ledger.add(
-                LedgerRow(
-                    ts=now,
-                    request_id=bounded(request_id, 128),
-                    tenant=bounded(identity.tenant),
-                    key_id=identity.key_id,
-                    team=_bounded_or_none(identity.team),
-                    user_id=_bounded_or_none(meta.user or identity.user),
-                    feature=_bounded_or_none(meta.feature),
-                    model=bounded(model),
-                    deployment=deployment,
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cost_usd=cost_usd,
-                )
-            )
+        row = self.ledger_row(
+            identity,
+            request_id=request_id,
+            model=model,
+            deployment=deployment,
+            usage=usage,
+            cost_usd=cost_usd,
+            meta=meta,
+        )
+        if ledger and row is not None and self.ledger is not None:
+            self.ledger.add(row)
         who = Who.of(identity, meta)
         tokens = usage.total_tokens
         if cost_usd is None:  # no price for it: the model's list price rather than $0

@@ -4,14 +4,17 @@
     job = await service.submit(tenant=..., key_id=..., fmt="openai", request={...}, ...)
     queue.run(service.handlers, ...)      # the worker (web/jobs.py starts it with the app)
 
-`execute(job) -> (http_status, body)` is injected from above (web/jobs.py runs the chat
+`execute(job) -> (http_status, body, held charge)` is injected from above (web/jobs.py runs the chat
 body through the gateway's whole pipeline); this package never imports the gateway.
 
 Life of a job: `queued` → `running` → `succeeded` | `failed` (or `cancelled` while still
 queued). The queue is at-least-once, the result is written once (`JobStore.finish` only
-moves a job that has not ended), and a job that ended leaves exactly one webhook item
-(dedupe key `wh:<id>`; each retry is a delayed item `wh:<id>:<attempt>`), also re-made
-when a worker died between the result and the item.
+moves a job that has not ended) together with its charge, which then goes to the spend
+ledger exactly once (`JobStore.settle_charges`: after the result, again when a leftover
+item finds the job ended — its worker died in between — and in the metrics refresh), and
+a job that ended leaves exactly one webhook item (dedupe key `wh:<id>`; each retry is a
+delayed item `wh:<id>:<attempt>`), also re-made when a worker died between the result and
+the item.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ log = logging.getLogger("sluice.jobs")
 
 RUN = "job.run"
 WEBHOOK = "job.webhook"
-Execute = Callable[[JobRow], Awaitable[tuple[int, Any]]]
+# (HTTP status, body, the run's held spend-ledger row or None: `sluice.state.charges`)
+Execute = Callable[[JobRow], Awaitable[tuple[int, Any, str | None]]]
 
 _INTERNAL = {"error": {"message": "internal error while running the job", "type": "api_error"}}
 
@@ -85,17 +89,20 @@ class JobService:
         job_id = str(item.payload.get("job"))
         job = await self.store.start_run(job_id)
         if job is None:  # ended already: a leftover item (a worker died after the result)
+            await self.store.settle_charges(job_id)
             ended = await self.store.get(job_id)
             if ended is not None and ended.status != "cancelled":
                 await self._queue_webhook(ended)
             return
+        charge: str | None = None
         try:
-            status, body = await self.execute(job)
+            status, body, charge = await self.execute(job)
         except Exception:
             log.exception("job %s: unexpected error", job.id)
             status, body = 500, _INTERNAL
         final: Status = "succeeded" if status < 400 else "failed"
-        if await self.store.finish(job.id, final, status, body):
+        if await self.store.finish(job.id, final, status, body, charge):
+            await self.store.settle_charges(job.id)
             if final == "succeeded":
                 self.completed += 1
             else:

@@ -4,12 +4,16 @@ Every read and write is scoped by tenant where a caller names a job, so another 
 job is the same "not found" as an unknown id. The result is written once: `finish` only
 moves a job that is still `queued` or `running` to a terminal state, so a job run twice
 (at-least-once queue, a worker killed after the upstream answered) keeps its first result.
-Blocking SQLAlchemy calls run in threads.
+The same UPDATE keeps the run's spend-ledger row (`charge`, `sluice.state.charges`), and
+`settle_charges` copies it into the ledger, keyed by the job (never twice), and clears it:
+a job's kept result is charged exactly once, a dropped one never. Blocking SQLAlchemy calls
+run in threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -18,17 +22,24 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import Engine, and_, insert, select, update
 
-from sluice.state import engines, migrations
+from sluice.state import charges, engines, migrations
 from sluice.state.tables import job_deliveries as d
 from sluice.state.tables import jobs as t
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL = ("succeeded", "failed", "cancelled")
 MAX_LIST = 100
+_CHARGE_SWEEP = 500
+log = logging.getLogger("sluice.jobs")
 
 
 def new_job_id() -> str:
     return "job_" + secrets.token_hex(12)
+
+
+def charge_key(job_id: str) -> str:
+    """The spend ledger's `once_key` of a job: charged once, whatever reruns it."""
+    return f"job:{job_id}"
 
 
 @dataclass(slots=True)
@@ -97,9 +108,16 @@ def _row(r: Any) -> JobRow:
 
 
 class JobStore:
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, *, ledger_url: str | None = None, migrate_ledger: bool = True
+    ) -> None:
+        """`ledger_url`: the spend ledger's database (None: no ledger is kept, jobs hold no
+        charge; `migrate_ledger`: bring its tables up first, as the ledger itself does)."""
         self.url = url
+        self.ledger_url = ledger_url
+        self.migrate_ledger = migrate_ledger
         self._engine: Engine | None = None
+        self._ledger: Engine | None = None
 
     @property
     def engine(self) -> Engine:
@@ -110,9 +128,16 @@ class JobStore:
     async def start(self) -> None:
         if self._engine is None:
             await asyncio.to_thread(migrations.upgrade, self.url, "jobs")
+            if self.ledger_url and self.migrate_ledger:
+                await asyncio.to_thread(migrations.upgrade, self.ledger_url, "governance")
             self._engine = engines.acquire(self.url)
+            if self.ledger_url:
+                self._ledger = engines.acquire(self.ledger_url)
 
     async def close(self) -> None:
+        if self._ledger is not None:
+            ledger, self._ledger = self._ledger, None
+            engines.release(ledger)
         if self._engine is not None:
             engine, self._engine = self._engine, None
             engines.release(engine)
@@ -203,9 +228,17 @@ class JobStore:
 
         return await asyncio.to_thread(write)
 
-    async def finish(self, job_id: str, status: Status, http_status: int, result: Any) -> bool:
-        """Write the result once: True when this call wrote it, False when the job had
-        already ended (a second run's answer is dropped, the first one stays)."""
+    async def finish(
+        self,
+        job_id: str,
+        status: Status,
+        http_status: int,
+        result: Any,
+        charge: str | None = None,
+    ) -> bool:
+        """Write the result once, with the run's held charge (`sluice.state.charges`) in the
+        same transaction: True when this call wrote them, False when the job had already
+        ended (a second run's answer and charge are dropped, the first ones stay)."""
 
         def write() -> bool:
             with self.engine.begin() as conn:
@@ -217,11 +250,38 @@ class JobStore:
                         http_status=http_status,
                         result=orjson.dumps(result).decode(),
                         finished_at=time.time(),
+                        charge=charge if self._ledger is not None else None,
                     )
                 )
             return bool(res.rowcount)
 
         return await asyncio.to_thread(write)
+
+    async def settle_charges(self, job_id: str | None = None) -> int:
+        """Copy held charges (one job's, or up to `_CHARGE_SWEEP` of any) into the spend
+        ledger and clear them; returns how many this call cleared."""
+        ledger = self._ledger
+        if ledger is None:
+            return 0
+
+        def move() -> int:
+            stmt = select(t.c.id, t.c.charge).where(t.c.charge.is_not(None))
+            if job_id is not None:
+                stmt = stmt.where(t.c.id == job_id)
+            with self.engine.connect() as conn:
+                due = conn.execute(stmt.limit(_CHARGE_SWEEP)).all()
+            if not due:
+                return 0
+            charges.write(ledger, [row[1] for row in due])  # keyed by job: never twice
+            with self.engine.begin() as conn:
+                gone = conn.execute(
+                    update(t)
+                    .where(t.c.id.in_([row[0] for row in due]), t.c.charge.is_not(None))
+                    .values(charge=None)
+                )
+            return int(gone.rowcount)
+
+        return await asyncio.to_thread(move)
 
     async def cancel(self, job_id: str, tenant: str) -> JobRow | None:
         """Cancel a queued job (a running one finishes: its upstream call is under way).

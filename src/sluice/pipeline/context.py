@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sluice.identity import Credentials, Identity
 from sluice.types import ChatRequest, ChatResponse, EventStream, Usage
@@ -66,6 +66,7 @@ class CallContext:
       their end), for the call record.
     - `response_headers`: each stage adds its own `x-sluice-*` headers, never another's.
     - `on_settled`: listeners of limits and the agent guard, called by settle.
+    - `hold_charge`: the entry point (batch items, jobs) sets it, limits fills it.
     - `mask_text`: the guard stage with `pii.mode: mask` (this call's masker, for text later
       stages add to the prompt: retrieved chunks); the mapping stays in the call's memory.
     """
@@ -108,6 +109,10 @@ class CallContext:
     # Called with each settled upstream answer's cost (None: unknown price).
     on_settled: list[Callable[[Decimal | None], None]] = field(default_factory=list)
     mask_text: Callable[[str], str] | None = None
+    # Work the queue may run twice (a batch item, an async job): its caller sets a list and
+    # limits puts the call's spend-ledger row there instead of in the ledger; the caller
+    # writes it with the result, exactly once (sluice.state.charges).
+    hold_charge: list[Any] | None = None
 
     def rewrite(self, request: ChatRequest, by: str) -> None:
         """Replace the request the rest of the pipeline sees: the one way stages change it

@@ -9,9 +9,10 @@ maps the `Queue` protocol onto it:
 - `kind` is pgqueuer's entrypoint, `priority` its priority (higher first);
 - `group` travels in the job's headers (`{"sluice_group": ...}`); `cancel_group` removes
   the group's queued jobs through pgqueuer's own cancellation (logged as `canceled`);
-- the schema is installed by pgqueuer itself (`Queries.install`, under its schema lock),
-  with table and channel names prefixed by `queue.name` so deployments sharing a
-  database stay apart.
+- the schema is pgqueuer's own declaration, installed by our migrations (branch
+  `pgqueue`, revision `p0001_pgqueuer`, under the migration lock: replicas starting at
+  once never race), with table and channel names prefixed by `queue.name` so
+  deployments sharing a database stay apart; `start` runs them like every other store.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pgqueuer.domain import models, types
 from pgqueuer.domain.settings import DBSettings
 
 from sluice.queue.base import Handler, Job, Priority, QueueStats, priority_of
+from sluice.state import migrations
 
 log = logging.getLogger("sluice.queue")
 GROUP_HEADER = "sluice_group"
@@ -69,6 +71,8 @@ class PgQueue:
         lock_timeout_s: float = 30.0,
         poll_interval_s: float = 0.5,
     ) -> None:
+        self.url = url
+        self.prefix = name
         self.dsn = _dsn(url)
         self.settings = DBSettings(prefix=name)
         self.lock_timeout_s = lock_timeout_s
@@ -97,11 +101,9 @@ class PgQueue:
     async def start(self) -> None:
         if self._queries is not None:
             return
+        await asyncio.to_thread(migrations.upgrade, self.url, "pgqueue", table=self.prefix)
         self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
         self._queries = self._make_queries(self._conn)
-        async with self._lock, self._queries.schema_lock():
-            if not await self._queries.schema_is_installed():
-                await self._queries.install(create_schema=False)
 
     @contextlib.asynccontextmanager
     async def _producer(self) -> AsyncIterator[None]:

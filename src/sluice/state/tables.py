@@ -3,7 +3,7 @@
 | table | written by | migrations branch |
 | --- | --- | --- |
 | `sluice_keys` | `governance.store.KeyStore` | `governance` (0001_keys) |
-| `sluice_spend_ledger` | `governance.ledger.Ledger` | `governance` (0002_spend_ledger) |
+| `sluice_spend_ledger` | `governance.ledger.Ledger`, `state.charges` | `governance` (0002, 0003) |
 | `call_records` (name configurable) | `observe.store.RecordStore` | `records` |
 | `sluice_semantic_cache` (name configurable) | `cache.semantic.store.SqlStore` | `semantic` |
 | `entries` (its own SQLite file) | `cache.persist.SqliteMirror` | `cache` |
@@ -35,6 +35,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -89,7 +90,12 @@ spend_ledger = Table(
     Column("input_tokens", Integer, nullable=False),
     Column("output_tokens", Integer, nullable=False),
     Column("cost_usd", Numeric(20, 10), nullable=True),  # NULL: unknown price
+    # The work a row charges, for work that must be charged exactly once whatever crashes
+    # (a batch item `batch:<id>:<idx>`, an async job `job:<id>`; sluice.state.charges);
+    # NULL for calls answered on the request path. Unique: a second write is a no-op.
+    Column("once_key", String(160), nullable=True),
     Index("ix_sluice_spend_ledger_ts", "ts"),
+    Index("ux_sluice_spend_ledger_once", "once_key", unique=True),
     Index("ix_sluice_spend_ledger_tenant_ts", "tenant", "ts"),
 )
 
@@ -427,8 +433,17 @@ batch_items = Table(
     Column("attempts", Integer(), nullable=False),
     Column("result", Text(), nullable=True),  # the output line's `response` / `result` (JSON)
     Column("finished_at", Double(), nullable=True),
+    # The item's spend-ledger row (JSON), written in the transaction that writes its result
+    # and cleared once the ledger has it (sluice.state.charges): result and charge together.
+    Column("charge", Text(), nullable=True),
     Index("ux_sluice_batch_items_custom", "batch_id", "custom_id", unique=True),
     Index("ix_sluice_batch_items_state", "state", "batch_id"),
+    Index(
+        "ix_sluice_batch_items_charge",
+        "batch_id",
+        sqlite_where=text("charge IS NOT NULL"),
+        postgresql_where=text("charge IS NOT NULL"),
+    ),
 )
 
 
@@ -472,7 +487,16 @@ jobs = Table(
     Column("started_at", Double(), nullable=True),
     Column("finished_at", Double(), nullable=True),
     Column("attempts", Integer(), nullable=False),
+    # The job's spend-ledger row (JSON), written with its result, cleared once the ledger
+    # has it (sluice.state.charges).
+    Column("charge", Text(), nullable=True),
     Index("ix_sluice_jobs_tenant_created", "tenant", "created_at"),
+    Index(
+        "ix_sluice_jobs_charge",
+        "id",
+        sqlite_where=text("charge IS NOT NULL"),
+        postgresql_where=text("charge IS NOT NULL"),
+    ),
 )
 
 job_deliveries = Table(

@@ -14,13 +14,14 @@ unknown id), and a batch made through one API is not visible through the other.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
-from sluice.batch.forward import Forwarder
+from sluice.batch.forward import Forwarder, Price
 from sluice.batch.metrics import BatchMetrics
 from sluice.batch.model import (
     ENDED,
@@ -29,15 +30,22 @@ from sluice.batch.model import (
     Claim,
     Outcome,
     Wire,
+    charge_key,
     identity_to_json,
     new_batch_id,
 )
 from sluice.batch.runner import ITEM_KIND, BatchRunner, ItemRunner, anthropic_line
-from sluice.batch.store import BatchStore
+from sluice.batch.store import AfterCharge, BatchStore
 from sluice.batch.validate import ENDPOINTS, Parsed, parse_anthropic, parse_openai
 from sluice.cost.compute import compute_cost
 from sluice.edge.body import read_json
-from sluice.errors import InvalidRequestError, NotFoundError, PermissionDeniedError, SluiceError
+from sluice.errors import (
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    SluiceError,
+)
 from sluice.frontends.anthropic import ANTHROPIC_FRONTEND
 from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.governance.scopes import Who, budget_scopes
@@ -47,6 +55,7 @@ from sluice.observe.rows import storable
 from sluice.pipeline.context import CallContext
 from sluice.providers.batch_clients import BatchClient, BatchResult, make_batch_client
 from sluice.queue import Queue, build_queue
+from sluice.state import charges
 from sluice.types import CallMeta, ChatResponse, Usage
 from sluice.web.appkeys import GATEWAY
 from sluice.web.files import not_found as file_not_found
@@ -55,13 +64,17 @@ from sluice.web.jobs import QUEUE, QUEUE_HANDLERS, identity_of
 if TYPE_CHECKING:
     from sluice.gateway import Gateway
 
+log = logging.getLogger("sluice.batch")
 STORE: web.AppKey[BatchStore] = web.AppKey("batch_store", BatchStore)
 RUNNER: web.AppKey[BatchRunner] = web.AppKey("batch_runner", BatchRunner)
 _MAX_LIST = 100
 
 
 def item_runner(gateway: Gateway) -> ItemRunner:
-    """Runs one batch item as a non-streamed call through the gateway's pipeline."""
+    """Runs one batch item as a non-streamed call through the gateway's pipeline. Its
+    spend-ledger row is held back (`CallContext.hold_charge`) and returned with the
+    outcome: the runner writes it with the item's result, so the item is charged exactly
+    once however often the queue runs it (`sluice.state.charges`)."""
 
     async def run(claim: Claim) -> Outcome:
         await _after_interactive(gateway)
@@ -74,6 +87,11 @@ def item_runner(gateway: Gateway) -> ItemRunner:
             headers={"x-sluice-parent-request-id": claim.batch_id},
         )
         ctx: CallContext | None = None
+        held: list[Any] = []
+
+        def charge() -> str | None:
+            return charges.held(held, charge_key(claim.batch_id, claim.idx))
+
         try:
             # The creator's key as it is now: revoked or expired meanwhile, the item is a 401
             # line (the budgets and limits that apply are the key's current ones).
@@ -85,6 +103,7 @@ def item_runner(gateway: Gateway) -> ItemRunner:
                 frontend.decode_request(body, meta),
                 started,
                 credentials=Credentials(resolved=identity),
+                hold_charge=held,
             )
             result = await gateway.handler(ctx)
             if not isinstance(result, ChatResponse):  # not streamed: never happens
@@ -98,12 +117,24 @@ def item_runner(gateway: Gateway) -> ItemRunner:
                 status=err.http_status,
                 error_type=err.code,
             )
-            return Outcome(err.http_status, frontend.error_body(err), request_id)
+            return Outcome(err.http_status, frontend.error_body(err), request_id, charge())
+        except Exception:  # after the upstream answered, maybe: its held charge stays
+            log.exception("batch item %s: unexpected error", request_id)
+            internal = InternalError(f"internal error; request id {request_id}")
+            gateway.recorder.finish(
+                ctx,
+                request_id=request_id,
+                started=started,
+                wall_start=wall_start,
+                status=500,
+                error_type=internal.code,
+            )
+            return Outcome(500, frontend.error_body(internal), request_id, charge())
         payload = frontend.encode_response(result, ctx.request.model)
         gateway.recorder.finish(
             ctx, request_id=request_id, started=started, wall_start=wall_start, status=200
         )
-        return Outcome(200, payload, request_id)
+        return Outcome(200, payload, request_id, charge())
 
     return run
 
@@ -187,12 +218,13 @@ def forward_target(
 _WHO_TTL_S = 1.0
 
 
-def forward_recorder(gateway: Gateway, store: BatchStore) -> Any:
-    """A forwarded item's charge, at the provider's batch price (`batch_discount`): its call
-    record, and the same cost settled through the limits stage (`GovernanceStage.charge`)
-    — a spend-ledger row attributed to the batch's creator (tenant, key, team, user) and
-    the budget counters that apply to the key now. Run mode and interactive calls reach
-    both through the pipeline; a forwarded item skips it, so it is charged here."""
+def forward_charges(gateway: Gateway, store: BatchStore) -> tuple[Price, AfterCharge]:
+    """A forwarded item's charge, at the provider's batch price (`batch_discount`): `price`
+    gives its spend-ledger row, attributed to the batch's creator (tenant, key, team, user),
+    held to be written with the item's result (`sluice.state.charges`), and as the row's
+    follow-up its call record and the budget counters that apply to the key now; `after`
+    runs that follow-up (`GovernanceStage.charge` without the ledger row). Run mode and
+    interactive calls reach all three through the pipeline; a forwarded item skips it."""
     # Per batch being collected: (read at, its creator, the creator's key as it is now) —
     # one store read each per batch and second, not per item.
     who: dict[str, tuple[float, Identity, Identity]] = {}
@@ -213,12 +245,13 @@ def forward_recorder(gateway: Gateway, store: BatchStore) -> Any:
             found = who[batch_id] = (now, made_by, charged)
         return found[1], found[2]
 
-    async def record(batch: Batch, idx: int, result: BatchResult) -> None:
+    async def price(batch: Batch, idx: int, result: BatchResult) -> tuple[str | None, Any]:
         state = batch.provider or {}
         usage = result.usage or Usage()
-        price = gateway.settle.price_of(str(state.get("deployment")))
-        cost = compute_cost(usage, price, batch=True)
-        made_by, charged = await identities(batch.id)
+        cost = compute_cost(
+            usage, gateway.settle.price_of(str(state.get("deployment"))), batch=True
+        )
+        made_by, _ = await identities(batch.id)
         request_id = f"{batch.id}-{idx}"
         model = str(state.get("model", ""))
         deployment = state.get("deployment")
@@ -240,19 +273,44 @@ def forward_recorder(gateway: Gateway, store: BatchStore) -> Any:
             usage_source="provider",
             status=200 if result.ok else result.status_code or 500,
         )
-        gateway.recorder.sink.emit(storable(rec))
+        after = {"batch": batch.id, "record": storable(rec).to_json()}
+        row = None
+        if gateway.limits is not None:
+            row = gateway.limits.ledger_row(
+                made_by,
+                request_id=request_id,
+                model=model,
+                deployment=None if deployment is None else str(deployment),
+                usage=usage,
+                cost_usd=cost,
+            )
+        if row is None or store.ledger_url is None:
+            return None, after
+        return charges.encode(row, charge_key(batch.id, idx), after), after
+
+    async def after(doc: dict[str, Any]) -> None:
+        rec = CallRecord.from_json(doc["record"])
+        gateway.recorder.sink.emit(rec)
         if gateway.limits is None:
             return
+        _, charged = await identities(str(doc["batch"]))
+        usage = Usage(
+            input_tokens=rec.input_tokens or 0,
+            output_tokens=rec.output_tokens or 0,
+            cache_read_tokens=rec.cache_read_tokens or 0,
+            cache_write_tokens=rec.cache_write_tokens or 0,
+        )
         await gateway.limits.charge(
             charged,
-            request_id=request_id,
-            model=model,
-            deployment=None if deployment is None else str(deployment),
+            request_id=rec.request_id,
+            model=rec.model_requested or "",
+            deployment=rec.deployment,
             usage=usage,
-            cost_usd=cost,
+            cost_usd=rec.cost_usd,
+            ledger=False,  # written with the item's result (`price`)
         )
 
-    return record
+    return price, after
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -504,6 +562,8 @@ def _runner(gateway: Gateway, store: BatchStore, queue: Queue) -> BatchRunner:
     def make_client(provider: str) -> BatchClient:
         return make_batch_client(provider, gateway.config.providers[provider])
 
+    price, after = forward_charges(gateway, store)
+    store.after_charge = after
     return BatchRunner(
         store,
         queue,
@@ -512,7 +572,21 @@ def _runner(gateway: Gateway, store: BatchStore, queue: Queue) -> BatchRunner:
         cfg,
         share_of(gateway),
         BatchMetrics(gateway.recorder.metrics.registry),
-        Forwarder(store, make_client, forward_recorder(gateway, store), cfg.forward_poll_s),
+        Forwarder(store, make_client, price, cfg.forward_poll_s),
+    )
+
+
+def batch_store(gateway: Gateway) -> BatchStore:
+    """The batch store, with the spend ledger's database when the gateway keeps one (items
+    are charged with their results, `sluice.state.charges`)."""
+    ledger = gateway.limits.ledger if gateway.limits is not None else None
+    config = gateway.config
+    if ledger is None:
+        return BatchStore(config.batch.store_url)
+    return BatchStore(
+        config.batch.store_url,
+        ledger_url=config.limits.ledger.store_url,
+        migrate_ledger=config.limits.ledger.migrate,
     )
 
 
@@ -524,7 +598,7 @@ def install(app: web.Application) -> None:
     cfg = gateway.config.batch
     if not cfg.enabled:
         return
-    store = BatchStore(cfg.store_url)
+    store = batch_store(gateway)
     runner = _runner(gateway, store, app[QUEUE])  # the app's one queue (sluice.web.jobs)
     app[STORE] = store
     app[RUNNER] = runner
@@ -559,7 +633,7 @@ async def run_worker(gateway: Gateway) -> None:
     `batch.worker: separate`. Runs until cancelled (SIGTERM/SIGINT)."""
     config = gateway.config
     queue = build_queue(config.queue)
-    store = BatchStore(config.batch.store_url)
+    store = batch_store(gateway)
     runner = _runner(gateway, store, queue)
     await gateway.start()
     await queue.start()

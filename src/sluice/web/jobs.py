@@ -51,9 +51,10 @@ from sluice.frontends.openai import OPENAI_FRONTEND
 from sluice.identity import Credentials, Identity
 from sluice.jobs.service import JobService
 from sluice.jobs.ssrf import WebhookRefused
-from sluice.jobs.store import JobRow, JobStore
+from sluice.jobs.store import JobRow, JobStore, charge_key
 from sluice.pipeline.context import CallContext
 from sluice.queue import Handler, Queue, build_queue
+from sluice.state import charges
 from sluice.types import CallMeta, ChatResponse
 
 if TYPE_CHECKING:
@@ -107,9 +108,12 @@ async def execute_chat(
     request_id: str,
     parent_id: str | None = None,
     headers: dict[str, str] | None = None,
+    hold_charge: list[Any] | None = None,
 ) -> tuple[int, Any]:
     """(HTTP status, body) the sync endpoint would answer for `body`, through the whole
-    pipeline, with a call record (`parent_request_id` = `parent_id`). Never streams."""
+    pipeline, with a call record (`parent_request_id` = `parent_id`). Never streams.
+    `hold_charge`: the call's spend-ledger row goes there instead of the ledger (a job
+    keeps it with its result: `sluice.state.charges`)."""
     frontend = FRONTENDS[wire]
     started, wall_start = time.perf_counter(), time.time()
     ctx: CallContext | None = None
@@ -131,7 +135,12 @@ async def execute_chat(
     try:
         meta = CallMeta(request_id=request_id, wire=frontend.wire, headers=meta_headers)
         request = frontend.decode_request({**body, "stream": False}, meta)
-        ctx = CallContext(request, started, credentials=Credentials(resolved=identity))
+        ctx = CallContext(
+            request,
+            started,
+            credentials=Credentials(resolved=identity),
+            hold_charge=hold_charge,
+        )
         result = await gateway.handler(ctx)
         if not isinstance(result, ChatResponse):  # pragma: no cover - stream is off
             await result.aclose()
@@ -325,6 +334,7 @@ async def _refresh(metrics: QueueMetrics, queue: Queue, store: JobStore | None) 
             metrics.items_failed = queue.stats.failed
             if store is not None:
                 metrics.jobs = await store.counts()
+                await store.settle_charges()  # kept by a worker that died before these
         except Exception as exc:  # a database hiccup must not end the loop
             log.warning("queue metrics refresh failed: %s", type(exc).__name__)
         await asyncio.sleep(STATS_EVERY_S)
@@ -342,9 +352,14 @@ def install(app: web.Application, gateway: Gateway) -> JobService | None:
     service: JobService | None = None
     store: JobStore | None = None
     if config.jobs.enabled:
-        store = JobStore(config.jobs.store_url)
+        ledger = gateway.limits.ledger if gateway.limits is not None else None
+        store = JobStore(
+            config.jobs.store_url,
+            ledger_url=config.limits.ledger.store_url if ledger is not None else None,
+            migrate_ledger=config.limits.ledger.migrate,
+        )
 
-        async def execute(job: JobRow) -> tuple[int, Any]:
+        async def execute(job: JobRow) -> tuple[int, Any, str | None]:
             started = time.perf_counter()
             try:
                 identity = await identity_of(gateway, job.key_id)
@@ -356,15 +371,18 @@ def install(app: web.Application, gateway: Gateway) -> JobService | None:
                     status=err.http_status,
                     error_type=err.code,
                 )
-                return err.http_status, FRONTENDS[job.format].error_body(err)
-            return await execute_chat(
+                return err.http_status, FRONTENDS[job.format].error_body(err), None
+            held: list[Any] = []
+            status, body = await execute_chat(
                 gateway,
                 job.format,
                 job.request,
                 identity,
                 request_id=f"{job.id}.{job.attempts}",
                 parent_id=job.id,
+                hold_charge=held,
             )
+            return status, body, charges.held(held, charge_key(job.id))
 
         service = JobService(config.jobs, store, queue, execute)
         app[JOBS] = service
@@ -378,23 +396,32 @@ def install(app: web.Application, gateway: Gateway) -> JobService | None:
     metrics = QueueMetrics()
     gateway.recorder.metrics.registry.register(metrics)
     tasks: list[asyncio.Task[None]] = []
+    workers: list[asyncio.Task[None]] = []
 
     async def _start(app: web.Application) -> None:
         await queue.start()
         if store is not None:
             await store.start()
+        tasks.append(asyncio.create_task(_refresh(metrics, queue, store)))
+
+    async def _work() -> None:
+        """The worker runs items through the gateway, so it starts as one of the gateway's
+        parts, after the ones it uses (before, an item taken at startup ran through a
+        gateway not started yet: its call record went to a sink that was then replaced)."""
         registered: dict[str, Handler] = app[QUEUE_HANDLERS]
         handlers = dict(registered)
         if handlers:
-            tasks.append(asyncio.create_task(_worker(queue, handlers, config.queue.concurrency)))
-        tasks.append(asyncio.create_task(_refresh(metrics, queue, store)))
+            worker = _worker(queue, handlers, config.queue.concurrency)
+            workers.append(asyncio.create_task(worker))
+
+    gateway.supervisor.add("queue_worker", _work)
 
     async def _stop(_app: web.Application) -> None:
         queue.stop()  # running items finish; waiting ones stay for the next start
-        for task in tasks[:1]:
+        for task in workers:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(task), timeout=10)
-        for task in tasks:
+        for task in [*workers, *tasks]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

@@ -3,16 +3,18 @@
 Independent branches in `versions/`, so each store creates only its own tables in
 whatever database it is pointed at (a records-only PostgreSQL gets no key table):
 
-- `governance`: `0001_keys` → `0002_spend_ledger` (keys, spend ledger)
+- `governance`: `0001_keys` → `0002_spend_ledger` → `0003_ledger_once` (keys, spend ledger)
 - `records`: `r0001_call_records` (adopts a table made by the old `create_all`)
 - `semantic`: `s0001_semantic_cache` (adopts a table made by the old `create_all`)
 - `cache`: `c0001_cache_mirror` (the exact-cache mirror file's `entries`)
 - `eval`: `e0001_eval` (feedback, saved eval runs, shadow pairs, online scores; adopts the
   first two when the old `create_all` made them) → `e0002_score_tenant`
 - `queue`: `q0001_queue` (the embedded queue's `sluice_queue`)
-- `jobs`: `j0001_jobs` (async jobs and their webhook delivery log)
+- `pgqueue`: `p0001_pgqueuer` (the shared queue's pgqueuer tables, PostgreSQL only; their
+  prefix, `queue.name`, is the branch's table name)
+- `jobs`: `j0001_jobs` (async jobs and their webhook delivery log) → `j0002_job_charge`
 - `files`: `f0001_files` (uploaded files; the bytes too on PostgreSQL)
-- `batch`: `b0001_batches` (batches and their items)
+- `batch`: `b0001_batches` (batches and their items) → `b0002_item_charge`
 - `retrieval`: `v0001_vector_stores` (vector stores, their files, chunks, file batches) →
   `v0002_store_expiry`
 
@@ -51,12 +53,14 @@ BRANCHES = (
     "cache",
     "eval",
     "queue",
+    "pgqueue",
     "jobs",
     "files",
     "batch",
     "retrieval",
 )
-_DEFAULT_TABLES = {"records": RECORDS_TABLE, "semantic": SEMANTIC_TABLE}
+PGQUEUE_PREFIX = "sluice_"  # `queue.name`'s default
+_DEFAULT_TABLES = {"records": RECORDS_TABLE, "semantic": SEMANTIC_TABLE, "pgqueue": PGQUEUE_PREFIX}
 _HERE = Path(__file__).parent
 
 
@@ -79,14 +83,17 @@ def alembic_config(
     return config
 
 
-def upgrade(url: str, branch: str = "governance", *, table: str | None = None) -> None:
-    """Bring `branch`'s tables in the database at `url` to their newest revision."""
+def upgrade(
+    url: str, branch: str = "governance", *, table: str | None = None, to: str | None = None
+) -> None:
+    """Bring `branch`'s tables in the database at `url` to their newest revision (or to
+    revision `to`: tests of a migration over an older schema)."""
     tables = {branch: table} if table else None
     _run(
         url,
         version_table(branch, table),
         tables,
-        lambda cfg: command.upgrade(cfg, f"{branch}@head"),
+        lambda cfg: command.upgrade(cfg, to or f"{branch}@head"),
     )
 
 
