@@ -45,6 +45,7 @@ def test_dev_and_hand_written_training_rows_are_not_evaluation_rows(name: str) -
         "handwritten.jsonl",
         "handwritten-2.jsonl",
         "handwritten-3.jsonl",
+        "handwritten-4.jsonl",
     ):
         seen = {str(r["text"]).strip().lower() for r in _rows(DATA / name)}
         assert dev.isdisjoint(seen), name
