@@ -37,7 +37,7 @@ def test_halves_are_disjoint_by_intent_and_complete() -> None:
     assert all(split.is_dev(r) for r in dev) and not any(split.is_dev(r) for r in ev)
 
 
-@pytest.mark.parametrize("name", ["dev.jsonl", "train-round4.jsonl"])
+@pytest.mark.parametrize("name", ["dev.jsonl", "train-round4.jsonl", "train-round5.jsonl"])
 def test_dev_and_hand_written_training_rows_are_not_evaluation_rows(name: str) -> None:
     dev = {str(r["text"]).strip().lower() for r in _rows(DATA / name)}
     for name in (
@@ -45,6 +45,7 @@ def test_dev_and_hand_written_training_rows_are_not_evaluation_rows(name: str) -
         "handwritten.jsonl",
         "handwritten-2.jsonl",
         "handwritten-3.jsonl",
+        "handwritten-4.jsonl",
     ):
         seen = {str(r["text"]).strip().lower() for r in _rows(DATA / name)}
         assert dev.isdisjoint(seen), name

@@ -301,6 +301,7 @@ def routing_bench(dataset: str, config_path: str, route: str | None, as_json: bo
     default=[
         "tests/data/injection/handwritten-2.jsonl",
         "tests/data/injection/handwritten-3.jsonl",
+        "tests/data/injection/handwritten-4.jsonl",
         "tests/data/injection/external/bastioncorpus-0.6.0.jsonl",
         "tests/data/injection/external/bastioncorpus-eval.jsonl",
     ],
@@ -327,6 +328,14 @@ def routing_bench(dataset: str, config_path: str, route: str | None, as_json: bo
     "or tests/data/injection/classifier-round1.npz (0.9).",
 )
 @click.option("--baseline-threshold", type=float, default=0.97, show_default=True)
+@click.option(
+    "--candidate",
+    "candidates",
+    multiple=True,
+    type=(click.Path(dir_okay=False, exists=True), click.FloatRange(0.0, 1.0, min_open=True)),
+    help="Another fine-tuned model (.onnx) and its threshold, scored on every set in the same "
+    "run (repeatable), e.g. --candidate build/injection-ft/model.onnx 0.995.",
+)
 def injection_bench(
     data: str,
     external: tuple[str, ...],
@@ -335,6 +344,7 @@ def injection_bench(
     repeat: int,
     baseline_weights: str | None,
     baseline_threshold: float,
+    candidates: tuple[tuple[str, float], ...],
 ) -> None:
     """Prompt-injection precision, recall, F1, FPR per layer, and per-call latency."""
     _one_blas_thread()
@@ -343,7 +353,17 @@ def injection_bench(
 
     try:
         baseline = (baseline_weights, baseline_threshold) if baseline_weights else None
-        click.echo(run(data, list(external), list(traffic), threshold, repeat, baseline))
+        click.echo(
+            run(
+                data,
+                list(external),
+                list(traffic),
+                threshold,
+                repeat,
+                baseline,
+                [(str(m), float(t)) for m, t in candidates],
+            )
+        )
     except (OSError, ValueError, EmbedderUnavailableError) as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -160,10 +160,13 @@ def run(
     threshold: float | None,
     repeat: int,
     baseline: tuple[str, float] | None = None,
+    candidates: list[tuple[str, float]] | None = None,
 ) -> str:
     """The report. `baseline` = (weights file, threshold) of an earlier linear classifier
     (`classifier.npz` format): every set is then scored by both in the same run ("before" /
-    "after"), the rules being shared."""
+    "after"), the rules being shared. `candidates` = (ONNX file, threshold) of other
+    fine-tuned models (`injection-classifier.onnx` format), scored on every set in the same
+    run too ("CANDIDATE")."""
     detector = InjectionDetector() if threshold is None else InjectionDetector(threshold)
     started = time.perf_counter()
     detector.load()
@@ -181,6 +184,13 @@ def run(
         lines.append(
             f"baseline (before): threshold {baseline[1]}, model {before.classifier.version}"
         )
+    others: list[tuple[str, InjectionDetector]] = []
+    for model, cut in candidates or []:
+        other = InjectionDetector(cut, model_path=model)
+        other.load()
+        assert other.classifier is not None
+        others.append((f"CANDIDATE {model} (threshold {cut}, {other.classifier.version})", other))
+        lines.append(f"candidate: {model}, threshold {cut}, model {other.classifier.version}")
     for path in [data, *external]:
         rows = read_rows(path)
         pos = sum(r.label for r in rows)
@@ -190,10 +200,16 @@ def run(
             lines.extend(evaluate(before, rows)[:3])
             lines.append("  AFTER (shipped classifier):")
         lines.extend(evaluate(detector, rows))
+        for name, other in others:
+            lines.append(f"  {name}:")
+            lines.extend(evaluate(other, rows))
     ordinary = read_traffic(traffic) if traffic else []
     if ordinary:
         lines.append(f"ordinary traffic ({', '.join(traffic)}): {len(ordinary)} benign prompts")
         lines.extend(evaluate(detector, ordinary)[:5])
+        for name, other in others:
+            lines.append(f"  {name}:")
+            lines.extend(evaluate(other, ordinary)[:5])
     texts = [r.text for r in read_rows(data)]
     ungated = InjectionDetector(detector.threshold, gate=False)
     rules_only = InjectionDetector(use_classifier=False)

