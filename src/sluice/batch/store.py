@@ -371,7 +371,8 @@ class BatchStore:
         charge: str | None = None,
     ) -> bool:
         """Write an item's one result, and its held charge (`sluice.state.charges`) in the
-        same transaction; False when it already has one (both are dropped then)."""
+        same transaction; False when it already has one (both are dropped then) or was
+        stopped while it ran (its result is dropped, its charge still held)."""
         return await self._thread(self._finish, batch_id, idx, state, result, charge)
 
     def _finish(
@@ -395,6 +396,22 @@ class BatchStore:
                     charge=charge if self.ledger_url else None,
                 )
             )
+            if not done.rowcount and charge is not None and self.ledger_url:
+                # Stopped (expired or cancelled) while it ran: no result is kept, but its
+                # call was made and paid for. Its charge is held on the item like a kept
+                # one (the sweep moves it, keyed by the item: still never twice). An item
+                # already final with a result keeps its own charge: a re-run adds nothing.
+                conn.execute(
+                    update(i)
+                    .where(
+                        i.c.batch_id == batch_id,
+                        i.c.idx == idx,
+                        i.c.state.in_(("expired", "cancelled")),
+                        i.c.result.is_(None),
+                        i.c.charge.is_(None),
+                    )
+                    .values(charge=charge)
+                )
         return bool(done.rowcount)
 
     async def settle_charges(self, batch_id: str | None = None, idx: int | None = None) -> int:
