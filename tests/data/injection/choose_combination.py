@@ -21,12 +21,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from choose_threshold import DEV, TRAFFIC
-
 from sluice.bench.injection import Row, read_rows, read_traffic
 from sluice.guardrails.injection import InjectionDetector
 from sluice.guardrails.injection.rules import needs_classifier, normalize, scan_window
 
+HERE = Path(__file__).resolve().parent
+DEV = [HERE / "dev.jsonl", HERE / "external" / "bastioncorpus-dev.jsonl"]  # as choose_threshold
+TRAFFIC = [str(HERE.parent / "routing_prompts.jsonl"), str(HERE.parent / "semantic_pairs.jsonl")]
 Scored = tuple[int, bool, float, float, str]  # label, rule, sequence, linear, source
 SEQ = (0.9, 0.95, 0.97, 0.98, 0.99, 0.993, 0.995, 0.997, 0.998)
 LIN = (0.5, 0.7, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
@@ -51,6 +52,24 @@ def logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+def agree(t1: float, t2: float, *, indirect_only: bool = False) -> Callable[[Scored], bool]:
+    """sequence >= t1 and linear >= t2 (the latter on tool/document rows only if asked)."""
+
+    def flag(r: Scored) -> bool:
+        return r[2] >= t1 and r[2] > 0 and (r[3] >= t2 or (indirect_only and r[4] == "user"))
+
+    return flag
+
+
+def fused(cut: float) -> Callable[[Scored], bool]:
+    """The mean of the two logits >= cut (gated rows score nothing)."""
+
+    def flag(r: Scored) -> bool:
+        return r[2] > 0 and (logit(r[2]) + logit(r[3])) / 2 >= cut
+
+    return flag
+
+
 def count(rows: list[Scored], flag: Callable[[Scored], bool]) -> tuple[int, int]:
     """(benign flagged, injections caught), rules included."""
     fp = sum(1 for r in rows if not r[0] and (r[1] or flag(r)))
@@ -61,8 +80,8 @@ def count(rows: list[Scored], flag: Callable[[Scored], bool]) -> tuple[int, int]
 def main(cache: Path) -> None:
     if cache.exists():
         data = json.loads(cache.read_text())
-        dev = [tuple(r) for r in data["dev"]]
-        ordinary = [tuple(r) for r in data["ordinary"]]
+        dev: list[Scored] = [tuple(r) for r in data["dev"]]
+        ordinary: list[Scored] = [tuple(r) for r in data["ordinary"]]
     else:
         seq, lin = InjectionDetector(kind="sequence"), InjectionDetector(kind="linear")
         seq.load()
@@ -73,16 +92,16 @@ def main(cache: Path) -> None:
         cache.write_text(json.dumps({"dev": dev, "ordinary": ordinary}))
     benign = sum(1 for r in dev if not r[0])
     print(f"dev {len(dev) - benign} injections / {benign} benign, ordinary {len(ordinary)}")
-    rules: dict[str, Callable[[Scored], bool]] = {}
-    rules["sequence 0.995"] = lambda r: r[2] >= 0.995
-    rules["linear 0.97"] = lambda r: r[3] >= 0.97
+    rules: dict[str, Callable[[Scored], bool]] = {
+        "sequence 0.995": agree(0.995, 0.0),
+        "sequence 0.997": agree(0.997, 0.0),
+        "linear 0.97": agree(0.0, 0.97),
+    }
     for t1, t2 in itertools.product(SEQ, LIN):
-        rules[f"agree s>={t1} l>={t2}"] = lambda r, a=t1, b=t2: r[2] >= a and r[3] >= b
-        rules[f"split s>={t1} (+l>={t2} on tool/doc)"] = lambda r, a=t1, b=t2: r[2] >= a and (
-            r[4] == "user" or r[3] >= b
-        )
+        rules[f"agree s>={t1} l>={t2}"] = agree(t1, t2)
+        rules[f"split s>={t1} (+l>={t2} on tool/doc)"] = agree(t1, t2, indirect_only=True)
     for t in FUSED:
-        rules[f"fused >={t}"] = lambda r, c=t: r[2] > 0 and (logit(r[2]) + logit(r[3])) / 2 >= c
+        rules[f"fused >={t}"] = fused(t)
     table = []
     for name, flag in rules.items():
         fp, tp = count(dev, flag)
@@ -90,11 +109,10 @@ def main(cache: Path) -> None:
         table.append((fp, -tp, ofp, name))
     for fp, tp, ofp, name in sorted(table)[:40]:
         print(f"  {name:<40} dev FP {fp}/{benign} ({fp / benign:.1%})  caught {-tp}  ord FP {ofp}")
-    for name in ("sequence 0.995", "linear 0.97"):
+    for name in ("sequence 0.995", "sequence 0.997", "linear 0.97"):
         fp, tp, ofp, _ = next(t for t in table if t[3] == name)
         print(f"  {name:<40} dev FP {fp}/{benign} ({fp / benign:.1%})  caught {-tp}  ord FP {ofp}")
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     main(Path(sys.argv[1] if len(sys.argv) > 1 else "build/inj6/dev-scores.json"))
