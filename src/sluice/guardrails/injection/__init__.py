@@ -62,7 +62,8 @@ LINEAR_THRESHOLD = 0.97
 # Round 6, `kind="combined"`: user text is flagged when the sequence model scores >= 0.997;
 # tool results and documents also need the linear head to agree (>= 0.97). Chosen on the same
 # dev set (lowest dev FPR, then most catches: 1 of 116 benign, by a rule; 141 of 157 caught).
-# See BENCHMARKS.md "Injection round 4", "Round 6".
+# Not the default: on the evaluation sets it caught fewer than "sequence" and removed no false
+# positive (the held-out ones are role-play in user turns). BENCHMARKS.md "Round 6".
 COMBINED_THRESHOLD = 0.997
 COMBINED_LINEAR_THRESHOLD = 0.97
 # Text the linear head must confirm under `kind="combined"` (indirect text: data, not a turn).
