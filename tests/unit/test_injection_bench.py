@@ -87,3 +87,6 @@ def test_other_kinds_are_scored_and_timed_in_the_same_run(tmp_path: Path) -> Non
     assert "kind: combined, threshold 0.997" in report
     assert report.count("  KIND combined (threshold 0.997):") == 1
     assert "KIND combined (threshold 0.997), gated  p50" in report
+    cpu = report.split("reaching the classifier (process time, 2 passes):")[1].splitlines()
+    assert cpu[1].split()[0] == "default"
+    assert cpu[2].split()[:3] == ["KIND", "combined", "(threshold"]
