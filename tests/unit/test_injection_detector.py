@@ -268,3 +268,80 @@ def test_linear_kind_keeps_round_three() -> None:
     assert detector.threshold == 0.97
     with pytest.raises(ValueError, match="kind"):
         InjectionDetector(kind="mlp")  # type: ignore[arg-type]
+
+
+def combined_detector(tmp_path: Path, sequence: float, **kwargs: object) -> InjectionDetector:
+    """kind="combined" with the sequence model's score fixed and the fake linear confirmer."""
+    model = LinearModel(np.array([4.0, -2.0, 0.0, 0.0], np.float32), -2.0, 1.0, 0.0, "test")
+    model.save(str(tmp_path / "w.npz"))
+    detector = InjectionDetector(
+        embedder=FakeEmbedder(),
+        weights_path=str(tmp_path / "w.npz"),
+        kind="combined",
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+    async def fixed(window: str) -> float:
+        return sequence
+
+    detector.classifier.probability = lambda window: sequence  # type: ignore[method-assign,union-attr]
+    detector.classifier.probability_async = fixed  # type: ignore[method-assign,union-attr]
+    return detector
+
+
+def confirmer_calls(detector: InjectionDetector) -> list[list[str]]:
+    assert detector.confirmer is not None
+    return detector.confirmer._embedder.calls  # type: ignore[no-any-return,union-attr]
+
+
+def test_combined_kind_flags_user_text_on_the_sequence_model_alone(tmp_path: Path) -> None:
+    detector = combined_detector(tmp_path, 0.999)
+    assert isinstance(detector.classifier, SequenceClassifier)
+    assert isinstance(detector.confirmer, InjectionClassifier)
+    assert (detector.threshold, detector.linear_threshold) == (0.997, 0.97)
+    verdict = detector.check("assistant please help", source="user")
+    assert verdict == InjectionVerdict(True, 0.999, "classifier", "classifier")
+    assert confirmer_calls(detector) == []  # user text: the linear head is never run
+
+
+def test_combined_kind_needs_the_linear_head_on_documents_and_tool_results(
+    tmp_path: Path,
+) -> None:
+    detector = combined_detector(tmp_path, 0.999)
+    for source in ("document", "tool"):
+        vetoed = detector.check("assistant please help", source=source)
+        assert (vetoed.flagged, vetoed.rule, vetoed.layer) == (False, None, "classifier")
+        assert vetoed.score < 0.97  # the linear score, not the sequence model's
+        agreed = detector.check("assistant evil evil evil", source=source)
+        assert agreed == InjectionVerdict(True, 0.999, "classifier", "classifier")
+    assert len(confirmer_calls(detector)) == 4
+
+
+def test_combined_kind_runs_the_linear_head_only_past_the_threshold(tmp_path: Path) -> None:
+    detector = combined_detector(tmp_path, 0.996)  # flagged by kind="sequence" (0.995)
+    verdict = detector.check("assistant evil evil evil", source="document")
+    assert (verdict.flagged, verdict.score) == (False, 0.996)
+    assert confirmer_calls(detector) == []
+
+
+async def test_combined_veto_goes_to_the_model_check(tmp_path: Path) -> None:
+    asked: list[str] = []
+
+    async def model_check(text: str) -> bool:
+        asked.append(text)
+        return True
+
+    # linear("evil please") = sigmoid(4 - 2 - 2) = 0.5: a disagreement, so the model decides.
+    detector = combined_detector(tmp_path, 0.999, model_check=model_check)
+    verdict = await detector.check_async("assistant evil please", source="tool")
+    assert asked == ["assistant evil please"]
+    assert (verdict.flagged, verdict.rule, verdict.layer) == (True, "model", "model")
+    assert detector.check("assistant evil please", source="tool").flagged is False
+    assert await detector.check_async("assistant evil evil", source="tool") == InjectionVerdict(
+        True, 0.999, "classifier", "classifier"
+    )
+
+
+def test_combined_kind_refuses_a_bad_linear_threshold() -> None:
+    with pytest.raises(ValueError, match="linear_threshold"):
+        InjectionDetector(kind="combined", linear_threshold=0.0)

@@ -336,6 +336,14 @@ def routing_bench(dataset: str, config_path: str, route: str | None, as_json: bo
     help="Another fine-tuned model (.onnx) and its threshold, scored on every set in the same "
     "run (repeatable), e.g. --candidate build/injection-ft/model.onnx 0.995.",
 )
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["sequence", "linear", "combined"]),
+    help="Another classifier kind at its default threshold, scored and timed on every set in "
+    "the same run (repeatable), e.g. --kind linear --kind combined.",
+)
 def injection_bench(
     data: str,
     external: tuple[str, ...],
@@ -345,6 +353,7 @@ def injection_bench(
     baseline_weights: str | None,
     baseline_threshold: float,
     candidates: tuple[tuple[str, float], ...],
+    kinds: tuple[str, ...],
 ) -> None:
     """Prompt-injection precision, recall, F1, FPR per layer, and per-call latency."""
     _one_blas_thread()
@@ -362,6 +371,7 @@ def injection_bench(
                 repeat,
                 baseline,
                 [(str(m), float(t)) for m, t in candidates],
+                list(kinds),
             )
         )
     except (OSError, ValueError, EmbedderUnavailableError) as exc:

@@ -99,16 +99,15 @@ def evaluate(detector: InjectionDetector, rows: list[Row]) -> list[str]:
     gated = 0
     for row in rows:
         rule = detector.check_rules(row.text, source=row.source)
-        clf_score = 0.0
+        clf = False
         window = normalize(scan_window(row.text))
         if detector.gate and not needs_classifier(window):
             gated += 1
         elif detector.classifier is not None and row.source != "system":
-            clf_score = detector.classifier.probability(window)
-        clf = clf_score >= detector.threshold
+            verdict = detector.classify_window(window, row.source)
+            clf = verdict.flagged
+            uncertain += rule is None and detector.uncertain(verdict)
         combined = rule is not None or clf
-        if rule is None and detector.uncertain_floor <= clf_score < detector.threshold:
-            uncertain += 1
         layers["rules"].add(row.label, rule is not None)
         layers["classifier"].add(row.label, clf)
         layers["combined"].add(row.label, combined)
@@ -140,6 +139,20 @@ def latency(detector: InjectionDetector, texts: list[str], repeat: int) -> str:
     return f"p50 {np.percentile(ms, 50):.3f} ms  p99 {np.percentile(ms, 99):.3f} ms  (n={len(ms)})"
 
 
+def cpu_per_classified(detector: InjectionDetector, rows: list[tuple[str, str]]) -> float:
+    """Process CPU ms of `check` over (text, source) rows, per row that reaches the classifier
+    (rules included: the rows that do not reach it cost the rules alone)."""
+    reach = sum(
+        1
+        for text, source in rows
+        if source != "system" and needs_classifier(normalize(scan_window(text)))
+    )
+    start = time.process_time()
+    for text, source in rows:
+        detector.check(text, source=source)
+    return (time.process_time() - start) * 1000 / max(1, reach)
+
+
 def read_traffic(paths: list[str]) -> list[Row]:
     """Ordinary prompts (all benign): `prompt` (routing set) or `a`/`b` (semantic pairs)."""
     texts: dict[str, None] = {}
@@ -161,12 +174,14 @@ def run(
     repeat: int,
     baseline: tuple[str, float] | None = None,
     candidates: list[tuple[str, float]] | None = None,
+    kinds: list[str] | None = None,
 ) -> str:
     """The report. `baseline` = (weights file, threshold) of an earlier linear classifier
     (`classifier.npz` format): every set is then scored by both in the same run ("before" /
     "after"), the rules being shared. `candidates` = (ONNX file, threshold) of other
     fine-tuned models (`injection-classifier.onnx` format), scored on every set in the same
-    run too ("CANDIDATE")."""
+    run too ("CANDIDATE"). `kinds` = other classifier kinds ("linear", "combined", ...) at
+    their default thresholds, scored on every set and timed in the same run ("KIND")."""
     detector = InjectionDetector() if threshold is None else InjectionDetector(threshold)
     started = time.perf_counter()
     detector.load()
@@ -191,6 +206,14 @@ def run(
         assert other.classifier is not None
         others.append((f"CANDIDATE {model} (threshold {cut}, {other.classifier.version})", other))
         lines.append(f"candidate: {model}, threshold {cut}, model {other.classifier.version}")
+    timed: list[tuple[str, InjectionDetector]] = []
+    for kind in kinds or []:
+        other = InjectionDetector(kind=kind)  # type: ignore[arg-type]  # checked inside
+        other.load()
+        name = f"KIND {kind} (threshold {other.threshold})"
+        others.append((name, other))
+        timed.append((name, other))
+        lines.append(f"kind: {kind}, threshold {other.threshold}")
     for path in [data, *external]:
         rows = read_rows(path)
         pos = sum(r.label for r in rows)
@@ -228,6 +251,14 @@ def run(
         lines.append(
             f"    rules + classifier, no gate {latency(ungated, sample, max(1, repeat // 5))}"
         )
+        for name, other in timed:
+            lines.append(f"    {name}, gated  {latency(other, sample, max(1, repeat // 5))}")
+    if timed:
+        held_out = [(r.text, r.source) for r in read_rows(data)]
+        lines.append("CPU per held-out text reaching the classifier (process time, 2 passes):")
+        for name, other in [("default", detector), *timed]:
+            passes = [cpu_per_classified(other, held_out) for _ in range(2)]
+            lines.append(f"    {name:<36} {' / '.join(f'{ms:.3f}' for ms in passes)} ms")
     lines.append("hostile input, rules only, one call (min of 3):")
     for name, text in hostile_inputs():
         best = min(_timed(rules_only, text) for _ in range(3))

@@ -2,7 +2,8 @@
 
 Why layered: rules name known attacks exactly and cost ~1 ms; the classifier (MiniLM
 fine-tuned as a sequence classifier, int8 ONNX, `sequence.py`; round 3's linear head on the
-shared MiniLM vectors stays as `kind="linear"`) catches paraphrases the rules do not list;
+shared MiniLM vectors stays as `kind="linear"`; `kind="combined"` asks it to confirm what the
+sequence model flags in tool results and documents) catches paraphrases the rules do not list;
 a cheap model call, injected by the caller, settles only the uncertain band where the
 classifier is not sure. Each verdict names the layer and rule that decided, so a block can say
 *why* (`prompt_injection_detected`, rule `ignore_previous`).
@@ -34,6 +35,8 @@ from sluice.guardrails.injection.sequence import SequenceClassifier
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "COMBINED_LINEAR_THRESHOLD",
+    "COMBINED_THRESHOLD",
     "DEFAULT_THRESHOLD",
     "LINEAR_THRESHOLD",
     "ClassifierKind",
@@ -43,7 +46,8 @@ __all__ = [
 ]
 
 Source = Literal["user", "tool", "document", "system"]
-ClassifierKind = Literal["sequence", "linear"]
+ClassifierKind = Literal["sequence", "linear", "combined"]
+KINDS: tuple[str, ...] = ("sequence", "linear", "combined")
 SOURCES: frozenset[str] = frozenset({"user", "tool", "document", "system"})
 
 # Round 4: the fine-tuned sequence classifier (`sequence.py`), int8 as shipped. Chosen on the
@@ -55,6 +59,15 @@ DEFAULT_THRESHOLD = 0.995
 # Round 3's linear head on the shared MiniLM embedding (`classifier.py`, `kind="linear"`),
 # chosen the same way on the same dev set; kept for hosts without the ONNX model file.
 LINEAR_THRESHOLD = 0.97
+# Round 6, `kind="combined"`: user text is flagged when the sequence model scores >= 0.997;
+# tool results and documents also need the linear head to agree (>= 0.97). Chosen on the same
+# dev set (lowest dev FPR, then most catches: 1 of 116 benign, by a rule; 141 of 157 caught).
+# Not the default: on the evaluation sets it caught fewer than "sequence" and removed no false
+# positive (the held-out ones are role-play in user turns). BENCHMARKS.md "Round 6".
+COMBINED_THRESHOLD = 0.997
+COMBINED_LINEAR_THRESHOLD = 0.97
+# Text the linear head must confirm under `kind="combined"` (indirect text: data, not a turn).
+_CONFIRMED_SOURCES = frozenset({"tool", "document"})
 # Below the threshold, scores at or above this go to the optional model check.
 DEFAULT_UNCERTAIN_FLOOR = 0.5
 
@@ -84,7 +97,11 @@ class InjectionDetector:
     the classifier only on text with an injection cue (`rules.needs_classifier`): ordinary
     prompts skip it. `kind`: "sequence" (default: the fine-tuned MiniLM, `sequence.py`;
     `model_path` overrides its ONNX file) or "linear" (round 3's head on the shared embedding,
-    `classifier.py`; `embedder`, `weights_path`). `threshold` defaults per kind.
+    `classifier.py`; `embedder`, `weights_path`) or "combined" (the sequence model, and on
+    tool results / documents the linear head must also reach `linear_threshold`: it runs only
+    there, on text the sequence model flagged). `threshold` defaults per kind. A combined
+    verdict the linear head vetoed carries the linear score, so a disagreement at or above
+    `uncertain_floor` goes to the model check.
     """
 
     def __init__(
@@ -100,13 +117,18 @@ class InjectionDetector:
         weights_path: str | None = None,
         kind: ClassifierKind = "sequence",
         model_path: str | None = None,
+        linear_threshold: float = COMBINED_LINEAR_THRESHOLD,
     ) -> None:
-        if kind not in ("sequence", "linear"):
-            raise ValueError(f"kind must be 'sequence' or 'linear', not {str(kind)[:40]!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {str(kind)[:40]!r}")
         if threshold is None:
-            threshold = DEFAULT_THRESHOLD if kind == "sequence" else LINEAR_THRESHOLD
+            threshold = {"sequence": DEFAULT_THRESHOLD, "linear": LINEAR_THRESHOLD}.get(
+                kind, COMBINED_THRESHOLD
+            )
         if not 0.0 < threshold <= 1.0:
             raise ValueError("threshold must be in (0, 1]")
+        if not 0.0 < linear_threshold <= 1.0:
+            raise ValueError("linear_threshold must be in (0, 1]")
         if not 0.0 <= uncertain_floor <= threshold:
             raise ValueError("uncertain_floor must be in [0, threshold]")
         self.threshold = threshold
@@ -116,16 +138,22 @@ class InjectionDetector:
         self.model_timeout_s = model_timeout_s
         self._warned_no_model = False
         self.kind = kind
+        self.linear_threshold = linear_threshold
         self.classifier: InjectionClassifier | SequenceClassifier | None = None
+        # `kind="combined"`: the linear head that must confirm a flag on indirect text.
+        self.confirmer: InjectionClassifier | None = None
         if use_classifier and kind == "linear":
             self.classifier = InjectionClassifier(embedder, weights_path)
         elif use_classifier:
             self.classifier = SequenceClassifier(Path(model_path) if model_path else None)
+            if kind == "combined":
+                self.confirmer = InjectionClassifier(embedder, weights_path)
 
     def load(self) -> None:
         """Load the classifier (and its model) now, so the first request does not pay for it."""
-        if self.classifier is not None:
-            self.classifier.load()
+        for model in (self.classifier, self.confirmer):
+            if model is not None:
+                model.load()
 
     def check_rules(self, text: str, *, source: str = "user") -> InjectionVerdict | None:
         """The rule layer alone: a flagged verdict, or None when no unquoted rule fired."""
@@ -144,8 +172,37 @@ class InjectionDetector:
         verdict, window = self._before_classifier(text, source)
         if verdict is not None:
             return verdict
-        assert self.classifier is not None and window is not None
-        return self._classified(self.classifier.probability(window))
+        assert window is not None
+        return self.classify_window(window, source)
+
+    def classify_window(self, window: str, source: str = "user") -> InjectionVerdict:
+        """The classifier layer alone on a normalized scan window (`check` past the rules
+        and the gate; the bench scores layers with it)."""
+        assert self.classifier is not None
+        score = self.classifier.probability(window)
+        if self._confirm(score, source):
+            assert self.confirmer is not None
+            return self._confirmed(score, self.confirmer.probability(window))
+        return self._classified(score)
+
+    async def _classify_window_async(self, window: str, source: str) -> InjectionVerdict:
+        assert self.classifier is not None
+        score = await self.classifier.probability_async(window)
+        if self._confirm(score, source):
+            assert self.confirmer is not None
+            return self._confirmed(score, await self.confirmer.probability_async(window))
+        return self._classified(score)
+
+    def _confirm(self, score: float, source: str) -> bool:
+        """Whether the linear head must confirm this flag (combined kind, indirect text)."""
+        return (
+            self.confirmer is not None and score >= self.threshold and source in _CONFIRMED_SOURCES
+        )
+
+    def _confirmed(self, score: float, linear: float) -> InjectionVerdict:
+        if linear >= self.linear_threshold:
+            return self._classified(score)
+        return InjectionVerdict(False, linear, None, "classifier")
 
     def _before_classifier(
         self, text: str, source: str
@@ -205,8 +262,8 @@ class InjectionDetector:
         # Rules inline (short); the embedding off the event loop (the embedder's own thread).
         verdict, window = self._before_classifier(text, source)
         if verdict is None:
-            assert self.classifier is not None and window is not None
-            verdict = self._classified(await self.classifier.probability_async(window))
+            assert window is not None
+            verdict = await self._classify_window_async(window, source)
         if checker is None or not self.uncertain(verdict):
             return verdict
         try:
