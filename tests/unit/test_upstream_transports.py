@@ -359,3 +359,64 @@ async def test_an_empty_error_body_labelled_gzip_is_the_status(
         assert caught.value.retry_after_s == 3
         with pytest.raises(UpstreamStatusError):
             await events(transport, url)
+
+
+@pytest.mark.parametrize(
+    "how", ["abandoned", "cancelled", "post cancelled", "post timed out", "no headers by ttft"]
+)
+async def test_a_call_given_up_closes_its_upstream_connection(
+    transport: UpstreamTransport, how: str
+) -> None:
+    """review4: a call given up (a stream left mid-way, a call cancelled as its client went
+    away, a deadline passed) closes its upstream connection, so the upstream stops
+    generating; by the call's total deadline at the latest. pyreqwest's did not: a Python
+    timeout or cancellation leaves reqwest's request running (its connection stayed open
+    until the upstream ended)."""
+    closed = asyncio.Event()
+    answer = how in ("abandoned", "cancelled")
+    short = TimeoutConfig(connect_s=2, ttft_s=0.5, idle_s=5, total_s=1.5)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        if answer:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                b"transfer-encoding: chunked\r\n\r\n" + b"9\r\ndata: 1\n\n\r\n"
+            )
+            await writer.drain()
+        await reader.read()  # until the client closes its side
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/x"
+    try:
+        if how == "abandoned":
+            assert await events(transport, url, stop_at="1") == ["1"]
+        elif how in ("post timed out", "no headers by ttft"):
+            with pytest.raises(UpstreamTimeoutError):
+                if how == "post timed out":
+                    await transport.post(url, JSON, b"{}", short, "d")
+                else:
+                    async with transport.open_stream(url, JSON, b"{}", short, "d"):
+                        pass
+        else:
+            call = (
+                transport.post(url, JSON, b"{}", short, "d")
+                if how == "post cancelled"
+                else events(transport, url)
+            )
+            task = asyncio.ensure_future(call)
+            await asyncio.sleep(0.3)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        await asyncio.wait_for(closed.wait(), 3)
+    finally:
+        server.close()

@@ -103,6 +103,9 @@ class ReqwestTransport:
             .post(url)
             .headers(headers)
             .header("accept-encoding", ACCEPT_ENCODING)
+            # reqwest's own deadline too: a Python timeout or cancellation does not stop a
+            # request under way (its connection stays open, the upstream goes on generating)
+            .timeout(timedelta(seconds=timeouts.total_s))
             .body_bytes(body)
         )
 
