@@ -553,13 +553,20 @@ async def test_an_anthropic_document_goes_upstream_masked(block: dict[str, Any])
     assert "carol.vacuum@example.org" in before or _b64(DOC_TEXT) in before
 
 
-async def test_an_openai_text_file_goes_upstream_masked() -> None:
+TEXT_DATA_URLS = ["data:text/plain;base64,", "data:text/plain;charset=utf-8;base64,"]
+TEXT_DATA_URLS += ["data:Text/Plain;base64,"]
+
+
+@pytest.mark.parametrize("head", TEXT_DATA_URLS)
+async def test_an_openai_text_file_goes_upstream_masked(head: str) -> None:
+    """review4: a data URL with a parameter (charset=utf-8) or another case was not read
+    as text: its personal data passed pii block and mask, and the injection screen."""
     from sluice.types import CallMeta
     from sluice.wire.openai.request import decode_request
 
     file = {
         "type": "file",
-        "file": {"file_data": f"data:text/plain;base64,{_b64(DOC_TEXT)}", "filename": "kb.txt"},
+        "file": {"file_data": f"{head}{_b64(DOC_TEXT)}", "filename": "kb.txt"},
     }
     req = decode_request(
         {"model": "m", "messages": [{"role": "user", "content": [file]}]},
@@ -574,6 +581,8 @@ async def test_an_openai_text_file_goes_upstream_masked() -> None:
     await stage({"pii": {"mode": "mask"}})(CallContext(req), upstream)
     sent = _sent_upstream(seen[0], "openai")
     assert "carol.vacuum@example.org" not in sent and "<EMAIL_1>" in sent
+    with pytest.raises(GuardBlockedError):
+        await stage({"pii": {"mode": "block"}})(CallContext(req), upstream)
 
 
 @pytest.mark.parametrize("block", ["text", "base64"])
