@@ -414,6 +414,40 @@ def test_prose_about_the_pem_header_is_not_a_key() -> None:
     assert find(text) == []
 
 
+@pytest.mark.parametrize(
+    "after",
+    [
+        " and is kept in /etc/ssl/private/sluice/gateway/tls/server.key on the host.",
+        " then read https://docs.example.com/guides/cryptography/PrivateKeyFormats first.",
+        "\nSee /usr/local/share/ca-certificates/internal/production/gateway for more.",
+    ],
+)
+def test_prose_with_a_path_after_the_pem_header_is_not_a_key(after: str) -> None:
+    """review4: a run of 32 base64 letters anywhere in the next 256 characters (a path, a
+    URL) made the header a key without END, and the key swallowed the prose after it (up
+    to 16 KiB: masked, or the answer blocked). Key material follows the BEGIN line."""
+    from sluice.guardrails.pii import find
+
+    assert find(f"The file starts with -----BEGIN PRIVATE KEY-----{after} Then restart.") == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        PEM_BODY[:300],
+        "\n".join(PEM_BODY[at : at + 64] for at in range(0, 300, 64)),
+        "Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,3F17F5316E2BAC89\n\n" + PEM_BODY[:100],
+    ],
+)
+def test_key_material_without_end_is_found_whole(body: str) -> None:
+    from sluice.guardrails.pii import find
+
+    text = f"-----BEGIN RSA PRIVATE KEY-----\n{body}"
+    assert [(s.start, s.end, s.entity) for s in find(f"Here:\n{text}")] == [
+        (6, 6 + len(text), "SECRET")
+    ]
+
+
 # --- documents: their text goes to the provider masked too --------------------------------
 
 
@@ -519,13 +553,20 @@ async def test_an_anthropic_document_goes_upstream_masked(block: dict[str, Any])
     assert "carol.vacuum@example.org" in before or _b64(DOC_TEXT) in before
 
 
-async def test_an_openai_text_file_goes_upstream_masked() -> None:
+TEXT_DATA_URLS = ["data:text/plain;base64,", "data:text/plain;charset=utf-8;base64,"]
+TEXT_DATA_URLS += ["data:Text/Plain;base64,"]
+
+
+@pytest.mark.parametrize("head", TEXT_DATA_URLS)
+async def test_an_openai_text_file_goes_upstream_masked(head: str) -> None:
+    """review4: a data URL with a parameter (charset=utf-8) or another case was not read
+    as text: its personal data passed pii block and mask, and the injection screen."""
     from sluice.types import CallMeta
     from sluice.wire.openai.request import decode_request
 
     file = {
         "type": "file",
-        "file": {"file_data": f"data:text/plain;base64,{_b64(DOC_TEXT)}", "filename": "kb.txt"},
+        "file": {"file_data": f"{head}{_b64(DOC_TEXT)}", "filename": "kb.txt"},
     }
     req = decode_request(
         {"model": "m", "messages": [{"role": "user", "content": [file]}]},
@@ -540,6 +581,8 @@ async def test_an_openai_text_file_goes_upstream_masked() -> None:
     await stage({"pii": {"mode": "mask"}})(CallContext(req), upstream)
     sent = _sent_upstream(seen[0], "openai")
     assert "carol.vacuum@example.org" not in sent and "<EMAIL_1>" in sent
+    with pytest.raises(GuardBlockedError):
+        await stage({"pii": {"mode": "block"}})(CallContext(req), upstream)
 
 
 @pytest.mark.parametrize("block", ["text", "base64"])

@@ -152,3 +152,24 @@ def test_a_score_is_the_float32_math_not_the_cpus_int8_kernels(verifier: PairVer
         logit = float((pooled @ weights["head.weight"].T + weights["head.bias"])[0, 0])
         expected = 1.0 / (1.0 + np.exp(-logit))
         assert verifier.score(question, stored) == pytest.approx(expected, abs=2e-4)
+
+
+def test_loading_reads_only_the_base_models_embeddings(
+    verifier: PairVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """review4: `_embedding_feeds` (read the three embedding tensors alone) was written but
+    never called: loading read all six layers of the base model (`read_weights`)."""
+    from sluice.embed import model_files
+
+    def whole_file(_folder: Path) -> dict[str, np.ndarray]:
+        raise AssertionError("the whole base model was read")
+
+    monkeypatch.setattr(model_files, "read_weights", whole_file)
+    fresh = PairVerifier()
+    try:
+        fresh.load()
+        assert fresh.score("how do I reset my password", "how do I reset my password") == (
+            verifier.score("how do I reset my password", "how do I reset my password")
+        )
+    finally:
+        fresh.close()

@@ -166,9 +166,14 @@ def request_texts(req: ChatRequest, *, include_system: bool) -> Iterator[tuple[s
 _SOURCE = {"user": "user", "assistant": "assistant", "tool": "tool"}
 
 
+def is_plain_text(media_type: str | None) -> bool:
+    """None or text/plain, whatever its case and parameters (`text/plain; charset=utf-8`)."""
+    return media_type is None or media_type.split(";", 1)[0].strip().lower() == "text/plain"
+
+
 def _document_text(part: DocumentPart) -> str | None:
     """A plain-text document's text (PDFs and file ids are not read here)."""
-    if part.data is None or part.media_type not in (None, "text/plain"):
+    if part.data is None or not is_plain_text(part.media_type):
         return None
     if part.kind == "search_result":
         return part.data

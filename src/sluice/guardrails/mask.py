@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sluice.guardrails.checks import request_texts
+from sluice.guardrails.checks import is_plain_text, request_texts
 from sluice.guardrails.pii import Entity, find
 from sluice.types import (
     ChatRequest,
@@ -234,9 +234,7 @@ def mask_document(part: DocumentPart, mask: Callable[[str], str]) -> DocumentPar
 
     title = m(part.title) if part.title else part.title
     data = part.data
-    if data is not None and (
-        part.kind == "search_result" or part.media_type in (None, "text/plain")
-    ):
+    if data is not None and (part.kind == "search_result" or is_plain_text(part.media_type)):
         data = _mask_data(data, m, plain=part.media_type is not None)
     raw = _mask_block(part.raw, m) if part.raw is not None else None
     if not changed:
@@ -285,7 +283,12 @@ def _mask_block(raw: dict[str, Any], m: Callable[[str], str]) -> dict[str, Any]:
         kind, media = source.get("type"), source.get("media_type")
         if kind == "text" and isinstance(source.get("data"), str):
             source["data"] = m(source["data"])
-        elif kind == "base64" and media == "text/plain" and isinstance(source.get("data"), str):
+        elif (
+            kind == "base64"
+            and isinstance(media, str)
+            and is_plain_text(media)
+            and isinstance(source.get("data"), str)
+        ):
             source["data"] = _mask_data(source["data"], m)
         elif kind == "content":
             source["content"] = _mask_texts(source.get("content"), m)
@@ -294,9 +297,9 @@ def _mask_block(raw: dict[str, Any], m: Callable[[str], str]) -> dict[str, Any]:
     if out.get("type") == "file" and isinstance(spec, dict):
         spec = dict(spec)
         value = spec.get("file_data")
-        if isinstance(value, str) and value.startswith("data:text/plain;base64,"):
-            head = "data:text/plain;base64,"
-            spec["file_data"] = head + _mask_data(value[len(head) :], m)
+        head, b64, data = value.partition(";base64,") if isinstance(value, str) else ("", "", "")
+        if b64 and head.startswith("data:") and is_plain_text(head[5:]):
+            spec["file_data"] = head + b64 + _mask_data(data, m)
         elif isinstance(value, str) and not value.startswith("data:"):
             spec["file_data"] = _mask_data(value, m, plain=False)
         out["file"] = spec

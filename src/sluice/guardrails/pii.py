@@ -56,9 +56,11 @@ PATTERN = re.compile(
       | -----BEGIN\ (?:[A-Z0-9]+\ ){0,3}PRIVATE\ KEY-----        # PEM private key: the
         (?: (?>(?:[A-Za-z0-9+/=\s:,.]|-(?!----)){0,16384})      # body (atomic, no dash
             -----END\ (?:[A-Z0-9]+\ ){0,3}PRIVATE\ KEY-----     # run: linear in the text)
-          | (?=[A-Za-z0-9+/=\s:,.-]{0,256}?[A-Za-z0-9+/]{32})   # or key material with no
-            (?>(?:[A-Za-z0-9+/=\s:,.]|-(?!----)){0,16384})      # END line: cut short by
-        )                                                       # max_tokens, or left out
+          | \s{1,4}(?:[A-Za-z-]{1,32}:[^\n]{0,128}\n\s{0,4}){0,4}  # or key material with
+            (?=[A-Za-z0-9+/]{32})                               # no END line (cut by
+            (?>(?:[A-Za-z0-9+/=]{16,}\s{0,4}){1,1024})          # max_tokens, or left
+            [A-Za-z0-9+/=]{0,15}                                # out): base64 lines right
+        )                                                       # after BEGIN (RFC 1421
     )
   | (?P<bearer>
         (?P<bearer_keep>(?i:\bbearer)\s{1,4})

@@ -36,14 +36,13 @@ from sluice.errors import (
 )
 from sluice.providers.http import (
     TRAILING_END_S,
-    Inflate,
     SSEEvent,
     parse_json,
     sse_stream,
     status_error,
     transport_error,
 )
-from sluice.providers.transport import Headers
+from sluice.providers.transport import ACCEPT_ENCODING, Headers, Inflate
 
 
 class AiohttpTransport:
@@ -66,6 +65,8 @@ class AiohttpTransport:
                 cookie_jar=aiohttp.DummyCookieJar(),  # no state between tenants' calls
                 skip_auto_headers=("User-Agent",),
                 auto_decompress=False,  # ours (`Inflate`): aiohttp's passes a cut body on
+                # and only what `Inflate` decodes (aiohttp's default adds br, zstd if installed)
+                headers={"accept-encoding": ACCEPT_ENCODING},
             )
         return self._session
 
@@ -82,6 +83,8 @@ class AiohttpTransport:
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise ValueError(f"header {name!r} holds a line break")
+        if "accept-encoding" in headers:  # forwarded: only what `Inflate` decodes
+            headers = {**headers, "accept-encoding": ACCEPT_ENCODING}
         proxy, proxy_auth = self._proxy(url)
         return self.session().post(
             url,

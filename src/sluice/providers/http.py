@@ -15,7 +15,6 @@ All run the same test suite (tests/unit/test_upstream_transports.py).
 from __future__ import annotations
 
 import asyncio
-import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -32,7 +31,12 @@ from sluice.errors import (
     UpstreamTimeoutError,
 )
 from sluice.providers.ratelimit import parse_retry_after
-from sluice.providers.transport import BadResponse, ConnectFailed, ConnectTimeout, Headers
+from sluice.providers.transport import (
+    BadResponse,
+    ConnectFailed,
+    ConnectTimeout,
+    Headers,
+)
 from sluice.providers.upstream_codes import upstream_code
 
 
@@ -224,31 +228,6 @@ def _parse_block(block: bytes) -> SSEEvent | None:
             event = line[6:].strip()
         # ":" comments and unknown fields are ignored, as the SSE spec says.
     return SSEEvent(event, "\n".join(data)) if data else None
-
-
-class Inflate:
-    """A gzip or deflate body's decoder for the library transports (whose own decoders hand
-    on a compressed body cut short as if it had ended); `end` raises if it was."""
-
-    def __init__(self, gzip: bool) -> None:
-        self._z = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS)
-
-    @staticmethod
-    def of(headers: Headers) -> Inflate | None:
-        coding = headers.get("content-encoding", "").lower()
-        return Inflate(coding == "gzip") if coding in ("gzip", "deflate") else None
-
-    def feed(self, data: bytes) -> bytes:
-        try:
-            return self._z.decompress(data)
-        except zlib.error as exc:
-            raise BadResponse(f"invalid compressed body: {exc}") from exc
-
-    def end(self) -> bytes:
-        out = self._z.flush()
-        if not self._z.eof:
-            raise BadResponse("the compressed body is cut short")
-        return out
 
 
 def parse_json(raw: bytes, dep: str) -> Any:

@@ -39,14 +39,13 @@ from sluice.errors import (
 )
 from sluice.providers.http import (
     TRAILING_END_S,
-    Inflate,
     SSEEvent,
     parse_json,
     sse_stream,
     status_error,
     transport_error,
 )
-from sluice.providers.transport import Headers
+from sluice.providers.transport import ACCEPT_ENCODING, Headers, Inflate
 
 
 class ReqwestTransport:
@@ -97,11 +96,16 @@ class ReqwestTransport:
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise ValueError(f"header {name!r} holds a line break")
+        if "accept-encoding" in headers:  # forwarded: `header` would add ours beside it
+            headers = {k: v for k, v in headers.items() if k != "accept-encoding"}
         return (
             self.client(timeouts.connect_s)
             .post(url)
             .headers(headers)
-            .header("accept-encoding", "gzip, deflate")
+            .header("accept-encoding", ACCEPT_ENCODING)
+            # reqwest's own deadline too: a Python timeout or cancellation does not stop a
+            # request under way (its connection stays open, the upstream goes on generating)
+            .timeout(timedelta(seconds=timeouts.total_s))
             .body_bytes(body)
         )
 

@@ -56,6 +56,42 @@ class BadResponse(Exception):
     """The upstream's bytes are not a valid HTTP/1.x response."""
 
 
+ACCEPT_ENCODING = "gzip, deflate"  # every transport asks for what `Inflate` decodes, no more
+
+
+class Inflate:
+    """A gzip or deflate body's decoder for every transport (the libraries' own decoders
+    hand on a compressed body cut short as if it had ended); `end` raises if it was."""
+
+    def __init__(self, gzip: bool) -> None:
+        self._z = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS)
+        self._sniff = not gzip  # 'deflate' is zlib-wrapped by the RFC, raw by some servers
+        self._empty = True  # no body at all is an empty body (a proxy's labelled 429)
+
+    @staticmethod
+    def of(headers: Headers) -> Inflate | None:
+        coding = headers.get("content-encoding", "").strip().lower()
+        return Inflate(coding == "gzip") if coding in ("gzip", "deflate") else None
+
+    def feed(self, data: bytes) -> bytes:
+        if data:
+            self._empty = False
+        if self._sniff and data:
+            self._sniff = False
+            if data[0] & 0x0F != 8:  # no zlib header (RFC 1950 CM = 8): raw deflate
+                self._z = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
+        try:
+            return self._z.decompress(data)
+        except zlib.error as exc:
+            raise BadResponse(f"invalid compressed body: {exc}") from exc
+
+    def end(self) -> bytes:
+        out = self._z.flush()
+        if not self._z.eof and not self._empty:
+            raise BadResponse("the compressed body is cut short")
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """A URL split once into what a connection and a request line need."""
@@ -196,12 +232,7 @@ class Response:
         self._release: Callable[[_Connection, bool], None] | None = None
         self._paused = False
         self._streamed = False  # read through `chunks`: only then may reading pause
-        coding = headers.get("content-encoding", "").lower()
-        self._inflate = (
-            zlib.decompressobj(wbits=16 + zlib.MAX_WBITS if coding == "gzip" else zlib.MAX_WBITS)
-            if coding in ("gzip", "deflate")
-            else None
-        )
+        self._inflate = Inflate.of(headers)
 
     # -- fed by the connection
     def feed(self, data: bytes) -> None:
@@ -282,15 +313,8 @@ class Response:
     def _decode(self, data: bytes, final: bool) -> bytes:
         if self._inflate is None:
             return data
-        try:
-            out = self._inflate.decompress(data)
-            if final:
-                out += self._inflate.flush()
-                if not self._inflate.eof:
-                    raise BadResponse("the compressed body is cut short")
-            return out
-        except zlib.error as exc:
-            raise BadResponse(f"invalid compressed body: {exc}") from exc
+        out = self._inflate.feed(data)
+        return out + self._inflate.end() if final else out
 
     def release_when_done(self, within_s: float) -> None:
         """Release once the body has ended, waiting for that at most `within_s` in the
@@ -470,7 +494,7 @@ class Pool:
 def _request_head(target: Target, headers: dict[str, str], length: int) -> bytes:
     lines = [
         f"POST {target.path} HTTP/1.1\r\nhost: {target.host_header}\r\n"
-        f"content-length: {length}\r\naccept-encoding: gzip, deflate\r\n"
+        f"content-length: {length}\r\naccept-encoding: {ACCEPT_ENCODING}\r\n"
     ]
     for name, value in headers.items():
         if name.lower() in _SET_BY_US:

@@ -107,11 +107,7 @@ class PairVerifier:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        base = model_files.read_weights(folder)
-        feeds = {
-            name: np.ascontiguousarray(base[source]) for name, source in EMBEDDING_FEEDS.items()
-        }
-        del base
+        feeds = _embedding_feeds(folder)
         values = [ort.OrtValue.ortvalue_from_numpy(array) for array in feeds.values()]
         options.add_external_initializers(list(feeds), values)
         session = ort.InferenceSession(
