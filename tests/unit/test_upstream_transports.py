@@ -195,7 +195,11 @@ async def test_at_most_max_connections_per_host(transport: UpstreamTransport) ->
 
     async with serve(slow) as (url, server):
         calls = [asyncio.create_task(transport.post(url, JSON, b"{}", FAST, "d")) for _ in range(5)]
-        await asyncio.sleep(0.2)
+        for _ in range(100):  # the first two requests arrive (slowly on a loaded machine)
+            if len(server.requests) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # and no third connection follows
         assert server.connections == 2 and len(server.requests) == 2
         release.set()
         assert [body for _, body in await asyncio.gather(*calls)] == [{}] * 5
@@ -343,6 +347,28 @@ async def test_a_raw_deflate_body_is_read(transport: UpstreamTransport) -> None:
     raw = packer.compress(b'{"hello":"world"}') + packer.flush()
     async with serve(ok(raw, b"content-encoding: deflate\r\n")) as (url, _):
         assert (await transport.post(url, JSON, b"{}", FAST, "d"))[1] == {"hello": "world"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_compressed_body_decoding_past_the_limit_is_refused(
+    transport: UpstreamTransport, stream: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small gzip body that decodes to far more than any answer (a "zip bomb": 400 KB
+    became a 400 MB string and 1.25 GB of memory) is an upstream error, with never more than
+    the limit decoded in memory."""
+    from sluice.providers import transport as transport_module
+
+    monkeypatch.setattr(transport_module, "MAX_INFLATED_BYTES", 1 << 20)
+    body = (b"data: " + b"x" * 60_000 + b"\n\n") * 40 if stream else b'{"a":"' + b"x" * 4_000_000
+    packed = gzip.compress(body)
+    assert len(packed) < 60_000
+    async with serve(ok(packed, b"content-encoding: gzip\r\n")) as (url, _):
+        with pytest.raises(UpstreamError) as caught:
+            if stream:
+                await events(transport, url)
+            else:
+                await transport.post(url, JSON, b"{}", FAST, "d")
+        assert "decodes to over" in repr(caught.value.__cause__ or caught.value.__context__)
 
 
 async def test_an_empty_error_body_labelled_gzip_is_the_status(

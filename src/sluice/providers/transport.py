@@ -57,16 +57,22 @@ class BadResponse(Exception):
 
 
 ACCEPT_ENCODING = "gzip, deflate"  # every transport asks for what `Inflate` decodes, no more
+# The most a compressed upstream body may decode to. A few hundred KB of gzip can decode to
+# GBs (a "zip bomb"); no model answer comes near this. An uncompressed body is bounded by the
+# bytes the upstream must actually send within the call's deadline.
+MAX_INFLATED_BYTES = 64 * 1024 * 1024
 
 
 class Inflate:
     """A gzip or deflate body's decoder for every transport (the libraries' own decoders
     hand on a compressed body cut short as if it had ended); `end` raises if it was."""
 
-    def __init__(self, gzip: bool) -> None:
+    def __init__(self, gzip: bool, limit: int | None = None) -> None:
         self._z = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS)
         self._sniff = not gzip  # 'deflate' is zlib-wrapped by the RFC, raw by some servers
         self._empty = True  # no body at all is an empty body (a proxy's labelled 429)
+        self._limit = MAX_INFLATED_BYTES if limit is None else limit
+        self._left = self._limit  # decoded bytes still allowed
 
     @staticmethod
     def of(headers: Headers) -> Inflate | None:
@@ -80,10 +86,14 @@ class Inflate:
             self._sniff = False
             if data[0] & 0x0F != 8:  # no zlib header (RFC 1950 CM = 8): raw deflate
                 self._z = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
-        try:
-            return self._z.decompress(data)
+        try:  # never more than the limit in memory, however small the input
+            out = self._z.decompress(data, self._left + 1)
         except zlib.error as exc:
             raise BadResponse(f"invalid compressed body: {exc}") from exc
+        self._left -= len(out)
+        if self._left < 0 or (self._z.unconsumed_tail and self._left == 0):
+            raise BadResponse(f"the compressed body decodes to over {self._limit} bytes")
+        return out
 
     def end(self) -> bytes:
         out = self._z.flush()
