@@ -170,3 +170,48 @@ async def test_forwarded_items_reach_the_spend_ledger_and_budget_counters(
             assert tokens[0]["spent"] == spent["tokens"]
         finally:
             await client.close()
+
+
+async def test_a_run_item_whose_answer_cannot_be_encoded_keeps_its_record_and_charge(
+    sim_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """review4: encoding the answer sat after the item's try. Had it raised after the
+    upstream answered, the item ended errored with neither a call record nor a charge."""
+    import dataclasses
+
+    import sluice.web.batches as batches_web
+
+    def boom(response: Any, model: str) -> dict[str, Any]:
+        raise RuntimeError("cannot encode")
+
+    broken = dataclasses.replace(batches_web.OPENAI_FRONTEND, encode_response=boom)
+    monkeypatch.setattr(batches_web, "OPENAI_FRONTEND", broken)
+    set_env(monkeypatch)
+    data = _config(sim_url, str(tmp_path), "memory").model_dump()
+    data["batch"]["models"] = {}  # run mode: through the gateway's own pipeline
+    async with gateway(SluiceConfig.model_validate(data)) as (base, app):
+        gw = app[GATEWAY]
+        async with aiohttp.ClientSession() as http:
+            made_key = await create_key(http, base, user="ann", team="red")
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key=made_key["key"], max_retries=0)
+        try:
+            upload = await client.files.create(file=("in.jsonl", _lines(2)), purpose="batch")
+            made = await client.batches.create(
+                input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            done = await _done(client, made.id)
+            assert done.request_counts is not None and done.request_counts.failed == 2
+            assert gw.limits is not None and gw.limits.ledger is not None
+            for _ in range(100):  # the held charges settle in the runner's housekeeping
+                await gw.limits.ledger.flush()
+                spent = spend_since(gw.limits.ledger.engine, "key_id", 0.0, tenant="acme")
+                if spent and next(iter(spent.values()))["calls"] == 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert next(iter(spent.values()))["calls"] == 2  # both calls charged
+        finally:
+            await client.close()
+    url = str(gw.config.observability.records.store_url)
+    report = orjson.loads(run_report(url, "1h", "batch", as_json=True))
+    row = next(g for g in report["groups"] if g["group"] == made.id)
+    assert row["calls"] == 2  # and recorded

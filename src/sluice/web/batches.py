@@ -108,6 +108,8 @@ def item_runner(gateway: Gateway) -> ItemRunner:
             result = await gateway.handler(ctx)
             if not isinstance(result, ChatResponse):  # not streamed: never happens
                 raise InvalidRequestError("batch items cannot stream")
+            # encoded inside: should it fail, the call still has its record and its charge
+            payload = frontend.encode_response(result, ctx.request.model)
         except SluiceError as err:
             gateway.recorder.finish(
                 ctx,
@@ -130,7 +132,6 @@ def item_runner(gateway: Gateway) -> ItemRunner:
                 error_type=internal.code,
             )
             return Outcome(500, frontend.error_body(internal), request_id, charge())
-        payload = frontend.encode_response(result, ctx.request.model)
         gateway.recorder.finish(
             ctx, request_id=request_id, started=started, wall_start=wall_start, status=200
         )

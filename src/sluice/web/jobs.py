@@ -145,6 +145,8 @@ async def execute_chat(
         if not isinstance(result, ChatResponse):  # pragma: no cover - stream is off
             await result.aclose()
             raise InternalError("the pipeline answered a stream to a non-streaming job")
+        # encoded inside: should it fail, the call still has its record and its charge
+        payload = frontend.encode_response(result, _answer_model(ctx))
     except SluiceError as err:
         finish(err.http_status, err.code)
         return err.http_status, frontend.error_body(err)
@@ -155,7 +157,6 @@ async def execute_chat(
         return 500, frontend.error_body(internal)
     finally:
         gateway.active_calls -= 1
-    payload = frontend.encode_response(result, _answer_model(ctx))
     finish(200)
     return 200, payload
 
