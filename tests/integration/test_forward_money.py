@@ -184,7 +184,9 @@ async def test_a_run_item_whose_answer_cannot_be_encoded_keeps_its_record_and_ch
     def boom(response: Any, model: str) -> dict[str, Any]:
         raise RuntimeError("cannot encode")
 
-    broken = dataclasses.replace(batches_web.OPENAI_FRONTEND, encode_response=boom)
+    from sluice.frontends.openai import OPENAI_FRONTEND
+
+    broken = dataclasses.replace(OPENAI_FRONTEND, encode_response=boom)
     monkeypatch.setattr(batches_web, "OPENAI_FRONTEND", broken)
     set_env(monkeypatch)
     data = _config(sim_url, str(tmp_path), "memory").model_dump()
@@ -202,6 +204,7 @@ async def test_a_run_item_whose_answer_cannot_be_encoded_keeps_its_record_and_ch
             done = await _done(client, made.id)
             assert done.request_counts is not None and done.request_counts.failed == 2
             assert gw.limits is not None and gw.limits.ledger is not None
+            spent: dict[str, Any] = {}
             for _ in range(100):  # the held charges settle in the runner's housekeeping
                 await gw.limits.ledger.flush()
                 spent = spend_since(gw.limits.ledger.engine, "key_id", 0.0, tenant="acme")
