@@ -204,7 +204,7 @@ async def test_a_run_item_whose_answer_cannot_be_encoded_keeps_its_record_and_ch
             done = await _done(client, made.id)
             assert done.request_counts is not None and done.request_counts.failed == 2
             assert gw.limits is not None and gw.limits.ledger is not None
-            spent: dict[str, Any] = {}
+            spent: dict[str | None, dict[str, Any]] = {}
             for _ in range(100):  # the held charges settle in the runner's housekeeping
                 await gw.limits.ledger.flush()
                 spent = spend_since(gw.limits.ledger.engine, "key_id", 0.0, tenant="acme")
