@@ -188,9 +188,11 @@ async def sse_batches(
             start = 0
             batch: list[SSEEvent] = []
             while (end := buffer.find(b"\n\n", start)) >= 0:
-                event = _parse_block(buffer[start:end])
+                block = buffer[start:end]
                 start = end + 2
-                if event is not None:
+                if block[:6] == b"data: " and b"\n" not in block:  # the usual event, inline
+                    batch.append(SSEEvent(None, block[6:].decode("utf-8")))
+                elif (event := _parse_block(block)) is not None:
                     batch.append(event)
             buffer = buffer[start:] if start else buffer
             yield batch

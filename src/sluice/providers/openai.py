@@ -22,9 +22,7 @@ from sluice.types import (
     ChatRequest,
     ChatResponse,
     EventStream,
-    Finish,
     StreamEvent,
-    StreamStart,
 )
 from sluice.wire.openai.request import encode_request
 from sluice.wire.openai.response import decode_response
@@ -108,8 +106,8 @@ class OpenAIProvider:
             dep.timeouts,
             dep.id,
         ) as (headers, batches):
-            decoder = ChunkDecoder()
-            finished = done = False
+            decoder = ChunkDecoder(parse_ratelimit(headers))
+            done = False
             async for batch in batches:
                 out: list[StreamEvent] = []
                 try:
@@ -117,12 +115,7 @@ class OpenAIProvider:
                         if event.data == "[DONE]":
                             done = True
                             break
-                        for item in decoder.feed(parse_event_json(event, dep.id)):
-                            if isinstance(item, StreamStart):
-                                item.ratelimit = parse_ratelimit(headers)
-                            elif isinstance(item, Finish):
-                                finished = True
-                            out.append(item)
+                        out += decoder.feed(parse_event_json(event, dep.id))
                 except Exception:
                     if out:  # what arrived before the bad event is delivered first
                         yield out
@@ -133,7 +126,7 @@ class OpenAIProvider:
                     break
                 out.append(FLUSH)
                 yield out
-            if not finished:
+            if not decoder.finished:
                 raise UpstreamConnectError(
                     f"upstream {dep.id} ended the stream before the answer finished",
                     deployment=dep.id,
