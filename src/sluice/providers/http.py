@@ -245,9 +245,13 @@ def parse_event_json(event: SSEEvent, dep: str) -> Any:
     try:
         return orjson.loads(event.data)
     except orjson.JSONDecodeError as exc:
-        raise UpstreamMalformedError(
-            f"upstream {dep} sent a stream event that is not JSON", deployment=dep
-        ) from exc
+        raise event_not_json(dep) from exc
+
+
+def event_not_json(dep: str) -> UpstreamMalformedError:
+    return UpstreamMalformedError(
+        f"upstream {dep} sent a stream event that is not JSON", deployment=dep
+    )
 
 
 def _error_message(raw: bytes) -> str:

@@ -14,7 +14,7 @@ from sluice.config import OpenAIProviderConfig
 from sluice.errors import UpstreamConnectError
 from sluice.providers.base import Deployment
 from sluice.providers.forwarding import HeaderFilter, upstream_headers
-from sluice.providers.http import make_transport, parse_event_json
+from sluice.providers.http import event_not_json, make_transport
 from sluice.providers.ratelimit import parse_ratelimit
 from sluice.types import (
     FLUSH,
@@ -115,10 +115,13 @@ class OpenAIProvider:
                         if event.data == "[DONE]":
                             done = True
                             break
-                        out += decoder.feed(parse_event_json(event, dep.id))
-                except Exception:
+                        # `parse_event_json` inline: one call fewer per event
+                        out += decoder.feed(orjson.loads(event.data))
+                except Exception as exc:
                     if out:  # what arrived before the bad event is delivered first
                         yield out
+                    if isinstance(exc, orjson.JSONDecodeError):
+                        raise event_not_json(dep.id) from exc
                     raise
                 if done:
                     if out:
