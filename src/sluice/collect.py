@@ -57,7 +57,8 @@ class StreamCollector:
 
     def add(self, event: StreamEvent) -> None:
         if isinstance(event, TextDelta):
-            self._seen("text")
+            if "text" not in self._order:  # `_seen("text")`, without the call per event
+                self._order.append("text")
             self._text.append(event.text)
             if event.logprobs:
                 self._logprobs.extend(event.logprobs)

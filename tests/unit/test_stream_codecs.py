@@ -170,3 +170,30 @@ async def test_sse_reader_handles_any_split_and_line_endings() -> None:
         got = [(e.event, e.data) for e in events if e is not READ_BOUNDARY]
         assert got == expected, size
         assert sum(e is READ_BOUNDARY for e in events) == len(pieces)  # one per network read
+
+
+def test_openai_decoder_text_fast_path_and_its_own_start_and_finish() -> None:
+    """The one-field text delta skips `_decode_delta`; deltas with more fields do not, and
+    the decoder itself puts the rate limit on the start and notes the finish."""
+    from sluice.types import RateLimitInfo, ThinkingDelta
+
+    limit = RateLimitInfo(limit_requests=10)
+    decoder = ChunkDecoder(limit)
+    lp = [{"token": "a", "logprob": -0.1}]
+    first = decoder.feed({"id": "x", "choices": [{"delta": {"role": "assistant", "content": ""}}]})
+    assert len(first) == 1 and isinstance(first[0], StreamStart)
+    assert first[0].ratelimit is limit
+    assert decoder.feed({"choices": [{"delta": {"content": ""}}]}) == []
+    assert decoder.feed(
+        {"choices": [{"delta": {"content": "a"}, "logprobs": {"content": lp}}]}
+    ) == [TextDelta("a", lp)]
+    assert decoder.feed({"choices": [{"delta": {"reasoning_content": "r", "content": "b"}}]}) == [
+        ThinkingDelta("r"),
+        TextDelta("b"),
+    ]
+    assert decoder.feed({"choices": [{"index": 1, "delta": {"content": "other"}}]}) == []
+    assert not decoder.finished
+    assert decoder.feed({"choices": [{"delta": {}, "finish_reason": "length"}]}) == [
+        Finish("length")
+    ]
+    assert decoder.finished

@@ -188,9 +188,11 @@ async def sse_batches(
             start = 0
             batch: list[SSEEvent] = []
             while (end := buffer.find(b"\n\n", start)) >= 0:
-                event = _parse_block(buffer[start:end])
+                block = buffer[start:end]
                 start = end + 2
-                if event is not None:
+                if block[:6] == b"data: " and b"\n" not in block:  # the usual event, inline
+                    batch.append(SSEEvent(None, block[6:].decode("utf-8")))
+                elif (event := _parse_block(block)) is not None:
                     batch.append(event)
             buffer = buffer[start:] if start else buffer
             yield batch
@@ -243,9 +245,13 @@ def parse_event_json(event: SSEEvent, dep: str) -> Any:
     try:
         return orjson.loads(event.data)
     except orjson.JSONDecodeError as exc:
-        raise UpstreamMalformedError(
-            f"upstream {dep} sent a stream event that is not JSON", deployment=dep
-        ) from exc
+        raise event_not_json(dep) from exc
+
+
+def event_not_json(dep: str) -> UpstreamMalformedError:
+    return UpstreamMalformedError(
+        f"upstream {dep} sent a stream event that is not JSON", deployment=dep
+    )
 
 
 def _error_message(raw: bytes) -> str:

@@ -10,6 +10,7 @@ import orjson
 from sluice.errors import SluiceError, UpstreamMalformedError
 from sluice.types import (
     Finish,
+    RateLimitInfo,
     StreamEvent,
     StreamStart,
     TextDelta,
@@ -34,10 +35,12 @@ _TEXT_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'
 class ChunkDecoder:
     """Turns upstream chunks (parsed JSON) into neutral events, one chunk at a time."""
 
-    __slots__ = ("_started",)
+    __slots__ = ("_ratelimit", "_started", "finished")
 
-    def __init__(self) -> None:
+    def __init__(self, ratelimit: RateLimitInfo | None = None) -> None:
         self._started = False
+        self._ratelimit = ratelimit  # the upstream's rate-limit headers, on the StreamStart
+        self.finished = False  # a Finish was decoded: the caller checks once, not per event
 
     def feed(self, chunk: Any) -> list[StreamEvent]:
         if not isinstance(chunk, dict):
@@ -53,6 +56,7 @@ class ChunkDecoder:
                     created=int(chunk.get("created") or 0),
                     system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
                     service_tier=tier if isinstance(tier, str) else None,
+                    ratelimit=self._ratelimit,
                 )
             )
         if "error" in chunk and not chunk.get("choices"):
@@ -62,10 +66,16 @@ class ChunkDecoder:
             if choice.get("index", 0) != 0:
                 continue
             logprobs = choice.get("logprobs")
-            content = logprobs.get("content") if isinstance(logprobs, dict) else None
-            self._decode_delta(choice.get("delta") or {}, events, content or None)
+            content = logprobs.get("content") if logprobs and isinstance(logprobs, dict) else None
+            delta = choice.get("delta") or {}
+            if len(delta) == 1 and "content" in delta:  # the usual chunk: a piece of text
+                if text := delta["content"]:
+                    events.append(TextDelta(text, content or None))
+            else:
+                self._decode_delta(delta, events, content or None)
             reason = choice.get("finish_reason")
             if reason:
+                self.finished = True
                 events.append(Finish(FINISH_FROM_OPENAI.get(reason, "stop")))
         if chunk.get("usage"):
             events.append(UsageUpdate(decode_usage(chunk["usage"])))
@@ -145,6 +155,8 @@ class ChunkEncoder:
     def encode(self, event: StreamEvent) -> bytes:
         if isinstance(event, TextDelta):
             if event.logprobs is None:
+                if (head := self._text_head) is not None:  # `_text`, without its call
+                    return head + orjson.dumps(event.text) + _TEXT_TAIL
                 return self._text(event.text)
             return self._delta({"content": event.text}, logprobs=event.logprobs)
         if isinstance(event, ToolCallDelta):
