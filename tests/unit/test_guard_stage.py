@@ -462,3 +462,19 @@ async def test_history_is_not_rechecked_each_turn() -> None:
     req.messages.append(Message("tool", [ToolResultPart("c", [TextPart("first")])]))
     await guard(CallContext(req), lambda c: answer_with("x", c))
     assert detector.seen[-2:] == [("x", "user"), ("first", "tool")]
+
+
+@pytest.mark.parametrize("classifier", ["sequence", "linear", "combined"])
+def test_the_injection_classifier_is_chosen_in_config(classifier: str) -> None:
+    """`guardrails.injection_classifier` picks the detector's classifier (the docs said one
+    config line; before, the stage always built the default)."""
+    config = GuardrailsConfig.model_validate(
+        {"injection": {"mode": "flag"}, "injection_classifier": classifier}
+    )
+    stage = GuardStage(config)
+    assert getattr(stage._injection, "kind", None) == classifier
+
+
+def test_an_unknown_injection_classifier_is_refused() -> None:
+    with pytest.raises(ValueError, match="injection_classifier"):
+        GuardrailsConfig.model_validate({"injection_classifier": "bert"})

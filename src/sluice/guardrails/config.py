@@ -150,6 +150,12 @@ class GuardrailsConfig(GuardSet):
     """The default set, and sets of their own for some models or routes."""
 
     models: dict[str, GuardSet] = Field(default_factory=dict)
+    # The injection detector's classifier behind its rules, one for the whole gateway (one
+    # model in memory): `sequence` (fine-tuned MiniLM: higher recall on phrasings by other
+    # authors), `linear` (a head on the shared embedding: fewer false positives on the
+    # held-out templates), `combined` (documents and tool results need both to agree).
+    # Measured side by side: BENCHMARKS.md, "Injection round 4" and its rounds 5-6.
+    injection_classifier: Literal["sequence", "linear", "combined"] = "sequence"
 
     @field_validator("webhooks")
     @classmethod

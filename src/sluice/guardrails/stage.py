@@ -85,12 +85,13 @@ OFFLOAD_CHARS = 32_768
 INLINE_CHARS = 4_096
 
 
-def load_injection_detector() -> InjectionDetectorLike:
-    """`sluice.guardrails.injection.InjectionDetector()`, imported (and its classifier
-    loaded) when the gateway starts with injection detection on in some guard set."""
+def load_injection_detector(classifier: str = "sequence") -> InjectionDetectorLike:
+    """`sluice.guardrails.injection.InjectionDetector(kind=classifier)`, imported (and its
+    classifier loaded) when the gateway starts with injection detection on in some guard
+    set (`guardrails.injection_classifier`)."""
     try:
         module = importlib.import_module("sluice.guardrails.injection")
-        detector: InjectionDetectorLike = module.InjectionDetector()
+        detector: InjectionDetectorLike = module.InjectionDetector(kind=classifier)
     except (ImportError, AttributeError) as err:
         raise GuardLoadError(
             f"guardrails.injection is on, but the detector is not available: {err}"
@@ -122,7 +123,7 @@ class GuardStage:
         self._injection = injection
         self._seen: OrderedDict[bytes, InjectionResult] = OrderedDict()
         if wants_injection and injection is None:
-            self._injection = load_injection_detector()
+            self._injection = load_injection_detector(config.injection_classifier)
 
     async def __call__(self, ctx: CallContext, nxt: Handler) -> Result:
         plan = self._plans.get(ctx.request.model, self._default)

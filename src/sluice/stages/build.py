@@ -111,7 +111,12 @@ def build_stages(config: SluiceConfig, deps: StageDeps) -> list[Stage]:
     cache = config.cache
     stages: list[Stage] = [AuthStage(deps.auth)]
     # Retrieved chunks are checked by the guard stage's injection detector (one in memory).
-    detector = load_injection_detector() if wants_document_screen(config.guardrails) else None
+    guards = config.guardrails
+    detector = (
+        load_injection_detector(guards.injection_classifier)
+        if wants_document_screen(guards)
+        else None
+    )
     if config.guardrails.enabled:
         stages.append(
             GuardStage(
