@@ -179,7 +179,7 @@ async def test_a_run_item_whose_answer_cannot_be_encoded_keeps_its_record_and_ch
     upstream answered, the item ended errored with neither a call record nor a charge."""
     import dataclasses
 
-    import sluice.web.batches as batches_web
+    import sluice.web.batch_run as batches_web
 
     def boom(response: Any, model: str) -> dict[str, Any]:
         raise RuntimeError("cannot encode")

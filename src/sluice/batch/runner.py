@@ -4,7 +4,7 @@ Each gateway process runs one. A batch's items go into the durable work queue
 (`sluice.queue`: SQLite embedded, pgqueuer on PostgreSQL) at the lowest priority, one
 queue group per batch, deduplicated by (batch, line). The queue delivers each at least
 once; the runner marks it running (`BatchStore.take`), runs it through the item runner it
-was given — the gateway's whole pipeline, injected from `sluice.web.batches`, since this
+was given — the gateway's whole pipeline, injected from `sluice.web.batch_run`, since this
 package sits below the gateway — and writes each item's one result with its charge
 (`BatchStore.finish`); housekeeping moves held charges into the spend ledger every round
 (`BatchStore.settle_charges`; so does a redelivered item that has its result already: a
