@@ -66,6 +66,9 @@ class PiiConfig(Frozen):
     max_scan_bytes: int = Field(default=2_000_000, gt=0)
 
 
+InjectionClassifierKind = Literal["sequence", "linear", "combined"]
+
+
 class InjectionConfig(Frozen):
     """Prompt-injection detection on user text and on indirect text (tool results,
     retrieved documents). `model_check`: ask a model when the score is near the threshold
@@ -155,7 +158,7 @@ class GuardrailsConfig(GuardSet):
     # authors), `linear` (a head on the shared embedding: fewer false positives on the
     # held-out templates), `combined` (documents and tool results need both to agree).
     # Measured side by side: BENCHMARKS.md, "Injection round 4" and its rounds 5-6.
-    injection_classifier: Literal["sequence", "linear", "combined"] = "sequence"
+    injection_classifier: InjectionClassifierKind = "sequence"
 
     @field_validator("webhooks")
     @classmethod

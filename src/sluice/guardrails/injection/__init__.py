@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sluice.guardrails.config import InjectionClassifierKind
 from sluice.guardrails.injection import rules
 from sluice.guardrails.injection.classifier import InjectionClassifier, SyncEmbedder
 from sluice.guardrails.injection.model_check import Ask, model_check
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 Source = Literal["user", "tool", "document", "system"]
-ClassifierKind = Literal["sequence", "linear", "combined"]
+ClassifierKind = InjectionClassifierKind  # one list of kinds: the config's
 KINDS: tuple[str, ...] = ("sequence", "linear", "combined")
 SOURCES: frozenset[str] = frozenset({"user", "tool", "document", "system"})
 
